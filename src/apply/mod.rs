@@ -1,0 +1,448 @@
+//! The executor: carries out a plan's steps through the AWS adapters, recording progress in the
+//! state store as it goes so that a run killed at any point can be resumed.
+//!
+//! One call of [`Engine::apply_tenant`] is the reconcile loop of one tenant (kube-rs style):
+//! take the tenant's lease, read state, observe, plan, execute, record. It is idempotent and can
+//! be called any number of times.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use backon::{ExponentialBuilder, Retryable};
+use tokio::sync::Semaphore;
+
+use crate::aws::cfn::{self, Operation};
+use crate::aws::member::{MemberSession, VerifiedAccount};
+use crate::aws::{org, Clients};
+use crate::config::OrgSettings;
+use crate::desired::DesiredTenant;
+use crate::observe::{failure_hint, AccountObservation, CreateRequestState, ObservedTenant, Observer, OrgOverview};
+use crate::plan::{self, Step};
+use crate::progress::Progress;
+use crate::state::{AccountRecord, Lease, PolicyRecord, StackRecord, StateStore, Tracked};
+use crate::tenant::{tags, Environment};
+
+/// Everything one run shares across tenants.
+pub struct Engine {
+    /// Management account clients.
+    pub clients: Clients,
+    /// `tenantry.toml`.
+    pub settings: OrgSettings,
+    /// State store.
+    pub store: StateStore,
+    /// Bounds the `CreateAccount` requests in flight (`account_creation_concurrency`).
+    pub create_slots: Arc<Semaphore>,
+    /// Progress display.
+    pub progress: Progress,
+}
+
+/// What applying one tenant did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct TenantOutcome {
+    /// Tenant id.
+    pub tenant: String,
+    /// Steps carried out, as shown in the plan.
+    pub applied: Vec<String>,
+    /// The error that stopped it, if any.
+    pub error: Option<String>,
+}
+
+impl Engine {
+    /// Observer for this run.
+    pub fn observer<'a>(&'a self, org: Option<&'a OrgOverview>) -> Observer<'a> {
+        Observer { clients: &self.clients, settings: &self.settings, org }
+    }
+
+    /// Carries out organization-level steps and returns the organization afterwards.
+    pub async fn apply_organization(&self, steps: &[Step], root: Option<&OrgOverview>) -> Result<OrgOverview> {
+        let mut overview = root.cloned();
+        for step in steps {
+            match step {
+                Step::CreateOrganization => {
+                    org::create_organization(&self.clients.org).await?;
+                    overview = org::overview(&self.clients.org).await?;
+                }
+                Step::EnableServiceControlPolicies => {
+                    let o = overview.as_ref().context("no organization")?;
+                    org::enable_scps(&self.clients.org, &o.root_id).await?;
+                }
+                Step::CreateOu { path } => {
+                    let o = overview.as_ref().context("no organization")?;
+                    self.ensure_ou(o, path).await?;
+                }
+                other => bail!("not an organization step: {other}"),
+            }
+            println!("organization: {step}");
+        }
+        overview.context("no organization after applying organization steps")
+    }
+
+    /// Creates every missing OU on `path`; returns the id of the last one.
+    pub async fn ensure_ou(&self, overview: &OrgOverview, path: &str) -> Result<String> {
+        let mut parent = overview.root_id.clone();
+        for seg in path.split('/') {
+            parent = match org::child_ous(&self.clients.org, &parent).await?.remove(seg) {
+                Some(id) => id,
+                None => org::create_ou(&self.clients.org, &parent, seg).await?,
+            };
+        }
+        Ok(parent)
+    }
+
+    /// Reconciles one tenant: lease, read state, observe, plan, execute, record. Returns the
+    /// steps carried out. Errors: the lease is held elsewhere past `lease_wait_seconds`, the
+    /// plan has refusals (blast-radius guard, collisions), or a step failed.
+    pub async fn apply_tenant(&self, desired: &DesiredTenant, overview: &OrgOverview) -> TenantOutcome {
+        let mut outcome = TenantOutcome { tenant: desired.id.clone(), ..Default::default() };
+        let lease = self
+            .store
+            .acquire_lease(
+                &desired.id,
+                Duration::from_secs(self.settings.lease_ttl_seconds),
+                Duration::from_secs(self.settings.lease_wait_seconds),
+            )
+            .await;
+        let mut lease = match lease {
+            Ok(l) => l,
+            Err(e) => {
+                outcome.error = Some(format!("{e:#}"));
+                return outcome;
+            }
+        };
+        if let Err(e) = self.apply_leased(desired, overview, &mut lease, &mut outcome).await {
+            outcome.error = Some(format!("{e:#}"));
+        }
+        if let Err(e) = lease.release().await {
+            tracing::warn!(tenant = %desired.id, "could not release lease (it will expire): {e:#}");
+        }
+        outcome
+    }
+
+    async fn apply_leased(
+        &self,
+        desired: &DesiredTenant,
+        overview: &OrgOverview,
+        lease: &mut Lease,
+        outcome: &mut TenantOutcome,
+    ) -> Result<()> {
+        let tracked = self.store.read(&desired.id).await?;
+        let observed = self.observer(Some(overview)).tenant(desired, &tracked.record).await?;
+        let plan = plan::tenant(desired, &observed);
+        if !plan.refusals.is_empty() {
+            bail!("{}", plan.refusals.join("\n"));
+        }
+        let mut run = TenantRun::new(self, desired, overview, tracked, &observed);
+        run.record_observed().await?;
+        for step in &plan.steps {
+            lease.renew().await?;
+            run.execute(step).await.with_context(|| format!("{}: {step}", desired.id))?;
+            println!("{}: {step}", desired.id);
+            outcome.applied.push(step.to_string());
+        }
+        run.finish().await
+    }
+}
+
+/// The working memory of one tenant's apply.
+struct TenantRun<'a> {
+    engine: &'a Engine,
+    desired: &'a DesiredTenant,
+    overview: &'a OrgOverview,
+    tracked: Tracked,
+    account_ids: BTreeMap<Environment, String>,
+    parents: BTreeMap<Environment, String>,
+    policy_ids: BTreeMap<String, String>,
+    verified: BTreeMap<Environment, VerifiedAccount>,
+    sessions: BTreeMap<Environment, MemberSession>,
+}
+
+impl<'a> TenantRun<'a> {
+    fn new(
+        engine: &'a Engine,
+        desired: &'a DesiredTenant,
+        overview: &'a OrgOverview,
+        tracked: Tracked,
+        observed: &ObservedTenant,
+    ) -> Self {
+        let mut run = TenantRun {
+            engine,
+            desired,
+            overview,
+            tracked,
+            account_ids: BTreeMap::new(),
+            parents: BTreeMap::new(),
+            policy_ids: BTreeMap::new(),
+            verified: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+        };
+        for (env, obs) in &observed.accounts {
+            if let AccountObservation::Found(found) = obs {
+                run.account_ids.insert(*env, found.account.id.clone());
+                run.parents.insert(*env, found.parent_id.clone());
+                for (name, (id, _)) in &found.policies {
+                    run.policy_ids.insert(name.clone(), id.clone());
+                }
+            }
+        }
+        run
+    }
+
+    fn record(&mut self, env: Environment) -> &mut AccountRecord {
+        let email = self.desired.account(env).email.clone();
+        self.tracked.record.accounts.entry(env).or_insert_with(|| AccountRecord { email, ..Default::default() })
+    }
+
+    async fn save(&mut self) -> Result<()> {
+        self.engine.store.write(&mut self.tracked).await
+    }
+
+    /// Writes account ids that were found (adopted, or from a finished create request) to state.
+    async fn record_observed(&mut self) -> Result<()> {
+        let mut changed = false;
+        for (env, id) in self.account_ids.clone() {
+            let rec = self.record(env);
+            if rec.account_id.as_deref() != Some(id.as_str()) {
+                rec.account_id = Some(id);
+                changed = true;
+            }
+        }
+        if changed {
+            self.save().await?;
+        }
+        Ok(())
+    }
+
+    fn account_id(&self, env: Environment) -> Result<String> {
+        self.account_ids.get(&env).cloned().with_context(|| format!("no {env} account id yet"))
+    }
+
+    /// The guard, run on live tags right before the account is touched.
+    async fn verify(&mut self, env: Environment) -> Result<VerifiedAccount> {
+        if let Some(v) = self.verified.get(&env) {
+            return Ok(v.clone());
+        }
+        let id = self.account_id(env)?;
+        let org = &self.engine.clients.org;
+        let live_tags = org::tags(org, &id).await?;
+        let summary = org::describe_account(org, &id).await?.with_context(|| format!("account {id} is not in the organization"))?;
+        let recorded = self.tracked.record.accounts.get(&env).and_then(|r| r.account_id.clone());
+        let email_matches = summary.email.eq_ignore_ascii_case(&self.desired.account(env).email);
+        let v = VerifiedAccount::verify(&self.desired.id, env, &id, recorded.as_deref(), &live_tags, email_matches)?;
+        self.verified.insert(env, v.clone());
+        Ok(v)
+    }
+
+    async fn session(&mut self, env: Environment) -> Result<MemberSession> {
+        if let Some(s) = self.sessions.get(&env) {
+            return Ok(s.clone());
+        }
+        let verified = self.verify(env).await?;
+        let s = &self.engine.settings;
+        let session = MemberSession::assume(
+            &self.engine.clients,
+            &verified,
+            &s.access_role,
+            &s.home_region,
+            Duration::from_secs(s.assume_role_timeout_seconds),
+        )
+        .await?;
+        self.sessions.insert(env, session.clone());
+        Ok(session)
+    }
+
+    async fn execute(&mut self, step: &Step) -> Result<()> {
+        let org = self.engine.clients.org.clone();
+        let settings = &self.engine.settings;
+        match step {
+            Step::CreateAccount { environment, email, account_name } => {
+                let env = *environment;
+                let _slot = self.engine.create_slots.acquire().await?;
+                let request_id = org::create_account(&org, email, account_name, &self.desired.account(env).tags).await?;
+                // Recorded before polling: a crash from here on resumes this request.
+                self.record(env).create_request_id = Some(request_id.clone());
+                self.save().await?;
+                self.await_account(env, &request_id).await?;
+            }
+            Step::AwaitAccount { environment, request_id } => {
+                let env = *environment;
+                if self.record(env).create_request_id.as_deref() != Some(request_id) {
+                    self.record(env).create_request_id = Some(request_id.clone());
+                    self.save().await?;
+                }
+                self.await_account(env, request_id).await?;
+            }
+            Step::MoveAccount { environment, to_ou_path, .. } => {
+                let env = *environment;
+                let v = self.verify(env).await?;
+                let from = self.parents.get(&env).cloned().unwrap_or_else(|| self.overview.root_id.clone());
+                let to = self.engine.ensure_ou(self.overview, to_ou_path).await?;
+                if from != to {
+                    org::move_account(&org, v.account_id(), &from, &to).await?;
+                }
+                self.parents.insert(env, to);
+                self.record(env).ou_path = Some(to_ou_path.clone());
+                self.save().await?;
+            }
+            Step::TagAccount { environment, tags, .. } => {
+                let v = self.verify(*environment).await?;
+                let set: BTreeMap<String, String> = tags.iter().map(|(k, (_, v))| (k.clone(), v.clone())).collect();
+                org::tag(&org, v.account_id(), &set).await?;
+            }
+            Step::CreatePolicy { environment, name, .. } | Step::UpdatePolicy { environment, name, .. } => {
+                let env = *environment;
+                let p = self
+                    .desired
+                    .account(env)
+                    .policies
+                    .iter()
+                    .find(|p| &p.name == name)
+                    .context("policy not in desired state")?
+                    .clone();
+                let id = match (step, self.policy_ids.get(name)) {
+                    (Step::UpdatePolicy { policy_id, .. }, _) | (_, Some(policy_id)) => {
+                        org::update_scp(&org, policy_id, &p.content).await?;
+                        policy_id.clone()
+                    }
+                    _ => {
+                        let mut ptags = BTreeMap::new();
+                        ptags.insert(tags::TENANT.to_string(), self.desired.id.clone());
+                        ptags.insert(tags::ENVIRONMENT.to_string(), env.to_string());
+                        ptags.insert(tags::MANAGED_BY.to_string(), "tenantry".to_string());
+                        org::create_scp(&org, name, &p.content, &ptags).await?
+                    }
+                };
+                self.policy_ids.insert(name.clone(), id.clone());
+                self.record(env).policies.insert(name.clone(), PolicyRecord { policy_id: id, digest: p.digest });
+                self.save().await?;
+            }
+            Step::AttachPolicy { environment, name } => {
+                let v = self.verify(*environment).await?;
+                let id = self.policy_ids.get(name).with_context(|| format!("policy {name} has no id"))?;
+                org::attach(&org, id, v.account_id()).await?;
+            }
+            Step::DetachPolicy { environment, name, policy_id } => {
+                let env = *environment;
+                let v = self.verify(env).await?;
+                org::detach(&org, policy_id, v.account_id()).await?;
+                self.record(env).policies.remove(name);
+                self.save().await?;
+            }
+            Step::CreateStack { environment, stack, .. }
+            | Step::UpdateStack { environment, stack, .. }
+            | Step::RecreateStack { environment, stack, .. } => {
+                let env = *environment;
+                let session = self.session(env).await?;
+                let want = self
+                    .desired
+                    .account(env)
+                    .stacks
+                    .iter()
+                    .find(|s| &s.stack_name == stack)
+                    .context("stack not in desired state")?
+                    .clone();
+                let mut stack_tags = BTreeMap::new();
+                stack_tags.insert(tags::TENANT.to_string(), self.desired.id.clone());
+                stack_tags.insert(tags::ENVIRONMENT.to_string(), env.to_string());
+                stack_tags.insert(tags::MANAGED_BY.to_string(), "tenantry".to_string());
+                stack_tags.insert(tags::BLUEPRINT.to_string(), want.blueprint.clone());
+                stack_tags.insert(tags::VERSION.to_string(), want.version.clone());
+                let timeout = Duration::from_secs(settings.stack_timeout_seconds);
+                let _wait = self.engine.progress.wait(format!(
+                    "{}: {env}: {} stack {stack} in account {}",
+                    self.desired.id,
+                    match step {
+                        Step::UpdateStack { .. } => "updating",
+                        _ => "creating",
+                    },
+                    session.account.account_id()
+                ));
+                let op = match step {
+                    Step::UpdateStack { .. } => Operation::Update,
+                    Step::RecreateStack { .. } => {
+                        cfn::delete(&session.cfn, stack, timeout).await?;
+                        Operation::Create
+                    }
+                    _ => Operation::Create,
+                };
+                let result = cfn::deploy(&session.cfn, op, stack, &want.template, &stack_tags, timeout).await;
+                let (status, stack_id) = match &result {
+                    Ok(s) => (s.status.clone(), s.stack_id.clone()),
+                    Err(_) => ("FAILED".to_string(), String::new()),
+                };
+                self.record(env).stacks.insert(
+                    stack.clone(),
+                    StackRecord { blueprint: want.blueprint.clone(), version: want.version.clone(), status, stack_id },
+                );
+                self.save().await?;
+                result?;
+            }
+            Step::CreateOrganization | Step::EnableServiceControlPolicies | Step::CreateOu { .. } => {
+                bail!("organization step in a tenant plan: {step}")
+            }
+        }
+        Ok(())
+    }
+
+    /// Polls `DescribeCreateAccountStatus` with exponential backoff until the request ends (at
+    /// most `create_account_timeout_seconds`), then records the account id.
+    async fn await_account(&mut self, env: Environment, request_id: &str) -> Result<()> {
+        let org = self.engine.clients.org.clone();
+        let _wait = self.engine.progress.wait(format!("{}: {env}: waiting for account creation {request_id}", self.desired.id));
+        let poll = || async {
+            let status = org::create_status(&org, request_id).await?;
+            match status.state {
+                CreateRequestState::InProgress => Err(StillCreating.into()),
+                _ => Ok::<_, anyhow::Error>(status),
+            }
+        };
+        let status = poll
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(500))
+                    .with_max_delay(Duration::from_secs(30))
+                    .with_jitter()
+                    .with_total_delay(Some(Duration::from_secs(self.engine.settings.create_account_timeout_seconds)))
+                    .without_max_times(),
+            )
+            .when(|e: &anyhow::Error| e.downcast_ref::<StillCreating>().is_some())
+            .await
+            .with_context(|| format!("waiting for CreateAccount request {request_id}"))?;
+        match status.state {
+            CreateRequestState::Succeeded => {
+                let id = status.account_id.context("CreateAccount succeeded without an account id")?;
+                self.account_ids.insert(env, id.clone());
+                self.record(env).account_id = Some(id);
+                self.save().await
+            }
+            CreateRequestState::Failed(reason) => {
+                bail!("CreateAccount request {request_id} failed: {reason}{}", failure_hint(&reason))
+            }
+            CreateRequestState::InProgress => unreachable!("polling ends only on a final state"),
+        }
+    }
+
+    async fn finish(&mut self) -> Result<()> {
+        for want in &self.desired.accounts {
+            let env = want.environment;
+            if self.account_ids.contains_key(&env) {
+                let rec = self.record(env);
+                rec.ou_path = Some(want.ou_path.clone());
+                for s in &want.stacks {
+                    rec.stacks.entry(s.stack_name.clone()).or_insert_with(|| StackRecord {
+                        blueprint: s.blueprint.clone(),
+                        version: s.version.clone(),
+                        status: String::new(),
+                        stack_id: String::new(),
+                    });
+                }
+            }
+        }
+        self.save().await
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("account creation still in progress")]
+struct StillCreating;

@@ -1,0 +1,170 @@
+//! AWS CloudFormation adapter (member accounts). Stacks are created and updated with the SDK's
+//! waiters; a failure is reported with the stack events that caused it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use aws_sdk_cloudformation::types::{Capability, Tag};
+use aws_sdk_cloudformation::client::Waiters;
+use aws_sdk_cloudformation::Client;
+
+use super::{aws_error, error_code};
+use crate::observe::ObservedStack;
+
+/// Stacks in the account whose names start with `tenantry-` (`DescribeStacks`, all pages).
+pub async fn tenantry_stacks(cfn: &Client) -> Result<BTreeMap<String, ObservedStack>> {
+    let mut out = BTreeMap::new();
+    let mut pages = cfn.describe_stacks().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| aws_error("cloudformation:DescribeStacks", e))?;
+        for s in page.stacks.unwrap_or_default() {
+            let name = s.stack_name().unwrap_or_default().to_string();
+            if name.starts_with("tenantry-") {
+                out.insert(name, observed(&s));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One stack by name (`DescribeStacks`); `None` when it does not exist.
+pub async fn describe(cfn: &Client, name: &str) -> Result<Option<ObservedStack>> {
+    match cfn.describe_stacks().stack_name(name).send().await {
+        Ok(out) => Ok(out.stacks.unwrap_or_default().first().map(observed)),
+        Err(e) if error_code(&e) == Some("ValidationError") => Ok(None),
+        Err(e) => Err(aws_error("cloudformation:DescribeStacks", e)),
+    }
+}
+
+fn observed(s: &aws_sdk_cloudformation::types::Stack) -> ObservedStack {
+    let tags: BTreeMap<String, String> = s
+        .tags()
+        .iter()
+        .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+        .collect();
+    ObservedStack {
+        name: s.stack_name().unwrap_or_default().to_string(),
+        stack_id: s.stack_id().unwrap_or_default().to_string(),
+        status: s.stack_status().map(|x| x.as_str().to_string()).unwrap_or_default(),
+        version: tags.get(crate::tenant::tags::VERSION).cloned(),
+        tags,
+    }
+}
+
+fn to_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
+    tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
+}
+
+/// Which stack operation to carry out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// `CreateStack`, waited on with `wait_until_stack_create_complete`.
+    Create,
+    /// `UpdateStack`, waited on with `wait_until_stack_update_complete`. "No updates are to be
+    /// performed" counts as success.
+    Update,
+}
+
+/// Creates or updates a stack from an inline template and waits for it (at most `timeout`).
+/// On failure the error lists the failed resources' events (`DescribeStackEvents`).
+pub async fn deploy(
+    cfn: &Client,
+    op: Operation,
+    name: &str,
+    template: &str,
+    tags: &BTreeMap<String, String>,
+    timeout: Duration,
+) -> Result<ObservedStack> {
+    let caps = vec![Capability::CapabilityIam, Capability::CapabilityNamedIam];
+    match op {
+        Operation::Create => {
+            cfn.create_stack()
+                .stack_name(name)
+                .template_body(template)
+                .set_capabilities(Some(caps))
+                .set_tags(Some(to_tags(tags)))
+                .send()
+                .await
+                .map_err(|e| aws_error("cloudformation:CreateStack", e))?;
+            let _ = cfn.wait_until_stack_create_complete().stack_name(name).wait(timeout).await;
+        }
+        Operation::Update => {
+            match cfn
+                .update_stack()
+                .stack_name(name)
+                .template_body(template)
+                .set_capabilities(Some(caps))
+                .set_tags(Some(to_tags(tags)))
+                .send()
+                .await
+            {
+                Ok(_) => {
+                    let _ = cfn.wait_until_stack_update_complete().stack_name(name).wait(timeout).await;
+                }
+                Err(e)
+                    if error_code(&e) == Some("ValidationError")
+                        && e.as_service_error()
+                            .and_then(|s| aws_sdk_cloudformation::error::ProvideErrorMetadata::message(s))
+                            .is_some_and(|m| m.contains("No updates are to be performed")) => {}
+                Err(e) => return Err(aws_error("cloudformation:UpdateStack", e)),
+            }
+        }
+    }
+    let stack = describe(cfn, name).await?.with_context(|| format!("stack {name} vanished"))?;
+    let expected = match op {
+        Operation::Create => "CREATE_COMPLETE",
+        Operation::Update => "UPDATE_COMPLETE",
+    };
+    if stack.status == expected || (op == Operation::Update && stack.status == "CREATE_COMPLETE") {
+        Ok(stack)
+    } else {
+        let events = failure_events(cfn, name).await.unwrap_or_default();
+        anyhow::bail!(
+            "stack {name} ended in {} (wanted {expected}){}",
+            stack.status,
+            if events.is_empty() { String::new() } else { format!("; failed resources:\n  {}", events.join("\n  ")) }
+        )
+    }
+}
+
+/// Deletes a stack (`DeleteStack`) and waits until it is gone (at most `timeout`).
+pub async fn delete(cfn: &Client, name: &str, timeout: Duration) -> Result<()> {
+    cfn.delete_stack()
+        .stack_name(name)
+        .send()
+        .await
+        .map_err(|e| aws_error("cloudformation:DeleteStack", e))?;
+    let _ = cfn.wait_until_stack_delete_complete().stack_name(name).wait(timeout).await;
+    match describe(cfn, name).await? {
+        None => Ok(()),
+        Some(s) if s.status == "DELETE_COMPLETE" => Ok(()),
+        Some(s) => anyhow::bail!("stack {name} is {} after DeleteStack", s.status),
+    }
+}
+
+/// The events of resources that failed, newest first: `LogicalId (Type) STATUS: reason`.
+pub async fn failure_events(cfn: &Client, name: &str) -> Result<Vec<String>> {
+    let out = cfn
+        .describe_stack_events()
+        .stack_name(name)
+        .send()
+        .await
+        .map_err(|e| aws_error("cloudformation:DescribeStackEvents", e))?;
+    Ok(out
+        .stack_events
+        .unwrap_or_default()
+        .iter()
+        .filter(|e| e.resource_status().is_some_and(|s| s.as_str().ends_with("_FAILED")))
+        .take(10)
+        .map(|e| {
+            format!(
+                "{} ({}) {}: {}",
+                e.logical_resource_id().unwrap_or("?"),
+                e.resource_type().unwrap_or("?"),
+                e.resource_status().map(|s| s.as_str()).unwrap_or("?"),
+                e.resource_status_reason().unwrap_or("")
+            )
+        })
+        .collect())
+}

@@ -1,0 +1,116 @@
+//! Sessions in member accounts. The only way to get clients for a member account is
+//! [`MemberSession::assume`], which takes a [`VerifiedAccount`]: proof that the blast-radius guard
+//! passed for that tenant. Credentials are per account and per tenant, never shared.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+use aws_config::Region;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_credential_types::Credentials;
+use backon::{ExponentialBuilder, Retryable};
+
+use super::{aws_error, error_code, Clients};
+use crate::guard::{check_ownership, Refusal};
+use crate::tenant::Environment;
+
+/// An account that passed the blast-radius guard for one tenant environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedAccount {
+    tenant: String,
+    environment: Environment,
+    account_id: String,
+}
+
+impl VerifiedAccount {
+    /// Runs the guard ([`check_ownership`]) on what state records and the account's live tags.
+    pub fn verify(
+        tenant: &str,
+        environment: Environment,
+        account_id: &str,
+        recorded: Option<&str>,
+        account_tags: &BTreeMap<String, String>,
+        email_matches: bool,
+    ) -> Result<VerifiedAccount, Refusal> {
+        check_ownership(tenant, environment, account_id, recorded, account_tags, email_matches)?;
+        Ok(VerifiedAccount { tenant: tenant.into(), environment, account_id: account_id.into() })
+    }
+
+    /// The account id.
+    pub fn account_id(&self) -> &str {
+        &self.account_id
+    }
+
+    /// The tenant it belongs to.
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    /// Its environment.
+    pub fn environment(&self) -> Environment {
+        self.environment
+    }
+}
+
+/// Clients in one member account, with credentials from `AssumeRole` into its access role.
+#[derive(Debug, Clone)]
+pub struct MemberSession {
+    /// The account these clients act in.
+    pub account: VerifiedAccount,
+    /// CloudFormation in the home region.
+    pub cfn: aws_sdk_cloudformation::Client,
+}
+
+impl MemberSession {
+    /// Assumes `role_name` in the verified account (STS `AssumeRole`, session name
+    /// `tenantry-<tenant>-<environment>`, 3,600 s). `AccessDenied` is retried with exponential
+    /// backoff for up to `retry_for` — a new account's role can take minutes to become
+    /// assumable; other errors fail at once.
+    pub async fn assume(
+        clients: &Clients,
+        account: &VerifiedAccount,
+        role_name: &str,
+        region: &str,
+        retry_for: Duration,
+    ) -> Result<MemberSession> {
+        let arn = format!("arn:aws:iam::{}:role/{role_name}", account.account_id);
+        let session = format!("tenantry-{}-{}", account.tenant, account.environment);
+        let call = || async {
+            clients
+                .sts
+                .assume_role()
+                .role_arn(&arn)
+                .role_session_name(&session)
+                .duration_seconds(3600)
+                .send()
+                .await
+        };
+        let out = call
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(500))
+                    .with_max_delay(Duration::from_secs(15))
+                    .with_jitter()
+                    .with_total_delay(Some(retry_for))
+                    .without_max_times(),
+            )
+            .when(|e| matches!(error_code(e), Some("AccessDenied") | Some("AccessDeniedException")))
+            .notify(|e, after| {
+                tracing::info!(account = %account.account_id, error = error_code(e).unwrap_or("?"), "role not assumable yet; retrying in {:.1} s", after.as_secs_f32())
+            })
+            .await
+            .map_err(|e| aws_error("sts:AssumeRole", e))
+            .with_context(|| format!("assuming {arn}"))?;
+        let c = out.credentials.context("AssumeRole returned no credentials")?;
+        let expiry = SystemTime::try_from(c.expiration).ok();
+        let creds = Credentials::new(c.access_key_id, c.secret_access_key, Some(c.session_token), expiry, "tenantry-assume-role");
+        let conf = clients
+            .sdk
+            .to_builder()
+            .credentials_provider(SharedCredentialsProvider::new(creds))
+            .region(Region::new(region.to_string()))
+            .build();
+        Ok(MemberSession { account: account.clone(), cfn: aws_sdk_cloudformation::Client::new(&conf) })
+    }
+}

@@ -1,0 +1,103 @@
+//! Narrow adapters over the AWS SDK: one module per service, each function one AWS API call (or
+//! one paginated listing) turned into tenantry's plain data. No planning decisions here.
+
+pub mod cfn;
+pub mod member;
+pub mod org;
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_organizations::error::ProvideErrorMetadata;
+use aws_smithy_types::error::display::DisplayErrorContext;
+
+use crate::config::OrgSettings;
+
+/// Clients for the management account, built once per run from the standard credential chain
+/// (env vars, profiles, SSO, `credential_process`, IMDS) and `AWS_ENDPOINT_URL*` settings.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    /// The loaded SDK config (credentials of the management account).
+    pub sdk: SdkConfig,
+    /// AWS Organizations, with adaptive retry (it throttles hard: `TooManyRequestsException`).
+    pub org: aws_sdk_organizations::Client,
+    /// AWS STS.
+    pub sts: aws_sdk_sts::Client,
+    /// Amazon S3 (state store), path-style when an endpoint override is set (local emulators).
+    pub s3: aws_sdk_s3::Client,
+}
+
+/// Attempts for calls to Organizations, whose rate limits are low (retried with backoff and jitter).
+pub const ORGANIZATIONS_MAX_ATTEMPTS: u32 = 10;
+
+impl Clients {
+    /// Loads the standard AWS configuration. The region comes from the usual chain, falling back to
+    /// `home_region` of `tenantry.toml`.
+    pub async fn load(settings: &OrgSettings) -> Clients {
+        let region = aws_config::meta::region::RegionProviderChain::default_provider()
+            .or_else(Region::new(settings.home_region.clone()));
+        let sdk = aws_config::defaults(BehaviorVersion::latest())
+            .region(region)
+            .retry_config(RetryConfig::standard().with_max_attempts(5))
+            .load()
+            .await;
+        Self::from_sdk(sdk)
+    }
+
+    /// Builds the service clients from an SDK config.
+    pub fn from_sdk(sdk: SdkConfig) -> Clients {
+        let org_conf = aws_sdk_organizations::config::Builder::from(&sdk)
+            .retry_config(
+                RetryConfig::adaptive()
+                    .with_max_attempts(ORGANIZATIONS_MAX_ATTEMPTS)
+                    .with_max_backoff(Duration::from_secs(20)),
+            )
+            .build();
+        Clients {
+            org: aws_sdk_organizations::Client::from_conf(org_conf),
+            sts: aws_sdk_sts::Client::new(&sdk),
+            s3: s3_client(&sdk),
+            sdk,
+        }
+    }
+
+    /// The management account id (STS `GetCallerIdentity`).
+    pub async fn management_account_id(&self) -> anyhow::Result<String> {
+        let out = self
+            .sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| aws_error("sts:GetCallerIdentity", e))?;
+        out.account.ok_or_else(|| anyhow::anyhow!("sts:GetCallerIdentity returned no account id"))
+    }
+}
+
+/// An S3 client for `sdk`; path-style addressing when any endpoint override is in effect, as local
+/// emulators need.
+pub fn s3_client(sdk: &SdkConfig) -> aws_sdk_s3::Client {
+    let override_set = sdk.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+    let conf = aws_sdk_s3::config::Builder::from(sdk).force_path_style(override_set).build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// The AWS error code of a failed call, e.g. `AccessDenied`, if the service sent one.
+pub fn error_code<E: ProvideErrorMetadata>(e: &aws_sdk_organizations::error::SdkError<E>) -> Option<&str> {
+    e.as_service_error().and_then(|s| s.code())
+}
+
+/// Turns an SDK error into an error that names the API call and the service's code and message.
+pub fn aws_error<E>(operation: &str, e: aws_sdk_organizations::error::SdkError<E>) -> anyhow::Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match e.as_service_error() {
+        Some(s) if s.code().is_some() => anyhow::anyhow!(
+            "{operation} failed: {}: {}",
+            s.code().unwrap_or_default(),
+            s.message().unwrap_or_default()
+        ),
+        _ => anyhow::anyhow!("{operation} failed: {}", DisplayErrorContext(&e)),
+    }
+}

@@ -1,0 +1,340 @@
+//! AWS Organizations adapter (management account). Each function is one API call or one
+//! paginated listing; errors name the call and carry the service's code.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use aws_sdk_organizations::types::{
+    AccountStatus, CreateAccountState, OrganizationFeatureSet, PolicyType, PolicyTypeStatus, Tag,
+};
+use aws_sdk_organizations::Client;
+
+use super::{aws_error, error_code};
+use crate::observe::{AccountSummary, CreateRequest, CreateRequestState, OrgOverview};
+
+/// Describes the organization and its root (`DescribeOrganization`, `ListRoots`). `None` when the
+/// caller's account is not in an organization.
+pub async fn overview(org: &Client) -> Result<Option<OrgOverview>> {
+    let desc = match org.describe_organization().send().await {
+        Ok(d) => d,
+        Err(e) if error_code(&e) == Some("AWSOrganizationsNotInUseException") => return Ok(None),
+        Err(e) => return Err(aws_error("organizations:DescribeOrganization", e)),
+    };
+    let o = desc.organization.context("DescribeOrganization returned no organization")?;
+    let roots = org.list_roots().send().await.map_err(|e| aws_error("organizations:ListRoots", e))?;
+    let root = roots.roots.unwrap_or_default().into_iter().next().context("the organization has no root")?;
+    let scp_enabled = root.policy_types().iter().any(|p| {
+        p.r#type() == Some(&PolicyType::ServiceControlPolicy) && p.status() == Some(&PolicyTypeStatus::Enabled)
+    });
+    Ok(Some(OrgOverview {
+        organization_id: o.id.unwrap_or_default(),
+        management_account_id: o.master_account_id.unwrap_or_default(),
+        all_features: o.feature_set == Some(OrganizationFeatureSet::All),
+        root_id: root.id.unwrap_or_default(),
+        scp_enabled,
+    }))
+}
+
+/// Creates an organization with all features (`CreateOrganization`). An organization that already
+/// exists (created concurrently) is not an error.
+pub async fn create_organization(org: &Client) -> Result<()> {
+    match org.create_organization().feature_set(OrganizationFeatureSet::All).send().await {
+        Ok(_) => Ok(()),
+        Err(e) if error_code(&e) == Some("AlreadyInOrganizationException") => Ok(()),
+        Err(e) => Err(aws_error("organizations:CreateOrganization", e)),
+    }
+}
+
+/// Enables service control policies on the root (`EnablePolicyType`); already enabled is fine.
+pub async fn enable_scps(org: &Client, root_id: &str) -> Result<()> {
+    match org
+        .enable_policy_type()
+        .root_id(root_id)
+        .policy_type(PolicyType::ServiceControlPolicy)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if error_code(&e) == Some("PolicyTypeAlreadyEnabledException") => Ok(()),
+        Err(e) => Err(aws_error("organizations:EnablePolicyType", e)),
+    }
+}
+
+/// The child OUs of a parent, name → id (`ListOrganizationalUnitsForParent`, all pages).
+pub async fn child_ous(org: &Client, parent_id: &str) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    let mut pages = org.list_organizational_units_for_parent().parent_id(parent_id).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| aws_error("organizations:ListOrganizationalUnitsForParent", e))?;
+        for ou in page.organizational_units.unwrap_or_default() {
+            if let (Some(name), Some(id)) = (ou.name, ou.id) {
+                out.insert(name, id);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Creates an OU (`CreateOrganizationalUnit`) and returns its id; if one with that name appeared
+/// meanwhile (another process), returns that one's id.
+pub async fn create_ou(org: &Client, parent_id: &str, name: &str) -> Result<String> {
+    match org.create_organizational_unit().parent_id(parent_id).name(name).send().await {
+        Ok(out) => out
+            .organizational_unit
+            .and_then(|o| o.id)
+            .context("CreateOrganizationalUnit returned no id"),
+        Err(e) if error_code(&e) == Some("DuplicateOrganizationalUnitException") => child_ous(org, parent_id)
+            .await?
+            .remove(name)
+            .context("OU reported as duplicate but not listed"),
+        Err(e) => Err(aws_error("organizations:CreateOrganizationalUnit", e)),
+    }
+}
+
+/// Every account in the organization (`ListAccounts`, all pages).
+pub async fn list_accounts(org: &Client) -> Result<Vec<AccountSummary>> {
+    let mut out = Vec::new();
+    let mut pages = org.list_accounts().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| aws_error("organizations:ListAccounts", e))?;
+        out.extend(page.accounts.unwrap_or_default().into_iter().map(summary));
+    }
+    Ok(out)
+}
+
+/// One account (`DescribeAccount`); `None` when it is not in the organization.
+pub async fn describe_account(org: &Client, account_id: &str) -> Result<Option<AccountSummary>> {
+    match org.describe_account().account_id(account_id).send().await {
+        Ok(out) => Ok(out.account.map(summary)),
+        Err(e) if error_code(&e) == Some("AccountNotFoundException") => Ok(None),
+        Err(e) => Err(aws_error("organizations:DescribeAccount", e)),
+    }
+}
+
+fn summary(a: aws_sdk_organizations::types::Account) -> AccountSummary {
+    AccountSummary {
+        id: a.id.unwrap_or_default(),
+        name: a.name.unwrap_or_default(),
+        email: a.email.unwrap_or_default(),
+        status: a.status.as_ref().map(AccountStatus::as_str).unwrap_or("UNKNOWN").to_string(),
+    }
+}
+
+/// Tags of an account, OU or policy (`ListTagsForResource`, all pages).
+pub async fn tags(org: &Client, resource_id: &str) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    let mut pages = org.list_tags_for_resource().resource_id(resource_id).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| aws_error("organizations:ListTagsForResource", e))?;
+        for t in page.tags.unwrap_or_default() {
+            out.insert(t.key, t.value);
+        }
+    }
+    Ok(out)
+}
+
+/// Sets tags on a resource (`TagResource`); existing keys are overwritten, others kept.
+pub async fn tag(org: &Client, resource_id: &str, tags: &BTreeMap<String, String>) -> Result<()> {
+    org.tag_resource()
+        .resource_id(resource_id)
+        .set_tags(Some(to_tags(tags)?))
+        .send()
+        .await
+        .map_err(|e| aws_error("organizations:TagResource", e))?;
+    Ok(())
+}
+
+fn to_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>> {
+    tags.iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build().context("building a tag"))
+        .collect()
+}
+
+/// The parent (root or OU) id of an account or OU (`ListParents`).
+pub async fn parent(org: &Client, child_id: &str) -> Result<String> {
+    let out = org.list_parents().child_id(child_id).send().await.map_err(|e| aws_error("organizations:ListParents", e))?;
+    out.parents
+        .unwrap_or_default()
+        .into_iter()
+        .next()
+        .and_then(|p| p.id)
+        .context("ListParents returned no parent")
+}
+
+/// An OU's name (`DescribeOrganizationalUnit`).
+pub async fn ou_name(org: &Client, ou_id: &str) -> Result<String> {
+    let out = org
+        .describe_organizational_unit()
+        .organizational_unit_id(ou_id)
+        .send()
+        .await
+        .map_err(|e| aws_error("organizations:DescribeOrganizationalUnit", e))?;
+    Ok(out.organizational_unit.and_then(|o| o.name).unwrap_or_default())
+}
+
+/// Starts account creation (`CreateAccount`), tags included so that the account is identifiable as
+/// the tenant's from its first moment. Returns the create request id.
+pub async fn create_account(org: &Client, email: &str, name: &str, tags: &BTreeMap<String, String>) -> Result<String> {
+    let out = org
+        .create_account()
+        .email(email)
+        .account_name(name)
+        .set_tags(Some(to_tags(tags)?))
+        .send()
+        .await
+        .map_err(|e| aws_error("organizations:CreateAccount", e))?;
+    out.create_account_status.and_then(|s| s.id).context("CreateAccount returned no request id")
+}
+
+/// The state of one create request (`DescribeCreateAccountStatus`).
+pub async fn create_status(org: &Client, request_id: &str) -> Result<CreateRequest> {
+    let out = org
+        .describe_create_account_status()
+        .create_account_request_id(request_id)
+        .send()
+        .await
+        .map_err(|e| aws_error("organizations:DescribeCreateAccountStatus", e))?;
+    let s = out.create_account_status.context("DescribeCreateAccountStatus returned no status")?;
+    Ok(create_request(s))
+}
+
+/// Create requests still in progress (`ListCreateAccountStatus` with state IN_PROGRESS).
+pub async fn in_progress_creates(org: &Client) -> Result<Vec<CreateRequest>> {
+    let mut out = Vec::new();
+    let mut pages = org
+        .list_create_account_status()
+        .states(CreateAccountState::InProgress)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| aws_error("organizations:ListCreateAccountStatus", e))?;
+        out.extend(page.create_account_statuses.unwrap_or_default().into_iter().map(create_request));
+    }
+    Ok(out)
+}
+
+fn create_request(s: aws_sdk_organizations::types::CreateAccountStatus) -> CreateRequest {
+    let state = match s.state {
+        Some(CreateAccountState::Succeeded) => CreateRequestState::Succeeded,
+        Some(CreateAccountState::Failed) => CreateRequestState::Failed(
+            s.failure_reason.as_ref().map(|r| r.as_str().to_string()).unwrap_or_else(|| "UNKNOWN".into()),
+        ),
+        _ => CreateRequestState::InProgress,
+    };
+    CreateRequest {
+        request_id: s.id.unwrap_or_default(),
+        account_name: s.account_name.unwrap_or_default(),
+        account_id: s.account_id,
+        state,
+    }
+}
+
+/// Moves an account between parents (`MoveAccount`).
+pub async fn move_account(org: &Client, account_id: &str, from: &str, to: &str) -> Result<()> {
+    org.move_account()
+        .account_id(account_id)
+        .source_parent_id(from)
+        .destination_parent_id(to)
+        .send()
+        .await
+        .map_err(|e| aws_error("organizations:MoveAccount", e))?;
+    Ok(())
+}
+
+/// Service control policies, name → id (`ListPolicies` filter SERVICE_CONTROL_POLICY, all pages).
+pub async fn scps(org: &Client) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    let mut pages = org.list_policies().filter(PolicyType::ServiceControlPolicy).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| aws_error("organizations:ListPolicies", e))?;
+        for p in page.policies.unwrap_or_default() {
+            if let (Some(name), Some(id)) = (p.name, p.id) {
+                out.insert(name, id);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A policy's document (`DescribePolicy`).
+pub async fn policy_content(org: &Client, policy_id: &str) -> Result<String> {
+    let out = org
+        .describe_policy()
+        .policy_id(policy_id)
+        .send()
+        .await
+        .map_err(|e| aws_error("organizations:DescribePolicy", e))?;
+    Ok(out.policy.and_then(|p| p.content).unwrap_or_default())
+}
+
+/// SCPs attached directly to a target, id → name (`ListPoliciesForTarget`, all pages).
+pub async fn attached_scps(org: &Client, target_id: &str) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    let mut pages = org
+        .list_policies_for_target()
+        .target_id(target_id)
+        .filter(PolicyType::ServiceControlPolicy)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| aws_error("organizations:ListPoliciesForTarget", e))?;
+        for p in page.policies.unwrap_or_default() {
+            if let (Some(id), Some(name)) = (p.id, p.name) {
+                out.insert(id, name);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Creates an SCP (`CreatePolicy`) tagged as tenantry's; returns its id. If a policy with that
+/// name appeared meanwhile, updates and returns it instead.
+pub async fn create_scp(org: &Client, name: &str, content: &str, tags: &BTreeMap<String, String>) -> Result<String> {
+    match org
+        .create_policy()
+        .name(name)
+        .description("Managed by tenantry; do not edit by hand")
+        .r#type(PolicyType::ServiceControlPolicy)
+        .content(content)
+        .set_tags(Some(to_tags(tags)?))
+        .send()
+        .await
+    {
+        Ok(out) => out.policy.and_then(|p| p.policy_summary).and_then(|s| s.id).context("CreatePolicy returned no id"),
+        Err(e) if error_code(&e) == Some("DuplicatePolicyException") => {
+            let id = scps(org).await?.remove(name).context("policy reported as duplicate but not listed")?;
+            update_scp(org, &id, content).await?;
+            Ok(id)
+        }
+        Err(e) => Err(aws_error("organizations:CreatePolicy", e)),
+    }
+}
+
+/// Replaces an SCP's document (`UpdatePolicy`).
+pub async fn update_scp(org: &Client, policy_id: &str, content: &str) -> Result<()> {
+    org.update_policy()
+        .policy_id(policy_id)
+        .content(content)
+        .send()
+        .await
+        .map_err(|e| aws_error("organizations:UpdatePolicy", e))?;
+    Ok(())
+}
+
+/// Attaches a policy to a target (`AttachPolicy`); already attached is fine.
+pub async fn attach(org: &Client, policy_id: &str, target_id: &str) -> Result<()> {
+    match org.attach_policy().policy_id(policy_id).target_id(target_id).send().await {
+        Ok(_) => Ok(()),
+        Err(e) if error_code(&e) == Some("DuplicatePolicyAttachmentException") => Ok(()),
+        Err(e) => Err(aws_error("organizations:AttachPolicy", e)),
+    }
+}
+
+/// Detaches a policy from a target (`DetachPolicy`); not attached is fine.
+pub async fn detach(org: &Client, policy_id: &str, target_id: &str) -> Result<()> {
+    match org.detach_policy().policy_id(policy_id).target_id(target_id).send().await {
+        Ok(_) => Ok(()),
+        Err(e) if error_code(&e) == Some("PolicyNotAttachedException") => Ok(()),
+        Err(e) => Err(aws_error("organizations:DetachPolicy", e)),
+    }
+}

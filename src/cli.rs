@@ -1,0 +1,534 @@
+//! The command line: parses arguments, loads inputs, runs a command and maps the result to an
+//! exit code (0 ok, 1 error, 2 changes pending for `plan`, like `terraform plan -detailed-exitcode`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use futures::stream::{self, StreamExt};
+use serde::Serialize;
+
+use crate::apply::{Engine, TenantOutcome};
+use crate::aws::{org, Clients};
+use crate::config::OrgSettings;
+use crate::desired::{self, DesiredTenant};
+use crate::diag::{render_all, Diagnostic};
+use crate::observe::{AccountObservation, ObservedTenant, OrgOverview};
+use crate::plan::{self, Plan, TenantPlan};
+use crate::progress::Progress;
+use crate::render::Renderer;
+use crate::state::StateStore;
+use crate::tenant::{self, Environment, Tenant};
+
+/// Gives every tenant its own production and digital-twin staging AWS accounts and keeps them in
+/// their desired state.
+#[derive(Debug, Parser)]
+#[command(name = "tenantry", version, about, long_about = None)]
+pub struct Cli {
+    /// Organization-wide settings file.
+    #[arg(long, global = true, default_value = "tenantry.toml", env = "TENANTRY_CONFIG")]
+    pub config: PathBuf,
+    /// Directory of tenant files (`<id>.toml`).
+    #[arg(long, global = true, default_value = "tenants", env = "TENANTRY_TENANTS_DIR")]
+    pub tenants_dir: PathBuf,
+    /// Directory of blueprints (CloudFormation templates, handlebars).
+    #[arg(long, global = true, default_value = "blueprints")]
+    pub blueprints_dir: PathBuf,
+    /// Directory of service control policies (handlebars).
+    #[arg(long, global = true, default_value = "policies")]
+    pub policies_dir: PathBuf,
+    /// Log line format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Start the embedded local AWS emulator (`localstack/start.sh`, 127.0.0.1:4566) if it is not
+    /// running, and talk to it with test credentials instead of AWS.
+    #[arg(long, global = true)]
+    pub local: bool,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log line formats.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Output formats of plan, apply and status.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Output {
+    /// Human-readable text.
+    Text,
+    /// A JSON document on stdout.
+    Json,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check every tenant file and tenantry.toml without touching AWS; exit 1 on any error.
+    Validate,
+    /// Read live state and show what `apply` would do. Exit 0: no changes, 2: changes, 1: error.
+    Plan {
+        /// Tenants to plan (default: all).
+        tenants: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Create and converge the tenants' accounts, SCPs and stacks. Exit 0: done, 1: error.
+    #[command(alias = "onboard")]
+    Apply {
+        /// Tenants to apply (default: all).
+        tenants: Vec<String>,
+        /// Output format of the summary.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Show each tenant's accounts, OU, stack versions and statuses (read-only).
+    Status {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Print the JSON schema of tenant files.
+    Schema,
+}
+
+/// Entry point: returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TENANTRY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("tenantry=info,warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Loaded, validated inputs.
+struct Inputs {
+    settings: OrgSettings,
+    renderer: Renderer,
+    tenants: Vec<Tenant>,
+}
+
+/// Loads tenantry.toml, templates and tenant files; every problem is printed at once.
+fn load_inputs(cli: &Cli) -> Result<Inputs, Vec<Diagnostic>> {
+    let mut errors = Vec::new();
+    let settings = OrgSettings::load(&cli.config).unwrap_or_else(|e| {
+        errors.extend(e);
+        OrgSettings::default()
+    });
+    let renderer = match Renderer::load(&cli.blueprints_dir, &cli.policies_dir) {
+        Ok(r) => r,
+        Err(e) => {
+            errors.extend(e);
+            return Err(errors);
+        }
+    };
+    let loaded = tenant::load(&cli.tenants_dir, &settings, &renderer);
+    errors.extend(loaded.errors);
+    if errors.is_empty() {
+        Ok(Inputs { settings, renderer, tenants: loaded.tenants })
+    } else {
+        Err(errors)
+    }
+}
+
+async fn run(cli: Cli) -> Result<u8> {
+    if let Command::Schema = cli.command {
+        let schema = schemars::schema_for!(tenant::TenantSpec);
+        println!("{}", serde_json::to_string_pretty(&schema)?);
+        return Ok(0);
+    }
+    let inputs = match load_inputs(&cli) {
+        Ok(i) => i,
+        Err(diags) => {
+            eprintln!("{}", render_all(&diags));
+            eprintln!("\n{} error(s); nothing was sent to AWS", diags.len());
+            return Ok(1);
+        }
+    };
+    if let Command::Validate = cli.command {
+        println!("{} tenant(s) valid: {}", inputs.tenants.len(), inputs.tenants.iter().map(|t| t.spec.id.as_str()).collect::<Vec<_>>().join(", "));
+        return Ok(0);
+    }
+    if cli.local {
+        start_local_emulator(&cli.config)?;
+    }
+    let clients = Clients::load(&inputs.settings).await;
+    let management_account_id = clients.management_account_id().await.context("who am I? (check AWS credentials)")?;
+    let selected = select(&inputs.tenants, match &cli.command {
+        Command::Plan { tenants, .. } | Command::Apply { tenants, .. } => tenants,
+        _ => &[][..],
+    })?;
+    let mut desired_tenants = Vec::new();
+    for t in &selected {
+        let d = desired::build(t, &inputs.settings, &inputs.renderer, &management_account_id).map_err(|errs| {
+            anyhow::anyhow!(
+                "{}: {}",
+                t.path.display(),
+                errs.iter().map(|e| format!("{}: {}", e.field, e.failure)).collect::<Vec<_>>().join("; ")
+            )
+        })?;
+        desired_tenants.push(d);
+    }
+    let bucket = inputs.settings.state_bucket_for(&management_account_id);
+    let store = StateStore::new(clients.s3.clone(), bucket);
+    let engine = Engine {
+        clients: clients.clone(),
+        settings: inputs.settings.clone(),
+        store,
+        create_slots: Arc::new(tokio::sync::Semaphore::new(inputs.settings.account_creation_concurrency)),
+        progress: Progress::new(true),
+    };
+    match cli.command {
+        Command::Plan { output, .. } => cmd_plan(&engine, &desired_tenants, output).await,
+        Command::Apply { output, .. } => cmd_apply(&engine, &desired_tenants, output).await,
+        Command::Status { output } => cmd_status(&engine, &desired_tenants, output).await,
+        Command::Validate | Command::Schema => unreachable!("handled above"),
+    }
+}
+
+fn select(all: &[Tenant], names: &[String]) -> Result<Vec<Tenant>> {
+    if names.is_empty() {
+        return Ok(all.to_vec());
+    }
+    let mut out = Vec::new();
+    for n in names {
+        match all.iter().find(|t| &t.spec.id == n) {
+            Some(t) => out.push(t.clone()),
+            None => bail!(
+                "no tenant `{n}` (known: {})",
+                all.iter().map(|t| t.spec.id.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        }
+    }
+    Ok(out)
+}
+
+/// Runs `localstack/start.sh` next to the config file and points the AWS SDK at it with test
+/// credentials (never real ones: `--local` must not reach AWS).
+fn start_local_emulator(config: &Path) -> Result<()> {
+    let root = config.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let script = root.join("localstack/start.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        bail!("{} failed ({})", script.display(), out.status);
+    }
+    let endpoint = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    tracing::info!(%endpoint, "using the local emulator");
+    // SAFETY of set_var: called before any other thread reads the environment (the SDK config is
+    // loaded after this, on this task).
+    std::env::set_var("AWS_ENDPOINT_URL", &endpoint);
+    std::env::set_var("AWS_ACCESS_KEY_ID", "test");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
+    std::env::remove_var("AWS_SESSION_TOKEN");
+    std::env::remove_var("AWS_PROFILE");
+    if std::env::var_os("AWS_REGION").is_none() {
+        std::env::set_var("AWS_REGION", "us-east-1");
+    }
+    Ok(())
+}
+
+/// OU paths the tenants need → whether each exists.
+async fn ou_existence(engine: &Engine, overview: Option<&OrgOverview>, tenants: &[DesiredTenant]) -> Result<BTreeMap<String, bool>> {
+    let paths: BTreeSet<String> = tenants.iter().flat_map(|t| t.accounts.iter().map(|a| a.ou_path.clone())).collect();
+    let mut out = BTreeMap::new();
+    for p in paths {
+        let exists = match overview {
+            Some(o) => engine.observer(Some(o)).find_ou(o, &p).await?.is_some(),
+            None => false,
+        };
+        out.insert(p, exists);
+    }
+    Ok(out)
+}
+
+/// Observes every tenant read-only, in parallel (bounded by `concurrency`). A failure on one
+/// tenant is kept as that tenant's error.
+async fn observe_all(engine: &Engine, overview: Option<&OrgOverview>, tenants: &[DesiredTenant]) -> Vec<(String, Result<ObservedTenant>)> {
+    let store = &engine.store;
+    let mut results: Vec<(String, Result<ObservedTenant>)> = stream::iter(tenants)
+        .map(|d| async move {
+            let r = async {
+                let tracked = store.read(&d.id).await?;
+                engine.observer(overview).tenant(d, &tracked.record).await
+            }
+            .await;
+            (d.id.clone(), r)
+        })
+        .buffer_unordered(engine.settings.concurrency)
+        .collect()
+        .await;
+    results.sort_by(|a, b| a.0.cmp(&b.0));
+    results
+}
+
+#[derive(Serialize)]
+struct PlanReport<'a> {
+    changes: bool,
+    plan: &'a Plan,
+    errors: BTreeMap<String, String>,
+}
+
+async fn cmd_plan(engine: &Engine, tenants: &[DesiredTenant], output: Output) -> Result<u8> {
+    let overview = org::overview(&engine.clients.org).await?;
+    let ous = ou_existence(engine, overview.as_ref(), tenants).await?;
+    let org_steps = plan::organization(overview.as_ref(), &ous);
+    let mut plan = Plan { organization: org_steps, tenants: Vec::new() };
+    let mut errors = BTreeMap::new();
+    for (id, observed) in observe_all(engine, overview.as_ref(), tenants).await {
+        match observed {
+            Ok(o) => {
+                let d = tenants.iter().find(|t| t.id == id).expect("observed tenants are desired");
+                plan.tenants.push(plan::tenant(d, &o));
+            }
+            Err(e) => {
+                errors.insert(id, format!("{e:#}"));
+            }
+        }
+    }
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&PlanReport { changes: !plan.is_empty(), plan: &plan, errors: errors.clone() })?
+        ),
+        Output::Text => print_plan(&plan, &errors),
+    }
+    Ok(if !errors.is_empty() || plan.has_refusals() {
+        1
+    } else if plan.is_empty() {
+        0
+    } else {
+        2
+    })
+}
+
+fn print_plan(plan: &Plan, errors: &BTreeMap<String, String>) {
+    if !plan.organization.is_empty() {
+        println!("organization:");
+        for s in &plan.organization {
+            println!("  {s}");
+        }
+    }
+    let mut counts = (0, 0, 0);
+    for t in &plan.tenants {
+        print_tenant_plan(t);
+        for s in &t.steps {
+            match s.symbol() {
+                "+" => counts.0 += 1,
+                "-" => counts.2 += 1,
+                _ => counts.1 += 1,
+            }
+        }
+    }
+    for (id, e) in errors {
+        println!("tenant {id}: error: {e}");
+    }
+    if plan.is_empty() && errors.is_empty() && !plan.has_refusals() {
+        println!("No changes. The accounts match the tenant files.");
+    } else {
+        println!(
+            "\nPlan: {} to add, {} to change, {} to remove ({} organization step(s)).",
+            counts.0,
+            counts.1,
+            counts.2,
+            plan.organization.len()
+        );
+    }
+}
+
+fn print_tenant_plan(t: &TenantPlan) {
+    if t.steps.is_empty() && t.refusals.is_empty() {
+        println!("tenant {}: in sync", t.tenant);
+        return;
+    }
+    println!("tenant {}:", t.tenant);
+    for s in &t.steps {
+        println!("  {s}");
+    }
+    for r in &t.refusals {
+        println!("  ! refused: {r}");
+    }
+}
+
+#[derive(Serialize)]
+struct ApplyReport {
+    organization: Vec<String>,
+    tenants: Vec<TenantOutcome>,
+}
+
+async fn cmd_apply(engine: &Engine, tenants: &[DesiredTenant], output: Output) -> Result<u8> {
+    engine.store.ensure_bucket(&engine.settings.home_region).await?;
+    let overview = org::overview(&engine.clients.org).await?;
+    let ous = ou_existence(engine, overview.as_ref(), tenants).await?;
+    let org_steps = plan::organization(overview.as_ref(), &ous);
+    let overview = engine.apply_organization(&org_steps, overview.as_ref()).await?;
+    let overview = &overview;
+    let mut outcomes: Vec<TenantOutcome> = stream::iter(tenants)
+        .map(|d| engine.apply_tenant(d, overview))
+        .buffer_unordered(engine.settings.concurrency)
+        .collect()
+        .await;
+    outcomes.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+    let failed = outcomes.iter().filter(|o| o.error.is_some()).count();
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&ApplyReport {
+                organization: org_steps.iter().map(ToString::to_string).collect(),
+                tenants: outcomes,
+            })?
+        ),
+        Output::Text => {
+            for o in &outcomes {
+                match &o.error {
+                    Some(e) => eprintln!("tenant {}: FAILED: {e}", o.tenant),
+                    None if o.applied.is_empty() => println!("tenant {}: no changes", o.tenant),
+                    None => println!("tenant {}: {} change(s) applied", o.tenant, o.applied.len()),
+                }
+            }
+            println!(
+                "\nApply complete: {} tenant(s) converged, {failed} failed.",
+                tenants.len() - failed
+            );
+        }
+    }
+    Ok(if failed > 0 { 1 } else { 0 })
+}
+
+#[derive(Serialize)]
+struct StatusRow {
+    tenant: String,
+    environment: Environment,
+    account_id: Option<String>,
+    account_status: String,
+    ou: String,
+    stacks: Vec<StackStatus>,
+    note: Option<String>,
+}
+
+#[derive(Serialize)]
+struct StackStatus {
+    stack: String,
+    version: Option<String>,
+    desired_version: String,
+    status: String,
+}
+
+async fn cmd_status(engine: &Engine, tenants: &[DesiredTenant], output: Output) -> Result<u8> {
+    let overview = org::overview(&engine.clients.org).await?;
+    let mut rows = Vec::new();
+    let mut failed = false;
+    for (id, observed) in observe_all(engine, overview.as_ref(), tenants).await {
+        let d = tenants.iter().find(|t| t.id == id).expect("observed tenants are desired");
+        let observed = match observed {
+            Ok(o) => o,
+            Err(e) => {
+                failed = true;
+                for a in &d.accounts {
+                    rows.push(StatusRow { tenant: id.clone(), environment: a.environment, account_id: None, account_status: "ERROR".into(), ou: String::new(), stacks: vec![], note: Some(format!("{e:#}")) });
+                }
+                continue;
+            }
+        };
+        for want in &d.accounts {
+            let env = want.environment;
+            let row = match observed.accounts.get(&env) {
+                Some(AccountObservation::Found(f)) => StatusRow {
+                    tenant: id.clone(),
+                    environment: env,
+                    account_id: Some(f.account.id.clone()),
+                    account_status: f.account.status.clone(),
+                    ou: if f.desired_ou_id.as_deref() == Some(f.parent_id.as_str()) {
+                        want.ou_path.clone()
+                    } else {
+                        format!("{} (wanted {})", f.parent_id, want.ou_path)
+                    },
+                    stacks: want
+                        .stacks
+                        .iter()
+                        .map(|s| {
+                            let o = f.stacks.get(&s.stack_name);
+                            StackStatus {
+                                stack: s.stack_name.clone(),
+                                version: o.and_then(|o| o.version.clone()),
+                                desired_version: s.version.clone(),
+                                status: o.map_or("MISSING".into(), |o| o.status.clone()),
+                            }
+                        })
+                        .collect(),
+                    note: None,
+                },
+                Some(AccountObservation::Creating { request_id }) => StatusRow { tenant: id.clone(), environment: env, account_id: None, account_status: "CREATING".into(), ou: String::new(), stacks: vec![], note: Some(format!("CreateAccount request {request_id}")) },
+                Some(AccountObservation::Refused { reason }) => {
+                    failed = true;
+                    StatusRow { tenant: id.clone(), environment: env, account_id: None, account_status: "REFUSED".into(), ou: String::new(), stacks: vec![], note: Some(reason.clone()) }
+                }
+                Some(AccountObservation::Missing) | None => StatusRow { tenant: id.clone(), environment: env, account_id: None, account_status: "MISSING".into(), ou: String::new(), stacks: vec![], note: Some("not created yet: run `tenantry apply`".into()) },
+            };
+            rows.push(row);
+        }
+    }
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        Output::Text => {
+            println!("{:<20} {:<11} {:<13} {:<9} {:<24} STACKS", "TENANT", "ENV", "ACCOUNT", "STATUS", "OU");
+            for r in &rows {
+                let stacks = r
+                    .stacks
+                    .iter()
+                    .map(|s| {
+                        let v = s.version.as_deref().map_or("-", |v| &v[..v.len().min(12)]);
+                        let mark = if s.version.as_deref() == Some(s.desired_version.as_str()) { "" } else { " (outdated)" };
+                        format!("{}@{v} {}{mark}", s.stack, s.status)
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                println!(
+                    "{:<20} {:<11} {:<13} {:<9} {:<24} {}{}",
+                    r.tenant,
+                    r.environment.as_str(),
+                    r.account_id.as_deref().unwrap_or("-"),
+                    r.account_status,
+                    r.ou,
+                    stacks,
+                    r.note.as_deref().map(|n| format!(" — {n}")).unwrap_or_default()
+                );
+            }
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
+}

@@ -1,0 +1,141 @@
+//! Organization-wide settings from `tenantry.toml`. Pure: parsing and defaults only, no AWS calls.
+
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::diag::Diagnostic;
+
+/// Contents of `tenantry.toml`. Every field has a default, so an empty or missing file is valid.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OrgSettings {
+    /// Role assumed in every member account (created by Organizations `CreateAccount`).
+    pub access_role: String,
+    /// Name of the role tenantry runs as in the management account; blueprints grant it audit access.
+    pub management_role: String,
+    /// Region for the state bucket and the blueprint stacks.
+    pub home_region: String,
+    /// State bucket name. Default: `tenantry-state-<management account id>-<home region>`.
+    pub state_bucket: Option<String>,
+    /// OU path under the organization root that every tenant OU path hangs from; empty = the root.
+    pub ou_root: String,
+    /// How many tenants are worked on at once.
+    pub concurrency: usize,
+    /// How many `CreateAccount` requests may be in flight at once (an AWS quota applies too).
+    pub account_creation_concurrency: usize,
+    /// Seconds a per-tenant lease is held before another process may take it over.
+    pub lease_ttl_seconds: u64,
+    /// Seconds to wait for a tenant's lease held by another process before giving up.
+    pub lease_wait_seconds: u64,
+    /// Seconds to wait for `CreateAccount` to finish (`DescribeCreateAccountStatus` polling).
+    pub create_account_timeout_seconds: u64,
+    /// Seconds to keep retrying `AssumeRole` into a new account whose role is not yet assumable.
+    pub assume_role_timeout_seconds: u64,
+    /// Seconds to wait for one CloudFormation stack operation.
+    pub stack_timeout_seconds: u64,
+}
+
+impl Default for OrgSettings {
+    fn default() -> Self {
+        OrgSettings {
+            access_role: "OrganizationAccountAccessRole".into(),
+            management_role: "tenantry".into(),
+            home_region: "us-east-1".into(),
+            state_bucket: None,
+            ou_root: String::new(),
+            concurrency: 4,
+            account_creation_concurrency: 5,
+            lease_ttl_seconds: 900,
+            lease_wait_seconds: 600,
+            create_account_timeout_seconds: 1800,
+            assume_role_timeout_seconds: 300,
+            stack_timeout_seconds: 3600,
+        }
+    }
+}
+
+impl OrgSettings {
+    /// Reads `path`; a missing file gives the defaults. Errors name the file, line and field.
+    pub fn load(path: &Path) -> Result<OrgSettings, Vec<Diagnostic>> {
+        let source = match std::fs::read_to_string(path) {
+            Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(OrgSettings::default()),
+            Err(e) => return Err(vec![Diagnostic::whole_file(path, format!("cannot read: {e}"))]),
+        };
+        Self::parse(path, &source)
+    }
+
+    /// Parses the text of `tenantry.toml` and checks its values.
+    pub fn parse(path: &Path, source: &str) -> Result<OrgSettings, Vec<Diagnostic>> {
+        let settings: OrgSettings = toml::from_str(source).map_err(|e| {
+            vec![Diagnostic::at_span(path, source, e.span(), field_of(&e), e.message().trim())]
+        })?;
+        let mut errors = Vec::new();
+        let mut check = |ok: bool, field: &str, msg: &str| {
+            if !ok {
+                let span = crate::tenant::span_of(source, &[field]);
+                errors.push(Diagnostic::at_span(path, source, span, field, msg));
+            }
+        };
+        check(valid_role_name(&settings.access_role), "access_role", "not a valid IAM role name (1-64 of [A-Za-z0-9+=,.@_-])");
+        check(valid_role_name(&settings.management_role), "management_role", "not a valid IAM role name (1-64 of [A-Za-z0-9+=,.@_-])");
+        check(crate::tenant::valid_region(&settings.home_region), "home_region", "not an AWS region name such as `us-east-1`");
+        check(settings.concurrency >= 1, "concurrency", "must be at least 1");
+        check(settings.account_creation_concurrency >= 1, "account_creation_concurrency", "must be at least 1");
+        check(settings.lease_ttl_seconds >= 30, "lease_ttl_seconds", "must be at least 30 seconds");
+        if let Some(b) = &settings.state_bucket {
+            check(valid_bucket_name(b), "state_bucket", "not a valid S3 bucket name (3-63 of [a-z0-9.-])");
+        }
+        check(
+            settings.ou_root.is_empty() || crate::tenant::valid_ou_path(&settings.ou_root),
+            "ou_root",
+            "an OU path such as `Workloads` or `Workloads/Tenants` (no leading or trailing `/`)",
+        );
+        if errors.is_empty() {
+            Ok(settings)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The state bucket's name for a management account.
+    pub fn state_bucket_for(&self, management_account_id: &str) -> String {
+        self.state_bucket
+            .clone()
+            .unwrap_or_else(|| format!("tenantry-state-{management_account_id}-{}", self.home_region))
+    }
+
+    /// The full OU path of a tenant's OU path, with `ou_root` in front.
+    pub fn full_ou_path(&self, tenant_ou: &str) -> String {
+        if self.ou_root.is_empty() {
+            tenant_ou.to_string()
+        } else {
+            format!("{}/{}", self.ou_root, tenant_ou)
+        }
+    }
+}
+
+/// The dotted field named in a `toml` error message such as "unknown field `x`", if any.
+pub(crate) fn field_of(e: &toml::de::Error) -> String {
+    let msg = e.message();
+    msg.split('`').nth(1).filter(|_| msg.contains("field")).unwrap_or("").to_string()
+}
+
+fn valid_role_name(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
+}
+
+fn valid_bucket_name(s: &str) -> bool {
+    (3..=63).contains(&s.len())
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && !s.starts_with(['-', '.'])
+        && !s.ends_with(['-', '.'])
+}
+
+/// Default location of `tenantry.toml`: next to the tenants directory.
+pub fn default_settings_path(tenants_dir: &Path) -> PathBuf {
+    tenants_dir.parent().map_or_else(|| PathBuf::from("tenantry.toml"), |p| p.join("tenantry.toml"))
+}

@@ -1,0 +1,189 @@
+//! The desired state of a tenant: what its accounts should look like, fully rendered. Pure: a
+//! function of the tenant file, `tenantry.toml`, the templates and the management account id.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::config::OrgSettings;
+use crate::render::{Kind, RenderFailure, Renderer};
+use crate::tenant::{tags, Environment, Tenant};
+
+/// Everything tenantry wants to be true for one tenant.
+#[derive(Debug, Clone, Serialize)]
+pub struct DesiredTenant {
+    /// Tenant id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Production first, then staging.
+    pub accounts: Vec<DesiredAccount>,
+}
+
+impl DesiredTenant {
+    /// The desired account of one environment.
+    pub fn account(&self, env: Environment) -> &DesiredAccount {
+        self.accounts.iter().find(|a| a.environment == env).expect("both environments are built")
+    }
+}
+
+/// One member account as it should be.
+#[derive(Debug, Clone, Serialize)]
+pub struct DesiredAccount {
+    /// Which of the tenant's accounts this is.
+    pub environment: Environment,
+    /// Root user email.
+    pub email: String,
+    /// Account name passed to `CreateAccount`.
+    pub account_name: String,
+    /// Full OU path (with `ou_root`) the account must sit in.
+    pub ou_path: String,
+    /// Every tag the account must carry, tenantry's own included.
+    pub tags: BTreeMap<String, String>,
+    /// SCPs to create and attach, in file order.
+    pub policies: Vec<DesiredPolicy>,
+    /// Stacks to deploy, in dependency order (baseline first).
+    pub stacks: Vec<DesiredStack>,
+}
+
+/// A rendered SCP for one account.
+#[derive(Debug, Clone, Serialize)]
+pub struct DesiredPolicy {
+    /// Name of the policy file in `policies/`.
+    pub source: String,
+    /// Organizations policy name: `tenantry-<tenant>-<environment>-<source>`.
+    pub name: String,
+    /// Minified policy document.
+    #[serde(skip)]
+    pub content: String,
+    /// sha256 of `content`.
+    pub digest: String,
+}
+
+/// A rendered blueprint for one account.
+#[derive(Debug, Clone, Serialize)]
+pub struct DesiredStack {
+    /// Name of the blueprint file in `blueprints/`.
+    pub blueprint: String,
+    /// CloudFormation stack name: `tenantry-<blueprint>`.
+    pub stack_name: String,
+    /// The rendered template.
+    #[serde(skip)]
+    pub template: String,
+    /// sha256 of `template`: the stack's version, kept in its `tenantry:version` tag.
+    pub version: String,
+}
+
+/// A rendering problem, with the tenant-file field it belongs to.
+#[derive(Debug)]
+pub struct FieldError {
+    /// Dotted path of the field in the tenant file, e.g. `staging.blueprints.agent-pipeline`.
+    pub field: String,
+    /// What failed.
+    pub failure: RenderFailure,
+}
+
+/// The name of the SCP tenantry creates for one policy file in one account.
+pub fn policy_name(tenant_id: &str, env: Environment, source: &str) -> String {
+    format!("tenantry-{tenant_id}-{env}-{source}")
+}
+
+/// The name of the stack a blueprint is deployed as.
+pub fn stack_name(blueprint: &str) -> String {
+    format!("tenantry-{blueprint}")
+}
+
+/// The handlebars context for one account's templates. `params` are the blueprint's parameters
+/// from the tenant file (empty for policies).
+pub fn render_context(
+    tenant: &Tenant,
+    env: Environment,
+    settings: &OrgSettings,
+    management_account_id: &str,
+    tags: &BTreeMap<String, String>,
+    params: &toml::Table,
+) -> serde_json::Value {
+    let spec = tenant.spec.account(env);
+    json!({
+        "tenant": { "id": tenant.spec.id, "name": tenant.spec.name },
+        "environment": env.as_str(),
+        "account": {
+            "email": spec.email,
+            "name": tenant.account_name(env),
+            "ou_path": settings.full_ou_path(&spec.ou),
+        },
+        "allowed_regions": spec.allowed_regions,
+        "home_region": settings.home_region,
+        "management_account_id": management_account_id,
+        "tenantry": { "access_role": settings.access_role, "management_role": settings.management_role },
+        "tags": tags,
+        "params": serde_json::to_value(params).unwrap_or_default(),
+    })
+}
+
+/// Builds the desired state of `tenant`. Every rendering problem is returned, not only the first.
+pub fn build(
+    tenant: &Tenant,
+    settings: &OrgSettings,
+    renderer: &Renderer,
+    management_account_id: &str,
+) -> Result<DesiredTenant, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let mut accounts = Vec::new();
+    for env in Environment::ALL {
+        let spec = tenant.spec.account(env);
+        let mut account_tags = spec.tags.clone();
+        account_tags.insert(tags::TENANT.into(), tenant.spec.id.clone());
+        account_tags.insert(tags::ENVIRONMENT.into(), env.as_str().into());
+        account_tags.insert(tags::MANAGED_BY.into(), "tenantry".into());
+        let empty = toml::Table::new();
+        let policy_ctx = render_context(tenant, env, settings, management_account_id, &account_tags, &empty);
+        let mut policies = Vec::new();
+        for (i, source) in spec.policies.iter().enumerate() {
+            match renderer.render(Kind::Policy, source, &policy_ctx) {
+                Ok(r) => policies.push(DesiredPolicy {
+                    source: source.clone(),
+                    name: policy_name(&tenant.spec.id, env, source),
+                    content: r.body,
+                    digest: r.digest,
+                }),
+                Err(failure) => errors.push(FieldError { field: format!("{env}.policies.{i}"), failure }),
+            }
+        }
+        let mut stacks = Vec::new();
+        for (blueprint, params) in ordered_blueprints(&spec.blueprints) {
+            let ctx = render_context(tenant, env, settings, management_account_id, &account_tags, params);
+            match renderer.render(Kind::Blueprint, blueprint, &ctx) {
+                Ok(r) => stacks.push(DesiredStack {
+                    blueprint: blueprint.clone(),
+                    stack_name: stack_name(blueprint),
+                    template: r.body,
+                    version: r.digest,
+                }),
+                Err(failure) => errors.push(FieldError { field: format!("{env}.blueprints.{blueprint}"), failure }),
+            }
+        }
+        accounts.push(DesiredAccount {
+            environment: env,
+            email: spec.email.clone(),
+            account_name: tenant.account_name(env),
+            ou_path: settings.full_ou_path(&spec.ou),
+            tags: account_tags,
+            policies,
+            stacks,
+        });
+    }
+    if errors.is_empty() {
+        Ok(DesiredTenant { id: tenant.spec.id.clone(), name: tenant.spec.name.clone(), accounts })
+    } else {
+        Err(errors)
+    }
+}
+
+/// Blueprints in deployment order: `baseline` first, the rest by name.
+fn ordered_blueprints(map: &BTreeMap<String, toml::Table>) -> Vec<(&String, &toml::Table)> {
+    let mut v: Vec<_> = map.iter().collect();
+    v.sort_by_key(|(name, _)| (name.as_str() != "baseline", (*name).clone()));
+    v
+}

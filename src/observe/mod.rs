@@ -1,0 +1,302 @@
+//! Observed state: what AWS says, as plain data. The functions here only read (`Describe*`,
+//! `List*`, `AssumeRole` to read stacks); they never change anything.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::aws::member::{MemberSession, VerifiedAccount};
+use crate::aws::{cfn, org, Clients};
+use crate::config::OrgSettings;
+use crate::desired::DesiredTenant;
+use crate::state::TenantRecord;
+use crate::tenant::Environment;
+
+/// The organization as a whole.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct OrgOverview {
+    /// Organization id (`o-...`).
+    pub organization_id: String,
+    /// Management account id.
+    pub management_account_id: String,
+    /// Whether all features (not only consolidated billing) are enabled.
+    pub all_features: bool,
+    /// Root id (`r-...`).
+    pub root_id: String,
+    /// Whether SCPs are enabled on the root.
+    pub scp_enabled: bool,
+}
+
+/// An account as `ListAccounts`/`DescribeAccount` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AccountSummary {
+    /// 12-digit account id.
+    pub id: String,
+    /// Account name.
+    pub name: String,
+    /// Root email.
+    pub email: String,
+    /// ACTIVE, SUSPENDED, PENDING_CLOSURE.
+    pub status: String,
+}
+
+/// A `CreateAccount` request.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CreateRequest {
+    /// Request id (`car-...`).
+    pub request_id: String,
+    /// Account name requested.
+    pub account_name: String,
+    /// Account id, once known.
+    pub account_id: Option<String>,
+    /// Where it stands.
+    pub state: CreateRequestState,
+}
+
+/// State of a `CreateAccount` request.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub enum CreateRequestState {
+    /// Still running.
+    InProgress,
+    /// Done; the account exists.
+    Succeeded,
+    /// Failed with this `FailureReason`.
+    Failed(String),
+}
+
+/// A CloudFormation stack in a member account.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ObservedStack {
+    /// Stack name.
+    pub name: String,
+    /// Stack id (ARN).
+    pub stack_id: String,
+    /// e.g. CREATE_COMPLETE, ROLLBACK_COMPLETE.
+    pub status: String,
+    /// The `tenantry:version` tag: sha256 of the template deployed.
+    pub version: Option<String>,
+    /// All stack tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A tenant's account as found, with everything the planner compares.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ObservedAccount {
+    /// The account.
+    pub account: AccountSummary,
+    /// Its tags.
+    pub tags: BTreeMap<String, String>,
+    /// Id of its parent (root or OU).
+    pub parent_id: String,
+    /// Id of the OU it should be in, if that OU exists.
+    pub desired_ou_id: Option<String>,
+    /// SCPs attached directly, policy id → name.
+    pub attached: BTreeMap<String, String>,
+    /// The tenant's SCPs that exist, policy name → (id, content).
+    pub policies: BTreeMap<String, (String, String)>,
+    /// The account's `tenantry-*` stacks.
+    pub stacks: BTreeMap<String, ObservedStack>,
+    /// Whether it was found through state (`Recorded`) or by email and tags (`Adopted`).
+    pub found_by: FoundBy,
+}
+
+/// How an account was found.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FoundBy {
+    /// State records its id.
+    Recorded,
+    /// Found in the organization by its email, carrying this tenant's tags.
+    Adopted,
+    /// The create request recorded in state succeeded.
+    CreateRequest,
+}
+
+/// What was found for one environment of a tenant.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AccountObservation {
+    /// No account and no create request: it must be created.
+    Missing,
+    /// A `CreateAccount` request is still running.
+    Creating {
+        /// Its id.
+        request_id: String,
+    },
+    /// The account exists and passed the blast-radius guard.
+    Found(Box<ObservedAccount>),
+    /// Something is in the way; tenantry will not touch it.
+    Refused {
+        /// What and why, with what to do.
+        reason: String,
+    },
+}
+
+/// Everything observed for one tenant.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ObservedTenant {
+    /// Tenant id.
+    pub tenant: String,
+    /// One entry per environment.
+    pub accounts: BTreeMap<Environment, AccountObservation>,
+}
+
+/// Read-only context shared by the observation of every tenant in one run.
+pub struct Observer<'a> {
+    /// Management clients.
+    pub clients: &'a Clients,
+    /// `tenantry.toml`.
+    pub settings: &'a OrgSettings,
+    /// The organization, if there is one.
+    pub org: Option<&'a OrgOverview>,
+}
+
+impl Observer<'_> {
+    /// Observes one tenant: its accounts (found through `record`, else by email and tags), their
+    /// OU, tags, SCPs and stacks. Only reads. Stacks are read through a [`MemberSession`], so only
+    /// in accounts that passed the guard.
+    pub async fn tenant(&self, desired: &DesiredTenant, record: &TenantRecord) -> Result<ObservedTenant> {
+        let mut accounts = BTreeMap::new();
+        let mut listing: Option<(Vec<AccountSummary>, Vec<CreateRequest>)> = None;
+        for want in &desired.accounts {
+            let env = want.environment;
+            let rec = record.accounts.get(&env);
+            let obs = self.account(desired, env, rec, &mut listing).await?;
+            accounts.insert(env, obs);
+        }
+        Ok(ObservedTenant { tenant: desired.id.clone(), accounts })
+    }
+
+    async fn account(
+        &self,
+        desired: &DesiredTenant,
+        env: Environment,
+        rec: Option<&crate::state::AccountRecord>,
+        listing: &mut Option<(Vec<AccountSummary>, Vec<CreateRequest>)>,
+    ) -> Result<AccountObservation> {
+        let Some(overview) = self.org else { return Ok(AccountObservation::Missing) };
+        let want = desired.account(env);
+        let c = &self.clients.org;
+        let recorded = rec.and_then(|r| r.account_id.clone());
+        // 1. The account state records.
+        let (summary, found_by) = if let Some(id) = &recorded {
+            match org::describe_account(c, id).await? {
+                Some(s) => (s, FoundBy::Recorded),
+                None => {
+                    return Ok(AccountObservation::Refused {
+                        reason: format!("state records account {id}, which is not in the organization (closed or removed?); tenantry will not create a second account — investigate, then fix or delete the state record"),
+                    })
+                }
+            }
+        } else {
+            // 2. A create request state records.
+            let mut from_request = None;
+            if let Some(req) = rec.and_then(|r| r.create_request_id.as_deref()) {
+                let status = org::create_status(c, req).await?;
+                match (&status.state, &status.account_id) {
+                    (CreateRequestState::InProgress, _) => {
+                        return Ok(AccountObservation::Creating { request_id: req.to_string() })
+                    }
+                    (CreateRequestState::Succeeded, Some(id)) => {
+                        from_request = org::describe_account(c, id).await?.map(|s| (s, FoundBy::CreateRequest));
+                    }
+                    (CreateRequestState::Failed(reason), _) => {
+                        // A failed request created no account: look again, create again if needed.
+                        tracing::warn!(tenant = %desired.id, %env, request = req, "earlier CreateAccount failed: {reason}{}", failure_hint(reason));
+                    }
+                    _ => {}
+                }
+            }
+            match from_request {
+                Some(found) => found,
+                None => {
+                    // 3. The organization, by email; or an in-progress request by account name.
+                    if listing.is_none() {
+                        *listing = Some((org::list_accounts(c).await?, org::in_progress_creates(c).await?));
+                    }
+                    let (all, creating) = listing.as_ref().expect("just set");
+                    match all.iter().find(|a| a.email.eq_ignore_ascii_case(&want.email)) {
+                        Some(a) => (a.clone(), FoundBy::Adopted),
+                        None => {
+                            if let Some(r) = creating.iter().find(|r| r.account_name == want.account_name) {
+                                return Ok(AccountObservation::Creating { request_id: r.request_id.clone() });
+                            }
+                            return Ok(AccountObservation::Missing);
+                        }
+                    }
+                }
+            }
+        };
+        let tags = org::tags(c, &summary.id).await?;
+        let email_matches = summary.email.eq_ignore_ascii_case(&want.email);
+        let record_for_guard = if found_by == FoundBy::Recorded { recorded.as_deref() } else { None };
+        let verified = match VerifiedAccount::verify(&desired.id, env, &summary.id, record_for_guard, &tags, email_matches) {
+            Ok(v) => v,
+            Err(refusal) => {
+                let hint = if found_by == FoundBy::Adopted {
+                    format!("; an account with this tenant's email `{}` exists but is not tagged as this tenant's. To adopt it, tag it {}={} and {}={}; otherwise change the email", want.email, crate::tenant::tags::TENANT, desired.id, crate::tenant::tags::ENVIRONMENT, env)
+                } else {
+                    String::new()
+                };
+                return Ok(AccountObservation::Refused { reason: format!("{refusal}{hint}") });
+            }
+        };
+        let parent_id = org::parent(c, &summary.id).await?;
+        let desired_ou_id = self.find_ou(overview, &want.ou_path).await?;
+        let attached = org::attached_scps(c, &summary.id).await?;
+        let mut policies = BTreeMap::new();
+        let all_scps = if want.policies.is_empty() && attached.is_empty() { BTreeMap::new() } else { org::scps(c).await? };
+        for p in &want.policies {
+            if let Some(id) = all_scps.get(&p.name) {
+                policies.insert(p.name.clone(), (id.clone(), org::policy_content(c, id).await?));
+            }
+        }
+        let stacks = if summary.status == "ACTIVE" {
+            let session = MemberSession::assume(
+                self.clients,
+                &verified,
+                &self.settings.access_role,
+                &self.settings.home_region,
+                std::time::Duration::from_secs(self.settings.assume_role_timeout_seconds),
+            )
+            .await?;
+            cfn::tenantry_stacks(&session.cfn).await?
+        } else {
+            BTreeMap::new()
+        };
+        Ok(AccountObservation::Found(Box::new(ObservedAccount {
+            account: summary,
+            tags,
+            parent_id,
+            desired_ou_id,
+            attached,
+            policies,
+            stacks,
+            found_by,
+        })))
+    }
+
+    /// The id of the OU at `path` under the root, if every OU on the way exists.
+    pub async fn find_ou(&self, overview: &OrgOverview, path: &str) -> Result<Option<String>> {
+        let mut parent = overview.root_id.clone();
+        for seg in path.split('/') {
+            match org::child_ous(&self.clients.org, &parent).await?.remove(seg) {
+                Some(id) => parent = id,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(parent))
+    }
+}
+
+/// What to do about a `CreateAccount` failure reason.
+pub fn failure_hint(reason: &str) -> &'static str {
+    match reason {
+        "ACCOUNT_LIMIT_EXCEEDED" => " — the organization reached its account quota (Organizations > Default maximum number of accounts); request an increase in Service Quotas, then re-run",
+        "EMAIL_ALREADY_EXISTS" => " — the email is in use by another AWS account; choose another email",
+        "INVALID_EMAIL" => " — AWS rejected the email address",
+        "CONCURRENT_ACCOUNT_MODIFICATION" | "INTERNAL_FAILURE" => " — a transient AWS failure; re-run to retry",
+        _ => "",
+    }
+}

@@ -1,0 +1,426 @@
+//! The planner: a pure function of desired state and observed state that lists the steps that
+//! would make them equal, like `terraform plan`. No I/O here; unit-tested on plain data.
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::desired::{DesiredAccount, DesiredTenant};
+use crate::observe::{AccountObservation, ObservedAccount, ObservedTenant, OrgOverview};
+use crate::tenant::Environment;
+
+/// One change `apply` would make.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Step {
+    /// `CreateOrganization` with all features.
+    CreateOrganization,
+    /// `EnablePolicyType SERVICE_CONTROL_POLICY` on the root.
+    EnableServiceControlPolicies,
+    /// `CreateOrganizationalUnit` for each missing segment of `path`.
+    CreateOu {
+        /// Full OU path.
+        path: String,
+    },
+    /// `CreateAccount`, then poll `DescribeCreateAccountStatus`.
+    CreateAccount {
+        /// Environment.
+        environment: Environment,
+        /// Root email.
+        email: String,
+        /// Account name.
+        account_name: String,
+    },
+    /// Poll a `CreateAccount` request that is already running.
+    AwaitAccount {
+        /// Environment.
+        environment: Environment,
+        /// Request id.
+        request_id: String,
+    },
+    /// `MoveAccount` into the desired OU.
+    MoveAccount {
+        /// Environment.
+        environment: Environment,
+        /// Account id; `None` until created.
+        account_id: Option<String>,
+        /// Current parent id; `None` for a new account (the root).
+        from_parent_id: Option<String>,
+        /// Destination OU path.
+        to_ou_path: String,
+    },
+    /// `TagResource` with the tags that are missing or differ.
+    TagAccount {
+        /// Environment.
+        environment: Environment,
+        /// Account id.
+        account_id: String,
+        /// Tags to set: key → (found, wanted).
+        tags: BTreeMap<String, (Option<String>, String)>,
+    },
+    /// `CreatePolicy` for an SCP.
+    CreatePolicy {
+        /// Environment.
+        environment: Environment,
+        /// Policy name.
+        name: String,
+        /// Source file in `policies/`.
+        source: String,
+        /// sha256 of the content.
+        digest: String,
+    },
+    /// `UpdatePolicy`: the SCP's content differs from the rendered file.
+    UpdatePolicy {
+        /// Environment.
+        environment: Environment,
+        /// Policy name.
+        name: String,
+        /// Policy id.
+        policy_id: String,
+        /// sha256 of the new content.
+        digest: String,
+    },
+    /// `AttachPolicy` to the account.
+    AttachPolicy {
+        /// Environment.
+        environment: Environment,
+        /// Policy name.
+        name: String,
+    },
+    /// `DetachPolicy`: a tenantry SCP of this account that the tenant file no longer lists.
+    DetachPolicy {
+        /// Environment.
+        environment: Environment,
+        /// Policy name.
+        name: String,
+        /// Policy id.
+        policy_id: String,
+    },
+    /// `CreateStack` from the rendered blueprint.
+    CreateStack {
+        /// Environment.
+        environment: Environment,
+        /// Stack name.
+        stack: String,
+        /// Blueprint.
+        blueprint: String,
+        /// sha256 of the template.
+        version: String,
+    },
+    /// `UpdateStack` to the rendered blueprint.
+    UpdateStack {
+        /// Environment.
+        environment: Environment,
+        /// Stack name.
+        stack: String,
+        /// Blueprint.
+        blueprint: String,
+        /// Version found (its `tenantry:version` tag).
+        from_version: Option<String>,
+        /// Version wanted.
+        version: String,
+    },
+    /// `DeleteStack` then `CreateStack`: the stack never reached a usable state (e.g.
+    /// ROLLBACK_COMPLETE after a failed create), which CloudFormation cannot update.
+    RecreateStack {
+        /// Environment.
+        environment: Environment,
+        /// Stack name.
+        stack: String,
+        /// Blueprint.
+        blueprint: String,
+        /// Status found.
+        status: String,
+        /// Version wanted.
+        version: String,
+    },
+}
+
+impl Step {
+    /// The environment the step acts on, if any.
+    pub fn environment(&self) -> Option<Environment> {
+        use Step::*;
+        match self {
+            CreateOrganization | EnableServiceControlPolicies | CreateOu { .. } => None,
+            CreateAccount { environment, .. }
+            | AwaitAccount { environment, .. }
+            | MoveAccount { environment, .. }
+            | TagAccount { environment, .. }
+            | CreatePolicy { environment, .. }
+            | UpdatePolicy { environment, .. }
+            | AttachPolicy { environment, .. }
+            | DetachPolicy { environment, .. }
+            | CreateStack { environment, .. }
+            | UpdateStack { environment, .. }
+            | RecreateStack { environment, .. } => Some(*environment),
+        }
+    }
+
+    /// `+` create, `~` change, `-` remove, `-/+` replace, `…` wait: as in Terraform's plan.
+    pub fn symbol(&self) -> &'static str {
+        use Step::*;
+        match self {
+            CreateOrganization | CreateOu { .. } | CreateAccount { .. } | CreatePolicy { .. } | CreateStack { .. }
+            | AttachPolicy { .. } => "+",
+            DetachPolicy { .. } => "-",
+            RecreateStack { .. } => "-/+",
+            AwaitAccount { .. } => "…",
+            _ => "~",
+        }
+    }
+}
+
+fn short(v: &str) -> &str {
+    &v[..v.len().min(12)]
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use Step::*;
+        let sym = self.symbol();
+        match self {
+            CreateOrganization => write!(f, "{sym} create organization (all features)"),
+            EnableServiceControlPolicies => write!(f, "{sym} enable service control policies on the root"),
+            CreateOu { path } => write!(f, "{sym} create OU {path}"),
+            CreateAccount { environment, email, account_name } => {
+                write!(f, "{sym} {environment}: create account \"{account_name}\" <{email}>")
+            }
+            AwaitAccount { environment, request_id } => {
+                write!(f, "{sym} {environment}: wait for account creation {request_id}")
+            }
+            MoveAccount { environment, account_id, from_parent_id, to_ou_path } => write!(
+                f,
+                "{sym} {environment}: move account {} from {} to OU {to_ou_path}",
+                account_id.as_deref().unwrap_or("(known after apply)"),
+                from_parent_id.as_deref().unwrap_or("the root")
+            ),
+            TagAccount { environment, account_id, tags } => {
+                write!(f, "{sym} {environment}: tag account {account_id}:")?;
+                for (k, (old, new)) in tags {
+                    match old {
+                        Some(o) => write!(f, " {k}: \"{o}\" -> \"{new}\";")?,
+                        None => write!(f, " {k}: (none) -> \"{new}\";")?,
+                    }
+                }
+                Ok(())
+            }
+            CreatePolicy { environment, name, source, digest } => {
+                write!(f, "{sym} {environment}: create SCP {name} from policies/{source}.json (sha256 {})", short(digest))
+            }
+            UpdatePolicy { environment, name, policy_id, digest } => {
+                write!(f, "{sym} {environment}: update SCP {name} ({policy_id}) to sha256 {}", short(digest))
+            }
+            AttachPolicy { environment, name } => write!(f, "{sym} {environment}: attach SCP {name}"),
+            DetachPolicy { environment, name, policy_id } => {
+                write!(f, "{sym} {environment}: detach SCP {name} ({policy_id}): no longer in the tenant file")
+            }
+            CreateStack { environment, stack, blueprint, version } => {
+                write!(f, "{sym} {environment}: create stack {stack} from blueprints/{blueprint}.json (version {})", short(version))
+            }
+            UpdateStack { environment, stack, from_version, version, .. } => write!(
+                f,
+                "{sym} {environment}: update stack {stack}: version {} -> {}",
+                from_version.as_deref().map(short).unwrap_or("(untagged)"),
+                short(version)
+            ),
+            RecreateStack { environment, stack, status, version, .. } => write!(
+                f,
+                "{sym} {environment}: replace stack {stack} (found {status}, which cannot be updated) with version {}",
+                short(version)
+            ),
+        }
+    }
+}
+
+/// The plan for one tenant.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TenantPlan {
+    /// Tenant id.
+    pub tenant: String,
+    /// Steps in order.
+    pub steps: Vec<Step>,
+    /// Reasons tenantry refuses to act on this tenant (blast-radius guard, collisions). A tenant
+    /// with refusals is not applied.
+    pub refusals: Vec<String>,
+}
+
+/// A whole plan: organization-level steps, then per-tenant steps.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    /// Steps on the organization itself (organization, SCP type, OUs).
+    pub organization: Vec<Step>,
+    /// One entry per tenant.
+    pub tenants: Vec<TenantPlan>,
+}
+
+impl Plan {
+    /// Whether applying would change nothing.
+    pub fn is_empty(&self) -> bool {
+        self.organization.is_empty() && self.tenants.iter().all(|t| t.steps.is_empty())
+    }
+
+    /// Whether any tenant is refused.
+    pub fn has_refusals(&self) -> bool {
+        self.tenants.iter().any(|t| !t.refusals.is_empty())
+    }
+}
+
+/// Organization-level steps: the organization with all features and SCPs, and every OU path some
+/// tenant needs (`ou_exists`: full path → whether it exists).
+pub fn organization(org: Option<&OrgOverview>, ou_exists: &BTreeMap<String, bool>) -> Vec<Step> {
+    let mut steps = Vec::new();
+    match org {
+        None => {
+            steps.push(Step::CreateOrganization);
+            steps.push(Step::EnableServiceControlPolicies);
+        }
+        Some(o) if !o.scp_enabled => steps.push(Step::EnableServiceControlPolicies),
+        Some(_) => {}
+    }
+    for (path, exists) in ou_exists {
+        if !exists {
+            steps.push(Step::CreateOu { path: path.clone() });
+        }
+    }
+    steps
+}
+
+/// The steps that bring one tenant's accounts to their desired state.
+pub fn tenant(desired: &DesiredTenant, observed: &ObservedTenant) -> TenantPlan {
+    let mut steps = Vec::new();
+    let mut refusals = Vec::new();
+    for want in &desired.accounts {
+        let env = want.environment;
+        match observed.accounts.get(&env).unwrap_or(&AccountObservation::Missing) {
+            AccountObservation::Refused { reason } => refusals.push(format!("{env}: {reason}")),
+            AccountObservation::Missing => {
+                steps.push(Step::CreateAccount {
+                    environment: env,
+                    email: want.email.clone(),
+                    account_name: want.account_name.clone(),
+                });
+                new_account_steps(want, &mut steps);
+            }
+            AccountObservation::Creating { request_id } => {
+                steps.push(Step::AwaitAccount { environment: env, request_id: request_id.clone() });
+                new_account_steps(want, &mut steps);
+            }
+            AccountObservation::Found(found) => {
+                if found.account.status != "ACTIVE" {
+                    refusals.push(format!(
+                        "{env}: account {} is {}; tenantry only works on ACTIVE accounts",
+                        found.account.id, found.account.status
+                    ));
+                    continue;
+                }
+                existing_account_steps(want, found, &crate::desired::policy_name(&desired.id, env, ""), &mut steps);
+            }
+        }
+    }
+    TenantPlan { tenant: desired.id.clone(), steps, refusals }
+}
+
+/// Steps after creating an account: it starts in the root, carries its tags from `CreateAccount`.
+fn new_account_steps(want: &DesiredAccount, steps: &mut Vec<Step>) {
+    let env = want.environment;
+    steps.push(Step::MoveAccount { environment: env, account_id: None, from_parent_id: None, to_ou_path: want.ou_path.clone() });
+    for p in &want.policies {
+        steps.push(Step::CreatePolicy { environment: env, name: p.name.clone(), source: p.source.clone(), digest: p.digest.clone() });
+        steps.push(Step::AttachPolicy { environment: env, name: p.name.clone() });
+    }
+    for s in &want.stacks {
+        steps.push(Step::CreateStack { environment: env, stack: s.stack_name.clone(), blueprint: s.blueprint.clone(), version: s.version.clone() });
+    }
+}
+
+fn existing_account_steps(want: &DesiredAccount, found: &ObservedAccount, policy_prefix: &str, steps: &mut Vec<Step>) {
+    let env = want.environment;
+    let id = &found.account.id;
+    if found.desired_ou_id.as_deref() != Some(found.parent_id.as_str()) {
+        steps.push(Step::MoveAccount {
+            environment: env,
+            account_id: Some(id.clone()),
+            from_parent_id: Some(found.parent_id.clone()),
+            to_ou_path: want.ou_path.clone(),
+        });
+    }
+    let tag_changes: BTreeMap<String, (Option<String>, String)> = want
+        .tags
+        .iter()
+        .filter(|(k, v)| found.tags.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), (found.tags.get(k).cloned(), v.clone())))
+        .collect();
+    if !tag_changes.is_empty() {
+        steps.push(Step::TagAccount { environment: env, account_id: id.clone(), tags: tag_changes });
+    }
+    let attached_names: BTreeSet<&str> = found.attached.values().map(String::as_str).collect();
+    for p in &want.policies {
+        match found.policies.get(&p.name) {
+            None => steps.push(Step::CreatePolicy {
+                environment: env,
+                name: p.name.clone(),
+                source: p.source.clone(),
+                digest: p.digest.clone(),
+            }),
+            Some((policy_id, content)) if !same_json(content, &p.content) => steps.push(Step::UpdatePolicy {
+                environment: env,
+                name: p.name.clone(),
+                policy_id: policy_id.clone(),
+                digest: p.digest.clone(),
+            }),
+            Some(_) => {}
+        }
+        if !attached_names.contains(p.name.as_str()) {
+            steps.push(Step::AttachPolicy { environment: env, name: p.name.clone() });
+        }
+    }
+    for (policy_id, name) in &found.attached {
+        if name.starts_with(policy_prefix) && !want.policies.iter().any(|p| &p.name == name) {
+            steps.push(Step::DetachPolicy { environment: env, name: name.clone(), policy_id: policy_id.clone() });
+        }
+    }
+    for s in &want.stacks {
+        match found.stacks.get(&s.stack_name) {
+            None => steps.push(Step::CreateStack {
+                environment: env,
+                stack: s.stack_name.clone(),
+                blueprint: s.blueprint.clone(),
+                version: s.version.clone(),
+            }),
+            Some(o) if needs_replacement(&o.status) => steps.push(Step::RecreateStack {
+                environment: env,
+                stack: s.stack_name.clone(),
+                blueprint: s.blueprint.clone(),
+                status: o.status.clone(),
+                version: s.version.clone(),
+            }),
+            Some(o) if o.version.as_deref() != Some(s.version.as_str()) || !o.status.ends_with("_COMPLETE") => {
+                steps.push(Step::UpdateStack {
+                    environment: env,
+                    stack: s.stack_name.clone(),
+                    blueprint: s.blueprint.clone(),
+                    from_version: o.version.clone(),
+                    version: s.version.clone(),
+                })
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+/// Stack statuses CloudFormation cannot update: the stack must be deleted and created again.
+fn needs_replacement(status: &str) -> bool {
+    matches!(status, "ROLLBACK_COMPLETE" | "ROLLBACK_FAILED" | "CREATE_FAILED" | "DELETE_FAILED")
+}
+
+/// Whether two JSON documents are equal as values (whitespace and key order aside).
+fn same_json(a: &str, b: &str) -> bool {
+    match (serde_json::from_str::<serde_json::Value>(a), serde_json::from_str::<serde_json::Value>(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}

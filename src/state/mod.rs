@@ -1,0 +1,278 @@
+//! The state store: one JSON object per tenant in a private, encrypted, versioned S3 bucket of
+//! the management account, plus per-tenant lease objects.
+//!
+//! Writes are optimistic: a record is written with `If-Match` on the ETag it was read with (or
+//! `If-None-Match: *` when new), so two writers can never silently overwrite each other. Leases are
+//! created with `If-None-Match: *`, carry an expiry, and a stale one is taken over with `If-Match`.
+
+mod lease;
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, PublicAccessBlockConfiguration,
+    ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+    VersioningConfiguration,
+};
+use serde::{Deserialize, Serialize};
+
+pub use lease::Lease;
+
+use crate::aws::{aws_error, error_code};
+use crate::tenant::Environment;
+
+/// What tenantry knows about one tenant: `tenants/<id>.json` in the state bucket.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TenantRecord {
+    /// Tenant id.
+    pub tenant: String,
+    /// One entry per environment that tenantry has started to create or has adopted.
+    #[serde(default)]
+    pub accounts: BTreeMap<Environment, AccountRecord>,
+    /// RFC 3339 time of the last write.
+    #[serde(default)]
+    pub updated_at: String,
+}
+
+/// What tenantry knows about one member account.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct AccountRecord {
+    /// The account id, once known.
+    #[serde(default)]
+    pub account_id: Option<String>,
+    /// The `CreateAccount` request id, written before its status is polled.
+    #[serde(default)]
+    pub create_request_id: Option<String>,
+    /// Root email the account was created or adopted with.
+    #[serde(default)]
+    pub email: String,
+    /// OU path the account was last placed in.
+    #[serde(default)]
+    pub ou_path: Option<String>,
+    /// SCPs tenantry created for this account: policy name → record.
+    #[serde(default)]
+    pub policies: BTreeMap<String, PolicyRecord>,
+    /// Stacks tenantry deployed: stack name → record.
+    #[serde(default)]
+    pub stacks: BTreeMap<String, StackRecord>,
+}
+
+/// An SCP tenantry manages.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PolicyRecord {
+    /// Organizations policy id.
+    pub policy_id: String,
+    /// sha256 of the content last written.
+    pub digest: String,
+}
+
+/// A stack tenantry deployed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct StackRecord {
+    /// Blueprint name.
+    pub blueprint: String,
+    /// sha256 of the rendered template last deployed.
+    pub version: String,
+    /// Stack status after the last operation.
+    pub status: String,
+    /// Stack id (ARN).
+    #[serde(default)]
+    pub stack_id: String,
+}
+
+/// A record as read, with the ETag that a conditional write must match.
+#[derive(Debug, Clone)]
+pub struct Tracked {
+    /// The record.
+    pub record: TenantRecord,
+    /// ETag of the object it was read from; `None` when no object exists yet.
+    pub etag: Option<String>,
+}
+
+/// A write lost a race: the object changed since it was read.
+#[derive(Debug, thiserror::Error)]
+#[error("state object s3://{bucket}/{key} was changed by another writer since it was read; re-run to pick up its changes")]
+pub struct WriteConflict {
+    /// Bucket.
+    pub bucket: String,
+    /// Key.
+    pub key: String,
+}
+
+/// The S3-backed state store.
+#[derive(Debug, Clone)]
+pub struct StateStore {
+    s3: aws_sdk_s3::Client,
+    bucket: String,
+    holder: String,
+}
+
+impl StateStore {
+    /// A store on `bucket`. `holder` names this process in leases (host and pid).
+    pub fn new(s3: aws_sdk_s3::Client, bucket: String) -> StateStore {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+        let holder = format!("{host}:{}:{}", std::process::id(), uuid::Uuid::new_v4().simple());
+        StateStore { s3, bucket, holder }
+    }
+
+    /// The bucket name.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// Whether the bucket exists (`HeadBucket`).
+    pub async fn bucket_exists(&self) -> Result<bool> {
+        match self.s3.head_bucket().bucket(&self.bucket).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(false),
+            Err(e) => Err(aws_error("s3:HeadBucket", e)),
+        }
+    }
+
+    /// Creates the bucket if missing (`CreateBucket`) and makes sure it is private
+    /// (`PutPublicAccessBlock`), encrypted (`PutBucketEncryption`, SSE-S3) and versioned
+    /// (`PutBucketVersioning`). Idempotent.
+    pub async fn ensure_bucket(&self, region: &str) -> Result<()> {
+        if !self.bucket_exists().await? {
+            let mut req = self.s3.create_bucket().bucket(&self.bucket);
+            if region != "us-east-1" {
+                req = req.create_bucket_configuration(
+                    CreateBucketConfiguration::builder()
+                        .location_constraint(BucketLocationConstraint::from(region))
+                        .build(),
+                );
+            }
+            match req.send().await {
+                Ok(_) => tracing::info!(bucket = %self.bucket, "created state bucket"),
+                Err(e) if matches!(error_code(&e), Some("BucketAlreadyOwnedByYou")) => {}
+                Err(e) => return Err(aws_error("s3:CreateBucket", e)).context("creating the state bucket"),
+            }
+        }
+        self.s3
+            .put_public_access_block()
+            .bucket(&self.bucket)
+            .public_access_block_configuration(
+                PublicAccessBlockConfiguration::builder()
+                    .block_public_acls(true)
+                    .ignore_public_acls(true)
+                    .block_public_policy(true)
+                    .restrict_public_buckets(true)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| aws_error("s3:PutPublicAccessBlock", e))?;
+        let rule = ServerSideEncryptionRule::builder()
+            .apply_server_side_encryption_by_default(
+                ServerSideEncryptionByDefault::builder()
+                    .sse_algorithm(ServerSideEncryption::Aes256)
+                    .build()
+                    .context("encryption rule")?,
+            )
+            .build();
+        self.s3
+            .put_bucket_encryption()
+            .bucket(&self.bucket)
+            .server_side_encryption_configuration(
+                ServerSideEncryptionConfiguration::builder().rules(rule).build().context("encryption config")?,
+            )
+            .send()
+            .await
+            .map_err(|e| aws_error("s3:PutBucketEncryption", e))?;
+        self.s3
+            .put_bucket_versioning()
+            .bucket(&self.bucket)
+            .versioning_configuration(VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build())
+            .send()
+            .await
+            .map_err(|e| aws_error("s3:PutBucketVersioning", e))?;
+        Ok(())
+    }
+
+    fn record_key(tenant: &str) -> String {
+        format!("tenants/{tenant}.json")
+    }
+
+    /// Reads a tenant's record (`GetObject`). A missing object or bucket gives an empty record.
+    pub async fn read(&self, tenant: &str) -> Result<Tracked> {
+        let key = Self::record_key(tenant);
+        match self.get(&key).await? {
+            None => Ok(Tracked { record: TenantRecord { tenant: tenant.into(), ..Default::default() }, etag: None }),
+            Some((bytes, etag)) => {
+                let record: TenantRecord = serde_json::from_slice(&bytes)
+                    .with_context(|| format!("state object s3://{}/{key} is not a valid tenant record", self.bucket))?;
+                Ok(Tracked { record, etag: Some(etag) })
+            }
+        }
+    }
+
+    /// Writes a tenant's record conditionally (`PutObject` with `If-Match` on the ETag read, or
+    /// `If-None-Match: *` for a new object) and updates `tracked.etag`. A lost race gives
+    /// [`WriteConflict`].
+    pub async fn write(&self, tracked: &mut Tracked) -> Result<()> {
+        tracked.record.updated_at = now_rfc3339();
+        let body = serde_json::to_vec_pretty(&tracked.record)?;
+        let key = Self::record_key(&tracked.record.tenant);
+        let etag = self.put_conditional(&key, body, tracked.etag.as_deref()).await?;
+        tracked.etag = Some(etag);
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<(Vec<u8>, String)>> {
+        match self.s3.get_object().bucket(&self.bucket).key(key).send().await {
+            Ok(out) => {
+                let etag = out.e_tag.clone().unwrap_or_default();
+                let bytes = out.body.collect().await.context("reading state object")?.into_bytes().to_vec();
+                Ok(Some((bytes, etag)))
+            }
+            Err(e) if matches!(error_code(&e), Some("NoSuchKey") | Some("NoSuchBucket")) => Ok(None),
+            Err(e) => Err(aws_error("s3:GetObject", e)),
+        }
+    }
+
+    /// `PutObject` with `If-Match: etag` or `If-None-Match: *`; returns the new ETag.
+    async fn put_conditional(&self, key: &str, body: Vec<u8>, etag: Option<&str>) -> Result<String> {
+        let mut req = self
+            .s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type("application/json")
+            .server_side_encryption(ServerSideEncryption::Aes256)
+            .body(ByteStream::from(body));
+        req = match etag {
+            Some(e) => req.if_match(e),
+            None => req.if_none_match("*"),
+        };
+        match req.send().await {
+            Ok(out) => Ok(out.e_tag.unwrap_or_default()),
+            Err(e) if is_precondition_failure(&e) => {
+                Err(WriteConflict { bucket: self.bucket.clone(), key: key.into() }.into())
+            }
+            Err(e) => Err(aws_error("s3:PutObject", e)),
+        }
+    }
+}
+
+/// Whether S3 rejected a conditional request (412 PreconditionFailed, 409 ConditionalRequestConflict).
+fn is_precondition_failure<E>(e: &aws_sdk_s3::error::SdkError<E>) -> bool
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata,
+{
+    matches!(error_code(e), Some("PreconditionFailed") | Some("ConditionalRequestConflict"))
+        || e.raw_response().is_some_and(|r| matches!(r.status().as_u16(), 409 | 412))
+}
+
+/// Now as RFC 3339 (UTC).
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}

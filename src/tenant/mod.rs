@@ -1,0 +1,186 @@
+//! Tenant files (`tenants/<id>.toml`) → the desired model. Pure: reads the files, never AWS.
+//!
+//! A tenant file declares the tenant's two member accounts, `production` and `staging` (the
+//! digital twin where coding agents iterate). `load` parses every file, checks every rule and
+//! returns *all* problems at once, each pointing at file, line and field.
+
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use validate::{load, LoadedTenants};
+
+/// The two accounts every tenant has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    /// The client's production account.
+    Production,
+    /// The digital-twin staging account where agents iterate until their work converges.
+    Staging,
+}
+
+impl Environment {
+    /// Both environments, production first.
+    pub const ALL: [Environment; 2] = [Environment::Production, Environment::Staging];
+
+    /// The environment's name as used in tags, state and files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Production => "production",
+            Environment::Staging => "staging",
+        }
+    }
+}
+
+impl fmt::Display for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What reconcile does with drift for this tenant by default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DriftMode {
+    /// Report drift only.
+    #[default]
+    Report,
+    /// Report and fix drift.
+    Remediate,
+}
+
+/// The contents of one tenant file.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSpec {
+    /// Tenant id: a slug of lowercase letters, digits and `-`; must equal the file's stem.
+    pub id: String,
+    /// Display name of the client.
+    pub name: String,
+    /// Default reconcile behaviour for drift.
+    #[serde(default)]
+    pub drift: DriftMode,
+    /// The production account.
+    pub production: AccountSpec,
+    /// The digital-twin staging account.
+    pub staging: AccountSpec,
+}
+
+impl TenantSpec {
+    /// The account spec of one environment.
+    pub fn account(&self, env: Environment) -> &AccountSpec {
+        match env {
+            Environment::Production => &self.production,
+            Environment::Staging => &self.staging,
+        }
+    }
+}
+
+/// One member account of a tenant.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AccountSpec {
+    /// Root user email of the account; unique across all tenants (compared case-insensitively).
+    pub email: String,
+    /// Account name (at most 50 characters). Default: `<name> (<environment>)`.
+    #[serde(default)]
+    pub account_name: Option<String>,
+    /// OU path under the organization root (plus `ou_root`), e.g. `Tenants/Production`.
+    pub ou: String,
+    /// Regions the account may use; enforced by the `region-allowlist` SCP.
+    pub allowed_regions: Vec<String>,
+    /// Tags on the account, besides tenantry's own `tenantry:*` tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Service control policies to attach: names of files in `policies/` (without `.json`).
+    #[serde(default)]
+    pub policies: Vec<String>,
+    /// Blueprints to deploy: name of a file in `blueprints/` → its parameters.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, serde_json::Map<String, serde_json::Value>>")]
+    pub blueprints: BTreeMap<String, toml::Table>,
+}
+
+/// A loaded tenant: its spec and where it came from.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    /// The parsed file.
+    pub spec: TenantSpec,
+    /// The file it was read from.
+    pub path: PathBuf,
+}
+
+impl Tenant {
+    /// The account name used for `CreateAccount`.
+    pub fn account_name(&self, env: Environment) -> String {
+        self.spec
+            .account(env)
+            .account_name
+            .clone()
+            .unwrap_or_else(|| format!("{} ({})", self.spec.name, env))
+    }
+}
+
+/// Tag keys tenantry sets on every account it manages.
+pub mod tags {
+    /// The tenant id.
+    pub const TENANT: &str = "tenantry:tenant";
+    /// `production` or `staging`.
+    pub const ENVIRONMENT: &str = "tenantry:environment";
+    /// Always `tenantry`.
+    pub const MANAGED_BY: &str = "tenantry:managed-by";
+    /// Stack tag: the sha256 of the rendered template.
+    pub const VERSION: &str = "tenantry:version";
+    /// Stack tag: the blueprint name.
+    pub const BLUEPRINT: &str = "tenantry:blueprint";
+}
+
+/// Whether `s` is a region name such as `us-east-1` or `us-gov-west-1`.
+pub fn valid_region(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    (3..=4).contains(&parts.len())
+        && parts[0].len() == 2
+        && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
+        && parts.last().unwrap().chars().all(|c| c.is_ascii_digit())
+}
+
+/// Whether `s` is an OU path: `/`-separated names of 1-128 characters, no empty segment.
+pub fn valid_ou_path(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('/').all(|seg| {
+            (1..=128).contains(&seg.chars().count()) && seg.trim() == seg && !seg.chars().any(char::is_control)
+        })
+}
+
+/// Byte span of the value at `path` (a dotted field path split in parts) in TOML `source`,
+/// falling back to the nearest enclosing table's key when the field is absent.
+pub fn span_of(source: &str, path: &[&str]) -> Option<Range<usize>> {
+    use toml::de::{DeTable, DeValue};
+    let doc = DeTable::parse(source).ok()?;
+    let mut table: &DeTable<'_> = doc.get_ref();
+    let mut best: Option<Range<usize>> = None;
+    for (i, part) in path.iter().enumerate() {
+        let Some((key, value)) = table.iter().find(|(k, _)| k.get_ref().as_ref() == *part) else {
+            return best;
+        };
+        best = Some(if i + 1 == path.len() { value.span() } else { key.span() });
+        match value.get_ref() {
+            DeValue::Table(t) => table = t,
+            _ if i + 1 == path.len() => break,
+            DeValue::Array(a) => {
+                // path continues with an index into the array
+                let idx: usize = path.get(i + 1)?.parse().ok()?;
+                return a.get(idx).map(|v| v.span()).or(best);
+            }
+            _ => return best,
+        }
+    }
+    best
+}

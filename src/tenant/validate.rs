@@ -1,0 +1,209 @@
+//! Loading and checking tenant files. Every problem in every file is collected, each pointing at
+//! the file, line and field, so one `tenantry validate` run shows everything to fix.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::{span_of, valid_ou_path, valid_region, Environment, Tenant, TenantSpec};
+use crate::config::{field_of, OrgSettings};
+use crate::desired;
+use crate::diag::Diagnostic;
+use crate::render::{Kind, RenderFailure, Renderer};
+
+/// Placeholder management account id used when rendering without AWS (validation).
+pub const PLACEHOLDER_ACCOUNT_ID: &str = "000000000000";
+
+/// Longest account name AWS accepts, in characters.
+const ACCOUNT_NAME_MAX: usize = 50;
+/// Longest tenant id, in characters (keeps policy, stack and account names within AWS limits).
+const TENANT_ID_MAX: usize = 32;
+/// At most five SCPs may be attached to an account; `FullAWSAccess` takes one place.
+const POLICIES_MAX: usize = 4;
+
+/// The result of loading a tenants directory.
+#[derive(Debug, Default)]
+pub struct LoadedTenants {
+    /// Tenants whose files parsed and passed every check, sorted by id.
+    pub tenants: Vec<Tenant>,
+    /// Every problem found, in file order.
+    pub errors: Vec<Diagnostic>,
+}
+
+/// Loads and checks every `*.toml` file of `dir`. Never touches AWS.
+pub fn load(dir: &Path, settings: &OrgSettings, renderer: &Renderer) -> LoadedTenants {
+    let mut out = LoadedTenants::default();
+    let mut paths: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect(),
+        Err(e) => {
+            out.errors.push(Diagnostic::whole_file(dir, format!("cannot read tenants directory: {e}")));
+            return out;
+        }
+    };
+    paths.sort();
+    // (id) -> first file; (lowercase email) -> (file, field)
+    let mut ids: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut emails: BTreeMap<String, (PathBuf, String)> = BTreeMap::new();
+    for path in paths {
+        let source = match std::fs::read_to_string(&path) {
+            Ok(s) => s,
+            Err(e) => {
+                out.errors.push(Diagnostic::whole_file(&path, format!("cannot read: {e}")));
+                continue;
+            }
+        };
+        let spec: TenantSpec = match toml::from_str(&source) {
+            Ok(s) => s,
+            Err(e) => {
+                out.errors.push(Diagnostic::at_span(&path, &source, e.span(), field_of(&e), e.message().trim()));
+                continue;
+            }
+        };
+        let mut problems: Vec<(String, String)> = Vec::new();
+        let mut err = |field: String, msg: String| problems.push((field, msg));
+        check_spec(&spec, &path, settings, renderer, &mut err);
+
+        if let Some(first) = ids.get(&spec.id) {
+            err("id".into(), format!("duplicate tenant id `{}`: also used by {}", spec.id, first.display()));
+        } else {
+            ids.insert(spec.id.clone(), path.clone());
+        }
+        for env in Environment::ALL {
+            let field = format!("{env}.email");
+            let key = spec.account(env).email.to_lowercase();
+            if let Some((file, other)) = emails.get(&key) {
+                err(
+                    field.clone(),
+                    format!(
+                        "email `{}` is already used by {} (field `{other}`); every account needs its own root email (compared case-insensitively)",
+                        spec.account(env).email,
+                        file.display()
+                    ),
+                );
+            } else {
+                emails.insert(key, (path.clone(), field));
+            }
+        }
+
+        let tenant = Tenant { spec, path: path.clone() };
+        if problems.is_empty() {
+            // Render everything once with a placeholder account id: catches undefined variables,
+            // invalid JSON and oversize documents before any AWS call.
+            if let Err(field_errors) = desired::build(&tenant, settings, renderer, PLACEHOLDER_ACCOUNT_ID) {
+                for fe in field_errors {
+                    let hint = match &fe.failure {
+                        RenderFailure::Template { .. } => format!(" (set it under [{}])", fe.field),
+                        _ => String::new(),
+                    };
+                    problems.push((fe.field, format!("cannot render: {}{hint}", fe.failure)));
+                }
+            }
+        }
+        if problems.is_empty() {
+            out.tenants.push(tenant);
+        }
+        for (field, msg) in problems {
+            let parts: Vec<&str> = field.split('.').collect();
+            out.errors.push(Diagnostic::at_span(&path, &source, span_of(&source, &parts), field, msg));
+        }
+    }
+    out.tenants.sort_by(|a, b| a.spec.id.cmp(&b.spec.id));
+    out
+}
+
+/// Checks one tenant file's values on their own (no cross-file rules).
+fn check_spec(spec: &TenantSpec, path: &Path, settings: &OrgSettings, renderer: &Renderer, err: &mut impl FnMut(String, String)) {
+    if !valid_tenant_id(&spec.id) {
+        err(
+            "id".into(),
+            format!("`{}` is not a valid tenant id: use 1-{TENANT_ID_MAX} lowercase letters, digits and `-`, starting with a letter and not ending with `-`", spec.id),
+        );
+    } else if path.file_stem().is_some_and(|s| s != spec.id.as_str()) {
+        err("id".into(), format!("tenant id `{}` must match the file name: rename the file to `{}.toml`", spec.id, spec.id));
+    }
+    if spec.name.trim().is_empty() {
+        err("name".into(), "must not be empty".into());
+    }
+    for env in Environment::ALL {
+        let a = spec.account(env);
+        if !valid_email(&a.email) {
+            err(format!("{env}.email"), format!("`{}` is not a valid email address (6-64 characters, one `@`, a domain with a dot)", a.email));
+        }
+        let name = a.account_name.clone().unwrap_or_else(|| format!("{} ({})", spec.name, env));
+        let field = if a.account_name.is_some() { format!("{env}.account_name") } else { "name".to_string() };
+        if name.chars().count() > ACCOUNT_NAME_MAX {
+            err(field, format!("account name `{name}` is {} characters; AWS allows at most {ACCOUNT_NAME_MAX} (set a shorter `{env}.account_name`)", name.chars().count()));
+        } else if !name.chars().all(|c| (' '..='~').contains(&c)) {
+            err(field, format!("account name `{name}` may only contain printable ASCII characters"));
+        }
+        if !valid_ou_path(&a.ou) {
+            err(format!("{env}.ou"), format!("`{}` is not an OU path such as `Tenants/Production`", a.ou));
+        }
+        if a.allowed_regions.is_empty() {
+            err(format!("{env}.allowed_regions"), "list at least one region".into());
+        }
+        if !a.allowed_regions.is_empty() && !a.allowed_regions.contains(&settings.home_region) {
+            err(
+                format!("{env}.allowed_regions"),
+                format!("must include the home region `{}` (tenantry.toml): the blueprint stacks and the agent pipeline run there", settings.home_region),
+            );
+        }
+        for (i, r) in a.allowed_regions.iter().enumerate() {
+            if !valid_region(r) {
+                err(format!("{env}.allowed_regions.{i}"), format!("`{r}` is not an AWS region name such as `us-east-1`"));
+            }
+        }
+        if a.tags.len() > 47 {
+            err(format!("{env}.tags"), "at most 47 tags (AWS allows 50; tenantry sets 3)".into());
+        }
+        for (k, v) in &a.tags {
+            let f = format!("{env}.tags.{k}");
+            if k.starts_with("tenantry:") || k.to_lowercase().starts_with("aws:") {
+                err(f, format!("tag key `{k}` is reserved (`tenantry:` and `aws:` prefixes)"));
+            } else if !(1..=128).contains(&k.chars().count()) || v.chars().count() > 256 {
+                err(f, "tag keys are 1-128 characters, values at most 256".into());
+            }
+        }
+        if a.policies.len() > POLICIES_MAX {
+            err(format!("{env}.policies"), format!("at most {POLICIES_MAX} policies: AWS attaches at most 5 SCPs to an account and FullAWSAccess takes one"));
+        }
+        for (i, p) in a.policies.iter().enumerate() {
+            if !renderer.has(Kind::Policy, p) {
+                err(format!("{env}.policies.{i}"), format!("unknown policy `{p}`: no file policies/{p}.json (known: {})", renderer.names(Kind::Policy).join(", ")));
+            } else if a.policies[..i].contains(p) {
+                err(format!("{env}.policies.{i}"), format!("policy `{p}` is listed twice"));
+            }
+        }
+        for name in a.blueprints.keys() {
+            if !renderer.has(Kind::Blueprint, name) {
+                err(format!("{env}.blueprints.{name}"), format!("unknown blueprint `{name}`: no file blueprints/{name}.json (known: {})", renderer.names(Kind::Blueprint).join(", ")));
+            } else if name == "agent-pipeline" && env == Environment::Production {
+                err(format!("{env}.blueprints.{name}"), "the agent pipeline runs in the staging account only: agents reach production through `promote`".into());
+            }
+        }
+    }
+}
+
+/// Whether `s` is a tenant id slug.
+pub fn valid_tenant_id(s: &str) -> bool {
+    (1..=TENANT_ID_MAX).contains(&s.len())
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && !s.ends_with('-')
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// A pragmatic email check matching what `CreateAccount` accepts: 6-64 characters, one `@`,
+/// a non-empty local part and a dotted domain, no whitespace.
+pub fn valid_email(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else { return false };
+    (6..=64).contains(&s.len())
+        && !local.is_empty()
+        && !domain.contains('@')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains("..")
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+}
