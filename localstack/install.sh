@@ -7,6 +7,10 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 python="${PYTHON:-python3}"
 which_one="${1:-moto}"
 
+# One installer at a time (tests start emulators in parallel).
+exec 9>"$here/.install.lock"
+flock 9
+
 install_one() {
   local name="$1" req="$here/requirements-$1.txt" venv="$here/.venv-$1"
   local stamp="$venv/.installed"

@@ -70,7 +70,7 @@ impl OrgSettings {
     /// Parses the text of `tenantry.toml` and checks its values.
     pub fn parse(path: &Path, source: &str) -> Result<OrgSettings, Vec<Diagnostic>> {
         let settings: OrgSettings = toml::from_str(source).map_err(|e| {
-            vec![Diagnostic::at_span(path, source, e.span(), field_of(&e), e.message().trim())]
+            vec![Diagnostic::at_span(path, source, e.span(), field_of(&e, source), e.message().trim())]
         })?;
         let mut errors = Vec::new();
         let mut check = |ok: bool, field: &str, msg: &str| {
@@ -117,10 +117,19 @@ impl OrgSettings {
     }
 }
 
-/// The dotted field named in a `toml` error message such as "unknown field `x`", if any.
-pub(crate) fn field_of(e: &toml::de::Error) -> String {
+/// The field a `toml` error is about: named in the message ("unknown field `x`", "missing field
+/// `x`"), else the field whose value the error's span points into (type errors, bad variants).
+pub(crate) fn field_of(e: &toml::de::Error, source: &str) -> String {
     let msg = e.message();
-    msg.split('`').nth(1).filter(|_| msg.contains("field")).unwrap_or("").to_string()
+    let at = e.span().and_then(|s| crate::tenant::field_at(source, s.start)).unwrap_or_default();
+    match msg.split('`').nth(1) {
+        Some(f) if msg.starts_with("missing field") && !at.is_empty() => format!("{at}.{f}"),
+        Some(f) if msg.contains("field") => {
+            // an unknown field: its own key is at the span
+            if at.ends_with(f) { at } else { f.to_string() }
+        }
+        _ => at,
+    }
 }
 
 fn valid_role_name(s: &str) -> bool {

@@ -14,3 +14,4 @@ pub mod plan;
 pub mod progress;
 pub mod state;
 pub mod cli;
+pub mod faults;

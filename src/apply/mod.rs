@@ -260,9 +260,11 @@ impl<'a> TenantRun<'a> {
                 let env = *environment;
                 let _slot = self.engine.create_slots.acquire().await?;
                 let request_id = org::create_account(&org, email, account_name, &self.desired.account(env).tags).await?;
+                crate::faults::crash_point("after-create-account");
                 // Recorded before polling: a crash from here on resumes this request.
                 self.record(env).create_request_id = Some(request_id.clone());
                 self.save().await?;
+                crate::faults::crash_point("after-record-request");
                 self.await_account(env, &request_id).await?;
             }
             Step::AwaitAccount { environment, request_id } => {

@@ -1,0 +1,309 @@
+//! Planner unit tests on plain data: no network, no AWS.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::desired::{DesiredPolicy, DesiredStack};
+use crate::observe::{AccountSummary, FoundBy, ObservedStack};
+
+fn desired() -> DesiredTenant {
+    let account = |env: Environment, ou: &str, stacks: &[&str]| DesiredAccount {
+        environment: env,
+        email: format!("{env}@example.com"),
+        account_name: format!("Acme ({env})"),
+        ou_path: ou.into(),
+        tags: BTreeMap::from([
+            ("tenantry:tenant".to_string(), "acme".to_string()),
+            ("tenantry:environment".to_string(), env.to_string()),
+            ("cost-center".to_string(), "cc-1".to_string()),
+        ]),
+        policies: vec![DesiredPolicy {
+            source: "deny-leave".into(),
+            name: format!("tenantry-acme-{env}-deny-leave"),
+            content: r#"{"Version":"2012-10-17","Statement":[]}"#.into(),
+            digest: "d1".into(),
+        }],
+        stacks: stacks
+            .iter()
+            .map(|b| DesiredStack {
+                blueprint: b.to_string(),
+                stack_name: format!("tenantry-{b}"),
+                template: "{}".into(),
+                version: format!("v-{b}"),
+            })
+            .collect(),
+    };
+    DesiredTenant {
+        id: "acme".into(),
+        name: "Acme".into(),
+        accounts: vec![
+            account(Environment::Production, "Tenants/Production", &["baseline"]),
+            account(Environment::Staging, "Tenants/Staging", &["baseline", "agent-pipeline"]),
+        ],
+    }
+}
+
+/// An observation in which `env`'s account matches `desired` exactly.
+fn in_sync(d: &DesiredTenant, env: Environment) -> ObservedAccount {
+    let want = d.account(env);
+    ObservedAccount {
+        account: AccountSummary {
+            id: format!("{}", if env == Environment::Production { 111 } else { 222 }),
+            name: want.account_name.clone(),
+            email: want.email.clone(),
+            status: "ACTIVE".into(),
+        },
+        tags: want.tags.clone(),
+        parent_id: format!("ou-{env}"),
+        desired_ou_id: Some(format!("ou-{env}")),
+        attached: want
+            .policies
+            .iter()
+            .map(|p| (format!("p-{}", p.name), p.name.clone()))
+            .chain([("p-FullAWSAccess".to_string(), "FullAWSAccess".to_string())])
+            .collect(),
+        policies: want
+            .policies
+            .iter()
+            .map(|p| (p.name.clone(), (format!("p-{}", p.name), p.content.clone())))
+            .collect(),
+        stacks: want
+            .stacks
+            .iter()
+            .map(|s| {
+                (
+                    s.stack_name.clone(),
+                    ObservedStack {
+                        name: s.stack_name.clone(),
+                        stack_id: "arn".into(),
+                        status: "CREATE_COMPLETE".into(),
+                        version: Some(s.version.clone()),
+                        tags: BTreeMap::new(),
+                    },
+                )
+            })
+            .collect(),
+        found_by: FoundBy::Recorded,
+    }
+}
+
+fn observed_with(d: &DesiredTenant, edit: impl Fn(Environment, &mut ObservedAccount)) -> ObservedTenant {
+    let mut accounts = BTreeMap::new();
+    for env in Environment::ALL {
+        let mut a = in_sync(d, env);
+        edit(env, &mut a);
+        accounts.insert(env, AccountObservation::Found(Box::new(a)));
+    }
+    ObservedTenant { tenant: d.id.clone(), accounts }
+}
+
+fn prod_steps(plan: &TenantPlan) -> Vec<&Step> {
+    plan.steps.iter().filter(|s| s.environment() == Some(Environment::Production)).collect()
+}
+
+#[test]
+fn nothing_observed_creates_both_accounts_and_everything_in_them() {
+    let d = desired();
+    let observed = ObservedTenant { tenant: "acme".into(), accounts: BTreeMap::new() };
+    let plan = tenant(&d, &observed);
+    assert!(plan.refusals.is_empty());
+    let kinds: Vec<String> = plan.steps.iter().map(|s| serde_json::to_value(s).unwrap()["action"].as_str().unwrap().to_string()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "create_account", "move_account", "create_policy", "attach_policy", "create_stack",
+            "create_account", "move_account", "create_policy", "attach_policy", "create_stack", "create_stack"
+        ]
+    );
+    // baseline before the agent pipeline in staging
+    let staging_stacks: Vec<&str> = plan
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::CreateStack { environment: Environment::Staging, stack, .. } => Some(stack.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(staging_stacks, ["tenantry-baseline", "tenantry-agent-pipeline"]);
+}
+
+#[test]
+fn in_sync_tenant_has_an_empty_plan() {
+    let d = desired();
+    let plan = tenant(&d, &observed_with(&d, |_, _| {}));
+    assert_eq!(plan.steps, vec![]);
+    assert!(plan.refusals.is_empty());
+}
+
+#[test]
+fn account_in_another_ou_is_moved_back() {
+    let d = desired();
+    let plan = tenant(&d, &observed_with(&d, |env, a| {
+        if env == Environment::Production {
+            a.parent_id = "ou-elsewhere".into();
+        }
+    }));
+    assert_eq!(
+        plan.steps,
+        vec![Step::MoveAccount {
+            environment: Environment::Production,
+            account_id: Some("111".into()),
+            from_parent_id: Some("ou-elsewhere".into()),
+            to_ou_path: "Tenants/Production".into(),
+        }]
+    );
+}
+
+#[test]
+fn changed_and_missing_tags_are_set_and_foreign_tags_are_left_alone() {
+    let d = desired();
+    let plan = tenant(&d, &observed_with(&d, |env, a| {
+        if env == Environment::Staging {
+            a.tags.insert("cost-center".into(), "cc-OLD".into());
+            a.tags.remove("tenantry:environment");
+            a.tags.insert("owner".into(), "someone".into());
+        }
+    }));
+    let Step::TagAccount { tags, .. } = &plan.steps[0] else { panic!("{:?}", plan.steps) };
+    assert_eq!(plan.steps.len(), 1);
+    assert_eq!(tags.len(), 2);
+    assert_eq!(tags["cost-center"], (Some("cc-OLD".to_string()), "cc-1".to_string()));
+    assert_eq!(tags["tenantry:environment"], (None, "staging".to_string()));
+}
+
+#[test]
+fn scp_content_is_compared_as_json_and_updated_when_different() {
+    let d = desired();
+    // Same document, other whitespace: no change.
+    let plan = tenant(&d, &observed_with(&d, |_, a| {
+        for (_, content) in a.policies.values_mut() {
+            *content = "{ \"Statement\": [], \"Version\": \"2012-10-17\" }".into();
+        }
+    }));
+    assert!(plan.steps.is_empty(), "{:?}", plan.steps);
+    // Edited document: update.
+    let plan = tenant(&d, &observed_with(&d, |env, a| {
+        if env == Environment::Production {
+            for (_, content) in a.policies.values_mut() {
+                *content = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#.into();
+            }
+        }
+    }));
+    assert!(matches!(prod_steps(&plan)[..], [Step::UpdatePolicy { .. }]), "{:?}", plan.steps);
+}
+
+#[test]
+fn detached_scp_is_attached_and_stale_tenantry_scp_is_detached_but_others_are_kept() {
+    let d = desired();
+    let plan = tenant(&d, &observed_with(&d, |env, a| {
+        if env == Environment::Production {
+            a.attached.retain(|_, name| !name.starts_with("tenantry-"));
+            a.attached.insert("p-old".into(), "tenantry-acme-production-retired".into());
+            a.attached.insert("p-other".into(), "tenantry-globex-production-x".into());
+        }
+    }));
+    assert_eq!(
+        prod_steps(&plan),
+        vec![
+            &Step::AttachPolicy { environment: Environment::Production, name: "tenantry-acme-production-deny-leave".into() },
+            &Step::DetachPolicy {
+                environment: Environment::Production,
+                name: "tenantry-acme-production-retired".into(),
+                policy_id: "p-old".into()
+            },
+        ]
+    );
+}
+
+#[test]
+fn missing_policy_is_created_then_attached() {
+    let d = desired();
+    let plan = tenant(&d, &observed_with(&d, |env, a| {
+        if env == Environment::Staging {
+            a.policies.clear();
+            a.attached.clear();
+        }
+    }));
+    let kinds: Vec<_> = plan.steps.iter().map(|s| s.symbol()).collect();
+    assert!(matches!(plan.steps[0], Step::CreatePolicy { .. }) && matches!(plan.steps[1], Step::AttachPolicy { .. }), "{:?}", plan.steps);
+    assert_eq!(kinds, ["+", "+"]);
+}
+
+#[test]
+fn stacks_are_created_updated_or_replaced_by_what_was_found() {
+    let d = desired();
+    let plan = tenant(&d, &observed_with(&d, |env, a| {
+        if env == Environment::Staging {
+            a.stacks.remove("tenantry-agent-pipeline");
+            let b = a.stacks.get_mut("tenantry-baseline").unwrap();
+            b.version = Some("old".into());
+        } else {
+            a.stacks.get_mut("tenantry-baseline").unwrap().status = "ROLLBACK_COMPLETE".into();
+        }
+    }));
+    assert_eq!(plan.steps.len(), 3, "{:?}", plan.steps);
+    assert!(matches!(&plan.steps[0], Step::RecreateStack { environment: Environment::Production, status, .. } if status == "ROLLBACK_COMPLETE"));
+    assert!(matches!(&plan.steps[1], Step::UpdateStack { from_version: Some(v), version, .. } if v == "old" && version == "v-baseline"));
+    assert!(matches!(&plan.steps[2], Step::CreateStack { stack, .. } if stack == "tenantry-agent-pipeline"));
+}
+
+#[test]
+fn refused_account_yields_a_refusal_and_no_steps_for_it() {
+    let d = desired();
+    let mut observed = observed_with(&d, |_, _| {});
+    observed.accounts.insert(Environment::Production, AccountObservation::Refused { reason: "tagged as globex".into() });
+    let plan = tenant(&d, &observed);
+    assert_eq!(plan.refusals, vec!["production: tagged as globex".to_string()]);
+    assert!(prod_steps(&plan).is_empty());
+}
+
+#[test]
+fn suspended_account_is_refused() {
+    let d = desired();
+    let plan = tenant(&d, &observed_with(&d, |env, a| {
+        if env == Environment::Staging {
+            a.account.status = "SUSPENDED".into();
+        }
+    }));
+    assert_eq!(plan.refusals.len(), 1);
+    assert!(plan.refusals[0].contains("SUSPENDED"));
+}
+
+#[test]
+fn creation_in_progress_is_awaited_not_repeated() {
+    let d = desired();
+    let mut observed = observed_with(&d, |_, _| {});
+    observed.accounts.insert(Environment::Staging, AccountObservation::Creating { request_id: "car-1".into() });
+    let plan = tenant(&d, &observed);
+    assert!(!plan.steps.iter().any(|s| matches!(s, Step::CreateAccount { .. })));
+    assert_eq!(plan.steps[0], Step::AwaitAccount { environment: Environment::Staging, request_id: "car-1".into() });
+}
+
+#[test]
+fn organization_steps_create_what_is_missing() {
+    let ous = BTreeMap::from([("Tenants/Production".to_string(), true), ("Tenants/Staging".to_string(), false)]);
+    assert_eq!(
+        organization(None, &ous),
+        vec![
+            Step::CreateOrganization,
+            Step::EnableServiceControlPolicies,
+            Step::CreateOu { path: "Tenants/Staging".into() }
+        ]
+    );
+    let mut o = OrgOverview {
+        organization_id: "o-1".into(),
+        management_account_id: "1".into(),
+        all_features: true,
+        root_id: "r-1".into(),
+        scp_enabled: false,
+    };
+    assert_eq!(organization(Some(&o), &BTreeMap::new()), vec![Step::EnableServiceControlPolicies]);
+    o.scp_enabled = true;
+    assert!(organization(Some(&o), &BTreeMap::new()).is_empty());
+}
+
+#[test]
+fn plan_json_names_each_action() {
+    let step = Step::CreateOu { path: "A/B".into() };
+    assert_eq!(serde_json::to_value(&step).unwrap(), serde_json::json!({"action": "create_ou", "path": "A/B"}));
+}

@@ -82,16 +82,34 @@ impl StateStore {
         };
         let current: LeaseBody = serde_json::from_slice(&current).context("reading a lease object")?;
         let now = now_unix();
-        if current.expires_at > now {
+        let holder_dead = holder_died_here(&current.holder);
+        if current.expires_at > now && !holder_dead {
             return Err(LeaseHeld { tenant: tenant.into(), holder: current.holder, remaining: current.expires_at - now }.into());
         }
-        tracing::warn!(tenant, stale_holder = %current.holder, "taking over an expired lease");
+        if holder_dead {
+            tracing::warn!(tenant, stale_holder = %current.holder, "taking over the lease of a process on this host that is no longer running");
+        } else {
+            tracing::warn!(tenant, stale_holder = %current.holder, "taking over an expired lease");
+        }
         let etag = self.put_conditional(&key, bytes, Some(&etag)).await?;
         Ok(self.lease(tenant, etag, ttl))
     }
 
     fn lease(&self, tenant: &str, etag: String, ttl: Duration) -> Lease {
         Lease { store: self.clone(), tenant: tenant.into(), etag, ttl, renewed_at: std::time::Instant::now() }
+    }
+}
+
+/// Whether `holder` (`host:pid:nonce`) names a process on this host that no longer runs, so its
+/// lease can be taken over at once rather than after it expires. Only checked where `/proc` exists.
+fn holder_died_here(holder: &str) -> bool {
+    let mut parts = holder.rsplitn(3, ':');
+    let (_nonce, pid, host) = (parts.next(), parts.next(), parts.next());
+    match (host, pid.and_then(|p| p.parse::<u32>().ok())) {
+        (Some(host), Some(pid)) if host == super::hostname() && std::path::Path::new("/proc/self").exists() => {
+            pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        }
+        _ => false,
     }
 }
 

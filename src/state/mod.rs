@@ -112,8 +112,7 @@ pub struct StateStore {
 impl StateStore {
     /// A store on `bucket`. `holder` names this process in leases (host and pid).
     pub fn new(s3: aws_sdk_s3::Client, bucket: String) -> StateStore {
-        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
-        let holder = format!("{host}:{}:{}", std::process::id(), uuid::Uuid::new_v4().simple());
+        let holder = format!("{}:{}:{}", hostname(), std::process::id(), uuid::Uuid::new_v4().simple());
         StateStore { s3, bucket, holder }
     }
 
@@ -263,6 +262,16 @@ where
 {
     matches!(error_code(e), Some("PreconditionFailed") | Some("ConditionalRequestConflict"))
         || e.raw_response().is_some_and(|r| matches!(r.status().as_u16(), 409 | 412))
+}
+
+/// This machine's host name (`/proc/sys/kernel/hostname`, else `$HOSTNAME`, else `localhost`).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 /// Now as RFC 3339 (UTC).

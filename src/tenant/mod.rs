@@ -184,3 +184,33 @@ pub fn span_of(source: &str, path: &[&str]) -> Option<Range<usize>> {
     }
     best
 }
+
+/// The dotted path of the innermost field whose value contains byte `offset` of TOML `source`
+/// (e.g. `production.allowed_regions`), if the text parses.
+pub fn field_at(source: &str, offset: usize) -> Option<String> {
+    use toml::de::{DeTable, DeValue};
+    fn walk(table: &DeTable<'_>, offset: usize, path: &mut Vec<String>) -> bool {
+        for (key, value) in table.iter() {
+            let span = value.span();
+            let key_span = key.span();
+            if (span.start <= offset && offset < span.end.max(span.start + 1)) || (key_span.start <= offset && offset < key_span.end) {
+                path.push(key.get_ref().to_string());
+                if let DeValue::Table(t) = value.get_ref() {
+                    walk(t, offset, path);
+                }
+                return true;
+            }
+            if let DeValue::Table(t) = value.get_ref() {
+                path.push(key.get_ref().to_string());
+                if walk(t, offset, path) {
+                    return true;
+                }
+                path.pop();
+            }
+        }
+        false
+    }
+    let doc = DeTable::parse(source).ok()?;
+    let mut path = Vec::new();
+    walk(doc.get_ref(), offset, &mut path).then(|| path.join("."))
+}

@@ -57,7 +57,7 @@ pub fn load(dir: &Path, settings: &OrgSettings, renderer: &Renderer) -> LoadedTe
         let spec: TenantSpec = match toml::from_str(&source) {
             Ok(s) => s,
             Err(e) => {
-                out.errors.push(Diagnostic::at_span(&path, &source, e.span(), field_of(&e), e.message().trim()));
+                out.errors.push(Diagnostic::at_span(&path, &source, e.span(), field_of(&e, &source), e.message().trim()));
                 continue;
             }
         };

@@ -1,0 +1,351 @@
+//! Test harness: starts a real AWS emulator process per test (moto by default, ministack with
+//! `TENANTRY_EMULATOR=ministack`) on a free loopback port, runs the real `tenantry` binary against
+//! it in a scratch copy of the repository's example files, and reads the results back with the AWS
+//! SDK directly. No mocks.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region};
+use aws_credential_types::Credentials;
+
+/// Root of the repository (where Cargo.toml is).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Which emulator the suite runs against.
+pub fn emulator_kind() -> String {
+    std::env::var("TENANTRY_EMULATOR").unwrap_or_else(|_| "moto".into())
+}
+
+/// A running emulator process, killed on drop.
+pub struct Emulator {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub endpoint: String,
+    /// `moto` or `ministack`.
+    pub kind: String,
+}
+
+impl Emulator {
+    /// Installs (once) and starts the selected emulator on a free port; waits until it answers.
+    pub fn start() -> Emulator {
+        let kind = emulator_kind();
+        static INSTALLED: OnceLock<()> = OnceLock::new();
+        INSTALLED.get_or_init(|| {
+            let st = Command::new("bash")
+                .arg(repo().join("localstack/install.sh"))
+                .arg(&kind)
+                .status()
+                .expect("run localstack/install.sh");
+            assert!(st.success(), "localstack/install.sh {kind} failed");
+        });
+        for _attempt in 0..5 {
+            let port = free_port();
+            let venv = repo().join(format!("localstack/.venv-{kind}/bin"));
+            let log = std::fs::File::create(std::env::temp_dir().join(format!("tenantry-emulator-{port}.log"))).unwrap();
+            let mut cmd = match kind.as_str() {
+                "moto" => {
+                    let mut c = Command::new(venv.join("moto_server"));
+                    c.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+                    c
+                }
+                "ministack" => {
+                    let mut c = Command::new(venv.join("ministack"));
+                    c.env("GATEWAY_PORT", port.to_string()).env("BIND_HOST", "127.0.0.1");
+                    c
+                }
+                other => panic!("unknown TENANTRY_EMULATOR={other} (moto|ministack)"),
+            };
+            let mut child = cmd.stdout(log.try_clone().unwrap()).stderr(log).stdin(Stdio::null()).spawn().expect("start emulator");
+            let endpoint = format!("http://127.0.0.1:{port}");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if answers(port) {
+                    return Emulator { child, endpoint, kind };
+                }
+                if let Ok(Some(_)) = child.try_wait() {
+                    break; // port taken meanwhile: try another
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+        }
+        panic!("emulator {kind} did not start");
+    }
+
+    /// The management account id the emulator uses.
+    pub fn management_account_id(&self) -> &'static str {
+        if self.kind == "moto" {
+            "123456789012"
+        } else {
+            "000000000000"
+        }
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn answers(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 12];
+    matches!(s.read(&mut buf), Ok(n) if n >= 4 && &buf[..4] == b"HTTP")
+}
+
+/// A scratch copy of the repository's tenantry.toml, tenants/, policies/ and blueprints/.
+pub struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    /// Copies the example files.
+    pub fn new() -> Workspace {
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["tenants", "policies", "blueprints"] {
+            std::fs::create_dir(dir.path().join(sub)).unwrap();
+            for e in std::fs::read_dir(repo().join(sub)).unwrap() {
+                let p = e.unwrap().path();
+                std::fs::copy(&p, dir.path().join(sub).join(p.file_name().unwrap())).unwrap();
+            }
+        }
+        std::fs::copy(repo().join("tenantry.toml"), dir.path().join("tenantry.toml")).unwrap();
+        Workspace { dir }
+    }
+
+    /// The workspace directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file relative to the workspace.
+    pub fn write(&self, rel: &str, text: &str) {
+        std::fs::write(self.path().join(rel), text).unwrap();
+    }
+
+    /// Reads a file relative to the workspace.
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path().join(rel)).unwrap()
+    }
+
+    /// A `tenantry` command in this workspace, pointed at `endpoint` with test credentials.
+    pub fn command(&self, endpoint: &str) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tenantry"));
+        c.current_dir(self.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AWS_ENDPOINT_URL", endpoint)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("TENANTRY_LOG", "tenantry=info,warn")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs `tenantry ARGS` to completion.
+    pub fn run(&self, endpoint: &str, args: &[&str]) -> Run {
+        let out = self.command(endpoint).args(args).output().expect("run tenantry");
+        Run::from(out)
+    }
+}
+
+/// A finished `tenantry` run.
+pub struct Run {
+    /// Exit code (-1 when killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into(),
+            stderr: String::from_utf8_lossy(&o.stderr).into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}\n--- stdout ---\n{}\n--- stderr ---\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+/// SDK clients for reading (and, to simulate out-of-band changes, writing) the emulator directly.
+pub struct Aws {
+    /// SDK config with the management account's test credentials.
+    pub sdk: aws_config::SdkConfig,
+    /// Organizations.
+    pub org: aws_sdk_organizations::Client,
+    /// S3 (path style).
+    pub s3: aws_sdk_s3::Client,
+    /// STS.
+    pub sts: aws_sdk_sts::Client,
+}
+
+impl Aws {
+    /// Clients against `endpoint` as the management account.
+    pub async fn new(endpoint: &str) -> Aws {
+        let sdk = aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+            .load()
+            .await;
+        let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
+        Aws {
+            org: aws_sdk_organizations::Client::new(&sdk),
+            sts: aws_sdk_sts::Client::new(&sdk),
+            s3,
+            sdk,
+        }
+    }
+
+    /// Accounts tagged `tenantry:tenant`, as (tenant, environment) → account ids.
+    pub async fn tenant_accounts(&self) -> BTreeMap<(String, String), Vec<String>> {
+        let mut out: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+        for a in self.accounts().await {
+            let tags = self.tags(&a.0).await;
+            if let (Some(t), Some(e)) = (tags.get("tenantry:tenant"), tags.get("tenantry:environment")) {
+                out.entry((t.clone(), e.clone())).or_default().push(a.0.clone());
+            }
+        }
+        out
+    }
+
+    /// Every account: (id, email, status).
+    pub async fn accounts(&self) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        let mut pages = self.org.list_accounts().into_paginator().send();
+        while let Some(p) = pages.next().await {
+            for a in p.unwrap().accounts.unwrap_or_default() {
+                out.push((
+                    a.id.unwrap_or_default(),
+                    a.email.unwrap_or_default(),
+                    a.status.map(|s| s.as_str().to_string()).unwrap_or_default(),
+                ));
+            }
+        }
+        out
+    }
+
+    /// Accounts whose email equals `email` (case-insensitively).
+    pub async fn accounts_with_email(&self, email: &str) -> Vec<String> {
+        self.accounts().await.into_iter().filter(|a| a.1.eq_ignore_ascii_case(email)).map(|a| a.0).collect()
+    }
+
+    /// Tags of an account.
+    pub async fn tags(&self, id: &str) -> BTreeMap<String, String> {
+        let out = self.org.list_tags_for_resource().resource_id(id).send().await.unwrap();
+        out.tags.unwrap_or_default().into_iter().map(|t| (t.key, t.value)).collect()
+    }
+
+    /// The OU path of an account's parent ("" for the root).
+    pub async fn ou_path(&self, id: &str) -> String {
+        let mut parts = Vec::new();
+        let mut child = id.to_string();
+        loop {
+            let p = self.org.list_parents().child_id(&child).send().await.unwrap();
+            let parent = p.parents.unwrap_or_default().remove(0);
+            if parent.r#type.as_ref().map(|t| t.as_str()) == Some("ROOT") {
+                break;
+            }
+            let pid = parent.id.unwrap();
+            let ou = self.org.describe_organizational_unit().organizational_unit_id(&pid).send().await.unwrap();
+            parts.push(ou.organizational_unit.unwrap().name.unwrap());
+            child = pid;
+        }
+        parts.reverse();
+        parts.join("/")
+    }
+
+    /// Names of the SCPs attached directly to an account.
+    pub async fn attached_scps(&self, id: &str) -> Vec<String> {
+        let out = self
+            .org
+            .list_policies_for_target()
+            .target_id(id)
+            .filter(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy)
+            .send()
+            .await
+            .unwrap();
+        let mut v: Vec<String> = out.policies.unwrap_or_default().into_iter().filter_map(|p| p.name).collect();
+        v.sort();
+        v
+    }
+
+    /// CloudFormation in a member account (assumes OrganizationAccountAccessRole).
+    pub async fn member_cfn(&self, account_id: &str) -> aws_sdk_cloudformation::Client {
+        let out = self
+            .sts
+            .assume_role()
+            .role_arn(format!("arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole"))
+            .role_session_name("tenantry-test")
+            .send()
+            .await
+            .unwrap();
+        let c = out.credentials.unwrap();
+        let conf = self
+            .sdk
+            .to_builder()
+            .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
+                c.access_key_id,
+                c.secret_access_key,
+                Some(c.session_token),
+                None,
+                "test",
+            )))
+            .build();
+        aws_sdk_cloudformation::Client::new(&conf)
+    }
+
+    /// Stacks in a member account: name → (status, tags).
+    pub async fn stacks(&self, account_id: &str) -> BTreeMap<String, (String, BTreeMap<String, String>)> {
+        let cfn = self.member_cfn(account_id).await;
+        let out = cfn.describe_stacks().send().await.unwrap();
+        out.stacks
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| {
+                let tags = s.tags().iter().filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string()))).collect();
+                (
+                    s.stack_name().unwrap_or_default().to_string(),
+                    (s.stack_status().map(|x| x.as_str().to_string()).unwrap_or_default(), tags),
+                )
+            })
+            .collect()
+    }
+
+    /// A state object from the state bucket, parsed.
+    pub async fn state_object(&self, bucket: &str, key: &str) -> Option<serde_json::Value> {
+        let out = self.s3.get_object().bucket(bucket).key(key).send().await.ok()?;
+        let bytes = out.body.collect().await.unwrap().into_bytes();
+        serde_json::from_slice(&bytes).ok()
+    }
+}

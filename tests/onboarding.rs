@@ -1,0 +1,273 @@
+//! End-to-end onboarding against a real emulator process (see tests/common): the real binary,
+//! the real AWS wire protocol, results read back with the AWS SDK.
+
+mod common;
+
+use common::{Aws, Emulator, Workspace};
+
+const ENVS: [&str; 2] = ["production", "staging"];
+const TENANTS: [&str; 2] = ["acme", "globex"];
+
+fn email(tenant: &str, env: &str) -> &'static str {
+    match (tenant, env) {
+        ("acme", "production") => "aws+acme-production@example.com",
+        ("acme", "staging") => "aws+acme-staging@example.com",
+        ("globex", "production") => "cloud+globex-prod@example.org",
+        ("globex", "staging") => "cloud+globex-staging@example.org",
+        _ => unreachable!(),
+    }
+}
+
+fn state_bucket(emu: &Emulator) -> String {
+    format!("tenantry-state-{}-us-east-1", emu.management_account_id())
+}
+
+/// The one account of a tenant environment; fails on zero or several.
+async fn only_account(aws: &Aws, tenant: &str, env: &str) -> String {
+    let ids = aws.accounts_with_email(email(tenant, env)).await;
+    assert_eq!(ids.len(), 1, "{tenant}/{env}: expected exactly one account, found {ids:?}");
+    ids[0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn onboarding_creates_four_accounts_with_ou_tags_scps_and_stacks_then_converges() {
+    let emu = Emulator::start();
+    let ws = Workspace::new();
+    let aws = Aws::new(&emu.endpoint).await;
+    // Without an organization (moto starts with none) the management account appears with it.
+    let before = aws.accounts().await.len().max(1);
+
+    let plan = ws.run(&emu.endpoint, &["plan", "--output", "json"]);
+    assert_eq!(plan.code, 2, "plan before onboarding must report changes: {plan:?}");
+    let doc: serde_json::Value = serde_json::from_str(&plan.stdout).expect("plan --output json is JSON");
+    assert_eq!(doc["changes"], true);
+    assert_eq!(doc["plan"]["tenants"].as_array().unwrap().len(), 2);
+
+    let apply = ws.run(&emu.endpoint, &["apply"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert_eq!(aws.accounts().await.len(), before + 4, "exactly four member accounts are created");
+
+    for tenant in TENANTS {
+        let record = aws
+            .state_object(&state_bucket(&emu), &format!("tenants/{tenant}.json"))
+            .await
+            .expect("state record written");
+        for env in ENVS {
+            let id = only_account(&aws, tenant, env).await;
+            // OU
+            let want_ou = if env == "production" { "Tenants/Production" } else { "Tenants/Staging" };
+            assert_eq!(aws.ou_path(&id).await, want_ou, "{tenant}/{env} OU");
+            // tags
+            let tags = aws.tags(&id).await;
+            assert_eq!(tags.get("tenantry:tenant").map(String::as_str), Some(tenant));
+            assert_eq!(tags.get("tenantry:environment").map(String::as_str), Some(env));
+            assert_eq!(tags.get("tenantry:managed-by").map(String::as_str), Some("tenantry"));
+            assert!(tags.contains_key("cost-center"), "tenant file tags are set: {tags:?}");
+            // SCPs
+            let scps = aws.attached_scps(&id).await;
+            for p in ["deny-leave-organization", "protect-tenantry", "region-allowlist"] {
+                let name = format!("tenantry-{tenant}-{env}-{p}");
+                assert!(scps.contains(&name), "{name} attached to {id}: {scps:?}");
+            }
+            // stacks, each in its own account
+            let stacks = aws.stacks(&id).await;
+            let mut names: Vec<&String> = stacks.keys().collect();
+            names.sort();
+            let want: Vec<&str> = if env == "staging" {
+                vec!["tenantry-agent-pipeline", "tenantry-baseline"]
+            } else {
+                vec!["tenantry-baseline"]
+            };
+            assert_eq!(names, want, "{tenant}/{env} stacks");
+            for (name, (status, stags)) in &stacks {
+                assert_eq!(status, "CREATE_COMPLETE", "{name} in {id}");
+                assert_eq!(stags.get("tenantry:tenant").map(String::as_str), Some(tenant));
+                let version = stags.get("tenantry:version").expect("version tag");
+                assert_eq!(version.len(), 64, "sha256 hex version: {version}");
+                assert_eq!(
+                    record["accounts"][env]["stacks"][name]["version"].as_str(),
+                    Some(version.as_str()),
+                    "state records the deployed version"
+                );
+            }
+            assert_eq!(record["accounts"][env]["account_id"].as_str(), Some(id.as_str()));
+        }
+    }
+
+    // The state bucket is private, encrypted and versioned.
+    let bucket = state_bucket(&emu);
+    // Versioning, shown by the record's earlier versions being kept (moto's GetBucketVersioning
+    // reply does not parse in the Rust SDK).
+    let versions = aws.s3.list_object_versions().bucket(&bucket).prefix("tenants/acme.json").send().await.unwrap();
+    assert!(versions.versions().len() > 1, "state writes are versioned: {versions:?}");
+    let pab = aws.s3.get_public_access_block().bucket(&bucket).send().await.unwrap();
+    let c = pab.public_access_block_configuration().unwrap();
+    assert_eq!(
+        (c.block_public_acls(), c.ignore_public_acls(), c.block_public_policy(), c.restrict_public_buckets()),
+        (Some(true), Some(true), Some(true), Some(true))
+    );
+    let enc = aws.s3.get_bucket_encryption().bucket(&bucket).send().await.unwrap();
+    assert!(enc.server_side_encryption_configuration().is_some());
+
+    // A second apply creates nothing; plan then exits 0.
+    let again = ws.run(&emu.endpoint, &["apply"]);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(again.stdout.contains("tenant acme: no changes") && again.stdout.contains("tenant globex: no changes"), "{again:?}");
+    assert_eq!(aws.accounts().await.len(), before + 4, "the second apply creates no account");
+    let plan = ws.run(&emu.endpoint, &["plan"]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    assert!(plan.stdout.contains("No changes"), "{plan:?}");
+
+    // status shows both accounts of each tenant.
+    let status = ws.run(&emu.endpoint, &["status", "--output", "json"]);
+    assert_eq!(status.code, 0, "{status:?}");
+    let rows: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 4);
+    assert!(rows.as_array().unwrap().iter().all(|r| r["account_status"] == "ACTIVE"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn changed_tenant_file_is_planned_and_applied() {
+    let emu = Emulator::start();
+    let ws = Workspace::new();
+    assert_eq!(ws.run(&emu.endpoint, &["apply", "acme"]).code, 0);
+    let text = ws.read("tenants/acme.toml").replace("cc-1001", "cc-9999").replace("log_retention_days = 365", "log_retention_days = 180");
+    ws.write("tenants/acme.toml", &text);
+
+    let plan = ws.run(&emu.endpoint, &["plan", "acme"]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(plan.stdout.contains("cost-center: \"cc-1001\" -> \"cc-9999\""), "{plan:?}");
+    assert!(plan.stdout.contains("production: update stack tenantry-baseline"), "{plan:?}");
+    assert!(!plan.stdout.contains("create account"), "{plan:?}");
+
+    let apply = ws.run(&emu.endpoint, &["apply", "acme"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    let aws = Aws::new(&emu.endpoint).await;
+    let id = only_account(&aws, "acme", "production").await;
+    assert_eq!(aws.tags(&id).await.get("cost-center").map(String::as_str), Some("cc-9999"));
+    assert_eq!(ws.run(&emu.endpoint, &["plan", "acme"]).code, 0);
+}
+
+async fn crash_then_resume(point: &str) {
+    let emu = Emulator::start();
+    let ws = Workspace::new();
+    let aws = Aws::new(&emu.endpoint).await;
+    let crashed = ws.command(&emu.endpoint).args(["apply", "acme"]).env("TENANTRY_CRASH_AT", point).output().unwrap();
+    assert!(!crashed.status.success(), "the run must die at {point}");
+    let created = aws.accounts_with_email(email("acme", "production")).await.len();
+    assert!(created <= 1, "at most one account after the crash, found {created}");
+
+    let resumed = ws.run(&emu.endpoint, &["apply", "acme"]);
+    assert_eq!(resumed.code, 0, "{resumed:?}");
+    for env in ENVS {
+        only_account(&aws, "acme", env).await;
+    }
+    let plan = ws.run(&emu.endpoint, &["plan", "acme"]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_killed_right_after_create_account_resumes_without_duplicate() {
+    crash_then_resume("after-create-account").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_killed_after_recording_the_request_resumes_without_duplicate() {
+    crash_then_resume("after-record-request").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_concurrent_applies_on_one_tenant_share_it_through_the_lease() {
+    let emu = Emulator::start();
+    let ws = Workspace::new();
+    let a = ws.command(&emu.endpoint).args(["apply", "acme"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let b = ws.command(&emu.endpoint).args(["apply", "acme"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let (a, b): (common::Run, common::Run) = (a.wait_with_output().unwrap().into(), b.wait_with_output().unwrap().into());
+    assert_eq!((a.code, b.code), (0, 0), "{a:?}\n{b:?}");
+    let waited = [&a, &b].iter().filter(|r| r.stderr.contains("waiting for lease")).count();
+    assert_eq!(waited, 1, "exactly one process waits for the other's lease:\n{a:?}\n{b:?}");
+    let aws = Aws::new(&emu.endpoint).await;
+    for env in ENVS {
+        only_account(&aws, "acme", env).await;
+    }
+    assert_eq!(ws.run(&emu.endpoint, &["plan", "acme"]).code, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn account_whose_tag_names_another_tenant_is_refused() {
+    let emu = Emulator::start();
+    let ws = Workspace::new();
+    assert_eq!(ws.run(&emu.endpoint, &["apply"]).code, 0);
+    let aws = Aws::new(&emu.endpoint).await;
+    let acme_prod = only_account(&aws, "acme", "production").await;
+    let stacks_before = aws.stacks(&acme_prod).await;
+
+    // Someone re-tags acme's production account as globex's.
+    aws.org
+        .tag_resource()
+        .resource_id(&acme_prod)
+        .tags(aws_sdk_organizations::types::Tag::builder().key("tenantry:tenant").value("globex").build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    // and changes acme's file so that apply would otherwise touch the account.
+    let text = ws.read("tenants/acme.toml").replace("cc-1001", "cc-7777");
+    ws.write("tenants/acme.toml", &text);
+
+    for cmd in ["plan", "apply"] {
+        let run = ws.run(&emu.endpoint, &[cmd, "acme"]);
+        assert_eq!(run.code, 1, "{cmd} must refuse: {run:?}");
+        let all = format!("{}{}", run.stdout, run.stderr);
+        assert!(all.contains(&format!("refusing to touch account {acme_prod}")), "{cmd}: {run:?}");
+        assert!(all.contains("tenantry:tenant=globex"), "{cmd}: {run:?}");
+    }
+    let tags = aws.tags(&acme_prod).await;
+    assert_eq!(tags.get("cost-center").map(String::as_str), Some("cc-1001"), "the refused account was not touched");
+    assert_eq!(aws.stacks(&acme_prod).await, stacks_before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn state_pointing_at_another_tenants_account_is_refused() {
+    let emu = Emulator::start();
+    let ws = Workspace::new();
+    assert_eq!(ws.run(&emu.endpoint, &["apply"]).code, 0);
+    let aws = Aws::new(&emu.endpoint).await;
+    let globex_prod = only_account(&aws, "globex", "production").await;
+    let bucket = state_bucket(&emu);
+    let mut record = aws.state_object(&bucket, "tenants/acme.json").await.unwrap();
+    record["accounts"]["production"]["account_id"] = serde_json::json!(globex_prod);
+    aws.s3
+        .put_object()
+        .bucket(&bucket)
+        .key("tenants/acme.json")
+        .body(serde_json::to_vec(&record).unwrap().into())
+        .send()
+        .await
+        .unwrap();
+    let globex_tags = aws.tags(&globex_prod).await;
+
+    let run = ws.run(&emu.endpoint, &["apply", "acme"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains(&format!("refusing to touch account {globex_prod} for tenant `acme`")), "{run:?}");
+    assert_eq!(aws.tags(&globex_prod).await, globex_tags, "globex's account was not touched");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn existing_account_with_the_tenants_email_but_no_tags_is_not_adopted() {
+    let emu = Emulator::start();
+    let ws = Workspace::new();
+    let aws = Aws::new(&emu.endpoint).await;
+    // The organization must exist first (moto starts without one).
+    assert_eq!(ws.run(&emu.endpoint, &["apply", "globex"]).code, 0);
+    aws.org
+        .create_account()
+        .email(email("acme", "production"))
+        .account_name("someone else's")
+        .send()
+        .await
+        .unwrap();
+    let run = ws.run(&emu.endpoint, &["apply", "acme"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("is not tagged as this tenant's"), "{run:?}");
+    assert_eq!(aws.accounts_with_email(email("acme", "production")).await.len(), 1, "no second account");
+}
