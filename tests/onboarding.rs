@@ -271,3 +271,38 @@ async fn existing_account_with_the_tenants_email_but_no_tags_is_not_adopted() {
     assert!(run.stderr.contains("is not tagged as this tenant's"), "{run:?}");
     assert_eq!(aws.accounts_with_email(email("acme", "production")).await.len(), 1, "no second account");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_and_session_tokens_never_reach_logs_or_output() {
+    let emu = Emulator::start();
+    let ws = Workspace::new();
+    const SECRET: &str = "tenantrySECRETkey0123456789abcdefXYZ";
+    let run: common::Run = ws
+        .command(&emu.endpoint)
+        .args(["--log-format", "json", "apply", "acme"])
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env("TENANTRY_LOG", "debug")
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(run.code, 0, "{run:?}");
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(!all.contains(SECRET), "the secret access key leaked");
+    // STS responses and signed request headers never appear; the SDK's own debug output of
+    // credentials shows field names only with redacted values.
+    for needle in ["<SecretAccessKey>", "<SessionToken>", "x-amz-security-token"] {
+        assert!(!all.contains(needle), "`{needle}` appears in the output");
+    }
+    let field = regex::Regex::new(r#"(secret_access_key|session_token):\s*\\?"([^"\\]*)"#).unwrap();
+    let mut seen = 0;
+    for m in field.captures_iter(&all) {
+        assert!(m[2].starts_with("** redacted"), "credential field printed unredacted: {}", &m[0]);
+        seen += 1;
+    }
+    assert!(seen > 0, "debug logging shows the credentials' fields (redacted); the check above ran on them");
+    let lines: Vec<&str> = run.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty());
+    for line in lines {
+        serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("--log-format json line is not JSON ({e}): {line}"));
+    }
+}
