@@ -83,7 +83,8 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
-    /// Create and converge the tenants' accounts, SCPs and stacks. Exit 0: done, 1: error.
+    /// Show the plan, then create and converge the tenants' accounts, SCPs and stacks.
+    /// On a terminal it asks for confirmation unless --auto-approve. Exit 0: done, 1: error.
     #[command(alias = "onboard")]
     Apply {
         /// Tenants to apply (default: all).
@@ -91,9 +92,14 @@ pub enum Command {
         /// Output format of the summary.
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
+        /// Do not ask for confirmation on a terminal.
+        #[arg(long)]
+        auto_approve: bool,
     },
     /// Show each tenant's accounts, OU, stack versions and statuses (read-only).
     Status {
+        /// Tenants to show (default: all).
+        tenants: Vec<String>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
@@ -125,7 +131,12 @@ pub fn main() -> ExitCode {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TENANTRY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("tenantry=info,warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -176,6 +187,10 @@ async fn run(cli: Cli) -> Result<u8> {
             return Ok(1);
         }
     };
+    if inputs.tenants.is_empty() {
+        eprintln!("error: no tenant files (*.toml) in {}", cli.tenants_dir.display());
+        return Ok(1);
+    }
     if let Command::Validate = cli.command {
         println!("{} tenant(s) valid: {}", inputs.tenants.len(), inputs.tenants.iter().map(|t| t.spec.id.as_str()).collect::<Vec<_>>().join(", "));
         return Ok(0);
@@ -183,10 +198,11 @@ async fn run(cli: Cli) -> Result<u8> {
     if cli.local {
         start_local_emulator(&cli.config)?;
     }
+    crate::shutdown::listen();
     let clients = Clients::load(&inputs.settings).await;
     let management_account_id = clients.management_account_id().await.context("who am I? (check AWS credentials)")?;
     let selected = select(&inputs.tenants, match &cli.command {
-        Command::Plan { tenants, .. } | Command::Apply { tenants, .. } => tenants,
+        Command::Plan { tenants, .. } | Command::Apply { tenants, .. } | Command::Status { tenants, .. } => tenants,
         _ => &[][..],
     })?;
     let mut desired_tenants = Vec::new();
@@ -208,13 +224,37 @@ async fn run(cli: Cli) -> Result<u8> {
         store,
         create_slots: Arc::new(tokio::sync::Semaphore::new(inputs.settings.account_creation_concurrency)),
         progress: Progress::new(true),
+        echo_steps: matches!(cli.command, Command::Apply { output: Output::Text, .. }),
     };
+    let overview = org::overview(&engine.clients.org).await?;
+    check_organization(overview.as_ref(), &management_account_id)?;
     match cli.command {
-        Command::Plan { output, .. } => cmd_plan(&engine, &desired_tenants, output).await,
-        Command::Apply { output, .. } => cmd_apply(&engine, &desired_tenants, output).await,
-        Command::Status { output } => cmd_status(&engine, &desired_tenants, output).await,
+        Command::Plan { output, .. } => cmd_plan(&engine, overview.as_ref(), &desired_tenants, output).await,
+        Command::Apply { output, auto_approve, .. } => {
+            cmd_apply(&engine, overview.as_ref(), &desired_tenants, output, auto_approve).await
+        }
+        Command::Status { output, .. } => cmd_status(&engine, overview.as_ref(), &desired_tenants, output).await,
         Command::Validate | Command::Schema => unreachable!("handled above"),
     }
+}
+
+/// tenantry must run in the management account of an organization with all features.
+fn check_organization(overview: Option<&OrgOverview>, caller: &str) -> Result<()> {
+    let Some(o) = overview else { return Ok(()) };
+    if !o.management_account_id.is_empty() && o.management_account_id != caller {
+        bail!(
+            "these credentials are of account {caller}, a member of organization {}; tenantry runs with credentials of its management account {} (check AWS_PROFILE)",
+            o.organization_id,
+            o.management_account_id
+        );
+    }
+    if !o.all_features {
+        bail!(
+            "organization {} has consolidated billing features only; SCPs need all features. Enable them first (Organizations EnableAllFeatures; every member account must approve the handshake), then re-run",
+            o.organization_id
+        );
+    }
+    Ok(())
 }
 
 fn select(all: &[Tenant], names: &[String]) -> Result<Vec<Tenant>> {
@@ -303,13 +343,12 @@ struct PlanReport<'a> {
     errors: BTreeMap<String, String>,
 }
 
-async fn cmd_plan(engine: &Engine, tenants: &[DesiredTenant], output: Output) -> Result<u8> {
-    let overview = org::overview(&engine.clients.org).await?;
-    let ous = ou_existence(engine, overview.as_ref(), tenants).await?;
-    let org_steps = plan::organization(overview.as_ref(), &ous);
-    let mut plan = Plan { organization: org_steps, tenants: Vec::new() };
+/// Observes every tenant and plans: the plan, and per-tenant errors.
+async fn compute_plan(engine: &Engine, overview: Option<&OrgOverview>, tenants: &[DesiredTenant]) -> Result<(Plan, BTreeMap<String, String>)> {
+    let ous = ou_existence(engine, overview, tenants).await?;
+    let mut plan = Plan { organization: plan::organization(overview, &ous), tenants: Vec::new() };
     let mut errors = BTreeMap::new();
-    for (id, observed) in observe_all(engine, overview.as_ref(), tenants).await {
+    for (id, observed) in observe_all(engine, overview, tenants).await {
         match observed {
             Ok(o) => {
                 let d = tenants.iter().find(|t| t.id == id).expect("observed tenants are desired");
@@ -320,6 +359,22 @@ async fn cmd_plan(engine: &Engine, tenants: &[DesiredTenant], output: Output) ->
             }
         }
     }
+    Ok((plan, errors))
+}
+
+/// Exit code of a plan: 0 no changes, 2 changes, 1 errors or refusals.
+fn plan_exit_code(plan: &Plan, errors: &BTreeMap<String, String>) -> u8 {
+    if !errors.is_empty() || plan.has_refusals() {
+        1
+    } else if plan.is_empty() {
+        0
+    } else {
+        2
+    }
+}
+
+async fn cmd_plan(engine: &Engine, overview: Option<&OrgOverview>, tenants: &[DesiredTenant], output: Output) -> Result<u8> {
+    let (plan, errors) = compute_plan(engine, overview, tenants).await?;
     match output {
         Output::Json => println!(
             "{}",
@@ -327,13 +382,7 @@ async fn cmd_plan(engine: &Engine, tenants: &[DesiredTenant], output: Output) ->
         ),
         Output::Text => print_plan(&plan, &errors),
     }
-    Ok(if !errors.is_empty() || plan.has_refusals() {
-        1
-    } else if plan.is_empty() {
-        0
-    } else {
-        2
-    })
+    Ok(plan_exit_code(&plan, &errors))
 }
 
 fn print_plan(plan: &Plan, errors: &BTreeMap<String, String>) {
@@ -343,7 +392,7 @@ fn print_plan(plan: &Plan, errors: &BTreeMap<String, String>) {
             println!("  {s}");
         }
     }
-    let mut counts = (0, 0, 0);
+    let mut counts = (plan.organization.iter().filter(|s| s.symbol() == "+").count(), 0, 0);
     for t in &plan.tenants {
         print_tenant_plan(t);
         for s in &t.steps {
@@ -360,13 +409,7 @@ fn print_plan(plan: &Plan, errors: &BTreeMap<String, String>) {
     if plan.is_empty() && errors.is_empty() && !plan.has_refusals() {
         println!("No changes. The accounts match the tenant files.");
     } else {
-        println!(
-            "\nPlan: {} to add, {} to change, {} to remove ({} organization step(s)).",
-            counts.0,
-            counts.1,
-            counts.2,
-            plan.organization.len()
-        );
+        println!("\nPlan: {} to add, {} to change, {} to remove.", counts.0, counts.1, counts.2);
     }
 }
 
@@ -386,31 +429,61 @@ fn print_tenant_plan(t: &TenantPlan) {
 
 #[derive(Serialize)]
 struct ApplyReport {
-    organization: Vec<String>,
+    organization: Vec<plan::Step>,
     tenants: Vec<TenantOutcome>,
 }
 
-async fn cmd_apply(engine: &Engine, tenants: &[DesiredTenant], output: Output) -> Result<u8> {
+async fn cmd_apply(
+    engine: &Engine,
+    overview: Option<&OrgOverview>,
+    tenants: &[DesiredTenant],
+    output: Output,
+    auto_approve: bool,
+) -> Result<u8> {
+    // Like `terraform apply`: show the plan first; on a terminal, ask.
+    let (preview, errors) = compute_plan(engine, overview, tenants).await?;
+    if output == Output::Text {
+        print_plan(&preview, &errors);
+    }
+    if plan_exit_code(&preview, &errors) == 0 {
+        if output == Output::Json {
+            println!("{}", serde_json::to_string_pretty(&ApplyReport { organization: vec![], tenants: vec![] })?);
+        }
+        return Ok(0);
+    }
+    use std::io::IsTerminal;
+    if !auto_approve && std::io::stdin().is_terminal() && output == Output::Text {
+        print!("\nDo you want to perform these actions? Only 'yes' will be accepted: ");
+        use std::io::Write;
+        std::io::stdout().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if answer.trim() != "yes" {
+            println!("Apply cancelled.");
+            return Ok(1);
+        }
+    }
+    // Tenants the preview found in sync are not worked on again.
+    let in_sync = |d: &&DesiredTenant| preview.tenants.iter().any(|t| t.tenant == d.id && t.steps.is_empty() && t.refusals.is_empty());
+    let to_apply: Vec<&DesiredTenant> = tenants.iter().filter(|d| !in_sync(d)).collect();
+    let skipped: Vec<TenantOutcome> =
+        tenants.iter().filter(in_sync).map(|d| TenantOutcome { tenant: d.id.clone(), ..Default::default() }).collect();
     engine.store.ensure_bucket(&engine.settings.home_region).await?;
-    let overview = org::overview(&engine.clients.org).await?;
-    let ous = ou_existence(engine, overview.as_ref(), tenants).await?;
-    let org_steps = plan::organization(overview.as_ref(), &ous);
-    let overview = engine.apply_organization(&org_steps, overview.as_ref()).await?;
+    let org_steps = preview.organization.clone();
+    let overview = engine.apply_organization(&org_steps, overview).await?;
     let overview = &overview;
-    let mut outcomes: Vec<TenantOutcome> = stream::iter(tenants)
+    let mut outcomes: Vec<TenantOutcome> = stream::iter(to_apply)
         .map(|d| engine.apply_tenant(d, overview))
         .buffer_unordered(engine.settings.concurrency)
         .collect()
         .await;
+    outcomes.extend(skipped);
     outcomes.sort_by(|a, b| a.tenant.cmp(&b.tenant));
     let failed = outcomes.iter().filter(|o| o.error.is_some()).count();
     match output {
         Output::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&ApplyReport {
-                organization: org_steps.iter().map(ToString::to_string).collect(),
-                tenants: outcomes,
-            })?
+            serde_json::to_string_pretty(&ApplyReport { organization: org_steps, tenants: outcomes })?
         ),
         Output::Text => {
             for o in &outcomes {
@@ -448,11 +521,10 @@ struct StackStatus {
     status: String,
 }
 
-async fn cmd_status(engine: &Engine, tenants: &[DesiredTenant], output: Output) -> Result<u8> {
-    let overview = org::overview(&engine.clients.org).await?;
+async fn cmd_status(engine: &Engine, overview: Option<&OrgOverview>, tenants: &[DesiredTenant], output: Output) -> Result<u8> {
     let mut rows = Vec::new();
     let mut failed = false;
-    for (id, observed) in observe_all(engine, overview.as_ref(), tenants).await {
+    for (id, observed) in observe_all(engine, overview, tenants).await {
         let d = tenants.iter().find(|t| t.id == id).expect("observed tenants are desired");
         let observed = match observed {
             Ok(o) => o,
@@ -493,9 +565,9 @@ async fn cmd_status(engine: &Engine, tenants: &[DesiredTenant], output: Output) 
                     note: None,
                 },
                 Some(AccountObservation::Creating { request_id }) => StatusRow { tenant: id.clone(), environment: env, account_id: None, account_status: "CREATING".into(), ou: String::new(), stacks: vec![], note: Some(format!("CreateAccount request {request_id}")) },
-                Some(AccountObservation::Refused { reason }) => {
+                Some(AccountObservation::Refused { reason, account_id }) => {
                     failed = true;
-                    StatusRow { tenant: id.clone(), environment: env, account_id: None, account_status: "REFUSED".into(), ou: String::new(), stacks: vec![], note: Some(reason.clone()) }
+                    StatusRow { tenant: id.clone(), environment: env, account_id: account_id.clone(), account_status: "REFUSED".into(), ou: String::new(), stacks: vec![], note: Some(reason.clone()) }
                 }
                 Some(AccountObservation::Missing) | None => StatusRow { tenant: id.clone(), environment: env, account_id: None, account_status: "MISSING".into(), ou: String::new(), stacks: vec![], note: Some("not created yet: run `tenantry apply`".into()) },
             };

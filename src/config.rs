@@ -27,7 +27,8 @@ pub struct OrgSettings {
     pub account_creation_concurrency: usize,
     /// Seconds a per-tenant lease is held before another process may take it over.
     pub lease_ttl_seconds: u64,
-    /// Seconds to wait for a tenant's lease held by another process before giving up.
+    /// Seconds to wait for a tenant's lease held by another process before giving up (longer
+    /// than `lease_ttl_seconds`, so that an abandoned lease is outwaited).
     pub lease_wait_seconds: u64,
     /// Seconds to wait for `CreateAccount` to finish (`DescribeCreateAccountStatus` polling).
     pub create_account_timeout_seconds: u64,
@@ -48,7 +49,7 @@ impl Default for OrgSettings {
             concurrency: 4,
             account_creation_concurrency: 5,
             lease_ttl_seconds: 900,
-            lease_wait_seconds: 600,
+            lease_wait_seconds: 1200,
             create_account_timeout_seconds: 1800,
             assume_role_timeout_seconds: 300,
             stack_timeout_seconds: 3600,

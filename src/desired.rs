@@ -153,7 +153,8 @@ pub fn build(
         }
         let mut stacks = Vec::new();
         for (blueprint, params) in ordered_blueprints(&spec.blueprints) {
-            let ctx = render_context(tenant, env, settings, management_account_id, &account_tags, params);
+            let params = crate::params::with_defaults(renderer.params(blueprint), params);
+            let ctx = render_context(tenant, env, settings, management_account_id, &account_tags, &params);
             match renderer.render(Kind::Blueprint, blueprint, &ctx) {
                 Ok(r) => stacks.push(DesiredStack {
                     blueprint: blueprint.clone(),

@@ -15,3 +15,5 @@ pub mod progress;
 pub mod state;
 pub mod cli;
 pub mod faults;
+pub mod params;
+pub mod shutdown;

@@ -23,7 +23,9 @@ impl Progress {
     /// Starts showing that `what` is being waited on. The returned handle clears the spinner
     /// when dropped or finished.
     pub fn wait(&self, what: String) -> Waiting {
-        tracing::info!("{what}");
+        if self.multi.is_none() {
+            tracing::info!("{what}");
+        }
         let bar = self.multi.as_ref().map(|m| {
             let bar = m.add(ProgressBar::new_spinner());
             bar.set_style(

@@ -14,6 +14,7 @@ use handlebars::{
 use sha2::{Digest, Sha256};
 
 use crate::diag::Diagnostic;
+use crate::params::ParamSpecs;
 
 /// AWS limit on a service control policy document, in characters.
 pub const SCP_MAX_CHARS: usize = 5_120;
@@ -42,6 +43,7 @@ impl Kind {
 pub struct Renderer {
     hb: Handlebars<'static>,
     files: BTreeMap<(String, String), PathBuf>,
+    params: BTreeMap<String, ParamSpecs>,
 }
 
 /// A rendered document and its version.
@@ -80,6 +82,7 @@ impl Renderer {
         hb.register_escape_fn(json_escape_inner);
         hb.register_helper("json", Box::new(json_helper));
         let mut files = BTreeMap::new();
+        let mut params = BTreeMap::new();
         let mut errors = Vec::new();
         for (kind, dir) in [(Kind::Blueprint, blueprints_dir), (Kind::Policy, policies_dir)] {
             let entries = match std::fs::read_dir(dir) {
@@ -108,11 +111,28 @@ impl Renderer {
                     errors.push(Diagnostic::at_line(&path, line, col, format!("template syntax: {}", e.reason())));
                     continue;
                 }
+                if kind == Kind::Blueprint {
+                    let decl = path.with_extension("toml");
+                    if let Ok(src) = std::fs::read_to_string(&decl) {
+                        match toml::from_str::<ParamSpecs>(&src) {
+                            Ok(specs) => {
+                                params.insert(name.clone(), specs);
+                            }
+                            Err(e) => errors.push(Diagnostic::at_span(
+                                &decl,
+                                &src,
+                                e.span(),
+                                crate::config::field_of(&e, &src),
+                                e.message().trim(),
+                            )),
+                        }
+                    }
+                }
                 files.insert((kind.prefix().to_string(), name), path);
             }
         }
         if errors.is_empty() {
-            Ok(Renderer { hb, files })
+            Ok(Renderer { hb, files, params })
         } else {
             Err(errors)
         }
@@ -121,6 +141,11 @@ impl Renderer {
     /// Names of the templates of one kind.
     pub fn names(&self, kind: Kind) -> Vec<String> {
         self.files.keys().filter(|(k, _)| k == kind.prefix()).map(|(_, n)| n.clone()).collect()
+    }
+
+    /// The parameter declarations of a blueprint (`blueprints/<name>.toml`), if it has any.
+    pub fn params(&self, blueprint: &str) -> Option<&ParamSpecs> {
+        self.params.get(blueprint)
     }
 
     /// Whether a template of that kind and name exists.

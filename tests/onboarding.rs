@@ -112,7 +112,8 @@ async fn onboarding_creates_four_accounts_with_ou_tags_scps_and_stacks_then_conv
     // A second apply creates nothing; plan then exits 0.
     let again = ws.run(&emu.endpoint, &["apply"]);
     assert_eq!(again.code, 0, "{again:?}");
-    assert!(again.stdout.contains("tenant acme: no changes") && again.stdout.contains("tenant globex: no changes"), "{again:?}");
+    assert!(again.stdout.contains("tenant acme: in sync") && again.stdout.contains("tenant globex: in sync"), "{again:?}");
+    assert!(again.stdout.contains("No changes."), "{again:?}");
     assert_eq!(aws.accounts().await.len(), before + 4, "the second apply creates no account");
     let plan = ws.run(&emu.endpoint, &["plan"]);
     assert_eq!(plan.code, 0, "{plan:?}");

@@ -36,6 +36,8 @@ pub struct Engine {
     pub create_slots: Arc<Semaphore>,
     /// Progress display.
     pub progress: Progress,
+    /// Print each step on stdout as it is carried out (text output).
+    pub echo_steps: bool,
 }
 
 /// What applying one tenant did.
@@ -44,7 +46,7 @@ pub struct TenantOutcome {
     /// Tenant id.
     pub tenant: String,
     /// Steps carried out, as shown in the plan.
-    pub applied: Vec<String>,
+    pub applied: Vec<Step>,
     /// The error that stopped it, if any.
     pub error: Option<String>,
 }
@@ -74,7 +76,9 @@ impl Engine {
                 }
                 other => bail!("not an organization step: {other}"),
             }
-            println!("organization: {step}");
+            if self.echo_steps {
+                println!("organization: {step}");
+            }
         }
         overview.context("no organization after applying organization steps")
     }
@@ -136,10 +140,15 @@ impl Engine {
         let mut run = TenantRun::new(self, desired, overview, tracked, &observed);
         run.record_observed().await?;
         for step in &plan.steps {
-            lease.renew().await?;
+            lease.check()?;
+            if crate::shutdown::requested() {
+                bail!("stopped by signal before: {step}; re-run to continue");
+            }
             run.execute(step).await.with_context(|| format!("{}: {step}", desired.id))?;
-            println!("{}: {step}", desired.id);
-            outcome.applied.push(step.to_string());
+            if self.echo_steps {
+                println!("{}: {step}", desired.id);
+            }
+            outcome.applied.push(step.clone());
         }
         run.finish().await
     }
@@ -324,11 +333,38 @@ impl<'a> TenantRun<'a> {
                 let id = self.policy_ids.get(name).with_context(|| format!("policy {name} has no id"))?;
                 org::attach(&org, id, v.account_id()).await?;
             }
-            Step::DetachPolicy { environment, name, policy_id } => {
+            Step::UntagAccount { environment, tags, .. } => {
                 let env = *environment;
                 let v = self.verify(env).await?;
-                org::detach(&org, policy_id, v.account_id()).await?;
+                let keys: Vec<String> = tags.keys().cloned().collect();
+                org::untag(&org, v.account_id(), &keys).await?;
+                let rec = self.record(env);
+                for k in &keys {
+                    rec.tag_keys.remove(k);
+                }
+                self.save().await?;
+            }
+            Step::RemovePolicy { environment, name, policy_id, attached } => {
+                let env = *environment;
+                let v = self.verify(env).await?;
+                if *attached {
+                    org::detach(&org, policy_id, v.account_id()).await?;
+                }
+                org::delete_policy(&org, policy_id).await?;
+                self.policy_ids.remove(name);
                 self.record(env).policies.remove(name);
+                self.save().await?;
+            }
+            Step::DeleteStack { environment, stack, .. } => {
+                let env = *environment;
+                let session = self.session(env).await?;
+                let _wait = self.engine.progress.wait(format!(
+                    "{}: {env}: deleting stack {stack} in account {}",
+                    self.desired.id,
+                    session.account.account_id()
+                ));
+                cfn::delete(&session.cfn, stack, Duration::from_secs(settings.stack_timeout_seconds)).await?;
+                self.record(env).stacks.remove(stack);
                 self.save().await?;
             }
             Step::CreateStack { environment, stack, .. }
@@ -431,6 +467,7 @@ impl<'a> TenantRun<'a> {
             if self.account_ids.contains_key(&env) {
                 let rec = self.record(env);
                 rec.ou_path = Some(want.ou_path.clone());
+                rec.tag_keys = want.tags.keys().cloned().collect();
                 for s in &want.stacks {
                     rec.stacks.entry(s.stack_name.clone()).or_insert_with(|| StackRecord {
                         blueprint: s.blueprint.clone(),

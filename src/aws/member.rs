@@ -3,12 +3,11 @@
 //! passed for that tenant. Credentials are per account and per tenant, never shared.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use aws_config::Region;
 use aws_credential_types::provider::SharedCredentialsProvider;
-use aws_credential_types::Credentials;
 use backon::{ExponentialBuilder, Retryable};
 
 use super::{aws_error, error_code, Clients};
@@ -64,9 +63,10 @@ pub struct MemberSession {
 
 impl MemberSession {
     /// Assumes `role_name` in the verified account (STS `AssumeRole`, session name
-    /// `tenantry-<tenant>-<environment>`, 3,600 s). `AccessDenied` is retried with exponential
-    /// backoff for up to `retry_for` — a new account's role can take minutes to become
-    /// assumable; other errors fail at once.
+    /// `tenantry-<tenant>-<environment>`, sessions of 3,600 s refreshed by the SDK's
+    /// `AssumeRoleProvider`). The first `AssumeRole` is retried on `AccessDenied` with
+    /// exponential backoff for up to `retry_for` — a new account's role can take minutes to
+    /// become assumable; other errors fail at once.
     pub async fn assume(
         clients: &Clients,
         account: &VerifiedAccount,
@@ -86,8 +86,7 @@ impl MemberSession {
                 .send()
                 .await
         };
-        let out = call
-            .retry(
+        call.retry(
                 ExponentialBuilder::default()
                     .with_min_delay(Duration::from_millis(500))
                     .with_max_delay(Duration::from_secs(15))
@@ -102,13 +101,19 @@ impl MemberSession {
             .await
             .map_err(|e| aws_error("sts:AssumeRole", e))
             .with_context(|| format!("assuming {arn}"))?;
-        let c = out.credentials.context("AssumeRole returned no credentials")?;
-        let expiry = SystemTime::try_from(c.expiration).ok();
-        let creds = Credentials::new(c.access_key_id, c.secret_access_key, Some(c.session_token), expiry, "tenantry-assume-role");
+        // The role is assumable: from here on the SDK's provider assumes it and refreshes the
+        // credentials before they expire (long stack waits outlive one session).
+        let provider = aws_config::sts::AssumeRoleProvider::builder(&arn)
+            .session_name(&session)
+            .session_length(Duration::from_secs(3600))
+            .region(Region::new(region.to_string()))
+            .configure(&clients.sdk)
+            .build()
+            .await;
         let conf = clients
             .sdk
             .to_builder()
-            .credentials_provider(SharedCredentialsProvider::new(creds))
+            .credentials_provider(SharedCredentialsProvider::new(provider))
             .region(Region::new(region.to_string()))
             .build();
         Ok(MemberSession { account: account.clone(), cfn: aws_sdk_cloudformation::Client::new(&conf) })

@@ -10,7 +10,6 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_organizations::error::ProvideErrorMetadata;
-use aws_smithy_types::error::display::DisplayErrorContext;
 
 use crate::config::OrgSettings;
 
@@ -98,6 +97,19 @@ where
             s.code().unwrap_or_default(),
             s.message().unwrap_or_default()
         ),
-        _ => anyhow::anyhow!("{operation} failed: {}", DisplayErrorContext(&e)),
+        _ => {
+            // The error's own chain of causes, without the SDK's debug dump.
+            let mut msg = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                msg.push_str(": ");
+                msg.push_str(&s.to_string());
+                source = s.source();
+            }
+            if matches!(e, aws_sdk_organizations::error::SdkError::DispatchFailure(_) | aws_sdk_organizations::error::SdkError::TimeoutError(_)) {
+                msg.push_str(" (is the endpoint reachable? check AWS_ENDPOINT_URL, the network and credentials)");
+            }
+            anyhow::anyhow!("{operation} failed: {msg}")
+        }
     }
 }

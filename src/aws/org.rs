@@ -144,6 +144,17 @@ pub async fn tag(org: &Client, resource_id: &str, tags: &BTreeMap<String, String
     Ok(())
 }
 
+/// Removes tags from a resource (`UntagResource`).
+pub async fn untag(org: &Client, resource_id: &str, keys: &[String]) -> Result<()> {
+    org.untag_resource()
+        .resource_id(resource_id)
+        .set_tag_keys(Some(keys.to_vec()))
+        .send()
+        .await
+        .map_err(|e| aws_error("organizations:UntagResource", e))?;
+    Ok(())
+}
+
 fn to_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>> {
     tags.iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build().context("building a tag"))
@@ -336,6 +347,15 @@ pub async fn attach(org: &Client, policy_id: &str, target_id: &str) -> Result<()
         Ok(_) => Ok(()),
         Err(e) if error_code(&e) == Some("DuplicatePolicyAttachmentException") => Ok(()),
         Err(e) => Err(aws_error("organizations:AttachPolicy", e)),
+    }
+}
+
+/// Deletes a policy (`DeletePolicy`); already gone is fine. It must be detached everywhere.
+pub async fn delete_policy(org: &Client, policy_id: &str) -> Result<()> {
+    match org.delete_policy().policy_id(policy_id).send().await {
+        Ok(_) => Ok(()),
+        Err(e) if error_code(&e) == Some("PolicyNotFoundException") => Ok(()),
+        Err(e) => Err(aws_error("organizations:DeletePolicy", e)),
     }
 }
 

@@ -89,11 +89,17 @@ pub struct ObservedAccount {
     pub tags: BTreeMap<String, String>,
     /// Id of its parent (root or OU).
     pub parent_id: String,
+    /// Path of its parent when it is not the desired OU (`""` for the root), for display.
+    pub parent_path: Option<String>,
+    /// Tag keys tenantry set on it in earlier runs (from state): a key among them that the
+    /// tenant file no longer lists is removed.
+    pub recorded_tag_keys: std::collections::BTreeSet<String>,
     /// Id of the OU it should be in, if that OU exists.
     pub desired_ou_id: Option<String>,
     /// SCPs attached directly, policy id → name.
     pub attached: BTreeMap<String, String>,
-    /// The tenant's SCPs that exist, policy name → (id, content).
+    /// This account's SCPs (named `tenantry-<tenant>-<environment>-*`) that exist, policy
+    /// name → (id, content); content is read only for the ones the tenant file lists.
     pub policies: BTreeMap<String, (String, String)>,
     /// The account's `tenantry-*` stacks.
     pub stacks: BTreeMap<String, ObservedStack>,
@@ -128,6 +134,8 @@ pub enum AccountObservation {
     Found(Box<ObservedAccount>),
     /// Something is in the way; tenantry will not touch it.
     Refused {
+        /// The account concerned, if one was found.
+        account_id: Option<String>,
         /// What and why, with what to do.
         reason: String,
     },
@@ -185,7 +193,8 @@ impl Observer<'_> {
                 Some(s) => (s, FoundBy::Recorded),
                 None => {
                     return Ok(AccountObservation::Refused {
-                        reason: format!("state records account {id}, which is not in the organization (closed or removed?); tenantry will not create a second account — investigate, then fix or delete the state record"),
+                        account_id: Some(id.clone()),
+                        reason: format!("state records account {id}, which is not in the organization (closed or removed?); tenantry will not create a second account — investigate, then fix or delete the state record s3://<state bucket>/tenants/{}.json", desired.id),
                     })
                 }
             }
@@ -237,20 +246,28 @@ impl Observer<'_> {
                 let hint = if found_by == FoundBy::Adopted {
                     format!("; an account with this tenant's email `{}` exists but is not tagged as this tenant's. To adopt it, tag it {}={} and {}={}; otherwise change the email", want.email, crate::tenant::tags::TENANT, desired.id, crate::tenant::tags::ENVIRONMENT, env)
                 } else {
-                    String::new()
+                    format!("; the account's tags and tenantry's state disagree about whom it belongs to. If it is this tenant's, fix its tags ({}={}, {}={}); if not, fix the state record tenants/{}.json in the state bucket", crate::tenant::tags::TENANT, desired.id, crate::tenant::tags::ENVIRONMENT, env, desired.id)
                 };
-                return Ok(AccountObservation::Refused { reason: format!("{refusal}{hint}") });
+                return Ok(AccountObservation::Refused { account_id: Some(summary.id.clone()), reason: format!("{refusal}{hint}") });
             }
         };
         let parent_id = org::parent(c, &summary.id).await?;
         let desired_ou_id = self.find_ou(overview, &want.ou_path).await?;
+        let parent_path = if desired_ou_id.as_deref() == Some(parent_id.as_str()) {
+            None
+        } else {
+            Some(self.ou_path_of(overview, &parent_id).await?)
+        };
         let attached = org::attached_scps(c, &summary.id).await?;
         let mut policies = BTreeMap::new();
-        let all_scps = if want.policies.is_empty() && attached.is_empty() { BTreeMap::new() } else { org::scps(c).await? };
-        for p in &want.policies {
-            if let Some(id) = all_scps.get(&p.name) {
-                policies.insert(p.name.clone(), (id.clone(), org::policy_content(c, id).await?));
-            }
+        let prefix = crate::desired::policy_name(&desired.id, env, "");
+        for (name, id) in org::scps(c).await?.into_iter().filter(|(n, _)| n.starts_with(&prefix)) {
+            let content = if want.policies.iter().any(|p| p.name == name) {
+                org::policy_content(c, &id).await?
+            } else {
+                String::new()
+            };
+            policies.insert(name, (id, content));
         }
         let stacks = if summary.status == "ACTIVE" {
             let session = MemberSession::assume(
@@ -269,12 +286,27 @@ impl Observer<'_> {
             account: summary,
             tags,
             parent_id,
+            parent_path,
+            recorded_tag_keys: rec.map(|r| r.tag_keys.clone()).unwrap_or_default(),
             desired_ou_id,
             attached,
             policies,
             stacks,
             found_by,
         })))
+    }
+
+    /// The path of an OU id (`""` for the root), walking up with `ListParents` and
+    /// `DescribeOrganizationalUnit`.
+    pub async fn ou_path_of(&self, overview: &OrgOverview, id: &str) -> Result<String> {
+        let mut parts = Vec::new();
+        let mut current = id.to_string();
+        while current != overview.root_id && parts.len() < 6 {
+            parts.push(org::ou_name(&self.clients.org, &current).await?);
+            current = org::parent(&self.clients.org, &current).await?;
+        }
+        parts.reverse();
+        Ok(parts.join("/"))
     }
 
     /// The id of the OU at `path` under the root, if every OU on the way exists.

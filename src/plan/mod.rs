@@ -50,6 +50,8 @@ pub enum Step {
         account_id: Option<String>,
         /// Current parent id; `None` for a new account (the root).
         from_parent_id: Option<String>,
+        /// Current parent's OU path (`""` for the root), when known.
+        from_path: Option<String>,
         /// Destination OU path.
         to_ou_path: String,
     },
@@ -61,6 +63,15 @@ pub enum Step {
         account_id: String,
         /// Tags to set: key → (found, wanted).
         tags: BTreeMap<String, (Option<String>, String)>,
+    },
+    /// `UntagResource`: tags tenantry set earlier that the tenant file no longer lists.
+    UntagAccount {
+        /// Environment.
+        environment: Environment,
+        /// Account id.
+        account_id: String,
+        /// Keys to remove, with the values found.
+        tags: BTreeMap<String, String>,
     },
     /// `CreatePolicy` for an SCP.
     CreatePolicy {
@@ -91,14 +102,17 @@ pub enum Step {
         /// Policy name.
         name: String,
     },
-    /// `DetachPolicy`: a tenantry SCP of this account that the tenant file no longer lists.
-    DetachPolicy {
+    /// `DetachPolicy` (if attached) and `DeletePolicy`: an SCP tenantry made for this account
+    /// that the tenant file no longer lists.
+    RemovePolicy {
         /// Environment.
         environment: Environment,
         /// Policy name.
         name: String,
         /// Policy id.
         policy_id: String,
+        /// Whether it is attached to the account now.
+        attached: bool,
     },
     /// `CreateStack` from the rendered blueprint.
     CreateStack {
@@ -123,6 +137,16 @@ pub enum Step {
         from_version: Option<String>,
         /// Version wanted.
         version: String,
+    },
+    /// `DeleteStack`: a stack tenantry deployed from a blueprint the tenant file no longer lists.
+    /// Resources with `DeletionPolicy: Retain` (the buckets) are kept.
+    DeleteStack {
+        /// Environment.
+        environment: Environment,
+        /// Stack name.
+        stack: String,
+        /// Blueprint it was deployed from.
+        blueprint: String,
     },
     /// `DeleteStack` then `CreateStack`: the stack never reached a usable state (e.g.
     /// ROLLBACK_COMPLETE after a failed create), which CloudFormation cannot update.
@@ -150,12 +174,14 @@ impl Step {
             | AwaitAccount { environment, .. }
             | MoveAccount { environment, .. }
             | TagAccount { environment, .. }
+            | UntagAccount { environment, .. }
             | CreatePolicy { environment, .. }
             | UpdatePolicy { environment, .. }
             | AttachPolicy { environment, .. }
-            | DetachPolicy { environment, .. }
+            | RemovePolicy { environment, .. }
             | CreateStack { environment, .. }
             | UpdateStack { environment, .. }
+            | DeleteStack { environment, .. }
             | RecreateStack { environment, .. } => Some(*environment),
         }
     }
@@ -166,7 +192,7 @@ impl Step {
         match self {
             CreateOrganization | CreateOu { .. } | CreateAccount { .. } | CreatePolicy { .. } | CreateStack { .. }
             | AttachPolicy { .. } => "+",
-            DetachPolicy { .. } => "-",
+            RemovePolicy { .. } | UntagAccount { .. } | DeleteStack { .. } => "-",
             RecreateStack { .. } => "-/+",
             AwaitAccount { .. } => "…",
             _ => "~",
@@ -192,21 +218,30 @@ impl fmt::Display for Step {
             AwaitAccount { environment, request_id } => {
                 write!(f, "{sym} {environment}: wait for account creation {request_id}")
             }
-            MoveAccount { environment, account_id, from_parent_id, to_ou_path } => write!(
+            MoveAccount { environment, account_id, from_parent_id, from_path, to_ou_path } => write!(
                 f,
                 "{sym} {environment}: move account {} from {} to OU {to_ou_path}",
                 account_id.as_deref().unwrap_or("(known after apply)"),
-                from_parent_id.as_deref().unwrap_or("the root")
+                match (from_path.as_deref(), from_parent_id.as_deref()) {
+                    (Some(""), _) | (None, None) => "the root".to_string(),
+                    (Some(p), Some(id)) => format!("OU {p} ({id})"),
+                    (Some(p), None) => format!("OU {p}"),
+                    (None, Some(id)) => id.to_string(),
+                }
             ),
             TagAccount { environment, account_id, tags } => {
-                write!(f, "{sym} {environment}: tag account {account_id}:")?;
-                for (k, (old, new)) in tags {
-                    match old {
-                        Some(o) => write!(f, " {k}: \"{o}\" -> \"{new}\";")?,
-                        None => write!(f, " {k}: (none) -> \"{new}\";")?,
-                    }
-                }
-                Ok(())
+                let changes: Vec<String> = tags
+                    .iter()
+                    .map(|(k, (old, new))| match old {
+                        Some(o) => format!("{k}: \"{o}\" -> \"{new}\""),
+                        None => format!("{k}: (none) -> \"{new}\""),
+                    })
+                    .collect();
+                write!(f, "{sym} {environment}: tag account {account_id}: {}", changes.join(", "))
+            }
+            UntagAccount { environment, account_id, tags } => {
+                let keys: Vec<String> = tags.iter().map(|(k, v)| format!("{k} (was \"{v}\")")).collect();
+                write!(f, "{sym} {environment}: remove tags from account {account_id}: {} (no longer in the tenant file)", keys.join(", "))
             }
             CreatePolicy { environment, name, source, digest } => {
                 write!(f, "{sym} {environment}: create SCP {name} from policies/{source}.json (sha256 {})", short(digest))
@@ -215,15 +250,21 @@ impl fmt::Display for Step {
                 write!(f, "{sym} {environment}: update SCP {name} ({policy_id}) to sha256 {}", short(digest))
             }
             AttachPolicy { environment, name } => write!(f, "{sym} {environment}: attach SCP {name}"),
-            DetachPolicy { environment, name, policy_id } => {
-                write!(f, "{sym} {environment}: detach SCP {name} ({policy_id}): no longer in the tenant file")
-            }
+            RemovePolicy { environment, name, policy_id, attached } => write!(
+                f,
+                "{sym} {environment}: {}delete SCP {name} ({policy_id}): no longer in the tenant file",
+                if *attached { "detach and " } else { "" }
+            ),
+            DeleteStack { environment, stack, blueprint } => write!(
+                f,
+                "{sym} {environment}: delete stack {stack} (blueprint {blueprint} is no longer in the tenant file; retained resources are kept)"
+            ),
             CreateStack { environment, stack, blueprint, version } => {
                 write!(f, "{sym} {environment}: create stack {stack} from blueprints/{blueprint}.json (version {})", short(version))
             }
             UpdateStack { environment, stack, from_version, version, .. } => write!(
                 f,
-                "{sym} {environment}: update stack {stack}: version {} -> {}",
+                "{sym} {environment}: update stack {stack}: template (blueprint or parameters) changed, version {} -> {}",
                 from_version.as_deref().map(short).unwrap_or("(untagged)"),
                 short(version)
             ),
@@ -296,7 +337,7 @@ pub fn tenant(desired: &DesiredTenant, observed: &ObservedTenant) -> TenantPlan 
     for want in &desired.accounts {
         let env = want.environment;
         match observed.accounts.get(&env).unwrap_or(&AccountObservation::Missing) {
-            AccountObservation::Refused { reason } => refusals.push(format!("{env}: {reason}")),
+            AccountObservation::Refused { reason, .. } => refusals.push(format!("{env}: {reason}")),
             AccountObservation::Missing => {
                 steps.push(Step::CreateAccount {
                     environment: env,
@@ -327,7 +368,13 @@ pub fn tenant(desired: &DesiredTenant, observed: &ObservedTenant) -> TenantPlan 
 /// Steps after creating an account: it starts in the root, carries its tags from `CreateAccount`.
 fn new_account_steps(want: &DesiredAccount, steps: &mut Vec<Step>) {
     let env = want.environment;
-    steps.push(Step::MoveAccount { environment: env, account_id: None, from_parent_id: None, to_ou_path: want.ou_path.clone() });
+    steps.push(Step::MoveAccount {
+        environment: env,
+        account_id: None,
+        from_parent_id: None,
+        from_path: Some(String::new()),
+        to_ou_path: want.ou_path.clone(),
+    });
     for p in &want.policies {
         steps.push(Step::CreatePolicy { environment: env, name: p.name.clone(), source: p.source.clone(), digest: p.digest.clone() });
         steps.push(Step::AttachPolicy { environment: env, name: p.name.clone() });
@@ -345,6 +392,7 @@ fn existing_account_steps(want: &DesiredAccount, found: &ObservedAccount, policy
             environment: env,
             account_id: Some(id.clone()),
             from_parent_id: Some(found.parent_id.clone()),
+            from_path: found.parent_path.clone(),
             to_ou_path: want.ou_path.clone(),
         });
     }
@@ -356,6 +404,15 @@ fn existing_account_steps(want: &DesiredAccount, found: &ObservedAccount, policy
         .collect();
     if !tag_changes.is_empty() {
         steps.push(Step::TagAccount { environment: env, account_id: id.clone(), tags: tag_changes });
+    }
+    let stale_tags: BTreeMap<String, String> = found
+        .recorded_tag_keys
+        .iter()
+        .filter(|k| !want.tags.contains_key(*k))
+        .filter_map(|k| found.tags.get(k).map(|v| (k.clone(), v.clone())))
+        .collect();
+    if !stale_tags.is_empty() {
+        steps.push(Step::UntagAccount { environment: env, account_id: id.clone(), tags: stale_tags });
     }
     let attached_names: BTreeSet<&str> = found.attached.values().map(String::as_str).collect();
     for p in &want.policies {
@@ -378,9 +435,23 @@ fn existing_account_steps(want: &DesiredAccount, found: &ObservedAccount, policy
             steps.push(Step::AttachPolicy { environment: env, name: p.name.clone() });
         }
     }
+    let mut stale: BTreeMap<&str, (&str, bool)> = BTreeMap::new();
+    for (name, (policy_id, _)) in &found.policies {
+        stale.insert(name, (policy_id, attached_names.contains(name.as_str())));
+    }
     for (policy_id, name) in &found.attached {
-        if name.starts_with(policy_prefix) && !want.policies.iter().any(|p| &p.name == name) {
-            steps.push(Step::DetachPolicy { environment: env, name: name.clone(), policy_id: policy_id.clone() });
+        if name.starts_with(policy_prefix) {
+            stale.insert(name, (policy_id, true));
+        }
+    }
+    for (name, (policy_id, attached)) in stale {
+        if !want.policies.iter().any(|p| p.name == name) {
+            steps.push(Step::RemovePolicy {
+                environment: env,
+                name: name.to_string(),
+                policy_id: policy_id.to_string(),
+                attached,
+            });
         }
     }
     for s in &want.stacks {
@@ -408,6 +479,14 @@ fn existing_account_steps(want: &DesiredAccount, found: &ObservedAccount, policy
                 })
             }
             Some(_) => {}
+        }
+    }
+    for (name, o) in &found.stacks {
+        let managed = o.tags.get(crate::tenant::tags::MANAGED_BY).map(String::as_str) == Some("tenantry");
+        if let (true, Some(blueprint)) = (managed, o.tags.get(crate::tenant::tags::BLUEPRINT)) {
+            if !want.stacks.iter().any(|s| &s.stack_name == name) && o.status != "DELETE_COMPLETE" {
+                steps.push(Step::DeleteStack { environment: env, stack: name.clone(), blueprint: blueprint.clone() });
+            }
         }
     }
 }

@@ -55,6 +55,8 @@ fn in_sync(d: &DesiredTenant, env: Environment) -> ObservedAccount {
         },
         tags: want.tags.clone(),
         parent_id: format!("ou-{env}"),
+        parent_path: None,
+        recorded_tag_keys: want.tags.keys().cloned().collect(),
         desired_ou_id: Some(format!("ou-{env}")),
         attached: want
             .policies
@@ -149,6 +151,7 @@ fn account_in_another_ou_is_moved_back() {
             environment: Environment::Production,
             account_id: Some("111".into()),
             from_parent_id: Some("ou-elsewhere".into()),
+            from_path: None,
             to_ou_path: "Tenants/Production".into(),
         }]
     );
@@ -193,25 +196,75 @@ fn scp_content_is_compared_as_json_and_updated_when_different() {
 }
 
 #[test]
-fn detached_scp_is_attached_and_stale_tenantry_scp_is_detached_but_others_are_kept() {
+fn detached_scp_is_attached_and_stale_tenantry_scps_are_removed_but_others_are_kept() {
     let d = desired();
     let plan = tenant(&d, &observed_with(&d, |env, a| {
         if env == Environment::Production {
             a.attached.retain(|_, name| !name.starts_with("tenantry-"));
             a.attached.insert("p-old".into(), "tenantry-acme-production-retired".into());
             a.attached.insert("p-other".into(), "tenantry-globex-production-x".into());
+            a.policies.insert("tenantry-acme-production-orphan".into(), ("p-orphan".into(), String::new()));
         }
     }));
     assert_eq!(
         prod_steps(&plan),
         vec![
             &Step::AttachPolicy { environment: Environment::Production, name: "tenantry-acme-production-deny-leave".into() },
-            &Step::DetachPolicy {
+            &Step::RemovePolicy {
+                environment: Environment::Production,
+                name: "tenantry-acme-production-orphan".into(),
+                policy_id: "p-orphan".into(),
+                attached: false,
+            },
+            &Step::RemovePolicy {
                 environment: Environment::Production,
                 name: "tenantry-acme-production-retired".into(),
-                policy_id: "p-old".into()
+                policy_id: "p-old".into(),
+                attached: true,
             },
         ]
+    );
+}
+
+#[test]
+fn tags_tenantry_set_earlier_but_no_longer_listed_are_removed() {
+    let d = desired();
+    let plan = tenant(&d, &observed_with(&d, |env, a| {
+        if env == Environment::Production {
+            a.recorded_tag_keys.insert("retired".into());
+            a.tags.insert("retired".into(), "x".into());
+            a.tags.insert("someone-elses".into(), "y".into());
+        }
+    }));
+    assert_eq!(
+        plan.steps,
+        vec![Step::UntagAccount {
+            environment: Environment::Production,
+            account_id: "111".into(),
+            tags: BTreeMap::from([("retired".to_string(), "x".to_string())]),
+        }]
+    );
+}
+
+#[test]
+fn stack_of_a_blueprint_no_longer_listed_is_deleted_only_if_tenantry_made_it() {
+    let d = desired();
+    let stack = |name: &str, tags: &[(&str, &str)]| ObservedStack {
+        name: name.into(),
+        stack_id: "arn".into(),
+        status: "CREATE_COMPLETE".into(),
+        version: None,
+        tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+    };
+    let plan = tenant(&d, &observed_with(&d, |env, a| {
+        if env == Environment::Production {
+            a.stacks.insert("tenantry-old".into(), stack("tenantry-old", &[("tenantry:managed-by", "tenantry"), ("tenantry:blueprint", "old")]));
+            a.stacks.insert("tenantry-handmade".into(), stack("tenantry-handmade", &[]));
+        }
+    }));
+    assert_eq!(
+        plan.steps,
+        vec![Step::DeleteStack { environment: Environment::Production, stack: "tenantry-old".into(), blueprint: "old".into() }]
     );
 }
 
@@ -251,7 +304,7 @@ fn stacks_are_created_updated_or_replaced_by_what_was_found() {
 fn refused_account_yields_a_refusal_and_no_steps_for_it() {
     let d = desired();
     let mut observed = observed_with(&d, |_, _| {});
-    observed.accounts.insert(Environment::Production, AccountObservation::Refused { reason: "tagged as globex".into() });
+    observed.accounts.insert(Environment::Production, AccountObservation::Refused { account_id: Some("111".into()), reason: "tagged as globex".into() });
     let plan = tenant(&d, &observed);
     assert_eq!(plan.refusals, vec!["production: tagged as globex".to_string()]);
     assert!(prod_steps(&plan).is_empty());

@@ -1,12 +1,17 @@
 //! Per-tenant leases: `leases/<tenant>.json`, created with `If-None-Match: *` so that only one
-//! process works a tenant at a time. A lease carries an expiry; an expired lease (its holder
-//! crashed) is taken over with `If-Match` on its ETag, so two takers cannot both win.
+//! process works a tenant at a time. A lease carries an expiry and is renewed in the background
+//! (every third of its ttl) while held, so a long step (account creation, a stack) never outlives
+//! it. An expired lease — or one whose holder process on this host is gone — is taken over with
+//! `If-Match` on its ETag, so two takers cannot both win.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use backon::{ConstantBuilder, Retryable};
 use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
 
 use super::{now_unix, StateStore, WriteConflict};
 
@@ -18,14 +23,15 @@ struct LeaseBody {
     expires_at: u64,
 }
 
-/// A held lease. Release it with [`Lease::release`]; if the process dies, it expires on its own.
+/// A held lease, renewed in the background until [`Lease::release`]. If the process dies, it
+/// expires on its own.
 #[derive(Debug)]
 pub struct Lease {
     store: StateStore,
     tenant: String,
-    etag: String,
-    ttl: Duration,
-    renewed_at: std::time::Instant,
+    etag: Arc<Mutex<String>>,
+    lost: Arc<AtomicBool>,
+    heartbeat: tokio::task::JoinHandle<()>,
 }
 
 /// Another process holds the lease and it has not expired.
@@ -45,8 +51,9 @@ impl StateStore {
         format!("leases/{tenant}.json")
     }
 
-    /// Acquires the tenant's lease for `ttl`, waiting (polling every 1-2 s) up to `wait` while
-    /// another live process holds it. Errors: [`LeaseHeld`] after `wait`; S3 errors.
+    /// Acquires the tenant's lease for `ttl`, waiting (polling about every second) up to `wait`
+    /// while another live process holds it; `wait` zero tries once. Errors: [`LeaseHeld`] after
+    /// `wait`; S3 errors.
     pub async fn acquire_lease(&self, tenant: &str, ttl: Duration, wait: Duration) -> Result<Lease> {
         let attempt = || self.try_acquire(tenant, ttl);
         let mut notified = false;
@@ -69,8 +76,7 @@ impl StateStore {
 
     async fn try_acquire(&self, tenant: &str, ttl: Duration) -> Result<Lease> {
         let key = Self::lease_key(tenant);
-        let body = LeaseBody { holder: self.holder.clone(), tenant: tenant.into(), expires_at: now_unix() + ttl.as_secs() };
-        let bytes = serde_json::to_vec(&body)?;
+        let bytes = self.lease_body(tenant, ttl)?;
         match self.put_conditional(&key, bytes.clone(), None).await {
             Ok(etag) => return Ok(self.lease(tenant, etag, ttl)),
             Err(e) if e.downcast_ref::<WriteConflict>().is_some() => {}
@@ -95,8 +101,35 @@ impl StateStore {
         Ok(self.lease(tenant, etag, ttl))
     }
 
+    fn lease_body(&self, tenant: &str, ttl: Duration) -> Result<Vec<u8>> {
+        let body = LeaseBody { holder: self.holder.clone(), tenant: tenant.into(), expires_at: now_unix() + ttl.as_secs() };
+        Ok(serde_json::to_vec(&body)?)
+    }
+
     fn lease(&self, tenant: &str, etag: String, ttl: Duration) -> Lease {
-        Lease { store: self.clone(), tenant: tenant.into(), etag, ttl, renewed_at: std::time::Instant::now() }
+        let etag = Arc::new(Mutex::new(etag));
+        let lost = Arc::new(AtomicBool::new(false));
+        let heartbeat = {
+            let (store, tenant, etag, lost) = (self.clone(), tenant.to_string(), etag.clone(), lost.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(ttl / 3).await;
+                    let renewed = async {
+                        let body = store.lease_body(&tenant, ttl)?;
+                        let mut etag = etag.lock().await;
+                        *etag = store.put_conditional(&StateStore::lease_key(&tenant), body, Some(&etag)).await?;
+                        anyhow::Ok(())
+                    }
+                    .await;
+                    if let Err(e) = renewed {
+                        tracing::error!(tenant = %tenant, "lost the lease: {e:#}");
+                        lost.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                }
+            })
+        };
+        Lease { store: self.clone(), tenant: tenant.into(), etag, lost, heartbeat }
     }
 }
 
@@ -114,28 +147,22 @@ fn holder_died_here(holder: &str) -> bool {
 }
 
 impl Lease {
-    /// Extends the lease by its ttl if a third of it has passed (`PutObject` with `If-Match`).
-    /// Errors when the lease was lost (taken over after expiry).
-    pub async fn renew(&mut self) -> Result<()> {
-        if self.renewed_at.elapsed() < self.ttl / 3 {
-            return Ok(());
+    /// Errors if the background renewal failed (another process took the lease over): the
+    /// caller must stop working on the tenant.
+    pub fn check(&self) -> Result<()> {
+        if self.lost.load(Ordering::SeqCst) {
+            bail!("the lease on tenant `{}` was lost; stopping", self.tenant);
         }
-        let body = LeaseBody { holder: self.store.holder.clone(), tenant: self.tenant.clone(), expires_at: now_unix() + self.ttl.as_secs() };
-        let key = StateStore::lease_key(&self.tenant);
-        self.etag = self
-            .store
-            .put_conditional(&key, serde_json::to_vec(&body)?, Some(&self.etag))
-            .await
-            .with_context(|| format!("lease on tenant `{}` was lost", self.tenant))?;
-        self.renewed_at = std::time::Instant::now();
         Ok(())
     }
 
-    /// Releases the lease (`DeleteObject`) if this process still holds it.
+    /// Stops renewing and releases the lease (`DeleteObject`) if this process still holds it.
     pub async fn release(self) -> Result<()> {
+        self.heartbeat.abort();
         let key = StateStore::lease_key(&self.tenant);
-        if let Some((_, etag)) = self.store.get(&key).await? {
-            if etag == self.etag {
+        let etag = self.etag.lock().await.clone();
+        if let Some((_, current)) = self.store.get(&key).await? {
+            if current == etag {
                 self.store
                     .s3
                     .delete_object()

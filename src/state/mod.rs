@@ -51,6 +51,9 @@ pub struct AccountRecord {
     /// OU path the account was last placed in.
     #[serde(default)]
     pub ou_path: Option<String>,
+    /// Tag keys tenantry set on the account (the tenant file's and its own).
+    #[serde(default)]
+    pub tag_keys: std::collections::BTreeSet<String>,
     /// SCPs tenantry created for this account: policy name → record.
     #[serde(default)]
     pub policies: BTreeMap<String, PolicyRecord>,

@@ -58,7 +58,7 @@ pub enum DriftMode {
 
 /// The contents of one tenant file.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct TenantSpec {
     /// Tenant id: a slug of lowercase letters, digits and `-`; must equal the file's stem.
     pub id: String,
@@ -85,7 +85,7 @@ impl TenantSpec {
 
 /// One member account of a tenant.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct AccountSpec {
     /// Root user email of the account; unique across all tenants (compared case-insensitively).
     pub email: String,

@@ -54,15 +54,26 @@ pub fn load(dir: &Path, settings: &OrgSettings, renderer: &Renderer) -> LoadedTe
                 continue;
             }
         };
-        let spec: TenantSpec = match toml::from_str(&source) {
+        let mut unknown: Vec<String> = Vec::new();
+        let parsed = toml::de::Deserializer::parse(&source)
+            .and_then(|de| serde_ignored::deserialize(de, |p| unknown.push(p.to_string())));
+        let spec: TenantSpec = match parsed {
             Ok(s) => s,
             Err(e) => {
+                for field in &unknown {
+                    let parts: Vec<&str> = field.split('.').collect();
+                    out.errors.push(Diagnostic::at_span(&path, &source, span_of(&source, &parts), field.clone(), unknown_field_message(field)));
+                }
                 out.errors.push(Diagnostic::at_span(&path, &source, e.span(), field_of(&e, &source), e.message().trim()));
                 continue;
             }
         };
         let mut problems: Vec<(String, String)> = Vec::new();
         let mut err = |field: String, msg: String| problems.push((field, msg));
+        for field in unknown {
+            let msg = unknown_field_message(&field);
+            err(field, msg);
+        }
         check_spec(&spec, &path, settings, renderer, &mut err);
 
         if let Some(first) = ids.get(&spec.id) {
@@ -176,6 +187,31 @@ fn check_spec(spec: &TenantSpec, path: &Path, settings: &OrgSettings, renderer: 
                 err(format!("{env}.policies.{i}"), format!("policy `{p}` is listed twice"));
             }
         }
+        if renderer.has(Kind::Blueprint, "baseline") && !a.blueprints.contains_key("baseline") {
+            err(format!("{env}.blueprints"), format!("every account gets the baseline: add a [{env}.blueprints.baseline] table"));
+        }
+        for (name, given) in &a.blueprints {
+            if let Some(specs) = renderer.params(name) {
+                for (key, value) in given {
+                    match specs.get(key) {
+                        None => err(
+                            format!("{env}.blueprints.{name}.{key}"),
+                            format!("blueprint `{name}` has no parameter `{key}` (it takes: {})", specs.keys().cloned().collect::<Vec<_>>().join(", ")),
+                        ),
+                        Some(spec) => {
+                            if let Err(why) = crate::params::check_value(spec, value) {
+                                err(format!("{env}.blueprints.{name}.{key}"), why);
+                            }
+                        }
+                    }
+                }
+                for (key, spec) in specs {
+                    if spec.default.is_none() && !given.contains_key(key) {
+                        err(format!("{env}.blueprints.{name}"), format!("missing parameter `{key}`: {}", spec.description));
+                    }
+                }
+            }
+        }
         for name in a.blueprints.keys() {
             if !renderer.has(Kind::Blueprint, name) {
                 err(format!("{env}.blueprints.{name}"), format!("unknown blueprint `{name}`: no file blueprints/{name}.json (known: {})", renderer.names(Kind::Blueprint).join(", ")));
@@ -184,6 +220,34 @@ fn check_spec(spec: &TenantSpec, path: &Path, settings: &OrgSettings, renderer: 
             }
         }
     }
+}
+
+/// "unknown field" with the known fields at that level and the closest one, if any is close.
+fn unknown_field_message(path: &str) -> String {
+    const TOP: &[&str] = &["id", "name", "drift", "production", "staging"];
+    const ACCOUNT: &[&str] = &["email", "account_name", "ou", "allowed_regions", "tags", "policies", "blueprints"];
+    let (parent, key) = path.rsplit_once('.').unwrap_or(("", path));
+    let known = if parent.is_empty() { TOP } else { ACCOUNT };
+    let close = known.iter().min_by_key(|k| edit_distance(k, key)).filter(|k| edit_distance(k, key) <= 2);
+    let mut msg = format!("unknown field `{key}`; known fields here: {}", known.join(", "));
+    if let Some(c) = close {
+        msg.push_str(&format!(" — did you mean `{c}`?"));
+    }
+    msg
+}
+
+/// Levenshtein distance, for "did you mean" hints.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 /// Whether `s` is a tenant id slug.
