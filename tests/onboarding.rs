@@ -307,3 +307,49 @@ async fn credentials_and_session_tokens_never_reach_logs_or_output() {
         serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("--log-format json line is not JSON ({e}): {line}"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn entries_removed_from_the_tenant_file_are_removed_from_the_account() {
+    let emu = Emulator::start();
+    let ws = Workspace::new();
+    assert_eq!(ws.run(&emu.endpoint, &["apply", "acme"]).code, 0);
+    let aws = Aws::new(&emu.endpoint).await;
+    let prod = only_account(&aws, "acme", "production").await;
+    let staging = only_account(&aws, "acme", "staging").await;
+    // Someone else's tag on the account must survive.
+    aws.org
+        .tag_resource()
+        .resource_id(&prod)
+        .tags(aws_sdk_organizations::types::Tag::builder().key("owner").value("finance").build().unwrap())
+        .send()
+        .await
+        .unwrap();
+
+    let text = ws.read("tenants/acme.toml");
+    let cut = text.find("[staging.blueprints.agent-pipeline]").unwrap();
+    let text = text[..cut]
+        .replace("data-classification = \"confidential\"\n", "")
+        .replacen(", \"protect-tenantry\"]", "]", 1);
+    ws.write("tenants/acme.toml", &text);
+
+    let plan = ws.run(&emu.endpoint, &["plan", "acme", "--output", "json"]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    let doc: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    let actions: Vec<&str> = doc["plan"]["tenants"][0]["steps"].as_array().unwrap().iter().map(|s| s["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["untag_account", "remove_policy", "delete_stack"], "{plan:?}");
+
+    let apply = ws.run(&emu.endpoint, &["apply", "acme", "--output", "json"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    let report: serde_json::Value = serde_json::from_str(&apply.stdout).expect("apply --output json is one JSON document");
+    assert_eq!(report["tenants"][0]["applied"].as_array().unwrap().len(), 3);
+
+    let tags = aws.tags(&prod).await;
+    assert!(!tags.contains_key("data-classification"), "{tags:?}");
+    assert_eq!(tags.get("owner").map(String::as_str), Some("finance"), "tags set by others are kept");
+    assert!(!aws.attached_scps(&prod).await.contains(&"tenantry-acme-production-protect-tenantry".to_string()));
+    let all_scps = aws.org.list_policies().filter(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy).send().await.unwrap();
+    assert!(!all_scps.policies().iter().any(|p| p.name() == Some("tenantry-acme-production-protect-tenantry")), "the SCP is deleted");
+    let stacks = aws.stacks(&staging).await;
+    assert!(!stacks.contains_key("tenantry-agent-pipeline") || stacks["tenantry-agent-pipeline"].0 == "DELETE_COMPLETE", "{stacks:?}");
+    assert_eq!(ws.run(&emu.endpoint, &["plan", "acme"]).code, 0);
+}

@@ -130,8 +130,38 @@ fn agent_pipeline_in_production_is_refused() {
 }
 
 #[test]
-fn blueprint_parameter_missing_is_a_strict_mode_render_error() {
-    bad_acme("max_iterations = 8\n", "", 32, "staging.blueprints.agent-pipeline", "variable `params.max_iterations` is not defined");
+fn required_blueprint_parameter_missing() {
+    bad_acme("max_iterations = 8\n", "", 32, "staging.blueprints.agent-pipeline", "missing parameter `max_iterations`");
+}
+
+#[test]
+fn undeclared_variable_is_a_strict_mode_render_error() {
+    // Without the parameter declarations, the template engine's strict mode still catches it.
+    let ws = Workspace::new();
+    std::fs::remove_file(ws.path().join("blueprints/agent-pipeline.toml")).unwrap();
+    let text = ws.read("tenants/acme.toml").replacen("max_iterations = 8\n", "", 1);
+    ws.write("tenants/acme.toml", &text);
+    check(&ws, "tenants/acme.toml", 32, "staging.blueprints.agent-pipeline", "variable `params.max_iterations` is not defined");
+}
+
+#[test]
+fn misspelt_blueprint_parameter() {
+    bad_acme("max_iterations = 8", "max_iteration = 8", 33, "staging.blueprints.agent-pipeline.max_iteration", "has no parameter `max_iteration`");
+}
+
+#[test]
+fn mistyped_blueprint_parameter() {
+    bad_acme("max_iterations = 8", "max_iterations = \"eight\"", 33, "staging.blueprints.agent-pipeline.max_iterations", "expected an integer");
+}
+
+#[test]
+fn blueprint_parameter_outside_its_allowed_values() {
+    bad_acme("log_retention_days = 365", "log_retention_days = 13", 17, "production.blueprints.baseline.log_retention_days", "not one of the allowed values");
+}
+
+#[test]
+fn baseline_missing_from_an_account() {
+    bad_acme("[production.blueprints.baseline]\nlog_retention_days = 365\n", "", 6, "production.blueprints", "every account gets the baseline");
 }
 
 #[test]

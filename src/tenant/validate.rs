@@ -216,7 +216,7 @@ fn check_spec(spec: &TenantSpec, path: &Path, settings: &OrgSettings, renderer: 
             if !renderer.has(Kind::Blueprint, name) {
                 err(format!("{env}.blueprints.{name}"), format!("unknown blueprint `{name}`: no file blueprints/{name}.json (known: {})", renderer.names(Kind::Blueprint).join(", ")));
             } else if name == "agent-pipeline" && env == Environment::Production {
-                err(format!("{env}.blueprints.{name}"), "the agent pipeline runs in the staging account only: agents reach production through `promote`".into());
+                err(format!("{env}.blueprints.{name}"), "the agent pipeline runs in the staging account only: agents never deploy to production directly".into());
             }
         }
     }
