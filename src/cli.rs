@@ -19,6 +19,8 @@ use crate::diag::{render_all, Diagnostic};
 use crate::observe::{AccountObservation, ObservedTenant, OrgOverview};
 use crate::plan::{self, Plan, TenantPlan};
 use crate::progress::Progress;
+use crate::reconcile::run::{self, RemediatePolicy};
+use crate::reconcile::{Remediation, Report, TenantStatus};
 use crate::render::Renderer;
 use crate::state::StateStore;
 use crate::tenant::{self, Environment, Tenant};
@@ -103,6 +105,28 @@ pub enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
+    },
+    /// Compare every tenant's live accounts with its file (OU, tags, SCPs and their content,
+    /// stacks, template digests, CloudFormation resource drift), report each difference, and fix
+    /// it where asked. Exit 0: in sync, 2: drift found, 1: error.
+    Reconcile {
+        /// Tenants to reconcile (default: all; orphan accounts are looked for only then).
+        tenants: Vec<String>,
+        /// Fix the drift of every tenant (default: each tenant file's `drift` setting).
+        #[arg(long, conflicts_with = "report_only")]
+        remediate: bool,
+        /// Fix nothing, whatever the tenant files say.
+        #[arg(long)]
+        report_only: bool,
+        /// Output format: text, or the report as JSON (one document per cycle in watch mode).
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        /// Run forever: reconcile each tenant every --interval, until SIGINT/SIGTERM.
+        #[arg(long)]
+        watch: bool,
+        /// Time between checks of a tenant in watch mode, e.g. 30s, 15m, 1h.
+        #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
+        interval: std::time::Duration,
     },
     /// Print the JSON schema of tenant files.
     Schema,
@@ -202,7 +226,10 @@ async fn run(cli: Cli) -> Result<u8> {
     let clients = Clients::load(&inputs.settings).await;
     let management_account_id = clients.management_account_id().await.context("who am I? (check AWS credentials)")?;
     let selected = select(&inputs.tenants, match &cli.command {
-        Command::Plan { tenants, .. } | Command::Apply { tenants, .. } | Command::Status { tenants, .. } => tenants,
+        Command::Plan { tenants, .. }
+        | Command::Apply { tenants, .. }
+        | Command::Status { tenants, .. }
+        | Command::Reconcile { tenants, .. } => tenants,
         _ => &[][..],
     })?;
     let mut desired_tenants = Vec::new();
@@ -234,6 +261,27 @@ async fn run(cli: Cli) -> Result<u8> {
             cmd_apply(&engine, overview.as_ref(), &desired_tenants, output, auto_approve).await
         }
         Command::Status { output, .. } => cmd_status(&engine, overview.as_ref(), &desired_tenants, output).await,
+        Command::Reconcile { ref tenants, remediate, report_only, output, watch, interval } => {
+            let policy = if remediate {
+                RemediatePolicy::All
+            } else if report_only {
+                RemediatePolicy::None
+            } else {
+                RemediatePolicy::PerTenant
+            };
+            let all = tenants.is_empty();
+            if watch {
+                run::watch(&engine, &desired_tenants, policy, interval, |r| print_report(r, output)).await?;
+                return Ok(0);
+            }
+            let Some(overview) = overview else {
+                bail!("there is no organization yet: run `tenantry apply` first");
+            };
+            let selected: Vec<&DesiredTenant> = desired_tenants.iter().collect();
+            let report = run::cycle(&engine, &overview, &selected, all.then_some(&desired_tenants[..]), policy, true).await?;
+            print_report(&report, output);
+            Ok(report.exit_code())
+        }
         Command::Validate | Command::Schema => unreachable!("handled above"),
     }
 }
@@ -603,4 +651,66 @@ async fn cmd_status(engine: &Engine, overview: Option<&OrgOverview>, tenants: &[
         }
     }
     Ok(if failed { 1 } else { 0 })
+}
+
+/// Prints a reconcile report: text, or one JSON document.
+fn print_report(report: &Report, output: Output) {
+    if output == Output::Json {
+        match serde_json::to_string_pretty(report) {
+            Ok(j) => println!("{j}"),
+            Err(e) => eprintln!("error: cannot serialize the report: {e}"),
+        }
+        return;
+    }
+    for t in &report.tenants {
+        match t.status {
+            TenantStatus::InSync => println!("tenant {}: in sync", t.tenant),
+            TenantStatus::NoDriftFound => {
+                println!("tenant {}: no drift found, but {} check(s) could not run (not \"in sync\")", t.tenant, t.checks_not_run.len())
+            }
+            TenantStatus::Drift => println!("tenant {}: DRIFT ({} item(s))", t.tenant, t.items.len()),
+            TenantStatus::Error => println!("tenant {}: ERROR: {}", t.tenant, t.error.as_deref().unwrap_or("")),
+            TenantStatus::Skipped => println!("tenant {}: skipped: {}", t.tenant, t.error.as_deref().unwrap_or("")),
+        }
+        for i in &t.items {
+            let env = i.environment.map(|e| format!("{e}: ")).unwrap_or_default();
+            println!(
+                "  [{}] {env}{} ({}): expected {}, found {} -> {}",
+                serde_json::to_value(i.severity).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+                i.resource,
+                i.kind,
+                i.expected,
+                i.found,
+                i.action
+            );
+        }
+        for c in &t.checks_not_run {
+            println!("  not checked: {}: stack {}: {}: {}", c.environment, c.stack, c.check.replace('_', " "), c.reason);
+        }
+        match &t.remediation {
+            Remediation::Applied { steps } => println!("  remediated: {} step(s) applied", steps.len()),
+            Remediation::Failed { reason } => println!("  remediation failed: {reason}"),
+            Remediation::NotRequested if t.status == TenantStatus::Drift => {
+                println!("  (report only: run `tenantry reconcile --remediate` or set drift = \"remediate\" to fix)")
+            }
+            _ => {}
+        }
+    }
+    for o in &report.orphans {
+        println!("orphan account {} \"{}\" <{}> {}: {}", o.account_id, o.name, o.email, o.status, o.reason);
+    }
+    let s = &report.summary;
+    println!(
+        "\nReconcile {}: {} tenant(s): {} without drift, {} drifted, {} error(s), {} skipped; {} item(s), {} check(s) not run, {} orphan(s).{}",
+        report.run_id,
+        s.tenants,
+        s.in_sync,
+        s.drifted,
+        s.errors,
+        s.skipped,
+        s.items,
+        s.checks_not_run,
+        s.orphans,
+        report.stored_at.as_deref().map(|a| format!(" Report: {a}")).unwrap_or_default()
+    );
 }

@@ -17,6 +17,8 @@ pub struct DesiredTenant {
     pub id: String,
     /// Display name.
     pub name: String,
+    /// What reconcile does with drift by default.
+    pub drift: crate::tenant::DriftMode,
     /// Production first, then staging.
     pub accounts: Vec<DesiredAccount>,
 }
@@ -176,7 +178,7 @@ pub fn build(
         });
     }
     if errors.is_empty() {
-        Ok(DesiredTenant { id: tenant.spec.id.clone(), name: tenant.spec.name.clone(), accounts })
+        Ok(DesiredTenant { id: tenant.spec.id.clone(), name: tenant.spec.name.clone(), drift: tenant.spec.drift, accounts })
     } else {
         Err(errors)
     }

@@ -17,3 +17,4 @@ pub mod cli;
 pub mod faults;
 pub mod params;
 pub mod shutdown;
+pub mod reconcile;

@@ -40,7 +40,7 @@ pub struct Engine {
     pub echo_steps: bool,
 }
 
-/// What applying one tenant did.
+/// What working on one tenant did.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct TenantOutcome {
     /// Tenant id.
@@ -49,12 +49,44 @@ pub struct TenantOutcome {
     pub applied: Vec<Step>,
     /// The error that stopped it, if any.
     pub error: Option<String>,
+    /// What was observed (under the lease), if observation finished.
+    #[serde(skip)]
+    pub observed: Option<ObservedTenant>,
+    /// The plan made from it.
+    #[serde(skip)]
+    pub plan: Option<plan::TenantPlan>,
+    /// Another process held the tenant's lease, so it was skipped.
+    #[serde(skip)]
+    pub skipped_busy: bool,
+}
+
+/// How [`Engine::run_tenant`] works on a tenant.
+#[derive(Debug, Clone, Copy)]
+pub struct RunMode {
+    /// How long to wait for a lease another process holds; zero skips the tenant at once.
+    pub lease_wait: Duration,
+    /// Run CloudFormation drift detection on every stack.
+    pub detect_drift: bool,
+    /// Carry out the plan (false: observe and plan only).
+    pub execute: bool,
+    /// Stop at the next step boundary when a stop signal arrives (false: finish the tenant).
+    pub stop_on_signal: bool,
 }
 
 impl Engine {
     /// Observer for this run.
     pub fn observer<'a>(&'a self, org: Option<&'a OrgOverview>) -> Observer<'a> {
-        Observer { clients: &self.clients, settings: &self.settings, org }
+        Observer { clients: &self.clients, settings: &self.settings, org, detect_drift: false }
+    }
+
+    /// The mode of `apply`: wait for the lease, no drift detection, execute.
+    pub fn apply_mode(&self) -> RunMode {
+        RunMode {
+            lease_wait: Duration::from_secs(self.settings.lease_wait_seconds),
+            detect_drift: false,
+            execute: true,
+            stop_on_signal: true,
+        }
     }
 
     /// Carries out organization-level steps and returns the organization afterwards.
@@ -95,27 +127,30 @@ impl Engine {
         Ok(parent)
     }
 
-    /// Reconciles one tenant: lease, read state, observe, plan, execute, record. Returns the
-    /// steps carried out. Errors: the lease is held elsewhere past `lease_wait_seconds`, the
-    /// plan has refusals (blast-radius guard, collisions), or a step failed.
+    /// Applies one tenant ([`Engine::run_tenant`] in [`Engine::apply_mode`]).
     pub async fn apply_tenant(&self, desired: &DesiredTenant, overview: &OrgOverview) -> TenantOutcome {
+        self.run_tenant(desired, overview, self.apply_mode()).await
+    }
+
+    /// Reconciles one tenant: lease, read state, observe, plan, and (in `mode.execute`) execute
+    /// and record. Errors land in the outcome: the lease is held elsewhere past
+    /// `mode.lease_wait` (or `skipped_busy` when that is zero), the plan has refusals
+    /// (blast-radius guard, collisions), or a step failed.
+    pub async fn run_tenant(&self, desired: &DesiredTenant, overview: &OrgOverview, mode: RunMode) -> TenantOutcome {
         let mut outcome = TenantOutcome { tenant: desired.id.clone(), ..Default::default() };
         let lease = self
             .store
-            .acquire_lease(
-                &desired.id,
-                Duration::from_secs(self.settings.lease_ttl_seconds),
-                Duration::from_secs(self.settings.lease_wait_seconds),
-            )
+            .acquire_lease(&desired.id, Duration::from_secs(self.settings.lease_ttl_seconds), mode.lease_wait)
             .await;
-        let mut lease = match lease {
+        let lease = match lease {
             Ok(l) => l,
             Err(e) => {
+                outcome.skipped_busy = mode.lease_wait.is_zero() && e.downcast_ref::<crate::state::LeaseHeld>().is_some();
                 outcome.error = Some(format!("{e:#}"));
                 return outcome;
             }
         };
-        if let Err(e) = self.apply_leased(desired, overview, &mut lease, &mut outcome).await {
+        if let Err(e) = self.run_leased(desired, overview, &lease, mode, &mut outcome).await {
             outcome.error = Some(format!("{e:#}"));
         }
         if let Err(e) = lease.release().await {
@@ -124,16 +159,24 @@ impl Engine {
         outcome
     }
 
-    async fn apply_leased(
+    async fn run_leased(
         &self,
         desired: &DesiredTenant,
         overview: &OrgOverview,
-        lease: &mut Lease,
+        lease: &Lease,
+        mode: RunMode,
         outcome: &mut TenantOutcome,
     ) -> Result<()> {
         let tracked = self.store.read(&desired.id).await?;
-        let observed = self.observer(Some(overview)).tenant(desired, &tracked.record).await?;
+        let mut observer = self.observer(Some(overview));
+        observer.detect_drift = mode.detect_drift;
+        let observed = observer.tenant(desired, &tracked.record).await?;
         let plan = plan::tenant(desired, &observed);
+        outcome.observed = Some(observed.clone());
+        outcome.plan = Some(plan.clone());
+        if !mode.execute {
+            return Ok(());
+        }
         if !plan.refusals.is_empty() {
             bail!("{}", plan.refusals.join("\n"));
         }
@@ -141,7 +184,7 @@ impl Engine {
         run.record_observed().await?;
         for step in &plan.steps {
             lease.check()?;
-            if crate::shutdown::requested() {
+            if mode.stop_on_signal && crate::shutdown::requested() {
                 bail!("stopped by signal before: {step}; re-run to continue");
             }
             run.execute(step).await.with_context(|| format!("{}: {step}", desired.id))?;
@@ -369,6 +412,7 @@ impl<'a> TenantRun<'a> {
             }
             Step::CreateStack { environment, stack, .. }
             | Step::UpdateStack { environment, stack, .. }
+            | Step::RedeployStack { environment, stack, .. }
             | Step::RecreateStack { environment, stack, .. } => {
                 let env = *environment;
                 let session = self.session(env).await?;
@@ -386,18 +430,22 @@ impl<'a> TenantRun<'a> {
                 stack_tags.insert(tags::MANAGED_BY.to_string(), "tenantry".to_string());
                 stack_tags.insert(tags::BLUEPRINT.to_string(), want.blueprint.clone());
                 stack_tags.insert(tags::VERSION.to_string(), want.version.clone());
+                if let Step::RedeployStack { .. } = step {
+                    // A changed stack tag makes CloudFormation update every taggable resource.
+                    stack_tags.insert(tags::REDEPLOYED_AT.to_string(), crate::state::now_rfc3339());
+                }
                 let timeout = Duration::from_secs(settings.stack_timeout_seconds);
                 let _wait = self.engine.progress.wait(format!(
                     "{}: {env}: {} stack {stack} in account {}",
                     self.desired.id,
                     match step {
-                        Step::UpdateStack { .. } => "updating",
+                        Step::UpdateStack { .. } | Step::RedeployStack { .. } => "updating",
                         _ => "creating",
                     },
                     session.account.account_id()
                 ));
                 let op = match step {
-                    Step::UpdateStack { .. } => Operation::Update,
+                    Step::UpdateStack { .. } | Step::RedeployStack { .. } => Operation::Update,
                     Step::RecreateStack { .. } => {
                         cfn::delete(&session.cfn, stack, timeout).await?;
                         Operation::Create

@@ -10,7 +10,7 @@ use aws_sdk_cloudformation::client::Waiters;
 use aws_sdk_cloudformation::Client;
 
 use super::{aws_error, error_code};
-use crate::observe::ObservedStack;
+use crate::observe::{DriftedResource, ObservedStack, ResourceDrift};
 
 /// Stacks in the account whose names start with `tenantry-` (`DescribeStacks`, all pages).
 pub async fn tenantry_stacks(cfn: &Client) -> Result<BTreeMap<String, ObservedStack>> {
@@ -49,7 +49,114 @@ fn observed(s: &aws_sdk_cloudformation::types::Stack) -> ObservedStack {
         status: s.stack_status().map(|x| x.as_str().to_string()).unwrap_or_default(),
         version: tags.get(crate::tenant::tags::VERSION).cloned(),
         tags,
+        template_body: None,
+        resource_drift: ResourceDrift::NotChecked,
     }
+}
+
+/// The template a stack runs (`GetTemplate`, stage Original).
+pub async fn template_body(cfn: &Client, name: &str) -> Result<Option<String>> {
+    let out = cfn
+        .get_template()
+        .stack_name(name)
+        .template_stage(aws_sdk_cloudformation::types::TemplateStage::Original)
+        .send()
+        .await
+        .map_err(|e| aws_error("cloudformation:GetTemplate", e))?;
+    Ok(out.template_body)
+}
+
+/// Resource-level drift of a stack: `DetectStackDrift`, then `DescribeStackDriftDetectionStatus`
+/// polled with backoff (at most `timeout`), then `DescribeStackResourceDrifts`. An endpoint that
+/// does not implement drift detection gives [`ResourceDrift::Unsupported`], never "in sync".
+pub async fn detect_drift(cfn: &Client, name: &str, timeout: Duration) -> Result<ResourceDrift> {
+    use backon::{ExponentialBuilder, Retryable};
+    // No SDK retries here: an endpoint without drift detection answers 500 every time, and a
+    // transient failure on AWS is reported as a check not run rather than hidden.
+    let started = match cfn
+        .detect_stack_drift()
+        .stack_name(name)
+        .customize()
+        .config_override(
+            aws_sdk_cloudformation::config::Builder::default()
+                .retry_config(aws_sdk_cloudformation::config::retry::RetryConfig::disabled()),
+        )
+        .send()
+        .await
+    {
+        Ok(out) => out.stack_drift_detection_id.unwrap_or_default(),
+        Err(e) => {
+            let status = e.raw_response().map(|r| r.status().as_u16());
+            let code = error_code(&e).map(str::to_string);
+            let unsupported = matches!(status, Some(500) | Some(501))
+                || matches!(code.as_deref(), Some("NotImplemented") | Some("InvalidAction") | Some("UnknownOperationException") | Some("InternalFailure"));
+            if unsupported {
+                return Ok(ResourceDrift::Unsupported(format!(
+                    "DetectStackDrift is not supported by this endpoint ({})",
+                    code.unwrap_or_else(|| format!("HTTP {}", status.unwrap_or_default()))
+                )));
+            }
+            return Err(aws_error("cloudformation:DetectStackDrift", e));
+        }
+    };
+    let poll = || async {
+        let s = cfn
+            .describe_stack_drift_detection_status()
+            .stack_drift_detection_id(&started)
+            .send()
+            .await
+            .map_err(|e| aws_error("cloudformation:DescribeStackDriftDetectionStatus", e))?;
+        match s.detection_status().map(|d| d.as_str()) {
+            Some("DETECTION_IN_PROGRESS") => Err(anyhow::anyhow!("in progress")),
+            _ => Ok(s),
+        }
+    };
+    let status = poll
+        .retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(200))
+                .with_max_delay(Duration::from_secs(10))
+                .with_total_delay(Some(timeout))
+                .without_max_times(),
+        )
+        .when(|e| e.to_string() == "in progress")
+        .await?;
+    if status.detection_status().map(|d| d.as_str()) == Some("DETECTION_FAILED") {
+        return Ok(ResourceDrift::Unsupported(format!(
+            "drift detection failed: {}",
+            status.detection_status_reason.unwrap_or_default()
+        )));
+    }
+    let out = cfn
+        .describe_stack_resource_drifts()
+        .stack_name(name)
+        .send()
+        .await
+        .map_err(|e| aws_error("cloudformation:DescribeStackResourceDrifts", e))?;
+    let drifted: Vec<DriftedResource> = out
+        .stack_resource_drifts
+        .unwrap_or_default()
+        .iter()
+        .filter(|d| matches!(d.stack_resource_drift_status().map(|s| s.as_str()), Some("MODIFIED") | Some("DELETED")))
+        .map(|d| DriftedResource {
+            logical_id: d.logical_resource_id().unwrap_or_default().to_string(),
+            resource_type: d.resource_type().unwrap_or_default().to_string(),
+            status: d.stack_resource_drift_status().map(|s| s.as_str()).unwrap_or_default().to_string(),
+            differences: d
+                .property_differences()
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{}: expected {} found {}",
+                        p.property_path().unwrap_or_default(),
+                        p.expected_value().unwrap_or_default(),
+                        p.actual_value().unwrap_or_default()
+                    )
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(if drifted.is_empty() { ResourceDrift::InSync } else { ResourceDrift::Drifted(drifted) })
 }
 
 fn to_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {

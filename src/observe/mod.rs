@@ -78,6 +78,38 @@ pub struct ObservedStack {
     pub version: Option<String>,
     /// All stack tags.
     pub tags: BTreeMap<String, String>,
+    /// The template the stack runs (`GetTemplate`).
+    #[serde(skip)]
+    pub template_body: Option<String>,
+    /// Resource-level drift (checked by reconcile only).
+    pub resource_drift: ResourceDrift,
+}
+
+/// Result of CloudFormation drift detection on one stack.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "state", content = "detail", rename_all = "snake_case")]
+pub enum ResourceDrift {
+    /// Not checked in this run (plan and apply do not run drift detection).
+    NotChecked,
+    /// The endpoint cannot detect drift; this is reported as a check not run, never as in sync.
+    Unsupported(String),
+    /// Every resource matches the template.
+    InSync,
+    /// Resources differ from the template.
+    Drifted(Vec<DriftedResource>),
+}
+
+/// One resource that drifted.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DriftedResource {
+    /// Logical id in the template.
+    pub logical_id: String,
+    /// e.g. `AWS::SQS::Queue`.
+    pub resource_type: String,
+    /// MODIFIED or DELETED.
+    pub status: String,
+    /// `path: expected X found Y`.
+    pub differences: Vec<String>,
 }
 
 /// A tenant's account as found, with everything the planner compares.
@@ -158,6 +190,8 @@ pub struct Observer<'a> {
     pub settings: &'a OrgSettings,
     /// The organization, if there is one.
     pub org: Option<&'a OrgOverview>,
+    /// Run CloudFormation drift detection on every stack (reconcile).
+    pub detect_drift: bool,
 }
 
 impl Observer<'_> {
@@ -278,7 +312,22 @@ impl Observer<'_> {
                 std::time::Duration::from_secs(self.settings.assume_role_timeout_seconds),
             )
             .await?;
-            cfn::tenantry_stacks(&session.cfn).await?
+            let mut stacks = cfn::tenantry_stacks(&session.cfn).await?;
+            for (name, stack) in stacks.iter_mut() {
+                if stack.status.ends_with("_IN_PROGRESS") || stack.status == "DELETE_COMPLETE" {
+                    continue;
+                }
+                stack.template_body = cfn::template_body(&session.cfn, name).await?;
+                if self.detect_drift && stack.status.ends_with("_COMPLETE") && !stack.status.contains("ROLLBACK") {
+                    stack.resource_drift = cfn::detect_drift(
+                        &session.cfn,
+                        name,
+                        std::time::Duration::from_secs(self.settings.stack_timeout_seconds.min(600)),
+                    )
+                    .await?;
+                }
+            }
+            stacks
         } else {
             BTreeMap::new()
         };

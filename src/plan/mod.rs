@@ -10,7 +10,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::desired::{DesiredAccount, DesiredTenant};
-use crate::observe::{AccountObservation, ObservedAccount, ObservedTenant, OrgOverview};
+use crate::observe::{AccountObservation, ObservedAccount, ObservedTenant, OrgOverview, ResourceDrift};
 use crate::tenant::Environment;
 
 /// One change `apply` would make.
@@ -138,6 +138,21 @@ pub enum Step {
         /// Version wanted.
         version: String,
     },
+    /// `UpdateStack` with the rendered template and a fresh `tenantry:redeployed-at` stack tag,
+    /// so CloudFormation re-applies every resource: the stack runs another template than its
+    /// version tag says, or its resources drifted.
+    RedeployStack {
+        /// Environment.
+        environment: Environment,
+        /// Stack name.
+        stack: String,
+        /// Blueprint.
+        blueprint: String,
+        /// Version wanted.
+        version: String,
+        /// What was found.
+        cause: String,
+    },
     /// `DeleteStack`: a stack tenantry deployed from a blueprint the tenant file no longer lists.
     /// Resources with `DeletionPolicy: Retain` (the buckets) are kept.
     DeleteStack {
@@ -181,6 +196,7 @@ impl Step {
             | RemovePolicy { environment, .. }
             | CreateStack { environment, .. }
             | UpdateStack { environment, .. }
+            | RedeployStack { environment, .. }
             | DeleteStack { environment, .. }
             | RecreateStack { environment, .. } => Some(*environment),
         }
@@ -266,6 +282,11 @@ impl fmt::Display for Step {
                 f,
                 "{sym} {environment}: update stack {stack}: template (blueprint or parameters) changed, version {} -> {}",
                 from_version.as_deref().map(short).unwrap_or("(untagged)"),
+                short(version)
+            ),
+            RedeployStack { environment, stack, version, cause, .. } => write!(
+                f,
+                "{sym} {environment}: redeploy stack {stack} at version {}: {cause}",
                 short(version)
             ),
             RecreateStack { environment, stack, status, version, .. } => write!(
@@ -478,7 +499,25 @@ fn existing_account_steps(want: &DesiredAccount, found: &ObservedAccount, policy
                     version: s.version.clone(),
                 })
             }
-            Some(_) => {}
+            Some(o) => {
+                let mut causes = Vec::new();
+                if o.template_body.as_deref().is_some_and(|body| !same_json(body, &s.template)) {
+                    causes.push("its template was changed outside tenantry".to_string());
+                }
+                if let ResourceDrift::Drifted(resources) = &o.resource_drift {
+                    let list: Vec<String> = resources.iter().map(|r| format!("{} {}", r.logical_id, r.status)).collect();
+                    causes.push(format!("resource drift ({})", list.join(", ")));
+                }
+                if !causes.is_empty() {
+                    steps.push(Step::RedeployStack {
+                        environment: env,
+                        stack: s.stack_name.clone(),
+                        blueprint: s.blueprint.clone(),
+                        version: s.version.clone(),
+                        cause: causes.join("; "),
+                    });
+                }
+            }
         }
     }
     for (name, o) in &found.stacks {

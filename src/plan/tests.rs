@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::desired::{DesiredPolicy, DesiredStack};
-use crate::observe::{AccountSummary, FoundBy, ObservedStack};
+use crate::observe::{AccountSummary, DriftedResource, FoundBy, ObservedStack};
 
 fn desired() -> DesiredTenant {
     let account = |env: Environment, ou: &str, stacks: &[&str]| DesiredAccount {
@@ -36,6 +36,7 @@ fn desired() -> DesiredTenant {
     DesiredTenant {
         id: "acme".into(),
         name: "Acme".into(),
+        drift: crate::tenant::DriftMode::Report,
         accounts: vec![
             account(Environment::Production, "Tenants/Production", &["baseline"]),
             account(Environment::Staging, "Tenants/Staging", &["baseline", "agent-pipeline"]),
@@ -81,6 +82,8 @@ fn in_sync(d: &DesiredTenant, env: Environment) -> ObservedAccount {
                         status: "CREATE_COMPLETE".into(),
                         version: Some(s.version.clone()),
                         tags: BTreeMap::new(),
+                        template_body: Some(s.template.clone()),
+                        resource_drift: ResourceDrift::NotChecked,
                     },
                 )
             })
@@ -255,6 +258,8 @@ fn stack_of_a_blueprint_no_longer_listed_is_deleted_only_if_tenantry_made_it() {
         status: "CREATE_COMPLETE".into(),
         version: None,
         tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        template_body: None,
+        resource_drift: ResourceDrift::NotChecked,
     };
     let plan = tenant(&d, &observed_with(&d, |env, a| {
         if env == Environment::Production {
@@ -359,4 +364,50 @@ fn organization_steps_create_what_is_missing() {
 fn plan_json_names_each_action() {
     let step = Step::CreateOu { path: "A/B".into() };
     assert_eq!(serde_json::to_value(&step).unwrap(), serde_json::json!({"action": "create_ou", "path": "A/B"}));
+}
+
+#[test]
+fn stack_whose_template_was_changed_out_of_band_is_redeployed_even_with_the_right_version_tag() {
+    let d = desired();
+    let plan = tenant(&d, &observed_with(&d, |env, a| {
+        if env == Environment::Production {
+            a.stacks.get_mut("tenantry-baseline").unwrap().template_body = Some(r#"{"Resources": {"X": {}}}"#.into());
+        }
+    }));
+    assert!(
+        matches!(&plan.steps[..], [Step::RedeployStack { cause, .. }] if cause.contains("changed outside tenantry")),
+        "{:?}",
+        plan.steps
+    );
+}
+
+#[test]
+fn same_template_with_other_whitespace_is_in_sync() {
+    let d = desired();
+    let plan = tenant(&d, &observed_with(&d, |_, a| {
+        for s in a.stacks.values_mut() {
+            s.template_body = Some("{ }".into());
+        }
+    }));
+    assert!(plan.steps.is_empty(), "{:?}", plan.steps);
+}
+
+#[test]
+fn resource_drift_is_reverted_by_a_redeploy_and_unsupported_detection_plans_nothing() {
+    let d = desired();
+    let plan = tenant(&d, &observed_with(&d, |env, a| {
+        let s = a.stacks.get_mut("tenantry-baseline").unwrap();
+        s.resource_drift = if env == Environment::Staging {
+            ResourceDrift::Drifted(vec![DriftedResource {
+                logical_id: "Bucket".into(),
+                resource_type: "AWS::S3::Bucket".into(),
+                status: "MODIFIED".into(),
+                differences: vec![],
+            }])
+        } else {
+            ResourceDrift::Unsupported("not implemented".into())
+        };
+    }));
+    assert_eq!(plan.steps.len(), 1, "{:?}", plan.steps);
+    assert!(matches!(&plan.steps[0], Step::RedeployStack { environment: Environment::Staging, cause, .. } if cause.contains("Bucket MODIFIED")));
 }

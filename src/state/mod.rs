@@ -18,7 +18,7 @@ use aws_sdk_s3::types::{
 };
 use serde::{Deserialize, Serialize};
 
-pub use lease::Lease;
+pub use lease::{Lease, LeaseHeld};
 
 use crate::aws::{aws_error, error_code};
 use crate::tenant::Environment;
@@ -220,6 +220,16 @@ impl StateStore {
         let etag = self.put_conditional(&key, body, tracked.etag.as_deref()).await?;
         tracked.etag = Some(etag);
         Ok(())
+    }
+
+    /// Stores a reconcile report as `reports/<YYYY-MM-DD>/<time>-<run id>.json` (`PutObject` with
+    /// `If-None-Match: *`: reports are never overwritten). Returns its `s3://` address.
+    pub async fn put_report(&self, run_id: &str, started_at: &str, body: Vec<u8>) -> Result<String> {
+        let date = started_at.get(..10).unwrap_or("unknown-date");
+        let time = started_at.get(11..19).unwrap_or("").replace(':', "");
+        let key = format!("reports/{date}/{time}-{run_id}.json");
+        self.put_conditional(&key, body, None).await?;
+        Ok(format!("s3://{}/{key}", self.bucket))
     }
 
     async fn get(&self, key: &str) -> Result<Option<(Vec<u8>, String)>> {

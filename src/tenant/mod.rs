@@ -140,6 +140,8 @@ pub mod tags {
     pub const VERSION: &str = "tenantry:version";
     /// Stack tag: the blueprint name.
     pub const BLUEPRINT: &str = "tenantry:blueprint";
+    /// Stack tag: when reconcile last redeployed the stack to revert drift (RFC 3339).
+    pub const REDEPLOYED_AT: &str = "tenantry:redeployed-at";
 }
 
 /// Whether `s` is a region name such as `us-east-1` or `us-gov-west-1`.

@@ -302,6 +302,11 @@ impl Aws {
 
     /// CloudFormation in a member account (assumes OrganizationAccountAccessRole).
     pub async fn member_cfn(&self, account_id: &str) -> aws_sdk_cloudformation::Client {
+        aws_sdk_cloudformation::Client::new(&self.member_config(account_id).await)
+    }
+
+    /// SDK config with credentials of a member account (assumes OrganizationAccountAccessRole).
+    pub async fn member_config(&self, account_id: &str) -> aws_config::SdkConfig {
         let out = self
             .sts
             .assume_role()
@@ -322,7 +327,7 @@ impl Aws {
                 "test",
             )))
             .build();
-        aws_sdk_cloudformation::Client::new(&conf)
+        conf
     }
 
     /// Stacks in a member account: name → (status, tags).

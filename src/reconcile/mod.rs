@@ -1,0 +1,379 @@
+//! Drift reconciliation: compares every tenant's live accounts with its tenant file and reports
+//! each difference with what was expected, what was found, its severity and the fix. The report
+//! is built here from plain data (pure); `cli` runs the observation and remediation through
+//! [`crate::apply::Engine::run_tenant`] (see `run.rs`) and stores the report in the state bucket.
+
+pub mod run;
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use crate::desired::DesiredTenant;
+use crate::observe::{AccountObservation, AccountSummary, ObservedTenant, ResourceDrift};
+use crate::plan::{Step, TenantPlan};
+use crate::tenant::{tags, Environment};
+
+/// Version of the report document; bumped on any incompatible change.
+pub const REPORT_SCHEMA: &str = "tenantry.reconcile/v1";
+
+/// How serious a drift item is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The tenant's isolation or an account itself is at stake.
+    Critical,
+    /// A guardrail (OU, SCP, stack) is missing or changed.
+    High,
+    /// Metadata or versions differ.
+    Medium,
+    /// Leftovers that do no harm.
+    Low,
+}
+
+/// One difference between a tenant file and its live accounts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DriftItem {
+    /// Environment concerned (none for tenant-wide items).
+    pub environment: Option<Environment>,
+    /// Stable machine name: `account_missing`, `account_moved`, `tag_changed`, `tag_missing`,
+    /// `tag_unexpected`, `scp_missing`, `scp_modified`, `scp_detached`, `scp_unexpected`,
+    /// `stack_missing`, `stack_outdated`, `stack_modified`, `stack_failed`, `stack_unexpected`,
+    /// `account_refused`, `account_not_active`, `account_creating`.
+    pub kind: String,
+    /// What it is about: `account 123456789012`, `stack tenantry-baseline`, ...
+    pub resource: String,
+    /// What the tenant file wants.
+    pub expected: String,
+    /// What is there.
+    pub found: String,
+    /// How serious it is.
+    pub severity: Severity,
+    /// What `--remediate` does about it, or why it cannot.
+    pub action: String,
+    /// Whether `--remediate` can fix it.
+    pub remediable: bool,
+}
+
+/// A check that could not run; never counted as in sync.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckNotRun {
+    /// Environment.
+    pub environment: Environment,
+    /// `resource_drift`.
+    pub check: String,
+    /// The stack it concerns.
+    pub stack: String,
+    /// Why, e.g. "DetectStackDrift is not supported by this endpoint".
+    pub reason: String,
+}
+
+/// Drift state of one tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantStatus {
+    /// Every check ran and everything matches.
+    InSync,
+    /// Nothing differs, but some checks could not run (see `checks_not_run`): not "in sync".
+    NoDriftFound,
+    /// At least one drift item.
+    Drift,
+    /// The tenant could not be observed (or remediation failed).
+    Error,
+    /// Another process holds the tenant's lease; not checked this time.
+    Skipped,
+}
+
+/// What remediation did for a tenant.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Remediation {
+    /// Report only (the tenant's `drift = "report"`, or `--report-only`).
+    NotRequested,
+    /// Nothing to fix.
+    NothingToDo,
+    /// These steps were carried out.
+    Applied {
+        /// The steps.
+        steps: Vec<Step>,
+    },
+    /// Refused or failed; the items stay.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One tenant's part of the report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TenantReport {
+    /// Tenant id.
+    pub tenant: String,
+    /// Overall state.
+    pub status: TenantStatus,
+    /// Differences found.
+    pub items: Vec<DriftItem>,
+    /// Checks that could not run.
+    pub checks_not_run: Vec<CheckNotRun>,
+    /// What remediation did.
+    pub remediation: Remediation,
+    /// The error, for status `error` or `skipped`.
+    pub error: Option<String>,
+}
+
+/// An account tagged as a tenant's that no tenant file accounts for.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Orphan {
+    /// Account id.
+    pub account_id: String,
+    /// Account name.
+    pub name: String,
+    /// Root email.
+    pub email: String,
+    /// ACTIVE, SUSPENDED, ...
+    pub status: String,
+    /// Its `tenantry:tenant` tag.
+    pub tenant_tag: String,
+    /// Its `tenantry:environment` tag.
+    pub environment_tag: Option<String>,
+    /// Why it is an orphan, and what to do (tenantry never deletes accounts).
+    pub reason: String,
+}
+
+/// Counts for the summary line.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Summary {
+    /// Tenants reconciled.
+    pub tenants: usize,
+    /// Without drift (`in_sync` or `no_drift_found`).
+    pub in_sync: usize,
+    /// With drift.
+    pub drifted: usize,
+    /// Failed.
+    pub errors: usize,
+    /// Skipped (lease held elsewhere).
+    pub skipped: usize,
+    /// Drift items in all.
+    pub items: usize,
+    /// Checks not run in all.
+    pub checks_not_run: usize,
+    /// Orphan accounts.
+    pub orphans: usize,
+}
+
+/// The whole report of one reconcile run: stdout with `--output json`, and
+/// `reports/<date>/<time>-<run id>.json` in the state bucket.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// [`REPORT_SCHEMA`].
+    pub schema: &'static str,
+    /// Unique id of the run.
+    pub run_id: String,
+    /// RFC 3339.
+    pub started_at: String,
+    /// RFC 3339.
+    pub finished_at: String,
+    /// `in_sync`, `no_drift_found` (some checks could not run), `drift` or `error` (the worst
+    /// tenant status; orphans count as drift).
+    pub status: TenantStatus,
+    /// Counts.
+    pub summary: Summary,
+    /// Per tenant, sorted by id.
+    pub tenants: Vec<TenantReport>,
+    /// Orphan accounts (only when every tenant was reconciled).
+    pub orphans: Vec<Orphan>,
+    /// Where the report was stored, if it was.
+    pub stored_at: Option<String>,
+}
+
+impl Report {
+    /// Assembles a report and computes its status and summary.
+    pub fn new(run_id: String, started_at: String, finished_at: String, mut tenants: Vec<TenantReport>, orphans: Vec<Orphan>) -> Report {
+        tenants.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+        let count = |s: TenantStatus| tenants.iter().filter(|t| t.status == s).count();
+        let summary = Summary {
+            tenants: tenants.len(),
+            in_sync: count(TenantStatus::InSync) + count(TenantStatus::NoDriftFound),
+            drifted: count(TenantStatus::Drift),
+            errors: count(TenantStatus::Error),
+            skipped: count(TenantStatus::Skipped),
+            items: tenants.iter().map(|t| t.items.len()).sum(),
+            checks_not_run: tenants.iter().map(|t| t.checks_not_run.len()).sum(),
+            orphans: orphans.len(),
+        };
+        let status = if summary.errors > 0 {
+            TenantStatus::Error
+        } else if summary.drifted > 0 || summary.orphans > 0 {
+            TenantStatus::Drift
+        } else if summary.checks_not_run > 0 {
+            TenantStatus::NoDriftFound
+        } else {
+            TenantStatus::InSync
+        };
+        Report { schema: REPORT_SCHEMA, run_id, started_at, finished_at, status, summary, tenants, orphans, stored_at: None }
+    }
+
+    /// Exit code: 0 in sync, 2 drift (or orphans), 1 any error.
+    pub fn exit_code(&self) -> u8 {
+        match self.status {
+            TenantStatus::InSync | TenantStatus::NoDriftFound | TenantStatus::Skipped => 0,
+            TenantStatus::Drift => 2,
+            TenantStatus::Error => 1,
+        }
+    }
+}
+
+/// The drift items and checks not run of one tenant, from what was observed and planned.
+pub fn assess(desired: &DesiredTenant, observed: &ObservedTenant, plan: &TenantPlan) -> (Vec<DriftItem>, Vec<CheckNotRun>) {
+    let mut items = Vec::new();
+    let mut not_run = Vec::new();
+    for (env, obs) in &observed.accounts {
+        match obs {
+            AccountObservation::Refused { account_id, reason } => items.push(DriftItem {
+                environment: Some(*env),
+                kind: "account_refused".into(),
+                resource: account(account_id.as_deref()),
+                expected: format!("an account tagged {}={} that state records for this tenant", tags::TENANT, desired.id),
+                found: reason.clone(),
+                severity: Severity::Critical,
+                action: "none: tenantry will not touch this account; investigate".into(),
+                remediable: false,
+            }),
+            AccountObservation::Found(found) => {
+                if found.account.status != "ACTIVE" {
+                    items.push(DriftItem {
+                        environment: Some(*env),
+                        kind: "account_not_active".into(),
+                        resource: account(Some(&found.account.id)),
+                        expected: "ACTIVE".into(),
+                        found: found.account.status.clone(),
+                        severity: Severity::Critical,
+                        action: "none: tenantry never reopens, closes or replaces accounts; investigate".into(),
+                        remediable: false,
+                    });
+                }
+                for (name, stack) in &found.stacks {
+                    if let ResourceDrift::Unsupported(reason) = &stack.resource_drift {
+                        not_run.push(CheckNotRun {
+                            environment: *env,
+                            check: "resource_drift".into(),
+                            stack: name.clone(),
+                            reason: reason.clone(),
+                        });
+                    }
+                }
+            }
+            AccountObservation::Creating { request_id } => items.push(DriftItem {
+                environment: Some(*env),
+                kind: "account_creating".into(),
+                resource: format!("create request {request_id}"),
+                expected: "an ACTIVE account".into(),
+                found: "CreateAccount still in progress".into(),
+                severity: Severity::Medium,
+                action: "wait for the account, then finish onboarding".into(),
+                remediable: true,
+            }),
+            AccountObservation::Missing => {}
+        }
+    }
+    for step in &plan.steps {
+        items.extend(item_of(step, desired));
+    }
+    (items, not_run)
+}
+
+fn account(id: Option<&str>) -> String {
+    format!("account {}", id.unwrap_or("(unknown)"))
+}
+
+/// Drift items of one planned step.
+fn item_of(step: &Step, desired: &DesiredTenant) -> Vec<DriftItem> {
+    let item = |env: Environment, kind: &str, resource: String, expected: String, found: String, severity: Severity| DriftItem {
+        environment: Some(env),
+        kind: kind.into(),
+        resource,
+        expected,
+        found,
+        severity,
+        action: step.to_string().split_once(": ").map(|(_, a)| a.to_string()).unwrap_or_else(|| step.to_string()),
+        remediable: true,
+    };
+    match step {
+        Step::CreateAccount { environment, email, .. } => vec![item(*environment, "account_missing", format!("account <{email}>"), "an ACTIVE member account".into(), "no account".into(), Severity::Critical)],
+        Step::AwaitAccount { .. } => vec![],
+        Step::MoveAccount { environment, account_id, from_path, from_parent_id, to_ou_path } => vec![item(
+            *environment,
+            "account_moved",
+            account(account_id.as_deref()),
+            format!("OU {to_ou_path}"),
+            match (from_path.as_deref(), from_parent_id.as_deref()) {
+                (Some(""), _) => "the root".into(),
+                (Some(p), _) => format!("OU {p}"),
+                (None, Some(id)) => id.to_string(),
+                (None, None) => "the root".into(),
+            },
+            Severity::High,
+        )],
+        Step::TagAccount { environment, account_id, tags } => tags
+            .iter()
+            .map(|(k, (old, new))| {
+                item(
+                    *environment,
+                    if old.is_some() { "tag_changed" } else { "tag_missing" },
+                    format!("account {account_id} tag {k}"),
+                    new.clone(),
+                    old.clone().unwrap_or_else(|| "(absent)".into()),
+                    if k.starts_with("tenantry:") { Severity::High } else { Severity::Medium },
+                )
+            })
+            .collect(),
+        Step::UntagAccount { environment, account_id, tags } => tags
+            .iter()
+            .map(|(k, v)| item(*environment, "tag_unexpected", format!("account {account_id} tag {k}"), "(absent)".into(), v.clone(), Severity::Low))
+            .collect(),
+        Step::CreatePolicy { environment, name, .. } => vec![item(*environment, "scp_missing", format!("SCP {name}"), "exists and is attached".into(), "does not exist".into(), Severity::High)],
+        Step::UpdatePolicy { environment, name, digest, .. } => vec![item(*environment, "scp_modified", format!("SCP {name}"), format!("content sha256 {}", &digest[..12.min(digest.len())]), "other content".into(), Severity::High)],
+        Step::AttachPolicy { environment, name } => vec![item(*environment, "scp_detached", format!("SCP {name}"), "attached to the account".into(), "not attached".into(), Severity::High)],
+        Step::RemovePolicy { environment, name, attached, .. } => vec![item(*environment, "scp_unexpected", format!("SCP {name}"), "absent (not in the tenant file)".into(), if *attached { "attached".into() } else { "exists".into() }, Severity::Low)],
+        Step::CreateStack { environment, stack, .. } => vec![item(*environment, "stack_missing", format!("stack {stack}"), "deployed".into(), "does not exist".into(), Severity::High)],
+        Step::UpdateStack { environment, stack, from_version, version, .. } => vec![item(*environment, "stack_outdated", format!("stack {stack}"), format!("version {version}"), format!("version {}", from_version.as_deref().unwrap_or("(untagged)")), Severity::Medium)],
+        Step::RedeployStack { environment, stack, cause, version, .. } => vec![item(*environment, "stack_modified", format!("stack {stack}"), format!("template version {version}, resources as in the template"), cause.clone(), Severity::High)],
+        Step::RecreateStack { environment, stack, status, .. } => vec![item(*environment, "stack_failed", format!("stack {stack}"), "a complete stack".into(), status.clone(), Severity::High)],
+        Step::DeleteStack { environment, stack, .. } => vec![item(*environment, "stack_unexpected", format!("stack {stack}"), "absent (not in the tenant file)".into(), "deployed".into(), Severity::Low)],
+        Step::CreateOrganization | Step::EnableServiceControlPolicies | Step::CreateOu { .. } => {
+            let _ = desired;
+            vec![]
+        }
+    }
+}
+
+/// Accounts tagged `tenantry:tenant` that no tenant file accounts for: the tag names no tenant
+/// file, or names a tenant whose account for that environment is another one.
+pub fn orphans(
+    accounts: &[(AccountSummary, std::collections::BTreeMap<String, String>)],
+    tenant_ids: &BTreeSet<String>,
+    claimed: &BTreeSet<String>,
+) -> Vec<Orphan> {
+    let mut out = Vec::new();
+    for (a, t) in accounts {
+        let Some(tenant) = t.get(tags::TENANT) else { continue };
+        if claimed.contains(&a.id) {
+            continue;
+        }
+        let reason = if tenant_ids.contains(tenant) {
+            format!("tagged as tenant `{tenant}`'s, but that tenant's accounts are others; tenantry never deletes accounts: remove its tags or close it")
+        } else {
+            format!("tagged as tenant `{tenant}`, which has no tenant file; tenantry never deletes accounts: add tenants/{tenant}.toml to adopt it, or close it")
+        };
+        out.push(Orphan {
+            account_id: a.id.clone(),
+            name: a.name.clone(),
+            email: a.email.clone(),
+            status: a.status.clone(),
+            tenant_tag: tenant.clone(),
+            environment_tag: t.get(tags::ENVIRONMENT).cloned(),
+            reason,
+        });
+    }
+    out
+}

@@ -1,0 +1,250 @@
+//! Running reconcile: one cycle over the tenants (observe with drift detection, assess,
+//! optionally remediate, store the report), and the watch loop that repeats cycles with jitter,
+//! per-tenant error backoff and graceful stop. This part does I/O through
+//! [`Engine::run_tenant`] and the state store.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use futures::stream::{self, StreamExt};
+
+use super::{assess, orphans, Remediation, Report, TenantReport, TenantStatus};
+use crate::apply::{Engine, RunMode};
+use crate::aws::org;
+use crate::desired::DesiredTenant;
+use crate::observe::{AccountObservation, OrgOverview};
+use crate::state::now_rfc3339;
+use crate::tenant::DriftMode;
+
+/// What to do with drift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemediatePolicy {
+    /// Each tenant file's `drift` setting decides.
+    PerTenant,
+    /// Fix every tenant (`--remediate`).
+    All,
+    /// Fix none (`--report-only`).
+    None,
+}
+
+impl RemediatePolicy {
+    fn applies_to(self, d: &DesiredTenant) -> bool {
+        match self {
+            RemediatePolicy::All => true,
+            RemediatePolicy::None => false,
+            RemediatePolicy::PerTenant => d.drift == DriftMode::Remediate,
+        }
+    }
+}
+
+/// One reconcile cycle over `tenants`. Orphans are looked for only when `all_tenants` (a subset
+/// cannot tell whose an account is). The report is stored in the state bucket when `store`.
+pub async fn cycle(
+    engine: &Engine,
+    overview: &OrgOverview,
+    tenants: &[&DesiredTenant],
+    all_tenants: Option<&[DesiredTenant]>,
+    policy: RemediatePolicy,
+    store: bool,
+) -> Result<Report> {
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let started_at = now_rfc3339();
+    let results: Vec<(TenantReport, BTreeSet<String>)> = stream::iter(tenants.iter().copied())
+        .map(|d| tenant(engine, overview, d, policy.applies_to(d)))
+        .buffer_unordered(engine.settings.concurrency)
+        .collect()
+        .await;
+    let mut claimed = BTreeSet::new();
+    let mut reports = Vec::new();
+    for (r, ids) in results {
+        claimed.extend(ids);
+        reports.push(r);
+    }
+    let orphan_list = match all_tenants {
+        Some(all) => find_orphans(engine, overview, all, &claimed).await?,
+        None => Vec::new(),
+    };
+    let mut report = Report::new(run_id.clone(), started_at.clone(), now_rfc3339(), reports, orphan_list);
+    if store {
+        engine.store.ensure_bucket(&engine.settings.home_region).await?;
+        let body = serde_json::to_vec_pretty(&report)?;
+        match engine.store.put_report(&run_id, &started_at, body).await {
+            Ok(at) => report.stored_at = Some(at),
+            Err(e) => tracing::warn!("could not store the report: {e:#}"),
+        }
+    }
+    Ok(report)
+}
+
+/// Reconciles one tenant; returns its report and the account ids found for it.
+async fn tenant(engine: &Engine, overview: &OrgOverview, d: &DesiredTenant, remediate: bool) -> (TenantReport, BTreeSet<String>) {
+    let mode = RunMode { lease_wait: Duration::ZERO, detect_drift: true, execute: remediate, stop_on_signal: false };
+    let outcome = engine.run_tenant(d, overview, mode).await;
+    let mut report = TenantReport {
+        tenant: d.id.clone(),
+        status: TenantStatus::Error,
+        items: Vec::new(),
+        checks_not_run: Vec::new(),
+        remediation: Remediation::NotRequested,
+        error: outcome.error.clone(),
+    };
+    let mut ids = BTreeSet::new();
+    let (Some(observed), Some(plan)) = (&outcome.observed, &outcome.plan) else {
+        if outcome.skipped_busy {
+            report.status = TenantStatus::Skipped;
+        }
+        return (report, ids);
+    };
+    for obs in observed.accounts.values() {
+        match obs {
+            AccountObservation::Found(f) => {
+                ids.insert(f.account.id.clone());
+            }
+            AccountObservation::Refused { account_id: Some(id), .. } => {
+                ids.insert(id.clone());
+            }
+            _ => {}
+        }
+    }
+    let (items, not_run) = assess(d, observed, plan);
+    report.status = match (items.is_empty(), not_run.is_empty()) {
+        (false, _) => TenantStatus::Drift,
+        (true, true) => TenantStatus::InSync,
+        (true, false) => TenantStatus::NoDriftFound,
+    };
+    report.remediation = if !remediate {
+        Remediation::NotRequested
+    } else if plan.steps.is_empty() && plan.refusals.is_empty() {
+        Remediation::NothingToDo
+    } else if let Some(e) = &outcome.error {
+        if plan.refusals.is_empty() {
+            report.status = TenantStatus::Error;
+        }
+        Remediation::Failed { reason: e.clone() }
+    } else {
+        Remediation::Applied { steps: outcome.applied.clone() }
+    };
+    if report.status != TenantStatus::Error {
+        report.error = None;
+    }
+    report.items = items;
+    report.checks_not_run = not_run;
+    (report, ids)
+}
+
+/// Accounts tagged as some tenant's that none of `all` accounts for (`ListAccounts`, then
+/// `ListTagsForResource` for each account not already claimed).
+async fn find_orphans(
+    engine: &Engine,
+    overview: &OrgOverview,
+    all: &[DesiredTenant],
+    claimed: &BTreeSet<String>,
+) -> Result<Vec<super::Orphan>> {
+    let c = &engine.clients.org;
+    let mut tagged = Vec::new();
+    for a in org::list_accounts(c).await? {
+        if claimed.contains(&a.id) || a.id == overview.management_account_id {
+            continue;
+        }
+        let tags = org::tags(c, &a.id).await?;
+        tagged.push((a, tags));
+    }
+    let ids: BTreeSet<String> = all.iter().map(|d| d.id.clone()).collect();
+    Ok(orphans(&tagged, &ids, claimed))
+}
+
+/// Runs cycles until SIGINT/SIGTERM: each tenant is due again `interval` (±10% jitter) after a
+/// successful check; a tenant that fails is retried after 5 s, 10 s, 20 s, ... (at most four
+/// intervals) without holding up the others. A stop signal lets the running cycle finish its
+/// tenants, then returns. `on_report` sees every cycle's report.
+pub async fn watch(
+    engine: &Engine,
+    tenants: &[DesiredTenant],
+    policy: RemediatePolicy,
+    interval: Duration,
+    mut on_report: impl FnMut(&Report),
+) -> Result<()> {
+    let mut due: BTreeMap<String, Instant> = tenants.iter().map(|d| (d.id.clone(), Instant::now())).collect();
+    let mut failures: BTreeMap<String, u32> = BTreeMap::new();
+    let mut cycles = 0u64;
+    while !crate::shutdown::requested() {
+        let now = Instant::now();
+        let ready: Vec<&DesiredTenant> = tenants.iter().filter(|d| due[&d.id] <= now).collect();
+        if !ready.is_empty() {
+            cycles += 1;
+            let overview = org::overview(&engine.clients.org).await;
+            let report = match overview {
+                Ok(Some(o)) => {
+                    let all = (ready.len() == tenants.len()).then_some(tenants);
+                    cycle(engine, &o, &ready, all, policy, true).await
+                }
+                Ok(None) => Err(anyhow::anyhow!("no organization yet: run `tenantry apply` first")),
+                Err(e) => Err(e),
+            };
+            match report {
+                Ok(report) => {
+                    on_report(&report);
+                    for t in &report.tenants {
+                        let next = if t.status == TenantStatus::Error {
+                            let n = failures.entry(t.tenant.clone()).or_default();
+                            *n += 1;
+                            error_backoff(*n, interval)
+                        } else {
+                            failures.remove(&t.tenant);
+                            jittered(interval)
+                        };
+                        due.insert(t.tenant.clone(), Instant::now() + next);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!("reconcile cycle {cycles} failed: {e:#}");
+                    for d in &ready {
+                        let n = failures.entry(d.id.clone()).or_default();
+                        *n += 1;
+                        due.insert(d.id.clone(), Instant::now() + error_backoff(*n, interval));
+                    }
+                }
+            }
+        }
+        let next = due.values().min().copied().unwrap_or_else(|| Instant::now() + interval);
+        while Instant::now() < next && !crate::shutdown::requested() {
+            tokio::time::sleep((next - Instant::now()).min(Duration::from_millis(200))).await;
+        }
+    }
+    tracing::info!(cycles, "stopped by signal after finishing the tenants in flight");
+    Ok(())
+}
+
+/// `interval` ±10%.
+fn jittered(interval: Duration) -> Duration {
+    interval.mul_f64(0.9 + 0.2 * fastrand::f64())
+}
+
+/// 5 s × 2^(n-1), at most four intervals (and at least 5 s).
+fn error_backoff(n: u32, interval: Duration) -> Duration {
+    let grown = Duration::from_secs(5).saturating_mul(1u32 << (n.saturating_sub(1)).min(16));
+    grown.min(interval.saturating_mul(4).max(Duration::from_secs(5)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_backoff_grows_and_is_capped() {
+        let i = Duration::from_secs(60);
+        assert_eq!(error_backoff(1, i), Duration::from_secs(5));
+        assert_eq!(error_backoff(2, i), Duration::from_secs(10));
+        assert_eq!(error_backoff(4, i), Duration::from_secs(40));
+        assert_eq!(error_backoff(10, i), Duration::from_secs(240));
+    }
+
+    #[test]
+    fn jitter_stays_within_ten_percent() {
+        for _ in 0..100 {
+            let j = jittered(Duration::from_secs(100));
+            assert!(j >= Duration::from_secs(90) && j <= Duration::from_secs(110), "{j:?}");
+        }
+    }
+}
