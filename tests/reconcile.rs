@@ -319,3 +319,40 @@ async fn watch_mode_runs_cycles_and_stops_cleanly_on_sigterm() {
     let leases = o.aws.s3.list_objects_v2().bucket(&bucket).prefix("leases/").send().await.unwrap();
     assert!(leases.contents().is_empty(), "leases released: {:?}", leases.contents());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tenant_whose_account_denies_assume_role_is_an_error_and_the_others_are_still_reconciled() {
+    let o = onboarded().await;
+    let acme_prod = o.account("acme", "production").await;
+    // STS goes through a proxy that answers AssumeRole into acme's production account with
+    // AccessDenied, as an account whose access role was deleted or changed would.
+    let proxy = common::FaultProxy::start(
+        &o.emu.endpoint,
+        &serde_json::json!([{
+            "action": "AssumeRole",
+            "contains": format!("arn:aws:iam::{acme_prod}:role/"),
+            "status": 403,
+            "code": "AccessDenied",
+            "message": "not authorized to perform sts:AssumeRole"
+        }]),
+    );
+    // Give up on the denied role quickly (the default keeps retrying for new accounts).
+    let settings = o.ws.read("tenantry.toml").replace("lease_ttl_seconds = 900", "lease_ttl_seconds = 900\nassume_role_timeout_seconds = 2");
+    o.ws.write("tenantry.toml", &settings);
+    let run: Run = o
+        .ws
+        .command(&o.emu.endpoint)
+        .args(["reconcile", "--output", "json"])
+        .env("AWS_ENDPOINT_URL_STS", &proxy.endpoint)
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(run.code, 1, "an unreconcilable tenant exits 1: {run:?}");
+    let doc: Value = serde_json::from_str(&run.stdout).unwrap();
+    let acme = tenant_report(&doc, "acme");
+    assert_eq!(acme["status"], "error", "{acme}");
+    assert!(acme["error"].as_str().unwrap().contains("AccessDenied"), "{acme}");
+    let globex = tenant_report(&doc, "globex");
+    assert_ne!(globex["status"], "error", "globex is still reconciled: {globex}");
+    assert!(globex["items"].as_array().unwrap().is_empty(), "{globex}");
+}

@@ -354,3 +354,39 @@ impl Aws {
         serde_json::from_slice(&bytes).ok()
     }
 }
+
+/// `localstack/faultproxy.py` in front of an emulator: forwards everything, except requests
+/// matching `rules` (JSON), which get the rules' AWS errors. Killed on drop.
+pub struct FaultProxy {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub endpoint: String,
+}
+
+impl FaultProxy {
+    /// Starts the proxy in front of `upstream`.
+    pub fn start(upstream: &str, rules: &serde_json::Value) -> FaultProxy {
+        use std::io::BufRead;
+        let port = free_port();
+        let mut child = Command::new("python3")
+            .arg(repo().join("localstack/faultproxy.py"))
+            .arg(port.to_string())
+            .arg(upstream)
+            .arg(rules.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start faultproxy.py");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready", "faultproxy did not start");
+        FaultProxy { child, endpoint: format!("http://127.0.0.1:{port}") }
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
