@@ -86,6 +86,16 @@ pub struct FieldError {
     pub failure: RenderFailure,
 }
 
+/// The tags tenantry puts on everything it manages for a tenant environment (accounts, SCPs,
+/// stacks): `tenantry:tenant`, `tenantry:environment`, `tenantry:managed-by`.
+pub fn managed_tags(tenant_id: &str, env: Environment) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (tags::TENANT.to_string(), tenant_id.to_string()),
+        (tags::ENVIRONMENT.to_string(), env.to_string()),
+        (tags::MANAGED_BY.to_string(), "tenantry".to_string()),
+    ])
+}
+
 /// The name of the SCP tenantry creates for one policy file in one account.
 pub fn policy_name(tenant_id: &str, env: Environment, source: &str) -> String {
     format!("tenantry-{tenant_id}-{env}-{source}")
@@ -136,9 +146,7 @@ pub fn build(
     for env in Environment::ALL {
         let spec = tenant.spec.account(env);
         let mut account_tags = spec.tags.clone();
-        account_tags.insert(tags::TENANT.into(), tenant.spec.id.clone());
-        account_tags.insert(tags::ENVIRONMENT.into(), env.as_str().into());
-        account_tags.insert(tags::MANAGED_BY.into(), "tenantry".into());
+        account_tags.extend(managed_tags(&tenant.spec.id, env));
         let empty = toml::Table::new();
         let policy_ctx = render_context(tenant, env, settings, management_account_id, &account_tags, &empty);
         let mut policies = Vec::new();

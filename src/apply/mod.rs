@@ -360,11 +360,7 @@ impl<'a> TenantRun<'a> {
                         policy_id.clone()
                     }
                     _ => {
-                        let mut ptags = BTreeMap::new();
-                        ptags.insert(tags::TENANT.to_string(), self.desired.id.clone());
-                        ptags.insert(tags::ENVIRONMENT.to_string(), env.to_string());
-                        ptags.insert(tags::MANAGED_BY.to_string(), "tenantry".to_string());
-                        org::create_scp(&org, name, &p.content, &ptags).await?
+                        org::create_scp(&org, name, &p.content, &crate::desired::managed_tags(&self.desired.id, env)).await?
                     }
                 };
                 self.policy_ids.insert(name.clone(), id.clone());
@@ -424,10 +420,7 @@ impl<'a> TenantRun<'a> {
                     .find(|s| &s.stack_name == stack)
                     .context("stack not in desired state")?
                     .clone();
-                let mut stack_tags = BTreeMap::new();
-                stack_tags.insert(tags::TENANT.to_string(), self.desired.id.clone());
-                stack_tags.insert(tags::ENVIRONMENT.to_string(), env.to_string());
-                stack_tags.insert(tags::MANAGED_BY.to_string(), "tenantry".to_string());
+                let mut stack_tags = crate::desired::managed_tags(&self.desired.id, env);
                 stack_tags.insert(tags::BLUEPRINT.to_string(), want.blueprint.clone());
                 stack_tags.insert(tags::VERSION.to_string(), want.version.clone());
                 if let Step::RedeployStack { .. } = step {
