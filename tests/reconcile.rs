@@ -355,4 +355,5 @@ async fn tenant_whose_account_denies_assume_role_is_an_error_and_the_others_are_
     let globex = tenant_report(&doc, "globex");
     assert_ne!(globex["status"], "error", "globex is still reconciled: {globex}");
     assert!(globex["items"].as_array().unwrap().is_empty(), "{globex}");
+    assert!(doc["orphans"].as_array().unwrap().is_empty(), "acme's accounts are not orphans because acme failed: {doc}");
 }

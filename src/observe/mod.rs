@@ -318,7 +318,9 @@ impl Observer<'_> {
                     continue;
                 }
                 stack.template_body = cfn::template_body(&session.cfn, name).await?;
-                if self.detect_drift && stack.status.ends_with("_COMPLETE") && !stack.status.contains("ROLLBACK") {
+                if self.detect_drift && (!stack.status.ends_with("_COMPLETE") || stack.status == "ROLLBACK_COMPLETE") {
+                    stack.resource_drift = ResourceDrift::Unsupported(format!("not checked: the stack is {}", stack.status));
+                } else if self.detect_drift {
                     stack.resource_drift = cfn::detect_drift(
                         &session.cfn,
                         name,

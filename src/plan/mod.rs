@@ -505,7 +505,16 @@ fn existing_account_steps(want: &DesiredAccount, found: &ObservedAccount, policy
                     causes.push("its template was changed outside tenantry".to_string());
                 }
                 if let ResourceDrift::Drifted(resources) = &o.resource_drift {
-                    let list: Vec<String> = resources.iter().map(|r| format!("{} {}", r.logical_id, r.status)).collect();
+                    let list: Vec<String> = resources
+                        .iter()
+                        .map(|r| {
+                            if r.differences.is_empty() {
+                                format!("{} {}", r.logical_id, r.status)
+                            } else {
+                                format!("{} {}: {}", r.logical_id, r.status, r.differences.join("; "))
+                            }
+                        })
+                        .collect();
                     causes.push(format!("resource drift ({})", list.join(", ")));
                 }
                 if !causes.is_empty() {

@@ -205,7 +205,7 @@ impl Report {
             TenantStatus::Error
         } else if summary.drifted > 0 || summary.orphans > 0 {
             TenantStatus::Drift
-        } else if summary.checks_not_run > 0 {
+        } else if summary.checks_not_run > 0 || summary.skipped > 0 {
             TenantStatus::NoDriftFound
         } else {
             TenantStatus::InSync
@@ -351,13 +351,19 @@ fn item_of(step: &Step, desired: &DesiredTenant) -> Vec<DriftItem> {
 /// file, or names a tenant whose account for that environment is another one.
 pub fn orphans(
     accounts: &[(AccountSummary, std::collections::BTreeMap<String, String>)],
-    tenant_ids: &BTreeSet<String>,
+    tenants: &[DesiredTenant],
     claimed: &BTreeSet<String>,
 ) -> Vec<Orphan> {
+    let tenant_ids: BTreeSet<String> = tenants.iter().map(|d| d.id.clone()).collect();
     let mut out = Vec::new();
     for (a, t) in accounts {
         let Some(tenant) = t.get(tags::TENANT) else { continue };
-        if claimed.contains(&a.id) {
+        // Found for its tenant in this run, or (when that tenant could not be observed or was
+        // skipped) carrying the email the tenant file gives it.
+        let owned_by_file = tenants.iter().any(|d| {
+            &d.id == tenant && d.accounts.iter().any(|w| w.email.eq_ignore_ascii_case(&a.email))
+        });
+        if claimed.contains(&a.id) || owned_by_file {
             continue;
         }
         let reason = if tenant_ids.contains(tenant) {

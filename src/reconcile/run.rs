@@ -38,8 +38,9 @@ impl RemediatePolicy {
     }
 }
 
-/// One reconcile cycle over `tenants`. Orphans are looked for only when `all_tenants` (a subset
-/// cannot tell whose an account is). The report is stored in the state bucket when `store`.
+/// One reconcile cycle over `tenants`. Orphans are looked for when `all_tenants` (every tenant
+/// file) is given: an account tagged as a tenant's is that tenant's when it was found for it in
+/// this cycle or carries the email its tenant file gives. The report is stored in the state bucket when `store`.
 pub async fn cycle(
     engine: &Engine,
     overview: &OrgOverview,
@@ -150,8 +151,7 @@ async fn find_orphans(
         let tags = org::tags(c, &a.id).await?;
         tagged.push((a, tags));
     }
-    let ids: BTreeSet<String> = all.iter().map(|d| d.id.clone()).collect();
-    Ok(orphans(&tagged, &ids, claimed))
+    Ok(orphans(&tagged, all, claimed))
 }
 
 /// Runs cycles until SIGINT/SIGTERM: each tenant is due again `interval` (±10% jitter) after a
@@ -176,8 +176,7 @@ pub async fn watch(
             let overview = org::overview(&engine.clients.org).await;
             let report = match overview {
                 Ok(Some(o)) => {
-                    let all = (ready.len() == tenants.len()).then_some(tenants);
-                    cycle(engine, &o, &ready, all, policy, true).await
+                    cycle(engine, &o, &ready, Some(tenants), policy, true).await
                 }
                 Ok(None) => Err(anyhow::anyhow!("no organization yet: run `tenantry apply` first")),
                 Err(e) => Err(e),
