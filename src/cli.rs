@@ -125,7 +125,7 @@ pub enum Command {
         #[arg(long)]
         watch: bool,
         /// Time between checks of a tenant in watch mode, e.g. 30s, 15m, 1h.
-        #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = "15m", value_parser = humantime::parse_duration, requires = "watch")]
         interval: std::time::Duration,
     },
     /// Print the JSON schema of tenant files.
@@ -271,7 +271,8 @@ async fn run(cli: Cli) -> Result<u8> {
             };
             let all = tenants.is_empty();
             if watch {
-                run::watch(&engine, &desired_tenants, policy, interval, |r| print_report(r, output)).await?;
+                // One line per report in watch mode, for line-based log collectors.
+                run::watch(&engine, &desired_tenants, policy, interval, |r| print_report(r, output, true)).await?;
                 return Ok(0);
             }
             let Some(overview) = overview else {
@@ -279,7 +280,7 @@ async fn run(cli: Cli) -> Result<u8> {
             };
             let selected: Vec<&DesiredTenant> = desired_tenants.iter().collect();
             let report = run::cycle(&engine, &overview, &selected, all.then_some(&desired_tenants[..]), policy, true).await?;
-            print_report(&report, output);
+            print_report(&report, output, false);
             Ok(report.exit_code())
         }
         Command::Validate | Command::Schema => unreachable!("handled above"),
@@ -654,9 +655,10 @@ async fn cmd_status(engine: &Engine, overview: Option<&OrgOverview>, tenants: &[
 }
 
 /// Prints a reconcile report: text, or one JSON document.
-fn print_report(report: &Report, output: Output) {
+fn print_report(report: &Report, output: Output, one_line: bool) {
     if output == Output::Json {
-        match serde_json::to_string_pretty(report) {
+        let json = if one_line { serde_json::to_string(report) } else { serde_json::to_string_pretty(report) };
+        match json {
             Ok(j) => println!("{j}"),
             Err(e) => eprintln!("error: cannot serialize the report: {e}"),
         }
@@ -704,7 +706,7 @@ fn print_report(report: &Report, output: Output) {
         "\nReconcile {}: {} tenant(s): {} without drift, {} drifted, {} error(s), {} skipped; {} item(s), {} check(s) not run, {} orphan(s).{}",
         report.run_id,
         s.tenants,
-        s.in_sync,
+        s.in_sync + s.no_drift_found,
         s.drifted,
         s.errors,
         s.skipped,

@@ -357,3 +357,94 @@ async fn tenant_whose_account_denies_assume_role_is_an_error_and_the_others_are_
     assert!(globex["items"].as_array().unwrap().is_empty(), "{globex}");
     assert!(doc["orphans"].as_array().unwrap().is_empty(), "acme's accounts are not orphans because acme failed: {doc}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stack_tags_changed_out_of_band() {
+    let o = onboarded().await;
+    let id = o.account("globex", "staging").await;
+    let cfn = o.aws.member_cfn(&id).await;
+    let body = cfn.get_template().stack_name("tenantry-baseline").send().await.unwrap().template_body.unwrap();
+    let stack = cfn.describe_stacks().stack_name("tenantry-baseline").send().await.unwrap();
+    let mut tags: Vec<aws_sdk_cloudformation::types::Tag> = stack.stacks()[0]
+        .tags()
+        .iter()
+        .filter(|t| t.key() != Some("tenantry:managed-by") && t.key() != Some("tenantry:tenant"))
+        .cloned()
+        .collect();
+    tags.push(aws_sdk_cloudformation::types::Tag::builder().key("tenantry:tenant").value("evil").build());
+    cfn.update_stack()
+        .stack_name("tenantry-baseline")
+        .template_body(body)
+        .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityNamedIam)
+        .set_tags(Some(tags))
+        .send()
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        let s = cfn.describe_stacks().stack_name("tenantry-baseline").send().await.unwrap();
+        if !s.stacks()[0].stack_status().unwrap().as_str().ends_with("IN_PROGRESS") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let (_, doc) = o.reconcile(&["--report-only"]);
+    let t = tenant_report(&doc, "globex");
+    let item = t["items"].as_array().unwrap().iter().find(|i| i["kind"] == "stack_modified").unwrap_or_else(|| panic!("{t}"));
+    assert!(item["found"].as_str().unwrap().contains("tenantry:tenant: evil"), "{item}");
+    o.expect_fixed("globex", "stack_modified");
+    let stacks = o.aws.stacks(&id).await;
+    let tags = &stacks["tenantry-baseline"].1;
+    assert_eq!(tags.get("tenantry:tenant").map(String::as_str), Some("globex"));
+    assert_eq!(tags.get("tenantry:managed-by").map(String::as_str), Some("tenantry"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_mode_keeps_checking_other_tenants_while_one_is_stuck_retrying() {
+    use std::io::{BufRead, BufReader};
+    let o = onboarded().await;
+    let acme_prod = o.account("acme", "production").await;
+    let proxy = common::FaultProxy::start(
+        &o.emu.endpoint,
+        &serde_json::json!([{"action": "AssumeRole", "contains": format!("arn:aws:iam::{acme_prod}:role/"), "status": 403, "code": "AccessDenied"}]),
+    );
+    // acme keeps retrying its denied AssumeRole for 30 s.
+    let settings = o.ws.read("tenantry.toml").replace("lease_ttl_seconds = 900", "lease_ttl_seconds = 900\nassume_role_timeout_seconds = 30");
+    o.ws.write("tenantry.toml", &settings);
+    let started = std::time::Instant::now();
+    let mut child = o
+        .ws
+        .command(&o.emu.endpoint)
+        .args(["reconcile", "--watch", "--interval", "1s", "--report-only", "--output", "json"])
+        .env("AWS_ENDPOINT_URL_STS", &proxy.endpoint)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    let mut globex_checks = 0;
+    let mut acme_done = false;
+    while globex_checks < 3 {
+        let report = rx.recv_timeout(std::time::Duration::from_secs(25)).expect("a report");
+        for t in report["tenants"].as_array().unwrap() {
+            match t["tenant"].as_str().unwrap() {
+                "globex" => globex_checks += 1,
+                "acme" => acme_done = true,
+                _ => {}
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    assert!(!acme_done || elapsed > std::time::Duration::from_secs(25), "acme was still stuck");
+    assert!(elapsed < std::time::Duration::from_secs(25), "globex was checked 3 times in {elapsed:?} while acme was stuck");
+    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let _ = child.wait();
+    reader.join().unwrap();
+}

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::desired::{DesiredAccount, DesiredTenant};
 use crate::observe::{AccountObservation, ObservedAccount, ObservedTenant, OrgOverview, ResourceDrift};
-use crate::tenant::Environment;
+use crate::tenant::{tags, Environment};
 
 /// One change `apply` would make.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -503,6 +503,22 @@ fn existing_account_steps(want: &DesiredAccount, found: &ObservedAccount, policy
                 let mut causes = Vec::new();
                 if o.template_body.as_deref().is_some_and(|body| !same_json(body, &s.template)) {
                     causes.push("its template was changed outside tenantry".to_string());
+                }
+                let wanted_tags = [
+                    (tags::TENANT, want.tags.get(tags::TENANT).map(String::as_str)),
+                    (tags::ENVIRONMENT, want.tags.get(tags::ENVIRONMENT).map(String::as_str)),
+                    (tags::MANAGED_BY, want.tags.get(tags::MANAGED_BY).map(String::as_str)),
+                    (tags::BLUEPRINT, Some(s.blueprint.as_str())),
+                ];
+                let changed: Vec<String> = wanted_tags
+                    .iter()
+                    .filter(|(k, v)| o.tags.get(*k).map(String::as_str) != *v)
+                    .map(|(k, v)| {
+                        format!("{k}: {} (wanted {})", o.tags.get(*k).map_or("(absent)", String::as_str), v.unwrap_or("(absent)"))
+                    })
+                    .collect();
+                if !changed.is_empty() {
+                    causes.push(format!("its tenantry tags were changed: {}", changed.join(", ")));
                 }
                 if let ResourceDrift::Drifted(resources) = &o.resource_drift {
                     let list: Vec<String> = resources

@@ -15,6 +15,7 @@ fn desired() -> DesiredTenant {
         tags: BTreeMap::from([
             ("tenantry:tenant".to_string(), "acme".to_string()),
             ("tenantry:environment".to_string(), env.to_string()),
+            ("tenantry:managed-by".to_string(), "tenantry".to_string()),
             ("cost-center".to_string(), "cc-1".to_string()),
         ]),
         policies: vec![DesiredPolicy {
@@ -81,7 +82,13 @@ fn in_sync(d: &DesiredTenant, env: Environment) -> ObservedAccount {
                         stack_id: "arn".into(),
                         status: "CREATE_COMPLETE".into(),
                         version: Some(s.version.clone()),
-                        tags: BTreeMap::new(),
+                        tags: BTreeMap::from([
+                            ("tenantry:tenant".to_string(), "acme".to_string()),
+                            ("tenantry:environment".to_string(), env.to_string()),
+                            ("tenantry:managed-by".to_string(), "tenantry".to_string()),
+                            ("tenantry:blueprint".to_string(), s.blueprint.clone()),
+                            ("tenantry:version".to_string(), s.version.clone()),
+                        ]),
                         template_body: Some(s.template.clone()),
                         resource_drift: ResourceDrift::NotChecked,
                     },
@@ -410,4 +417,22 @@ fn resource_drift_is_reverted_by_a_redeploy_and_unsupported_detection_plans_noth
     }));
     assert_eq!(plan.steps.len(), 1, "{:?}", plan.steps);
     assert!(matches!(&plan.steps[0], Step::RedeployStack { environment: Environment::Staging, cause, .. } if cause.contains("Bucket MODIFIED")));
+}
+
+#[test]
+fn stack_whose_tenantry_tags_were_changed_is_redeployed() {
+    let d = desired();
+    let plan = tenant(&d, &observed_with(&d, |env, a| {
+        if env == Environment::Production {
+            let s = a.stacks.get_mut("tenantry-baseline").unwrap();
+            s.tags.insert("tenantry:tenant".into(), "evil".into());
+            s.tags.remove("tenantry:managed-by");
+            s.tags.insert("owner".into(), "mallory".into());
+        }
+    }));
+    assert!(
+        matches!(&plan.steps[..], [Step::RedeployStack { cause, .. }] if cause.contains("tenantry:tenant: evil (wanted acme)") && cause.contains("tenantry:managed-by: (absent)")),
+        "{:?}",
+        plan.steps
+    );
 }

@@ -39,7 +39,7 @@ pub struct DriftItem {
     /// Stable machine name: `account_missing`, `account_moved`, `tag_changed`, `tag_missing`,
     /// `tag_unexpected`, `scp_missing`, `scp_modified`, `scp_detached`, `scp_unexpected`,
     /// `stack_missing`, `stack_outdated`, `stack_modified`, `stack_failed`, `stack_unexpected`,
-    /// `account_refused`, `account_not_active`, `account_creating`.
+    /// `account_refused`, `account_not_active`, `account_creating`, `scp_foreign`.
     pub kind: String,
     /// What it is about: `account 123456789012`, `stack tenantry-baseline`, ...
     pub resource: String,
@@ -145,8 +145,10 @@ pub struct Orphan {
 pub struct Summary {
     /// Tenants reconciled.
     pub tenants: usize,
-    /// Without drift (`in_sync` or `no_drift_found`).
+    /// Every check ran and nothing differs.
     pub in_sync: usize,
+    /// Nothing differs but some checks could not run.
+    pub no_drift_found: usize,
     /// With drift.
     pub drifted: usize,
     /// Failed.
@@ -193,7 +195,8 @@ impl Report {
         let count = |s: TenantStatus| tenants.iter().filter(|t| t.status == s).count();
         let summary = Summary {
             tenants: tenants.len(),
-            in_sync: count(TenantStatus::InSync) + count(TenantStatus::NoDriftFound),
+            in_sync: count(TenantStatus::InSync),
+            no_drift_found: count(TenantStatus::NoDriftFound),
             drifted: count(TenantStatus::Drift),
             errors: count(TenantStatus::Error),
             skipped: count(TenantStatus::Skipped),
@@ -251,6 +254,20 @@ pub fn assess(desired: &DesiredTenant, observed: &ObservedTenant, plan: &TenantP
                         action: "none: tenantry never reopens, closes or replaces accounts; investigate".into(),
                         remediable: false,
                     });
+                }
+                for name in found.attached.values() {
+                    if !name.starts_with("tenantry-") && name != "FullAWSAccess" {
+                        items.push(DriftItem {
+                            environment: Some(*env),
+                            kind: "scp_foreign".into(),
+                            resource: format!("SCP {name}"),
+                            expected: "only the tenant file's SCPs (and FullAWSAccess) attached to the account".into(),
+                            found: "attached".into(),
+                            severity: Severity::Low,
+                            action: "none: not tenantry's policy; review whether this account should carry it".into(),
+                            remediable: false,
+                        });
+                    }
                 }
                 for (name, stack) in &found.stacks {
                     if let ResourceDrift::Unsupported(reason) = &stack.resource_drift {

@@ -47,7 +47,7 @@ pub async fn cycle(
     tenants: &[&DesiredTenant],
     all_tenants: Option<&[DesiredTenant]>,
     policy: RemediatePolicy,
-    store: bool,
+    store_report: bool,
 ) -> Result<Report> {
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     let started_at = now_rfc3339();
@@ -66,14 +66,9 @@ pub async fn cycle(
         Some(all) => find_orphans(engine, overview, all, &claimed).await?,
         None => Vec::new(),
     };
-    let mut report = Report::new(run_id.clone(), started_at.clone(), now_rfc3339(), reports, orphan_list);
-    if store {
-        engine.store.ensure_bucket(&engine.settings.home_region).await?;
-        let body = serde_json::to_vec_pretty(&report)?;
-        match engine.store.put_report(&run_id, &started_at, body).await {
-            Ok(at) => report.stored_at = Some(at),
-            Err(e) => tracing::warn!("could not store the report: {e:#}"),
-        }
+    let mut report = Report::new(run_id, started_at, now_rfc3339(), reports, orphan_list);
+    if store_report {
+        store(engine, &mut report).await;
     }
     Ok(report)
 }
@@ -154,10 +149,12 @@ async fn find_orphans(
     Ok(orphans(&tagged, all, claimed))
 }
 
-/// Runs cycles until SIGINT/SIGTERM: each tenant is due again `interval` (±10% jitter) after a
-/// successful check; a tenant that fails is retried after 5 s, 10 s, 20 s, ... (at most four
-/// intervals) without holding up the others. A stop signal lets the running cycle finish its
-/// tenants, then returns. `on_report` sees every cycle's report.
+/// Runs until SIGINT/SIGTERM. Every tenant is its own task (at most `concurrency` at once): it is
+/// due again `interval` (±10% jitter) after a successful check; a tenant that fails is retried
+/// after 5 s, 10 s, 20 s, ... (at most four intervals), and a slow or failing tenant never holds
+/// up the others. Finished tenants are reported together (with the orphan check) whenever no
+/// tenant is in flight or an interval has passed since the last report. A stop signal lets the
+/// tenants in flight finish, reports them, then returns. `on_report` sees every report.
 pub async fn watch(
     engine: &Engine,
     tenants: &[DesiredTenant],
@@ -165,54 +162,112 @@ pub async fn watch(
     interval: Duration,
     mut on_report: impl FnMut(&Report),
 ) -> Result<()> {
+    use futures::stream::FuturesUnordered;
     let mut due: BTreeMap<String, Instant> = tenants.iter().map(|d| (d.id.clone(), Instant::now())).collect();
     let mut failures: BTreeMap<String, u32> = BTreeMap::new();
-    let mut cycles = 0u64;
-    while !crate::shutdown::requested() {
-        let now = Instant::now();
-        let ready: Vec<&DesiredTenant> = tenants.iter().filter(|d| due[&d.id] <= now).collect();
-        if !ready.is_empty() {
-            cycles += 1;
-            let overview = org::overview(&engine.clients.org).await;
-            let report = match overview {
-                Ok(Some(o)) => {
-                    cycle(engine, &o, &ready, Some(tenants), policy, true).await
-                }
-                Ok(None) => Err(anyhow::anyhow!("no organization yet: run `tenantry apply` first")),
-                Err(e) => Err(e),
-            };
-            match report {
-                Ok(report) => {
-                    on_report(&report);
-                    for t in &report.tenants {
-                        let next = if t.status == TenantStatus::Error {
-                            let n = failures.entry(t.tenant.clone()).or_default();
-                            *n += 1;
-                            error_backoff(*n, interval)
-                        } else {
-                            failures.remove(&t.tenant);
-                            jittered(interval)
-                        };
-                        due.insert(t.tenant.clone(), Instant::now() + next);
+    let mut running: BTreeSet<String> = BTreeSet::new();
+    let mut inflight = FuturesUnordered::new();
+    let mut finished: Vec<(TenantReport, BTreeSet<String>)> = Vec::new();
+    let mut started_at = now_rfc3339();
+    let mut last_report = Instant::now();
+    let mut overview: Option<(std::sync::Arc<OrgOverview>, Instant)> = None;
+    let mut reports = 0u64;
+    loop {
+        let stopping = crate::shutdown::requested();
+        if stopping && inflight.is_empty() && finished.is_empty() {
+            break;
+        }
+        // Start the tenants that are due, up to the concurrency bound.
+        if !stopping {
+            let now = Instant::now();
+            let ready: Vec<&DesiredTenant> = tenants
+                .iter()
+                .filter(|d| due[&d.id] <= now && !running.contains(&d.id))
+                .take(engine.settings.concurrency.saturating_sub(running.len()))
+                .collect();
+            if !ready.is_empty() {
+                if overview.as_ref().is_none_or(|(_, at)| at.elapsed() >= interval) {
+                    match org::overview(&engine.clients.org).await {
+                        Ok(Some(o)) => overview = Some((std::sync::Arc::new(o), Instant::now())),
+                        Ok(None) => tracing::error!("no organization yet: run `tenantry apply` first"),
+                        Err(e) => tracing::error!("cannot read the organization: {e:#}"),
                     }
                 }
-                Err(e) => {
-                    tracing::error!("reconcile cycle {cycles} failed: {e:#}");
-                    for d in &ready {
-                        let n = failures.entry(d.id.clone()).or_default();
-                        *n += 1;
-                        due.insert(d.id.clone(), Instant::now() + error_backoff(*n, interval));
+                match &overview {
+                    Some((o, _)) => {
+                        for d in ready {
+                            running.insert(d.id.clone());
+                            let o = o.clone();
+                            let remediate = policy.applies_to(d);
+                            inflight.push(async move { tenant(engine, &o, d, remediate).await });
+                        }
+                    }
+                    None => {
+                        for d in ready {
+                            due.insert(d.id.clone(), Instant::now() + error_backoff(1, interval));
+                        }
                     }
                 }
             }
         }
-        let next = due.values().min().copied().unwrap_or_else(|| Instant::now() + interval);
-        while Instant::now() < next && !crate::shutdown::requested() {
-            tokio::time::sleep((next - Instant::now()).min(Duration::from_millis(200))).await;
+        // Wait for a tenant to finish, or a short tick to start the next due ones.
+        tokio::select! {
+            Some((report, ids)) = inflight.next(), if !inflight.is_empty() => {
+                running.remove(&report.tenant);
+                let next = if report.status == TenantStatus::Error {
+                    let n = failures.entry(report.tenant.clone()).or_default();
+                    *n += 1;
+                    error_backoff(*n, interval)
+                } else {
+                    failures.remove(&report.tenant);
+                    jittered(interval)
+                };
+                due.insert(report.tenant.clone(), Instant::now() + next);
+                finished.push((report, ids));
+            }
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+        let flush = !finished.is_empty() && (inflight.is_empty() || last_report.elapsed() >= interval);
+        if flush {
+            let batch = std::mem::take(&mut finished);
+            let claimed: BTreeSet<String> = batch.iter().flat_map(|(_, ids)| ids.iter().cloned()).collect();
+            let orphan_list = match &overview {
+                Some((o, _)) => find_orphans(engine, o, tenants, &claimed).await.unwrap_or_else(|e| {
+                    tracing::warn!("orphan check failed: {e:#}");
+                    Vec::new()
+                }),
+                None => Vec::new(),
+            };
+            let run_id = uuid::Uuid::new_v4().simple().to_string();
+            let mut report = Report::new(
+                run_id.clone(),
+                std::mem::replace(&mut started_at, now_rfc3339()),
+                now_rfc3339(),
+                batch.into_iter().map(|(r, _)| r).collect(),
+                orphan_list,
+            );
+            store(engine, &mut report).await;
+            on_report(&report);
+            reports += 1;
+            last_report = Instant::now();
         }
     }
-    tracing::info!(cycles, "stopped by signal after finishing the tenants in flight");
+    tracing::info!(reports, "stopped by signal after finishing the tenants in flight");
     Ok(())
+}
+
+/// Stores a report in the state bucket and records where.
+async fn store(engine: &Engine, report: &mut Report) {
+    let stored = async {
+        engine.store.ensure_bucket(&engine.settings.home_region).await?;
+        let body = serde_json::to_vec_pretty(&*report)?;
+        engine.store.put_report(&report.run_id, &report.started_at, body).await
+    }
+    .await;
+    match stored {
+        Ok(at) => report.stored_at = Some(at),
+        Err(e) => tracing::warn!("could not store the report: {e:#}"),
+    }
 }
 
 /// `interval` ±10%.
