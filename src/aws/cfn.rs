@@ -73,15 +73,21 @@ pub async fn detect_drift(cfn: &Client, name: &str, timeout: Duration) -> Result
     use backon::{ExponentialBuilder, Retryable};
     // No SDK retries here: an endpoint without drift detection answers 500 every time, and a
     // transient failure on AWS is reported as a check not run rather than hidden.
-    let started = match cfn
-        .detect_stack_drift()
-        .stack_name(name)
-        .customize()
-        .config_override(
-            aws_sdk_cloudformation::config::Builder::default()
-                .retry_config(aws_sdk_cloudformation::config::retry::RetryConfig::disabled()),
-        )
-        .send()
+    // Throttling is still retried, with backoff.
+    let start = || async {
+        cfn.detect_stack_drift()
+            .stack_name(name)
+            .customize()
+            .config_override(
+                aws_sdk_cloudformation::config::Builder::default()
+                    .retry_config(aws_sdk_cloudformation::config::retry::RetryConfig::disabled()),
+            )
+            .send()
+            .await
+    };
+    let started = match start
+        .retry(ExponentialBuilder::default().with_min_delay(Duration::from_millis(500)).with_jitter().with_max_times(5))
+        .when(|e| matches!(error_code(e), Some("Throttling") | Some("ThrottlingException") | Some("TooManyRequestsException")))
         .await
     {
         Ok(out) => out.stack_drift_detection_id.unwrap_or_default(),
@@ -92,7 +98,7 @@ pub async fn detect_drift(cfn: &Client, name: &str, timeout: Duration) -> Result
                 || matches!(code.as_deref(), Some("NotImplemented") | Some("InvalidAction") | Some("UnknownOperationException") | Some("InternalFailure"));
             if unsupported {
                 return Ok(ResourceDrift::Unsupported(format!(
-                    "DetectStackDrift is not supported by this endpoint ({})",
+                    "DetectStackDrift is not supported by this endpoint or failed on it ({})",
                     code.unwrap_or_else(|| format!("HTTP {}", status.unwrap_or_default()))
                 )));
             }
