@@ -409,6 +409,7 @@ impl<'a> TenantRun<'a> {
             Step::CreateStack { environment, stack, .. }
             | Step::UpdateStack { environment, stack, .. }
             | Step::RedeployStack { environment, stack, .. }
+            | Step::RecoverStack { environment, stack, .. }
             | Step::RecreateStack { environment, stack, .. } => {
                 let env = *environment;
                 let session = self.session(env).await?;
@@ -432,13 +433,17 @@ impl<'a> TenantRun<'a> {
                     "{}: {env}: {} stack {stack} in account {}",
                     self.desired.id,
                     match step {
-                        Step::UpdateStack { .. } | Step::RedeployStack { .. } => "updating",
+                        Step::UpdateStack { .. } | Step::RedeployStack { .. } | Step::RecoverStack { .. } => "updating",
                         _ => "creating",
                     },
                     session.account.account_id()
                 ));
                 let op = match step {
                     Step::UpdateStack { .. } | Step::RedeployStack { .. } => Operation::Update,
+                    Step::RecoverStack { .. } => {
+                        cfn::continue_rollback(&session.cfn, stack, timeout).await?;
+                        Operation::Update
+                    }
                     Step::RecreateStack { .. } => {
                         cfn::delete(&session.cfn, stack, timeout).await?;
                         Operation::Create

@@ -241,6 +241,32 @@ pub async fn deploy(
     }
 }
 
+/// Finishes a failed rollback (`ContinueUpdateRollback`) and waits, polling `DescribeStacks` with
+/// backoff (at most `timeout`), until the stack is UPDATE_ROLLBACK_COMPLETE.
+pub async fn continue_rollback(cfn: &Client, name: &str, timeout: Duration) -> Result<()> {
+    use backon::{ExponentialBuilder, Retryable};
+    cfn.continue_update_rollback()
+        .stack_name(name)
+        .send()
+        .await
+        .map_err(|e| aws_error("cloudformation:ContinueUpdateRollback", e))?;
+    let poll = || async {
+        let s = describe(cfn, name).await?.with_context(|| format!("stack {name} vanished"))?;
+        if s.status.ends_with("_IN_PROGRESS") {
+            anyhow::bail!("in progress");
+        }
+        Ok(s)
+    };
+    let s = poll
+        .retry(ExponentialBuilder::default().with_min_delay(Duration::from_millis(500)).with_max_delay(Duration::from_secs(30)).with_total_delay(Some(timeout)).without_max_times())
+        .when(|e| e.to_string() == "in progress")
+        .await?;
+    if s.status != "UPDATE_ROLLBACK_COMPLETE" {
+        anyhow::bail!("stack {name} is {} after ContinueUpdateRollback", s.status);
+    }
+    Ok(())
+}
+
 /// Deletes a stack (`DeleteStack`) and waits until it is gone (at most `timeout`).
 pub async fn delete(cfn: &Client, name: &str, timeout: Duration) -> Result<()> {
     cfn.delete_stack()

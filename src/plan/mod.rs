@@ -153,6 +153,18 @@ pub enum Step {
         /// What was found.
         cause: String,
     },
+    /// `ContinueUpdateRollback`, then `UpdateStack`: the stack is stuck in UPDATE_ROLLBACK_FAILED,
+    /// where CloudFormation accepts no update until the rollback is finished.
+    RecoverStack {
+        /// Environment.
+        environment: Environment,
+        /// Stack name.
+        stack: String,
+        /// Blueprint.
+        blueprint: String,
+        /// Version wanted.
+        version: String,
+    },
     /// `DeleteStack`: a stack tenantry deployed from a blueprint the tenant file no longer lists.
     /// Resources with `DeletionPolicy: Retain` (the buckets) are kept.
     DeleteStack {
@@ -197,6 +209,7 @@ impl Step {
             | CreateStack { environment, .. }
             | UpdateStack { environment, .. }
             | RedeployStack { environment, .. }
+            | RecoverStack { environment, .. }
             | DeleteStack { environment, .. }
             | RecreateStack { environment, .. } => Some(*environment),
         }
@@ -289,6 +302,11 @@ impl fmt::Display for Step {
                 "{sym} {environment}: redeploy stack {stack} at version {}: {cause}",
                 short(version)
             ),
+            RecoverStack { environment, stack, version, .. } => write!(
+                f,
+                "{sym} {environment}: recover stack {stack} from UPDATE_ROLLBACK_FAILED (continue the rollback), then update it to version {}",
+                short(version)
+            ),
             RecreateStack { environment, stack, status, version, .. } => write!(
                 f,
                 "{sym} {environment}: replace stack {stack} (found {status}, which cannot be updated) with version {}",
@@ -379,7 +397,8 @@ pub fn tenant(desired: &DesiredTenant, observed: &ObservedTenant) -> TenantPlan 
                     ));
                     continue;
                 }
-                existing_account_steps(want, found, &crate::desired::policy_name(&desired.id, env, ""), &mut steps);
+                let prefix = crate::desired::policy_name(&desired.id, env, "");
+                existing_account_steps(want, found, &prefix, &mut steps, &mut refusals);
             }
         }
     }
@@ -405,7 +424,13 @@ fn new_account_steps(want: &DesiredAccount, steps: &mut Vec<Step>) {
     }
 }
 
-fn existing_account_steps(want: &DesiredAccount, found: &ObservedAccount, policy_prefix: &str, steps: &mut Vec<Step>) {
+fn existing_account_steps(
+    want: &DesiredAccount,
+    found: &ObservedAccount,
+    policy_prefix: &str,
+    steps: &mut Vec<Step>,
+    refusals: &mut Vec<String>,
+) {
     let env = want.environment;
     let id = &found.account.id;
     if found.desired_ou_id.as_deref() != Some(found.parent_id.as_str()) {
@@ -478,6 +503,16 @@ fn existing_account_steps(want: &DesiredAccount, found: &ObservedAccount, policy
     for s in &want.stacks {
         match found.stacks.get(&s.stack_name) {
             None => steps.push(Step::CreateStack {
+                environment: env,
+                stack: s.stack_name.clone(),
+                blueprint: s.blueprint.clone(),
+                version: s.version.clone(),
+            }),
+            Some(o) if o.status.ends_with("_IN_PROGRESS") => refusals.push(format!(
+                "{env}: stack {} is {}: another operation is running on it; run again when it has finished",
+                s.stack_name, o.status
+            )),
+            Some(o) if o.status == "UPDATE_ROLLBACK_FAILED" => steps.push(Step::RecoverStack {
                 environment: env,
                 stack: s.stack_name.clone(),
                 blueprint: s.blueprint.clone(),

@@ -436,3 +436,23 @@ fn stack_whose_tenantry_tags_were_changed_is_redeployed() {
         plan.steps
     );
 }
+
+#[test]
+fn stuck_rollback_is_recovered_and_a_busy_stack_is_left_alone() {
+    let d = desired();
+    let plan = tenant(&d, &observed_with(&d, |env, a| {
+        let s = a.stacks.get_mut("tenantry-baseline").unwrap();
+        s.status = if env == Environment::Production { "UPDATE_ROLLBACK_FAILED" } else { "UPDATE_IN_PROGRESS" }.into();
+    }));
+    assert_eq!(
+        plan.steps,
+        vec![Step::RecoverStack {
+            environment: Environment::Production,
+            stack: "tenantry-baseline".into(),
+            blueprint: "baseline".into(),
+            version: "v-baseline".into(),
+        }]
+    );
+    assert_eq!(plan.refusals.len(), 1);
+    assert!(plan.refusals[0].starts_with("staging: stack tenantry-baseline is UPDATE_IN_PROGRESS"), "{:?}", plan.refusals);
+}

@@ -39,7 +39,7 @@ pub struct DriftItem {
     /// Stable machine name: `account_missing`, `account_moved`, `tag_changed`, `tag_missing`,
     /// `tag_unexpected`, `scp_missing`, `scp_modified`, `scp_detached`, `scp_unexpected`,
     /// `stack_missing`, `stack_outdated`, `stack_modified`, `stack_failed`, `stack_unexpected`,
-    /// `account_refused`, `account_not_active`, `account_creating`, `scp_foreign`.
+    /// `account_refused`, `account_not_active`, `account_creating`, `scp_foreign`, `stack_busy`.
     pub kind: String,
     /// What it is about: `account 123456789012`, `stack tenantry-baseline`, ...
     pub resource: String,
@@ -296,6 +296,21 @@ pub fn assess(desired: &DesiredTenant, observed: &ObservedTenant, plan: &TenantP
     for step in &plan.steps {
         items.extend(item_of(step, desired));
     }
+    for r in &plan.refusals {
+        // Stacks another operation is working on: reported, left alone this time.
+        if let Some((env, rest)) = r.split_once(": stack ").filter(|(_, rest)| rest.contains("_IN_PROGRESS")) {
+            items.push(DriftItem {
+                environment: Environment::ALL.into_iter().find(|e| e.as_str() == env),
+                kind: "stack_busy".into(),
+                resource: format!("stack {}", rest.split_whitespace().next().unwrap_or("")),
+                expected: "a complete stack".into(),
+                found: rest.to_string(),
+                severity: Severity::Medium,
+                action: "none now: checked again next time".into(),
+                remediable: false,
+            });
+        }
+    }
     (items, not_run)
 }
 
@@ -355,6 +370,7 @@ fn item_of(step: &Step, desired: &DesiredTenant) -> Vec<DriftItem> {
         Step::CreateStack { environment, stack, .. } => vec![item(*environment, "stack_missing", format!("stack {stack}"), "deployed".into(), "does not exist".into(), Severity::High)],
         Step::UpdateStack { environment, stack, from_version, version, .. } => vec![item(*environment, "stack_outdated", format!("stack {stack}"), format!("version {version}"), format!("version {}", from_version.as_deref().unwrap_or("(untagged)")), Severity::Medium)],
         Step::RedeployStack { environment, stack, cause, version, .. } => vec![item(*environment, "stack_modified", format!("stack {stack}"), format!("template version {version}, resources as in the template"), cause.clone(), Severity::High)],
+        Step::RecoverStack { environment, stack, .. } => vec![item(*environment, "stack_failed", format!("stack {stack}"), "a complete stack".into(), "UPDATE_ROLLBACK_FAILED".into(), Severity::High)],
         Step::RecreateStack { environment, stack, status, .. } => vec![item(*environment, "stack_failed", format!("stack {stack}"), "a complete stack".into(), status.clone(), Severity::High)],
         Step::DeleteStack { environment, stack, .. } => vec![item(*environment, "stack_unexpected", format!("stack {stack}"), "absent (not in the tenant file)".into(), "deployed".into(), Severity::Low)],
         Step::CreateOrganization | Step::EnableServiceControlPolicies | Step::CreateOu { .. } => {
