@@ -74,6 +74,18 @@ fn kinds(t: &Value) -> Vec<String> {
     t["items"].as_array().unwrap().iter().map(|i| i["kind"].as_str().unwrap().to_string()).collect()
 }
 
+/// Polls until a stack is no longer `*_IN_PROGRESS` (at most 20 s).
+async fn wait_until_settled(cfn: &aws_sdk_cloudformation::Client, stack: &str) {
+    for _ in 0..100 {
+        let s = cfn.describe_stacks().stack_name(stack).send().await.unwrap();
+        if !s.stacks()[0].stack_status().unwrap().as_str().ends_with("IN_PROGRESS") {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("stack {stack} still in progress after 20 s");
+}
+
 async fn policy_id(aws: &Aws, name: &str) -> String {
     let out = aws.org.list_policies().filter(PolicyType::ServiceControlPolicy).send().await.unwrap();
     out.policies().iter().find(|p| p.name() == Some(name)).and_then(|p| p.id()).unwrap().to_string()
@@ -181,13 +193,7 @@ async fn stack_updated_with_another_template() {
         .send()
         .await
         .unwrap();
-    for _ in 0..100 {
-        let s = cfn.describe_stacks().stack_name("tenantry-agent-pipeline").send().await.unwrap();
-        if !s.stacks()[0].stack_status().unwrap().as_str().ends_with("IN_PROGRESS") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    wait_until_settled(&cfn, "tenantry-agent-pipeline").await;
     o.expect_fixed("acme", "stack_modified");
     let body = cfn.get_template().stack_name("tenantry-agent-pipeline").send().await.unwrap().template_body.unwrap();
     assert!(body.contains("tenantry-agent-evidence") && !body.contains("rogue-queue"), "the tenant's template is back");
@@ -380,13 +386,7 @@ async fn stack_tags_changed_out_of_band() {
         .send()
         .await
         .unwrap();
-    for _ in 0..100 {
-        let s = cfn.describe_stacks().stack_name("tenantry-baseline").send().await.unwrap();
-        if !s.stacks()[0].stack_status().unwrap().as_str().ends_with("IN_PROGRESS") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    wait_until_settled(&cfn, "tenantry-baseline").await;
     let (_, doc) = o.reconcile(&["--report-only"]);
     let t = tenant_report(&doc, "globex");
     let item = t["items"].as_array().unwrap().iter().find(|i| i["kind"] == "stack_modified").unwrap_or_else(|| panic!("{t}"));
