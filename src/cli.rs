@@ -49,6 +49,10 @@ pub struct Cli {
     /// running, and talk to it with test credentials instead of AWS.
     #[arg(long, global = true)]
     pub local: bool,
+    /// Work only on this process's share of the tenants: `K/N` (0-based), split by a stable hash
+    /// of the tenant id, so N replicas together cover every tenant exactly once.
+    #[arg(long, global = true, env = "TENANTRY_SHARD")]
+    pub shard: Option<crate::shard::Shard>,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -232,6 +236,10 @@ async fn run(cli: Cli) -> Result<u8> {
         | Command::Reconcile { tenants, .. } => tenants,
         _ => &[][..],
     })?;
+    let selected: Vec<Tenant> = match cli.shard {
+        Some(shard) => selected.into_iter().filter(|t| shard.contains(&t.spec.id)).collect(),
+        None => selected,
+    };
     let mut desired_tenants = Vec::new();
     for t in &selected {
         let d = desired::build(t, &inputs.settings, &inputs.renderer, &management_account_id).map_err(|errs| {
@@ -269,10 +277,12 @@ async fn run(cli: Cli) -> Result<u8> {
             } else {
                 RemediatePolicy::PerTenant
             };
-            let all = tenants.is_empty();
+            // Orphans are an organization-wide check: made only when every tenant is reconciled
+            // by this process (no TENANT list, no --shard).
+            let all = tenants.is_empty() && cli.shard.is_none();
             if watch {
                 // One line per report in watch mode, for line-based log collectors.
-                run::watch(&engine, &desired_tenants, policy, interval, |r| print_report(r, output, true)).await?;
+                run::watch(&engine, &desired_tenants, all, policy, interval, |r| print_report(r, output, true)).await?;
                 return Ok(0);
             }
             let Some(overview) = overview else {

@@ -18,3 +18,4 @@ pub mod faults;
 pub mod params;
 pub mod shutdown;
 pub mod reconcile;
+pub mod shard;

@@ -353,3 +353,40 @@ async fn entries_removed_from_the_tenant_file_are_removed_from_the_account() {
     assert!(!stacks.contains_key("tenantry-agent-pipeline") || stacks["tenantry-agent-pipeline"].0 == "DELETE_COMPLETE", "{stacks:?}");
     assert_eq!(ws.run(&emu.endpoint, &["plan", "acme"]).code, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_shards_together_cover_every_tenant_exactly_once() {
+    let emu = Emulator::start();
+    let ws = Workspace::new();
+    let globex = ws.read("tenants/globex.toml");
+    for i in 0..8 {
+        let text = globex
+            .replace("id = \"globex\"", &format!("id = \"t{i}\""))
+            .replace("globex-prod@", &format!("t{i}-prod@"))
+            .replace("globex-staging@", &format!("t{i}-staging@"));
+        ws.write(&format!("tenants/t{i}.toml"), &text);
+    }
+    let all: std::collections::BTreeSet<String> =
+        ["acme", "globex"].iter().map(|s| s.to_string()).chain((0..8).map(|i| format!("t{i}"))).collect();
+    // Both shards at the same moment, as two replicas would run.
+    let spawn = |shard: &str| {
+        ws.command(&emu.endpoint)
+            .args(["plan", "--output", "json", "--shard", shard])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn("0/2"), spawn("1/2"));
+    let mut seen: Vec<String> = Vec::new();
+    for child in [a, b] {
+        let run: common::Run = child.wait_with_output().unwrap().into();
+        assert_eq!(run.code, 2, "{run:?}");
+        let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        let ids: Vec<String> = doc["plan"]["tenants"].as_array().unwrap().iter().map(|t| t["tenant"].as_str().unwrap().to_string()).collect();
+        assert!(!ids.is_empty() && ids.len() < all.len(), "each shard takes a part: {ids:?}");
+        seen.extend(ids);
+    }
+    seen.sort();
+    assert_eq!(seen, all.into_iter().collect::<Vec<_>>(), "every tenant exactly once across the two shards");
+}

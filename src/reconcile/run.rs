@@ -153,11 +153,13 @@ async fn find_orphans(
 /// due again `interval` (±10% jitter) after a successful check; a tenant that fails is retried
 /// after 5 s, 10 s, 20 s, ... (at most four intervals), and a slow or failing tenant never holds
 /// up the others. Finished tenants are reported together (with the orphan check) whenever no
-/// tenant is in flight or an interval has passed since the last report. A stop signal lets the
+/// tenant is in flight or an interval has passed since the last report (with the orphan check
+/// when `check_orphans`: only when `tenants` are all the tenant files). A stop signal lets the
 /// tenants in flight finish, reports them, then returns. `on_report` sees every report.
 pub async fn watch(
     engine: &Engine,
     tenants: &[DesiredTenant],
+    check_orphans: bool,
     policy: RemediatePolicy,
     interval: Duration,
     mut on_report: impl FnMut(&Report),
@@ -232,11 +234,11 @@ pub async fn watch(
             let batch = std::mem::take(&mut finished);
             let claimed: BTreeSet<String> = batch.iter().flat_map(|(_, ids)| ids.iter().cloned()).collect();
             let orphan_list = match &overview {
-                Some((o, _)) => find_orphans(engine, o, tenants, &claimed).await.unwrap_or_else(|e| {
+                Some((o, _)) if check_orphans => find_orphans(engine, o, tenants, &claimed).await.unwrap_or_else(|e| {
                     tracing::warn!("orphan check failed: {e:#}");
                     Vec::new()
                 }),
-                None => Vec::new(),
+                _ => Vec::new(),
             };
             let run_id = uuid::Uuid::new_v4().simple().to_string();
             let mut report = Report::new(
