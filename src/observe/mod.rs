@@ -201,10 +201,11 @@ impl Observer<'_> {
     pub async fn tenant(&self, desired: &DesiredTenant, record: &TenantRecord) -> Result<ObservedTenant> {
         let mut accounts = BTreeMap::new();
         let mut listing: Option<(Vec<AccountSummary>, Vec<CreateRequest>)> = None;
+        let mut scps: Option<BTreeMap<String, String>> = None;
         for want in &desired.accounts {
             let env = want.environment;
             let rec = record.accounts.get(&env);
-            let obs = self.account(desired, env, rec, &mut listing).await?;
+            let obs = self.account(desired, env, rec, &mut listing, &mut scps).await?;
             accounts.insert(env, obs);
         }
         Ok(ObservedTenant { tenant: desired.id.clone(), accounts })
@@ -216,6 +217,7 @@ impl Observer<'_> {
         env: Environment,
         rec: Option<&crate::state::AccountRecord>,
         listing: &mut Option<(Vec<AccountSummary>, Vec<CreateRequest>)>,
+        scps: &mut Option<BTreeMap<String, String>>,
     ) -> Result<AccountObservation> {
         let Some(overview) = self.org else { return Ok(AccountObservation::Missing) };
         let want = desired.account(env);
@@ -295,7 +297,11 @@ impl Observer<'_> {
         let attached = org::attached_scps(c, &summary.id).await?;
         let mut policies = BTreeMap::new();
         let prefix = crate::desired::policy_name(&desired.id, env, "");
-        for (name, id) in org::scps(c).await?.into_iter().filter(|(n, _)| n.starts_with(&prefix)) {
+        if scps.is_none() {
+            *scps = Some(org::scps(c).await?);
+        }
+        let tenant_scps = scps.as_ref().expect("just set").iter().filter(|(n, _)| n.starts_with(&prefix));
+        for (name, id) in tenant_scps.map(|(n, i)| (n.clone(), i.clone())) {
             let content = if want.policies.iter().any(|p| p.name == name) {
                 org::policy_content(c, &id).await?
             } else {

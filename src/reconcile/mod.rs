@@ -294,7 +294,7 @@ pub fn assess(desired: &DesiredTenant, observed: &ObservedTenant, plan: &TenantP
         }
     }
     for step in &plan.steps {
-        items.extend(item_of(step, desired));
+        items.extend(item_of(step));
     }
     for r in &plan.refusals {
         // Stacks another operation is working on: reported, left alone this time.
@@ -319,7 +319,7 @@ fn account(id: Option<&str>) -> String {
 }
 
 /// Drift items of one planned step.
-fn item_of(step: &Step, desired: &DesiredTenant) -> Vec<DriftItem> {
+fn item_of(step: &Step) -> Vec<DriftItem> {
     let item = |env: Environment, kind: &str, resource: String, expected: String, found: String, severity: Severity| DriftItem {
         environment: Some(env),
         kind: kind.into(),
@@ -373,10 +373,7 @@ fn item_of(step: &Step, desired: &DesiredTenant) -> Vec<DriftItem> {
         Step::RecoverStack { environment, stack, .. } => vec![item(*environment, "stack_failed", format!("stack {stack}"), "a complete stack".into(), "UPDATE_ROLLBACK_FAILED".into(), Severity::High)],
         Step::RecreateStack { environment, stack, status, .. } => vec![item(*environment, "stack_failed", format!("stack {stack}"), "a complete stack".into(), status.clone(), Severity::High)],
         Step::DeleteStack { environment, stack, .. } => vec![item(*environment, "stack_unexpected", format!("stack {stack}"), "absent (not in the tenant file)".into(), "deployed".into(), Severity::Low)],
-        Step::CreateOrganization | Step::EnableServiceControlPolicies | Step::CreateOu { .. } => {
-            let _ = desired;
-            vec![]
-        }
+        Step::CreateOrganization | Step::EnableServiceControlPolicies | Step::CreateOu { .. } => vec![],
     }
 }
 
