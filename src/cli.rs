@@ -260,9 +260,14 @@ async fn run(cli: Cli) -> Result<u8> {
         create_slots: Arc::new(tokio::sync::Semaphore::new(inputs.settings.account_creation_concurrency)),
         progress: Progress::new(true),
         echo_steps: matches!(cli.command, Command::Apply { output: Output::Text, .. }),
+        index: Default::default(),
     };
     let overview = org::overview(&engine.clients.org).await?;
     check_organization(overview.as_ref(), &management_account_id)?;
+    let watching = matches!(cli.command, Command::Reconcile { watch: true, .. });
+    if let (Some(o), false) = (&overview, watching) {
+        engine.load_index(o, &desired_tenants).await?;
+    }
     match cli.command {
         Command::Plan { output, .. } => cmd_plan(&engine, overview.as_ref(), &desired_tenants, output).await,
         Command::Apply { output, auto_approve, .. } => {
@@ -289,7 +294,8 @@ async fn run(cli: Cli) -> Result<u8> {
                 bail!("there is no organization yet: run `tenantry apply` first");
             };
             let selected: Vec<&DesiredTenant> = desired_tenants.iter().collect();
-            let report = run::cycle(&engine, &overview, &selected, all.then_some(&desired_tenants[..]), policy, true).await?;
+            let mut report = run::cycle(&engine, &overview, &selected, all.then_some(&desired_tenants[..]), policy, true).await?;
+            report.api_calls = Some(crate::metrics::api_calls());
             print_report(&report, output, false);
             Ok(report.exit_code())
         }
@@ -366,9 +372,10 @@ async fn ou_existence(engine: &Engine, overview: Option<&OrgOverview>, tenants: 
     let paths: BTreeSet<String> = tenants.iter().flat_map(|t| t.accounts.iter().map(|a| a.ou_path.clone())).collect();
     let mut out = BTreeMap::new();
     for p in paths {
-        let exists = match overview {
-            Some(o) => engine.observer(Some(o)).find_ou(o, &p).await?.is_some(),
-            None => false,
+        let exists = match (overview, engine.index.get().and_then(|i| i.ou(&p))) {
+            (_, Some(_)) => true,
+            (Some(o), None) => engine.observer(Some(o)).find_ou(o, &p).await?.is_some(),
+            (None, None) => false,
         };
         out.insert(p, exists);
     }
@@ -381,10 +388,10 @@ async fn observe_all(engine: &Engine, overview: Option<&OrgOverview>, tenants: &
     let store = &engine.store;
     let mut results: Vec<(String, Result<ObservedTenant>)> = stream::iter(tenants)
         .map(|d| async move {
-            let r = async {
+            let r = crate::metrics::for_tenant(&d.id, async {
                 let tracked = store.read(&d.id).await?;
                 engine.observer(overview).tenant(d, &tracked.record).await
-            }
+            })
             .await;
             (d.id.clone(), r)
         })
@@ -400,6 +407,8 @@ struct PlanReport<'a> {
     changes: bool,
     plan: &'a Plan,
     errors: BTreeMap<String, String>,
+    /// AWS requests this run made.
+    api_calls: crate::metrics::ApiCalls,
 }
 
 /// Observes every tenant and plans: the plan, and per-tenant errors.
@@ -437,7 +446,12 @@ async fn cmd_plan(engine: &Engine, overview: Option<&OrgOverview>, tenants: &[De
     match output {
         Output::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&PlanReport { changes: !plan.is_empty(), plan: &plan, errors: errors.clone() })?
+            serde_json::to_string_pretty(&PlanReport {
+                changes: !plan.is_empty(),
+                plan: &plan,
+                errors: errors.clone(),
+                api_calls: crate::metrics::api_calls()
+            })?
         ),
         Output::Text => print_plan(&plan, &errors),
     }
@@ -490,6 +504,8 @@ fn print_tenant_plan(t: &TenantPlan) {
 struct ApplyReport {
     organization: Vec<plan::Step>,
     tenants: Vec<TenantOutcome>,
+    /// AWS requests this run made (the preview included).
+    api_calls: crate::metrics::ApiCalls,
 }
 
 async fn cmd_apply(
@@ -506,7 +522,7 @@ async fn cmd_apply(
     }
     if plan_exit_code(&preview, &errors) == 0 {
         if output == Output::Json {
-            println!("{}", serde_json::to_string_pretty(&ApplyReport { organization: vec![], tenants: vec![] })?);
+            println!("{}", serde_json::to_string_pretty(&ApplyReport { organization: vec![], tenants: vec![], api_calls: crate::metrics::api_calls() })?);
         }
         return Ok(0);
     }
@@ -530,6 +546,9 @@ async fn cmd_apply(
     engine.store.ensure_bucket(&engine.settings.home_region).await?;
     let org_steps = preview.organization.clone();
     let overview = engine.apply_organization(&org_steps, overview).await?;
+    if engine.index.get().is_none() {
+        engine.load_index(&overview, tenants).await?;
+    }
     let overview = &overview;
     let mut outcomes: Vec<TenantOutcome> = stream::iter(to_apply)
         .map(|d| engine.apply_tenant(d, overview))
@@ -542,7 +561,7 @@ async fn cmd_apply(
     match output {
         Output::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&ApplyReport { organization: org_steps, tenants: outcomes })?
+            serde_json::to_string_pretty(&ApplyReport { organization: org_steps, tenants: outcomes, api_calls: crate::metrics::api_calls() })?
         ),
         Output::Text => {
             for o in &outcomes {

@@ -19,3 +19,4 @@ pub mod params;
 pub mod shutdown;
 pub mod reconcile;
 pub mod shard;
+pub mod metrics;

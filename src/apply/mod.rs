@@ -18,7 +18,7 @@ use crate::aws::member::{MemberSession, VerifiedAccount};
 use crate::aws::{org, Clients};
 use crate::config::OrgSettings;
 use crate::desired::DesiredTenant;
-use crate::observe::{failure_hint, AccountObservation, CreateRequestState, ObservedTenant, Observer, OrgOverview};
+use crate::observe::{failure_hint, AccountObservation, CreateRequestState, ObservedTenant, Observer, OrgIndex, OrgOverview};
 use crate::plan::{self, Step};
 use crate::progress::Progress;
 use crate::state::{AccountRecord, Lease, PolicyRecord, StackRecord, StateStore, Tracked};
@@ -38,6 +38,9 @@ pub struct Engine {
     pub progress: Progress,
     /// Print each step on stdout as it is carried out (text output).
     pub echo_steps: bool,
+    /// The run's organization-wide listings, once [`Engine::load_index`] ran (one-shot commands;
+    /// watch mode looks every account up on its own, as its tenants run at different times).
+    pub index: tokio::sync::OnceCell<OrgIndex>,
 }
 
 /// What working on one tenant did.
@@ -76,7 +79,16 @@ pub struct RunMode {
 impl Engine {
     /// Observer for this run.
     pub fn observer<'a>(&'a self, org: Option<&'a OrgOverview>) -> Observer<'a> {
-        Observer { clients: &self.clients, settings: &self.settings, org, detect_drift: false }
+        Observer { clients: &self.clients, settings: &self.settings, org, detect_drift: false, index: self.index.get() }
+    }
+
+    /// Lists the organization once for this run ([`OrgIndex::load`] over the OU paths of
+    /// `tenants`); later observations use it. Attributed to the run (`-`), not to a tenant.
+    pub async fn load_index(&self, overview: &OrgOverview, tenants: &[DesiredTenant]) -> Result<()> {
+        let paths = tenants.iter().flat_map(|t| t.accounts.iter().map(|a| a.ou_path.clone())).collect();
+        let index = crate::metrics::for_tenant("-", OrgIndex::load(&self.clients.org, overview, &paths)).await?;
+        let _ = self.index.set(index);
+        Ok(())
     }
 
     /// The mode of `apply`: wait for the lease, no drift detection, execute.
@@ -117,12 +129,24 @@ impl Engine {
 
     /// Creates every missing OU on `path`; returns the id of the last one.
     pub async fn ensure_ou(&self, overview: &OrgOverview, path: &str) -> Result<String> {
+        if let Some(id) = self.index.get().and_then(|i| i.ou(path)) {
+            return Ok(id);
+        }
         let mut parent = overview.root_id.clone();
+        let mut so_far = String::new();
         for seg in path.split('/') {
+            so_far = if so_far.is_empty() { seg.to_string() } else { format!("{so_far}/{seg}") };
+            if let Some(id) = self.index.get().and_then(|i| i.ou(&so_far)) {
+                parent = id;
+                continue;
+            }
             parent = match org::child_ous(&self.clients.org, &parent).await?.remove(seg) {
                 Some(id) => id,
                 None => org::create_ou(&self.clients.org, &parent, seg).await?,
             };
+            if let Some(i) = self.index.get() {
+                i.insert_ou(&so_far, &parent);
+            }
         }
         Ok(parent)
     }
@@ -137,6 +161,10 @@ impl Engine {
     /// `mode.lease_wait` (or `skipped_busy` when that is zero), the plan has refusals
     /// (blast-radius guard, collisions), or a step failed.
     pub async fn run_tenant(&self, desired: &DesiredTenant, overview: &OrgOverview, mode: RunMode) -> TenantOutcome {
+        crate::metrics::for_tenant(&desired.id, self.run_tenant_counted(desired, overview, mode)).await
+    }
+
+    async fn run_tenant_counted(&self, desired: &DesiredTenant, overview: &OrgOverview, mode: RunMode) -> TenantOutcome {
         let mut outcome = TenantOutcome { tenant: desired.id.clone(), ..Default::default() };
         let lease = self
             .store
@@ -311,6 +339,10 @@ impl<'a> TenantRun<'a> {
             Step::CreateAccount { environment, email, account_name } => {
                 let env = *environment;
                 let _slot = self.engine.create_slots.acquire().await?;
+                // Recorded before the call: a run that finds this and no request id looks for the
+                // account with fresh listings (a crash may fall between the call and the record).
+                self.record(env).create_started_at = Some(crate::state::now_rfc3339());
+                self.save().await?;
                 let request_id = org::create_account(&org, email, account_name, &self.desired.account(env).tags).await?;
                 crate::faults::crash_point("after-create-account");
                 // Recorded before polling: a crash from here on resumes this request.

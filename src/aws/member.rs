@@ -7,11 +7,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use aws_config::Region;
-use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_credential_types::provider::{future, ProvideCredentials, SharedCredentialsProvider};
+use aws_credential_types::Credentials;
 use backon::{ExponentialBuilder, Retryable};
 
 use super::{aws_error, error_code, Clients};
 use crate::guard::{check_ownership, Refusal};
+use crate::metrics::CountCalls;
 use crate::tenant::Environment;
 
 /// An account that passed the blast-radius guard for one tenant environment.
@@ -86,7 +88,8 @@ impl MemberSession {
                 .send()
                 .await
         };
-        call.retry(
+        let assumed = call
+            .retry(
                 ExponentialBuilder::default()
                     .with_min_delay(Duration::from_millis(500))
                     .with_max_delay(Duration::from_secs(15))
@@ -101,21 +104,54 @@ impl MemberSession {
             .await
             .map_err(|e| aws_error("sts:AssumeRole", e))
             .with_context(|| format!("assuming {arn}"))?;
-        // The role is assumable: from here on the SDK's provider assumes it and refreshes the
-        // credentials before they expire (long stack waits outlive one session).
-        let provider = aws_config::sts::AssumeRoleProvider::builder(&arn)
+        let seed = assumed.credentials.map(|c| {
+            Credentials::new(
+                c.access_key_id,
+                c.secret_access_key,
+                Some(c.session_token),
+                std::time::SystemTime::try_from(c.expiration).ok(),
+                "tenantry-assume-role",
+            )
+        });
+        // The first credentials are the ones just obtained; when they near expiry (long stack
+        // waits outlive one session) the SDK's provider assumes the role again.
+        let refresh = aws_config::sts::AssumeRoleProvider::builder(&arn)
             .session_name(&session)
             .session_length(Duration::from_secs(3600))
             .region(Region::new(region.to_string()))
             .configure(&clients.sdk)
             .build()
             .await;
+        let provider = SeededProvider { seed: std::sync::Mutex::new(seed), refresh };
         let conf = clients
             .sdk
             .to_builder()
             .credentials_provider(SharedCredentialsProvider::new(provider))
             .region(Region::new(region.to_string()))
             .build();
-        Ok(MemberSession { account: account.clone(), cfn: aws_sdk_cloudformation::Client::new(&conf) })
+        let cfn_conf = aws_sdk_cloudformation::config::Builder::from(&conf).interceptor(CountCalls).build();
+        Ok(MemberSession { account: account.clone(), cfn: aws_sdk_cloudformation::Client::from_conf(cfn_conf) })
+    }
+}
+
+/// Hands out the credentials of the `AssumeRole` call that proved the role assumable, then those
+/// of the SDK's [`AssumeRoleProvider`](aws_config::sts::AssumeRoleProvider) when the client's
+/// identity cache asks again (near expiry): one `AssumeRole` per session, not two.
+#[derive(Debug)]
+struct SeededProvider {
+    seed: std::sync::Mutex<Option<Credentials>>,
+    refresh: aws_config::sts::AssumeRoleProvider,
+}
+
+impl ProvideCredentials for SeededProvider {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        let seed = self.seed.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match seed {
+            Some(c) => future::ProvideCredentials::ready(Ok(c)),
+            None => self.refresh.provide_credentials(),
+        }
     }
 }

@@ -12,6 +12,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_organizations::error::ProvideErrorMetadata;
 
 use crate::config::OrgSettings;
+use crate::metrics::CountCalls;
 
 /// Clients for the management account, built once per run from the standard credential chain
 /// (env vars, profiles, SSO, `credential_process`, IMDS) and `AWS_ENDPOINT_URL*` settings.
@@ -52,10 +53,12 @@ impl Clients {
                     .with_max_attempts(ORGANIZATIONS_MAX_ATTEMPTS)
                     .with_max_backoff(Duration::from_secs(20)),
             )
+            .interceptor(CountCalls)
             .build();
+        let sts_conf = aws_sdk_sts::config::Builder::from(&sdk).interceptor(CountCalls).build();
         Clients {
             org: aws_sdk_organizations::Client::from_conf(org_conf),
-            sts: aws_sdk_sts::Client::new(&sdk),
+            sts: aws_sdk_sts::Client::from_conf(sts_conf),
             s3: s3_client(&sdk),
             sdk,
         }
@@ -77,7 +80,7 @@ impl Clients {
 /// emulators need.
 pub fn s3_client(sdk: &SdkConfig) -> aws_sdk_s3::Client {
     let override_set = sdk.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
-    let conf = aws_sdk_s3::config::Builder::from(sdk).force_path_style(override_set).build();
+    let conf = aws_sdk_s3::config::Builder::from(sdk).force_path_style(override_set).interceptor(CountCalls).build();
     aws_sdk_s3::Client::from_conf(conf)
 }
 

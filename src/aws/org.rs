@@ -102,6 +102,17 @@ pub async fn list_accounts(org: &Client) -> Result<Vec<AccountSummary>> {
     Ok(out)
 }
 
+/// Ids of the accounts directly under a root or OU (`ListAccountsForParent`, all pages).
+pub async fn accounts_for_parent(org: &Client, parent_id: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut pages = org.list_accounts_for_parent().parent_id(parent_id).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| aws_error("organizations:ListAccountsForParent", e))?;
+        out.extend(page.accounts.unwrap_or_default().into_iter().filter_map(|a| a.id));
+    }
+    Ok(out)
+}
+
 /// One account (`DescribeAccount`); `None` when it is not in the organization.
 pub async fn describe_account(org: &Client, account_id: &str) -> Result<Option<AccountSummary>> {
     match org.describe_account().account_id(account_id).send().await {
@@ -276,15 +287,16 @@ pub async fn scps(org: &Client) -> Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
-/// A policy's document (`DescribePolicy`).
-pub async fn policy_content(org: &Client, policy_id: &str) -> Result<String> {
-    let out = org
-        .describe_policy()
-        .policy_id(policy_id)
-        .send()
-        .await
-        .map_err(|e| aws_error("organizations:DescribePolicy", e))?;
-    Ok(out.policy.and_then(|p| p.content).unwrap_or_default())
+/// A policy's name and document (`DescribePolicy`); `None` when there is no such policy.
+pub async fn policy(org: &Client, policy_id: &str) -> Result<Option<(String, String)>> {
+    let out = match org.describe_policy().policy_id(policy_id).send().await {
+        Ok(out) => out,
+        Err(e) if error_code(&e) == Some("PolicyNotFoundException") => return Ok(None),
+        Err(e) => return Err(aws_error("organizations:DescribePolicy", e)),
+    };
+    Ok(out.policy.map(|p| {
+        (p.policy_summary.and_then(|s| s.name).unwrap_or_default(), p.content.unwrap_or_default())
+    }))
 }
 
 /// SCPs attached directly to a target, id → name (`ListPoliciesForTarget`, all pages).

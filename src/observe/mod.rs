@@ -1,6 +1,8 @@
 //! Observed state: what AWS says, as plain data. The functions here only read (`Describe*`,
 //! `List*`, `AssumeRole` to read stacks); they never change anything.
 
+pub mod index;
+
 use std::collections::BTreeMap;
 
 use anyhow::Result;
@@ -12,6 +14,7 @@ use crate::config::OrgSettings;
 use crate::desired::DesiredTenant;
 use crate::state::TenantRecord;
 use crate::tenant::Environment;
+pub use index::OrgIndex;
 
 /// The organization as a whole.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -130,8 +133,9 @@ pub struct ObservedAccount {
     pub desired_ou_id: Option<String>,
     /// SCPs attached directly, policy id → name.
     pub attached: BTreeMap<String, String>,
-    /// This account's SCPs (named `tenantry-<tenant>-<environment>-*`) that exist, policy
-    /// name → (id, content); content is read only for the ones the tenant file lists.
+    /// This account's SCPs (named `tenantry-<tenant>-<environment>-*`) that exist, attached to
+    /// it or recorded in state, policy name → (id, content); content is read only for the ones
+    /// the tenant file lists.
     pub policies: BTreeMap<String, (String, String)>,
     /// The account's `tenantry-*` stacks.
     pub stacks: BTreeMap<String, ObservedStack>,
@@ -192,6 +196,8 @@ pub struct Observer<'a> {
     pub org: Option<&'a OrgOverview>,
     /// Run CloudFormation drift detection on every stack (reconcile).
     pub detect_drift: bool,
+    /// The run's organization-wide listings; without it every account is looked up on its own.
+    pub index: Option<&'a OrgIndex>,
 }
 
 impl Observer<'_> {
@@ -201,11 +207,10 @@ impl Observer<'_> {
     pub async fn tenant(&self, desired: &DesiredTenant, record: &TenantRecord) -> Result<ObservedTenant> {
         let mut accounts = BTreeMap::new();
         let mut listing: Option<(Vec<AccountSummary>, Vec<CreateRequest>)> = None;
-        let mut scps: Option<BTreeMap<String, String>> = None;
         for want in &desired.accounts {
             let env = want.environment;
             let rec = record.accounts.get(&env);
-            let obs = self.account(desired, env, rec, &mut listing, &mut scps).await?;
+            let obs = self.account(desired, env, rec, &mut listing).await?;
             accounts.insert(env, obs);
         }
         Ok(ObservedTenant { tenant: desired.id.clone(), accounts })
@@ -217,7 +222,6 @@ impl Observer<'_> {
         env: Environment,
         rec: Option<&crate::state::AccountRecord>,
         listing: &mut Option<(Vec<AccountSummary>, Vec<CreateRequest>)>,
-        scps: &mut Option<BTreeMap<String, String>>,
     ) -> Result<AccountObservation> {
         let Some(overview) = self.org else { return Ok(AccountObservation::Missing) };
         let want = desired.account(env);
@@ -225,7 +229,12 @@ impl Observer<'_> {
         let recorded = rec.and_then(|r| r.account_id.clone());
         // 1. The account state records.
         let (summary, found_by) = if let Some(id) = &recorded {
-            match org::describe_account(c, id).await? {
+            let indexed = self.index.and_then(|i| i.account(id)).cloned();
+            let summary = match indexed {
+                Some(s) => Some(s),
+                None => org::describe_account(c, id).await?,
+            };
+            match summary {
                 Some(s) => (s, FoundBy::Recorded),
                 None => {
                     return Ok(AccountObservation::Refused {
@@ -257,18 +266,34 @@ impl Observer<'_> {
                 Some(found) => found,
                 None => {
                     // 3. The organization, by email; or an in-progress request by account name.
-                    if listing.is_none() {
-                        *listing = Some((org::list_accounts(c).await?, org::in_progress_creates(c).await?));
-                    }
-                    let (all, creating) = listing.as_ref().expect("just set");
-                    match all.iter().find(|a| a.email.eq_ignore_ascii_case(&want.email)) {
-                        Some(a) => (a.clone(), FoundBy::Adopted),
-                        None => {
-                            if let Some(r) = creating.iter().find(|r| r.account_name == want.account_name) {
-                                return Ok(AccountObservation::Creating { request_id: r.request_id.clone() });
-                            }
-                            return Ok(AccountObservation::Missing);
+                    // The run's index is a snapshot: it is trusted only when state shows no
+                    // CreateAccount was ever started for this account (one started by another
+                    // process after the snapshot was taken would be missing from it).
+                    let started = rec.is_some_and(|r| r.create_started_at.is_some());
+                    let (found, creating) = match self.index.filter(|_| !started) {
+                        Some(index) => {
+                            let found = index.account_by_email(&want.email).cloned();
+                            let creating = if found.is_none() {
+                                index.creating(c).await?.iter().find(|r| r.account_name == want.account_name).map(|r| r.request_id.clone())
+                            } else {
+                                None
+                            };
+                            (found, creating)
                         }
+                        None => {
+                            if listing.is_none() {
+                                *listing = Some((org::list_accounts(c).await?, org::in_progress_creates(c).await?));
+                            }
+                            let (all, creating) = listing.as_ref().expect("just set");
+                            let found = all.iter().find(|a| a.email.eq_ignore_ascii_case(&want.email)).cloned();
+                            let creating = creating.iter().find(|r| r.account_name == want.account_name).map(|r| r.request_id.clone());
+                            (found, creating)
+                        }
+                    };
+                    match (found, creating) {
+                        (Some(a), _) => (a, FoundBy::Adopted),
+                        (None, Some(request_id)) => return Ok(AccountObservation::Creating { request_id }),
+                        (None, None) => return Ok(AccountObservation::Missing),
                     }
                 }
             }
@@ -287,27 +312,50 @@ impl Observer<'_> {
                 return Ok(AccountObservation::Refused { account_id: Some(summary.id.clone()), reason: format!("{refusal}{hint}") });
             }
         };
-        let parent_id = org::parent(c, &summary.id).await?;
-        let desired_ou_id = self.find_ou(overview, &want.ou_path).await?;
+        let parent_id = match self.index.and_then(|i| i.parent(&summary.id)) {
+            Some(p) => p.to_string(),
+            None => org::parent(c, &summary.id).await?,
+        };
+        let desired_ou_id = match self.index.and_then(|i| i.ou(&want.ou_path)) {
+            Some(id) => Some(id),
+            None => self.find_ou(overview, &want.ou_path).await?,
+        };
         let parent_path = if desired_ou_id.as_deref() == Some(parent_id.as_str()) {
             None
         } else {
-            Some(self.ou_path_of(overview, &parent_id).await?)
+            match self.index.and_then(|i| i.ou_path(&parent_id)) {
+                Some(p) => Some(p),
+                None => Some(self.ou_path_of(overview, &parent_id).await?),
+            }
         };
         let attached = org::attached_scps(c, &summary.id).await?;
-        let mut policies = BTreeMap::new();
+        // This account's SCPs: the ones attached to it and the ones state says tenantry created
+        // (an SCP detached out of band is still found). No organization-wide ListPolicies.
         let prefix = crate::desired::policy_name(&desired.id, env, "");
-        if scps.is_none() {
-            *scps = Some(org::scps(c).await?);
+        let mut candidates: BTreeMap<String, Option<String>> = BTreeMap::new();
+        for (id, name) in attached.iter().filter(|(_, n)| n.starts_with(&prefix)) {
+            candidates.insert(name.clone(), Some(id.clone()));
         }
-        let tenant_scps = scps.as_ref().expect("just set").iter().filter(|(n, _)| n.starts_with(&prefix));
-        for (name, id) in tenant_scps.map(|(n, i)| (n.clone(), i.clone())) {
-            let content = if want.policies.iter().any(|p| p.name == name) {
-                org::policy_content(c, &id).await?
-            } else {
-                String::new()
-            };
-            policies.insert(name, (id, content));
+        for name in rec.map(|r| r.policies.keys()).into_iter().flatten() {
+            if name.starts_with(&prefix) && !candidates.contains_key(name) {
+                candidates.insert(name.clone(), None);
+            }
+        }
+        let mut policies = BTreeMap::new();
+        for (name, attached_id) in candidates {
+            let listed = want.policies.iter().any(|p| p.name == name);
+            match attached_id {
+                // Attached and not in the tenant file: it exists; its content does not matter.
+                Some(id) if !listed => {
+                    policies.insert(name, (id, String::new()));
+                }
+                _ => {
+                    let id = attached_id.unwrap_or_else(|| rec.map(|r| r.policies[&name].policy_id.clone()).unwrap_or_default());
+                    if let Some((_, content)) = org::policy(c, &id).await? {
+                        policies.insert(name, (id, if listed { content } else { String::new() }));
+                    }
+                }
+            }
         }
         let stacks = if summary.status == "ACTIVE" {
             let session = MemberSession::assume(

@@ -186,6 +186,9 @@ pub struct Report {
     pub orphans: Vec<Orphan>,
     /// Where the report was stored, if it was.
     pub stored_at: Option<String>,
+    /// AWS requests this process made (one-shot runs with `--output json`; not in stored reports).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_calls: Option<crate::metrics::ApiCalls>,
 }
 
 impl Report {
@@ -213,7 +216,7 @@ impl Report {
         } else {
             TenantStatus::InSync
         };
-        Report { schema: REPORT_SCHEMA, run_id, started_at, finished_at, status, summary, tenants, orphans, stored_at: None }
+        Report { schema: REPORT_SCHEMA, run_id, started_at, finished_at, status, summary, tenants, orphans, stored_at: None, api_calls: None }
     }
 
     /// Exit code: 0 in sync, 2 drift (or orphans), 1 any error.

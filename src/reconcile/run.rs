@@ -139,7 +139,11 @@ async fn find_orphans(
 ) -> Result<Vec<super::Orphan>> {
     let c = &engine.clients.org;
     let mut tagged = Vec::new();
-    for a in org::list_accounts(c).await? {
+    let accounts = match engine.index.get() {
+        Some(i) => i.accounts().cloned().collect(),
+        None => org::list_accounts(c).await?,
+    };
+    for a in accounts {
         if claimed.contains(&a.id) || a.id == overview.management_account_id {
             continue;
         }

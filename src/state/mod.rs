@@ -45,6 +45,11 @@ pub struct AccountRecord {
     /// The `CreateAccount` request id, written before its status is polled.
     #[serde(default)]
     pub create_request_id: Option<String>,
+    /// When tenantry started a `CreateAccount` for this account (RFC 3339), written before the
+    /// call: while it is set and no account id is known, the account is looked for with fresh
+    /// listings, never in a run's snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_started_at: Option<String>,
     /// Root email the account was created or adopted with.
     #[serde(default)]
     pub email: String,

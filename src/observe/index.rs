@@ -1,0 +1,107 @@
+//! The organization-wide listings one run shares across all its tenants, so that the number of
+//! Organizations calls grows with the number of pages, not with tenants × accounts:
+//!
+//! - every account (`ListAccounts`, 20 per page), to find recorded accounts and adopt accounts by
+//!   email without a `DescribeAccount` per account;
+//! - the OUs on the tenants' OU paths (`ListOrganizationalUnitsForParent` for each parent on the
+//!   way), and the accounts in each of those OUs (`ListAccountsForParent`), which gives every
+//!   correctly placed account's parent without a `ListParents` per account;
+//! - the `CreateAccount` requests in progress (`ListCreateAccountStatus`), loaded only when some
+//!   tenant has an account that is neither recorded nor found.
+//!
+//! An index is a snapshot: what it does not know (an account created after it was taken, an
+//! account outside the tenants' OUs) the observer asks AWS directly. It is never used to decide
+//! that an account is missing when state shows that a `CreateAccount` was started for it (see
+//! [`crate::state::AccountRecord::create_started_at`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+use anyhow::Result;
+use aws_sdk_organizations::Client;
+use tokio::sync::OnceCell;
+
+use super::{AccountSummary, CreateRequest, OrgOverview};
+use crate::aws::org;
+
+/// Organization-wide listings for one run (see the module documentation).
+#[derive(Debug)]
+pub struct OrgIndex {
+    accounts: BTreeMap<String, AccountSummary>,
+    parents: BTreeMap<String, String>,
+    ous: Mutex<BTreeMap<String, String>>,
+    creating: OnceCell<Vec<CreateRequest>>,
+}
+
+impl OrgIndex {
+    /// Lists the organization once: `ListAccounts` (all pages), then for each OU on `ou_paths`
+    /// (full paths, `a/b/c`) `ListOrganizationalUnitsForParent` along the way and
+    /// `ListAccountsForParent` (all pages) for the OUs that exist. Errors are the calls' errors.
+    pub async fn load(c: &Client, overview: &OrgOverview, ou_paths: &BTreeSet<String>) -> Result<OrgIndex> {
+        let accounts = org::list_accounts(c).await?.into_iter().map(|a| (a.id.clone(), a)).collect();
+        let mut ous = BTreeMap::new();
+        let mut children: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        for path in ou_paths {
+            let mut parent = overview.root_id.clone();
+            let mut so_far = String::new();
+            for seg in path.split('/') {
+                if !children.contains_key(&parent) {
+                    children.insert(parent.clone(), org::child_ous(c, &parent).await?);
+                }
+                let Some(id) = children[&parent].get(seg).cloned() else { break };
+                so_far = if so_far.is_empty() { seg.to_string() } else { format!("{so_far}/{seg}") };
+                ous.insert(so_far.clone(), id.clone());
+                parent = id;
+            }
+        }
+        let mut parents = BTreeMap::new();
+        for path in ou_paths {
+            if let Some(ou) = ous.get(path) {
+                for account in org::accounts_for_parent(c, ou).await? {
+                    parents.insert(account, ou.clone());
+                }
+            }
+        }
+        Ok(OrgIndex { accounts, parents, ous: Mutex::new(ous), creating: OnceCell::new() })
+    }
+
+    /// The account with this id, if it was in the listing.
+    pub fn account(&self, id: &str) -> Option<&AccountSummary> {
+        self.accounts.get(id)
+    }
+
+    /// The account with this root email (compared case-insensitively), if it was in the listing.
+    pub fn account_by_email(&self, email: &str) -> Option<&AccountSummary> {
+        self.accounts.values().find(|a| a.email.eq_ignore_ascii_case(email))
+    }
+
+    /// Every account in the listing.
+    pub fn accounts(&self) -> impl Iterator<Item = &AccountSummary> {
+        self.accounts.values()
+    }
+
+    /// The parent of an account that sat in one of the tenants' OUs.
+    pub fn parent(&self, account_id: &str) -> Option<&str> {
+        self.parents.get(account_id).map(String::as_str)
+    }
+
+    /// The id of the OU at `path`, if it existed or was created by this run.
+    pub fn ou(&self, path: &str) -> Option<String> {
+        self.ous.lock().unwrap_or_else(|p| p.into_inner()).get(path).cloned()
+    }
+
+    /// The path of an OU id, if it is one of the indexed OUs.
+    pub fn ou_path(&self, id: &str) -> Option<String> {
+        self.ous.lock().unwrap_or_else(|p| p.into_inner()).iter().find(|(_, v)| v.as_str() == id).map(|(k, _)| k.clone())
+    }
+
+    /// Records an OU this run created (or found) at `path`.
+    pub fn insert_ou(&self, path: &str, id: &str) {
+        self.ous.lock().unwrap_or_else(|p| p.into_inner()).insert(path.to_string(), id.to_string());
+    }
+
+    /// `CreateAccount` requests in progress (`ListCreateAccountStatus`), listed on first use.
+    pub async fn creating(&self, c: &Client) -> Result<&[CreateRequest]> {
+        Ok(self.creating.get_or_try_init(|| org::in_progress_creates(c)).await?.as_slice())
+    }
+}
