@@ -215,7 +215,12 @@ impl Engine {
             if mode.stop_on_signal && crate::shutdown::requested() {
                 bail!("stopped by signal before: {step}; re-run to continue");
             }
-            run.execute(step).await.with_context(|| format!("{}: {step}", desired.id))?;
+            if let Err(e) = run.execute(step).await {
+                if let Err(save) = run.save_if_dirty().await {
+                    tracing::warn!(tenant = %desired.id, "could not record progress after a failed step: {save:#}");
+                }
+                return Err(e.context(format!("{}: {step}", desired.id)));
+            }
             if self.echo_steps {
                 println!("{}: {step}", desired.id);
             }
@@ -236,6 +241,12 @@ struct TenantRun<'a> {
     policy_ids: BTreeMap<String, String>,
     verified: BTreeMap<Environment, VerifiedAccount>,
     sessions: BTreeMap<Environment, MemberSession>,
+    /// The record changed since it was last written. Records are written before and after
+    /// `CreateAccount` (what a crash must not lose: the only way back to an account being created)
+    /// and at the end of the run, or of a failed step; everything else a crash loses is found
+    /// again by observation (accounts through their request id, SCPs through their attachment or
+    /// `DuplicatePolicyException`, stacks by name).
+    dirty: bool,
 }
 
 impl<'a> TenantRun<'a> {
@@ -256,6 +267,7 @@ impl<'a> TenantRun<'a> {
             policy_ids: BTreeMap::new(),
             verified: BTreeMap::new(),
             sessions: BTreeMap::new(),
+            dirty: false,
         };
         for (env, obs) in &observed.accounts {
             if let AccountObservation::Found(found) = obs {
@@ -275,7 +287,17 @@ impl<'a> TenantRun<'a> {
     }
 
     async fn save(&mut self) -> Result<()> {
-        self.engine.store.write(&mut self.tracked).await
+        self.engine.store.write(&mut self.tracked).await?;
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// Writes the record if it changed since the last write.
+    async fn save_if_dirty(&mut self) -> Result<()> {
+        if self.dirty {
+            self.save().await?;
+        }
+        Ok(())
     }
 
     /// Writes account ids that were found (adopted, or from a finished create request) to state.
@@ -289,7 +311,7 @@ impl<'a> TenantRun<'a> {
             }
         }
         if changed {
-            self.save().await?;
+            self.dirty = true;
         }
         Ok(())
     }
@@ -350,12 +372,18 @@ impl<'a> TenantRun<'a> {
                 self.save().await?;
                 crate::faults::crash_point("after-record-request");
                 self.await_account(env, &request_id).await?;
+                // This run created the account, with the tenant's tags: the guard passes by
+                // construction, so no live tag read is needed before the first step touches it.
+                let id = self.account_id(env)?;
+                let want = self.desired.account(env);
+                let v = VerifiedAccount::verify(&self.desired.id, env, &id, Some(&id), &want.tags, true)?;
+                self.verified.insert(env, v);
             }
             Step::AwaitAccount { environment, request_id } => {
                 let env = *environment;
                 if self.record(env).create_request_id.as_deref() != Some(request_id) {
                     self.record(env).create_request_id = Some(request_id.clone());
-                    self.save().await?;
+                    self.dirty = true;
                 }
                 self.await_account(env, request_id).await?;
             }
@@ -369,7 +397,7 @@ impl<'a> TenantRun<'a> {
                 }
                 self.parents.insert(env, to);
                 self.record(env).ou_path = Some(to_ou_path.clone());
-                self.save().await?;
+                self.dirty = true;
             }
             Step::TagAccount { environment, tags, .. } => {
                 let v = self.verify(*environment).await?;
@@ -397,7 +425,7 @@ impl<'a> TenantRun<'a> {
                 };
                 self.policy_ids.insert(name.clone(), id.clone());
                 self.record(env).policies.insert(name.clone(), PolicyRecord { policy_id: id, digest: p.digest });
-                self.save().await?;
+                self.dirty = true;
             }
             Step::AttachPolicy { environment, name } => {
                 let v = self.verify(*environment).await?;
@@ -413,7 +441,7 @@ impl<'a> TenantRun<'a> {
                 for k in &keys {
                     rec.tag_keys.remove(k);
                 }
-                self.save().await?;
+                self.dirty = true;
             }
             Step::RemovePolicy { environment, name, policy_id, attached } => {
                 let env = *environment;
@@ -424,7 +452,7 @@ impl<'a> TenantRun<'a> {
                 org::delete_policy(&org, policy_id).await?;
                 self.policy_ids.remove(name);
                 self.record(env).policies.remove(name);
-                self.save().await?;
+                self.dirty = true;
             }
             Step::DeleteStack { environment, stack, .. } => {
                 let env = *environment;
@@ -436,7 +464,7 @@ impl<'a> TenantRun<'a> {
                 ));
                 cfn::delete(&session.cfn, stack, Duration::from_secs(settings.stack_timeout_seconds)).await?;
                 self.record(env).stacks.remove(stack);
-                self.save().await?;
+                self.dirty = true;
             }
             Step::CreateStack { environment, stack, .. }
             | Step::UpdateStack { environment, stack, .. }
@@ -491,7 +519,7 @@ impl<'a> TenantRun<'a> {
                     stack.clone(),
                     StackRecord { blueprint: want.blueprint.clone(), version: want.version.clone(), status, stack_id },
                 );
-                self.save().await?;
+                self.dirty = true;
                 result?;
             }
             Step::CreateOrganization | Step::EnableServiceControlPolicies | Step::CreateOu { .. } => {
@@ -530,7 +558,8 @@ impl<'a> TenantRun<'a> {
                 let id = status.account_id.context("CreateAccount succeeded without an account id")?;
                 self.account_ids.insert(env, id.clone());
                 self.record(env).account_id = Some(id);
-                self.save().await
+                self.dirty = true;
+                Ok(())
             }
             CreateRequestState::Failed(reason) => {
                 bail!("CreateAccount request {request_id} failed: {reason}{}", failure_hint(&reason))
@@ -540,6 +569,7 @@ impl<'a> TenantRun<'a> {
     }
 
     async fn finish(&mut self) -> Result<()> {
+        let before = self.tracked.record.clone();
         for want in &self.desired.accounts {
             let env = want.environment;
             if self.account_ids.contains_key(&env) {
@@ -556,7 +586,10 @@ impl<'a> TenantRun<'a> {
                 }
             }
         }
-        self.save().await
+        if self.dirty || self.tracked.record != before {
+            self.save().await?;
+        }
+        Ok(())
     }
 }
 

@@ -37,6 +37,28 @@ pub async fn describe(cfn: &Client, name: &str) -> Result<Option<ObservedStack>>
     }
 }
 
+type StackWait = Result<
+    aws_smithy_runtime_api::client::waiters::FinalPoll<
+        aws_sdk_cloudformation::operation::describe_stacks::DescribeStacksOutput,
+        aws_sdk_cloudformation::error::SdkError<aws_sdk_cloudformation::operation::describe_stacks::DescribeStacksError>,
+    >,
+    aws_smithy_runtime_api::client::waiters::error::WaiterError<
+        aws_sdk_cloudformation::operation::describe_stacks::DescribeStacksOutput,
+        aws_sdk_cloudformation::operation::describe_stacks::DescribeStacksError,
+    >,
+>;
+
+/// The stack in a waiter's final `DescribeStacks` answer (success or failure state), if any.
+fn last_polled(waited: StackWait) -> Option<ObservedStack> {
+    use aws_smithy_runtime_api::client::waiters::error::WaiterError;
+    let output = match &waited {
+        Ok(p) => p.as_result().ok(),
+        Err(WaiterError::FailureState(f)) => f.final_poll().as_result().ok(),
+        Err(_) => None,
+    };
+    output.and_then(|o| o.stacks().first()).map(observed)
+}
+
 fn observed(s: &aws_sdk_cloudformation::types::Stack) -> ObservedStack {
     let tags: BTreeMap<String, String> = s
         .tags()
@@ -190,6 +212,8 @@ pub async fn deploy(
     timeout: Duration,
 ) -> Result<ObservedStack> {
     let caps = vec![Capability::CapabilityIam, Capability::CapabilityNamedIam];
+    // The waiter's last DescribeStacks answer, when it has one: no second DescribeStacks.
+    let mut last = None;
     match op {
         Operation::Create => {
             cfn.create_stack()
@@ -200,7 +224,8 @@ pub async fn deploy(
                 .send()
                 .await
                 .map_err(|e| aws_error("cloudformation:CreateStack", e))?;
-            let _ = cfn.wait_until_stack_create_complete().stack_name(name).wait(timeout).await;
+            let waited = cfn.wait_until_stack_create_complete().stack_name(name).wait(timeout).await;
+            last = last_polled(waited);
         }
         Operation::Update => {
             match cfn
@@ -213,7 +238,8 @@ pub async fn deploy(
                 .await
             {
                 Ok(_) => {
-                    let _ = cfn.wait_until_stack_update_complete().stack_name(name).wait(timeout).await;
+                    let waited = cfn.wait_until_stack_update_complete().stack_name(name).wait(timeout).await;
+                    last = last_polled(waited);
                 }
                 Err(e)
                     if error_code(&e) == Some("ValidationError")
@@ -224,7 +250,10 @@ pub async fn deploy(
             }
         }
     }
-    let stack = describe(cfn, name).await?.with_context(|| format!("stack {name} vanished"))?;
+    let stack = match last {
+        Some(s) => s,
+        None => describe(cfn, name).await?.with_context(|| format!("stack {name} vanished"))?,
+    };
     let expected = match op {
         Operation::Create => "CREATE_COMPLETE",
         Operation::Update => "UPDATE_COMPLETE",

@@ -1,0 +1,310 @@
+#!/usr/bin/env python3
+"""tenantry benchmark: onboarding, no-op plan and full reconcile of N synthetic tenants against a
+fresh embedded emulator. Run it through `bench/run` (which builds the release binary first).
+
+For each N it starts a new emulator (localstack/start.sh on a free port), generates N tenant files
+(t0001..tNNNN, distinct ids and emails, shaped like tenants/acme.toml), measures the emulator's own
+request ceiling, then runs, in order:
+
+  onboard    tenantry apply --auto-approve --output json   (from nothing: organization, OUs,
+             2N accounts, 6N SCPs, baseline in 2N accounts, agent pipeline in N)
+  plan       tenantry plan --output json                   (no-op: must exit 0)
+  reconcile  tenantry reconcile --report-only --output json (live reads and drift detection)
+
+and records for each: wall seconds, tenantry's CPU seconds and peak RSS (wait4), the emulator's
+CPU seconds (/proc), and tenantry's own count of AWS requests (`api_calls` in its JSON output:
+total, per tenant, by operation). One JSON file per run goes to bench/results/, and a table is
+printed. Only the Python standard library is used.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tenant_file(i, width):
+    t = f"t{i:0{width}d}"
+    return f'''# Synthetic benchmark tenant.
+id = "{t}"
+name = "Bench tenant {i}"
+drift = "report"
+
+[production]
+email = "aws+{t}-production@example.com"
+ou = "Tenants/Production"
+allowed_regions = ["us-east-1", "eu-west-1"]
+policies = ["deny-leave-organization", "region-allowlist", "protect-tenantry"]
+
+[production.tags]
+cost-center = "cc-{i:04d}"
+data-classification = "confidential"
+
+[production.blueprints.baseline]
+log_retention_days = 365
+
+[staging]
+email = "aws+{t}-staging@example.com"
+ou = "Tenants/Staging"
+allowed_regions = ["us-east-1"]
+policies = ["deny-leave-organization", "region-allowlist", "protect-tenantry"]
+
+[staging.tags]
+cost-center = "cc-{i:04d}"
+data-classification = "synthetic"
+
+[staging.blueprints.baseline]
+log_retention_days = 30
+
+[staging.blueprints.agent-pipeline]
+max_iterations = 8
+'''
+
+
+def workspace(n):
+    ws = pathlib.Path(tempfile.mkdtemp(prefix=f"tenantry-bench-{n}-"))
+    for name in ("tenantry.toml",):
+        shutil.copy(ROOT / name, ws / name)
+    for d in ("blueprints", "policies"):
+        shutil.copytree(ROOT / d, ws / d)
+    os.symlink(ROOT / "localstack", ws / "localstack")
+    (ws / "tenants").mkdir()
+    width = max(4, len(str(n)))
+    for i in range(1, n + 1):
+        (ws / "tenants" / f"t{i:0{width}d}.toml").write_text(tenant_file(i, width))
+    return ws
+
+
+def proc_cpu_seconds(pid):
+    """utime + stime of a process and its waited-for children, in seconds."""
+    try:
+        fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    return sum(int(f) for f in fields[11:15]) / ticks
+
+
+def ceiling(endpoint, threads, seconds=2.0):
+    """Requests per second the emulator answers for the cheapest call (STS GetCallerIdentity, a
+    form POST), from `threads` keep-alive connections of plain http.client (no SDK overhead)."""
+    import http.client
+
+    host, port = endpoint.split("//")[1].split(":")
+    body = "Action=GetCallerIdentity&Version=2011-06-15"
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "Authorization": "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/sts/aws4_request, SignedHeaders=host, Signature=0",
+    }
+    count = [0] * threads
+    stop = time.monotonic() + seconds
+
+    def worker(k):
+        conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        while time.monotonic() < stop:
+            conn.request("POST", "/", body, headers)
+            r = conn.getresponse()
+            r.read()
+            if r.status != 200:
+                raise SystemExit(f"ceiling probe: HTTP {r.status}")
+            count[k] += 1
+        conn.close()
+
+    ts = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+    t0 = time.monotonic()
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return round(sum(count) / (time.monotonic() - t0), 1)
+
+
+def run_phase(binary, ws, env, args, emulator_pid):
+    cpu_before = proc_cpu_seconds(emulator_pid)
+    t0 = time.monotonic()
+    p = subprocess.Popen([str(binary), *args], cwd=ws, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = [], []
+    readers = [
+        threading.Thread(target=lambda: out.append(p.stdout.read())),
+        threading.Thread(target=lambda: err.append(p.stderr.read())),
+    ]
+    for r in readers:
+        r.start()
+    _, status, usage = os.wait4(p.pid, 0)
+    wall = time.monotonic() - t0
+    for r in readers:
+        r.join()
+    p.returncode = os.waitstatus_to_exitcode(status)
+    cpu_after = proc_cpu_seconds(emulator_pid)
+    stdout = out[0].decode()
+    try:
+        doc = json.loads(stdout)
+    except json.JSONDecodeError:
+        doc = None
+    return {
+        "command": "tenantry " + " ".join(args),
+        "exit_code": p.returncode,
+        "wall_seconds": round(wall, 3),
+        "tenantry_cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
+        "tenantry_peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+        "emulator_cpu_seconds": None if cpu_before is None or cpu_after is None else round(cpu_after - cpu_before, 3),
+        "api_calls": (doc or {}).get("api_calls"),
+        "stderr_tail": err[0].decode()[-2000:] if p.returncode not in (0,) else "",
+        "document": doc,
+    }
+
+
+def summarize_calls(api, n):
+    if not api:
+        return {}
+    by_tenant = api.get("by_tenant", {})
+    run_level = sum(by_tenant.get("-", {}).values())
+    tenant_total = api["total"] - run_level
+    ops = {k: v["requests"] for k, v in sorted(api["by_operation"].items(), key=lambda kv: -kv[1]["requests"])}
+    per_tenant_ops = {}
+    for t, calls in by_tenant.items():
+        if t == "-":
+            continue
+        for op, c in calls.items():
+            per_tenant_ops[op] = per_tenant_ops.get(op, 0) + c
+    return {
+        "total": api["total"],
+        "run_level": run_level,
+        "per_tenant": round(tenant_total / n, 2),
+        "per_tenant_by_operation": {k: round(v / n, 2) for k, v in sorted(per_tenant_ops.items())},
+        "by_operation": ops,
+        "seconds_by_operation": {k: v["seconds"] for k, v in api["by_operation"].items()},
+    }
+
+
+def git_commit():
+    try:
+        c = subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=ROOT, text=True).strip()
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "src", "Cargo.toml", "Cargo.lock"], cwd=ROOT).returncode != 0
+        return c + ("+dirty" if dirty else "")
+    except Exception:
+        return "unknown"
+
+
+def bench(n, binary, emulator, keep):
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    env = dict(os.environ)
+    env.update(
+        PORT=str(port),
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_ACCESS_KEY_ID="test",
+        AWS_SECRET_ACCESS_KEY="test",
+        AWS_REGION="us-east-1",
+        NO_COLOR="1",
+    )
+    for k in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "TENANTRY_CRASH_AT", "RUST_LOG"):
+        env.pop(k, None)
+    ws = workspace(n)
+    subprocess.run(["bash", str(ROOT / "localstack/start.sh"), emulator], env=env, check=True, stdout=subprocess.DEVNULL)
+    pid = int((ROOT / f"localstack/.run/emulator-{port}.pid").read_text())
+    try:
+        result = {
+            "schema": "tenantry.bench/v1",
+            "tenants": n,
+            "emulator": emulator,
+            "commit": git_commit(),
+            "binary": str(binary),
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "machine": {"cpus": os.cpu_count(), "kernel": os.uname().release},
+            "emulator_ceiling_rps": {"sts_get_caller_identity_1_conn": ceiling(endpoint, 1), "sts_get_caller_identity_4_conn": ceiling(endpoint, 4)},
+            "phases": {},
+        }
+        phases = [
+            ("onboard", ["apply", "--auto-approve", "--output", "json"], (0,)),
+            ("plan", ["plan", "--output", "json"], (0,)),
+            ("reconcile", ["reconcile", "--report-only", "--output", "json"], (0,)),
+        ]
+        for name, args, ok in phases:
+            r = run_phase(binary, ws, env, args, pid)
+            doc = r.pop("document")
+            r["ok"] = r["exit_code"] in ok
+            r["calls"] = summarize_calls(r.pop("api_calls"), n)
+            if name == "reconcile" and doc:
+                r["reconcile_summary"] = doc.get("summary")
+            if name == "onboard" and doc:
+                r["tenants_failed"] = sum(1 for t in doc.get("tenants", []) if t.get("error"))
+            if r["wall_seconds"] > 0 and r["calls"]:
+                r["requests_per_second"] = round(r["calls"]["total"] / r["wall_seconds"], 1)
+            result["phases"][name] = r
+            print(f"  N={n} {name}: {r['wall_seconds']} s, exit {r['exit_code']}, {r['calls'].get('total')} requests", file=sys.stderr)
+            if not r["ok"]:
+                print(r["stderr_tail"], file=sys.stderr)
+                break
+        return result
+    finally:
+        subprocess.run(["bash", str(ROOT / "localstack/stop.sh")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not keep:
+            shutil.rmtree(ws, ignore_errors=True)
+
+
+def table(results):
+    head = f"{'N':>5} {'phase':<10} {'wall s':>8} {'req':>7} {'req/tenant':>10} {'req/s':>7} {'tenantry cpu s':>14} {'emulator cpu s':>14} {'peak RSS MiB':>12} ok"
+    lines = [head, "-" * len(head)]
+    for r in results:
+        for name, p in r["phases"].items():
+            c = p["calls"]
+            lines.append(
+                f"{r['tenants']:>5} {name:<10} {p['wall_seconds']:>8.2f} {c.get('total', 0):>7} {c.get('per_tenant', 0):>10} "
+                f"{p.get('requests_per_second', 0):>7} {p['tenantry_cpu_seconds']:>14.2f} {p['emulator_cpu_seconds'] or 0:>14.2f} "
+                f"{p['tenantry_peak_rss_mib']:>12.1f} {'yes' if p['ok'] else 'NO'}"
+            )
+        lines.append(f"{r['tenants']:>5} emulator ceiling (GetCallerIdentity, plain HTTP): {r['emulator_ceiling_rps']}")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="10,50,200", help="comma-separated tenant counts (default 10,50,200)")
+    ap.add_argument("--large", action="store_true", help="also run N=1000")
+    ap.add_argument("--emulator", default=os.environ.get("TENANTRY_EMULATOR", "moto"), choices=["moto", "ministack"])
+    ap.add_argument("--binary", default=str(ROOT / "target/release/tenantry"))
+    ap.add_argument("--keep", action="store_true", help="keep the generated workspaces")
+    ap.add_argument("--no-save", action="store_true", help="do not write bench/results/")
+    a = ap.parse_args()
+    sizes = [int(s) for s in a.sizes.split(",") if s]
+    if a.large:
+        sizes.append(1000)
+    binary = pathlib.Path(a.binary).resolve()
+    if not binary.exists():
+        raise SystemExit(f"{binary} does not exist: run bench/run (it builds it)")
+    results = []
+    for n in sizes:
+        print(f"benchmark: N={n} on {a.emulator}", file=sys.stderr)
+        r = bench(n, binary, a.emulator, a.keep)
+        results.append(r)
+        if not a.no_save:
+            RESULTS.mkdir(parents=True, exist_ok=True)
+            name = f"{r['date'][:10]}-{r['commit'][:10]}-{a.emulator}-n{n}.json"
+            (RESULTS / name).write_text(json.dumps(r, indent=2) + "\n")
+            print(f"  wrote bench/results/{name}", file=sys.stderr)
+    print(table(results))
+    if any(not p["ok"] for r in results for p in r["phases"].values()):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
