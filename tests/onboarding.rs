@@ -119,6 +119,29 @@ async fn onboarding_creates_four_accounts_with_ou_tags_scps_and_stacks_then_conv
     assert_eq!(plan.code, 0, "{plan:?}");
     assert!(plan.stdout.contains("No changes"), "{plan:?}");
 
+    // The no-op plan makes the documented minimum of AWS requests per tenant (docs/scale.md), and
+    // the organization is listed once for the run, not once per tenant or account.
+    let plan = ws.run(&emu.endpoint, &["plan", "--output", "json"]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    let calls: serde_json::Value = serde_json::from_str::<serde_json::Value>(&plan.stdout).unwrap()["api_calls"].clone();
+    let minimum = serde_json::json!({
+        "s3:GetObject": 1,
+        "organizations:ListTagsForResource": 2,
+        "organizations:ListPoliciesForTarget": 2,
+        "organizations:DescribePolicy": 6,
+        "sts:AssumeRole": 2,
+        "cloudformation:DescribeStacks": 2,
+        "cloudformation:GetTemplate": 3,
+    });
+    for tenant in TENANTS {
+        assert_eq!(calls["by_tenant"][tenant], minimum, "{tenant}'s requests in a no-op plan: {calls:#}");
+    }
+    let run_level = calls["by_tenant"]["-"].as_object().expect("run-level requests");
+    for op in ["organizations:ListPolicies", "organizations:DescribeAccount", "organizations:ListParents"] {
+        assert!(!calls["by_operation"].as_object().unwrap().contains_key(op), "no {op} in a no-op plan: {calls:#}");
+    }
+    assert!(run_level.values().map(|v| v.as_u64().unwrap()).sum::<u64>() <= 12, "run-level listings stay a handful: {run_level:?}");
+
     // status shows both accounts of each tenant.
     let status = ws.run(&emu.endpoint, &["status", "--output", "json"]);
     assert_eq!(status.code, 0, "{status:?}");
