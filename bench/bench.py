@@ -238,6 +238,7 @@ def bench(n, binary, emulator, keep):
             ("plan", ["plan", "--output", "json"], (0,)),
             ("reconcile", ["reconcile", "--report-only", "--output", "json"], (0,)),
         ]
+        result["phases"] = {}
         for name, args, ok in phases:
             r = run_phase(binary, ws, env, args, pid)
             doc = r.pop("document")
@@ -254,6 +255,12 @@ def bench(n, binary, emulator, keep):
             if not r["ok"]:
                 print(r["stderr_tail"], file=sys.stderr)
                 break
+        # The same probe on the now populated organization: how the emulator's own cost per
+        # request grows with what it holds (2N accounts, 6N SCPs, 3N stacks).
+        result["emulator_ceiling_rps_after"] = {
+            "sts_get_caller_identity_1_conn": ceiling(endpoint, 1),
+            "sts_get_caller_identity_4_conn": ceiling(endpoint, 4),
+        }
         return result
     finally:
         subprocess.run(["bash", str(ROOT / "localstack/stop.sh")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -272,7 +279,9 @@ def table(results):
                 f"{p.get('requests_per_second', 0):>7} {p['tenantry_cpu_seconds']:>14.2f} {p['emulator_cpu_seconds'] or 0:>14.2f} "
                 f"{p['tenantry_peak_rss_mib']:>12.1f} {'yes' if p['ok'] else 'NO'}"
             )
-        lines.append(f"{r['tenants']:>5} emulator ceiling (GetCallerIdentity, plain HTTP): {r['emulator_ceiling_rps']}")
+        lines.append(f"{r['tenants']:>5} emulator ceiling req/s (GetCallerIdentity, plain HTTP, 1 / 4 connections): "
+                     f"empty {r['emulator_ceiling_rps']['sts_get_caller_identity_1_conn']} / {r['emulator_ceiling_rps']['sts_get_caller_identity_4_conn']}, "
+                     f"after onboarding {r.get('emulator_ceiling_rps_after', {}).get('sts_get_caller_identity_1_conn')} / {r.get('emulator_ceiling_rps_after', {}).get('sts_get_caller_identity_4_conn')}")
     return "\n".join(lines)
 
 
