@@ -79,12 +79,24 @@ max_iterations = 8
 '''
 
 
-def workspace(n):
+SMALL_STACK = {
+    "AWSTemplateFormatVersion": "2010-09-09",
+    "Description": "bench --small-stacks: one queue in place of the blueprint",
+    "Resources": {"Queue": {"Type": "AWS::SQS::Queue"}},
+}
+
+
+def workspace(n, small_stacks):
     ws = pathlib.Path(tempfile.mkdtemp(prefix=f"tenantry-bench-{n}-"))
     for name in ("tenantry.toml",):
         shutil.copy(ROOT / name, ws / name)
     for d in ("blueprints", "policies"):
         shutil.copytree(ROOT / d, ws / d)
+    if small_stacks:
+        # Same tenants, accounts, SCPs and number of stacks; each stack is one SQS queue, as in
+        # the peer comparison of issue 6 (account work plus one small stack per account).
+        for bp in (ws / "blueprints").glob("*.json"):
+            bp.write_text(json.dumps(SMALL_STACK, indent=2))
     os.symlink(ROOT / "localstack", ws / "localstack")
     (ws / "tenants").mkdir()
     width = max(4, len(str(n)))
@@ -204,7 +216,7 @@ def git_commit():
         return "unknown"
 
 
-def bench(n, binary, emulator, keep):
+def bench(n, binary, emulator, keep, small_stacks=False):
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     env = dict(os.environ)
@@ -218,7 +230,7 @@ def bench(n, binary, emulator, keep):
     )
     for k in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "TENANTRY_CRASH_AT", "RUST_LOG"):
         env.pop(k, None)
-    ws = workspace(n)
+    ws = workspace(n, small_stacks)
     subprocess.run(["bash", str(ROOT / "localstack/start.sh"), emulator], env=env, check=True, stdout=subprocess.DEVNULL)
     pid = int((ROOT / f"localstack/.run/emulator-{port}.pid").read_text())
     try:
@@ -226,6 +238,7 @@ def bench(n, binary, emulator, keep):
             "schema": "tenantry.bench/v1",
             "tenants": n,
             "emulator": emulator,
+            "stacks": "small (one queue each)" if small_stacks else "blueprints/ as committed",
             "commit": git_commit(),
             "binary": str(binary),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -292,6 +305,7 @@ def main():
     ap.add_argument("--emulator", default=os.environ.get("TENANTRY_EMULATOR", "moto"), choices=["moto", "ministack"])
     ap.add_argument("--binary", default=str(ROOT / "target/release/tenantry"))
     ap.add_argument("--keep", action="store_true", help="keep the generated workspaces")
+    ap.add_argument("--small-stacks", action="store_true", help="replace every blueprint with a one-queue template (isolates tenantry's orchestration from the emulator's cost of big templates)")
     ap.add_argument("--no-save", action="store_true", help="do not write bench/results/")
     a = ap.parse_args()
     sizes = [int(s) for s in a.sizes.split(",") if s]
@@ -303,11 +317,11 @@ def main():
     results = []
     for n in sizes:
         print(f"benchmark: N={n} on {a.emulator}", file=sys.stderr)
-        r = bench(n, binary, a.emulator, a.keep)
+        r = bench(n, binary, a.emulator, a.keep, a.small_stacks)
         results.append(r)
         if not a.no_save:
             RESULTS.mkdir(parents=True, exist_ok=True)
-            name = f"{r['date'][:10]}-{r['commit'][:10]}-{a.emulator}-n{n}.json"
+            name = f"{r['date'][:10]}-{r['commit'][:10]}-{a.emulator}{'-small-stacks' if a.small_stacks else ''}-n{n}.json"
             (RESULTS / name).write_text(json.dumps(r, indent=2) + "\n")
             print(f"  wrote bench/results/{name}", file=sys.stderr)
     print(table(results))

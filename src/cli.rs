@@ -372,7 +372,7 @@ async fn ou_existence(engine: &Engine, overview: Option<&OrgOverview>, tenants: 
     let paths: BTreeSet<String> = tenants.iter().flat_map(|t| t.accounts.iter().map(|a| a.ou_path.clone())).collect();
     let mut out = BTreeMap::new();
     for p in paths {
-        let exists = match (overview, engine.index.get().and_then(|i| i.ou(&p))) {
+        let exists = match (overview, engine.index().and_then(|i| i.ou(&p))) {
             (_, Some(_)) => true,
             (Some(o), None) => engine.observer(Some(o)).find_ou(o, &p).await?.is_some(),
             (None, None) => false,
@@ -546,7 +546,7 @@ async fn cmd_apply(
     engine.store.ensure_bucket(&engine.settings.home_region).await?;
     let org_steps = preview.organization.clone();
     let overview = engine.apply_organization(&org_steps, overview).await?;
-    if engine.index.get().is_none() {
+    if engine.index().is_none() {
         engine.load_index(&overview, tenants).await?;
     }
     let overview = &overview;

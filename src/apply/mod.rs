@@ -38,9 +38,9 @@ pub struct Engine {
     pub progress: Progress,
     /// Print each step on stdout as it is carried out (text output).
     pub echo_steps: bool,
-    /// The run's organization-wide listings, once [`Engine::load_index`] ran (one-shot commands;
-    /// watch mode looks every account up on its own, as its tenants run at different times).
-    pub index: tokio::sync::OnceCell<OrgIndex>,
+    /// The organization-wide listings, once [`Engine::load_index`] ran (once per one-shot run;
+    /// once per interval in watch mode). Without one, every account is looked up on its own.
+    pub index: std::sync::RwLock<Option<Arc<OrgIndex>>>,
 }
 
 /// What working on one tenant did.
@@ -79,7 +79,7 @@ pub struct RunMode {
 impl Engine {
     /// Observer for this run.
     pub fn observer<'a>(&'a self, org: Option<&'a OrgOverview>) -> Observer<'a> {
-        Observer { clients: &self.clients, settings: &self.settings, org, detect_drift: false, index: self.index.get() }
+        Observer { clients: &self.clients, settings: &self.settings, org, detect_drift: false, index: self.index() }
     }
 
     /// Lists the organization once for this run ([`OrgIndex::load`] over the OU paths of
@@ -87,8 +87,13 @@ impl Engine {
     pub async fn load_index(&self, overview: &OrgOverview, tenants: &[DesiredTenant]) -> Result<()> {
         let paths = tenants.iter().flat_map(|t| t.accounts.iter().map(|a| a.ou_path.clone())).collect();
         let index = crate::metrics::for_tenant("-", OrgIndex::load(&self.clients.org, overview, &paths)).await?;
-        let _ = self.index.set(index);
+        *self.index.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(index));
         Ok(())
+    }
+
+    /// The current organization index, if one was loaded.
+    pub fn index(&self) -> Option<Arc<OrgIndex>> {
+        self.index.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The mode of `apply`: wait for the lease, no drift detection, execute.
@@ -129,14 +134,14 @@ impl Engine {
 
     /// Creates every missing OU on `path`; returns the id of the last one.
     pub async fn ensure_ou(&self, overview: &OrgOverview, path: &str) -> Result<String> {
-        if let Some(id) = self.index.get().and_then(|i| i.ou(path)) {
+        if let Some(id) = self.index().and_then(|i| i.ou(path)) {
             return Ok(id);
         }
         let mut parent = overview.root_id.clone();
         let mut so_far = String::new();
         for seg in path.split('/') {
             so_far = if so_far.is_empty() { seg.to_string() } else { format!("{so_far}/{seg}") };
-            if let Some(id) = self.index.get().and_then(|i| i.ou(&so_far)) {
+            if let Some(id) = self.index().and_then(|i| i.ou(&so_far)) {
                 parent = id;
                 continue;
             }
@@ -144,7 +149,7 @@ impl Engine {
                 Some(id) => id,
                 None => org::create_ou(&self.clients.org, &parent, seg).await?,
             };
-            if let Some(i) = self.index.get() {
+            if let Some(i) = self.index() {
                 i.insert_ou(&so_far, &parent);
             }
         }

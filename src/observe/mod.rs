@@ -197,7 +197,7 @@ pub struct Observer<'a> {
     /// Run CloudFormation drift detection on every stack (reconcile).
     pub detect_drift: bool,
     /// The run's organization-wide listings; without it every account is looked up on its own.
-    pub index: Option<&'a OrgIndex>,
+    pub index: Option<std::sync::Arc<OrgIndex>>,
 }
 
 impl Observer<'_> {
@@ -229,7 +229,7 @@ impl Observer<'_> {
         let recorded = rec.and_then(|r| r.account_id.clone());
         // 1. The account state records.
         let (summary, found_by) = if let Some(id) = &recorded {
-            let indexed = self.index.and_then(|i| i.account(id)).cloned();
+            let indexed = self.index.as_deref().and_then(|i| i.account(id)).cloned();
             let summary = match indexed {
                 Some(s) => Some(s),
                 None => org::describe_account(c, id).await?,
@@ -270,7 +270,7 @@ impl Observer<'_> {
                     // CreateAccount was ever started for this account (one started by another
                     // process after the snapshot was taken would be missing from it).
                     let started = rec.is_some_and(|r| r.create_started_at.is_some());
-                    let (found, creating) = match self.index.filter(|_| !started) {
+                    let (found, creating) = match self.index.as_deref().filter(|_| !started) {
                         Some(index) => {
                             let found = index.account_by_email(&want.email).cloned();
                             let creating = if found.is_none() {
@@ -312,18 +312,18 @@ impl Observer<'_> {
                 return Ok(AccountObservation::Refused { account_id: Some(summary.id.clone()), reason: format!("{refusal}{hint}") });
             }
         };
-        let parent_id = match self.index.and_then(|i| i.parent(&summary.id)) {
+        let parent_id = match self.index.as_deref().and_then(|i| i.parent(&summary.id)) {
             Some(p) => p.to_string(),
             None => org::parent(c, &summary.id).await?,
         };
-        let desired_ou_id = match self.index.and_then(|i| i.ou(&want.ou_path)) {
+        let desired_ou_id = match self.index.as_deref().and_then(|i| i.ou(&want.ou_path)) {
             Some(id) => Some(id),
             None => self.find_ou(overview, &want.ou_path).await?,
         };
         let parent_path = if desired_ou_id.as_deref() == Some(parent_id.as_str()) {
             None
         } else {
-            match self.index.and_then(|i| i.ou_path(&parent_id)) {
+            match self.index.as_deref().and_then(|i| i.ou_path(&parent_id)) {
                 Some(p) => Some(p),
                 None => Some(self.ou_path_of(overview, &parent_id).await?),
             }

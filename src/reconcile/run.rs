@@ -139,8 +139,8 @@ async fn find_orphans(
 ) -> Result<Vec<super::Orphan>> {
     let c = &engine.clients.org;
     let mut tagged = Vec::new();
-    let accounts = match engine.index.get() {
-        Some(i) => i.accounts().cloned().collect(),
+    let accounts = match engine.index() {
+        Some(i) => i.accounts().cloned().collect::<Vec<_>>(),
         None => org::list_accounts(c).await?,
     };
     for a in accounts {
@@ -194,7 +194,14 @@ pub async fn watch(
             if !ready.is_empty() {
                 if overview.as_ref().is_none_or(|(_, at)| at.elapsed() >= interval) {
                     match org::overview(&engine.clients.org).await {
-                        Ok(Some(o)) => overview = Some((std::sync::Arc::new(o), Instant::now())),
+                        Ok(Some(o)) => {
+                            // A fresh organization index for the tenants started in this interval.
+                            if let Err(e) = engine.load_index(&o, tenants).await {
+                                tracing::warn!("cannot list the organization, looking accounts up one by one: {e:#}");
+                                *engine.index.write().unwrap_or_else(|p| p.into_inner()) = None;
+                            }
+                            overview = Some((std::sync::Arc::new(o), Instant::now()))
+                        }
                         Ok(None) => tracing::error!("no organization yet: run `tenantry apply` first"),
                         Err(e) => tracing::error!("cannot read the organization: {e:#}"),
                     }
