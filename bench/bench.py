@@ -282,17 +282,20 @@ def bench(n, binary, emulator, keep, small_stacks=False):
 
 
 def table(results):
-    head = f"{'N':>5} {'phase':<10} {'wall s':>8} {'req':>7} {'req/tenant':>10} {'req/s':>7} {'tenantry cpu s':>14} {'emulator cpu s':>14} {'peak RSS MiB':>12} ok"
+    head = f"{'emulator':<10} {'N':>5} {'phase':<10} {'wall s':>8} {'req':>7} {'req/tenant':>10} {'req/s':>7} {'tenantry cpu s':>14} {'emulator cpu s':>14} {'emu ms/req':>10} {'peak RSS MiB':>12} ok"
     lines = [head, "-" * len(head)]
     for r in results:
+        if r.get("stacks", "").startswith("small"):
+            lines.append("(--small-stacks: every blueprint replaced by one queue)")
         for name, p in r["phases"].items():
             c = p["calls"]
             lines.append(
-                f"{r['tenants']:>5} {name:<10} {p['wall_seconds']:>8.2f} {c.get('total', 0):>7} {c.get('per_tenant', 0):>10} "
+                f"{r['emulator']:<10} {r['tenants']:>5} {name:<10} {p['wall_seconds']:>8.2f} {c.get('total', 0):>7} {c.get('per_tenant', 0):>10} "
                 f"{p.get('requests_per_second', 0):>7} {p['tenantry_cpu_seconds']:>14.2f} {p['emulator_cpu_seconds'] or 0:>14.2f} "
+                f"{1000 * (p['emulator_cpu_seconds'] or 0) / max(c.get('total', 1), 1):>10.2f} "
                 f"{p['tenantry_peak_rss_mib']:>12.1f} {'yes' if p['ok'] else 'NO'}"
             )
-        lines.append(f"{r['tenants']:>5} emulator ceiling req/s (GetCallerIdentity, plain HTTP, 1 / 4 connections): "
+        lines.append(f"{r['emulator']:<10} {r['tenants']:>5} emulator ceiling req/s (GetCallerIdentity, plain HTTP, 1 / 4 connections): "
                      f"empty {r['emulator_ceiling_rps']['sts_get_caller_identity_1_conn']} / {r['emulator_ceiling_rps']['sts_get_caller_identity_4_conn']}, "
                      f"after onboarding {r.get('emulator_ceiling_rps_after', {}).get('sts_get_caller_identity_1_conn')} / {r.get('emulator_ceiling_rps_after', {}).get('sts_get_caller_identity_4_conn')}")
     return "\n".join(lines)
@@ -307,7 +310,12 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the generated workspaces")
     ap.add_argument("--small-stacks", action="store_true", help="replace every blueprint with a one-queue template (isolates tenantry's orchestration from the emulator's cost of big templates)")
     ap.add_argument("--no-save", action="store_true", help="do not write bench/results/")
+    ap.add_argument("--table", nargs="+", metavar="RESULT", help="only print the table of saved result files")
     a = ap.parse_args()
+    if a.table:
+        rs = [json.loads(pathlib.Path(f).read_text()) for f in a.table]
+        print(table(sorted(rs, key=lambda r: (r["emulator"], r.get("stacks", ""), r["tenants"]))))
+        return
     sizes = [int(s) for s in a.sizes.split(",") if s]
     if a.large:
         sizes.append(1000)
