@@ -7,8 +7,12 @@ RULES_JSON: a list of {"action": "AssumeRole", "contains": "arn:aws:iam::123:rol
                         "status": 403, "code": "AccessDenied", "message": "..."}
 "action" is the query-protocol Action (STS, ...); "contains" is matched against the URL-decoded
 request body. Point one service at it with AWS_ENDPOINT_URL_<SERVICE> (e.g. AWS_ENDPOINT_URL_STS).
-Prints "ready" on stdout once listening. Standard library only.
+With FAULTPROXY_LOG=<file>, every request is appended to that file as one line: method, path,
+the X-Amz-Target header (JSON protocols) and the URL-decoded body (tests use it to prove which
+accounts a command reached). Prints "ready" on stdout once listening. Standard library only.
 """
+import os
+import threading
 import http.client
 import json
 import sys
@@ -16,6 +20,8 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PORT, UPSTREAM, RULES = int(sys.argv[1]), urllib.parse.urlparse(sys.argv[2]), json.loads(sys.argv[3])
+LOG = os.environ.get("FAULTPROXY_LOG")
+LOCK = threading.Lock()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -39,6 +45,9 @@ class Handler(BaseHTTPRequestHandler):
     def _handle(self):
         body = self._body()
         text = urllib.parse.unquote_plus(body.decode("utf-8", "replace"))
+        if LOG:
+            with LOCK, open(LOG, "a") as f:
+                f.write(f"{self.command} {self.path} {self.headers.get('X-Amz-Target', '')} {text}\n".replace("\n", " ").rstrip() + "\n")
         params = dict(urllib.parse.parse_qsl(body.decode("utf-8", "replace")))
         for rule in RULES:
             if params.get("Action") == rule.get("action") and rule.get("contains", "") in text:

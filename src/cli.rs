@@ -132,8 +132,127 @@ pub enum Command {
         #[arg(long, default_value = "15m", value_parser = humantime::parse_duration, requires = "watch")]
         interval: std::time::Duration,
     },
+    /// Render a workload's release, store the artifact, deploy it into the staging account
+    /// through a change set, and record it as staged. Exit 0: staged (or already running), 1: error.
+    Stage {
+        /// Tenant id.
+        tenant: String,
+        /// Workload (default: every workload of the tenant).
+        #[arg(long)]
+        workload: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Record a check's result (tests, review, security audit, ...) for a release.
+    Evidence {
+        /// Tenant id.
+        tenant: String,
+        /// Release digest (or a unique prefix of at least 8 characters).
+        release: String,
+        /// Check name, as the promotion policy's `required_checks` lists it.
+        #[arg(long)]
+        check: String,
+        /// The result.
+        #[arg(long, value_enum)]
+        result: CheckResult,
+        /// Link to the run.
+        #[arg(long)]
+        url: Option<String>,
+        /// Free text.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Show each gate of a workload's release (default: the latest staged). Exit 0: converged,
+    /// 2: not converged, 1: error.
+    Converged {
+        /// Tenant id.
+        tenant: String,
+        /// Workload (default: every workload of the tenant).
+        #[arg(long)]
+        workload: Option<String>,
+        /// Release digest or prefix (default: the workload's latest staged release).
+        #[arg(long)]
+        release: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Promote a converged release to production through a change set. Exit 0: promoted (or
+    /// already there, or --dry-run), 2: refused by a gate or waiting for approval, 1: error or a
+    /// failed deploy (production rolled back to its previous release).
+    Promote {
+        /// Tenant id (or --all).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        tenant: Option<String>,
+        /// Every tenant with workloads, in waves; stops after the first wave with a failure.
+        #[arg(long)]
+        all: bool,
+        /// Tenants per wave with --all.
+        #[arg(long, default_value_t = 5, requires = "all")]
+        wave_size: usize,
+        /// Tenants promoted first, as a wave of their own, with --all.
+        #[arg(long, requires = "all", num_args = 1..)]
+        canary: Vec<String>,
+        /// Release digest or prefix (default: the workload's latest staged release).
+        #[arg(long, conflicts_with = "all")]
+        release: Option<String>,
+        /// Workload (default: every workload of the tenant).
+        #[arg(long)]
+        workload: Option<String>,
+        /// Check the gates and preview the change set; execute nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Approve a promotion that needs approval (recorded in the ledger).
+        #[arg(long)]
+        approve: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Approve a release for production (recorded in the ledger); a later `promote` proceeds.
+    Approve {
+        /// Tenant id.
+        tenant: String,
+        /// Release digest or prefix.
+        release: String,
+    },
+    /// Promote the release that production ran before the current one.
+    Rollback {
+        /// Tenant id.
+        tenant: String,
+        /// Workload (default: every workload of the tenant).
+        #[arg(long)]
+        workload: Option<String>,
+        /// Preview only.
+        #[arg(long)]
+        dry_run: bool,
+        /// Approve it if it needs approval.
+        #[arg(long)]
+        approve: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// The tenant's promotion ledger: stages, evidence, approvals, promotions, rollbacks.
+    History {
+        /// Tenant id.
+        tenant: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
     /// Print the JSON schema of tenant files.
     Schema,
+}
+
+/// A check's result.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum CheckResult {
+    /// Passed.
+    Pass,
+    /// Failed.
+    Fail,
 }
 
 /// Entry point: returns the process exit code.
@@ -264,8 +383,10 @@ async fn run(cli: Cli) -> Result<u8> {
     };
     let overview = org::overview(&engine.clients.org).await?;
     check_organization(overview.as_ref(), &management_account_id)?;
-    let watching = matches!(cli.command, Command::Reconcile { watch: true, .. });
-    if let (Some(o), false) = (&overview, watching) {
+    // One organization index for the run (watch mode makes one per interval; promotion reads
+    // only the accounts of the tenant it works on).
+    let listing = matches!(cli.command, Command::Plan { .. } | Command::Apply { .. } | Command::Status { .. } | Command::Reconcile { watch: false, .. });
+    if let (Some(o), true) = (&overview, listing) {
         engine.load_index(o, &desired_tenants).await?;
     }
     match cli.command {
@@ -298,6 +419,22 @@ async fn run(cli: Cli) -> Result<u8> {
             report.api_calls = Some(crate::metrics::api_calls());
             print_report(&report, output, false);
             Ok(report.exit_code())
+        }
+        Command::Stage { .. }
+        | Command::Evidence { .. }
+        | Command::Converged { .. }
+        | Command::Promote { .. }
+        | Command::Approve { .. }
+        | Command::Rollback { .. }
+        | Command::History { .. } => {
+            let caller = engine.clients.caller_arn().await?;
+            let promoter = crate::promote::run::Promoter {
+                engine: &engine,
+                renderer: &inputs.renderer,
+                management_account_id: &management_account_id,
+                caller: &caller,
+            };
+            crate::promote::cli::run(&promoter, &selected, &desired_tenants, cli.command).await
         }
         Command::Validate | Command::Schema => unreachable!("handled above"),
     }
@@ -338,6 +475,9 @@ fn select(all: &[Tenant], names: &[String]) -> Result<Vec<Tenant>> {
     }
     Ok(out)
 }
+
+/// Lease name for organization-level steps (tenant ids cannot start with `_`).
+const ORGANIZATION_LEASE: &str = "_organization";
 
 /// Runs `localstack/start.sh` next to the config file and points the AWS SDK at it with test
 /// credentials (never real ones: `--local` must not reach AWS).
@@ -416,12 +556,26 @@ async fn compute_plan(engine: &Engine, overview: Option<&OrgOverview>, tenants: 
     let ous = ou_existence(engine, overview, tenants).await?;
     let mut plan = Plan { organization: plan::organization(overview, &ous), tenants: Vec::new() };
     let mut errors = BTreeMap::new();
-    for (id, observed) in observe_all(engine, overview, tenants).await {
-        match observed {
-            Ok(o) => {
-                let d = tenants.iter().find(|t| t.id == id).expect("observed tenants are desired");
-                plan.tenants.push(plan::tenant(d, &o));
-            }
+    // Each tenant is planned as soon as it is observed; its observation (template bodies
+    // included) is dropped then, so memory does not hold every tenant's observation at once.
+    let store = &engine.store;
+    let mut results: Vec<(String, Result<TenantPlan>)> = stream::iter(tenants)
+        .map(|d| async move {
+            let r = crate::metrics::for_tenant(&d.id, async {
+                let tracked = store.read(&d.id).await?;
+                let observed = engine.observer(overview).tenant(d, &tracked.record).await?;
+                Ok(plan::tenant(d, &observed))
+            })
+            .await;
+            (d.id.clone(), r)
+        })
+        .buffer_unordered(engine.settings.concurrency)
+        .collect()
+        .await;
+    results.sort_by(|a, b| a.0.cmp(&b.0));
+    for (id, r) in results {
+        match r {
+            Ok(p) => plan.tenants.push(p),
             Err(e) => {
                 errors.insert(id, format!("{e:#}"));
             }
@@ -537,6 +691,10 @@ async fn cmd_apply(
             println!("Apply cancelled.");
             return Ok(1);
         }
+        // The organization may have changed while the prompt waited: list it again.
+        if let Some(o) = overview {
+            engine.load_index(o, tenants).await?;
+        }
     }
     // Tenants the preview found in sync are not worked on again.
     let in_sync = |d: &&DesiredTenant| preview.tenants.iter().any(|t| t.tenant == d.id && t.steps.is_empty() && t.refusals.is_empty());
@@ -545,7 +703,22 @@ async fn cmd_apply(
         tenants.iter().filter(in_sync).map(|d| TenantOutcome { tenant: d.id.clone(), ..Default::default() }).collect();
     engine.store.ensure_bucket(&engine.settings.home_region).await?;
     let org_steps = preview.organization.clone();
-    let overview = engine.apply_organization(&org_steps, overview).await?;
+    // Organization steps (organization, SCP type, OUs) run under an organization-wide lease, so
+    // that two processes never create the same OU twice (some endpoints allow duplicate names).
+    let overview = if org_steps.is_empty() {
+        engine.apply_organization(&org_steps, overview).await?
+    } else {
+        let s = &engine.settings;
+        let lease = engine
+            .store
+            .acquire_lease(ORGANIZATION_LEASE, std::time::Duration::from_secs(s.lease_ttl_seconds), std::time::Duration::from_secs(s.lease_wait_seconds))
+            .await?;
+        let applied = engine.apply_organization(&org_steps, overview).await;
+        if let Err(e) = lease.release().await {
+            tracing::warn!("could not release the organization lease (it will expire): {e:#}");
+        }
+        applied?
+    };
     if engine.index().is_none() {
         engine.load_index(&overview, tenants).await?;
     }

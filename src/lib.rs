@@ -20,3 +20,4 @@ pub mod shutdown;
 pub mod reconcile;
 pub mod shard;
 pub mod metrics;
+pub mod promote;

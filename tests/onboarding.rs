@@ -214,7 +214,8 @@ async fn two_concurrent_applies_on_one_tenant_share_it_through_the_lease() {
     for env in ENVS {
         only_account(&aws, "acme", env).await;
     }
-    assert_eq!(ws.run(&emu.endpoint, &["plan", "acme"]).code, 0);
+    let plan = ws.run(&emu.endpoint, &["plan", "acme"]);
+    assert_eq!(plan.code, 0, "{plan:?}\n--- first apply ---\n{a:?}\n--- second apply ---\n{b:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

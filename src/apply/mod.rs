@@ -215,9 +215,24 @@ impl Engine {
         }
         let mut run = TenantRun::new(self, desired, overview, tracked, &observed);
         run.record_observed().await?;
+        // Every CreateAccount of the plan is requested up front (each within the creation
+        // bound): AWS creates the accounts in parallel while the steps wait for them in order.
+        for step in &plan.steps {
+            if let Step::CreateAccount { environment, email, account_name } = step {
+                if let Err(e) = run.start_account(*environment, email, account_name).await {
+                    if let Err(save) = run.save_if_dirty().await {
+                        tracing::warn!(tenant = %desired.id, "could not record progress after a failed step: {save:#}");
+                    }
+                    return Err(e.context(format!("{}: {step}", desired.id)));
+                }
+            }
+        }
         for step in &plan.steps {
             lease.check()?;
             if mode.stop_on_signal && crate::shutdown::requested() {
+                if let Err(save) = run.save_if_dirty().await {
+                    tracing::warn!(tenant = %desired.id, "could not record progress before stopping: {save:#}");
+                }
                 bail!("stopped by signal before: {step}; re-run to continue");
             }
             if let Err(e) = run.execute(step).await {
@@ -252,6 +267,8 @@ struct TenantRun<'a> {
     /// again by observation (accounts through their request id, SCPs through their attachment or
     /// `DuplicatePolicyException`, stacks by name).
     dirty: bool,
+    /// Account creations requested and not yet awaited, with their creation slots.
+    creating: BTreeMap<Environment, (String, tokio::sync::OwnedSemaphorePermit)>,
 }
 
 impl<'a> TenantRun<'a> {
@@ -273,6 +290,7 @@ impl<'a> TenantRun<'a> {
             verified: BTreeMap::new(),
             sessions: BTreeMap::new(),
             dirty: false,
+            creating: BTreeMap::new(),
         };
         for (env, obs) in &observed.accounts {
             if let AccountObservation::Found(found) = obs {
@@ -321,6 +339,25 @@ impl<'a> TenantRun<'a> {
         Ok(())
     }
 
+    /// Requests an account (`CreateAccount`, within `account_creation_concurrency`: the slot is
+    /// held until the account exists) and records the request. Returns the request id.
+    async fn start_account(&mut self, env: Environment, email: &str, account_name: &str) -> Result<String> {
+        let slot = self.engine.create_slots.clone().acquire_owned().await?;
+        // Recorded before the call: a run that finds this and no request id looks for the
+        // account with fresh listings (a crash may fall between the call and the record).
+        self.record(env).create_started_at = Some(crate::state::now_rfc3339());
+        self.save().await?;
+        let org = self.engine.clients.org.clone();
+        let request_id = org::create_account(&org, email, account_name, &self.desired.account(env).tags).await?;
+        crate::faults::crash_point("after-create-account");
+        // Recorded before polling: a crash from here on resumes this request.
+        self.record(env).create_request_id = Some(request_id.clone());
+        self.save().await?;
+        crate::faults::crash_point("after-record-request");
+        self.creating.insert(env, (request_id.clone(), slot));
+        Ok(request_id)
+    }
+
     fn account_id(&self, env: Environment) -> Result<String> {
         self.account_ids.get(&env).cloned().with_context(|| format!("no {env} account id yet"))
     }
@@ -365,18 +402,12 @@ impl<'a> TenantRun<'a> {
         match step {
             Step::CreateAccount { environment, email, account_name } => {
                 let env = *environment;
-                let _slot = self.engine.create_slots.acquire().await?;
-                // Recorded before the call: a run that finds this and no request id looks for the
-                // account with fresh listings (a crash may fall between the call and the record).
-                self.record(env).create_started_at = Some(crate::state::now_rfc3339());
-                self.save().await?;
-                let request_id = org::create_account(&org, email, account_name, &self.desired.account(env).tags).await?;
-                crate::faults::crash_point("after-create-account");
-                // Recorded before polling: a crash from here on resumes this request.
-                self.record(env).create_request_id = Some(request_id.clone());
-                self.save().await?;
-                crate::faults::crash_point("after-record-request");
+                let request_id = match self.creating.get(&env) {
+                    Some((id, _)) => id.clone(),
+                    None => self.start_account(env, email, account_name).await?,
+                };
                 self.await_account(env, &request_id).await?;
+                self.creating.remove(&env);
                 // This run created the account, with the tenant's tags: the guard passes by
                 // construction, so no live tag read is needed before the first step touches it.
                 let id = self.account_id(env)?;

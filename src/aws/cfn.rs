@@ -12,7 +12,11 @@ use aws_sdk_cloudformation::Client;
 use super::{aws_error, error_code};
 use crate::observe::{DriftedResource, ObservedStack, ResourceDrift};
 
-/// Stacks in the account whose names start with `tenantry-` (`DescribeStacks`, all pages).
+/// Name prefix of workload stacks (`tenantry-wl-<workload>`).
+pub const WORKLOAD_STACK_PREFIX: &str = "tenantry-wl-";
+
+/// Stacks in the account whose names start with `tenantry-`, workload stacks aside
+/// (`DescribeStacks`, all pages).
 pub async fn tenantry_stacks(cfn: &Client) -> Result<BTreeMap<String, ObservedStack>> {
     let mut out = BTreeMap::new();
     let mut pages = cfn.describe_stacks().into_paginator().send();
@@ -20,7 +24,8 @@ pub async fn tenantry_stacks(cfn: &Client) -> Result<BTreeMap<String, ObservedSt
         let page = page.map_err(|e| aws_error("cloudformation:DescribeStacks", e))?;
         for s in page.stacks.unwrap_or_default() {
             let name = s.stack_name().unwrap_or_default().to_string();
-            if name.starts_with("tenantry-") {
+            // Workload stacks (`tenantry-wl-*`) belong to `stage`/`promote`, not to apply.
+            if name.starts_with("tenantry-") && !name.starts_with(WORKLOAD_STACK_PREFIX) {
                 out.insert(name, observed(&s));
             }
         }
@@ -335,4 +340,150 @@ pub async fn failure_events(cfn: &Client, name: &str) -> Result<Vec<String>> {
             )
         })
         .collect())
+}
+
+/// One resource change of a change set.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct ResourceChange {
+    /// `Add`, `Modify`, `Remove`, ...
+    pub action: String,
+    /// Logical id in the template.
+    pub logical_id: String,
+    /// e.g. `AWS::SQS::Queue`.
+    pub resource_type: String,
+    /// `True`, `False` or `Conditional` (for `Modify`); empty otherwise.
+    pub replacement: String,
+    /// What changes: `Properties`, `Tags`, ...
+    pub scope: Vec<String>,
+}
+
+/// A change set that was created and described.
+#[derive(Debug, Clone)]
+pub struct ChangeSetPreview {
+    /// Change set name.
+    pub name: String,
+    /// Whether it creates the stack (`CREATE`) rather than updating it.
+    pub creates_stack: bool,
+    /// Its resource changes (may be empty for a change of outputs or stack tags only).
+    pub changes: Vec<ResourceChange>,
+    /// Whether it can be executed: false when CloudFormation found nothing at all to change.
+    pub executable: bool,
+    /// The change set could not be created for a reason other than "no changes".
+    pub failed: Option<String>,
+}
+
+/// Creates a change set for `stack` from an inline template with stack parameters and tags
+/// (`CreateChangeSet`, type `CREATE` when `creates_stack`), waits until it is ready
+/// (`DescribeChangeSet` through the SDK waiter, at most `timeout`) and returns its changes. A
+/// change set that failed because the template and parameters change nothing comes back with no
+/// changes and no failure.
+pub async fn create_change_set(
+    cfn: &Client,
+    stack: &str,
+    name: &str,
+    creates_stack: bool,
+    template: &str,
+    parameters: &BTreeMap<String, String>,
+    tags: &BTreeMap<String, String>,
+    timeout: Duration,
+) -> Result<ChangeSetPreview> {
+    use aws_sdk_cloudformation::types::{ChangeSetType, Parameter};
+    let params: Vec<Parameter> =
+        parameters.iter().map(|(k, v)| Parameter::builder().parameter_key(k).parameter_value(v).build()).collect();
+    cfn.create_change_set()
+        .stack_name(stack)
+        .change_set_name(name)
+        .change_set_type(if creates_stack { ChangeSetType::Create } else { ChangeSetType::Update })
+        .template_body(template)
+        .set_parameters(Some(params))
+        .set_capabilities(Some(vec![Capability::CapabilityIam, Capability::CapabilityNamedIam]))
+        .set_tags(Some(to_tags(tags)))
+        .send()
+        .await
+        .map_err(|e| aws_error("cloudformation:CreateChangeSet", e))?;
+    let _ = cfn.wait_until_change_set_create_complete().stack_name(stack).change_set_name(name).wait(timeout).await;
+    let mut changes = Vec::new();
+    let mut status = String::new();
+    let mut reason = String::new();
+    let mut pages = cfn.describe_change_set().stack_name(stack).change_set_name(name).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| aws_error("cloudformation:DescribeChangeSet", e))?;
+        status = page.status().map(|s| s.as_str().to_string()).unwrap_or_default();
+        reason = page.status_reason().unwrap_or_default().to_string();
+        for c in page.changes() {
+            if let Some(rc) = c.resource_change() {
+                changes.push(ResourceChange {
+                    action: rc.action().map(|a| a.as_str().to_string()).unwrap_or_default(),
+                    logical_id: rc.logical_resource_id().unwrap_or_default().to_string(),
+                    resource_type: rc.resource_type().unwrap_or_default().to_string(),
+                    replacement: rc.replacement().map(|r| r.as_str().to_string()).unwrap_or_default(),
+                    scope: rc.scope().iter().map(|s| s.as_str().to_string()).collect(),
+                });
+            }
+        }
+    }
+    let failed = match status.as_str() {
+        "CREATE_COMPLETE" => None,
+        "FAILED" if reason.contains("didn't contain changes") || reason.contains("No updates are to be performed") => None,
+        other => Some(format!("change set {name} is {other}: {reason}")),
+    };
+    Ok(ChangeSetPreview { name: name.to_string(), creates_stack, changes, executable: status == "CREATE_COMPLETE", failed })
+}
+
+/// Deletes a change set (`DeleteChangeSet`); one already gone is fine.
+pub async fn delete_change_set(cfn: &Client, stack: &str, name: &str) -> Result<()> {
+    match cfn.delete_change_set().stack_name(stack).change_set_name(name).send().await {
+        Ok(_) => Ok(()),
+        Err(e) if matches!(error_code(&e), Some("ChangeSetNotFound") | Some("ChangeSetNotFoundException")) => Ok(()),
+        Err(e) => Err(aws_error("cloudformation:DeleteChangeSet", e)),
+    }
+}
+
+/// Executes a change set (`ExecuteChangeSet`) and waits for the stack (at most `timeout`). A stack
+/// that does not end in CREATE_COMPLETE / UPDATE_COMPLETE is an error listing the failed
+/// resources' events; CloudFormation has then rolled the stack back to what it ran before.
+pub async fn execute_change_set(cfn: &Client, stack: &str, name: &str, creates_stack: bool, timeout: Duration) -> Result<ObservedStack> {
+    cfn.execute_change_set()
+        .stack_name(stack)
+        .change_set_name(name)
+        .send()
+        .await
+        .map_err(|e| aws_error("cloudformation:ExecuteChangeSet", e))?;
+    let last = if creates_stack {
+        last_polled(cfn.wait_until_stack_create_complete().stack_name(stack).wait(timeout).await)
+    } else {
+        last_polled(cfn.wait_until_stack_update_complete().stack_name(stack).wait(timeout).await)
+    };
+    let observed = match last {
+        Some(s) => s,
+        None => describe(cfn, stack).await?.with_context(|| format!("stack {stack} vanished"))?,
+    };
+    if matches!(observed.status.as_str(), "CREATE_COMPLETE" | "UPDATE_COMPLETE") {
+        Ok(observed)
+    } else {
+        let events = failure_events(cfn, stack).await.unwrap_or_default();
+        anyhow::bail!(
+            "stack {stack} ended in {} after change set {name}{}",
+            observed.status,
+            if events.is_empty() { String::new() } else { format!("; failed resources:\n  {}", events.join("\n  ")) }
+        )
+    }
+}
+
+/// A stack's outputs, key → value (`DescribeStacks`); empty when the stack does not exist.
+pub async fn outputs(cfn: &Client, stack: &str) -> Result<BTreeMap<String, String>> {
+    match cfn.describe_stacks().stack_name(stack).send().await {
+        Ok(out) => Ok(out
+            .stacks()
+            .first()
+            .map(|s| {
+                s.outputs()
+                    .iter()
+                    .filter_map(|o| Some((o.output_key()?.to_string(), o.output_value()?.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default()),
+        Err(e) if error_code(&e) == Some("ValidationError") => Ok(BTreeMap::new()),
+        Err(e) => Err(aws_error("cloudformation:DescribeStacks", e)),
+    }
 }

@@ -61,6 +61,8 @@ pub struct MemberSession {
     pub account: VerifiedAccount,
     /// CloudFormation in the home region.
     pub cfn: aws_sdk_cloudformation::Client,
+    /// S3 in the home region (the staging evidence bucket).
+    pub s3: aws_sdk_s3::Client,
 }
 
 impl MemberSession {
@@ -130,7 +132,11 @@ impl MemberSession {
             .region(Region::new(region.to_string()))
             .build();
         let cfn_conf = aws_sdk_cloudformation::config::Builder::from(&conf).interceptor(CountCalls).build();
-        Ok(MemberSession { account: account.clone(), cfn: aws_sdk_cloudformation::Client::from_conf(cfn_conf) })
+        Ok(MemberSession {
+            account: account.clone(),
+            cfn: aws_sdk_cloudformation::Client::from_conf(cfn_conf),
+            s3: super::s3_client(&conf),
+        })
     }
 }
 

@@ -64,6 +64,12 @@ impl Clients {
         }
     }
 
+    /// The caller's ARN (STS `GetCallerIdentity`), recorded in the promotion ledger.
+    pub async fn caller_arn(&self) -> anyhow::Result<String> {
+        let out = self.sts.get_caller_identity().send().await.map_err(|e| aws_error("sts:GetCallerIdentity", e))?;
+        Ok(out.arn.unwrap_or_default())
+    }
+
     /// The management account id (STS `GetCallerIdentity`).
     pub async fn management_account_id(&self) -> anyhow::Result<String> {
         let out = self

@@ -177,6 +177,7 @@ pub async fn watch(
     let mut started_at = now_rfc3339();
     let mut last_report = Instant::now();
     let mut overview: Option<(std::sync::Arc<OrgOverview>, Instant)> = None;
+    let mut index_at: Option<Instant> = None;
     let mut reports = 0u64;
     loop {
         let stopping = crate::shutdown::requested();
@@ -194,16 +195,20 @@ pub async fn watch(
             if !ready.is_empty() {
                 if overview.as_ref().is_none_or(|(_, at)| at.elapsed() >= interval) {
                     match org::overview(&engine.clients.org).await {
-                        Ok(Some(o)) => {
-                            // A fresh organization index for the tenants started in this interval.
-                            if let Err(e) = engine.load_index(&o, tenants).await {
-                                tracing::warn!("cannot list the organization, looking accounts up one by one: {e:#}");
-                                *engine.index.write().unwrap_or_else(|p| p.into_inner()) = None;
-                            }
-                            overview = Some((std::sync::Arc::new(o), Instant::now()))
-                        }
+                        Ok(Some(o)) => overview = Some((std::sync::Arc::new(o), Instant::now())),
                         Ok(None) => tracing::error!("no organization yet: run `tenantry apply` first"),
                         Err(e) => tracing::error!("cannot read the organization: {e:#}"),
+                    }
+                }
+                // The organization index is at most half an interval old when a tenant starts,
+                // so two checks of one tenant (at least 0.9 intervals apart) never share one.
+                if let Some((o, _)) = &overview {
+                    if index_at.is_none_or(|at: Instant| at.elapsed() >= interval / 2) {
+                        if let Err(e) = engine.load_index(o, tenants).await {
+                            tracing::warn!("cannot list the organization, looking accounts up one by one: {e:#}");
+                            *engine.index.write().unwrap_or_else(|p| p.into_inner()) = None;
+                        }
+                        index_at = Some(Instant::now());
                     }
                 }
                 match &overview {

@@ -237,6 +237,32 @@ impl StateStore {
         Ok(format!("s3://{}/{key}", self.bucket))
     }
 
+    /// Writes a new object that must not exist yet (`PutObject` with `If-None-Match: *`): the
+    /// ledger and release artifacts are append-only. An existing key gives [`WriteConflict`].
+    pub async fn put_new(&self, key: &str, body: Vec<u8>) -> Result<()> {
+        self.put_conditional(key, body, None).await.map(|_| ())
+    }
+
+    /// Reads an object's bytes (`GetObject`); `None` when it (or the bucket) does not exist.
+    pub async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.get(key).await?.map(|(b, _)| b))
+    }
+
+    /// Keys under `prefix`, sorted (`ListObjectsV2`, all pages); none when the bucket is missing.
+    pub async fn list_keys(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut pages = self.s3.list_objects_v2().bucket(&self.bucket).prefix(prefix).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            match page {
+                Ok(p) => out.extend(p.contents.unwrap_or_default().into_iter().filter_map(|o| o.key)),
+                Err(e) if error_code(&e) == Some("NoSuchBucket") => return Ok(Vec::new()),
+                Err(e) => return Err(aws_error("s3:ListObjectsV2", e)),
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     async fn get(&self, key: &str) -> Result<Option<(Vec<u8>, String)>> {
         match self.s3.get_object().bucket(&self.bucket).key(key).send().await {
             Ok(out) => {

@@ -71,6 +71,81 @@ pub struct TenantSpec {
     pub production: AccountSpec,
     /// The digital-twin staging account.
     pub staging: AccountSpec,
+    /// Workloads promoted from staging to production (`tenantry stage` / `promote`): name → spec.
+    #[serde(default)]
+    pub workloads: BTreeMap<String, WorkloadSpec>,
+    /// When a staged release may go to production.
+    #[serde(default)]
+    pub promotion: PromotionPolicy,
+}
+
+/// A workload: a blueprint rendered once into a release artifact that staging proves and
+/// production receives byte for byte.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[schemars(deny_unknown_fields)]
+pub struct WorkloadSpec {
+    /// Name of a file in `blueprints/` (without `.json`).
+    pub blueprint: String,
+    /// Blueprint parameters, rendered into the artifact (the same in both environments; part of
+    /// the release digest).
+    #[serde(default)]
+    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
+    pub parameters: toml::Table,
+    /// CloudFormation stack parameters in production (the template's `Parameters`): the
+    /// environment's settings, not part of the artifact.
+    #[serde(default)]
+    pub production: BTreeMap<String, String>,
+    /// CloudFormation stack parameters in staging.
+    #[serde(default)]
+    pub staging: BTreeMap<String, String>,
+}
+
+impl WorkloadSpec {
+    /// The stack parameters of one environment.
+    pub fn stack_parameters(&self, env: Environment) -> &BTreeMap<String, String> {
+        match env {
+            Environment::Production => &self.production,
+            Environment::Staging => &self.staging,
+        }
+    }
+}
+
+/// Who decides that a converged release goes to production.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Approval {
+    /// Every promotion needs `--approve` or `tenantry approve`.
+    #[default]
+    Manual,
+    /// Low-risk promotions go on their own; high-risk ones still need approval.
+    Auto,
+}
+
+/// The promotion policy of a tenant: the gates a release passes before production.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[schemars(deny_unknown_fields)]
+pub struct PromotionPolicy {
+    /// Checks that must have a passing result for the release digest (e.g. `tests`, `review`,
+    /// `security-audit`).
+    #[serde(default)]
+    pub required_checks: Vec<String>,
+    /// How long a release must have been staged before promotion, e.g. `30m`, `2h` (default 0).
+    #[serde(default)]
+    pub soak: Option<String>,
+    /// `manual` (default) or `auto`.
+    #[serde(default)]
+    pub approval: Approval,
+    /// Resource types whose change makes a promotion high risk, besides replacements, removals
+    /// and IAM, KMS and policy resources; `*` matches any suffix (e.g. `AWS::RDS::*`).
+    #[serde(default)]
+    pub high_risk_resource_types: Vec<String>,
+}
+
+impl PromotionPolicy {
+    /// The soak time in seconds (0 when unset or unparsable; validation reports the latter).
+    pub fn soak_seconds(&self) -> u64 {
+        self.soak.as_deref().and_then(|s| humantime::parse_duration(s).ok()).map_or(0, |d| d.as_secs())
+    }
 }
 
 impl TenantSpec {
@@ -142,6 +217,10 @@ pub mod tags {
     pub const BLUEPRINT: &str = "tenantry:blueprint";
     /// Stack tag: when reconcile last redeployed the stack to revert drift (RFC 3339).
     pub const REDEPLOYED_AT: &str = "tenantry:redeployed-at";
+    /// Workload stack tag: the workload name.
+    pub const WORKLOAD: &str = "tenantry:workload";
+    /// Workload stack tag: the release digest the stack runs.
+    pub const RELEASE: &str = "tenantry:release";
 }
 
 /// Whether `s` is a region name such as `us-east-1` or `us-gov-west-1`.

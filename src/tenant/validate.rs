@@ -75,6 +75,7 @@ pub fn load(dir: &Path, settings: &OrgSettings, renderer: &Renderer) -> LoadedTe
             err(field, msg);
         }
         check_spec(&spec, &path, settings, renderer, &mut err);
+        check_workloads(&spec, renderer, &mut err);
 
         if let Some(first) = ids.get(&spec.id) {
             err("id".into(), format!("duplicate tenant id `{}`: also used by {}", spec.id, first.display()));
@@ -222,12 +223,72 @@ fn check_spec(spec: &TenantSpec, path: &Path, settings: &OrgSettings, renderer: 
     }
 }
 
+/// Checks the workloads and the promotion policy.
+fn check_workloads(spec: &TenantSpec, renderer: &Renderer, err: &mut impl FnMut(String, String)) {
+    for (name, w) in &spec.workloads {
+        let f = format!("workloads.{name}");
+        if !valid_tenant_id(name) {
+            err(f.clone(), format!("`{name}` is not a valid workload name: lowercase letters, digits and `-`, starting with a letter"));
+        }
+        if !renderer.has(Kind::Blueprint, &w.blueprint) {
+            err(format!("{f}.blueprint"), format!("unknown blueprint `{}`: no file blueprints/{}.json (known: {})", w.blueprint, w.blueprint, renderer.names(Kind::Blueprint).join(", ")));
+            continue;
+        }
+        if matches!(w.blueprint.as_str(), "baseline" | "agent-pipeline") {
+            err(format!("{f}.blueprint"), format!("`{}` is deployed by `apply`; a workload uses its own blueprint", w.blueprint));
+        }
+        if let Some(specs) = renderer.params(&w.blueprint) {
+            for (key, value) in &w.parameters {
+                match specs.get(key) {
+                    None => err(format!("{f}.parameters.{key}"), format!("blueprint `{}` has no parameter `{key}` (it takes: {})", w.blueprint, specs.keys().cloned().collect::<Vec<_>>().join(", "))),
+                    Some(s) => {
+                        if let Err(why) = crate::params::check_value(s, value) {
+                            err(format!("{f}.parameters.{key}"), why);
+                        }
+                    }
+                }
+            }
+            for (key, s) in specs {
+                if s.default.is_none() && !w.parameters.contains_key(key) {
+                    err(format!("{f}.parameters"), format!("missing parameter `{key}`: {}", s.description));
+                }
+            }
+        }
+    }
+    let p = &spec.promotion;
+    if let Some(soak) = &p.soak {
+        if humantime::parse_duration(soak).is_err() {
+            err("promotion.soak".into(), format!("`{soak}` is not a duration such as `30m` or `2h`"));
+        }
+    }
+    for (i, c) in p.required_checks.iter().enumerate() {
+        if !valid_tenant_id(c) {
+            err(format!("promotion.required_checks.{i}"), format!("`{c}` is not a check name: lowercase letters, digits and `-`"));
+        }
+    }
+    for (i, t) in p.high_risk_resource_types.iter().enumerate() {
+        if !t.starts_with("AWS::") && !t.starts_with("Custom::") && t != "*" {
+            err(format!("promotion.high_risk_resource_types.{i}"), format!("`{t}` is not a resource type such as `AWS::RDS::DBInstance` or `AWS::RDS::*`"));
+        }
+    }
+}
+
 /// "unknown field" with the known fields at that level and the closest one, if any is close.
 fn unknown_field_message(path: &str) -> String {
-    const TOP: &[&str] = &["id", "name", "drift", "production", "staging"];
+    const TOP: &[&str] = &["id", "name", "drift", "production", "staging", "workloads", "promotion"];
     const ACCOUNT: &[&str] = &["email", "account_name", "ou", "allowed_regions", "tags", "policies", "blueprints"];
     let (parent, key) = path.rsplit_once('.').unwrap_or(("", path));
-    let known = if parent.is_empty() { TOP } else { ACCOUNT };
+    const PROMOTION: &[&str] = &["required_checks", "soak", "approval", "high_risk_resource_types"];
+    const WORKLOAD: &[&str] = &["blueprint", "parameters", "production", "staging"];
+    let known = if parent.is_empty() {
+        TOP
+    } else if parent == "promotion" {
+        PROMOTION
+    } else if parent.starts_with("workloads.") && parent.matches('.').count() == 1 {
+        WORKLOAD
+    } else {
+        ACCOUNT
+    };
     let close = known.iter().min_by_key(|k| edit_distance(k, key)).filter(|k| edit_distance(k, key) <= 2);
     let mut msg = format!("unknown field `{key}`; known fields here: {}", known.join(", "));
     if let Some(c) = close {

@@ -347,6 +347,11 @@ impl Aws {
             .collect()
     }
 
+    /// The state bucket tenantry uses against this emulator.
+    pub fn state_bucket(emu: &Emulator) -> String {
+        format!("tenantry-state-{}-us-east-1", emu.management_account_id())
+    }
+
     /// A state object from the state bucket, parsed.
     pub async fn state_object(&self, bucket: &str, key: &str) -> Option<serde_json::Value> {
         let out = self.s3.get_object().bucket(bucket).key(key).send().await.ok()?;
@@ -366,9 +371,18 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Starts the proxy in front of `upstream`.
     pub fn start(upstream: &str, rules: &serde_json::Value) -> FaultProxy {
+        Self::start_logged(upstream, rules, None)
+    }
+
+    /// Like [`FaultProxy::start`], appending every request it sees to `log` (one line each).
+    pub fn start_logged(upstream: &str, rules: &serde_json::Value, log: Option<&Path>) -> FaultProxy {
         use std::io::BufRead;
         let port = free_port();
-        let mut child = Command::new("python3")
+        let mut cmd = Command::new("python3");
+        if let Some(log) = log {
+            cmd.env("FAULTPROXY_LOG", log);
+        }
+        let mut child = cmd
             .arg(repo().join("localstack/faultproxy.py"))
             .arg(port.to_string())
             .arg(upstream)

@@ -1,0 +1,256 @@
+//! The promotion commands' output and exit codes.
+
+use anyhow::{bail, Context, Result};
+
+use super::run::{waves, workloads, Promoter, Promotion, PromotionStatus};
+use super::{short, Gate};
+use crate::cli::{CheckResult, Command, Output};
+use crate::desired::DesiredTenant;
+use crate::tenant::Tenant;
+
+fn find<'a>(tenants: &'a [Tenant], desired: &'a [DesiredTenant], id: &str) -> Result<(&'a Tenant, &'a DesiredTenant)> {
+    let t = tenants.iter().find(|t| t.spec.id == id).with_context(|| {
+        format!("no tenant `{id}` (known: {})", tenants.iter().map(|t| t.spec.id.as_str()).collect::<Vec<_>>().join(", "))
+    })?;
+    let d = desired.iter().find(|d| d.id == id).context("tenant not built")?;
+    Ok((t, d))
+}
+
+fn print_gates(gates: &[Gate]) {
+    for g in gates {
+        println!("  [{}] {:<22} {}", if g.pass { "pass" } else { "FAIL" }, g.gate, g.detail);
+    }
+}
+
+fn print_promotion(p: &Promotion) {
+    println!(
+        "tenant {} workload {}: release {}{}",
+        p.tenant,
+        p.workload,
+        short(&p.release),
+        p.previous_release.as_deref().map(|r| format!(" (production runs {})", short(r))).unwrap_or_else(|| " (not in production yet)".into())
+    );
+    print_gates(&p.gates);
+    if !p.changes.is_empty() {
+        println!("  production change set:");
+        for c in &p.changes {
+            let replace = match c.replacement.as_str() {
+                "True" => " (REPLACEMENT)",
+                "Conditional" => " (may be replaced)",
+                _ => "",
+            };
+            let scope = if c.scope.is_empty() { String::new() } else { format!(" [{}]", c.scope.join(", ")) };
+            println!("    {:<7} {:<28} {}{scope}{replace}", c.action, c.logical_id, c.resource_type);
+        }
+    }
+    if let Some(risk) = p.risk {
+        println!("  risk: {}", serde_json::to_value(risk).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default());
+        for r in &p.risk_reasons {
+            println!("    - {r}");
+        }
+    }
+    let line = match p.status {
+        PromotionStatus::Promoted => "promoted: production runs this release".to_string(),
+        PromotionStatus::Unchanged => "production already runs this release; nothing to do".to_string(),
+        PromotionStatus::DryRun => "dry run: change set previewed and deleted; nothing executed".to_string(),
+        PromotionStatus::Refused => format!("REFUSED: {}", p.error.as_deref().unwrap_or("")),
+        PromotionStatus::NeedsApproval => format!("WAITING FOR APPROVAL: {}", p.error.as_deref().unwrap_or("")),
+        PromotionStatus::Failed => format!(
+            "FAILED; CloudFormation rolled production back to {}: {}",
+            p.previous_release.as_deref().map(short).unwrap_or("nothing (the stack was new)"),
+            p.error.as_deref().unwrap_or("")
+        ),
+    };
+    println!("  {line}");
+}
+
+/// Exit code of promotions: 1 if any failed, else 2 if any was refused or waits for approval.
+fn exit_code(ps: &[Promotion]) -> u8 {
+    if ps.iter().any(|p| p.status == PromotionStatus::Failed) {
+        1
+    } else if ps.iter().any(|p| !p.ok()) {
+        2
+    } else {
+        0
+    }
+}
+
+fn emit<T: serde::Serialize>(output: Output, value: &T) -> Result<()> {
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    }
+    Ok(())
+}
+
+/// Runs one promotion command; returns the exit code.
+pub async fn run(p: &Promoter<'_>, tenants: &[Tenant], desired: &[DesiredTenant], command: Command) -> Result<u8> {
+    match command {
+        Command::Stage { tenant, workload, output } => {
+            let (t, _) = find(tenants, desired, &tenant)?;
+            let staged = p.stage(t, workload.as_deref()).await?;
+            if output == Output::Text {
+                for s in &staged {
+                    println!("tenant {tenant} workload {}: release {} {} ({} change(s))", s.workload, s.release, s.status, s.changes.len());
+                    for c in &s.changes {
+                        println!("    {:<7} {:<28} {}", c.action, c.logical_id, c.resource_type);
+                    }
+                }
+            }
+            emit(output, &staged)?;
+            Ok(0)
+        }
+        Command::Evidence { tenant, release, check, result, url, note } => {
+            let (t, _) = find(tenants, desired, &tenant)?;
+            let rec = p.record_evidence(t, &release, &check, result == CheckResult::Pass, url.as_deref(), note.as_deref()).await?;
+            println!("recorded: {check} {} for release {} ({})", if result == CheckResult::Pass { "pass" } else { "fail" }, short(&rec.release), rec.key());
+            Ok(0)
+        }
+        Command::Approve { tenant, release } => {
+            let (t, _) = find(tenants, desired, &tenant)?;
+            let rec = p.approve(t, &release).await?;
+            println!("approved release {} of tenant {tenant} by {} ({})", short(&rec.release), rec.by, rec.key());
+            Ok(0)
+        }
+        Command::Converged { tenant, workload, release, output } => {
+            let (t, d) = find(tenants, desired, &tenant)?;
+            let mut all = Vec::new();
+            for w in workloads(t, workload.as_deref())? {
+                let c = p.converged(t, d, &w, release.as_deref()).await?;
+                if output == Output::Text {
+                    println!("tenant {tenant} workload {w}: release {} {}", short(&c.release), if c.converged { "CONVERGED" } else { "not converged" });
+                    print_gates(&c.gates);
+                }
+                all.push(c);
+            }
+            emit(output, &all)?;
+            Ok(if all.iter().all(|c| c.converged) { 0 } else { 2 })
+        }
+        Command::Promote { tenant, all, wave_size, canary, release, workload, dry_run, approve, output } => {
+            let mut done: Vec<Promotion> = Vec::new();
+            if all {
+                let with: Vec<&Tenant> = tenants.iter().filter(|t| !t.spec.workloads.is_empty()).collect();
+                for c in &canary {
+                    if !with.iter().any(|t| &t.spec.id == c) {
+                        bail!("canary `{c}` is not a tenant with workloads");
+                    }
+                }
+                let plan = waves(&with, &canary, wave_size);
+                for (i, wave) in plan.iter().enumerate() {
+                    if output == Output::Text {
+                        println!("wave {} of {}: {}", i + 1, plan.len(), wave.iter().map(|t| t.spec.id.as_str()).collect::<Vec<_>>().join(", "));
+                    }
+                    let results = futures::future::join_all(wave.iter().map(|t| async {
+                        let d = desired.iter().find(|d| d.id == t.spec.id).expect("built");
+                        let mut out = Vec::new();
+                        for w in workloads(t, workload.as_deref()).unwrap_or_default() {
+                            out.push(match p.promote(t, d, &w, None, dry_run, approve).await {
+                                Ok(pr) => pr,
+                                Err(e) => failed(&t.spec.id, &w, e),
+                            });
+                        }
+                        out
+                    }))
+                    .await;
+                    let wave_results: Vec<Promotion> = results.into_iter().flatten().collect();
+                    let stop = wave_results.iter().any(|r| !r.ok());
+                    if output == Output::Text {
+                        wave_results.iter().for_each(print_promotion);
+                    }
+                    done.extend(wave_results);
+                    if stop {
+                        let left: Vec<&str> = plan[i + 1..].iter().flatten().map(|t| t.spec.id.as_str()).collect();
+                        if output == Output::Text && !left.is_empty() {
+                            println!("stopped after wave {}: a promotion did not succeed; not promoted: {}", i + 1, left.join(", "));
+                        }
+                        break;
+                    }
+                }
+            } else {
+                let id = tenant.expect("clap requires a tenant without --all");
+                let (t, d) = find(tenants, desired, &id)?;
+                for w in workloads(t, workload.as_deref())? {
+                    let pr = p.promote(t, d, &w, release.as_deref(), dry_run, approve).await?;
+                    if output == Output::Text {
+                        print_promotion(&pr);
+                    }
+                    done.push(pr);
+                }
+            }
+            emit(output, &done)?;
+            Ok(exit_code(&done))
+        }
+        Command::Rollback { tenant, workload, dry_run, approve, output } => {
+            let (t, _) = find(tenants, desired, &tenant)?;
+            let mut done = Vec::new();
+            for w in workloads(t, workload.as_deref())? {
+                let pr = p.rollback(t, &w, dry_run, approve).await?;
+                if output == Output::Text {
+                    print_promotion(&pr);
+                }
+                done.push(pr);
+            }
+            emit(output, &done)?;
+            Ok(exit_code(&done))
+        }
+        Command::History { tenant, output } => {
+            let (t, _) = find(tenants, desired, &tenant)?;
+            let records = p.ledger(&t.spec.id).await?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&records)?),
+                Output::Text => {
+                    if records.is_empty() {
+                        println!("tenant {tenant}: no ledger records yet");
+                    }
+                    for r in &records {
+                        let kind = serde_json::to_value(r.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+                        let detail = match r.kind {
+                            super::LedgerKind::Evidence => format!(
+                                "{} {}{}",
+                                r.detail["check"].as_str().unwrap_or(""),
+                                r.detail["result"].as_str().unwrap_or(""),
+                                r.detail["url"].as_str().map(|u| format!(" {u}")).unwrap_or_default()
+                            ),
+                            super::LedgerKind::Promoted | super::LedgerKind::RolledBack => format!(
+                                "from {} ({} change(s), risk {})",
+                                r.detail["previous_release"].as_str().map(short).unwrap_or("nothing"),
+                                r.detail["changes"].as_array().map_or(0, Vec::len),
+                                r.detail["risk"].as_str().unwrap_or("-")
+                            ),
+                            super::LedgerKind::PromotionFailed => r.detail["error"].as_str().unwrap_or("").lines().next().unwrap_or("").to_string(),
+                            super::LedgerKind::Staged => format!("{} change(s)", r.detail["changes"].as_array().map_or(0, Vec::len)),
+                            super::LedgerKind::Approval => r.detail["via"].as_str().unwrap_or("").to_string(),
+                        };
+                        println!(
+                            "{}  {:<16} {:<10} {}  {}  by {}",
+                            &r.at[..r.at.len().min(23)],
+                            kind,
+                            r.workload.as_deref().unwrap_or("-"),
+                            short(&r.release),
+                            detail,
+                            r.by
+                        );
+                    }
+                }
+            }
+            Ok(0)
+        }
+        _ => bail!("not a promotion command"),
+    }
+}
+
+fn failed(tenant: &str, workload: &str, e: anyhow::Error) -> Promotion {
+    let mut p = Promotion {
+        tenant: tenant.into(),
+        workload: workload.into(),
+        release: String::new(),
+        previous_release: None,
+        status: PromotionStatus::Failed,
+        gates: Vec::new(),
+        changes: Vec::new(),
+        risk: None,
+        risk_reasons: Vec::new(),
+        error: None,
+    };
+    p.error = Some(format!("{e:#}"));
+    p
+}

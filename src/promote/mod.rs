@@ -1,0 +1,368 @@
+//! Promotion from the digital-twin staging account to production.
+//!
+//! A **release** is one workload's blueprint rendered once (the *artifact*) with its parameters,
+//! identified by the sha256 of both. `stage` stores the artifact in the state bucket
+//! (content-addressed, `artifacts/<digest>.json`) and deploys it into staging through a change
+//! set; checks report **evidence** against the digest; a release is **converged** when every gate
+//! passes; `promote` deploys the stored artifact, verified again, into production through a
+//! change set, after a risk classification decides whether a human must approve. Every step is an
+//! append-only record in the **ledger** (`ledger/<tenant>/...`, written with `If-None-Match: *`).
+//!
+//! This module is the pure part: releases, ledger records, gates and risk, all on plain data and
+//! unit-tested without AWS. `run.rs` does the I/O.
+
+pub mod cli;
+pub mod run;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::aws::cfn::ResourceChange;
+use crate::render::{sha256_hex, Kind, RenderFailure, Renderer};
+use crate::tenant::{PromotionPolicy, Tenant};
+
+/// Schema id of stored artifacts.
+pub const ARTIFACT_SCHEMA: &str = "tenantry.artifact/v1";
+/// Schema id of ledger records.
+pub const LEDGER_SCHEMA: &str = "tenantry.ledger/v1";
+
+/// The stack a workload runs as, in both accounts.
+pub fn workload_stack(workload: &str) -> String {
+    format!("{}{workload}", crate::aws::cfn::WORKLOAD_STACK_PREFIX)
+}
+
+/// A rendered release: what staging proves and production receives byte for byte.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Release {
+    /// [`ARTIFACT_SCHEMA`].
+    pub schema: String,
+    /// Tenant id.
+    pub tenant: String,
+    /// Workload name.
+    pub workload: String,
+    /// Blueprint it was rendered from.
+    pub blueprint: String,
+    /// The blueprint parameters it was rendered with (defaults filled in).
+    pub parameters: serde_json::Value,
+    /// The rendered CloudFormation template, exactly as deployed.
+    pub template: String,
+    /// [`release_digest`] of `template` and `parameters`.
+    pub digest: String,
+}
+
+/// The release digest: sha256 of the template bytes, a NUL byte, and the parameters as compact
+/// JSON with sorted keys.
+pub fn release_digest(template: &str, parameters: &serde_json::Value) -> String {
+    let mut bytes = template.as_bytes().to_vec();
+    bytes.push(0);
+    bytes.extend(serde_json::to_vec(parameters).expect("JSON serializes"));
+    sha256_hex(&bytes)
+}
+
+impl Release {
+    /// Renders `workload` of `tenant`. The context holds only what is the same in both
+    /// environments (tenant, workload, parameters, home region, management account id), so the
+    /// artifact is too; environment settings go in as stack parameters.
+    pub fn render(
+        tenant: &Tenant,
+        workload: &str,
+        renderer: &Renderer,
+        home_region: &str,
+        management_account_id: &str,
+    ) -> Result<Release, RenderFailure> {
+        let spec = tenant.spec.workloads.get(workload).ok_or_else(|| RenderFailure::Unknown {
+            kind: "workload",
+            name: workload.into(),
+            known: tenant.spec.workloads.keys().cloned().collect::<Vec<_>>().join(", "),
+        })?;
+        let params = crate::params::with_defaults(renderer.params(&spec.blueprint), &spec.parameters);
+        let parameters = serde_json::to_value(&params).unwrap_or_default();
+        let ctx = serde_json::json!({
+            "tenant": { "id": tenant.spec.id, "name": tenant.spec.name },
+            "workload": workload,
+            "home_region": home_region,
+            "management_account_id": management_account_id,
+            "params": parameters,
+        });
+        let rendered = renderer.render(Kind::Blueprint, &spec.blueprint, &ctx)?;
+        let digest = release_digest(&rendered.body, &parameters);
+        Ok(Release {
+            schema: ARTIFACT_SCHEMA.into(),
+            tenant: tenant.spec.id.clone(),
+            workload: workload.into(),
+            blueprint: spec.blueprint.clone(),
+            parameters,
+            template: rendered.body,
+            digest,
+        })
+    }
+
+    /// Whether the stored digest is the digest of the stored template and parameters.
+    pub fn verify(&self) -> bool {
+        release_digest(&self.template, &self.parameters) == self.digest
+    }
+
+    /// Where the artifact is stored in the state bucket.
+    pub fn key(digest: &str) -> String {
+        format!("artifacts/{digest}.json")
+    }
+}
+
+/// The first 12 characters of a digest, for display.
+pub fn short(digest: &str) -> &str {
+    &digest[..digest.len().min(12)]
+}
+
+/// What a ledger record is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LedgerKind {
+    /// A release was deployed into staging.
+    Staged,
+    /// A check reported a result for a release.
+    Evidence,
+    /// Someone approved a release for production.
+    Approval,
+    /// A release went to production.
+    Promoted,
+    /// A production deploy failed; CloudFormation rolled production back.
+    PromotionFailed,
+    /// The previously promoted release went back to production.
+    RolledBack,
+}
+
+/// One append-only ledger record (`ledger/<tenant>/<time>-<kind>-<id>.json`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LedgerRecord {
+    /// [`LEDGER_SCHEMA`].
+    pub schema: String,
+    /// Record id (random).
+    pub id: String,
+    /// What happened.
+    pub kind: LedgerKind,
+    /// Tenant id.
+    pub tenant: String,
+    /// Workload, where it applies.
+    #[serde(default)]
+    pub workload: Option<String>,
+    /// Release digest.
+    pub release: String,
+    /// When (RFC 3339, UTC, nanoseconds).
+    pub at: String,
+    /// Who: the caller's ARN, or the evidence object that reported it.
+    pub by: String,
+    /// Kind-specific details (check result, changes, previous release, error, ...).
+    #[serde(default)]
+    pub detail: serde_json::Value,
+}
+
+impl LedgerRecord {
+    /// The record's key: sorted by time, unique by id.
+    pub fn key(&self) -> String {
+        let kind = serde_json::to_value(self.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        format!("ledger/{}/{}-{kind}-{}.json", self.tenant, self.at, self.id)
+    }
+}
+
+/// A check result for a release, from the ledger or from the staging evidence bucket.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Evidence {
+    /// Check name, e.g. `tests`.
+    pub check: String,
+    /// Release digest it is about.
+    pub release: String,
+    /// Passed or not.
+    pub pass: bool,
+    /// When it was reported (RFC 3339).
+    pub at: String,
+    /// Link to the run, if given.
+    pub url: Option<String>,
+    /// Free text.
+    pub note: Option<String>,
+    /// Who or what reported it.
+    pub source: String,
+}
+
+/// One gate of convergence.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Gate {
+    /// `staged`, `stack`, `drift`, `check:<name>`, `soak`, `parity`.
+    pub gate: String,
+    /// Whether it passed.
+    pub pass: bool,
+    /// Why, readably.
+    pub detail: String,
+}
+
+/// What the staging stack runs, as read for the gates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StagingStack {
+    /// Stack status.
+    pub status: String,
+    /// Its `tenantry:release` tag.
+    pub release: Option<String>,
+    /// Whether the template it runs equals the artifact byte for byte.
+    pub template_matches: bool,
+    /// Drift detection: `Some(true)` in sync, `Some(false)` drifted (with what), `None` the
+    /// backend could not tell (and why).
+    pub in_sync: Result<bool, String>,
+    /// Drifted resources, when drifted.
+    pub drifted: Vec<String>,
+}
+
+/// Everything the gates look at, as plain data.
+#[derive(Debug, Clone)]
+pub struct GateInputs<'a> {
+    /// The release.
+    pub digest: &'a str,
+    /// When it was last staged (RFC 3339), if ever.
+    pub staged_at: Option<&'a str>,
+    /// The staging workload stack, if it exists.
+    pub staging: Option<StagingStack>,
+    /// Every evidence record of the tenant (all releases), any order.
+    pub evidence: &'a [Evidence],
+    /// The tenant's promotion policy.
+    pub policy: &'a PromotionPolicy,
+    /// Now (RFC 3339).
+    pub now: &'a str,
+    /// Baseline parity: per environment, (the stack's version tag, the version tenantry renders).
+    pub baseline: BTreeMap<String, (Option<String>, String)>,
+}
+
+fn seconds_between(from: &str, to: &str) -> Option<i64> {
+    use time::format_description::well_known::Rfc3339;
+    let a = time::OffsetDateTime::parse(from, &Rfc3339).ok()?;
+    let b = time::OffsetDateTime::parse(to, &Rfc3339).ok()?;
+    Some((b - a).whole_seconds())
+}
+
+/// Evaluates every gate. A release is converged when all pass.
+pub fn gates(i: &GateInputs<'_>) -> Vec<Gate> {
+    let mut out = Vec::new();
+    let d = short(i.digest);
+    out.push(match i.staged_at {
+        Some(at) => Gate { gate: "staged".into(), pass: true, detail: format!("release {d} staged at {at}") },
+        None => Gate { gate: "staged".into(), pass: false, detail: format!("release {d} was never staged: run `tenantry stage`") },
+    });
+    match &i.staging {
+        None => out.push(Gate { gate: "stack".into(), pass: false, detail: "the staging workload stack does not exist".into() }),
+        Some(s) => {
+            let complete = matches!(s.status.as_str(), "CREATE_COMPLETE" | "UPDATE_COMPLETE");
+            // What the stack runs is its template: equal to the artifact byte for byte.
+            let runs = s.template_matches;
+            let detail = if !runs {
+                format!(
+                    "the staging stack's template differs from the artifact of release {d} (its release tag: {})",
+                    s.release.as_deref().map(short).unwrap_or("none")
+                )
+            } else if !complete {
+                format!("the staging stack is {}", s.status)
+            } else {
+                format!("staging runs release {d}, {}", s.status)
+            };
+            out.push(Gate { gate: "stack".into(), pass: runs && complete, detail });
+            out.push(match &s.in_sync {
+                Ok(true) => Gate { gate: "drift".into(), pass: true, detail: "no drift in staging".into() },
+                Ok(false) => Gate { gate: "drift".into(), pass: false, detail: format!("staging drifted: {}", s.drifted.join(", ")) },
+                Err(why) => Gate { gate: "drift".into(), pass: true, detail: format!("not checked: {why} (the backend cannot tell)") },
+            });
+        }
+    }
+    for check in &i.policy.required_checks {
+        let mut mine: Vec<&Evidence> = i.evidence.iter().filter(|e| &e.check == check && e.release == i.digest).collect();
+        mine.sort_by(|a, b| a.at.cmp(&b.at));
+        let gate = format!("check:{check}");
+        out.push(match mine.last() {
+            Some(e) if e.pass => Gate { gate, pass: true, detail: format!("passed at {} ({}){}", e.at, e.source, e.url.as_deref().map(|u| format!(" {u}")).unwrap_or_default()) },
+            Some(e) => Gate {
+                gate,
+                pass: false,
+                detail: format!("failed at {} ({}){}{}", e.at, e.source, e.note.as_deref().map(|n| format!(": {n}")).unwrap_or_default(), e.url.as_deref().map(|u| format!(" {u}")).unwrap_or_default()),
+            },
+            None => {
+                let other: Vec<&str> = i.evidence.iter().filter(|e| &e.check == check && e.pass).map(|e| short(&e.release)).collect();
+                let detail = if other.is_empty() {
+                    format!("no result for release {d}")
+                } else {
+                    format!("no result for release {d} (passed only for other releases: {})", other.join(", "))
+                };
+                Gate { gate, pass: false, detail }
+            }
+        });
+    }
+    let soak = i.policy.soak_seconds() as i64;
+    out.push(match i.staged_at.and_then(|at| seconds_between(at, i.now)) {
+        Some(elapsed) if elapsed >= soak => Gate { gate: "soak".into(), pass: true, detail: format!("staged {elapsed} s ago (soak {soak} s)") },
+        Some(elapsed) => Gate { gate: "soak".into(), pass: false, detail: format!("staged {elapsed} s ago; the soak time is {soak} s ({} s to go)", soak - elapsed) },
+        None => Gate { gate: "soak".into(), pass: false, detail: "not staged".into() },
+    });
+    let broken: Vec<String> = i
+        .baseline
+        .iter()
+        .filter(|(_, (running, want))| running.as_deref() != Some(want.as_str()))
+        .map(|(env, (running, want))| format!("{env} runs {} (wanted {})", running.as_deref().map(short).unwrap_or("nothing"), short(want)))
+        .collect();
+    out.push(if broken.is_empty() && !i.baseline.is_empty() {
+        Gate { gate: "parity".into(), pass: true, detail: "production and staging run the current baseline".into() }
+    } else if i.baseline.is_empty() {
+        Gate { gate: "parity".into(), pass: false, detail: "no baseline found".into() }
+    } else {
+        Gate { gate: "parity".into(), pass: false, detail: format!("the twins differ: {} (run `tenantry apply`)", broken.join("; ")) }
+    });
+    out
+}
+
+/// How risky a production change set is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Risk {
+    /// No replacement, removal, IAM/KMS/policy change or resource type the tenant marks.
+    Low,
+    /// Needs approval.
+    High,
+}
+
+fn type_matches(pattern: &str, resource_type: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => resource_type.starts_with(prefix),
+        None => pattern == resource_type,
+    }
+}
+
+/// Classifies a change set: high risk for replacements (`True` or `Conditional`), removals,
+/// IAM, KMS and policy resources, and resource types the tenant's policy marks. Returns the
+/// reasons.
+pub fn classify(changes: &[ResourceChange], policy: &PromotionPolicy) -> (Risk, Vec<String>) {
+    let mut reasons = Vec::new();
+    for c in changes {
+        let what = format!("{} {} ({})", c.action, c.logical_id, c.resource_type);
+        if c.action == "Remove" {
+            reasons.push(format!("{what}: removal"));
+        } else if matches!(c.replacement.as_str(), "True" | "Conditional") {
+            reasons.push(format!("{what}: replacement {}", c.replacement));
+        }
+        if c.resource_type.starts_with("AWS::IAM::") || c.resource_type.starts_with("AWS::KMS::") || c.resource_type.ends_with("Policy") {
+            reasons.push(format!("{what}: IAM, KMS or policy change"));
+        }
+        if let Some(p) = policy.high_risk_resource_types.iter().find(|p| type_matches(p, &c.resource_type)) {
+            reasons.push(format!("{what}: marked high risk by the tenant's promotion policy ({p})"));
+        }
+    }
+    (if reasons.is_empty() { Risk::Low } else { Risk::High }, reasons)
+}
+
+/// The release a rollback goes back to: the release promoted before the one production runs now
+/// (from `promoted` and `rolled_back` records of one workload, oldest first).
+pub fn rollback_target(history: &[&LedgerRecord]) -> Option<String> {
+    let mut promoted: Vec<&str> = Vec::new();
+    for r in history {
+        if matches!(r.kind, LedgerKind::Promoted | LedgerKind::RolledBack) && promoted.last() != Some(&r.release.as_str()) {
+            promoted.push(&r.release);
+        }
+    }
+    let current = promoted.last()?;
+    promoted.iter().rev().find(|d| *d != current).map(|d| d.to_string())
+}

@@ -1,0 +1,621 @@
+//! The I/O of promotion: `stage`, `evidence`, `converged`, `promote` (one tenant or waves),
+//! `approve`, `rollback`, `history`. Member accounts are reached only through
+//! [`MemberSession`]s of the tenant being worked on, after the blast-radius guard.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use super::{
+    classify, gates, rollback_target, short, workload_stack, Evidence, Gate, GateInputs, LedgerKind, LedgerRecord, Release,
+    Risk, StagingStack, LEDGER_SCHEMA,
+};
+use crate::apply::Engine;
+use crate::aws::cfn::{self, ResourceChange};
+use crate::aws::member::{MemberSession, VerifiedAccount};
+use crate::aws::org;
+use crate::desired::DesiredTenant;
+use crate::observe::ResourceDrift;
+use crate::render::Renderer;
+use crate::tenant::{tags, Approval, Environment, Tenant};
+
+/// What promotion needs from the run.
+pub struct Promoter<'a> {
+    /// Clients, settings, state store.
+    pub engine: &'a Engine,
+    /// Blueprints, to render releases.
+    pub renderer: &'a Renderer,
+    /// Management account id (render context).
+    pub management_account_id: &'a str,
+    /// The caller's ARN, recorded as `by` in the ledger.
+    pub caller: &'a str,
+}
+
+/// Now as RFC 3339 with nanoseconds (ledger keys sort by it).
+fn now_nanos() -> String {
+    let n = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+        n.year(),
+        u8::from(n.month()),
+        n.day(),
+        n.hour(),
+        n.minute(),
+        n.second(),
+        n.nanosecond()
+    )
+}
+
+/// The outcome of staging one workload.
+#[derive(Debug, Serialize)]
+pub struct Staged {
+    /// Workload.
+    pub workload: String,
+    /// Release digest.
+    pub release: String,
+    /// `staged`, or `unchanged` when staging already ran it.
+    pub status: String,
+    /// The change set's resource changes.
+    pub changes: Vec<ResourceChange>,
+}
+
+/// The gates of one release.
+#[derive(Debug, Serialize)]
+pub struct Convergence {
+    /// Tenant id.
+    pub tenant: String,
+    /// Workload.
+    pub workload: String,
+    /// Release digest.
+    pub release: String,
+    /// Whether every gate passed.
+    pub converged: bool,
+    /// Each gate.
+    pub gates: Vec<Gate>,
+}
+
+/// How a promotion ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromotionStatus {
+    /// Production now runs the release.
+    Promoted,
+    /// Production already ran it.
+    Unchanged,
+    /// `--dry-run`: checked and previewed, nothing executed.
+    DryRun,
+    /// A gate failed.
+    Refused,
+    /// High risk or manual policy, and no approval.
+    NeedsApproval,
+    /// The production deploy failed; CloudFormation rolled back to the previous release.
+    Failed,
+}
+
+/// The outcome of promoting (or rolling back) one workload of one tenant.
+#[derive(Debug, Serialize)]
+pub struct Promotion {
+    /// Tenant id.
+    pub tenant: String,
+    /// Workload.
+    pub workload: String,
+    /// Release digest.
+    pub release: String,
+    /// What production ran before.
+    pub previous_release: Option<String>,
+    /// How it ended.
+    pub status: PromotionStatus,
+    /// The gates (empty for a rollback, which goes back to a release production already ran).
+    pub gates: Vec<Gate>,
+    /// The production change set's changes.
+    pub changes: Vec<ResourceChange>,
+    /// Its risk.
+    pub risk: Option<Risk>,
+    /// Why it is high risk.
+    pub risk_reasons: Vec<String>,
+    /// What failed.
+    pub error: Option<String>,
+}
+
+impl Promotion {
+    fn new(tenant: &str, workload: &str, release: &str) -> Promotion {
+        Promotion {
+            tenant: tenant.into(),
+            workload: workload.into(),
+            release: release.into(),
+            previous_release: None,
+            status: PromotionStatus::Refused,
+            gates: Vec::new(),
+            changes: Vec::new(),
+            risk: None,
+            risk_reasons: Vec::new(),
+            error: None,
+        }
+    }
+
+    /// Whether it reached its goal (promoted, or nothing to do, or a clean dry run).
+    pub fn ok(&self) -> bool {
+        matches!(self.status, PromotionStatus::Promoted | PromotionStatus::Unchanged | PromotionStatus::DryRun)
+    }
+}
+
+impl Promoter<'_> {
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(self.engine.settings.stack_timeout_seconds)
+    }
+
+    /// A session in one of `tenant`'s accounts: the account id from state, its live tags and
+    /// email checked by the guard (`ListTagsForResource`, `DescribeAccount`), then `AssumeRole`.
+    pub async fn session(&self, tenant: &Tenant, env: Environment) -> Result<MemberSession> {
+        let record = self.engine.store.read(&tenant.spec.id).await?.record;
+        let id = record
+            .accounts
+            .get(&env)
+            .and_then(|r| r.account_id.clone())
+            .with_context(|| format!("tenant {} has no {env} account yet: run `tenantry apply` first", tenant.spec.id))?;
+        let c = &self.engine.clients.org;
+        let live = org::tags(c, &id).await?;
+        let summary = org::describe_account(c, &id).await?.with_context(|| format!("account {id} is not in the organization"))?;
+        let email_matches = summary.email.eq_ignore_ascii_case(&tenant.spec.account(env).email);
+        let verified = VerifiedAccount::verify(&tenant.spec.id, env, &id, Some(&id), &live, email_matches)?;
+        let s = &self.engine.settings;
+        MemberSession::assume(&self.engine.clients, &verified, &s.access_role, &s.home_region, Duration::from_secs(s.assume_role_timeout_seconds)).await
+    }
+
+    /// Appends a record to the tenant's ledger (`PutObject` with `If-None-Match: *`).
+    pub async fn append(&self, tenant: &str, kind: LedgerKind, workload: Option<&str>, release: &str, detail: serde_json::Value) -> Result<LedgerRecord> {
+        let rec = LedgerRecord {
+            schema: LEDGER_SCHEMA.into(),
+            id: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
+            kind,
+            tenant: tenant.into(),
+            workload: workload.map(str::to_string),
+            release: release.into(),
+            at: now_nanos(),
+            by: self.caller.into(),
+            detail,
+        };
+        self.engine.store.ensure_bucket(&self.engine.settings.home_region).await?;
+        self.engine.store.put_new(&rec.key(), serde_json::to_vec_pretty(&rec)?).await?;
+        Ok(rec)
+    }
+
+    /// Every ledger record of a tenant, oldest first (`ListObjectsV2`, `GetObject` each).
+    pub async fn ledger(&self, tenant: &str) -> Result<Vec<LedgerRecord>> {
+        let mut out = Vec::new();
+        for key in self.engine.store.list_keys(&format!("ledger/{tenant}/")).await? {
+            let Some(bytes) = self.engine.store.get_bytes(&key).await? else { continue };
+            let rec: LedgerRecord = serde_json::from_slice(&bytes).with_context(|| format!("ledger record {key} is not valid"))?;
+            out.push(rec);
+        }
+        out.sort_by(|a, b| a.at.cmp(&b.at));
+        Ok(out)
+    }
+
+    /// Stores a release artifact once (`artifacts/<tenant>/<digest>.json`, `If-None-Match: *`);
+    /// an existing one must be the same release.
+    async fn store_artifact(&self, r: &Release) -> Result<()> {
+        let key = artifact_key(&r.tenant, &r.digest);
+        self.engine.store.ensure_bucket(&self.engine.settings.home_region).await?;
+        match self.engine.store.put_new(&key, serde_json::to_vec_pretty(r)?).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.downcast_ref::<crate::state::WriteConflict>().is_some() => {
+                let stored = self.artifact(&r.tenant, &r.digest).await?;
+                if stored.template != r.template {
+                    bail!("artifact {key} exists with different content");
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Loads a stored artifact and verifies its digest.
+    pub async fn artifact(&self, tenant: &str, digest: &str) -> Result<Release> {
+        let key = artifact_key(tenant, digest);
+        let bytes = self.engine.store.get_bytes(&key).await?.with_context(|| format!("no stored artifact {key}"))?;
+        let r: Release = serde_json::from_slice(&bytes).with_context(|| format!("artifact {key} is not valid"))?;
+        if r.digest != digest || !r.verify() || r.tenant != tenant {
+            bail!("artifact {key} does not match its digest: refusing to deploy it");
+        }
+        Ok(r)
+    }
+
+    /// The full digest of a release of `tenant` named by a prefix (at least 8 characters).
+    pub async fn resolve(&self, tenant: &str, prefix: &str) -> Result<String> {
+        if prefix.len() < 8 || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
+            bail!("`{prefix}` is not a release digest (at least 8 hex characters)");
+        }
+        let keys = self.engine.store.list_keys(&format!("artifacts/{tenant}/{}", prefix.to_ascii_lowercase())).await?;
+        let digests: Vec<String> =
+            keys.iter().filter_map(|k| k.rsplit('/').next()?.strip_suffix(".json").map(str::to_string)).collect();
+        match digests.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => bail!("tenant {tenant} has no release {prefix} (releases are created by `tenantry stage`)"),
+            _ => bail!("`{prefix}` matches {} releases; give more characters", digests.len()),
+        }
+    }
+
+    /// `tenantry stage`: renders each selected workload, stores the artifact, deploys it into
+    /// staging through a change set, and records it as staged.
+    pub async fn stage(&self, tenant: &Tenant, workload: Option<&str>) -> Result<Vec<Staged>> {
+        let names = workloads(tenant, workload)?;
+        let session = self.session(tenant, Environment::Staging).await?;
+        let mut out = Vec::new();
+        for w in names {
+            let release = Release::render(tenant, &w, self.renderer, &self.engine.settings.home_region, self.management_account_id)
+                .map_err(|e| anyhow::anyhow!("{}: workloads.{w}: {e}", tenant.path.display()))?;
+            self.store_artifact(&release).await?;
+            let (status, changes) = self.deploy(&session, tenant, &release, Environment::Staging).await?;
+            if status == "deployed" {
+                self.append(&tenant.spec.id, LedgerKind::Staged, Some(&w), &release.digest, serde_json::json!({ "changes": changes })).await?;
+            }
+            out.push(Staged { workload: w, release: release.digest, status: if status == "deployed" { "staged".into() } else { status }, changes });
+        }
+        Ok(out)
+    }
+
+    /// Creates, executes and waits for a change set deploying `release` in one account. Returns
+    /// (`deployed` | `unchanged`, changes).
+    async fn deploy(&self, session: &MemberSession, tenant: &Tenant, release: &Release, env: Environment) -> Result<(String, Vec<ResourceChange>)> {
+        let (preview, _) = self.preview(session, tenant, release, env).await?;
+        if !preview.executable {
+            cfn::delete_change_set(&session.cfn, &workload_stack(&release.workload), &preview.name).await?;
+            return Ok(("unchanged".into(), Vec::new()));
+        }
+        cfn::execute_change_set(&session.cfn, &workload_stack(&release.workload), &preview.name, preview.creates_stack, self.timeout()).await?;
+        Ok(("deployed".into(), preview.changes))
+    }
+
+    /// Creates the change set of `release` in `env` (not executed). Returns it and the release
+    /// the stack ran before.
+    async fn preview(&self, session: &MemberSession, tenant: &Tenant, release: &Release, env: Environment) -> Result<(cfn::ChangeSetPreview, Option<String>)> {
+        let stack = workload_stack(&release.workload);
+        let current = cfn::describe(&session.cfn, &stack).await?;
+        let previous = current.as_ref().and_then(|s| s.tags.get(tags::RELEASE).cloned());
+        if let Some(s) = &current {
+            if matches!(s.status.as_str(), "ROLLBACK_COMPLETE" | "ROLLBACK_FAILED" | "CREATE_FAILED") {
+                // Never created: CloudFormation cannot update it; delete it, as an operator would.
+                cfn::delete(&session.cfn, &stack, self.timeout()).await?;
+            } else if s.status.ends_with("_IN_PROGRESS") && s.status != "REVIEW_IN_PROGRESS" {
+                bail!("stack {stack} in {env} is busy ({}); try again when it settles", s.status);
+            }
+        }
+        let creates = match &current {
+            None => true,
+            Some(s) => matches!(s.status.as_str(), "REVIEW_IN_PROGRESS" | "ROLLBACK_COMPLETE" | "ROLLBACK_FAILED" | "CREATE_FAILED" | "DELETE_COMPLETE"),
+        };
+        let spec = &tenant.spec.workloads[&release.workload];
+        let params = stack_parameters(&release.template, spec.stack_parameters(env), env);
+        let mut stack_tags = crate::desired::managed_tags(&tenant.spec.id, env);
+        stack_tags.insert(tags::WORKLOAD.into(), release.workload.clone());
+        stack_tags.insert(tags::RELEASE.into(), release.digest.clone());
+        let name = format!("tenantry-{}-{}", short(&release.digest), &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let preview = cfn::create_change_set(&session.cfn, &stack, &name, creates, &release.template, &params, &stack_tags, self.timeout()).await?;
+        if let Some(why) = &preview.failed {
+            bail!("{env}: {why}");
+        }
+        Ok((preview, previous))
+    }
+
+    /// Evidence for a tenant's releases: `evidence` records of the ledger, and JSON objects under
+    /// `verdicts/` in the staging evidence bucket (the agent pipeline's `EvidenceBucketName`
+    /// output), each `{"check", "result": "pass"|"fail", "release"?, "url"?, "note"?, "at"?}`
+    /// (`release` defaults to the key's second part: `verdicts/<digest>/...`).
+    pub async fn evidence(&self, ledger: &[LedgerRecord], staging: &MemberSession) -> Result<Vec<Evidence>> {
+        let mut out: Vec<Evidence> = ledger
+            .iter()
+            .filter(|r| r.kind == LedgerKind::Evidence)
+            .map(|r| Evidence {
+                check: r.detail["check"].as_str().unwrap_or_default().into(),
+                release: r.release.clone(),
+                pass: r.detail["result"] == "pass",
+                at: r.at.clone(),
+                url: r.detail["url"].as_str().map(str::to_string),
+                note: r.detail["note"].as_str().map(str::to_string),
+                source: format!("ledger, {}", r.by),
+            })
+            .collect();
+        let outputs = cfn::outputs(&staging.cfn, "tenantry-agent-pipeline").await?;
+        let Some(bucket) = outputs.get("EvidenceBucketName") else { return Ok(out) };
+        let mut pages = staging.s3.list_objects_v2().bucket(bucket).prefix("verdicts/").into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| crate::aws::aws_error("s3:ListObjectsV2", e))?;
+            for obj in page.contents.unwrap_or_default() {
+                let Some(key) = obj.key else { continue };
+                let got = staging.s3.get_object().bucket(bucket).key(&key).send().await.map_err(|e| crate::aws::aws_error("s3:GetObject", e))?;
+                let bytes = got.body.collect().await.context("reading evidence")?.into_bytes();
+                let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+                    tracing::warn!(bucket, key, "evidence object is not JSON; ignored");
+                    continue;
+                };
+                let release = v["release"].as_str().map(str::to_string).or_else(|| key.split('/').nth(1).map(str::to_string)).unwrap_or_default();
+                let (Some(check), Some(result)) = (v["check"].as_str(), v["result"].as_str()) else {
+                    tracing::warn!(bucket, key, "evidence object lacks `check` or `result`; ignored");
+                    continue;
+                };
+                let at = v["at"].as_str().map(str::to_string).or_else(|| {
+                    obj.last_modified.and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok())
+                });
+                out.push(Evidence {
+                    check: check.into(),
+                    release,
+                    pass: result == "pass",
+                    at: at.unwrap_or_default(),
+                    url: v["url"].as_str().map(str::to_string),
+                    note: v["note"].as_str().map(str::to_string),
+                    source: format!("s3://{bucket}/{key}"),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// `tenantry evidence`: records a check result for a release.
+    pub async fn record_evidence(&self, tenant: &Tenant, release: &str, check: &str, pass: bool, url: Option<&str>, note: Option<&str>) -> Result<LedgerRecord> {
+        let digest = self.resolve(&tenant.spec.id, release).await?;
+        let artifact = self.artifact(&tenant.spec.id, &digest).await?;
+        self.append(
+            &tenant.spec.id,
+            LedgerKind::Evidence,
+            Some(&artifact.workload),
+            &digest,
+            serde_json::json!({ "check": check, "result": if pass { "pass" } else { "fail" }, "url": url, "note": note }),
+        )
+        .await
+    }
+
+    /// `tenantry approve`: records an approval of a release for production.
+    pub async fn approve(&self, tenant: &Tenant, release: &str) -> Result<LedgerRecord> {
+        let digest = self.resolve(&tenant.spec.id, release).await?;
+        let artifact = self.artifact(&tenant.spec.id, &digest).await?;
+        self.append(&tenant.spec.id, LedgerKind::Approval, Some(&artifact.workload), &digest, serde_json::json!({ "via": "tenantry approve" })).await
+    }
+
+    /// The release to look at: the given one, else the workload's latest staged release.
+    async fn pick(&self, tenant: &Tenant, workload: &str, release: Option<&str>, ledger: &[LedgerRecord]) -> Result<String> {
+        match release {
+            Some(r) => self.resolve(&tenant.spec.id, r).await,
+            None => ledger
+                .iter()
+                .rev()
+                .find(|r| r.kind == LedgerKind::Staged && r.workload.as_deref() == Some(workload))
+                .map(|r| r.release.clone())
+                .with_context(|| format!("workload {workload} of {} was never staged: run `tenantry stage {}`", tenant.spec.id, tenant.spec.id)),
+        }
+    }
+
+    /// `tenantry converged`: every gate of a workload's release.
+    pub async fn converged(&self, tenant: &Tenant, desired: &DesiredTenant, workload: &str, release: Option<&str>) -> Result<Convergence> {
+        let ledger = self.ledger(&tenant.spec.id).await?;
+        let digest = self.pick(tenant, workload, release, &ledger).await?;
+        let artifact = self.artifact(&tenant.spec.id, &digest).await?;
+        let staging = self.session(tenant, Environment::Staging).await?;
+        let production = self.session(tenant, Environment::Production).await?;
+        let stack = workload_stack(workload);
+        let staging_stack = match cfn::describe(&staging.cfn, &stack).await? {
+            Some(s) if s.status != "REVIEW_IN_PROGRESS" => {
+                let body = cfn::template_body(&staging.cfn, &stack).await?;
+                let (in_sync, drifted) = if s.status.ends_with("_COMPLETE") {
+                    match cfn::detect_drift(&staging.cfn, &stack, self.timeout().min(Duration::from_secs(600))).await? {
+                        ResourceDrift::InSync => (Ok(true), Vec::new()),
+                        ResourceDrift::Drifted(list) => (Ok(false), list.iter().map(|d| format!("{} {}", d.logical_id, d.status)).collect()),
+                        ResourceDrift::Unsupported(why) => (Err(why), Vec::new()),
+                        ResourceDrift::NotChecked => (Err("not checked".to_string()), Vec::new()),
+                    }
+                } else {
+                    (Err(format!("the stack is {}", s.status)), Vec::new())
+                };
+                Some(StagingStack {
+                    status: s.status.clone(),
+                    release: s.tags.get(tags::RELEASE).cloned(),
+                    template_matches: body.as_deref() == Some(artifact.template.as_str()),
+                    in_sync,
+                    drifted,
+                })
+            }
+            _ => None,
+        };
+        let evidence = self.evidence(&ledger, &staging).await?;
+        let mut baseline = BTreeMap::new();
+        for (env, session) in [(Environment::Production, &production), (Environment::Staging, &staging)] {
+            if let Some(want) = desired.account(env).stacks.iter().find(|s| s.blueprint == "baseline") {
+                let running = cfn::describe(&session.cfn, &want.stack_name).await?.and_then(|s| s.version);
+                baseline.insert(env.to_string(), (running, want.version.clone()));
+            }
+        }
+        let staged_at = ledger
+            .iter()
+            .rev()
+            .find(|r| r.kind == LedgerKind::Staged && r.release == digest)
+            .map(|r| r.at.clone());
+        let now = crate::state::now_rfc3339();
+        let g = gates(&GateInputs {
+            digest: &digest,
+            staged_at: staged_at.as_deref(),
+            staging: staging_stack,
+            evidence: &evidence,
+            policy: &tenant.spec.promotion,
+            now: &now,
+            baseline,
+        });
+        Ok(Convergence {
+            tenant: tenant.spec.id.clone(),
+            workload: workload.into(),
+            release: digest,
+            converged: g.iter().all(|g| g.pass),
+            gates: g,
+        })
+    }
+
+    /// `tenantry promote` for one workload: gates, the stored artifact verified, a production
+    /// change set previewed and classified, approval, execution, ledger.
+    pub async fn promote(&self, tenant: &Tenant, desired: &DesiredTenant, workload: &str, release: Option<&str>, dry_run: bool, approve: bool) -> Result<Promotion> {
+        let conv = self.converged(tenant, desired, workload, release).await?;
+        let mut p = Promotion::new(&tenant.spec.id, workload, &conv.release);
+        p.gates = conv.gates;
+        if !conv.converged {
+            p.status = PromotionStatus::Refused;
+            let failing: Vec<String> = p.gates.iter().filter(|g| !g.pass).map(|g| format!("{}: {}", g.gate, g.detail)).collect();
+            p.error = Some(format!("release {} is not converged: {}", short(&p.release), failing.join("; ")));
+            return Ok(p);
+        }
+        self.to_production(tenant, p, dry_run, approve, LedgerKind::Promoted).await
+    }
+
+    /// `tenantry rollback`: promotes the release promoted before the current one (no
+    /// convergence gates: production ran it before), with the same preview, risk and approval.
+    pub async fn rollback(&self, tenant: &Tenant, workload: &str, dry_run: bool, approve: bool) -> Result<Promotion> {
+        let ledger = self.ledger(&tenant.spec.id).await?;
+        let history: Vec<&LedgerRecord> = ledger.iter().filter(|r| r.workload.as_deref() == Some(workload)).collect();
+        let target = rollback_target(&history).with_context(|| format!("workload {workload} of {} has no earlier promoted release to go back to", tenant.spec.id))?;
+        let p = Promotion::new(&tenant.spec.id, workload, &target);
+        self.to_production(tenant, p, dry_run, approve, LedgerKind::RolledBack).await
+    }
+
+    async fn to_production(&self, tenant: &Tenant, mut p: Promotion, dry_run: bool, approve: bool, kind: LedgerKind) -> Result<Promotion> {
+        let artifact = self.artifact(&tenant.spec.id, &p.release).await?;
+        let prod = self.session(tenant, Environment::Production).await?;
+        let stack = workload_stack(&p.workload);
+        let (preview, tagged) = self.preview(&prod, tenant, &artifact, Environment::Production).await?;
+        // What production runs: the last promotion or rollback the ledger records (the stack's
+        // release tag when the ledger has none).
+        let previous = self
+            .ledger(&tenant.spec.id)
+            .await?
+            .iter()
+            .rev()
+            .find(|r| matches!(r.kind, LedgerKind::Promoted | LedgerKind::RolledBack) && r.workload.as_deref() == Some(p.workload.as_str()))
+            .map(|r| r.release.clone())
+            .or(tagged);
+        p.previous_release = previous.clone();
+        p.changes = preview.changes.clone();
+        let cleanup = |preview: &cfn::ChangeSetPreview| {
+            let cfn = prod.cfn.clone();
+            let stack = stack.clone();
+            let name = preview.name.clone();
+            let creates = preview.creates_stack;
+            let timeout = self.timeout();
+            async move {
+                cfn::delete_change_set(&cfn, &stack, &name).await?;
+                if creates {
+                    // A CREATE change set leaves an empty stack in REVIEW_IN_PROGRESS.
+                    cfn::delete(&cfn, &stack, timeout).await?;
+                }
+                Ok::<_, anyhow::Error>(())
+            }
+        };
+        if !preview.executable {
+            cleanup(&preview).await?;
+            p.status = if previous.as_deref() == Some(p.release.as_str()) { PromotionStatus::Unchanged } else { PromotionStatus::Promoted };
+            if p.status == PromotionStatus::Promoted {
+                self.append(&tenant.spec.id, kind, Some(&p.workload), &p.release, serde_json::json!({ "previous_release": previous, "changes": [] })).await?;
+            }
+            return Ok(p);
+        }
+        let (risk, reasons) = classify(&preview.changes, &tenant.spec.promotion);
+        p.risk = Some(risk);
+        p.risk_reasons = reasons;
+        if dry_run {
+            cleanup(&preview).await?;
+            p.status = PromotionStatus::DryRun;
+            return Ok(p);
+        }
+        let needs_approval = risk == Risk::High || tenant.spec.promotion.approval == Approval::Manual;
+        let approved_before = self
+            .ledger(&tenant.spec.id)
+            .await?
+            .iter()
+            .any(|r| r.kind == LedgerKind::Approval && r.release == p.release);
+        if needs_approval && !approve && !approved_before {
+            cleanup(&preview).await?;
+            p.status = PromotionStatus::NeedsApproval;
+            p.error = Some(format!(
+                "{} needs approval ({}): re-run with --approve, or run `tenantry approve {} {}`",
+                short(&p.release),
+                if risk == Risk::High { "high risk" } else { "the tenant's promotion policy is manual" },
+                tenant.spec.id,
+                short(&p.release)
+            ));
+            return Ok(p);
+        }
+        if approve && needs_approval && !approved_before {
+            self.append(&tenant.spec.id, LedgerKind::Approval, Some(&p.workload), &p.release, serde_json::json!({ "via": "--approve" })).await?;
+        }
+        match cfn::execute_change_set(&prod.cfn, &stack, &preview.name, preview.creates_stack, self.timeout()).await {
+            Ok(_) => {
+                p.status = PromotionStatus::Promoted;
+                self.append(
+                    &tenant.spec.id,
+                    kind,
+                    Some(&p.workload),
+                    &p.release,
+                    serde_json::json!({ "previous_release": previous, "changes": p.changes, "risk": risk, "risk_reasons": p.risk_reasons }),
+                )
+                .await?;
+            }
+            Err(e) => {
+                p.status = PromotionStatus::Failed;
+                p.error = Some(format!("{e:#}"));
+                self.append(
+                    &tenant.spec.id,
+                    LedgerKind::PromotionFailed,
+                    Some(&p.workload),
+                    &p.release,
+                    serde_json::json!({ "previous_release": previous, "error": p.error }),
+                )
+                .await?;
+            }
+        }
+        Ok(p)
+    }
+}
+
+/// Where a tenant's release artifact is stored.
+pub fn artifact_key(tenant: &str, digest: &str) -> String {
+    format!("artifacts/{tenant}/{digest}.json")
+}
+
+/// The workloads to work on: the one named, else all of the tenant's.
+pub fn workloads(tenant: &Tenant, only: Option<&str>) -> Result<Vec<String>> {
+    match only {
+        Some(w) if tenant.spec.workloads.contains_key(w) => Ok(vec![w.to_string()]),
+        Some(w) => bail!(
+            "tenant {} has no workload `{w}` (it has: {})",
+            tenant.spec.id,
+            tenant.spec.workloads.keys().cloned().collect::<Vec<_>>().join(", ")
+        ),
+        None if tenant.spec.workloads.is_empty() => bail!("tenant {} declares no workloads ([workloads.<name>] in {})", tenant.spec.id, tenant.path.display()),
+        None => Ok(tenant.spec.workloads.keys().cloned().collect()),
+    }
+}
+
+/// The stack parameters of an environment: the tenant file's, plus `Environment` set to the
+/// environment's name when the template declares it and the file does not set it.
+pub fn stack_parameters(template: &str, given: &BTreeMap<String, String>, env: Environment) -> BTreeMap<String, String> {
+    let mut out = given.clone();
+    let declares_env = serde_json::from_str::<serde_json::Value>(template)
+        .ok()
+        .is_some_and(|t| t["Parameters"].get("Environment").is_some());
+    if declares_env {
+        out.entry("Environment".into()).or_insert_with(|| env.to_string());
+    }
+    out
+}
+
+/// Orders tenants into promotion waves: the canaries first (one wave), then the others in
+/// waves of `wave_size`, in the given order.
+pub fn waves<'a>(tenants: &[&'a Tenant], canaries: &[String], wave_size: usize) -> Vec<Vec<&'a Tenant>> {
+    let mut out = Vec::new();
+    let first: Vec<&Tenant> = tenants.iter().copied().filter(|t| canaries.contains(&t.spec.id)).collect();
+    if !first.is_empty() {
+        out.push(first);
+    }
+    let rest: Vec<&Tenant> = tenants.iter().copied().filter(|t| !canaries.contains(&t.spec.id)).collect();
+    for chunk in rest.chunks(wave_size.max(1)) {
+        out.push(chunk.to_vec());
+    }
+    out
+}

@@ -1,0 +1,165 @@
+//! Gates, risk and rollback on plain data.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::tenant::PromotionPolicy;
+
+const D: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const OTHER: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+fn policy() -> PromotionPolicy {
+    PromotionPolicy { required_checks: vec!["tests".into(), "review".into()], soak: Some("10m".into()), ..Default::default() }
+}
+
+fn ev(check: &str, release: &str, pass: bool, at: &str) -> Evidence {
+    Evidence { check: check.into(), release: release.into(), pass, at: at.into(), url: None, note: None, source: "test".into() }
+}
+
+fn staging_ok() -> StagingStack {
+    StagingStack { status: "UPDATE_COMPLETE".into(), release: Some(D.into()), template_matches: true, in_sync: Ok(true), drifted: vec![] }
+}
+
+fn parity_ok() -> BTreeMap<String, (Option<String>, String)> {
+    BTreeMap::from([
+        ("production".to_string(), (Some("p1".to_string()), "p1".to_string())),
+        ("staging".to_string(), (Some("s1".to_string()), "s1".to_string())),
+    ])
+}
+
+fn failing(evidence: &[Evidence], staging: Option<StagingStack>, now: &str, baseline: BTreeMap<String, (Option<String>, String)>) -> Vec<String> {
+    let p = policy();
+    let g = gates(&GateInputs { digest: D, staged_at: Some("2026-01-01T00:00:00Z"), staging, evidence, policy: &p, now, baseline });
+    g.into_iter().filter(|g| !g.pass).map(|g| g.gate).collect()
+}
+
+const LATER: &str = "2026-01-01T01:00:00Z";
+
+fn passing() -> Vec<Evidence> {
+    vec![ev("tests", D, true, "2026-01-01T00:01:00Z"), ev("review", D, true, "2026-01-01T00:02:00Z")]
+}
+
+#[test]
+fn all_gates_pass_when_converged() {
+    assert!(failing(&passing(), Some(staging_ok()), LATER, parity_ok()).is_empty());
+}
+
+#[test]
+fn each_gate_refuses_on_its_own() {
+    // missing check
+    assert_eq!(failing(&passing()[..1], Some(staging_ok()), LATER, parity_ok()), ["check:review"]);
+    // a later failing result overrides an earlier pass
+    let mut e = passing();
+    e.push(ev("tests", D, false, "2026-01-01T00:03:00Z"));
+    assert_eq!(failing(&e, Some(staging_ok()), LATER, parity_ok()), ["check:tests"]);
+    // an earlier failure is overridden by a later pass
+    let mut e = passing();
+    e.insert(0, ev("tests", D, false, "2026-01-01T00:00:30Z"));
+    assert!(failing(&e, Some(staging_ok()), LATER, parity_ok()).is_empty());
+    // passed for another digest only
+    let e = vec![ev("tests", OTHER, true, "2026-01-01T00:01:00Z"), ev("review", D, true, "2026-01-01T00:02:00Z")];
+    assert_eq!(failing(&e, Some(staging_ok()), LATER, parity_ok()), ["check:tests"]);
+    // soak not over (staged at 00:00, soak 10 min)
+    assert_eq!(failing(&passing(), Some(staging_ok()), "2026-01-01T00:05:00Z", parity_ok()), ["soak"]);
+    // staging stack failed
+    let s = StagingStack { status: "UPDATE_ROLLBACK_COMPLETE".into(), ..staging_ok() };
+    assert_eq!(failing(&passing(), Some(s), LATER, parity_ok()), ["stack"]);
+    // staging runs another template
+    let s = StagingStack { release: Some(OTHER.into()), template_matches: false, ..staging_ok() };
+    assert_eq!(failing(&passing(), Some(s), LATER, parity_ok()), ["stack"]);
+    // staging drifted
+    let s = StagingStack { in_sync: Ok(false), drifted: vec!["Queue MODIFIED".into()], ..staging_ok() };
+    assert_eq!(failing(&passing(), Some(s), LATER, parity_ok()), ["drift"]);
+    // drift the backend cannot detect does not block, and says so
+    let s = StagingStack { in_sync: Err("not supported".into()), ..staging_ok() };
+    assert!(failing(&passing(), Some(s), LATER, parity_ok()).is_empty());
+    // parity broken
+    let mut b = parity_ok();
+    b.insert("production".into(), (Some("p0".into()), "p1".into()));
+    assert_eq!(failing(&passing(), Some(staging_ok()), LATER, b), ["parity"]);
+    // no staging stack
+    assert_eq!(failing(&passing(), None, LATER, parity_ok()), ["stack"]);
+}
+
+fn change(action: &str, ty: &str, replacement: &str) -> ResourceChange {
+    ResourceChange { action: action.into(), logical_id: "R".into(), resource_type: ty.into(), replacement: replacement.into(), scope: vec![] }
+}
+
+#[test]
+fn risk_classification() {
+    let p = PromotionPolicy { high_risk_resource_types: vec!["AWS::RDS::*".into()], ..Default::default() };
+    assert_eq!(classify(&[change("Modify", "AWS::SQS::Queue", "False")], &p).0, Risk::Low);
+    assert_eq!(classify(&[change("Add", "AWS::SQS::Queue", "")], &p).0, Risk::Low);
+    assert_eq!(classify(&[change("Modify", "AWS::SQS::Queue", "True")], &p).0, Risk::High);
+    assert_eq!(classify(&[change("Modify", "AWS::SQS::Queue", "Conditional")], &p).0, Risk::High);
+    assert_eq!(classify(&[change("Remove", "AWS::SQS::Queue", "")], &p).0, Risk::High);
+    assert_eq!(classify(&[change("Add", "AWS::IAM::Role", "")], &p).0, Risk::High);
+    assert_eq!(classify(&[change("Modify", "AWS::KMS::Key", "False")], &p).0, Risk::High);
+    assert_eq!(classify(&[change("Add", "AWS::SQS::QueuePolicy", "")], &p).0, Risk::High);
+    let (risk, why) = classify(&[change("Modify", "AWS::RDS::DBInstance", "False")], &p);
+    assert_eq!(risk, Risk::High);
+    assert!(why[0].contains("AWS::RDS::*"), "{why:?}");
+}
+
+#[test]
+fn digest_covers_template_and_parameters() {
+    let p1 = serde_json::json!({"a": 1});
+    let p2 = serde_json::json!({"a": 2});
+    assert_ne!(release_digest("{}", &p1), release_digest("{}", &p2));
+    assert_ne!(release_digest("{}", &p1), release_digest("{ }", &p1));
+    assert_eq!(release_digest("{}", &p1), release_digest("{}", &p1));
+    let r = Release {
+        schema: ARTIFACT_SCHEMA.into(),
+        tenant: "t".into(),
+        workload: "w".into(),
+        blueprint: "b".into(),
+        parameters: p1.clone(),
+        template: "{}".into(),
+        digest: release_digest("{}", &p1),
+    };
+    assert!(r.verify());
+    assert!(!Release { template: "{ }".into(), ..r }.verify());
+}
+
+fn rec(kind: LedgerKind, release: &str) -> LedgerRecord {
+    LedgerRecord {
+        schema: LEDGER_SCHEMA.into(),
+        id: "x".into(),
+        kind,
+        tenant: "t".into(),
+        workload: Some("w".into()),
+        release: release.into(),
+        at: "2026-01-01T00:00:00.000000000Z".into(),
+        by: "me".into(),
+        detail: serde_json::Value::Null,
+    }
+}
+
+#[test]
+fn rollback_goes_to_the_release_before_the_current_one() {
+    let a = rec(LedgerKind::Promoted, "A");
+    let b = rec(LedgerKind::Promoted, "B");
+    let staged = rec(LedgerKind::Staged, "C");
+    let failed = rec(LedgerKind::PromotionFailed, "C");
+    assert_eq!(rollback_target(&[&a]), None);
+    assert_eq!(rollback_target(&[&a, &b, &staged, &failed]), Some("A".into()));
+    let back = rec(LedgerKind::RolledBack, "A");
+    assert_eq!(rollback_target(&[&a, &b, &back]), Some("B".into()));
+}
+
+#[test]
+fn waves_put_canaries_first_then_chunks() {
+    use crate::tenant::Tenant;
+    let t = |id: &str| Tenant {
+        spec: toml::from_str(&format!(
+            "id = \"{id}\"\nname = \"x\"\n[production]\nemail = \"a@b.co\"\nou = \"X\"\nallowed_regions = [\"us-east-1\"]\n[staging]\nemail = \"c@b.co\"\nou = \"X\"\nallowed_regions = [\"us-east-1\"]\n"
+        ))
+        .unwrap(),
+        path: "x".into(),
+    };
+    let all = [t("a"), t("b"), t("c"), t("d"), t("e")];
+    let refs: Vec<&Tenant> = all.iter().collect();
+    let w = super::run::waves(&refs, &["d".to_string()], 2);
+    let ids: Vec<Vec<&str>> = w.iter().map(|w| w.iter().map(|t| t.spec.id.as_str()).collect()).collect();
+    assert_eq!(ids, vec![vec!["d"], vec!["a", "b"], vec!["c", "e"]]);
+}

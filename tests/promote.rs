@@ -1,0 +1,383 @@
+//! Promotion end to end against a real emulator: stage a workload release into staging, report
+//! evidence, check convergence, promote to production through a change set, roll back; each
+//! gate refusing on its own; approval of high-risk changes; a failed production deploy; waves.
+
+mod common;
+
+use common::{Aws, Emulator, FaultProxy, Run, Workspace};
+use serde_json::Value;
+
+const CHECKS: [&str; 3] = ["tests", "review", "security-audit"];
+const STACK: &str = "tenantry-wl-orders";
+
+struct Fixture {
+    emu: Emulator,
+    ws: Workspace,
+    aws: Aws,
+}
+
+/// The example tenants onboarded, with acme's soak time set to `soak`.
+async fn onboarded(soak: &str, globex_workload: bool) -> Fixture {
+    let emu = Emulator::start();
+    let ws = Workspace::new();
+    let acme = ws.read("tenants/acme.toml");
+    assert!(acme.contains("soak = \"30m\""), "the example tenant declares a soak time");
+    ws.write("tenants/acme.toml", &acme.replace("soak = \"30m\"", &format!("soak = \"{soak}\"")));
+    if globex_workload {
+        let workloads = &acme[acme.find("[workloads.orders]").unwrap()..];
+        let globex = ws.read("tenants/globex.toml");
+        ws.write("tenants/globex.toml", &format!("{globex}\n{}", workloads.replace("soak = \"30m\"", "soak = \"0s\"")));
+    }
+    let apply = ws.run(&emu.endpoint, &["apply", "--auto-approve"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    let aws = Aws::new(&emu.endpoint).await;
+    Fixture { emu, ws, aws }
+}
+
+impl Fixture {
+    fn run(&self, args: &[&str]) -> Run {
+        self.ws.run(&self.emu.endpoint, args)
+    }
+
+    /// `tenantry stage TENANT`; returns the release digest.
+    fn stage(&self, tenant: &str) -> String {
+        let run = self.run(&["stage", tenant, "--output", "json"]);
+        assert_eq!(run.code, 0, "{run:?}");
+        let doc: Value = serde_json::from_str(&run.stdout).unwrap();
+        doc[0]["release"].as_str().unwrap().to_string()
+    }
+
+    fn evidence(&self, tenant: &str, digest: &str, check: &str, result: &str) {
+        let run = self.run(&["evidence", tenant, &digest[..12], "--check", check, "--result", result, "--url", "https://ci.example.com/1"]);
+        assert_eq!(run.code, 0, "{run:?}");
+    }
+
+    fn pass_all(&self, tenant: &str, digest: &str) {
+        for c in CHECKS {
+            self.evidence(tenant, digest, c, "pass");
+        }
+    }
+
+    /// Changes acme's workload parameters (the `[workloads.orders.parameters]` table).
+    fn set_parameters(&self, tenant: &str, params: &str) {
+        let path = format!("tenants/{tenant}.toml");
+        let text = self.ws.read(&path);
+        let start = text.find("[workloads.orders.parameters]").unwrap();
+        let end = start + text[start..].find("\n\n").unwrap();
+        self.ws.write(&path, &format!("{}[workloads.orders.parameters]\n{params}{}", &text[..start], &text[end..]));
+    }
+
+    fn set_soak(&self, soak: &str) {
+        let text = self.ws.read("tenants/acme.toml");
+        let start = text.find("soak = ").unwrap();
+        let end = start + text[start..].find('\n').unwrap();
+        self.ws.write("tenants/acme.toml", &format!("{}soak = \"{soak}\"{}", &text[..start], &text[end..]));
+    }
+
+    async fn account(&self, tenant: &str, env: &str) -> String {
+        let all = self.aws.tenant_accounts().await;
+        let ids = &all[&(tenant.to_string(), env.to_string())];
+        assert_eq!(ids.len(), 1, "{ids:?}");
+        ids[0].clone()
+    }
+
+    /// The workload stack in an account: (status, release tag, template), if it is there.
+    async fn workload(&self, tenant: &str, env: &str) -> Option<(String, Option<String>, String)> {
+        let cfn = self.aws.member_cfn(&self.account(tenant, env).await).await;
+        let out = cfn.describe_stacks().stack_name(STACK).send().await.ok()?;
+        let s = out.stacks().first()?.clone();
+        let status = s.stack_status().map(|x| x.as_str().to_string()).unwrap_or_default();
+        if matches!(status.as_str(), "DELETE_COMPLETE" | "REVIEW_IN_PROGRESS") {
+            return None;
+        }
+        let release = s.tags().iter().find(|t| t.key() == Some("tenantry:release")).and_then(|t| t.value().map(str::to_string));
+        let body = cfn.get_template().stack_name(STACK).send().await.unwrap().template_body.unwrap_or_default();
+        Some((status, release, body))
+    }
+
+    /// The stored artifact's template.
+    async fn artifact(&self, tenant: &str, digest: &str) -> String {
+        let a = self
+            .aws
+            .state_object(&Aws::state_bucket(&self.emu), &format!("artifacts/{tenant}/{digest}.json"))
+            .await
+            .expect("artifact stored");
+        assert_eq!(a["digest"], digest);
+        a["template"].as_str().unwrap().to_string()
+    }
+
+    fn ledger_kinds(&self, tenant: &str) -> Vec<String> {
+        let run = self.run(&["history", tenant, "--output", "json"]);
+        assert_eq!(run.code, 0, "{run:?}");
+        let doc: Value = serde_json::from_str(&run.stdout).unwrap();
+        doc.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                for f in ["release", "at", "by", "id"] {
+                    assert!(r[f].as_str().is_some_and(|s| !s.is_empty()), "ledger record lacks {f}: {r}");
+                }
+                r["kind"].as_str().unwrap().to_string()
+            })
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn whole_cycle_then_dry_run_rollback_ledger_and_no_reach_into_other_tenants() {
+    let f = onboarded("0s", false).await;
+    let d1 = f.stage("acme");
+    let (status, release, body) = f.workload("acme", "staging").await.expect("staged into staging");
+    assert!(status.ends_with("_COMPLETE"), "{status}");
+    assert_eq!(release.as_deref(), Some(d1.as_str()));
+    assert_eq!(body, f.artifact("acme", &d1).await, "staging runs the stored artifact");
+    assert!(f.workload("acme", "production").await.is_none(), "staging only");
+
+    let conv = f.run(&["converged", "acme"]);
+    assert_eq!(conv.code, 2, "no evidence yet: {conv:?}");
+    assert!(conv.stdout.contains("[FAIL] check:tests"), "{conv:?}");
+    f.pass_all("acme", &d1);
+    let conv = f.run(&["converged", "acme"]);
+    assert_eq!(conv.code, 0, "{conv:?}");
+    assert!(conv.stdout.contains("CONVERGED"), "{conv:?}");
+
+    // --dry-run previews the change set and changes nothing.
+    let ledger_before = f.ledger_kinds("acme");
+    let dry = f.run(&["promote", "acme", "--dry-run"]);
+    assert_eq!(dry.code, 0, "{dry:?}");
+    assert!(dry.stdout.contains("Add") && dry.stdout.contains("AWS::SQS::Queue") && dry.stdout.contains("dry run"), "{dry:?}");
+    assert!(f.workload("acme", "production").await.is_none(), "a dry run creates nothing in production");
+    assert_eq!(f.ledger_kinds("acme"), ledger_before, "a dry run writes no ledger record");
+
+    // Promote through a proxy that records every STS and Organizations request: only acme's
+    // accounts are reached.
+    let log = f.ws.path().join("requests.log");
+    let proxy = FaultProxy::start_logged(&f.emu.endpoint, &serde_json::json!([]), Some(&log));
+    let out = f
+        .ws
+        .command(&f.emu.endpoint)
+        .env("AWS_ENDPOINT_URL_STS", &proxy.endpoint)
+        .env("AWS_ENDPOINT_URL_ORGANIZATIONS", &proxy.endpoint)
+        .args(["promote", "acme"])
+        .output()
+        .unwrap();
+    let promote = Run::from(out);
+    assert_eq!(promote.code, 0, "{promote:?}");
+    assert!(promote.stdout.contains("promoted"), "{promote:?}");
+    let requests = std::fs::read_to_string(&log).unwrap();
+    for env in ["production", "staging"] {
+        let acme = f.account("acme", env).await;
+        assert!(requests.contains(&acme), "the log records acme's {env} account {acme}");
+        let globex = f.account("globex", env).await;
+        assert!(!requests.contains(&globex), "promoting acme reached globex's {env} account {globex}:\n{requests}");
+    }
+    assert!(!requests.contains("globex"), "promoting acme mentioned globex:\n{requests}");
+    drop(proxy);
+
+    let (status, release, body) = f.workload("acme", "production").await.expect("promoted");
+    assert_eq!(status, "CREATE_COMPLETE");
+    assert_eq!(release.as_deref(), Some(d1.as_str()));
+    assert_eq!(body, f.artifact("acme", &d1).await, "production runs the staged artifact byte for byte");
+    assert!(f.workload("globex", "production").await.is_none());
+
+    // A second release, then a rollback to the first.
+    f.set_parameters("acme", "max_receive_count = 7\n");
+    let d2 = f.stage("acme");
+    assert_ne!(d1, d2);
+    f.pass_all("acme", &d2);
+    let promote = f.run(&["promote", "acme"]);
+    assert_eq!(promote.code, 0, "{promote:?}");
+    // (What a stack runs is checked by its template; moto does not update stack tags on a
+    // change set's execution, so the release tag is checked only after the stack's creation.)
+    let (_, _, body) = f.workload("acme", "production").await.unwrap();
+    assert_eq!(body, f.artifact("acme", &d2).await);
+    let again = f.run(&["promote", "acme"]);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(again.stdout.contains("already runs this release"), "{again:?}");
+
+    let rollback = f.run(&["rollback", "acme"]);
+    assert_eq!(rollback.code, 0, "{rollback:?}");
+    let (status, _, body) = f.workload("acme", "production").await.unwrap();
+    assert!(status.ends_with("_COMPLETE"), "{status}");
+    assert_eq!(body, f.artifact("acme", &d1).await, "rollback puts the first release back");
+
+    let kinds = f.ledger_kinds("acme");
+    for k in ["staged", "evidence", "promoted", "rolled_back"] {
+        assert!(kinds.contains(&k.to_string()), "ledger lacks {k}: {kinds:?}");
+    }
+    assert_eq!(kinds.iter().filter(|k| *k == "staged").count(), 2);
+    assert_eq!(kinds.iter().filter(|k| *k == "evidence").count(), 6);
+    assert_eq!(kinds.iter().filter(|k| *k == "promoted").count(), 2);
+
+    // Ledger records cannot be overwritten: tenantry writes them with If-None-Match: *.
+    let bucket = Aws::state_bucket(&f.emu);
+    let listed = f.aws.s3.list_objects_v2().bucket(&bucket).prefix("ledger/acme/").send().await.unwrap();
+    let key = listed.contents()[0].key().unwrap().to_string();
+    let before = f.aws.state_object(&bucket, &key).await.unwrap();
+    let store = tenantry::state::StateStore::new(f.aws.s3.clone(), bucket.clone());
+    let err = store.put_new(&key, b"{\"forged\": true}".to_vec()).await.expect_err("an existing ledger record must not be overwritten");
+    assert!(err.downcast_ref::<tenantry::state::WriteConflict>().is_some(), "{err:#}");
+    assert_eq!(f.aws.state_object(&bucket, &key).await.unwrap(), before, "the record is unchanged");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_gate_refuses_promotion_on_its_own() {
+    let f = onboarded("0s", false).await;
+    let d1 = f.stage("acme");
+    let refused = |gate: &str, why: &str| {
+        let run = f.run(&["promote", "acme"]);
+        assert_eq!(run.code, 2, "refused on {gate}: {run:?}");
+        assert!(run.stdout.contains("REFUSED"), "{run:?}");
+        let line = run.stdout.lines().find(|l| l.contains(&format!("[FAIL] {gate}"))).unwrap_or_else(|| panic!("no failing {gate} gate: {run:?}"));
+        assert!(line.contains(why), "{gate} says why ({why}): {line}");
+        let failing = run.stdout.lines().filter(|l| l.contains("[FAIL]")).count();
+        assert_eq!(failing, 1, "only {gate} fails: {run:?}");
+    };
+
+    // A required check without a result.
+    f.evidence("acme", &d1, "tests", "pass");
+    f.evidence("acme", &d1, "review", "pass");
+    refused("check:security-audit", "no result");
+    // A failing check; a later failure overrides an earlier pass.
+    f.evidence("acme", &d1, "security-audit", "pass");
+    f.evidence("acme", &d1, "tests", "fail");
+    refused("check:tests", "failed at");
+    f.evidence("acme", &d1, "tests", "pass");
+    assert!(f.workload("acme", "production").await.is_none(), "nothing reached production");
+
+    // Checks that passed for another release do not count for a new one.
+    f.set_parameters("acme", "max_receive_count = 9\n");
+    let d2 = f.stage("acme");
+    f.evidence("acme", &d2, "tests", "pass");
+    f.evidence("acme", &d2, "review", "pass");
+    refused("check:security-audit", "passed only for other releases");
+    f.evidence("acme", &d2, "security-audit", "pass");
+
+    // Soak time not over.
+    f.set_soak("1h");
+    refused("soak", "to go");
+    f.set_soak("0s");
+
+    // The staging stack no longer runs the release (its template changed out of band).
+    let staging = f.aws.member_cfn(&f.account("acme", "staging").await).await;
+    let artifact = f.artifact("acme", &d2).await;
+    assert!(artifact.contains("\"maxReceiveCount\": 9"), "{artifact}");
+    let tampered = artifact.replace("\"maxReceiveCount\": 9", "\"maxReceiveCount\": 3");
+    staging
+        .update_stack()
+        .stack_name(STACK)
+        .template_body(tampered)
+        .parameters(aws_sdk_cloudformation::types::Parameter::builder().parameter_key("Environment").use_previous_value(true).build())
+        .parameters(aws_sdk_cloudformation::types::Parameter::builder().parameter_key("VisibilityTimeoutSeconds").use_previous_value(true).build())
+        .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityNamedIam)
+        .send()
+        .await
+        .unwrap();
+    for _ in 0..50 {
+        let s = staging.describe_stacks().stack_name(STACK).send().await.unwrap();
+        if !s.stacks()[0].stack_status().unwrap().as_str().ends_with("IN_PROGRESS") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    refused("stack", "template differs from the artifact");
+    // Staging again puts the release back.
+    assert_eq!(f.stage("acme"), d2);
+
+    // Twin parity: production's baseline no longer runs the current version.
+    let prod = f.aws.member_cfn(&f.account("acme", "production").await).await;
+    let baseline = prod.describe_stacks().stack_name("tenantry-baseline").send().await.unwrap();
+    let mut tags: Vec<aws_sdk_cloudformation::types::Tag> = baseline.stacks()[0].tags().to_vec();
+    for t in tags.iter_mut() {
+        if t.key() == Some("tenantry:version") {
+            *t = aws_sdk_cloudformation::types::Tag::builder().key("tenantry:version").value("0".repeat(64)).build();
+        }
+    }
+    prod.update_stack()
+        .stack_name("tenantry-baseline")
+        .use_previous_template(true)
+        .set_tags(Some(tags))
+        .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityNamedIam)
+        .send()
+        .await
+        .unwrap();
+    refused("parity", "the twins differ");
+    assert!(f.workload("acme", "production").await.is_none(), "nothing reached production");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn high_risk_needs_approval_and_a_failed_deploy_leaves_the_previous_release() {
+    let f = onboarded("0s", false).await;
+    let d1 = f.stage("acme");
+    f.pass_all("acme", &d1);
+    let first = f.run(&["promote", "acme"]);
+    assert_eq!(first.code, 0, "low risk, approval auto: {first:?}");
+
+    // The next release adds an IAM role: high risk, so it waits for approval.
+    f.set_parameters("acme", "max_receive_count = 5\nworker_role = true\n");
+    let d2 = f.stage("acme");
+    f.pass_all("acme", &d2);
+    let waiting = f.run(&["promote", "acme"]);
+    assert_eq!(waiting.code, 2, "{waiting:?}");
+    assert!(waiting.stdout.contains("WAITING FOR APPROVAL") && waiting.stdout.contains("risk: high"), "{waiting:?}");
+    assert!(waiting.stdout.contains("AWS::IAM::Role"), "the preview names the role: {waiting:?}");
+    let (_, _, body) = f.workload("acme", "production").await.unwrap();
+    assert_eq!(body, f.artifact("acme", &d1).await, "production still runs the first release");
+    let approve = f.run(&["approve", "acme", &d2[..12]]);
+    assert_eq!(approve.code, 0, "{approve:?}");
+    let approved = f.run(&["promote", "acme"]);
+    assert_eq!(approved.code, 0, "approved with `tenantry approve`: {approved:?}");
+    let (_, _, body) = f.workload("acme", "production").await.unwrap();
+    assert_eq!(body, f.artifact("acme", &d2).await);
+
+    // The third release adds a bucket whose name someone already holds: the production deploy
+    // fails, CloudFormation rolls back, production keeps the second release.
+    f.set_parameters("acme", "max_receive_count = 5\nworker_role = true\narchive_bucket = true\n");
+    let d3 = f.stage("acme");
+    f.pass_all("acme", &d3);
+    let prod_id = f.account("acme", "production").await;
+    let squatted = format!("acme-orders-archive-{prod_id}-production");
+    f.aws.s3.create_bucket().bucket(&squatted).send().await.unwrap();
+    let failed = f.run(&["promote", "acme", "--approve"]);
+    assert_eq!(failed.code, 1, "{failed:?}");
+    assert!(failed.stdout.contains("FAILED; CloudFormation rolled production back"), "{failed:?}");
+    assert!(failed.stdout.contains("ArchiveBucket"), "the failing resource's event is reported: {failed:?}");
+    let (status, _, body) = f.workload("acme", "production").await.unwrap();
+    if common::emulator_kind() == "moto" {
+        // moto fails the update but does not roll a stack back (it shows UPDATE_COMPLETE with a
+        // partial update): the rollback itself is checked on ministack.
+        eprintln!("moto: CloudFormation rollback is not emulated (stack {status}); rollback checked on ministack only");
+    } else {
+        assert_eq!(status, "UPDATE_ROLLBACK_COMPLETE", "CloudFormation rolled back");
+        assert_eq!(body, f.artifact("acme", &d2).await, "production keeps the second release's template");
+    }
+    let kinds = f.ledger_kinds("acme");
+    assert!(kinds.contains(&"approval".to_string()) && kinds.contains(&"promotion_failed".to_string()), "{kinds:?}");
+
+    // With the name free again, the approved release goes through.
+    f.aws.s3.delete_bucket().bucket(&squatted).send().await.unwrap();
+    let ok = f.run(&["promote", "acme"]);
+    assert_eq!(ok.code, 0, "approved earlier, so no --approve needed: {ok:?}");
+    let (_, _, body) = f.workload("acme", "production").await.unwrap();
+    assert_eq!(body, f.artifact("acme", &d3).await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn promote_all_goes_in_waves_canaries_first_and_stops_at_the_first_failure() {
+    let f = onboarded("0s", true).await;
+    let acme = f.stage("acme");
+    let globex = f.stage("globex");
+    f.pass_all("acme", &acme);
+    // globex, the canary, lacks its evidence: its wave fails and acme's wave never starts.
+    let run = f.run(&["promote", "--all", "--canary", "globex", "--wave-size", "1"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stdout.contains("wave 1 of 2: globex"), "{run:?}");
+    assert!(run.stdout.contains("stopped after wave 1") && run.stdout.contains("not promoted: acme"), "{run:?}");
+    assert!(f.workload("acme", "production").await.is_none(), "acme's wave did not run");
+    assert!(f.workload("globex", "production").await.is_none());
+
+    f.pass_all("globex", &globex);
+    let run = f.run(&["promote", "--all", "--canary", "globex", "--wave-size", "1"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(f.workload("acme", "production").await.is_some() && f.workload("globex", "production").await.is_some());
+}
