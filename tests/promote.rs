@@ -136,10 +136,32 @@ async fn whole_cycle_then_dry_run_rollback_ledger_and_no_reach_into_other_tenant
     let conv = f.run(&["converged", "acme"]);
     assert_eq!(conv.code, 2, "no evidence yet: {conv:?}");
     assert!(conv.stdout.contains("[FAIL] check:tests"), "{conv:?}");
-    f.pass_all("acme", &d1);
+    // Two checks through `tenantry evidence`; the security audit as the agent pipeline's
+    // auditor writes it: a JSON object under verdicts/<digest>/ in the staging evidence bucket.
+    f.evidence("acme", &d1, "tests", "pass");
+    f.evidence("acme", &d1, "review", "pass");
+    let staging_conf = f.aws.member_config(&f.account("acme", "staging").await).await;
+    let outputs = aws_sdk_cloudformation::Client::new(&staging_conf).describe_stacks().stack_name("tenantry-agent-pipeline").send().await.unwrap();
+    let bucket = outputs.stacks()[0]
+        .outputs()
+        .iter()
+        .find(|o| o.output_key() == Some("EvidenceBucketName"))
+        .and_then(|o| o.output_value())
+        .expect("the agent pipeline names its evidence bucket")
+        .to_string();
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&staging_conf).force_path_style(true).build());
+    s3.put_object()
+        .bucket(&bucket)
+        .key(format!("verdicts/{d1}/security-audit.json"))
+        .body(br#"{"check": "security-audit", "result": "pass", "url": "https://ci.example.com/audit/1"}"#.to_vec().into())
+        .send()
+        .await
+        .unwrap();
     let conv = f.run(&["converged", "acme"]);
     assert_eq!(conv.code, 0, "{conv:?}");
     assert!(conv.stdout.contains("CONVERGED"), "{conv:?}");
+    let audit = conv.stdout.lines().find(|l| l.contains("check:security-audit")).unwrap();
+    assert!(audit.contains(&format!("s3://{bucket}/verdicts/{d1}/security-audit.json")), "read from the bucket: {audit}");
 
     // --dry-run previews the change set and changes nothing.
     let ledger_before = f.ledger_kinds("acme");
@@ -197,6 +219,7 @@ async fn whole_cycle_then_dry_run_rollback_ledger_and_no_reach_into_other_tenant
 
     let rollback = f.run(&["rollback", "acme"]);
     assert_eq!(rollback.code, 0, "{rollback:?}");
+    assert!(rollback.stdout.contains("rolled back"), "{rollback:?}");
     let (status, _, body) = f.workload("acme", "production").await.unwrap();
     assert!(status.ends_with("_COMPLETE"), "{status}");
     assert_eq!(body, f.artifact("acme", &d1).await, "rollback puts the first release back");
@@ -206,7 +229,7 @@ async fn whole_cycle_then_dry_run_rollback_ledger_and_no_reach_into_other_tenant
         assert!(kinds.contains(&k.to_string()), "ledger lacks {k}: {kinds:?}");
     }
     assert_eq!(kinds.iter().filter(|k| *k == "staged").count(), 2);
-    assert_eq!(kinds.iter().filter(|k| *k == "evidence").count(), 6);
+    assert_eq!(kinds.iter().filter(|k| *k == "evidence").count(), 5, "two for the first release (one came from the bucket), three for the second");
     assert_eq!(kinds.iter().filter(|k| *k == "promoted").count(), 2);
 
     // Ledger records cannot be overwritten: tenantry writes them with If-None-Match: *.

@@ -50,6 +50,7 @@ fn print_promotion(p: &Promotion) {
         }
     }
     let line = match p.status {
+        PromotionStatus::Promoted if p.rollback => "rolled back: production runs this earlier release again".to_string(),
         PromotionStatus::Promoted => "promoted: production runs this release".to_string(),
         PromotionStatus::Unchanged => "production already runs this release; nothing to do".to_string(),
         PromotionStatus::DryRun => "dry run: change set previewed and deleted; nothing executed".to_string(),
@@ -250,6 +251,7 @@ fn failed(tenant: &str, workload: &str, e: anyhow::Error) -> Promotion {
         risk: None,
         risk_reasons: Vec::new(),
         error: None,
+        rollback: false,
     };
     p.error = Some(format!("{e:#}"));
     p

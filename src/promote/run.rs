@@ -117,6 +117,8 @@ pub struct Promotion {
     pub risk_reasons: Vec<String>,
     /// What failed.
     pub error: Option<String>,
+    /// A rollback to an earlier release rather than a promotion.
+    pub rollback: bool,
 }
 
 impl Promotion {
@@ -132,6 +134,7 @@ impl Promotion {
             risk: None,
             risk_reasons: Vec::new(),
             error: None,
+            rollback: false,
         }
     }
 
@@ -471,7 +474,8 @@ impl Promoter<'_> {
         let ledger = self.ledger(&tenant.spec.id).await?;
         let history: Vec<&LedgerRecord> = ledger.iter().filter(|r| r.workload.as_deref() == Some(workload)).collect();
         let target = rollback_target(&history).with_context(|| format!("workload {workload} of {} has no earlier promoted release to go back to", tenant.spec.id))?;
-        let p = Promotion::new(&tenant.spec.id, workload, &target);
+        let mut p = Promotion::new(&tenant.spec.id, workload, &target);
+        p.rollback = true;
         self.to_production(tenant, p, dry_run, approve, LedgerKind::RolledBack).await
     }
 
