@@ -724,7 +724,13 @@ async fn cmd_apply(
     }
     let overview = &overview;
     let mut outcomes: Vec<TenantOutcome> = stream::iter(to_apply)
-        .map(|d| engine.apply_tenant(d, overview))
+        .map(|d| async move {
+            // Only the outcome is reported: the observation (template bodies included) goes now.
+            let mut o = engine.apply_tenant(d, overview).await;
+            o.observed = None;
+            o.plan = None;
+            o
+        })
         .buffer_unordered(engine.settings.concurrency)
         .collect()
         .await;

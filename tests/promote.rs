@@ -307,6 +307,37 @@ async fn each_gate_refuses_promotion_on_its_own() {
     // Staging again puts the release back.
     assert_eq!(f.stage("acme"), d2);
 
+    // A release whose staging deploy fails (a bucket name it needs is taken) is never recorded
+    // as staged, so it cannot be promoted.
+    f.set_parameters("acme", "max_receive_count = 9\narchive_bucket = true\n");
+    let staging_id = f.account("acme", "staging").await;
+    let squatted = format!("acme-orders-archive-{staging_id}-staging");
+    f.aws.s3.create_bucket().bucket(&squatted).send().await.unwrap();
+    let failed = f.run(&["stage", "acme"]);
+    assert_eq!(failed.code, 1, "the staging deploy fails: {failed:?}");
+    // (ministack rolls the stack back, with only a stack-level failure event; moto fails
+    // ExecuteChangeSet itself with the bucket error.)
+    assert!(
+        failed.stderr.contains("UPDATE_ROLLBACK_COMPLETE") || failed.stderr.contains("BucketAlreadyExists"),
+        "the failure is reported: {failed:?}"
+    );
+    let digests = f.run(&["history", "acme", "--output", "json"]);
+    let d3 = f.aws.s3.list_objects_v2().bucket(Aws::state_bucket(&f.emu)).prefix("artifacts/acme/").send().await.unwrap();
+    let d3 = d3
+        .contents()
+        .iter()
+        .filter_map(|o| o.key()?.strip_prefix("artifacts/acme/")?.strip_suffix(".json").map(str::to_string))
+        .find(|d| *d != d1 && *d != d2)
+        .expect("the failed release's artifact is stored");
+    assert!(!digests.stdout.contains(&d3), "a failed stage is not in the ledger as staged");
+    f.pass_all("acme", &d3);
+    let run = f.run(&["promote", "acme", "--release", &d3[..12]]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stdout.contains("[FAIL] staged") && run.stdout.contains("never staged"), "{run:?}");
+    f.aws.s3.delete_bucket().bucket(&squatted).send().await.unwrap();
+    f.set_parameters("acme", "max_receive_count = 9\n");
+    assert_eq!(f.stage("acme"), d2);
+
     // Twin parity: production's baseline no longer runs the current version.
     let prod = f.aws.member_cfn(&f.account("acme", "production").await).await;
     let baseline = prod.describe_stacks().stack_name("tenantry-baseline").send().await.unwrap();

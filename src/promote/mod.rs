@@ -250,7 +250,9 @@ pub fn gates(i: &GateInputs<'_>) -> Vec<Gate> {
     match &i.staging {
         None => out.push(Gate { gate: "stack".into(), pass: false, detail: "the staging workload stack does not exist".into() }),
         Some(s) => {
-            let complete = matches!(s.status.as_str(), "CREATE_COMPLETE" | "UPDATE_COMPLETE");
+            // UPDATE_ROLLBACK_COMPLETE is stable too: a later update failed and the stack was
+            // rolled back to what it ran before, which the template comparison then shows.
+            let complete = matches!(s.status.as_str(), "CREATE_COMPLETE" | "UPDATE_COMPLETE" | "UPDATE_ROLLBACK_COMPLETE");
             // What the stack runs is its template: equal to the artifact byte for byte.
             let runs = s.template_matches;
             let detail = if !runs {

@@ -61,9 +61,15 @@ fn each_gate_refuses_on_its_own() {
     assert_eq!(failing(&e, Some(staging_ok()), LATER, parity_ok()), ["check:tests"]);
     // soak not over (staged at 00:00, soak 10 min)
     assert_eq!(failing(&passing(), Some(staging_ok()), "2026-01-01T00:05:00Z", parity_ok()), ["soak"]);
-    // staging stack failed
-    let s = StagingStack { status: "UPDATE_ROLLBACK_COMPLETE".into(), ..staging_ok() };
+    // staging stack failed: its creation rolled back, or its update to this release rolled back
+    // (so it runs the previous template)
+    let s = StagingStack { status: "ROLLBACK_COMPLETE".into(), ..staging_ok() };
     assert_eq!(failing(&passing(), Some(s), LATER, parity_ok()), ["stack"]);
+    let s = StagingStack { status: "UPDATE_ROLLBACK_COMPLETE".into(), template_matches: false, ..staging_ok() };
+    assert_eq!(failing(&passing(), Some(s), LATER, parity_ok()), ["stack"]);
+    // a later release's update rolled back: the stack still runs this one, stably
+    let s = StagingStack { status: "UPDATE_ROLLBACK_COMPLETE".into(), ..staging_ok() };
+    assert!(failing(&passing(), Some(s), LATER, parity_ok()).is_empty());
     // staging runs another template
     let s = StagingStack { release: Some(OTHER.into()), template_matches: false, ..staging_ok() };
     assert_eq!(failing(&passing(), Some(s), LATER, parity_ok()), ["stack"]);
