@@ -95,6 +95,23 @@ impl Fixture {
         Some((status, release, body))
     }
 
+    /// Writes a verdict object into the tenant's staging evidence bucket, as the agent
+    /// pipeline's roles do (`verdicts/<digest>/<check>.json`); returns the bucket name.
+    async fn verdict(&self, tenant: &str, digest: &str, check: &str, body: &str) -> String {
+        let staging_conf = self.aws.member_config(&self.account(tenant, "staging").await).await;
+        let outputs = aws_sdk_cloudformation::Client::new(&staging_conf).describe_stacks().stack_name("tenantry-agent-pipeline").send().await.unwrap();
+        let bucket = outputs.stacks()[0]
+            .outputs()
+            .iter()
+            .find(|o| o.output_key() == Some("EvidenceBucketName"))
+            .and_then(|o| o.output_value())
+            .expect("the agent pipeline names its evidence bucket")
+            .to_string();
+        let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&staging_conf).force_path_style(true).build());
+        s3.put_object().bucket(&bucket).key(format!("verdicts/{digest}/{check}.json")).body(body.as_bytes().to_vec().into()).send().await.unwrap();
+        bucket
+    }
+
     /// The stored artifact's template.
     async fn artifact(&self, tenant: &str, digest: &str) -> String {
         let a = self
@@ -140,23 +157,7 @@ async fn whole_cycle_then_dry_run_rollback_ledger_and_no_reach_into_other_tenant
     // auditor writes it: a JSON object under verdicts/<digest>/ in the staging evidence bucket.
     f.evidence("acme", &d1, "tests", "pass");
     f.evidence("acme", &d1, "review", "pass");
-    let staging_conf = f.aws.member_config(&f.account("acme", "staging").await).await;
-    let outputs = aws_sdk_cloudformation::Client::new(&staging_conf).describe_stacks().stack_name("tenantry-agent-pipeline").send().await.unwrap();
-    let bucket = outputs.stacks()[0]
-        .outputs()
-        .iter()
-        .find(|o| o.output_key() == Some("EvidenceBucketName"))
-        .and_then(|o| o.output_value())
-        .expect("the agent pipeline names its evidence bucket")
-        .to_string();
-    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&staging_conf).force_path_style(true).build());
-    s3.put_object()
-        .bucket(&bucket)
-        .key(format!("verdicts/{d1}/security-audit.json"))
-        .body(br#"{"check": "security-audit", "result": "pass", "url": "https://ci.example.com/audit/1"}"#.to_vec().into())
-        .send()
-        .await
-        .unwrap();
+    let bucket = f.verdict("acme", &d1, "security-audit", r#"{"check": "security-audit", "result": "pass", "url": "https://ci.example.com/audit/1"}"#).await;
     let conv = f.run(&["converged", "acme"]);
     assert_eq!(conv.code, 0, "{conv:?}");
     assert!(conv.stdout.contains("CONVERGED"), "{conv:?}");
@@ -266,6 +267,13 @@ async fn each_gate_refuses_promotion_on_its_own() {
     f.evidence("acme", &d1, "tests", "fail");
     refused("check:tests", "failed at");
     f.evidence("acme", &d1, "tests", "pass");
+    // A verdict object claiming a time in the future does not outrank a later failure: results
+    // are ordered by when tenantry's storage received them.
+    f.verdict("acme", &d1, "review", r#"{"check": "review", "result": "pass", "at": "2099-01-01T00:00:00Z"}"#).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    f.evidence("acme", &d1, "review", "fail");
+    refused("check:review", "failed at");
+    f.evidence("acme", &d1, "review", "pass");
     assert!(f.workload("acme", "production").await.is_none(), "nothing reached production");
 
     // Checks that passed for another release do not count for a new one.
@@ -394,7 +402,7 @@ async fn high_risk_needs_approval_and_a_failed_deploy_leaves_the_previous_releas
     f.aws.s3.create_bucket().bucket(&squatted).send().await.unwrap();
     let failed = f.run(&["promote", "acme", "--approve"]);
     assert_eq!(failed.code, 1, "{failed:?}");
-    assert!(failed.stdout.contains("FAILED; CloudFormation rolled production back"), "{failed:?}");
+    assert!(failed.stdout.contains("FAILED"), "{failed:?}");
     assert!(failed.stdout.contains("ArchiveBucket"), "the failing resource's event is reported: {failed:?}");
     let (status, _, body) = f.workload("acme", "production").await.unwrap();
     if common::emulator_kind() == "moto" {
@@ -402,6 +410,7 @@ async fn high_risk_needs_approval_and_a_failed_deploy_leaves_the_previous_releas
         // partial update): the rollback itself is checked on ministack.
         eprintln!("moto: CloudFormation rollback is not emulated (stack {status}); rollback checked on ministack only");
     } else {
+        assert!(failed.stdout.contains("FAILED; CloudFormation rolled production back"), "{failed:?}");
         assert_eq!(status, "UPDATE_ROLLBACK_COMPLETE", "CloudFormation rolled back");
         assert_eq!(body, f.artifact("acme", &d2).await, "production keeps the second release's template");
     }
@@ -414,6 +423,22 @@ async fn high_risk_needs_approval_and_a_failed_deploy_leaves_the_previous_releas
     assert_eq!(ok.code, 0, "approved earlier, so no --approve needed: {ok:?}");
     let (_, _, body) = f.workload("acme", "production").await.unwrap();
     assert_eq!(body, f.artifact("acme", &d3).await);
+
+    // Rollbacks walk back through what was promoted: d2, then d1, never forward. d2's approval
+    // was used up when production moved on, so removing the bucket needs a new one.
+    let back = f.run(&["rollback", "acme"]);
+    assert_eq!(back.code, 2, "a high-risk rollback needs approval again: {back:?}");
+    assert!(back.stdout.contains("WAITING FOR APPROVAL"), "{back:?}");
+    let back = f.run(&["rollback", "acme", "--approve"]);
+    assert_eq!(back.code, 0, "{back:?}");
+    assert_eq!(f.workload("acme", "production").await.unwrap().2, f.artifact("acme", &d2).await);
+    let back = f.run(&["rollback", "acme", "--approve"]);
+    assert_eq!(back.code, 0, "{back:?}");
+    assert_eq!(f.workload("acme", "production").await.unwrap().2, f.artifact("acme", &d1).await);
+    let none = f.run(&["rollback", "acme", "--approve"]);
+    assert_eq!(none.code, 1, "nothing before the first release: {none:?}");
+    assert!(none.stderr.contains("no earlier promoted release"), "{none:?}");
+    assert_eq!(f.workload("acme", "production").await.unwrap().2, f.artifact("acme", &d1).await);
 }
 
 #[tokio::test(flavor = "multi_thread")]

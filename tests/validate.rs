@@ -222,3 +222,28 @@ fn every_error_in_every_file_is_listed_at_once() {
         assert!(run.stderr.contains(needle), "missing {needle}: {run:?}");
     }
 }
+
+#[test]
+fn workload_stack_parameter_the_template_does_not_declare() {
+    bad_acme("VisibilityTimeoutSeconds = \"30\"", "VisibilityTimeoutSecs = \"30\"", 50, "workloads.orders.staging.VisibilityTimeoutSecs", "declares no stack parameter");
+}
+
+#[test]
+fn workload_with_an_unknown_blueprint() {
+    bad_acme("blueprint = \"work-queue\"", "blueprint = \"work-queues\"", 40, "workloads.orders.blueprint", "unknown blueprint");
+}
+
+#[test]
+fn workload_parameter_out_of_range() {
+    bad_acme("max_receive_count = 5", "max_receive_count = 0", 43, "workloads.orders.parameters.max_receive_count", "below the minimum 1");
+}
+
+#[test]
+fn soak_in_months_is_refused() {
+    bad_acme("soak = \"30m\"", "soak = \"30M\"", 55, "promotion.soak", "months");
+}
+
+#[test]
+fn unknown_promotion_field() {
+    bad_acme("approval = \"auto\"", "aproval = \"auto\"", 56, "promotion.aproval", "did you mean `approval`");
+}

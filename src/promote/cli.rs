@@ -27,7 +27,7 @@ fn print_promotion(p: &Promotion) {
         "tenant {} workload {}: release {}{}",
         p.tenant,
         p.workload,
-        short(&p.release),
+        if p.release.is_empty() { "(none)" } else { short(&p.release) },
         p.previous_release.as_deref().map(|r| format!(" (production runs {})", short(r))).unwrap_or_else(|| " (not in production yet)".into())
     );
     print_gates(&p.gates);
@@ -56,11 +56,15 @@ fn print_promotion(p: &Promotion) {
         PromotionStatus::DryRun => "dry run: change set previewed and deleted; nothing executed".to_string(),
         PromotionStatus::Refused => format!("REFUSED: {}", p.error.as_deref().unwrap_or("")),
         PromotionStatus::NeedsApproval => format!("WAITING FOR APPROVAL: {}", p.error.as_deref().unwrap_or("")),
-        PromotionStatus::Failed => format!(
-            "FAILED; CloudFormation rolled production back to {}: {}",
-            p.previous_release.as_deref().map(short).unwrap_or("nothing (the stack was new)"),
-            p.error.as_deref().unwrap_or("")
-        ),
+        PromotionStatus::Failed => match p.stack_status.as_deref() {
+            Some("UPDATE_ROLLBACK_COMPLETE") => format!(
+                "FAILED; CloudFormation rolled production back to {}: {}",
+                p.previous_release.as_deref().map(short).unwrap_or("its previous release"),
+                p.error.as_deref().unwrap_or("")
+            ),
+            Some(st) => format!("FAILED; the production stack is {st}: check it before promoting again: {}", p.error.as_deref().unwrap_or("")),
+            None => format!("FAILED: {}", p.error.as_deref().unwrap_or("")),
+        },
     };
     println!("  {line}");
 }
@@ -252,6 +256,7 @@ fn failed(tenant: &str, workload: &str, e: anyhow::Error) -> Promotion {
         risk_reasons: Vec::new(),
         error: None,
         rollback: false,
+        stack_status: None,
     };
     p.error = Some(format!("{e:#}"));
     p

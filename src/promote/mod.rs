@@ -2,7 +2,7 @@
 //!
 //! A **release** is one workload's blueprint rendered once (the *artifact*) with its parameters,
 //! identified by the sha256 of both. `stage` stores the artifact in the state bucket
-//! (content-addressed, `artifacts/<digest>.json`) and deploys it into staging through a change
+//! (content-addressed, `artifacts/<tenant>/<digest>.json`) and deploys it into staging through a change
 //! set; checks report **evidence** against the digest; a release is **converged** when every gate
 //! passes; `promote` deploys the stored artifact, verified again, into production through a
 //! change set, after a risk classification decides whether a human must approve. Every step is an
@@ -105,10 +105,6 @@ impl Release {
         release_digest(&self.template, &self.parameters) == self.digest
     }
 
-    /// Where the artifact is stored in the state bucket.
-    pub fn key(digest: &str) -> String {
-        format!("artifacts/{digest}.json")
-    }
 }
 
 /// The first 12 characters of a digest, for display.
@@ -176,7 +172,8 @@ pub struct Evidence {
     pub release: String,
     /// Passed or not.
     pub pass: bool,
-    /// When it was reported (RFC 3339).
+    /// When tenantry's storage received it (RFC 3339): the ledger record's time, or the S3
+    /// object's `LastModified` (never a time the reporter claims).
     pub at: String,
     /// Link to the run, if given.
     pub url: Option<String>,
@@ -232,6 +229,10 @@ pub struct GateInputs<'a> {
     pub baseline: BTreeMap<String, (Option<String>, String)>,
 }
 
+fn parse_time(t: &str) -> Option<time::OffsetDateTime> {
+    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+}
+
 fn seconds_between(from: &str, to: &str) -> Option<i64> {
     use time::format_description::well_known::Rfc3339;
     let a = time::OffsetDateTime::parse(from, &Rfc3339).ok()?;
@@ -275,7 +276,8 @@ pub fn gates(i: &GateInputs<'_>) -> Vec<Gate> {
     }
     for check in &i.policy.required_checks {
         let mut mine: Vec<&Evidence> = i.evidence.iter().filter(|e| &e.check == check && e.release == i.digest).collect();
-        mine.sort_by(|a, b| a.at.cmp(&b.at));
+        // Latest result wins, by time (parsed: sources differ in precision); on a tie, a failure.
+        mine.sort_by_key(|e| (parse_time(&e.at), e.pass as u8 == 0));
         let gate = format!("check:{check}");
         out.push(match mine.last() {
             Some(e) if e.pass => Gate { gate, pass: true, detail: format!("passed at {} ({}){}", e.at, e.source, e.url.as_deref().map(|u| format!(" {u}")).unwrap_or_default()) },
@@ -356,15 +358,42 @@ pub fn classify(changes: &[ResourceChange], policy: &PromotionPolicy) -> (Risk, 
     (if reasons.is_empty() { Risk::Low } else { Risk::High }, reasons)
 }
 
-/// The release a rollback goes back to: the release promoted before the one production runs now
-/// (from `promoted` and `rolled_back` records of one workload, oldest first).
+/// The release a rollback goes back to. Promotions form a stack: a promotion pushes its release,
+/// a rollback pops the current one; the target is the release below the top. So A, B, C promoted
+/// then two rollbacks go to B, then A, never forward again. `history` holds one workload's
+/// records, oldest first; `None` when there is nothing below the top.
 pub fn rollback_target(history: &[&LedgerRecord]) -> Option<String> {
-    let mut promoted: Vec<&str> = Vec::new();
+    let mut stack: Vec<&str> = Vec::new();
     for r in history {
-        if matches!(r.kind, LedgerKind::Promoted | LedgerKind::RolledBack) && promoted.last() != Some(&r.release.as_str()) {
-            promoted.push(&r.release);
+        match r.kind {
+            LedgerKind::Promoted if stack.last() != Some(&r.release.as_str()) => stack.push(&r.release),
+            LedgerKind::RolledBack => {
+                stack.pop();
+                if stack.last() != Some(&r.release.as_str()) {
+                    // A rollback to a release that was not below the top (older ledgers): it
+                    // becomes the top.
+                    stack.push(&r.release);
+                }
+            }
+            _ => {}
         }
     }
-    let current = promoted.last()?;
-    promoted.iter().rev().find(|d| *d != current).map(|d| d.to_string())
+    stack.len().checked_sub(2).map(|i| stack[i].to_string())
+}
+
+/// The release production runs, as the ledger records it: the last promotion or rollback of the
+/// workload (`history` oldest first).
+pub fn current_release(history: &[&LedgerRecord]) -> Option<String> {
+    history.iter().rev().find(|r| matches!(r.kind, LedgerKind::Promoted | LedgerKind::RolledBack)).map(|r| r.release.clone())
+}
+
+/// Whether an approval of `release` covers a promotion now: it was recorded after production last
+/// changed (the last promotion or rollback of the workload), so it approved going from what
+/// production runs now to `release`. An approval is used up by the next change of production.
+pub fn approved(history: &[&LedgerRecord], release: &str) -> bool {
+    let last_change = history.iter().rposition(|r| matches!(r.kind, LedgerKind::Promoted | LedgerKind::RolledBack));
+    history
+        .iter()
+        .enumerate()
+        .any(|(i, r)| r.kind == LedgerKind::Approval && r.release == release && last_change.is_none_or(|c| i > c))
 }

@@ -119,6 +119,8 @@ pub struct Promotion {
     pub error: Option<String>,
     /// A rollback to an earlier release rather than a promotion.
     pub rollback: bool,
+    /// The production stack's status after a failed deploy.
+    pub stack_status: Option<String>,
 }
 
 impl Promotion {
@@ -135,6 +137,7 @@ impl Promotion {
             risk_reasons: Vec::new(),
             error: None,
             rollback: false,
+            stack_status: None,
         }
     }
 
@@ -263,7 +266,7 @@ impl Promoter<'_> {
     /// Creates, executes and waits for a change set deploying `release` in one account. Returns
     /// (`deployed` | `unchanged`, changes).
     async fn deploy(&self, session: &MemberSession, tenant: &Tenant, release: &Release, env: Environment) -> Result<(String, Vec<ResourceChange>)> {
-        let (preview, _) = self.preview(session, tenant, release, env).await?;
+        let (preview, _) = self.preview(session, tenant, release, env, false).await?;
         if !preview.executable {
             cfn::delete_change_set(&session.cfn, &workload_stack(&release.workload), &preview.name).await?;
             return Ok(("unchanged".into(), Vec::new()));
@@ -274,21 +277,31 @@ impl Promoter<'_> {
 
     /// Creates the change set of `release` in `env` (not executed). Returns it and the release
     /// the stack ran before.
-    async fn preview(&self, session: &MemberSession, tenant: &Tenant, release: &Release, env: Environment) -> Result<(cfn::ChangeSetPreview, Option<String>)> {
+    async fn preview(&self, session: &MemberSession, tenant: &Tenant, release: &Release, env: Environment, dry_run: bool) -> Result<(cfn::ChangeSetPreview, Option<String>)> {
         let stack = workload_stack(&release.workload);
         let current = cfn::describe(&session.cfn, &stack).await?;
         let previous = current.as_ref().and_then(|s| s.tags.get(tags::RELEASE).cloned());
         if let Some(s) = &current {
-            if matches!(s.status.as_str(), "ROLLBACK_COMPLETE" | "ROLLBACK_FAILED" | "CREATE_FAILED") {
-                // Never created: CloudFormation cannot update it; delete it, as an operator would.
-                cfn::delete(&session.cfn, &stack, self.timeout()).await?;
-            } else if s.status.ends_with("_IN_PROGRESS") && s.status != "REVIEW_IN_PROGRESS" {
-                bail!("stack {stack} in {env} is busy ({}); try again when it settles", s.status);
+            match s.status.as_str() {
+                // Never created, nothing left in it: CloudFormation cannot update it; it is
+                // deleted and created again, as an operator would (never in a dry run).
+                "ROLLBACK_COMPLETE" if dry_run => bail!(
+                    "stack {stack} in {env} is ROLLBACK_COMPLETE (its creation failed): a promotion deletes it and creates it again; the dry run stops here"
+                ),
+                "ROLLBACK_COMPLETE" => cfn::delete(&session.cfn, &stack, self.timeout()).await?,
+                "ROLLBACK_FAILED" | "CREATE_FAILED" | "DELETE_FAILED" | "UPDATE_ROLLBACK_FAILED" => bail!(
+                    "stack {stack} in {env} is {} and may still hold resources: resolve it (continue the rollback or delete it) before deploying",
+                    s.status
+                ),
+                st if st.ends_with("_IN_PROGRESS") && st != "REVIEW_IN_PROGRESS" => {
+                    bail!("stack {stack} in {env} is busy ({st}); try again when it settles")
+                }
+                _ => {}
             }
         }
         let creates = match &current {
             None => true,
-            Some(s) => matches!(s.status.as_str(), "REVIEW_IN_PROGRESS" | "ROLLBACK_COMPLETE" | "ROLLBACK_FAILED" | "CREATE_FAILED" | "DELETE_COMPLETE"),
+            Some(s) => matches!(s.status.as_str(), "REVIEW_IN_PROGRESS" | "ROLLBACK_COMPLETE" | "DELETE_COMPLETE"),
         };
         let spec = &tenant.spec.workloads[&release.workload];
         let params = stack_parameters(&release.template, spec.stack_parameters(env), env);
@@ -305,8 +318,9 @@ impl Promoter<'_> {
 
     /// Evidence for a tenant's releases: `evidence` records of the ledger, and JSON objects under
     /// `verdicts/` in the staging evidence bucket (the agent pipeline's `EvidenceBucketName`
-    /// output), each `{"check", "result": "pass"|"fail", "release"?, "url"?, "note"?, "at"?}`
-    /// (`release` defaults to the key's second part: `verdicts/<digest>/...`).
+    /// output), each `{"check", "result": "pass"|"fail", "release"?, "url"?, "note"?}`
+    /// (`release` defaults to the key's second part: `verdicts/<digest>/...`), timed by the
+    /// object's `LastModified`.
     pub async fn evidence(&self, ledger: &[LedgerRecord], staging: &MemberSession) -> Result<Vec<Evidence>> {
         let mut out: Vec<Evidence> = ledger
             .iter()
@@ -339,9 +353,8 @@ impl Promoter<'_> {
                     tracing::warn!(bucket, key, "evidence object lacks `check` or `result`; ignored");
                     continue;
                 };
-                let at = v["at"].as_str().map(str::to_string).or_else(|| {
-                    obj.last_modified.and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok())
-                });
+                // Ordered by when S3 received it, never by a time the object claims.
+                let at = obj.last_modified.and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok());
                 out.push(Evidence {
                     check: check.into(),
                     release,
@@ -360,6 +373,13 @@ impl Promoter<'_> {
     pub async fn record_evidence(&self, tenant: &Tenant, release: &str, check: &str, pass: bool, url: Option<&str>, note: Option<&str>) -> Result<LedgerRecord> {
         let digest = self.resolve(&tenant.spec.id, release).await?;
         let artifact = self.artifact(&tenant.spec.id, &digest).await?;
+        if !tenant.spec.promotion.required_checks.iter().any(|c| c == check) {
+            tracing::warn!(
+                tenant = %tenant.spec.id,
+                "check `{check}` is not among the promotion policy's required checks ({}); it is recorded but no gate reads it",
+                tenant.spec.promotion.required_checks.join(", ")
+            );
+        }
         self.append(
             &tenant.spec.id,
             LedgerKind::Evidence,
@@ -394,6 +414,11 @@ impl Promoter<'_> {
     pub async fn converged(&self, tenant: &Tenant, desired: &DesiredTenant, workload: &str, release: Option<&str>) -> Result<Convergence> {
         let ledger = self.ledger(&tenant.spec.id).await?;
         let digest = self.pick(tenant, workload, release, &ledger).await?;
+        self.gates_of(tenant, desired, workload, &digest, &ledger).await
+    }
+
+    async fn gates_of(&self, tenant: &Tenant, desired: &DesiredTenant, workload: &str, digest: &str, ledger: &[LedgerRecord]) -> Result<Convergence> {
+        let digest = digest.to_string();
         let artifact = self.artifact(&tenant.spec.id, &digest).await?;
         let staging = self.session(tenant, Environment::Staging).await?;
         let production = self.session(tenant, Environment::Production).await?;
@@ -421,7 +446,7 @@ impl Promoter<'_> {
             }
             _ => None,
         };
-        let evidence = self.evidence(&ledger, &staging).await?;
+        let evidence = self.evidence(ledger, &staging).await?;
         let mut baseline = BTreeMap::new();
         for (env, session) in [(Environment::Production, &production), (Environment::Staging, &staging)] {
             if let Some(want) = desired.account(env).stacks.iter().find(|s| s.blueprint == "baseline") {
@@ -454,10 +479,23 @@ impl Promoter<'_> {
     }
 
     /// `tenantry promote` for one workload: gates, the stored artifact verified, a production
-    /// change set previewed and classified, approval, execution, ledger.
+    /// change set previewed and classified, approval, execution, ledger. The ledger is read once.
     pub async fn promote(&self, tenant: &Tenant, desired: &DesiredTenant, workload: &str, release: Option<&str>, dry_run: bool, approve: bool) -> Result<Promotion> {
-        let conv = self.converged(tenant, desired, workload, release).await?;
+        let ledger = self.ledger(&tenant.spec.id).await?;
+        let history: Vec<&LedgerRecord> = ledger.iter().filter(|r| r.workload.as_deref() == Some(workload)).collect();
+        let current = super::current_release(&history);
+        let never_staged = release.is_none() && !history.iter().any(|r| r.kind == LedgerKind::Staged);
+        if never_staged {
+            let mut p = Promotion::new(&tenant.spec.id, workload, "");
+            p.previous_release = current;
+            p.gates = vec![Gate { gate: "staged".into(), pass: false, detail: format!("workload {workload} was never staged: run `tenantry stage {}`", tenant.spec.id) }];
+            p.error = Some("nothing to promote: no staged release".into());
+            return Ok(p);
+        }
+        let digest = self.pick(tenant, workload, release, &ledger).await?;
+        let conv = self.gates_of(tenant, desired, workload, &digest, &ledger).await?;
         let mut p = Promotion::new(&tenant.spec.id, workload, &conv.release);
+        p.previous_release = current;
         p.gates = conv.gates;
         if !conv.converged {
             p.status = PromotionStatus::Refused;
@@ -465,35 +503,47 @@ impl Promoter<'_> {
             p.error = Some(format!("release {} is not converged: {}", short(&p.release), failing.join("; ")));
             return Ok(p);
         }
-        self.to_production(tenant, p, dry_run, approve, LedgerKind::Promoted).await
+        self.to_production(tenant, p, &history, dry_run, approve, LedgerKind::Promoted).await
     }
 
-    /// `tenantry rollback`: promotes the release promoted before the current one (no
-    /// convergence gates: production ran it before), with the same preview, risk and approval.
+    /// `tenantry rollback`: promotes the release promoted before the current one (promotions form
+    /// a stack; rollbacks never go forward). The convergence gates are not run again (production
+    /// ran that release before), but a required check whose latest result for it is a failure
+    /// refuses the rollback. Preview, risk and approval are as for a promotion.
     pub async fn rollback(&self, tenant: &Tenant, workload: &str, dry_run: bool, approve: bool) -> Result<Promotion> {
         let ledger = self.ledger(&tenant.spec.id).await?;
         let history: Vec<&LedgerRecord> = ledger.iter().filter(|r| r.workload.as_deref() == Some(workload)).collect();
         let target = rollback_target(&history).with_context(|| format!("workload {workload} of {} has no earlier promoted release to go back to", tenant.spec.id))?;
         let mut p = Promotion::new(&tenant.spec.id, workload, &target);
         p.rollback = true;
-        self.to_production(tenant, p, dry_run, approve, LedgerKind::RolledBack).await
+        p.previous_release = super::current_release(&history);
+        let staging = self.session(tenant, Environment::Staging).await?;
+        let evidence = self.evidence(&ledger, &staging).await?;
+        for check in &tenant.spec.promotion.required_checks {
+            let mut mine: Vec<&Evidence> = evidence.iter().filter(|e| &e.check == check && e.release == target).collect();
+            mine.sort_by(|a, b| a.at.cmp(&b.at));
+            let failed = mine.last().is_some_and(|e| !e.pass);
+            p.gates.push(Gate {
+                gate: format!("check:{check}"),
+                pass: !failed,
+                detail: if failed { format!("its latest result for release {} is a failure", short(&target)) } else { "no failing result".into() },
+            });
+        }
+        if p.gates.iter().any(|g| !g.pass) {
+            p.status = PromotionStatus::Refused;
+            p.error = Some(format!("release {} has a failing check since it was promoted; promote a fixed release instead", short(&target)));
+            return Ok(p);
+        }
+        self.to_production(tenant, p, &history, dry_run, approve, LedgerKind::RolledBack).await
     }
 
-    async fn to_production(&self, tenant: &Tenant, mut p: Promotion, dry_run: bool, approve: bool, kind: LedgerKind) -> Result<Promotion> {
+    async fn to_production(&self, tenant: &Tenant, mut p: Promotion, history: &[&LedgerRecord], dry_run: bool, approve: bool, kind: LedgerKind) -> Result<Promotion> {
         let artifact = self.artifact(&tenant.spec.id, &p.release).await?;
         let prod = self.session(tenant, Environment::Production).await?;
         let stack = workload_stack(&p.workload);
-        let (preview, tagged) = self.preview(&prod, tenant, &artifact, Environment::Production).await?;
-        // What production runs: the last promotion or rollback the ledger records (the stack's
-        // release tag when the ledger has none).
-        let previous = self
-            .ledger(&tenant.spec.id)
-            .await?
-            .iter()
-            .rev()
-            .find(|r| matches!(r.kind, LedgerKind::Promoted | LedgerKind::RolledBack) && r.workload.as_deref() == Some(p.workload.as_str()))
-            .map(|r| r.release.clone())
-            .or(tagged);
+        let (preview, tagged) = self.preview(&prod, tenant, &artifact, Environment::Production, dry_run).await?;
+        // What production runs: the ledger's last promotion or rollback, else the stack's tag.
+        let previous = p.previous_release.clone().or(tagged);
         p.previous_release = previous.clone();
         p.changes = preview.changes.clone();
         let cleanup = |preview: &cfn::ChangeSetPreview| {
@@ -514,8 +564,17 @@ impl Promoter<'_> {
         if !preview.executable {
             cleanup(&preview).await?;
             p.status = if previous.as_deref() == Some(p.release.as_str()) { PromotionStatus::Unchanged } else { PromotionStatus::Promoted };
-            if p.status == PromotionStatus::Promoted {
-                self.append(&tenant.spec.id, kind, Some(&p.workload), &p.release, serde_json::json!({ "previous_release": previous, "changes": [] })).await?;
+            if p.status == PromotionStatus::Promoted && !dry_run {
+                self.append(
+                    &tenant.spec.id,
+                    kind,
+                    Some(&p.workload),
+                    &p.release,
+                    serde_json::json!({ "previous_release": previous, "changes": [], "gates": p.gates, "note": "no resource changes: nothing executed" }),
+                )
+                .await?;
+            } else if dry_run {
+                p.status = PromotionStatus::DryRun;
             }
             return Ok(p);
         }
@@ -528,11 +587,7 @@ impl Promoter<'_> {
             return Ok(p);
         }
         let needs_approval = risk == Risk::High || tenant.spec.promotion.approval == Approval::Manual;
-        let approved_before = self
-            .ledger(&tenant.spec.id)
-            .await?
-            .iter()
-            .any(|r| r.kind == LedgerKind::Approval && r.release == p.release);
+        let approved_before = super::approved(history, &p.release);
         if needs_approval && !approve && !approved_before {
             cleanup(&preview).await?;
             p.status = PromotionStatus::NeedsApproval;
@@ -546,7 +601,7 @@ impl Promoter<'_> {
             return Ok(p);
         }
         if approve && needs_approval && !approved_before {
-            self.append(&tenant.spec.id, LedgerKind::Approval, Some(&p.workload), &p.release, serde_json::json!({ "via": "--approve" })).await?;
+            self.append(&tenant.spec.id, LedgerKind::Approval, Some(&p.workload), &p.release, serde_json::json!({ "via": "--approve", "from": previous })).await?;
         }
         match cfn::execute_change_set(&prod.cfn, &stack, &preview.name, preview.creates_stack, self.timeout()).await {
             Ok(_) => {
@@ -556,19 +611,29 @@ impl Promoter<'_> {
                     kind,
                     Some(&p.workload),
                     &p.release,
-                    serde_json::json!({ "previous_release": previous, "changes": p.changes, "risk": risk, "risk_reasons": p.risk_reasons }),
+                    serde_json::json!({
+                        "previous_release": previous,
+                        "changes": p.changes,
+                        "risk": risk,
+                        "risk_reasons": p.risk_reasons,
+                        "approved": needs_approval,
+                        "gates": p.gates,
+                    }),
                 )
                 .await?;
             }
             Err(e) => {
                 p.status = PromotionStatus::Failed;
+                // Say what production is left with, as CloudFormation reports it.
+                let after = cfn::describe(&prod.cfn, &stack).await.ok().flatten().map(|s| s.status);
+                p.stack_status = after.clone();
                 p.error = Some(format!("{e:#}"));
                 self.append(
                     &tenant.spec.id,
                     LedgerKind::PromotionFailed,
                     Some(&p.workload),
                     &p.release,
-                    serde_json::json!({ "previous_release": previous, "error": p.error }),
+                    serde_json::json!({ "previous_release": previous, "error": p.error, "stack_status": after }),
                 )
                 .await?;
             }

@@ -149,8 +149,42 @@ fn rollback_goes_to_the_release_before_the_current_one() {
     let failed = rec(LedgerKind::PromotionFailed, "C");
     assert_eq!(rollback_target(&[&a]), None);
     assert_eq!(rollback_target(&[&a, &b, &staged, &failed]), Some("A".into()));
-    let back = rec(LedgerKind::RolledBack, "A");
-    assert_eq!(rollback_target(&[&a, &b, &back]), Some("B".into()));
+    // A, B, C promoted; rollbacks go to B, then A, never forward again.
+    let c = rec(LedgerKind::Promoted, "C");
+    let back_b = rec(LedgerKind::RolledBack, "B");
+    let back_a = rec(LedgerKind::RolledBack, "A");
+    assert_eq!(rollback_target(&[&a, &b, &c]), Some("B".into()));
+    assert_eq!(rollback_target(&[&a, &b, &c, &back_b]), Some("A".into()));
+    assert_eq!(rollback_target(&[&a, &b, &c, &back_b, &back_a]), None);
+    assert_eq!(current_release(&[&a, &b, &c, &back_b]), Some("B".into()));
+}
+
+#[test]
+fn an_approval_is_used_up_by_the_next_change_of_production() {
+    let a = rec(LedgerKind::Promoted, "A");
+    let ok_b = rec(LedgerKind::Approval, "B");
+    let b = rec(LedgerKind::Promoted, "B");
+    let c = rec(LedgerKind::Promoted, "C");
+    assert!(approved(&[&a, &ok_b], "B"));
+    assert!(!approved(&[&ok_b, &a], "B"), "approved before production last changed");
+    assert!(!approved(&[&a, &ok_b, &b, &c], "B"), "a rollback to B needs a new approval");
+    assert!(!approved(&[&a, &ok_b], "C"));
+}
+
+#[test]
+fn later_failure_wins_and_ties_go_to_the_failure() {
+    let p = policy();
+    let staged = Some("2026-01-01T00:00:00Z");
+    let gate = |e: &[Evidence]| {
+        let g = gates(&GateInputs { digest: D, staged_at: staged, staging: Some(staging_ok()), evidence: e, policy: &p, now: LATER, baseline: parity_ok() });
+        g.into_iter().find(|g| g.gate == "check:tests").unwrap().pass
+    };
+    let review = ev("review", D, true, "2026-01-01T00:00:01Z");
+    // Different precisions: a failure at .94 s is later than a pass at the whole second.
+    assert!(!gate(&[ev("tests", D, true, "2026-01-01T00:05:35Z"), ev("tests", D, false, "2026-01-01T00:05:35.94Z"), review.clone()]));
+    // The same instant: the failure wins.
+    assert!(!gate(&[ev("tests", D, false, "2026-01-01T00:05:35Z"), ev("tests", D, true, "2026-01-01T00:05:35Z"), review.clone()]));
+    assert!(gate(&[ev("tests", D, false, "2026-01-01T00:05:35Z"), ev("tests", D, true, "2026-01-01T00:05:36Z"), review]));
 }
 
 #[test]

@@ -114,6 +114,9 @@ pub fn load(dir: &Path, settings: &OrgSettings, renderer: &Renderer) -> LoadedTe
             }
         }
         if problems.is_empty() {
+            check_workload_releases(&tenant, settings, renderer, &mut problems);
+        }
+        if problems.is_empty() {
             out.tenants.push(tenant);
         }
         for (field, msg) in problems {
@@ -223,6 +226,39 @@ fn check_spec(spec: &TenantSpec, path: &Path, settings: &OrgSettings, renderer: 
     }
 }
 
+/// Renders each workload's release (with a placeholder account id) and checks its stack
+/// parameters against the template's `Parameters`: every key given must be declared, and every
+/// declared parameter without a default must be given (`Environment` is set by tenantry).
+fn check_workload_releases(tenant: &Tenant, settings: &OrgSettings, renderer: &Renderer, problems: &mut Vec<(String, String)>) {
+    for (name, w) in &tenant.spec.workloads {
+        let release = match crate::promote::Release::render(tenant, name, renderer, &settings.home_region, PLACEHOLDER_ACCOUNT_ID) {
+            Ok(r) => r,
+            Err(e) => {
+                problems.push((format!("workloads.{name}"), format!("cannot render: {e}")));
+                continue;
+            }
+        };
+        let template: serde_json::Value = serde_json::from_str(&release.template).unwrap_or_default();
+        let declared = template["Parameters"].as_object().cloned().unwrap_or_default();
+        for env in Environment::ALL {
+            let given = w.stack_parameters(env);
+            for key in given.keys() {
+                if !declared.contains_key(key) {
+                    problems.push((
+                        format!("workloads.{name}.{env}.{key}"),
+                        format!("blueprint `{}` declares no stack parameter `{key}` (it declares: {})", w.blueprint, declared.keys().cloned().collect::<Vec<_>>().join(", ")),
+                    ));
+                }
+            }
+            for (key, spec) in &declared {
+                if key != "Environment" && spec.get("Default").is_none() && !given.contains_key(key) {
+                    problems.push((format!("workloads.{name}.{env}"), format!("missing stack parameter `{key}` (the template declares it without a default)")));
+                }
+            }
+        }
+    }
+}
+
 /// Checks the workloads and the promotion policy.
 fn check_workloads(spec: &TenantSpec, renderer: &Renderer, err: &mut impl FnMut(String, String)) {
     for (name, w) in &spec.workloads {
@@ -259,6 +295,8 @@ fn check_workloads(spec: &TenantSpec, renderer: &Renderer, err: &mut impl FnMut(
     if let Some(soak) = &p.soak {
         if humantime::parse_duration(soak).is_err() {
             err("promotion.soak".into(), format!("`{soak}` is not a duration such as `30m` or `2h`"));
+        } else if soak.contains('M') || soak.contains("month") || soak.contains('y') {
+            err("promotion.soak".into(), format!("`{soak}`: months and years are not accepted (`M` is months; write `m` for minutes)"));
         }
     }
     for (i, c) in p.required_checks.iter().enumerate() {
