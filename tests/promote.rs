@@ -142,7 +142,9 @@ impl Fixture {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn whole_cycle_then_dry_run_rollback_ledger_and_no_reach_into_other_tenants() {
-    let f = onboarded("0s", false).await;
+    // globex has the same workload, staged, so that there is something of globex's to reach.
+    let f = onboarded("0s", true).await;
+    f.stage("globex");
     let d1 = f.stage("acme");
     let (status, release, body) = f.workload("acme", "staging").await.expect("staged into staging");
     assert!(status.ends_with("_COMPLETE"), "{status}");

@@ -192,6 +192,10 @@ impl Promoter<'_> {
     pub async fn ledger(&self, tenant: &str) -> Result<Vec<LedgerRecord>> {
         let mut out = Vec::new();
         for key in self.engine.store.list_keys(&format!("ledger/{tenant}/")).await? {
+            if !key.ends_with(".json") {
+                tracing::warn!(key, "not a ledger record (no .json suffix); ignored");
+                continue;
+            }
             let Some(bytes) = self.engine.store.get_bytes(&key).await? else { continue };
             let rec: LedgerRecord = serde_json::from_slice(&bytes).with_context(|| format!("ledger record {key} is not valid"))?;
             out.push(rec);
