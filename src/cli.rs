@@ -180,7 +180,7 @@ pub enum Command {
     },
     /// Promote a converged release to production through a change set. Exit 0: promoted (or
     /// already there, or --dry-run), 2: refused by a gate or waiting for approval, 1: error or a
-    /// failed deploy (production rolled back to its previous release).
+    /// failed deploy (CloudFormation rolls production back; the output says the stack's status).
     Promote {
         /// Tenant id (or --all).
         #[arg(required_unless_present = "all", conflicts_with = "all")]

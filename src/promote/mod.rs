@@ -124,7 +124,7 @@ pub enum LedgerKind {
     Approval,
     /// A release went to production.
     Promoted,
-    /// A production deploy failed; CloudFormation rolled production back.
+    /// A production deploy failed (the record says what state the stack was left in).
     PromotionFailed,
     /// The previously promoted release went back to production.
     RolledBack,
@@ -153,6 +153,10 @@ pub struct LedgerRecord {
     /// Kind-specific details (check result, changes, previous release, error, ...).
     #[serde(default)]
     pub detail: serde_json::Value,
+    /// When the state bucket stored it (its `LastModified`, whole seconds): the ledger is ordered
+    /// by this clock, not by `at`, which is the writer's.
+    #[serde(skip)]
+    pub stored_at: String,
 }
 
 impl LedgerRecord {
@@ -172,8 +176,8 @@ pub struct Evidence {
     pub release: String,
     /// Passed or not.
     pub pass: bool,
-    /// When tenantry's storage received it (RFC 3339): the ledger record's time, or the S3
-    /// object's `LastModified` (never a time the reporter claims).
+    /// When storage received it (RFC 3339): the ledger record's or the S3 object's
+    /// `LastModified`, never a time the reporter chose.
     pub at: String,
     /// Link to the run, if given.
     pub url: Option<String>,
@@ -233,6 +237,14 @@ fn parse_time(t: &str) -> Option<time::OffsetDateTime> {
     time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
 }
 
+/// The result that counts for `check` on `release`: the latest by the storage's clock, compared
+/// to the whole second (the precision S3 gives); on a tie, a failure.
+pub fn latest_result<'e>(evidence: &'e [Evidence], check: &str, release: &str) -> Option<&'e Evidence> {
+    let mut mine: Vec<&Evidence> = evidence.iter().filter(|e| e.check == check && e.release == release).collect();
+    mine.sort_by_key(|e| (parse_time(&e.at).map(|t| t.unix_timestamp()), !e.pass));
+    mine.last().copied()
+}
+
 fn seconds_between(from: &str, to: &str) -> Option<i64> {
     use time::format_description::well_known::Rfc3339;
     let a = time::OffsetDateTime::parse(from, &Rfc3339).ok()?;
@@ -275,11 +287,8 @@ pub fn gates(i: &GateInputs<'_>) -> Vec<Gate> {
         }
     }
     for check in &i.policy.required_checks {
-        let mut mine: Vec<&Evidence> = i.evidence.iter().filter(|e| &e.check == check && e.release == i.digest).collect();
-        // Latest result wins, by time (parsed: sources differ in precision); on a tie, a failure.
-        mine.sort_by_key(|e| (parse_time(&e.at), e.pass as u8 == 0));
         let gate = format!("check:{check}");
-        out.push(match mine.last() {
+        out.push(match latest_result(i.evidence, check, i.digest) {
             Some(e) if e.pass => Gate { gate, pass: true, detail: format!("passed at {} ({}){}", e.at, e.source, e.url.as_deref().map(|u| format!(" {u}")).unwrap_or_default()) },
             Some(e) => Gate {
                 gate,
@@ -390,10 +399,16 @@ pub fn current_release(history: &[&LedgerRecord]) -> Option<String> {
 /// Whether an approval of `release` covers a promotion now: it was recorded after production last
 /// changed (the last promotion or rollback of the workload), so it approved going from what
 /// production runs now to `release`. An approval is used up by the next change of production.
-pub fn approved(history: &[&LedgerRecord], release: &str) -> bool {
+///
+/// An approval also names the production stack parameters it saw: it covers the promotion only if
+/// they are still `parameters` (the parameters are not part of the release digest).
+pub fn approved(history: &[&LedgerRecord], release: &str, parameters: &BTreeMap<String, String>) -> bool {
     let last_change = history.iter().rposition(|r| matches!(r.kind, LedgerKind::Promoted | LedgerKind::RolledBack));
-    history
-        .iter()
-        .enumerate()
-        .any(|(i, r)| r.kind == LedgerKind::Approval && r.release == release && last_change.is_none_or(|c| i > c))
+    let params = serde_json::to_value(parameters).unwrap_or_default();
+    history.iter().enumerate().any(|(i, r)| {
+        r.kind == LedgerKind::Approval
+            && r.release == release
+            && last_change.is_none_or(|c| i > c)
+            && r.detail.get("production_parameters") == Some(&params)
+    })
 }

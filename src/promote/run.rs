@@ -90,7 +90,8 @@ pub enum PromotionStatus {
     Refused,
     /// High risk or manual policy, and no approval.
     NeedsApproval,
-    /// The production deploy failed; CloudFormation rolled back to the previous release.
+    /// The production deploy failed; `stack_status` says what production was left in
+    /// (UPDATE_ROLLBACK_COMPLETE: back at the previous release).
     Failed,
 }
 
@@ -174,6 +175,7 @@ impl Promoter<'_> {
     pub async fn append(&self, tenant: &str, kind: LedgerKind, workload: Option<&str>, release: &str, detail: serde_json::Value) -> Result<LedgerRecord> {
         let rec = LedgerRecord {
             schema: LEDGER_SCHEMA.into(),
+            stored_at: String::new(),
             id: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
             kind,
             tenant: tenant.into(),
@@ -191,16 +193,18 @@ impl Promoter<'_> {
     /// Every ledger record of a tenant, oldest first (`ListObjectsV2`, `GetObject` each).
     pub async fn ledger(&self, tenant: &str) -> Result<Vec<LedgerRecord>> {
         let mut out = Vec::new();
-        for key in self.engine.store.list_keys(&format!("ledger/{tenant}/")).await? {
+        for (key, stored_at) in self.engine.store.list_objects(&format!("ledger/{tenant}/")).await? {
             if !key.ends_with(".json") {
                 tracing::warn!(key, "not a ledger record (no .json suffix); ignored");
                 continue;
             }
             let Some(bytes) = self.engine.store.get_bytes(&key).await? else { continue };
-            let rec: LedgerRecord = serde_json::from_slice(&bytes).with_context(|| format!("ledger record {key} is not valid"))?;
+            let mut rec: LedgerRecord = serde_json::from_slice(&bytes).with_context(|| format!("ledger record {key} is not valid"))?;
+            rec.stored_at = stored_at;
             out.push(rec);
         }
-        out.sort_by(|a, b| a.at.cmp(&b.at));
+        // The storage's clock first (whole seconds), the writer's within a second.
+        out.sort_by(|a, b| (&a.stored_at, &a.at).cmp(&(&b.stored_at, &b.at)));
         Ok(out)
     }
 
@@ -333,7 +337,7 @@ impl Promoter<'_> {
                 check: r.detail["check"].as_str().unwrap_or_default().into(),
                 release: r.release.clone(),
                 pass: r.detail["result"] == "pass",
-                at: r.at.clone(),
+                at: if r.stored_at.is_empty() { r.at.clone() } else { r.stored_at.clone() },
                 url: r.detail["url"].as_str().map(str::to_string),
                 note: r.detail["note"].as_str().map(str::to_string),
                 source: format!("ledger, {}", r.by),
@@ -394,11 +398,26 @@ impl Promoter<'_> {
         .await
     }
 
-    /// `tenantry approve`: records an approval of a release for production.
+    /// `tenantry approve`: records an approval of a release for production, with the production
+    /// stack parameters the tenant file gives now (a later change of them needs a new approval).
     pub async fn approve(&self, tenant: &Tenant, release: &str) -> Result<LedgerRecord> {
         let digest = self.resolve(&tenant.spec.id, release).await?;
         let artifact = self.artifact(&tenant.spec.id, &digest).await?;
-        self.append(&tenant.spec.id, LedgerKind::Approval, Some(&artifact.workload), &digest, serde_json::json!({ "via": "tenantry approve" })).await
+        let params = self.production_parameters(tenant, &artifact);
+        self.append(
+            &tenant.spec.id,
+            LedgerKind::Approval,
+            Some(&artifact.workload),
+            &digest,
+            serde_json::json!({ "via": "tenantry approve", "production_parameters": params }),
+        )
+        .await
+    }
+
+    /// The production stack parameters of a release's workload, as the tenant file gives them.
+    fn production_parameters(&self, tenant: &Tenant, release: &Release) -> BTreeMap<String, String> {
+        let given = tenant.spec.workloads.get(&release.workload).map(|w| w.production.clone()).unwrap_or_default();
+        stack_parameters(&release.template, &given, Environment::Production)
     }
 
     /// The release to look at: the given one, else the workload's latest staged release.
@@ -524,9 +543,7 @@ impl Promoter<'_> {
         let staging = self.session(tenant, Environment::Staging).await?;
         let evidence = self.evidence(&ledger, &staging).await?;
         for check in &tenant.spec.promotion.required_checks {
-            let mut mine: Vec<&Evidence> = evidence.iter().filter(|e| &e.check == check && e.release == target).collect();
-            mine.sort_by(|a, b| a.at.cmp(&b.at));
-            let failed = mine.last().is_some_and(|e| !e.pass);
+            let failed = super::latest_result(&evidence, check, &target).is_some_and(|e| !e.pass);
             p.gates.push(Gate {
                 gate: format!("check:{check}"),
                 pass: !failed,
@@ -591,7 +608,8 @@ impl Promoter<'_> {
             return Ok(p);
         }
         let needs_approval = risk == Risk::High || tenant.spec.promotion.approval == Approval::Manual;
-        let approved_before = super::approved(history, &p.release);
+        let prod_params = self.production_parameters(tenant, &artifact);
+        let approved_before = super::approved(history, &p.release, &prod_params);
         if needs_approval && !approve && !approved_before {
             cleanup(&preview).await?;
             p.status = PromotionStatus::NeedsApproval;
@@ -605,7 +623,14 @@ impl Promoter<'_> {
             return Ok(p);
         }
         if approve && needs_approval && !approved_before {
-            self.append(&tenant.spec.id, LedgerKind::Approval, Some(&p.workload), &p.release, serde_json::json!({ "via": "--approve", "from": previous })).await?;
+            self.append(
+                &tenant.spec.id,
+                LedgerKind::Approval,
+                Some(&p.workload),
+                &p.release,
+                serde_json::json!({ "via": "--approve", "from": previous, "production_parameters": prod_params }),
+            )
+            .await?;
         }
         match cfn::execute_change_set(&prod.cfn, &stack, &preview.name, preview.creates_stack, self.timeout()).await {
             Ok(_) => {

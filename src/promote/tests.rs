@@ -138,6 +138,7 @@ fn rec(kind: LedgerKind, release: &str) -> LedgerRecord {
         at: "2026-01-01T00:00:00.000000000Z".into(),
         by: "me".into(),
         detail: serde_json::Value::Null,
+        stored_at: String::new(),
     }
 }
 
@@ -165,10 +166,15 @@ fn an_approval_is_used_up_by_the_next_change_of_production() {
     let ok_b = rec(LedgerKind::Approval, "B");
     let b = rec(LedgerKind::Promoted, "B");
     let c = rec(LedgerKind::Promoted, "C");
-    assert!(approved(&[&a, &ok_b], "B"));
-    assert!(!approved(&[&ok_b, &a], "B"), "approved before production last changed");
-    assert!(!approved(&[&a, &ok_b, &b, &c], "B"), "a rollback to B needs a new approval");
-    assert!(!approved(&[&a, &ok_b], "C"));
+    let params = BTreeMap::from([("X".to_string(), "1".to_string())]);
+    let mut ok_b = ok_b;
+    ok_b.detail = serde_json::json!({ "production_parameters": params });
+    assert!(approved(&[&a, &ok_b], "B", &params));
+    assert!(!approved(&[&ok_b, &a], "B", &params), "approved before production last changed");
+    assert!(!approved(&[&a, &ok_b, &b, &c], "B", &params), "a rollback to B needs a new approval");
+    assert!(!approved(&[&a, &ok_b], "C", &params));
+    let changed = BTreeMap::from([("X".to_string(), "2".to_string())]);
+    assert!(!approved(&[&a, &ok_b], "B", &changed), "the production parameters changed since the approval");
 }
 
 #[test]

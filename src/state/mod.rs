@@ -248,6 +248,25 @@ impl StateStore {
         Ok(self.get(key).await?.map(|(b, _)| b))
     }
 
+    /// Keys under `prefix` with their `LastModified` (the storage's clock, RFC 3339, whole
+    /// seconds), sorted by key (`ListObjectsV2`, all pages); none when the bucket is missing.
+    pub async fn list_objects(&self, prefix: &str) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        let mut pages = self.s3.list_objects_v2().bucket(&self.bucket).prefix(prefix).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            match page {
+                Ok(p) => out.extend(p.contents.unwrap_or_default().into_iter().filter_map(|o| {
+                    let at = o.last_modified.and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok()).unwrap_or_default();
+                    Some((o.key?, at))
+                })),
+                Err(e) if error_code(&e) == Some("NoSuchBucket") => return Ok(Vec::new()),
+                Err(e) => return Err(aws_error("s3:ListObjectsV2", e)),
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// Keys under `prefix`, sorted (`ListObjectsV2`, all pages); none when the bucket is missing.
     pub async fn list_keys(&self, prefix: &str) -> Result<Vec<String>> {
         let mut out = Vec::new();

@@ -295,7 +295,7 @@ fn check_workloads(spec: &TenantSpec, renderer: &Renderer, err: &mut impl FnMut(
     if let Some(soak) = &p.soak {
         if humantime::parse_duration(soak).is_err() {
             err("promotion.soak".into(), format!("`{soak}` is not a duration such as `30m` or `2h`"));
-        } else if soak.contains('M') || soak.contains("month") || soak.contains('y') {
+        } else if regex::Regex::new(r"\d\s*(M|months?|y|years?)\b").expect("valid regex").is_match(soak) {
             err("promotion.soak".into(), format!("`{soak}`: months and years are not accepted (`M` is months; write `m` for minutes)"));
         }
     }
