@@ -1,27 +1,113 @@
 #!/usr/bin/env python3
-"""A small fault-injecting HTTP proxy for tests: forwards every request to UPSTREAM unchanged,
-except requests that match a rule, which get the rule's AWS error response instead.
+"""A fault-injecting HTTP proxy for tests: forwards every request to UPSTREAM unchanged, except
+requests that match a rule, which get the rule's fault instead. Standard library only.
 
 Usage: faultproxy.py PORT UPSTREAM_URL RULES_JSON
-RULES_JSON: a list of {"action": "AssumeRole", "contains": "arn:aws:iam::123:role/",
-                        "status": 403, "code": "AccessDenied", "message": "..."}
-"action" is the query-protocol Action (STS, ...); "contains" is matched against the URL-decoded
-request body. Point one service at it with AWS_ENDPOINT_URL_<SERVICE> (e.g. AWS_ENDPOINT_URL_STS).
-With FAULTPROXY_LOG=<file>, every request is appended to that file as one line: method, path,
-the X-Amz-Target header (JSON protocols) and the URL-decoded body (tests use it to prove which
-accounts a command reached). Prints "ready" on stdout once listening. Standard library only.
+Point services at it with AWS_ENDPOINT_URL (all) or AWS_ENDPOINT_URL_<SERVICE> (one).
+
+Each request is classified by service (from the SigV4 credential scope of its Authorization
+header: organizations, sts, cloudformation, s3, ...) and operation (X-Amz-Target for JSON
+protocols, the form's Action for query protocols, `<METHOD> <first path part>` for S3).
+RULES_JSON is a list of rules, the first matching one applies:
+
+  {"service": "organizations",    # optional; default: any
+   "action": "MoveAccount",       # optional operation name; default: any
+   "contains": "arn:aws:...",     # optional substring of the URL-decoded body
+   "rate": 0.2,                   # optional probability per matching request (seeded); default 1
+   "nth": [1, 3],                 # optional: only these matching calls (1-based)
+   "times": 2,                    # optional: only the first N matching calls
+   "fault": "throttle"}           # what to do (below); default "error"
+
+Faults:
+  error        status/code/message from the rule, in the service's error format
+  throttle     the service's own throttling error (Organizations TooManyRequestsException 400,
+               STS/CloudFormation Throttling 400, S3 503 SlowDown)
+  internal     500 InternalFailure (S3: InternalError)
+  reset        close the connection without answering (the request never reaches upstream)
+  latency      wait "ms" milliseconds (default 200), then forward
+  concurrent   Organizations ConcurrentModificationException 400
+  create_slow  forward DescribeCreateAccountStatus, but answer IN_PROGRESS for the first
+               "polls" (default 3) polls of each request id
+  create_failed forward DescribeCreateAccountStatus, but answer FAILED with "reason"
+               (EMAIL_ALREADY_EXISTS, ACCOUNT_LIMIT_EXCEEDED, CONCURRENT_ACCOUNT_MODIFICATION,
+               INTERNAL_FAILURE, ...)
+
+FAULTPROXY_SEED (default 1) seeds the random choices, so a run is reproducible for a given
+sequence of requests. With FAULTPROXY_LOG=<file>, every request is appended to that file as one
+line (method, path, service:operation, URL-decoded body), and every injected fault as a line
+starting with "FAULT". Prints "ready" on stdout once listening.
 """
-import os
-import threading
 import http.client
 import json
+import os
+import random
+import re
 import sys
+import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PORT, UPSTREAM, RULES = int(sys.argv[1]), urllib.parse.urlparse(sys.argv[2]), json.loads(sys.argv[3])
 LOG = os.environ.get("FAULTPROXY_LOG")
 LOCK = threading.Lock()
+RNG = random.Random(int(os.environ.get("FAULTPROXY_SEED", "1")))
+COUNTS = [0] * len(RULES)
+POLLS = {}
+SCOPE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/aws4_request")
+
+
+def log(line):
+    if LOG:
+        with LOCK, open(LOG, "a") as f:
+            f.write(line.replace("\n", " ").rstrip() + "\n")
+
+
+def classify(handler, body):
+    auth = handler.headers.get("Authorization", "")
+    m = SCOPE.search(auth)
+    service = m.group(1) if m else ""
+    target = handler.headers.get("X-Amz-Target", "")
+    if target:
+        return service, target.split(".")[-1]
+    if service == "s3":
+        part = urllib.parse.urlparse(handler.path).path.strip("/").split("/")[0]
+        return service, f"{handler.command} {part}"
+    params = dict(urllib.parse.parse_qsl(body.decode("utf-8", "replace")))
+    return service, params.get("Action", "")
+
+
+def error_payload(service, code, message):
+    if service == "organizations":
+        return "application/x-amz-json-1.1", json.dumps({"__type": code, "Message": message}).encode()
+    if service == "s3":
+        return "application/xml", f"<Error><Code>{code}</Code><Message>{message}</Message><RequestId>faultproxy</RequestId></Error>".encode()
+    return "text/xml", (
+        f'<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>'
+        "<RequestId>faultproxy</RequestId></ErrorResponse>"
+    ).encode()
+
+
+def pick(service, action, text):
+    """The first rule that applies to this request, if any (counts and random draws under LOCK)."""
+    with LOCK:
+        for i, rule in enumerate(RULES):
+            if rule.get("service") not in (None, service):
+                continue
+            if rule.get("action") not in (None, action):
+                continue
+            if rule.get("contains", "") not in text:
+                continue
+            COUNTS[i] += 1
+            n = COUNTS[i]
+            if "nth" in rule and n not in rule["nth"]:
+                continue
+            if "times" in rule and n > rule["times"]:
+                continue
+            if RNG.random() >= rule.get("rate", 1.0):
+                continue
+            return rule
+    return None
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -42,40 +128,81 @@ class Handler(BaseHTTPRequestHandler):
                 self.rfile.readline()
         return self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
 
-    def _handle(self):
-        body = self._body()
-        text = urllib.parse.unquote_plus(body.decode("utf-8", "replace"))
-        if LOG:
-            with LOCK, open(LOG, "a") as f:
-                f.write(f"{self.command} {self.path} {self.headers.get('X-Amz-Target', '')} {text}\n".replace("\n", " ").rstrip() + "\n")
-        params = dict(urllib.parse.parse_qsl(body.decode("utf-8", "replace")))
-        for rule in RULES:
-            if params.get("Action") == rule.get("action") and rule.get("contains", "") in text:
-                payload = (
-                    '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
-                    f'<Code>{rule["code"]}</Code><Message>{rule.get("message", "injected by faultproxy")}</Message>'
-                    '</Error><RequestId>faultproxy</RequestId></ErrorResponse>'
-                ).encode()
-                self.send_response(rule.get("status", 400))
-                self.send_header("Content-Type", "text/xml")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-                return
+    def _reply(self, status, content_type, payload, headers=()):
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _forward(self, body):
         conn = http.client.HTTPConnection(UPSTREAM.hostname, UPSTREAM.port, timeout=60)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("transfer-encoding", "content-length")}
         headers["Content-Length"] = str(len(body))
         conn.request(self.command, self.path, body=body, headers=headers)
         resp = conn.getresponse()
         data = resp.read()
-        self.send_response(resp.status)
-        for k, v in resp.getheaders():
-            if k.lower() not in ("transfer-encoding", "content-length", "connection"):
-                self.send_header(k, v)
+        conn.close()
+        return resp.status, [(k, v) for k, v in resp.getheaders() if k.lower() not in ("transfer-encoding", "content-length", "connection")], data
+
+    def _send(self, status, headers, data):
+        self.send_response(status)
+        for k, v in headers:
+            self.send_header(k, v)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
-        conn.close()
+
+    def _handle(self):
+        body = self._body()
+        text = urllib.parse.unquote_plus(body.decode("utf-8", "replace"))
+        service, action = classify(self, body)
+        log(f"{self.command} {self.path} {service}:{action} {text}")
+        rule = pick(service, action, text)
+        fault = rule.get("fault", "error") if rule else None
+        if fault:
+            log(f"FAULT {fault} {service}:{action}")
+        if fault == "reset":
+            self.close_connection = True
+            try:
+                self.connection.shutdown(2)
+            except OSError:
+                pass
+            return
+        if fault == "latency":
+            time.sleep(rule.get("ms", 200) / 1000)
+        elif fault == "throttle":
+            if service == "s3":
+                return self._reply(503, *error_payload(service, "SlowDown", "Please reduce your request rate."))
+            code = "TooManyRequestsException" if service == "organizations" else "Throttling"
+            return self._reply(400, *error_payload(service, code, "Rate exceeded"))
+        elif fault == "internal":
+            code = "InternalError" if service == "s3" else ("ServiceException" if service == "organizations" else "InternalFailure")
+            return self._reply(500, *error_payload(service, code, "injected by faultproxy"))
+        elif fault == "concurrent":
+            return self._reply(400, *error_payload(service, "ConcurrentModificationException", "The target of the operation is being modified by another operation."))
+        elif fault == "error":
+            return self._reply(rule.get("status", 400), *error_payload(service, rule["code"], rule.get("message", "injected by faultproxy")))
+        status, headers, data = self._forward(body)
+        if fault in ("create_slow", "create_failed") and status == 200:
+            try:
+                doc = json.loads(data)
+                st = doc["CreateAccountStatus"]
+                with LOCK:
+                    n = POLLS[st["Id"]] = POLLS.get(st["Id"], 0) + 1
+                if fault == "create_slow" and n <= rule.get("polls", 3):
+                    st["State"] = "IN_PROGRESS"
+                    st.pop("AccountId", None)
+                elif fault == "create_failed":
+                    st["State"] = "FAILED"
+                    st["FailureReason"] = rule.get("reason", "INTERNAL_FAILURE")
+                    st.pop("AccountId", None)
+                data = json.dumps(doc).encode()
+            except (KeyError, ValueError):
+                pass
+        self._send(status, headers, data)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
 

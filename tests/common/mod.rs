@@ -376,9 +376,15 @@ impl FaultProxy {
 
     /// Like [`FaultProxy::start`], appending every request it sees to `log` (one line each).
     pub fn start_logged(upstream: &str, rules: &serde_json::Value, log: Option<&Path>) -> FaultProxy {
+        Self::start_seeded(upstream, rules, log, 1)
+    }
+
+    /// Like [`FaultProxy::start_logged`], with the random faults seeded by `seed`.
+    pub fn start_seeded(upstream: &str, rules: &serde_json::Value, log: Option<&Path>, seed: u64) -> FaultProxy {
         use std::io::BufRead;
         let port = free_port();
         let mut cmd = Command::new("python3");
+        cmd.env("FAULTPROXY_SEED", seed.to_string());
         if let Some(log) = log {
             cmd.env("FAULTPROXY_LOG", log);
         }

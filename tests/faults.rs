@@ -1,0 +1,93 @@
+//! Reliability under injected faults: tenantry talks to the emulator through
+//! `localstack/faultproxy.py`, which answers a seeded share of requests (every service, every
+//! operation) with the service's own throttling error, a 500, or a dropped connection. Whatever
+//! fails, re-running `apply` must converge to exactly the expected end state: one account per
+//! tenant environment, state records that match the organization, and a plan with no changes.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{Aws, Emulator, FaultProxy, Workspace};
+
+/// Ten tenants: the two examples and eight copies of acme under other ids and emails.
+fn ten_tenants(ws: &Workspace) -> Vec<String> {
+    let acme = ws.read("tenants/acme.toml");
+    let mut ids = vec!["acme".to_string(), "globex".to_string()];
+    for i in 1..=8 {
+        let id = format!("tenant{i:02}");
+        let text = acme
+            .replace("id = \"acme\"", &format!("id = \"{id}\""))
+            .replace("aws+acme-", &format!("aws+{id}-"))
+            .replace("Acme Corp", &format!("Tenant {i}"));
+        ws.write(&format!("tenants/{id}.toml"), &text);
+        ids.push(id);
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn onboarding_ten_tenants_through_20_percent_transient_faults_converges_without_duplicates() {
+    let emu = Emulator::start();
+    let ws = Workspace::new();
+    let tenants = ten_tenants(&ws);
+    // About 20 % of all requests fail: 8 % throttled, then 7 % of the rest a 500, then 7 % of the
+    // rest a dropped connection (1 - 0.92 * 0.93 * 0.93 = 20.4 %).
+    let rules = serde_json::json!([
+        {"rate": 0.08, "fault": "throttle"},
+        {"rate": 0.07, "fault": "internal"},
+        {"rate": 0.07, "fault": "reset"},
+    ]);
+    let log = ws.path().join("faults.log");
+    let seed: u64 = std::env::var("TENANTRY_FAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(20261126);
+    let proxy = FaultProxy::start_seeded(&emu.endpoint, &rules, Some(&log), seed);
+    let mut runs = Vec::new();
+    for _ in 0..5 {
+        let run: common::Run = ws.command(&proxy.endpoint).args(["apply", "--auto-approve"]).output().unwrap().into();
+        let ok = run.code == 0;
+        runs.push(run);
+        if ok {
+            break;
+        }
+    }
+    let last = runs.last().unwrap();
+    assert_eq!(last.code, 0, "apply did not converge in {} runs; last: {last:?}", runs.len());
+    drop(proxy);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let requests = text.lines().filter(|l| !l.starts_with("FAULT")).count();
+    let faults: Vec<&str> = text.lines().filter(|l| l.starts_with("FAULT")).collect();
+    let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
+    for f in &faults {
+        *by_kind.entry(f.split_whitespace().nth(1).unwrap_or("?")).or_default() += 1;
+    }
+    eprintln!(
+        "faults: seed {seed}: {} of {requests} requests failed ({:.1} %), {by_kind:?}; apply runs until converged: {}",
+        faults.len(),
+        100.0 * faults.len() as f64 / requests as f64,
+        runs.len()
+    );
+    assert!(faults.len() * 100 >= requests * 15, "the proxy injected about 20 % faults: {} of {requests}", faults.len());
+
+    // Exactly the expected end state, read directly from the emulator.
+    let aws = Aws::new(&emu.endpoint).await;
+    let accounts = aws.tenant_accounts().await;
+    for t in &tenants {
+        for env in ["production", "staging"] {
+            let ids = accounts.get(&(t.clone(), env.to_string())).cloned().unwrap_or_default();
+            assert_eq!(ids.len(), 1, "{t}/{env}: exactly one account, found {ids:?}");
+            let record = aws
+                .state_object(&Aws::state_bucket(&emu), &format!("tenants/{t}.json"))
+                .await
+                .unwrap_or_else(|| panic!("state record of {t}"));
+            assert_eq!(record["accounts"][env]["account_id"].as_str(), Some(ids[0].as_str()), "{t}/{env}: state matches the organization");
+        }
+    }
+    for email in tenants.iter().flat_map(|t| [format!("aws+{t}-production@example.com"), format!("aws+{t}-staging@example.com")]) {
+        if email.contains("globex") {
+            continue;
+        }
+        assert_eq!(aws.accounts_with_email(&email).await.len(), 1, "no duplicate account for {email}");
+    }
+    let plan = ws.run(&emu.endpoint, &["plan"]);
+    assert_eq!(plan.code, 0, "converged: {plan:?}");
+}
