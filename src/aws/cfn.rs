@@ -266,12 +266,7 @@ pub async fn deploy(
     if stack.status == expected || (op == Operation::Update && stack.status == "CREATE_COMPLETE") {
         Ok(stack)
     } else {
-        let events = failure_events(cfn, name).await.unwrap_or_default();
-        anyhow::bail!(
-            "stack {name} ended in {} (wanted {expected}){}",
-            stack.status,
-            if events.is_empty() { String::new() } else { format!("; failed resources:\n  {}", events.join("\n  ")) }
-        )
+        Err(ended_badly(cfn, name, &stack.status, &format!("(wanted {expected})")).await)
     }
 }
 
@@ -430,6 +425,16 @@ pub async fn create_change_set(
     Ok(ChangeSetPreview { name: name.to_string(), creates_stack, changes, executable: status == "CREATE_COMPLETE", failed })
 }
 
+/// The error for a stack that ended in `status`, with its failed resources' events
+/// (`DescribeStackEvents`).
+async fn ended_badly(cfn: &Client, stack: &str, status: &str, context: &str) -> anyhow::Error {
+    let events = failure_events(cfn, stack).await.unwrap_or_default();
+    anyhow::anyhow!(
+        "stack {stack} ended in {status} {context}{}",
+        if events.is_empty() { String::new() } else { format!("; failed resources:\n  {}", events.join("\n  ")) }
+    )
+}
+
 /// Deletes a change set (`DeleteChangeSet`); one already gone is fine.
 pub async fn delete_change_set(cfn: &Client, stack: &str, name: &str) -> Result<()> {
     match cfn.delete_change_set().stack_name(stack).change_set_name(name).send().await {
@@ -461,12 +466,7 @@ pub async fn execute_change_set(cfn: &Client, stack: &str, name: &str, creates_s
     if matches!(observed.status.as_str(), "CREATE_COMPLETE" | "UPDATE_COMPLETE") {
         Ok(observed)
     } else {
-        let events = failure_events(cfn, stack).await.unwrap_or_default();
-        anyhow::bail!(
-            "stack {stack} ended in {} after change set {name}{}",
-            observed.status,
-            if events.is_empty() { String::new() } else { format!("; failed resources:\n  {}", events.join("\n  ")) }
-        )
+        Err(ended_badly(cfn, stack, &observed.status, &format!("after change set {name}")).await)
     }
 }
 

@@ -244,20 +244,8 @@ pub async fn run(p: &Promoter<'_>, tenants: &[Tenant], desired: &[DesiredTenant]
 }
 
 fn failed(tenant: &str, workload: &str, e: anyhow::Error) -> Promotion {
-    let mut p = Promotion {
-        tenant: tenant.into(),
-        workload: workload.into(),
-        release: String::new(),
-        previous_release: None,
-        status: PromotionStatus::Failed,
-        gates: Vec::new(),
-        changes: Vec::new(),
-        risk: None,
-        risk_reasons: Vec::new(),
-        error: None,
-        rollback: false,
-        stack_status: None,
-    };
+    let mut p = Promotion::new(tenant, workload, "");
+    p.status = PromotionStatus::Failed;
     p.error = Some(format!("{e:#}"));
     p
 }

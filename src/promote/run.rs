@@ -125,7 +125,8 @@ pub struct Promotion {
 }
 
 impl Promotion {
-    fn new(tenant: &str, workload: &str, release: &str) -> Promotion {
+    /// A promotion of `release` that has not got anywhere yet (status `Refused`, no error).
+    pub fn new(tenant: &str, workload: &str, release: &str) -> Promotion {
         Promotion {
             tenant: tenant.into(),
             workload: workload.into(),
