@@ -185,6 +185,10 @@ pub struct Evidence {
     pub note: Option<String>,
     /// Who or what reported it.
     pub source: String,
+    /// Its position in the ledger (ordered by the bucket's clock, then the writer's), for ledger
+    /// records; `None` for objects in the evidence bucket.
+    #[serde(default)]
+    pub seq: Option<usize>,
 }
 
 /// One gate of convergence.
@@ -238,11 +242,18 @@ fn parse_time(t: &str) -> Option<time::OffsetDateTime> {
 }
 
 /// The result that counts for `check` on `release`: the latest by the storage's clock, compared
-/// to the whole second (the precision S3 gives); on a tie, a failure.
+/// to the whole second (the precision S3 gives). Within the last second, ledger records keep the
+/// ledger's order, and any failure from the evidence bucket wins (its order against the ledger
+/// cannot be known).
 pub fn latest_result<'e>(evidence: &'e [Evidence], check: &str, release: &str) -> Option<&'e Evidence> {
-    let mut mine: Vec<&Evidence> = evidence.iter().filter(|e| e.check == check && e.release == release).collect();
-    mine.sort_by_key(|e| (parse_time(&e.at).map(|t| t.unix_timestamp()), !e.pass));
-    mine.last().copied()
+    let mine: Vec<&Evidence> = evidence.iter().filter(|e| e.check == check && e.release == release).collect();
+    let second = |e: &Evidence| parse_time(&e.at).map(|t| t.unix_timestamp());
+    let last = mine.iter().map(|e| second(e)).max()?;
+    let in_last: Vec<&Evidence> = mine.into_iter().filter(|e| second(e) == last).collect();
+    if let Some(fail) = in_last.iter().find(|e| e.seq.is_none() && !e.pass) {
+        return Some(fail);
+    }
+    in_last.iter().filter(|e| e.seq.is_some()).max_by_key(|e| e.seq).or(in_last.first()).copied()
 }
 
 fn seconds_between(from: &str, to: &str) -> Option<i64> {

@@ -333,8 +333,10 @@ impl Promoter<'_> {
     pub async fn evidence(&self, ledger: &[LedgerRecord], staging: &MemberSession) -> Result<Vec<Evidence>> {
         let mut out: Vec<Evidence> = ledger
             .iter()
-            .filter(|r| r.kind == LedgerKind::Evidence)
-            .map(|r| Evidence {
+            .enumerate()
+            .filter(|(_, r)| r.kind == LedgerKind::Evidence)
+            .map(|(seq, r)| Evidence {
+                seq: Some(seq),
                 check: r.detail["check"].as_str().unwrap_or_default().into(),
                 release: r.release.clone(),
                 pass: r.detail["result"] == "pass",
@@ -372,6 +374,7 @@ impl Promoter<'_> {
                     url: v["url"].as_str().map(str::to_string),
                     note: v["note"].as_str().map(str::to_string),
                     source: format!("s3://{bucket}/{key}"),
+                    seq: None,
                 });
             }
         }

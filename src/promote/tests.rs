@@ -13,7 +13,7 @@ fn policy() -> PromotionPolicy {
 }
 
 fn ev(check: &str, release: &str, pass: bool, at: &str) -> Evidence {
-    Evidence { check: check.into(), release: release.into(), pass, at: at.into(), url: None, note: None, source: "test".into() }
+    Evidence { check: check.into(), release: release.into(), pass, at: at.into(), url: None, note: None, source: "test".into(), seq: None }
 }
 
 fn staging_ok() -> StagingStack {
@@ -190,7 +190,14 @@ fn later_failure_wins_and_ties_go_to_the_failure() {
     assert!(!gate(&[ev("tests", D, true, "2026-01-01T00:05:35Z"), ev("tests", D, false, "2026-01-01T00:05:35.94Z"), review.clone()]));
     // The same instant: the failure wins.
     assert!(!gate(&[ev("tests", D, false, "2026-01-01T00:05:35Z"), ev("tests", D, true, "2026-01-01T00:05:35Z"), review.clone()]));
-    assert!(gate(&[ev("tests", D, false, "2026-01-01T00:05:35Z"), ev("tests", D, true, "2026-01-01T00:05:36Z"), review]));
+    assert!(gate(&[ev("tests", D, false, "2026-01-01T00:05:35Z"), ev("tests", D, true, "2026-01-01T00:05:36Z"), review.clone()]));
+    // Two ledger records in the same second keep the ledger's order: a pass right after a
+    // failure counts.
+    let ledger = |pass: bool, seq: usize| Evidence { seq: Some(seq), ..ev("tests", D, pass, "2026-01-01T00:05:35Z") };
+    assert!(gate(&[ledger(false, 1), ledger(true, 2), review.clone()]));
+    assert!(!gate(&[ledger(true, 1), ledger(false, 2), review.clone()]));
+    // ... but a failure from the bucket in that second still wins.
+    assert!(!gate(&[ledger(false, 1), ledger(true, 2), ev("tests", D, false, "2026-01-01T00:05:35Z"), review]));
 }
 
 #[test]
