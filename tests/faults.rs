@@ -91,3 +91,59 @@ async fn onboarding_ten_tenants_through_20_percent_transient_faults_converges_wi
     let plan = ws.run(&emu.endpoint, &["plan"]);
     assert_eq!(plan.code, 0, "converged: {plan:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn contention_slow_creation_and_roles_not_yet_assumable_are_waited_out_in_one_run() {
+    let emu = Emulator::start();
+    let ws = Workspace::new();
+    let rules = serde_json::json!([
+        // Another operation on the same account or policy is under way.
+        {"service": "organizations", "action": "MoveAccount", "fault": "concurrent", "nth": [1, 2, 3]},
+        {"service": "organizations", "action": "AttachPolicy", "fault": "concurrent", "nth": [1, 2]},
+        // Account creation takes three more polls than the emulator needs.
+        {"service": "organizations", "action": "DescribeCreateAccountStatus", "fault": "create_slow", "polls": 3},
+        // The access role of a new account is not assumable for the first three tries.
+        {"service": "sts", "action": "AssumeRole", "status": 403, "code": "AccessDenied", "times": 3},
+    ]);
+    let log = ws.path().join("faults.log");
+    let proxy = FaultProxy::start_seeded(&emu.endpoint, &rules, Some(&log), 1);
+    let run: common::Run = ws.command(&proxy.endpoint).args(["apply", "--auto-approve"]).output().unwrap().into();
+    assert_eq!(run.code, 0, "one run waits all of it out: {run:?}");
+    drop(proxy);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let count = |what: &str| text.lines().filter(|l| l.starts_with(&format!("FAULT {what} "))).count();
+    assert_eq!(count("concurrent"), 5, "{text}");
+    assert_eq!(count("error"), 3, "three AssumeRole denials");
+    let slow_polls = text.lines().filter(|l| l.contains("organizations:DescribeCreateAccountStatus")).count();
+    assert!(slow_polls >= 4 * 4, "each of the four creations was polled past its three slow answers: {slow_polls} polls");
+    let aws = Aws::new(&emu.endpoint).await;
+    for t in ["acme", "globex"] {
+        for env in ["production", "staging"] {
+            assert_eq!(aws.tenant_accounts().await[&(t.to_string(), env.to_string())].len(), 1, "{t}/{env}");
+        }
+    }
+    let plan = ws.run(&emu.endpoint, &["plan"]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn account_limit_exceeded_is_reported_with_the_quota_to_raise_and_never_duplicates() {
+    let emu = Emulator::start();
+    let ws = Workspace::new();
+    let rules = serde_json::json!([
+        {"service": "organizations", "action": "DescribeCreateAccountStatus", "fault": "create_failed", "reason": "ACCOUNT_LIMIT_EXCEEDED"},
+    ]);
+    let proxy = FaultProxy::start_seeded(&emu.endpoint, &rules, None, 1);
+    let run: common::Run = ws.command(&proxy.endpoint).args(["apply", "acme", "--auto-approve"]).output().unwrap().into();
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("ACCOUNT_LIMIT_EXCEEDED") && run.stderr.contains("Service Quotas"), "says which quota and how to raise it: {run:?}");
+    drop(proxy);
+    // The proxy lied: the emulator did create the accounts. The next run follows the recorded
+    // request ids to them instead of creating more.
+    let again = ws.run(&emu.endpoint, &["apply", "acme", "--auto-approve"]);
+    assert_eq!(again.code, 0, "{again:?}");
+    let aws = Aws::new(&emu.endpoint).await;
+    for env in ["production", "staging"] {
+        assert_eq!(aws.tenant_accounts().await[&("acme".to_string(), env.to_string())].len(), 1, "acme/{env}: no duplicate");
+    }
+}

@@ -146,13 +146,34 @@ pub async fn tags(org: &Client, resource_id: &str) -> Result<BTreeMap<String, St
 
 /// Sets tags on a resource (`TagResource`); existing keys are overwritten, others kept.
 pub async fn tag(org: &Client, resource_id: &str, tags: &BTreeMap<String, String>) -> Result<()> {
-    org.tag_resource()
-        .resource_id(resource_id)
-        .set_tags(Some(to_tags(tags)?))
-        .send()
+    let tags = to_tags(tags)?;
+    while_contended("TagResource", || org.tag_resource().resource_id(resource_id).set_tags(Some(tags.clone())).send())
         .await
         .map_err(|e| aws_error("organizations:TagResource", e))?;
     Ok(())
+}
+
+/// Sends `call` again while Organizations answers `ConcurrentModificationException` (another
+/// operation on the same target is under way; AWS says to retry), with exponential backoff and
+/// jitter from 0.5 s, at most 8 retries (about 40 s). The SDK's retry classifier does not count
+/// this code as transient; throttling and 5xx are still retried by the SDK inside each try.
+async fn while_contended<T, E, F, Fut>(operation: &str, call: F) -> std::result::Result<T, aws_sdk_organizations::error::SdkError<E>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, aws_sdk_organizations::error::SdkError<E>>>,
+    E: aws_sdk_organizations::error::ProvideErrorMetadata,
+{
+    use backon::{ExponentialBuilder, Retryable};
+    call.retry(
+        ExponentialBuilder::default()
+            .with_min_delay(std::time::Duration::from_millis(500))
+            .with_max_delay(std::time::Duration::from_secs(10))
+            .with_jitter()
+            .with_max_times(8),
+    )
+    .when(|e| error_code(e) == Some("ConcurrentModificationException"))
+    .notify(|_, after| tracing::info!("organizations:{operation}: concurrent modification; retrying in {:.1} s", after.as_secs_f32()))
+    .await
 }
 
 /// Removes tags from a resource (`UntagResource`).
@@ -262,11 +283,7 @@ fn create_request(s: aws_sdk_organizations::types::CreateAccountStatus) -> Creat
 
 /// Moves an account between parents (`MoveAccount`).
 pub async fn move_account(org: &Client, account_id: &str, from: &str, to: &str) -> Result<()> {
-    org.move_account()
-        .account_id(account_id)
-        .source_parent_id(from)
-        .destination_parent_id(to)
-        .send()
+    while_contended("MoveAccount", || org.move_account().account_id(account_id).source_parent_id(from).destination_parent_id(to).send())
         .await
         .map_err(|e| aws_error("organizations:MoveAccount", e))?;
     Ok(())
@@ -355,7 +372,7 @@ pub async fn update_scp(org: &Client, policy_id: &str, content: &str) -> Result<
 
 /// Attaches a policy to a target (`AttachPolicy`); already attached is fine.
 pub async fn attach(org: &Client, policy_id: &str, target_id: &str) -> Result<()> {
-    match org.attach_policy().policy_id(policy_id).target_id(target_id).send().await {
+    match while_contended("AttachPolicy", || org.attach_policy().policy_id(policy_id).target_id(target_id).send()).await {
         Ok(_) => Ok(()),
         Err(e) if error_code(&e) == Some("DuplicatePolicyAttachmentException") => Ok(()),
         Err(e) => Err(aws_error("organizations:AttachPolicy", e)),
