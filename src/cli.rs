@@ -433,6 +433,7 @@ async fn run(cli: Cli) -> Result<u8> {
                 renderer: &inputs.renderer,
                 management_account_id: &management_account_id,
                 caller: &caller,
+                bucket_ready: Default::default(),
             };
             crate::promote::cli::run(&promoter, &selected, &desired_tenants, cli.command).await
         }
@@ -522,15 +523,24 @@ async fn ou_existence(engine: &Engine, overview: Option<&OrgOverview>, tenants: 
     Ok(out)
 }
 
-/// Observes every tenant read-only, in parallel (bounded by `concurrency`). A failure on one
-/// tenant is kept as that tenant's error.
-async fn observe_all(engine: &Engine, overview: Option<&OrgOverview>, tenants: &[DesiredTenant]) -> Vec<(String, Result<ObservedTenant>)> {
+/// Observes every tenant read-only, in parallel (bounded by `concurrency`), and turns each
+/// observation into `keep(desired, observed)` at once (so a caller that needs less than the
+/// whole observation does not hold every tenant's). A failure on one tenant is kept as that
+/// tenant's error. Sorted by tenant id.
+async fn observe_each<T>(
+    engine: &Engine,
+    overview: Option<&OrgOverview>,
+    tenants: &[DesiredTenant],
+    keep: impl Fn(&DesiredTenant, ObservedTenant) -> T,
+) -> Vec<(String, Result<T>)> {
     let store = &engine.store;
-    let mut results: Vec<(String, Result<ObservedTenant>)> = stream::iter(tenants)
+    let keep = &keep;
+    let mut results: Vec<(String, Result<T>)> = stream::iter(tenants)
         .map(|d| async move {
             let r = crate::metrics::for_tenant(&d.id, async {
                 let tracked = store.read(&d.id).await?;
-                engine.observer(overview).tenant(d, &tracked.record).await
+                let observed = engine.observer(overview).tenant(d, &tracked.record).await?;
+                Ok(keep(d, observed))
             })
             .await;
             (d.id.clone(), r)
@@ -558,21 +568,7 @@ async fn compute_plan(engine: &Engine, overview: Option<&OrgOverview>, tenants: 
     let mut errors = BTreeMap::new();
     // Each tenant is planned as soon as it is observed; its observation (template bodies
     // included) is dropped then, so memory does not hold every tenant's observation at once.
-    let store = &engine.store;
-    let mut results: Vec<(String, Result<TenantPlan>)> = stream::iter(tenants)
-        .map(|d| async move {
-            let r = crate::metrics::for_tenant(&d.id, async {
-                let tracked = store.read(&d.id).await?;
-                let observed = engine.observer(overview).tenant(d, &tracked.record).await?;
-                Ok(plan::tenant(d, &observed))
-            })
-            .await;
-            (d.id.clone(), r)
-        })
-        .buffer_unordered(engine.settings.concurrency)
-        .collect()
-        .await;
-    results.sort_by(|a, b| a.0.cmp(&b.0));
+    let results = observe_each(engine, overview, tenants, |d, observed| plan::tenant(d, &observed)).await;
     for (id, r) in results {
         match r {
             Ok(p) => plan.tenants.push(p),
@@ -781,7 +777,7 @@ struct StackStatus {
 async fn cmd_status(engine: &Engine, overview: Option<&OrgOverview>, tenants: &[DesiredTenant], output: Output) -> Result<u8> {
     let mut rows = Vec::new();
     let mut failed = false;
-    for (id, observed) in observe_all(engine, overview, tenants).await {
+    for (id, observed) in observe_each(engine, overview, tenants, |_, o| o).await {
         let d = tenants.iter().find(|t| t.id == id).expect("observed tenants are desired");
         let observed = match observed {
             Ok(o) => o,

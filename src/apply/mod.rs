@@ -368,12 +368,9 @@ impl<'a> TenantRun<'a> {
             return Ok(v.clone());
         }
         let id = self.account_id(env)?;
-        let org = &self.engine.clients.org;
-        let live_tags = org::tags(org, &id).await?;
-        let summary = org::describe_account(org, &id).await?.with_context(|| format!("account {id} is not in the organization"))?;
         let recorded = self.tracked.record.accounts.get(&env).and_then(|r| r.account_id.clone());
-        let email_matches = summary.email.eq_ignore_ascii_case(&self.desired.account(env).email);
-        let v = VerifiedAccount::verify(&self.desired.id, env, &id, recorded.as_deref(), &live_tags, email_matches)?;
+        let email = &self.desired.account(env).email;
+        let v = VerifiedAccount::verify_live(&self.engine.clients.org, &self.desired.id, env, &id, recorded.as_deref(), email).await?;
         self.verified.insert(env, v.clone());
         Ok(v)
     }

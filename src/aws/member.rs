@@ -25,6 +25,26 @@ pub struct VerifiedAccount {
 }
 
 impl VerifiedAccount {
+    /// The guard on live data, right before an account is touched: the account's tags
+    /// (`ListTagsForResource`) and root email (`DescribeAccount`) are read and checked against
+    /// `tenant`/`environment` and the `recorded` id. Errors: the account is not in the
+    /// organization, an AWS call failed, or the guard refuses.
+    pub async fn verify_live(
+        org: &aws_sdk_organizations::Client,
+        tenant: &str,
+        environment: Environment,
+        account_id: &str,
+        recorded: Option<&str>,
+        email: &str,
+    ) -> Result<VerifiedAccount> {
+        let live_tags = super::org::tags(org, account_id).await?;
+        let summary = super::org::describe_account(org, account_id)
+            .await?
+            .with_context(|| format!("account {account_id} is not in the organization"))?;
+        let email_matches = summary.email.eq_ignore_ascii_case(email);
+        Ok(VerifiedAccount::verify(tenant, environment, account_id, recorded, &live_tags, email_matches)?)
+    }
+
     /// Runs the guard ([`check_ownership`]) on what state records and the account's live tags.
     pub fn verify(
         tenant: &str,

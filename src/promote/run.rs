@@ -15,7 +15,6 @@ use super::{
 use crate::apply::Engine;
 use crate::aws::cfn::{self, ResourceChange};
 use crate::aws::member::{MemberSession, VerifiedAccount};
-use crate::aws::org;
 use crate::desired::DesiredTenant;
 use crate::observe::ResourceDrift;
 use crate::render::Renderer;
@@ -31,6 +30,9 @@ pub struct Promoter<'a> {
     pub management_account_id: &'a str,
     /// The caller's ARN, recorded as `by` in the ledger.
     pub caller: &'a str,
+    /// Set once the state bucket was made sure of in this run (it is checked once, not before
+    /// every ledger record and artifact).
+    pub bucket_ready: tokio::sync::OnceCell<()>,
 }
 
 /// Now as RFC 3339 with nanoseconds (ledger keys sort by it).
@@ -163,13 +165,16 @@ impl Promoter<'_> {
             .get(&env)
             .and_then(|r| r.account_id.clone())
             .with_context(|| format!("tenant {} has no {env} account yet: run `tenantry apply` first", tenant.spec.id))?;
-        let c = &self.engine.clients.org;
-        let live = org::tags(c, &id).await?;
-        let summary = org::describe_account(c, &id).await?.with_context(|| format!("account {id} is not in the organization"))?;
-        let email_matches = summary.email.eq_ignore_ascii_case(&tenant.spec.account(env).email);
-        let verified = VerifiedAccount::verify(&tenant.spec.id, env, &id, Some(&id), &live, email_matches)?;
+        let email = &tenant.spec.account(env).email;
+        let verified = VerifiedAccount::verify_live(&self.engine.clients.org, &tenant.spec.id, env, &id, Some(&id), email).await?;
         let s = &self.engine.settings;
         MemberSession::assume(&self.engine.clients, &verified, &s.access_role, &s.home_region, Duration::from_secs(s.assume_role_timeout_seconds)).await
+    }
+
+    /// Makes sure the state bucket exists, private, encrypted and versioned, once per run.
+    async fn ensure_bucket(&self) -> Result<()> {
+        self.bucket_ready.get_or_try_init(|| self.engine.store.ensure_bucket(&self.engine.settings.home_region)).await?;
+        Ok(())
     }
 
     /// Appends a record to the tenant's ledger (`PutObject` with `If-None-Match: *`).
@@ -186,7 +191,7 @@ impl Promoter<'_> {
             by: self.caller.into(),
             detail,
         };
-        self.engine.store.ensure_bucket(&self.engine.settings.home_region).await?;
+        self.ensure_bucket().await?;
         self.engine.store.put_new(&rec.key(), serde_json::to_vec_pretty(&rec)?).await?;
         Ok(rec)
     }
@@ -213,7 +218,7 @@ impl Promoter<'_> {
     /// an existing one must be the same release.
     async fn store_artifact(&self, r: &Release) -> Result<()> {
         let key = artifact_key(&r.tenant, &r.digest);
-        self.engine.store.ensure_bucket(&self.engine.settings.home_region).await?;
+        self.ensure_bucket().await?;
         match self.engine.store.put_new(&key, serde_json::to_vec_pretty(r)?).await {
             Ok(()) => Ok(()),
             Err(e) if e.downcast_ref::<crate::state::WriteConflict>().is_some() => {
