@@ -31,6 +31,10 @@ Faults:
   create_failed forward DescribeCreateAccountStatus, but answer FAILED with "reason"
                (EMAIL_ALREADY_EXISTS, ACCOUNT_LIMIT_EXCEEDED, CONCURRENT_ACCOUNT_MODIFICATION,
                INTERNAL_FAILURE, ...)
+  kill         SIGKILL the client process, whose pid is read from the rule's "pid_file"
+               (waiting up to 10 s for the file), then drop the connection. "when": "before"
+               (default: the request never reaches upstream) or "after" (it is forwarded and
+               carried out, and its answer is lost)
 
 FAULTPROXY_SEED (default 1) seeds the random choices, so a run is reproducible for a given
 sequence of requests. With FAULTPROXY_LOG=<file>, every request is appended to that file as one
@@ -38,6 +42,7 @@ line (method, path, service:operation, URL-decoded body), and every injected fau
 starting with "FAULT". Prints "ready" on stdout once listening.
 """
 import http.client
+import signal
 import json
 import os
 import random
@@ -110,6 +115,24 @@ def pick(service, action, text):
     return None
 
 
+def kill_client(pid_file):
+    deadline = time.time() + 10
+    while True:
+        try:
+            with open(pid_file) as f:
+                pid = int(f.read().strip())
+            break
+        except (OSError, ValueError):
+            if time.time() > deadline:
+                log(f"FAULT kill-failed no pid in {pid_file}")
+                return
+            time.sleep(0.02)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -164,6 +187,11 @@ class Handler(BaseHTTPRequestHandler):
         fault = rule.get("fault", "error") if rule else None
         if fault:
             log(f"FAULT {fault} {service}:{action}")
+        if fault == "kill":
+            if rule.get("when", "before") == "after":
+                self._forward(body)
+            kill_client(rule["pid_file"])
+            fault = "reset"
         if fault == "reset":
             self.close_connection = True
             try:

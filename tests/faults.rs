@@ -12,15 +12,10 @@ use common::{Aws, Emulator, FaultProxy, Workspace};
 
 /// Ten tenants: the two examples and eight copies of acme under other ids and emails.
 fn ten_tenants(ws: &Workspace) -> Vec<String> {
-    let acme = ws.read("tenants/acme.toml");
     let mut ids = vec!["acme".to_string(), "globex".to_string()];
     for i in 1..=8 {
         let id = format!("tenant{i:02}");
-        let text = acme
-            .replace("id = \"acme\"", &format!("id = \"{id}\""))
-            .replace("aws+acme-", &format!("aws+{id}-"))
-            .replace("Acme Corp", &format!("Tenant {i}"));
-        ws.write(&format!("tenants/{id}.toml"), &text);
+        ws.copy_of_acme(&id);
         ids.push(id);
     }
     ids

@@ -34,6 +34,12 @@ pub struct TenantRecord {
     /// RFC 3339 time of the last write.
     #[serde(default)]
     pub updated_at: String,
+    /// How many times this record has been written: each write stores the serial it read plus
+    /// one, conditionally on the object being unchanged, so the bucket's object versions of a
+    /// record carry the serials 1, 2, 3, ... with no gap and no repeat (a repeat would be a lost
+    /// write).
+    #[serde(default)]
+    pub serial: u64,
 }
 
 /// What tenantry knows about one member account.
@@ -220,11 +226,19 @@ impl StateStore {
     /// [`WriteConflict`].
     pub async fn write(&self, tracked: &mut Tracked) -> Result<()> {
         tracked.record.updated_at = now_rfc3339();
+        tracked.record.serial += 1;
         let body = serde_json::to_vec_pretty(&tracked.record)?;
         let key = Self::record_key(&tracked.record.tenant);
-        let etag = self.put_conditional(&key, body, tracked.etag.as_deref()).await?;
-        tracked.etag = Some(etag);
-        Ok(())
+        match self.put_conditional(&key, body, tracked.etag.as_deref()).await {
+            Ok(etag) => {
+                tracked.etag = Some(etag);
+                Ok(())
+            }
+            Err(e) => {
+                tracked.record.serial -= 1;
+                Err(e)
+            }
+        }
     }
 
     /// Stores a reconcile report as `reports/<YYYY-MM-DD>/<time>-<run id>.json` (`PutObject` with

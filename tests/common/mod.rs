@@ -143,6 +143,16 @@ impl Workspace {
         std::fs::write(self.path().join(rel), text).unwrap();
     }
 
+    /// Writes `tenants/<id>.toml`: acme's file under another id, name and emails.
+    pub fn copy_of_acme(&self, id: &str) {
+        let text = self
+            .read("tenants/acme.toml")
+            .replace("id = \"acme\"", &format!("id = \"{id}\""))
+            .replace("aws+acme-", &format!("aws+{id}-"))
+            .replace("Acme Corp", &format!("Tenant {id}"));
+        self.write(&format!("tenants/{id}.toml"), &text);
+    }
+
     /// Reads a file relative to the workspace.
     pub fn read(&self, rel: &str) -> String {
         std::fs::read_to_string(self.path().join(rel)).unwrap()
@@ -350,6 +360,22 @@ impl Aws {
     /// The state bucket tenantry uses against this emulator.
     pub fn state_bucket(emu: &Emulator) -> String {
         format!("tenantry-state-{}-us-east-1", emu.management_account_id())
+    }
+
+    /// Every stored version of a state object (`ListObjectVersions`, then `GetObject` by version
+    /// id), parsed; delete markers are skipped.
+    pub async fn state_versions(&self, bucket: &str, key: &str) -> Vec<serde_json::Value> {
+        let listed = self.s3.list_object_versions().bucket(bucket).prefix(key).send().await.unwrap();
+        let mut out = Vec::new();
+        for v in listed.versions() {
+            if v.key() != Some(key) {
+                continue;
+            }
+            let got = self.s3.get_object().bucket(bucket).key(key).version_id(v.version_id().unwrap()).send().await.unwrap();
+            let bytes = got.body.collect().await.unwrap().into_bytes();
+            out.push(serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("version {:?} of {key} is not JSON: {e}", v.version_id())));
+        }
+        out
     }
 
     /// A state object from the state bucket, parsed.
