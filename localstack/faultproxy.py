@@ -31,6 +31,11 @@ Faults:
   create_failed forward DescribeCreateAccountStatus, but answer FAILED with "reason"
                (EMAIL_ALREADY_EXISTS, ACCOUNT_LIMIT_EXCEEDED, CONCURRENT_ACCOUNT_MODIFICATION,
                INTERNAL_FAILURE, ...)
+  create_rejected answer CreateAccount itself (it never reaches upstream) with a request id of
+               its own; DescribeCreateAccountStatus of that id answers FAILED with "reason":
+               the request created no account, as in AWS
+  lose         forward the request (it is carried out), then drop the connection: the answer is
+               lost
   kill         SIGKILL the client process, whose pid is read from the rule's "pid_file"
                (waiting up to 10 s for the file), then drop the connection. "when": "before"
                (default: the request never reaches upstream) or "after" (it is forwarded and
@@ -38,8 +43,10 @@ Faults:
 
 FAULTPROXY_SEED (default 1) seeds the random choices, so a run is reproducible for a given
 sequence of requests. With FAULTPROXY_LOG=<file>, every request is appended to that file as one
-line (method, path, service:operation, URL-decoded body), and every injected fault as a line
-starting with "FAULT". Prints "ready" on stdout once listening.
+line (method, path, service:operation, URL-decoded body), every injected fault as a line
+starting with "FAULT"; the same request arriving again (same credentials and body) while an
+earlier copy is held back by "latency" as "RETRIED-DURING-DELAY" (the client's attempt timed
+out), and an answer the client no longer took as "UNDELIVERED". Prints "ready" on stdout once listening.
 """
 import http.client
 import signal
@@ -59,6 +66,9 @@ LOCK = threading.Lock()
 RNG = random.Random(int(os.environ.get("FAULTPROXY_SEED", "1")))
 COUNTS = [0] * len(RULES)
 POLLS = {}
+REJECTED = {}
+DELAYED = {}
+AKID = re.compile(r"Credential=([^/]+)/")
 SCOPE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/aws4_request")
 
 
@@ -171,22 +181,49 @@ class Handler(BaseHTTPRequestHandler):
         return resp.status, [(k, v) for k, v in resp.getheaders() if k.lower() not in ("transfer-encoding", "content-length", "connection")], data
 
     def _send(self, status, headers, data):
-        self.send_response(status)
-        for k, v in headers:
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.send_response(status)
+            for k, v in headers:
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            # The client gave up on this request before the answer.
+            log(f"UNDELIVERED {self._op}")
+            self.close_connection = True
 
     def _handle(self):
         body = self._body()
         text = urllib.parse.unquote_plus(body.decode("utf-8", "replace"))
         service, action = classify(self, body)
+        self._op = f"{service}:{action}"
         log(f"{self.command} {self.path} {service}:{action} {text}")
+        if action == "DescribeCreateAccountStatus":
+            with LOCK:
+                rejected = [(rid, r) for rid, r in REJECTED.items() if rid in text]
+            if rejected:
+                rid, (name, reason) = rejected[0]
+                log(f"FAULT create_rejected {service}:{action}")
+                doc = {"CreateAccountStatus": {"Id": rid, "AccountName": name, "State": "FAILED", "FailureReason": reason,
+                                               "RequestedTimestamp": time.time(), "CompletedTimestamp": time.time()}}
+                return self._reply(200, "application/x-amz-json-1.1", json.dumps(doc).encode())
+        m = AKID.search(self.headers.get("Authorization", ""))
+        key = (service, action, m.group(1) if m else "", body)
+        with LOCK:
+            retried = bool(DELAYED.get(key))
+        if retried:
+            # The same request again while an earlier copy is still held back: the client gave
+            # up on that attempt (its timeout) and retried.
+            log(f"RETRIED-DURING-DELAY {service}:{action}")
         rule = pick(service, action, text)
         fault = rule.get("fault", "error") if rule else None
         if fault:
-            log(f"FAULT {fault} {service}:{action}")
+            log(f"FAULT {fault} {service}:{action}" + (f" {rule.get('ms', 200)} ms" if fault == "latency" else ""))
+        if fault == "lose":
+            self._forward(body)
+            fault = "reset"
         if fault == "kill":
             if rule.get("when", "before") == "after":
                 self._forward(body)
@@ -200,7 +237,11 @@ class Handler(BaseHTTPRequestHandler):
                 pass
             return
         if fault == "latency":
+            with LOCK:
+                DELAYED[key] = DELAYED.get(key, 0) + 1
             time.sleep(rule.get("ms", 200) / 1000)
+            with LOCK:
+                DELAYED[key] -= 1
         elif fault == "throttle":
             if service == "s3":
                 return self._reply(503, *error_payload(service, "SlowDown", "Please reduce your request rate."))
@@ -211,6 +252,13 @@ class Handler(BaseHTTPRequestHandler):
             return self._reply(500, *error_payload(service, code, "injected by faultproxy"))
         elif fault == "concurrent":
             return self._reply(400, *error_payload(service, "ConcurrentModificationException", "The target of the operation is being modified by another operation."))
+        elif fault == "create_rejected":
+            name = json.loads(body or b"{}").get("AccountName", "")
+            with LOCK:
+                rid = f"car-faultproxy{len(REJECTED) + 1:08d}"
+                REJECTED[rid] = (name, rule.get("reason", "INTERNAL_FAILURE"))
+            doc = {"CreateAccountStatus": {"Id": rid, "AccountName": name, "State": "IN_PROGRESS", "RequestedTimestamp": time.time()}}
+            return self._reply(200, "application/x-amz-json-1.1", json.dumps(doc).encode())
         elif fault == "error":
             return self._reply(rule.get("status", 400), *error_payload(service, rule["code"], rule.get("message", "injected by faultproxy")))
         status, headers, data = self._forward(body)

@@ -36,6 +36,9 @@ pub struct OrgSettings {
     pub assume_role_timeout_seconds: u64,
     /// Seconds to wait for one CloudFormation stack operation.
     pub stack_timeout_seconds: u64,
+    /// Seconds one attempt of an AWS request may take before the SDK abandons it and retries
+    /// (its operation attempt timeout; connecting has its own 10 s).
+    pub request_timeout_seconds: u64,
 }
 
 impl Default for OrgSettings {
@@ -53,6 +56,7 @@ impl Default for OrgSettings {
             create_account_timeout_seconds: 1800,
             assume_role_timeout_seconds: 300,
             stack_timeout_seconds: 3600,
+            request_timeout_seconds: 60,
         }
     }
 }
@@ -85,6 +89,7 @@ impl OrgSettings {
         check(crate::tenant::valid_region(&settings.home_region), "home_region", "not an AWS region name such as `us-east-1`");
         check(settings.concurrency >= 1, "concurrency", "must be at least 1");
         check(settings.account_creation_concurrency >= 1, "account_creation_concurrency", "must be at least 1");
+        check(settings.request_timeout_seconds >= 1, "request_timeout_seconds", "must be at least 1 second");
         check(settings.lease_ttl_seconds >= 30, "lease_ttl_seconds", "must be at least 30 seconds");
         if let Some(b) = &settings.state_bucket {
             check(valid_bucket_name(b), "state_bucket", "not a valid S3 bucket name (3-63 of [a-z0-9.-])");

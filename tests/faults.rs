@@ -119,6 +119,20 @@ async fn contention_slow_creation_and_roles_not_yet_assumable_are_waited_out_in_
     }
     let plan = ws.run(&emu.endpoint, &["plan"]);
     assert_eq!(plan.code, 0, "{plan:?}");
+
+    // Changed tags meet TagResource contention twice; the same run gets them on.
+    ws.write("tenants/acme.toml", &ws.read("tenants/acme.toml").replace("cc-1001", "cc-2002"));
+    let rules = serde_json::json!([{"service": "organizations", "action": "TagResource", "fault": "concurrent", "nth": [1, 2]}]);
+    let log = ws.path().join("tags.log");
+    let proxy = FaultProxy::start_logged(&emu.endpoint, &rules, Some(&log));
+    let run: common::Run = ws.command(&proxy.endpoint).args(["apply", "acme", "--auto-approve"]).output().unwrap().into();
+    assert_eq!(run.code, 0, "{run:?}");
+    drop(proxy);
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().filter(|l| l.starts_with("FAULT concurrent organizations:TagResource")).count(), 2);
+    for env in ["production", "staging"] {
+        let id = aws.tenant_accounts().await[&("acme".to_string(), env.to_string())][0].clone();
+        assert_eq!(aws.tags(&id).await.get("cost-center").map(String::as_str), Some("cc-2002"), "{env}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -141,4 +155,107 @@ async fn account_limit_exceeded_is_reported_with_the_quota_to_raise_and_never_du
     for env in ["production", "staging"] {
         assert_eq!(aws.tenant_accounts().await[&("acme".to_string(), env.to_string())].len(), 1, "acme/{env}: no duplicate");
     }
+}
+
+/// `CreateAccount` ends `FAILED` (answered by the proxy, so no account is created, as in AWS) with
+/// each real `FailureReason`. Transient reasons are sent again in the same run; the others end
+/// the run with the reason and what to do, and a later run creates the account once.
+#[tokio::test(flavor = "multi_thread")]
+async fn create_account_failed_for_each_reason_is_explained_or_retried_and_never_duplicated() {
+    let emu = Emulator::start();
+    let ws = Workspace::new();
+    let aws = Aws::new(&emu.endpoint).await;
+    // (reason, sent again within the run, what the error must say)
+    let cases = [
+        ("CONCURRENT_ACCOUNT_MODIFICATION", true, ""),
+        ("INTERNAL_FAILURE", true, ""),
+        ("EMAIL_ALREADY_EXISTS", false, "choose another email"),
+        ("ACCOUNT_LIMIT_EXCEEDED", false, "Service Quotas"),
+        ("INVALID_EMAIL", false, "rejected the email"),
+    ];
+    for (i, (reason, transient, hint)) in cases.iter().enumerate() {
+        let tenant = format!("reject{i}");
+        ws.copy_of_acme(&tenant);
+        // The first CreateAccount of the run (one of the tenant's two accounts) fails.
+        let rules = serde_json::json!([{"service": "organizations", "action": "CreateAccount", "fault": "create_rejected", "reason": reason, "times": 1}]);
+        let log = ws.path().join(format!("{tenant}.log"));
+        let proxy = FaultProxy::start_logged(&emu.endpoint, &rules, Some(&log));
+        let run: common::Run = ws.command(&proxy.endpoint).args(["apply", &tenant, "--auto-approve"]).output().unwrap().into();
+        drop(proxy);
+        let text = std::fs::read_to_string(&log).unwrap();
+        let creates = text.lines().filter(|l| !l.starts_with("FAULT") && l.contains("organizations:CreateAccount")).count();
+        let accounts = aws.tenant_accounts().await;
+        let count = |env: &str| accounts.get(&(tenant.clone(), env.to_string())).map_or(0, Vec::len);
+        if *transient {
+            assert_eq!(run.code, 0, "{reason}: sent again in the same run: {run:?}");
+            assert!(run.stderr.contains(reason) && run.stderr.contains("sending CreateAccount again"), "{reason}: {run:?}");
+            assert_eq!(creates, 3, "{reason}: two accounts, one request sent again");
+        } else {
+            assert_eq!(run.code, 1, "{reason}: {run:?}");
+            assert!(run.stderr.contains(reason) && run.stderr.contains(hint), "{reason}: says what to do ({hint}): {run:?}");
+            assert_eq!(creates, 2, "{reason}: not sent again");
+            assert_eq!(count("production") + count("staging"), 1, "{reason}: only the other account exists");
+            let again = ws.run(&emu.endpoint, &["apply", &tenant, "--auto-approve"]);
+            assert_eq!(again.code, 0, "{reason}: once fixed, the next run creates it: {again:?}");
+        }
+        let accounts = aws.tenant_accounts().await;
+        for env in ["production", "staging"] {
+            assert_eq!(accounts[&(tenant.clone(), env.to_string())].len(), 1, "{reason}: {tenant}/{env}: exactly one account");
+        }
+    }
+}
+
+/// Added latency on a fifth of all requests, and two requests that hang past the attempt timeout
+/// (`request_timeout_seconds`): the SDK abandons and retries those, and one run completes.
+#[tokio::test(flavor = "multi_thread")]
+async fn latency_and_requests_past_the_attempt_timeout_are_waited_out_or_retried() {
+    let emu = Emulator::start();
+    let ws = Workspace::new();
+    let settings = ws.read("tenantry.toml");
+    ws.write("tenantry.toml", &format!("{settings}\nrequest_timeout_seconds = 2\n"));
+    let rules = serde_json::json!([
+        {"service": "cloudformation", "action": "DescribeStacks", "fault": "latency", "ms": 6000, "nth": [2, 3]},
+        {"service": "organizations", "action": "ListAccounts", "fault": "latency", "ms": 6000, "nth": [1]},
+        {"rate": 0.2, "fault": "latency", "ms": 150},
+    ]);
+    let log = ws.path().join("faults.log");
+    let proxy = FaultProxy::start_seeded(&emu.endpoint, &rules, Some(&log), 7);
+    let run: common::Run = ws.command(&proxy.endpoint).args(["apply", "--auto-approve"]).output().unwrap().into();
+    assert_eq!(run.code, 0, "{run:?}");
+    drop(proxy);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let slowed = text.lines().filter(|l| l.starts_with("FAULT latency")).count();
+    let abandoned: Vec<&str> = text.lines().filter(|l| l.starts_with("RETRIED-DURING-DELAY")).collect();
+    let debug: Vec<&str> = text.lines().filter(|l| l.contains("DescribeStacks") || l.contains("6000 ms") || l.starts_with("RETRIED") || l.starts_with("UNDELIVERED")).map(|l| &l[..l.len().min(120)]).collect();
+    assert_eq!(abandoned.len(), 3, "each of the three hung attempts was retried after the 2 s attempt timeout, while the proxy still held it: {abandoned:?}\n{}", debug.join("\n"));
+    let requests = text.lines().filter(|l| !l.starts_with("FAULT")).count();
+    eprintln!("latency: {slowed} of {requests} requests slowed, 3 of them held past the 2 s attempt timeout and retried by the SDK; one run");
+    assert!(slowed * 100 >= requests * 10, "about a fifth slowed: {slowed} of {requests}");
+    let plan = ws.run(&emu.endpoint, &["plan"]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+}
+
+/// `CreateAccount` is carried out but its answer is lost (the connection drops), for the first
+/// request and then for a request whose account is still being created: tenantry never sends
+/// it again blindly. It looks for the account (by email, then in-progress requests by name),
+/// follows what it finds, and completes in the same run with one account per environment.
+#[tokio::test(flavor = "multi_thread")]
+async fn create_account_whose_answer_is_lost_is_not_sent_again() {
+    let emu = Emulator::start();
+    let ws = Workspace::new();
+    let rules = serde_json::json!([{"service": "organizations", "action": "CreateAccount", "fault": "lose", "nth": [1]}]);
+    let log = ws.path().join("lost.log");
+    let proxy = FaultProxy::start_logged(&emu.endpoint, &rules, Some(&log));
+    let run: common::Run = ws.command(&proxy.endpoint).args(["apply", "acme", "--auto-approve"]).output().unwrap().into();
+    drop(proxy);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("got no answer") && run.stderr.contains("was carried out"), "{run:?}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let creates = text.lines().filter(|l| !l.starts_with("FAULT") && l.contains("organizations:CreateAccount")).count();
+    assert_eq!(creates, 2, "one request per account, the lost one not sent again");
+    let aws = Aws::new(&emu.endpoint).await;
+    for env in ["production", "staging"] {
+        assert_eq!(aws.accounts_with_email(&format!("aws+acme-{env}@example.com")).await.len(), 1, "{env}");
+    }
+    assert_eq!(ws.run(&emu.endpoint, &["plan", "acme"]).code, 0);
 }

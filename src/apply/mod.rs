@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use backon::{ExponentialBuilder, Retryable};
+use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
 use tokio::sync::Semaphore;
 
 use crate::aws::cfn::{self, Operation};
@@ -340,22 +340,47 @@ impl<'a> TenantRun<'a> {
     }
 
     /// Requests an account (`CreateAccount`, within `account_creation_concurrency`: the slot is
-    /// held until the account exists) and records the request. Returns the request id.
-    async fn start_account(&mut self, env: Environment, email: &str, account_name: &str) -> Result<String> {
+    /// held until the account exists) and records the request. Returns the request id to wait
+    /// for, or `None` when the answer was lost and the account was found already created (it is
+    /// recorded). A lost answer with nothing found is an error: the next run looks again before
+    /// sending another request.
+    async fn start_account(&mut self, env: Environment, email: &str, account_name: &str) -> Result<Option<String>> {
         let slot = self.engine.create_slots.clone().acquire_owned().await?;
         // Recorded before the call: a run that finds this and no request id looks for the
         // account with fresh listings (a crash may fall between the call and the record).
         self.record(env).create_started_at = Some(crate::state::now_rfc3339());
         self.save().await?;
         let org = self.engine.clients.org.clone();
-        let request_id = org::create_account(&org, email, account_name, &self.desired.account(env).tags).await?;
+        let request_id = match org::create_account(&org, email, account_name, &self.desired.account(env).tags).await {
+            Ok(id) => id,
+            Err(e) if e.downcast_ref::<org::CreateAccountUnanswered>().is_some() => {
+                tracing::warn!(tenant = %self.desired.id, %env, "{e:#}");
+                // Give a request that did arrive time to show in the listings.
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                match org::find_unanswered_create(&org, email, account_name).await? {
+                    Some(org::Created::Request(id)) => {
+                        tracing::warn!(tenant = %self.desired.id, %env, request = %id, "the lost CreateAccount was carried out; following its request");
+                        id
+                    }
+                    Some(org::Created::Account(id)) => {
+                        tracing::warn!(tenant = %self.desired.id, %env, account = %id, "the lost CreateAccount was carried out; the account exists");
+                        self.account_ids.insert(env, id.clone());
+                        self.record(env).account_id = Some(id);
+                        self.save().await?;
+                        return Ok(None);
+                    }
+                    None => return Err(e.context("nothing found yet; re-run: it looks for the account again before sending another request")),
+                }
+            }
+            Err(e) => return Err(e),
+        };
         crate::faults::crash_point("after-create-account");
         // Recorded before polling: a crash from here on resumes this request.
         self.record(env).create_request_id = Some(request_id.clone());
         self.save().await?;
         crate::faults::crash_point("after-record-request");
         self.creating.insert(env, (request_id.clone(), slot));
-        Ok(request_id)
+        Ok(Some(request_id))
     }
 
     fn account_id(&self, env: Environment) -> Result<String> {
@@ -399,18 +424,48 @@ impl<'a> TenantRun<'a> {
         match step {
             Step::CreateAccount { environment, email, account_name } => {
                 let env = *environment;
-                let request_id = match self.creating.get(&env) {
-                    Some((id, _)) => id.clone(),
+                let mut request_id = match self.creating.get(&env) {
+                    Some((id, _)) => Some(id.clone()),
+                    // Found already created after CreateAccount's answer was lost.
+                    None if self.account_ids.contains_key(&env) => None,
                     None => self.start_account(env, email, account_name).await?,
                 };
-                self.await_account(env, &request_id).await?;
-                self.creating.remove(&env);
-                // This run created the account, with the tenant's tags: the guard passes by
-                // construction, so no live tag read is needed before the first step touches it.
-                let id = self.account_id(env)?;
-                let want = self.desired.account(env);
-                let v = VerifiedAccount::verify(&self.desired.id, env, &id, Some(&id), &want.tags, true)?;
-                self.verified.insert(env, v);
+                // A request that FAILED created no account. One that failed for a transient
+                // reason is sent again, with backoff, a bounded number of times.
+                let mut delays = ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_secs(2))
+                    .with_jitter()
+                    .with_max_times(CREATE_ACCOUNT_RETRIES)
+                    .build();
+                while let Some(rid) = request_id.clone() {
+                    match self.await_account(env, &rid).await {
+                        Ok(()) => break,
+                        Err(e) => {
+                            let transient = e.downcast_ref::<CreateFailed>().is_some_and(CreateFailed::is_transient);
+                            match delays.next().filter(|_| transient) {
+                                Some(delay) => {
+                                    tracing::warn!(tenant = %self.desired.id, %env, "{e:#}; sending CreateAccount again in {} ms", delay.as_millis());
+                                    self.creating.remove(&env);
+                                    tokio::time::sleep(delay).await;
+                                    request_id = self.start_account(env, email, account_name).await?;
+                                }
+                                None => return Err(e),
+                            }
+                        }
+                    }
+                }
+                let followed_a_request = self.creating.remove(&env).is_some();
+                if followed_a_request {
+                    // This run created the account, with the tenant's tags: the guard passes by
+                    // construction, so no live tag read is needed before the first step touches it.
+                    let id = self.account_id(env)?;
+                    let want = self.desired.account(env);
+                    let v = VerifiedAccount::verify(&self.desired.id, env, &id, Some(&id), &want.tags, true)?;
+                    self.verified.insert(env, v);
+                } else {
+                    // Found by email after a lost answer: the guard reads its live tags.
+                    self.verify(env).await?;
+                }
             }
             Step::AwaitAccount { environment, request_id } => {
                 let env = *environment;
@@ -568,7 +623,9 @@ impl<'a> TenantRun<'a> {
         let org = self.engine.clients.org.clone();
         let _wait = self.engine.progress.wait(format!("{}: {env}: waiting for account creation {request_id}", self.desired.id));
         let poll = || async {
-            let status = org::create_status(&org, request_id).await?;
+            let status = org::create_status(&org, request_id)
+                .await?
+                .with_context(|| format!("Organizations does not know CreateAccount request {request_id}; re-run to look for the account"))?;
             match status.state {
                 CreateRequestState::InProgress => Err(StillCreating.into()),
                 _ => Ok::<_, anyhow::Error>(status),
@@ -594,9 +651,7 @@ impl<'a> TenantRun<'a> {
                 self.dirty = true;
                 Ok(())
             }
-            CreateRequestState::Failed(reason) => {
-                bail!("CreateAccount request {request_id} failed: {reason}{}", failure_hint(&reason))
-            }
+            CreateRequestState::Failed(reason) => Err(CreateFailed { request_id: request_id.to_string(), reason }.into()),
             CreateRequestState::InProgress => unreachable!("polling ends only on a final state"),
         }
     }
@@ -629,3 +684,24 @@ impl<'a> TenantRun<'a> {
 #[derive(Debug, thiserror::Error)]
 #[error("account creation still in progress")]
 struct StillCreating;
+
+/// How many times a `CreateAccount` that FAILED for a transient reason is sent again in one run.
+const CREATE_ACCOUNT_RETRIES: usize = 2;
+
+/// A `CreateAccount` request ended `FAILED` (no account was created).
+#[derive(Debug, thiserror::Error)]
+#[error("CreateAccount request {request_id} failed: {reason}{}", failure_hint(reason))]
+pub struct CreateFailed {
+    /// The request id.
+    pub request_id: String,
+    /// The `FailureReason`.
+    pub reason: String,
+}
+
+impl CreateFailed {
+    /// Whether AWS reports the failure as transient (`CONCURRENT_ACCOUNT_MODIFICATION`,
+    /// `INTERNAL_FAILURE`): sending the request again may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self.reason.as_str(), "CONCURRENT_ACCOUNT_MODIFICATION" | "INTERNAL_FAILURE")
+    }
+}

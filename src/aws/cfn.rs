@@ -192,6 +192,12 @@ pub async fn detect_drift(cfn: &Client, name: &str, timeout: Duration) -> Result
     Ok(if drifted.is_empty() { ResourceDrift::InSync } else { ResourceDrift::Drifted(drifted) })
 }
 
+/// A fresh `ClientRequestToken`: the SDK sends the same one on each retry of a request, so
+/// CloudFormation carries the request out once.
+fn request_token() -> String {
+    format!("tenantry-{}", uuid::Uuid::new_v4().simple())
+}
+
 fn to_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
     tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
 }
@@ -221,14 +227,25 @@ pub async fn deploy(
     let mut last = None;
     match op {
         Operation::Create => {
-            cfn.create_stack()
+            match cfn
+                .create_stack()
                 .stack_name(name)
                 .template_body(template)
                 .set_capabilities(Some(caps))
                 .set_tags(Some(to_tags(tags)))
+                .client_request_token(request_token())
                 .send()
                 .await
-                .map_err(|e| aws_error("cloudformation:CreateStack", e))?;
+            {
+                Ok(_) => {}
+                // The plan saw no such stack and the tenant's lease is held: an attempt of this
+                // request whose answer was lost created it (a CloudFormation that ignores the
+                // token says so on the SDK's retry). Wait for it like for our own.
+                Err(e) if error_code(&e) == Some("AlreadyExistsException") => {
+                    tracing::warn!(stack = name, "CreateStack: the stack already exists (an earlier attempt of this request created it); waiting for it");
+                }
+                Err(e) => return Err(aws_error("cloudformation:CreateStack", e)),
+            }
             let waited = cfn.wait_until_stack_create_complete().stack_name(name).wait(timeout).await;
             last = last_polled(waited);
         }
@@ -239,10 +256,22 @@ pub async fn deploy(
                 .template_body(template)
                 .set_capabilities(Some(caps))
                 .set_tags(Some(to_tags(tags)))
+                .client_request_token(request_token())
                 .send()
                 .await
             {
                 Ok(_) => {
+                    let waited = cfn.wait_until_stack_update_complete().stack_name(name).wait(timeout).await;
+                    last = last_polled(waited);
+                }
+                // The same: an earlier attempt of this request started the update.
+                Err(e)
+                    if error_code(&e) == Some("ValidationError")
+                        && e.as_service_error()
+                            .and_then(|s| aws_sdk_cloudformation::error::ProvideErrorMetadata::message(s))
+                            .is_some_and(|m| m.contains("UPDATE_IN_PROGRESS")) =>
+                {
+                    tracing::warn!(stack = name, "UpdateStack: an update is already in progress (an earlier attempt of this request started it); waiting for it");
                     let waited = cfn.wait_until_stack_update_complete().stack_name(name).wait(timeout).await;
                     last = last_polled(waited);
                 }
@@ -385,7 +414,8 @@ pub async fn create_change_set(
     use aws_sdk_cloudformation::types::{ChangeSetType, Parameter};
     let params: Vec<Parameter> =
         parameters.iter().map(|(k, v)| Parameter::builder().parameter_key(k).parameter_value(v).build()).collect();
-    cfn.create_change_set()
+    match cfn
+        .create_change_set()
         .stack_name(stack)
         .change_set_name(name)
         .change_set_type(if creates_stack { ChangeSetType::Create } else { ChangeSetType::Update })
@@ -395,7 +425,15 @@ pub async fn create_change_set(
         .set_tags(Some(to_tags(tags)))
         .send()
         .await
-        .map_err(|e| aws_error("cloudformation:CreateChangeSet", e))?;
+    {
+        Ok(_) => {}
+        // Change set names are unique per run: an attempt of this request whose answer was lost
+        // created it.
+        Err(e) if error_code(&e) == Some("AlreadyExistsException") => {
+            tracing::warn!(stack, change_set = name, "CreateChangeSet: already exists (an earlier attempt of this request created it)");
+        }
+        Err(e) => return Err(aws_error("cloudformation:CreateChangeSet", e)),
+    }
     let _ = cfn.wait_until_change_set_create_complete().stack_name(stack).change_set_name(name).wait(timeout).await;
     let mut changes = Vec::new();
     let mut status = String::new();
@@ -451,6 +489,7 @@ pub async fn execute_change_set(cfn: &Client, stack: &str, name: &str, creates_s
     cfn.execute_change_set()
         .stack_name(stack)
         .change_set_name(name)
+        .client_request_token(request_token())
         .send()
         .await
         .map_err(|e| aws_error("cloudformation:ExecuteChangeSet", e))?;

@@ -33,13 +33,20 @@ pub const ORGANIZATIONS_MAX_ATTEMPTS: u32 = 10;
 
 impl Clients {
     /// Loads the standard AWS configuration. The region comes from the usual chain, falling back to
-    /// `home_region` of `tenantry.toml`.
+    /// `home_region` of `tenantry.toml`. Every attempt of a request is abandoned (and retried by
+    /// the SDK) after `request_timeout_seconds`; connecting after 10 s.
     pub async fn load(settings: &OrgSettings) -> Clients {
         let region = aws_config::meta::region::RegionProviderChain::default_provider()
             .or_else(Region::new(settings.home_region.clone()));
         let sdk = aws_config::defaults(BehaviorVersion::latest())
             .region(region)
             .retry_config(RetryConfig::standard().with_max_attempts(5))
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(10))
+                    .operation_attempt_timeout(Duration::from_secs(settings.request_timeout_seconds))
+                    .build(),
+            )
             .load()
             .await;
         Self::from_sdk(sdk)

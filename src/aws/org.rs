@@ -9,7 +9,7 @@ use aws_sdk_organizations::types::{
 };
 use aws_sdk_organizations::Client;
 
-use super::{aws_error, error_code};
+use super::{aws_error, error_code, ORGANIZATIONS_MAX_ATTEMPTS};
 use crate::observe::{AccountSummary, CreateRequest, CreateRequestState, OrgOverview};
 
 /// Describes the organization and its root (`DescribeOrganization`, `ListRoots`). `None` when the
@@ -217,28 +217,96 @@ pub async fn ou_name(org: &Client, ou_id: &str) -> Result<String> {
 
 /// Starts account creation (`CreateAccount`), tags included so that the account is identifiable as
 /// the tenant's from its first moment. Returns the create request id.
+///
+/// `CreateAccount` has no idempotency token, so it is sent without the SDK's retries: it is sent
+/// again (with backoff, at most [`ORGANIZATIONS_MAX_ATTEMPTS`] in all) only when Organizations
+/// refused it with `TooManyRequestsException` or `ConcurrentModificationException`. Any other
+/// refusal is an error naming the code; no answer at all (timeout, dropped connection) or a 5xx
+/// gives [`CreateAccountUnanswered`].
 pub async fn create_account(org: &Client, email: &str, name: &str, tags: &BTreeMap<String, String>) -> Result<String> {
-    let out = org
-        .create_account()
-        .email(email)
-        .account_name(name)
-        .set_tags(Some(to_tags(tags)?))
-        .send()
-        .await
-        .map_err(|e| aws_error("organizations:CreateAccount", e))?;
-    out.create_account_status.and_then(|s| s.id).context("CreateAccount returned no request id")
+    use backon::{ExponentialBuilder, Retryable};
+    let send = || async {
+        org.create_account()
+            .email(email)
+            .account_name(name)
+            .set_tags(Some(to_tags(tags)?))
+            .customize()
+            .config_override(aws_sdk_organizations::config::Builder::default().retry_config(aws_config::retry::RetryConfig::disabled()))
+            .send()
+            .await
+            .map_err(anyhow::Error::from)
+    };
+    let refused = |e: &anyhow::Error| {
+        e.downcast_ref::<aws_sdk_organizations::error::SdkError<aws_sdk_organizations::operation::create_account::CreateAccountError>>()
+            .and_then(error_code)
+            .is_some_and(|c| matches!(c, "TooManyRequestsException" | "ConcurrentModificationException"))
+    };
+    let out = send
+        .retry(
+            ExponentialBuilder::default()
+                .with_min_delay(std::time::Duration::from_secs(1))
+                .with_max_delay(std::time::Duration::from_secs(20))
+                .with_jitter()
+                .with_max_times(ORGANIZATIONS_MAX_ATTEMPTS as usize - 1),
+        )
+        .when(refused)
+        .notify(|e, after| tracing::info!("organizations:CreateAccount: {e}; sending again in {:.1} s", after.as_secs_f32()))
+        .await;
+    match out {
+        Ok(out) => out.create_account_status.and_then(|s| s.id).context("CreateAccount returned no request id"),
+        Err(e) => match e.downcast::<aws_sdk_organizations::error::SdkError<aws_sdk_organizations::operation::create_account::CreateAccountError>>() {
+            // An answer from Organizations that refuses the request: nothing was created.
+            Ok(sdk) if error_code(&sdk).is_some() && sdk.raw_response().is_some_and(|r| r.status().as_u16() < 500) => {
+                Err(aws_error("organizations:CreateAccount", sdk))
+            }
+            // No answer, or a 5xx: the request may have been carried out.
+            Ok(sdk) => Err(CreateAccountUnanswered { email: email.to_string(), cause: aws_error("organizations:CreateAccount", sdk).to_string() }.into()),
+            Err(other) => Err(other),
+        },
+    }
 }
 
-/// The state of one create request (`DescribeCreateAccountStatus`).
-pub async fn create_status(org: &Client, request_id: &str) -> Result<CreateRequest> {
-    let out = org
-        .describe_create_account_status()
-        .create_account_request_id(request_id)
-        .send()
-        .await
-        .map_err(|e| aws_error("organizations:DescribeCreateAccountStatus", e))?;
+/// `CreateAccount` got no usable answer (timeout, dropped connection, 5xx): AWS may have started
+/// creating the account. It is never sent again blindly; the account is looked for first.
+#[derive(Debug, thiserror::Error)]
+#[error("CreateAccount for {email} got no answer ({cause}); it may have been carried out, so it is not sent again before the account is looked for")]
+pub struct CreateAccountUnanswered {
+    /// The root email requested.
+    pub email: String,
+    /// What went wrong.
+    pub cause: String,
+}
+
+/// After a [`CreateAccountUnanswered`]: the account with `email` (`ListAccounts`, fresh), else an
+/// in-progress request for `name` (`ListCreateAccountStatus`). `None` when neither exists.
+pub async fn find_unanswered_create(org: &Client, email: &str, name: &str) -> Result<Option<Created>> {
+    if let Some(a) = list_accounts(org).await?.into_iter().find(|a| a.email.eq_ignore_ascii_case(email)) {
+        return Ok(Some(Created::Account(a.id)));
+    }
+    Ok(in_progress_creates(org).await?.into_iter().find(|r| r.account_name == name).map(|r| Created::Request(r.request_id)))
+}
+
+/// What a lost `CreateAccount` turned out to have done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    /// The account exists: its id.
+    Account(String),
+    /// The request is still running: its id.
+    Request(String),
+}
+
+/// The state of one create request (`DescribeCreateAccountStatus`); `None` when Organizations
+/// does not know the request id (`CreateAccountStatusNotFoundException`: AWS keeps requests for
+/// 90 days).
+pub async fn create_status(org: &Client, request_id: &str) -> Result<Option<CreateRequest>> {
+    let out = match org.describe_create_account_status().create_account_request_id(request_id).send().await {
+        Ok(out) => out,
+        // (Some emulators answer AccountNotFoundException.)
+        Err(e) if matches!(error_code(&e), Some("CreateAccountStatusNotFoundException" | "AccountNotFoundException")) => return Ok(None),
+        Err(e) => return Err(aws_error("organizations:DescribeCreateAccountStatus", e)),
+    };
     let s = out.create_account_status.context("DescribeCreateAccountStatus returned no status")?;
-    Ok(create_request(s))
+    Ok(Some(create_request(s)))
 }
 
 /// Create requests still in progress (`ListCreateAccountStatus` with state IN_PROGRESS).

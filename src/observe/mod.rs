@@ -247,19 +247,24 @@ impl Observer<'_> {
             // 2. A create request state records.
             let mut from_request = None;
             if let Some(req) = rec.and_then(|r| r.create_request_id.as_deref()) {
-                let status = org::create_status(c, req).await?;
-                match (&status.state, &status.account_id) {
-                    (CreateRequestState::InProgress, _) => {
-                        return Ok(AccountObservation::Creating { request_id: req.to_string() })
+                match org::create_status(c, req).await? {
+                    // Unknown (expired after 90 days, or never carried out): look afresh below.
+                    None => {
+                        tracing::warn!(tenant = %desired.id, %env, request = req, "Organizations does not know the recorded CreateAccount request; looking for the account");
                     }
-                    (CreateRequestState::Succeeded, Some(id)) => {
-                        from_request = org::describe_account(c, id).await?.map(|s| (s, FoundBy::CreateRequest));
-                    }
-                    (CreateRequestState::Failed(reason), _) => {
-                        // A failed request created no account: look again, create again if needed.
-                        tracing::warn!(tenant = %desired.id, %env, request = req, "earlier CreateAccount failed: {reason}{}", failure_hint(reason));
-                    }
-                    _ => {}
+                    Some(status) => match (&status.state, &status.account_id) {
+                        (CreateRequestState::InProgress, _) => {
+                            return Ok(AccountObservation::Creating { request_id: req.to_string() })
+                        }
+                        (CreateRequestState::Succeeded, Some(id)) => {
+                            from_request = org::describe_account(c, id).await?.map(|s| (s, FoundBy::CreateRequest));
+                        }
+                        (CreateRequestState::Failed(reason), _) => {
+                            // A failed request created no account: look again, create again if needed.
+                            tracing::warn!(tenant = %desired.id, %env, request = req, "earlier CreateAccount failed: {reason}{}", failure_hint(reason));
+                        }
+                        _ => {}
+                    },
                 }
             }
             match from_request {
