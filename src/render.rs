@@ -18,8 +18,11 @@ use crate::params::ParamSpecs;
 
 /// AWS limit on a service control policy document, in characters.
 pub const SCP_MAX_CHARS: usize = 5_120;
-/// AWS limit on a template passed inline to CloudFormation (`TemplateBody`), in bytes.
+/// AWS limit on a template passed inline to CloudFormation (`TemplateBody`), in bytes. Larger
+/// templates are uploaded to S3 and passed by `TemplateURL`.
 pub const TEMPLATE_BODY_MAX_BYTES: usize = 51_200;
+/// AWS limit on a template passed by `TemplateURL` (from S3), in bytes.
+pub const TEMPLATE_URL_MAX_BYTES: usize = 1_048_576;
 
 /// Which kind of document a template produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,8 +161,9 @@ impl Renderer {
         self.files.get(&(kind.prefix().to_string(), name.to_string())).map(PathBuf::as_path)
     }
 
-    /// Renders one template with `context`, checks the result is JSON within AWS's size limit,
-    /// and returns it with its sha256. Policies are minified (whitespace does not count against
+    /// Renders one template with `context`, checks the result is JSON within AWS's size limit
+    /// (5,120 characters for a policy; 1,048,576 bytes for a template, which goes through S3
+    /// over 51,200), and returns it with its sha256. Policies are minified (whitespace does not count against
     /// the SCP limit); templates are kept exactly as rendered.
     pub fn render(&self, kind: Kind, name: &str, context: &serde_json::Value) -> Result<Rendered, RenderFailure> {
         let key = (kind.prefix().to_string(), name.to_string());
@@ -195,7 +199,18 @@ impl Renderer {
                 }
                 body
             }
-            Kind::Blueprint => text,
+            Kind::Blueprint => {
+                if text.len() > TEMPLATE_URL_MAX_BYTES {
+                    return Err(RenderFailure::TooLarge {
+                        file,
+                        what: "template",
+                        size: text.len(),
+                        unit: "bytes",
+                        limit: TEMPLATE_URL_MAX_BYTES,
+                    });
+                }
+                text
+            }
         };
         Ok(Rendered { digest: sha256_hex(body.as_bytes()), body })
     }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Aws, Emulator, Workspace};
+use common::{Aws, Emulator, FaultProxy, Workspace};
 
 const ENVS: [&str; 2] = ["production", "staging"];
 const TENANTS: [&str; 2] = ["acme", "globex"];
@@ -413,4 +413,42 @@ async fn two_shards_together_cover_every_tenant_exactly_once() {
     }
     seen.sort();
     assert_eq!(seen, all.into_iter().collect::<Vec<_>>(), "every tenant exactly once across the two shards");
+}
+
+/// A blueprint that renders to more than CloudFormation's 51,200-byte inline limit is uploaded to
+/// a private bucket in the member account and deployed by `TemplateURL`; a plan afterwards has no
+/// changes, and `validate` refuses one over the 1 MB `TemplateURL` limit.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_template_over_the_inline_limit_is_deployed_through_s3() {
+    let emu = Emulator::start();
+    let ws = Workspace::new();
+    let padding = "x".repeat(60_000);
+    let large = format!(
+        r#"{{"AWSTemplateFormatVersion": "2010-09-09", "Description": "large blueprint for {{{{tenant.id}}}}", "Metadata": {{"Padding": "{padding}"}}, "Resources": {{"Queue": {{"Type": "AWS::SQS::Queue", "Properties": {{"QueueName": "{{{{tenant.id}}}}-large"}}}}}}}}"#
+    );
+    ws.write("blueprints/large.json", &large);
+    let acme = ws.read("tenants/acme.toml");
+    ws.write("tenants/acme.toml", &acme.replace("[staging.blueprints.baseline]", "[staging.blueprints.large]\n\n[staging.blueprints.baseline]"));
+    let log = ws.path().join("large.log");
+    let proxy = FaultProxy::start_logged(&emu.endpoint, &serde_json::json!([]), Some(&log));
+    let run: common::Run = ws.command(&proxy.endpoint).args(["apply", "acme", "--auto-approve"]).output().unwrap().into();
+    drop(proxy);
+    assert_eq!(run.code, 0, "{run:?}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let create = text
+        .lines()
+        .find(|l| l.contains("cloudformation:CreateStack") && l.contains("StackName=tenantry-large"))
+        .expect("the large stack was created");
+    assert!(create.contains("TemplateURL=") && !create.contains("TemplateBody="), "passed by URL: {}", &create[..create.len().min(300)]);
+    let aws = Aws::new(&emu.endpoint).await;
+    let staging = only_account(&aws, "acme", "staging").await;
+    let stacks = aws.stacks(&staging).await;
+    assert_eq!(stacks.get("tenantry-large").map(|s| s.0.as_str()), Some("CREATE_COMPLETE"), "{stacks:?}");
+    let plan = ws.run(&emu.endpoint, &["plan", "acme"]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+
+    ws.write("blueprints/large.json", &large.replace(&padding, &"x".repeat(1_100_000)));
+    let validate = ws.run(&emu.endpoint, &["validate"]);
+    assert_eq!(validate.code, 1, "{validate:?}");
+    assert!(validate.stderr.contains("large.json") && validate.stderr.contains("1048576"), "{validate:?}");
 }

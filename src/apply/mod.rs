@@ -598,7 +598,8 @@ impl<'a> TenantRun<'a> {
                     }
                     _ => Operation::Create,
                 };
-                let result = cfn::deploy(&session.cfn, op, stack, &want.template, &stack_tags, timeout).await;
+                let source = cfn::template_source(&session, &want.template).await?;
+                let result = cfn::deploy(&session.cfn, op, stack, &source, &stack_tags, timeout).await;
                 let (status, stack_id) = match &result {
                     Ok(s) => (s.status.clone(), s.stack_id.clone()),
                     Err(_) => ("FAILED".to_string(), String::new()),

@@ -192,6 +192,103 @@ pub async fn detect_drift(cfn: &Client, name: &str, timeout: Duration) -> Result
     Ok(if drifted.is_empty() { ResourceDrift::InSync } else { ResourceDrift::Drifted(drifted) })
 }
 
+/// How a rendered template reaches CloudFormation: inline up to
+/// [`TEMPLATE_BODY_MAX_BYTES`](crate::render::TEMPLATE_BODY_MAX_BYTES), else from S3.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateSource {
+    /// `TemplateBody`.
+    Body(String),
+    /// `TemplateURL` of the uploaded template.
+    Url(String),
+}
+
+impl TemplateSource {
+    fn body(&self) -> Option<String> {
+        match self {
+            TemplateSource::Body(b) => Some(b.clone()),
+            TemplateSource::Url(_) => None,
+        }
+    }
+
+    fn url(&self) -> Option<String> {
+        match self {
+            TemplateSource::Url(u) => Some(u.clone()),
+            TemplateSource::Body(_) => None,
+        }
+    }
+}
+
+/// The bucket in a member account that holds its templates over the inline limit.
+pub fn template_bucket(account_id: &str, region: &str) -> String {
+    format!("tenantry-templates-{account_id}-{region}")
+}
+
+/// Gets `template` to CloudFormation in the session's account: inline when it is at most
+/// 51,200 bytes; otherwise uploaded (`PutObject`, SSE-S3) as `templates/<sha256>.json` to the
+/// account's own template bucket, which is created private (`CreateBucket`,
+/// `PutPublicAccessBlock`, `PutBucketEncryption`) if missing, and passed by URL.
+pub async fn template_source(session: &crate::aws::member::MemberSession, template: &str) -> Result<TemplateSource> {
+    use aws_sdk_s3::types::{
+        BucketLocationConstraint, CreateBucketConfiguration, PublicAccessBlockConfiguration, ServerSideEncryption,
+        ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+    };
+    if template.len() <= crate::render::TEMPLATE_BODY_MAX_BYTES {
+        return Ok(TemplateSource::Body(template.to_string()));
+    }
+    let s3 = &session.s3;
+    let region = &session.region;
+    let bucket = template_bucket(session.account.account_id(), region);
+    if s3.head_bucket().bucket(&bucket).send().await.is_err() {
+        let mut req = s3.create_bucket().bucket(&bucket);
+        if region != "us-east-1" {
+            req = req.create_bucket_configuration(
+                CreateBucketConfiguration::builder().location_constraint(BucketLocationConstraint::from(region.as_str())).build(),
+            );
+        }
+        match req.send().await {
+            Ok(_) => {}
+            Err(e) if matches!(e.as_service_error().and_then(|s| aws_sdk_s3::error::ProvideErrorMetadata::code(s)), Some("BucketAlreadyOwnedByYou")) => {}
+            Err(e) => return Err(aws_error("s3:CreateBucket", e)).with_context(|| format!("creating template bucket {bucket}")),
+        }
+        s3.put_public_access_block()
+            .bucket(&bucket)
+            .public_access_block_configuration(
+                PublicAccessBlockConfiguration::builder()
+                    .block_public_acls(true)
+                    .ignore_public_acls(true)
+                    .block_public_policy(true)
+                    .restrict_public_buckets(true)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| aws_error("s3:PutPublicAccessBlock", e))?;
+        let rule = ServerSideEncryptionRule::builder()
+            .apply_server_side_encryption_by_default(
+                ServerSideEncryptionByDefault::builder().sse_algorithm(ServerSideEncryption::Aes256).build().context("encryption rule")?,
+            )
+            .build();
+        s3.put_bucket_encryption()
+            .bucket(&bucket)
+            .server_side_encryption_configuration(ServerSideEncryptionConfiguration::builder().rules(rule).build().context("encryption config")?)
+            .send()
+            .await
+            .map_err(|e| aws_error("s3:PutBucketEncryption", e))?;
+    }
+    let key = format!("templates/{}.json", crate::render::sha256_hex(template.as_bytes()));
+    s3.put_object()
+        .bucket(&bucket)
+        .key(&key)
+        .content_type("application/json")
+        .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::Aes256)
+        .body(aws_sdk_s3::primitives::ByteStream::from(template.as_bytes().to_vec()))
+        .send()
+        .await
+        .map_err(|e| aws_error("s3:PutObject", e))
+        .with_context(|| format!("uploading a {} byte template to s3://{bucket}/{key}", template.len()))?;
+    Ok(TemplateSource::Url(format!("https://s3.{region}.amazonaws.com/{bucket}/{key}")))
+}
+
 /// A fresh `ClientRequestToken`: the SDK sends the same one on each retry of a request, so
 /// CloudFormation carries the request out once.
 fn request_token() -> String {
@@ -218,7 +315,7 @@ pub async fn deploy(
     cfn: &Client,
     op: Operation,
     name: &str,
-    template: &str,
+    template: &TemplateSource,
     tags: &BTreeMap<String, String>,
     timeout: Duration,
 ) -> Result<ObservedStack> {
@@ -230,7 +327,8 @@ pub async fn deploy(
             match cfn
                 .create_stack()
                 .stack_name(name)
-                .template_body(template)
+                .set_template_body(template.body())
+                .set_template_url(template.url())
                 .set_capabilities(Some(caps))
                 .set_tags(Some(to_tags(tags)))
                 .client_request_token(request_token())
@@ -253,7 +351,8 @@ pub async fn deploy(
             match cfn
                 .update_stack()
                 .stack_name(name)
-                .template_body(template)
+                .set_template_body(template.body())
+                .set_template_url(template.url())
                 .set_capabilities(Some(caps))
                 .set_tags(Some(to_tags(tags)))
                 .client_request_token(request_token())
@@ -406,7 +505,7 @@ pub async fn create_change_set(
     stack: &str,
     name: &str,
     creates_stack: bool,
-    template: &str,
+    template: &TemplateSource,
     parameters: &BTreeMap<String, String>,
     tags: &BTreeMap<String, String>,
     timeout: Duration,
@@ -419,7 +518,8 @@ pub async fn create_change_set(
         .stack_name(stack)
         .change_set_name(name)
         .change_set_type(if creates_stack { ChangeSetType::Create } else { ChangeSetType::Update })
-        .template_body(template)
+        .set_template_body(template.body())
+        .set_template_url(template.url())
         .set_parameters(Some(params))
         .set_capabilities(Some(vec![Capability::CapabilityIam, Capability::CapabilityNamedIam]))
         .set_tags(Some(to_tags(tags)))

@@ -81,8 +81,10 @@ pub struct MemberSession {
     pub account: VerifiedAccount,
     /// CloudFormation in the home region.
     pub cfn: aws_sdk_cloudformation::Client,
-    /// S3 in the home region (the staging evidence bucket).
+    /// S3 in the home region (the staging evidence bucket, templates over the inline limit).
     pub s3: aws_sdk_s3::Client,
+    /// The home region the clients act in.
+    pub region: String,
 }
 
 impl MemberSession {
@@ -156,6 +158,7 @@ impl MemberSession {
             account: account.clone(),
             cfn: aws_sdk_cloudformation::Client::from_conf(cfn_conf),
             s3: super::s3_client(&conf),
+            region: region.to_string(),
         })
     }
 }

@@ -323,7 +323,8 @@ impl Promoter<'_> {
         stack_tags.insert(tags::WORKLOAD.into(), release.workload.clone());
         stack_tags.insert(tags::RELEASE.into(), release.digest.clone());
         let name = format!("tenantry-{}-{}", short(&release.digest), &uuid::Uuid::new_v4().simple().to_string()[..8]);
-        let preview = cfn::create_change_set(&session.cfn, &stack, &name, creates, &release.template, &params, &stack_tags, self.timeout()).await?;
+        let source = cfn::template_source(session, &release.template).await?;
+        let preview = cfn::create_change_set(&session.cfn, &stack, &name, creates, &source, &params, &stack_tags, self.timeout()).await?;
         if let Some(why) = &preview.failed {
             bail!("{env}: {why}");
         }
