@@ -44,7 +44,7 @@ Faults:
 FAULTPROXY_SEED (default 1) seeds the random choices, so a run is reproducible for a given
 sequence of requests. With FAULTPROXY_LOG=<file>, every request is appended to that file as one
 line (method, path, service:operation, URL-decoded body), every injected fault as a line
-starting with "FAULT"; the same request arriving again (same credentials and body) while an
+starting with "FAULT"; the same request arriving again (same credentials, path and body) while an
 earlier copy is held back by "latency" as "RETRIED-DURING-DELAY" (the client's attempt timed
 out), and an answer the client no longer took as "UNDELIVERED". Prints "ready" on stdout once listening.
 """
@@ -210,7 +210,7 @@ class Handler(BaseHTTPRequestHandler):
                                                "RequestedTimestamp": time.time(), "CompletedTimestamp": time.time()}}
                 return self._reply(200, "application/x-amz-json-1.1", json.dumps(doc).encode())
         m = AKID.search(self.headers.get("Authorization", ""))
-        key = (service, action, m.group(1) if m else "", body)
+        key = (service, self.command, self.path, m.group(1) if m else "", body)
         with LOCK:
             retried = bool(DELAYED.get(key))
         if retried:

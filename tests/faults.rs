@@ -227,7 +227,8 @@ async fn latency_and_requests_past_the_attempt_timeout_are_waited_out_or_retried
     let slowed = text.lines().filter(|l| l.starts_with("FAULT latency")).count();
     let abandoned: Vec<&str> = text.lines().filter(|l| l.starts_with("RETRIED-DURING-DELAY")).collect();
     let debug: Vec<&str> = text.lines().filter(|l| l.contains("DescribeStacks") || l.contains("6000 ms") || l.starts_with("RETRIED") || l.starts_with("UNDELIVERED")).map(|l| &l[..l.len().min(120)]).collect();
-    assert_eq!(abandoned.len(), 3, "each of the three hung attempts was retried after the 2 s attempt timeout, while the proxy still held it: {abandoned:?}\n{}", debug.join("\n"));
+    let retried = |op: &str| abandoned.iter().filter(|l| l.ends_with(op)).count();
+    assert_eq!((retried("organizations:ListAccounts"), retried("cloudformation:DescribeStacks")), (1, 2), "each of the three hung attempts was retried after the 2 s attempt timeout, while the proxy still held it: {abandoned:?}\n{}", debug.join("\n"));
     let requests = text.lines().filter(|l| !l.starts_with("FAULT")).count();
     eprintln!("latency: {slowed} of {requests} requests slowed, 3 of them held past the 2 s attempt timeout and retried by the SDK; one run");
     assert!(slowed * 100 >= requests * 10, "about a fifth slowed: {slowed} of {requests}");
