@@ -260,3 +260,44 @@ async fn create_account_whose_answer_is_lost_is_not_sent_again() {
     }
     assert_eq!(ws.run(&emu.endpoint, &["plan", "acme"]).code, 0);
 }
+
+/// A stack whose creation fails (its bucket name is taken) is reported with the failed resource's
+/// event; once the cause is gone, the next apply replaces the never-created stack, as an operator
+/// would, and converges.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_stack_is_reported_with_its_event_and_the_next_apply_recovers_it() {
+    let emu = Emulator::start();
+    let ws = Workspace::new();
+    ws.write(
+        "blueprints/fragile.json",
+        r#"{"AWSTemplateFormatVersion": "2010-09-09", "Resources": {"Bucket": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": "{{tenant.id}}-fragile-{{environment}}"}}}}"#,
+    );
+    let acme = ws.read("tenants/acme.toml");
+    ws.write("tenants/acme.toml", &acme.replace("[staging.blueprints.baseline]", "[staging.blueprints.fragile]\n\n[staging.blueprints.baseline]"));
+    let aws = Aws::new(&emu.endpoint).await;
+    // Someone else holds the bucket name.
+    aws.s3.create_bucket().bucket("acme-fragile-staging").send().await.unwrap();
+    let failed = ws.run(&emu.endpoint, &["apply", "acme", "--auto-approve"]);
+    assert_eq!(failed.code, 1, "{failed:?}");
+    let staging = aws.tenant_accounts().await[&("acme".to_string(), "staging".to_string())][0].clone();
+    let status = aws.stacks(&staging).await.get("tenantry-fragile").map(|s| s.0.clone());
+    if status.as_deref() != Some("ROLLBACK_COMPLETE") {
+        // moto fails CreateStack synchronously and leaves the stack CREATE_IN_PROGRESS for good.
+        assert!(failed.stderr.contains("tenantry-fragile") && failed.stderr.contains("BucketAlreadyExists"), "{failed:?}");
+        eprintln!("failed stack: this emulator leaves it {status:?}; the recovery is checked on ministack only");
+        return;
+    }
+    // ministack reports the failure as one stack-level event.
+    assert!(
+        failed.stderr.contains("tenantry-fragile ended in ROLLBACK_COMPLETE") && failed.stderr.contains("failed resources:") && failed.stderr.contains("CREATE_FAILED"),
+        "names the stack, its status and the failure events: {failed:?}"
+    );
+
+    aws.s3.delete_bucket().bucket("acme-fragile-staging").send().await.unwrap();
+    let plan = ws.run(&emu.endpoint, &["plan", "acme"]);
+    assert_eq!(plan.code, 2, "the failed stack is a change to make: {plan:?}");
+    let recovered = ws.run(&emu.endpoint, &["apply", "acme", "--auto-approve"]);
+    assert_eq!(recovered.code, 0, "{recovered:?}");
+    assert_eq!(aws.stacks(&staging).await.get("tenantry-fragile").map(|s| s.0.as_str()), Some("CREATE_COMPLETE"));
+    assert_eq!(ws.run(&emu.endpoint, &["plan", "acme"]).code, 0);
+}
