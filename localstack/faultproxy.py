@@ -19,7 +19,8 @@ RULES_JSON is a list of rules, the first matching one applies:
    "fault": "throttle"}           # what to do (below); default "error"
 
 Faults:
-  error        status/code/message from the rule, in the service's error format
+  error        status/code/message from the rule, in the service's error format (Organizations:
+               plus the rule's "fields", e.g. {"Reason": "ACCOUNT_NUMBER_LIMIT_EXCEEDED"})
   throttle     the service's own throttling error (Organizations TooManyRequestsException 400,
                STS/CloudFormation Throttling 400, S3 503 SlowDown)
   internal     500 InternalFailure (S3: InternalError)
@@ -92,9 +93,9 @@ def classify(handler, body):
     return service, params.get("Action", "")
 
 
-def error_payload(service, code, message):
+def error_payload(service, code, message, fields=None):
     if service == "organizations":
-        return "application/x-amz-json-1.1", json.dumps({"__type": code, "Message": message}).encode()
+        return "application/x-amz-json-1.1", json.dumps({"__type": code, "Message": message, **(fields or {})}).encode()
     if service == "s3":
         return "application/xml", f"<Error><Code>{code}</Code><Message>{message}</Message><RequestId>faultproxy</RequestId></Error>".encode()
     return "text/xml", (
@@ -260,7 +261,7 @@ class Handler(BaseHTTPRequestHandler):
             doc = {"CreateAccountStatus": {"Id": rid, "AccountName": name, "State": "IN_PROGRESS", "RequestedTimestamp": time.time()}}
             return self._reply(200, "application/x-amz-json-1.1", json.dumps(doc).encode())
         elif fault == "error":
-            return self._reply(rule.get("status", 400), *error_payload(service, rule["code"], rule.get("message", "injected by faultproxy")))
+            return self._reply(rule.get("status", 400), *error_payload(service, rule["code"], rule.get("message", "injected by faultproxy"), rule.get("fields")))
         status, headers, data = self._forward(body)
         if fault in ("create_slow", "create_failed") and status == 200:
             try:

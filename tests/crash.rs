@@ -155,6 +155,7 @@ async fn three_processes_applying_every_tenant_at_once_lose_no_state_write_and_d
         assert_eq!(run.code, 0, "every process ends well: {run:?}");
     }
     let waited = runs.iter().filter(|r| r.stderr.contains("waiting for lease")).count();
+    assert!(waited >= 1, "the processes overlapped: at least one waited for a lease another held");
 
     let aws = Aws::new(&emu.endpoint).await;
     let bucket = Aws::state_bucket(&emu);

@@ -236,10 +236,9 @@ async fn latency_and_requests_past_the_attempt_timeout_are_waited_out_or_retried
     assert_eq!(plan.code, 0, "{plan:?}");
 }
 
-/// `CreateAccount` is carried out but its answer is lost (the connection drops), for the first
-/// request and then for a request whose account is still being created: tenantry never sends
-/// it again blindly. It looks for the account (by email, then in-progress requests by name),
-/// follows what it finds, and completes in the same run with one account per environment.
+/// `CreateAccount` is carried out but its answer is lost (the connection drops): tenantry never
+/// sends it again blindly. It looks for the account (by email, then in-progress requests by
+/// name), follows what it finds, and completes in the same run with one account per environment.
 #[tokio::test(flavor = "multi_thread")]
 async fn create_account_whose_answer_is_lost_is_not_sent_again() {
     let emu = Emulator::start();
@@ -299,5 +298,87 @@ async fn a_failed_stack_is_reported_with_its_event_and_the_next_apply_recovers_i
     let recovered = ws.run(&emu.endpoint, &["apply", "acme", "--auto-approve"]);
     assert_eq!(recovered.code, 0, "{recovered:?}");
     assert_eq!(aws.stacks(&staging).await.get("tenantry-fragile").map(|s| s.0.as_str()), Some("CREATE_COMPLETE"));
+    assert_eq!(ws.run(&emu.endpoint, &["plan", "acme"]).code, 0);
+}
+
+/// `CreateAccount` refused up front with `ConstraintViolationException`: the account-number limit
+/// is reported with the quota to raise; the creation-rate limit proves nothing was created, so
+/// the request is sent again after a backoff and the run completes.
+#[tokio::test(flavor = "multi_thread")]
+async fn create_account_refused_for_a_limit_is_explained_or_waited_out() {
+    let emu = Emulator::start();
+    let ws = Workspace::new();
+    let refuse = |reason: &str, times: u32| {
+        serde_json::json!([{"service": "organizations", "action": "CreateAccount", "code": "ConstraintViolationException", "fields": {"Reason": reason}, "times": times}])
+    };
+    let proxy = FaultProxy::start(&emu.endpoint, &refuse("ACCOUNT_NUMBER_LIMIT_EXCEEDED", 100));
+    let run: common::Run = ws.command(&proxy.endpoint).args(["apply", "acme", "--auto-approve"]).output().unwrap().into();
+    drop(proxy);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("ACCOUNT_NUMBER_LIMIT_EXCEEDED") && run.stderr.contains("Service Quotas"), "says which quota: {run:?}");
+    let aws = Aws::new(&emu.endpoint).await;
+    assert!(aws.tenant_accounts().await.keys().all(|(t, _)| t != "acme"), "no account was created");
+
+    let log = ws.path().join("rate.log");
+    let proxy = FaultProxy::start_logged(&emu.endpoint, &refuse("ACCOUNT_CREATION_RATE_LIMIT_EXCEEDED", 2), Some(&log));
+    let run: common::Run = ws.command(&proxy.endpoint).args(["apply", "acme", "--auto-approve"]).output().unwrap().into();
+    drop(proxy);
+    assert_eq!(run.code, 0, "{run:?}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.lines().filter(|l| l.starts_with("FAULT error organizations:CreateAccount")).count(), 2);
+    for env in ["production", "staging"] {
+        assert_eq!(aws.tenant_accounts().await[&("acme".to_string(), env.to_string())].len(), 1, "{env}");
+    }
+}
+
+/// `CreateAccount` gets no answer and was never carried out (the connection drops before the
+/// emulator sees it): the lookup finds nothing, so the tenant stops with an error instead of
+/// guessing; the next run looks again and creates the account once.
+#[tokio::test(flavor = "multi_thread")]
+async fn create_account_with_no_answer_and_nothing_found_stops_and_the_next_run_creates_once() {
+    let emu = Emulator::start();
+    let ws = Workspace::new();
+    let rules = serde_json::json!([{"service": "organizations", "action": "CreateAccount", "fault": "reset", "nth": [1]}]);
+    let proxy = FaultProxy::start(&emu.endpoint, &rules);
+    let run: common::Run = ws.command(&proxy.endpoint).args(["apply", "acme", "--auto-approve"]).output().unwrap().into();
+    drop(proxy);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("got no answer") && run.stderr.contains("nothing found yet"), "{run:?}");
+    let again = ws.run(&emu.endpoint, &["apply", "acme", "--auto-approve"]);
+    assert_eq!(again.code, 0, "{again:?}");
+    let aws = Aws::new(&emu.endpoint).await;
+    for env in ["production", "staging"] {
+        assert_eq!(aws.accounts_with_email(&format!("aws+acme-{env}@example.com")).await.len(), 1, "{env}");
+    }
+}
+
+/// Conditional S3 writes (the lease, the state record) carried out with their answer lost: the
+/// SDK sends them again and S3 answers 412. tenantry reads the object back, sees its own write,
+/// and goes on: no wait for its own lease, no false "changed by another writer".
+#[tokio::test(flavor = "multi_thread")]
+async fn state_and_lease_writes_whose_answer_is_lost_count_as_done() {
+    let emu = Emulator::start();
+    let ws = Workspace::new();
+    // A regression (waiting for its own lease) fails within 30 s instead of hanging.
+    let settings = ws.read("tenantry.toml");
+    ws.write("tenantry.toml", &format!("{}\nlease_wait_seconds = 30\n", settings.replace("lease_ttl_seconds = 900", "lease_ttl_seconds = 30")));
+    let rules = serde_json::json!([
+        {"service": "s3", "contains": "expires_at", "fault": "lose", "nth": [1, 3]},
+        {"service": "s3", "contains": "\"serial\"", "fault": "lose", "nth": [1, 2]},
+    ]);
+    let log = ws.path().join("lost.log");
+    let proxy = FaultProxy::start_logged(&emu.endpoint, &rules, Some(&log));
+    let run: common::Run = ws.command(&proxy.endpoint).args(["apply", "acme", "--auto-approve"]).output().unwrap().into();
+    drop(proxy);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(!run.stderr.contains("waiting for lease"), "never waits for its own lease: {run:?}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.lines().filter(|l| l.starts_with("FAULT lose s3:")).count(), 4, "two lease and two state writes lost their answer");
+    let aws = Aws::new(&emu.endpoint).await;
+    let bucket = Aws::state_bucket(&emu);
+    let versions = aws.state_versions(&bucket, "tenants/acme.json").await;
+    let mut serials: Vec<u64> = versions.iter().map(|v| v["serial"].as_u64().unwrap()).collect();
+    serials.sort();
+    assert_eq!(serials, (1..=versions.len() as u64).collect::<Vec<_>>(), "each write stored once");
     assert_eq!(ws.run(&emu.endpoint, &["plan", "acme"]).code, 0);
 }

@@ -444,6 +444,18 @@ async fn a_template_over_the_inline_limit_is_deployed_through_s3() {
     let staging = only_account(&aws, "acme", "staging").await;
     let stacks = aws.stacks(&staging).await;
     assert_eq!(stacks.get("tenantry-large").map(|s| s.0.as_str()), Some("CREATE_COMPLETE"), "{stacks:?}");
+    // The bucket it went through is the account's own, private and encrypted.
+    let conf = aws.member_config(&staging).await;
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&conf).force_path_style(true).build());
+    let bucket = format!("tenantry-templates-{staging}-us-east-1");
+    let pab = s3.get_public_access_block().bucket(&bucket).send().await.unwrap().public_access_block_configuration.unwrap();
+    assert_eq!(
+        (pab.block_public_acls, pab.ignore_public_acls, pab.block_public_policy, pab.restrict_public_buckets),
+        (Some(true), Some(true), Some(true), Some(true))
+    );
+    let enc = s3.get_bucket_encryption().bucket(&bucket).send().await.unwrap();
+    let algo = enc.server_side_encryption_configuration.unwrap().rules[0].apply_server_side_encryption_by_default.clone().unwrap().sse_algorithm;
+    assert_eq!(algo.as_str(), "AES256");
     let plan = ws.run(&emu.endpoint, &["plan", "acme"]);
     assert_eq!(plan.code, 0, "{plan:?}");
 

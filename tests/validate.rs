@@ -90,6 +90,14 @@ fn email_used_by_another_tenant() {
 }
 
 #[test]
+fn account_name_used_by_another_tenant() {
+    let ws = Workspace::new();
+    let text = ws.read("tenants/globex.toml").replace("account_name = \"Globex Production\"", "account_name = \"Acme Corp (production)\"");
+    ws.write("tenants/globex.toml", &text);
+    check(&ws, "tenants/globex.toml", 8, "production.account_name", "account name `Acme Corp (production)` is already used by tenants/acme.toml");
+}
+
+#[test]
 fn duplicate_tenant_id() {
     let ws = Workspace::new();
     let text = ws.read("tenants/globex.toml").replace("id = \"globex\"", "id = \"acme\"");

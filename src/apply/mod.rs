@@ -269,6 +269,9 @@ struct TenantRun<'a> {
     dirty: bool,
     /// Account creations requested and not yet awaited, with their creation slots.
     creating: BTreeMap<Environment, (String, tokio::sync::OwnedSemaphorePermit)>,
+    /// Environments whose account was found after a lost `CreateAccount` answer (by email or by
+    /// account name), not proven to come from this run's request: the guard reads their live tags.
+    found_after_lost_answer: std::collections::BTreeSet<Environment>,
 }
 
 impl<'a> TenantRun<'a> {
@@ -291,6 +294,7 @@ impl<'a> TenantRun<'a> {
             sessions: BTreeMap::new(),
             dirty: false,
             creating: BTreeMap::new(),
+            found_after_lost_answer: Default::default(),
         };
         for (env, obs) in &observed.accounts {
             if let AccountObservation::Found(found) = obs {
@@ -360,9 +364,11 @@ impl<'a> TenantRun<'a> {
                 match org::find_unanswered_create(&org, email, account_name).await? {
                     Some(org::Created::Request(id)) => {
                         tracing::warn!(tenant = %self.desired.id, %env, request = %id, "the lost CreateAccount was carried out; following its request");
+                        self.found_after_lost_answer.insert(env);
                         id
                     }
                     Some(org::Created::Account(id)) => {
+                        self.found_after_lost_answer.insert(env);
                         tracing::warn!(tenant = %self.desired.id, %env, account = %id, "the lost CreateAccount was carried out; the account exists");
                         self.account_ids.insert(env, id.clone());
                         self.record(env).account_id = Some(id);
@@ -455,16 +461,19 @@ impl<'a> TenantRun<'a> {
                     }
                 }
                 let followed_a_request = self.creating.remove(&env).is_some();
-                if followed_a_request {
+                if followed_a_request && !self.found_after_lost_answer.contains(&env) {
                     // This run created the account, with the tenant's tags: the guard passes by
                     // construction, so no live tag read is needed before the first step touches it.
                     let id = self.account_id(env)?;
                     let want = self.desired.account(env);
                     let v = VerifiedAccount::verify(&self.desired.id, env, &id, Some(&id), &want.tags, true)?;
                     self.verified.insert(env, v);
-                } else {
-                    // Found by email after a lost answer: the guard reads its live tags.
-                    self.verify(env).await?;
+                } else if let Err(e) = self.verify(env).await {
+                    // Found after a lost answer, and not this tenant's: never bind it in state.
+                    self.account_ids.remove(&env);
+                    self.record(env).account_id = None;
+                    self.dirty = true;
+                    return Err(e);
                 }
             }
             Step::AwaitAccount { environment, request_id } => {

@@ -225,8 +225,10 @@ pub fn template_bucket(account_id: &str, region: &str) -> String {
 
 /// Gets `template` to CloudFormation in the session's account: inline when it is at most
 /// 51,200 bytes; otherwise uploaded (`PutObject`, SSE-S3) as `templates/<sha256>.json` to the
-/// account's own template bucket, which is created private (`CreateBucket`,
-/// `PutPublicAccessBlock`, `PutBucketEncryption`) if missing, and passed by URL.
+/// account's own template bucket and passed by URL. The bucket is checked to belong to the
+/// account (`HeadBucket` with `ExpectedBucketOwner`; a 403 is an error, only a 404 creates it
+/// with `CreateBucket`) and made private and encrypted on every upload (`PutPublicAccessBlock`,
+/// `PutBucketEncryption`). Every call names the expected owner.
 pub async fn template_source(session: &crate::aws::member::MemberSession, template: &str) -> Result<TemplateSource> {
     use aws_sdk_s3::types::{
         BucketLocationConstraint, CreateBucketConfiguration, PublicAccessBlockConfiguration, ServerSideEncryption,
@@ -237,48 +239,61 @@ pub async fn template_source(session: &crate::aws::member::MemberSession, templa
     }
     let s3 = &session.s3;
     let region = &session.region;
-    let bucket = template_bucket(session.account.account_id(), region);
-    if s3.head_bucket().bucket(&bucket).send().await.is_err() {
-        let mut req = s3.create_bucket().bucket(&bucket);
-        if region != "us-east-1" {
-            req = req.create_bucket_configuration(
-                CreateBucketConfiguration::builder().location_constraint(BucketLocationConstraint::from(region.as_str())).build(),
-            );
+    let owner = session.account.account_id();
+    let bucket = template_bucket(owner, region);
+    match s3.head_bucket().bucket(&bucket).expected_bucket_owner(owner).send().await {
+        Ok(_) => {}
+        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
+            let mut req = s3.create_bucket().bucket(&bucket);
+            if region != "us-east-1" {
+                req = req.create_bucket_configuration(
+                    CreateBucketConfiguration::builder().location_constraint(BucketLocationConstraint::from(region.as_str())).build(),
+                );
+            }
+            match req.send().await {
+                Ok(_) => {}
+                Err(e) if matches!(e.as_service_error().and_then(|s| aws_sdk_s3::error::ProvideErrorMetadata::code(s)), Some("BucketAlreadyOwnedByYou")) => {}
+                Err(e) => return Err(aws_error("s3:CreateBucket", e)).with_context(|| format!("creating template bucket {bucket}")),
+            }
         }
-        match req.send().await {
-            Ok(_) => {}
-            Err(e) if matches!(e.as_service_error().and_then(|s| aws_sdk_s3::error::ProvideErrorMetadata::code(s)), Some("BucketAlreadyOwnedByYou")) => {}
-            Err(e) => return Err(aws_error("s3:CreateBucket", e)).with_context(|| format!("creating template bucket {bucket}")),
+        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 403) => {
+            anyhow::bail!("template bucket {bucket} exists but is not owned by account {owner} (or is not readable): refusing to upload templates to it")
         }
-        s3.put_public_access_block()
-            .bucket(&bucket)
-            .public_access_block_configuration(
-                PublicAccessBlockConfiguration::builder()
-                    .block_public_acls(true)
-                    .ignore_public_acls(true)
-                    .block_public_policy(true)
-                    .restrict_public_buckets(true)
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| aws_error("s3:PutPublicAccessBlock", e))?;
-        let rule = ServerSideEncryptionRule::builder()
-            .apply_server_side_encryption_by_default(
-                ServerSideEncryptionByDefault::builder().sse_algorithm(ServerSideEncryption::Aes256).build().context("encryption rule")?,
-            )
-            .build();
-        s3.put_bucket_encryption()
-            .bucket(&bucket)
-            .server_side_encryption_configuration(ServerSideEncryptionConfiguration::builder().rules(rule).build().context("encryption config")?)
-            .send()
-            .await
-            .map_err(|e| aws_error("s3:PutBucketEncryption", e))?;
+        Err(e) => return Err(aws_error("s3:HeadBucket", e)).with_context(|| format!("checking template bucket {bucket}")),
     }
+    // Made private and encrypted every time (both idempotent), so a bucket whose creation was
+    // interrupted is never left open.
+    s3.put_public_access_block()
+        .bucket(&bucket)
+        .expected_bucket_owner(owner)
+        .public_access_block_configuration(
+            PublicAccessBlockConfiguration::builder()
+                .block_public_acls(true)
+                .ignore_public_acls(true)
+                .block_public_policy(true)
+                .restrict_public_buckets(true)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| aws_error("s3:PutPublicAccessBlock", e))?;
+    let rule = ServerSideEncryptionRule::builder()
+        .apply_server_side_encryption_by_default(
+            ServerSideEncryptionByDefault::builder().sse_algorithm(ServerSideEncryption::Aes256).build().context("encryption rule")?,
+        )
+        .build();
+    s3.put_bucket_encryption()
+        .bucket(&bucket)
+        .expected_bucket_owner(owner)
+        .server_side_encryption_configuration(ServerSideEncryptionConfiguration::builder().rules(rule).build().context("encryption config")?)
+        .send()
+        .await
+        .map_err(|e| aws_error("s3:PutBucketEncryption", e))?;
     let key = format!("templates/{}.json", crate::render::sha256_hex(template.as_bytes()));
     s3.put_object()
         .bucket(&bucket)
         .key(&key)
+        .expected_bucket_owner(owner)
         .content_type("application/json")
         .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::Aes256)
         .body(aws_sdk_s3::primitives::ByteStream::from(template.as_bytes().to_vec()))

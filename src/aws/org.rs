@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use aws_sdk_organizations::types::{
     AccountStatus, CreateAccountState, OrganizationFeatureSet, PolicyType, PolicyTypeStatus, Tag,
 };
+use aws_sdk_organizations::operation::create_account::CreateAccountError;
 use aws_sdk_organizations::Client;
 
 use super::{aws_error, error_code, ORGANIZATIONS_MAX_ATTEMPTS};
@@ -220,8 +221,10 @@ pub async fn ou_name(org: &Client, ou_id: &str) -> Result<String> {
 ///
 /// `CreateAccount` has no idempotency token, so it is sent without the SDK's retries: it is sent
 /// again (with backoff, at most [`ORGANIZATIONS_MAX_ATTEMPTS`] in all) only when Organizations
-/// refused it with `TooManyRequestsException` or `ConcurrentModificationException`. Any other
-/// refusal is an error naming the code; no answer at all (timeout, dropped connection) or a 5xx
+/// refused it with `TooManyRequestsException`, `ConcurrentModificationException` or
+/// `ConstraintViolationException` for `ACCOUNT_CREATION_RATE_LIMIT_EXCEEDED`. Any other refusal is
+/// an error naming the code and reason (with what to do for `ACCOUNT_NUMBER_LIMIT_EXCEEDED`); no
+/// answer at all (timeout, dropped connection) or a 5xx
 /// gives [`CreateAccountUnanswered`].
 pub async fn create_account(org: &Client, email: &str, name: &str, tags: &BTreeMap<String, String>) -> Result<String> {
     use backon::{ExponentialBuilder, Retryable};
@@ -237,9 +240,9 @@ pub async fn create_account(org: &Client, email: &str, name: &str, tags: &BTreeM
             .map_err(anyhow::Error::from)
     };
     let refused = |e: &anyhow::Error| {
-        e.downcast_ref::<aws_sdk_organizations::error::SdkError<aws_sdk_organizations::operation::create_account::CreateAccountError>>()
-            .and_then(error_code)
-            .is_some_and(|c| matches!(c, "TooManyRequestsException" | "ConcurrentModificationException"))
+        let Some(sdk) = e.downcast_ref::<aws_sdk_organizations::error::SdkError<CreateAccountError>>() else { return false };
+        matches!(error_code(sdk), Some("TooManyRequestsException" | "ConcurrentModificationException"))
+            || constraint_reason(sdk).as_deref() == Some("ACCOUNT_CREATION_RATE_LIMIT_EXCEEDED")
     };
     let out = send
         .retry(
@@ -254,15 +257,29 @@ pub async fn create_account(org: &Client, email: &str, name: &str, tags: &BTreeM
         .await;
     match out {
         Ok(out) => out.create_account_status.and_then(|s| s.id).context("CreateAccount returned no request id"),
-        Err(e) => match e.downcast::<aws_sdk_organizations::error::SdkError<aws_sdk_organizations::operation::create_account::CreateAccountError>>() {
+        Err(e) => match e.downcast::<aws_sdk_organizations::error::SdkError<CreateAccountError>>() {
             // An answer from Organizations that refuses the request: nothing was created.
             Ok(sdk) if error_code(&sdk).is_some() && sdk.raw_response().is_some_and(|r| r.status().as_u16() < 500) => {
-                Err(aws_error("organizations:CreateAccount", sdk))
+                let hint = match constraint_reason(&sdk).as_deref() {
+                    Some("ACCOUNT_NUMBER_LIMIT_EXCEEDED") => crate::observe::failure_hint("ACCOUNT_LIMIT_EXCEEDED"),
+                    Some("ACCOUNT_CREATION_RATE_LIMIT_EXCEEDED") => " — AWS limits how fast accounts can be created; wait, then re-run",
+                    _ => "",
+                };
+                let reason = constraint_reason(&sdk).map(|r| format!(" ({r})")).unwrap_or_default();
+                Err(aws_error("organizations:CreateAccount", sdk).context(format!("CreateAccount for {email} refused{reason}{hint}")))
             }
             // No answer, or a 5xx: the request may have been carried out.
             Ok(sdk) => Err(CreateAccountUnanswered { email: email.to_string(), cause: aws_error("organizations:CreateAccount", sdk).to_string() }.into()),
             Err(other) => Err(other),
         },
+    }
+}
+
+/// The reason of a `ConstraintViolationException`, e.g. `ACCOUNT_NUMBER_LIMIT_EXCEEDED`.
+fn constraint_reason(e: &aws_sdk_organizations::error::SdkError<CreateAccountError>) -> Option<String> {
+    match e.as_service_error()? {
+        CreateAccountError::ConstraintViolationException(c) => c.reason().map(|r| r.as_str().to_string()),
+        _ => None,
     }
 }
 

@@ -309,7 +309,24 @@ impl StateStore {
     }
 
     /// `PutObject` with `If-Match: etag` or `If-None-Match: *`; returns the new ETag.
+    ///
+    /// When the precondition fails, the object is read back: if it holds exactly `body`, an
+    /// earlier attempt of this very request was carried out and its answer lost (the SDK then sent
+    /// it again), so the write counts as done. Otherwise another writer won: [`WriteConflict`].
     async fn put_conditional(&self, key: &str, body: Vec<u8>, etag: Option<&str>) -> Result<String> {
+        match self.try_put_conditional(key, body.clone(), etag).await {
+            Err(e) if e.downcast_ref::<WriteConflict>().is_some() => match self.get(key).await? {
+                Some((current, current_etag)) if current == body => {
+                    tracing::debug!(key, "conditional write already carried out by an earlier attempt");
+                    Ok(current_etag)
+                }
+                _ => Err(e),
+            },
+            other => other,
+        }
+    }
+
+    async fn try_put_conditional(&self, key: &str, body: Vec<u8>, etag: Option<&str>) -> Result<String> {
         let mut req = self
             .s3
             .put_object()

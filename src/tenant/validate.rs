@@ -46,6 +46,8 @@ pub fn load(dir: &Path, settings: &OrgSettings, renderer: &Renderer) -> LoadedTe
     // (id) -> first file; (lowercase email) -> (file, field)
     let mut ids: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut emails: BTreeMap<String, (PathBuf, String)> = BTreeMap::new();
+    // Account names are matched when an account creation's answer is lost: they must be unique.
+    let mut names: BTreeMap<String, (PathBuf, String)> = BTreeMap::new();
     for path in paths {
         let source = match std::fs::read_to_string(&path) {
             Ok(s) => s,
@@ -96,6 +98,20 @@ pub fn load(dir: &Path, settings: &OrgSettings, renderer: &Renderer) -> LoadedTe
                 );
             } else {
                 emails.insert(key, (path.clone(), field));
+            }
+            let a = spec.account(env);
+            let name = a.account_name.clone().unwrap_or_else(|| format!("{} ({env})", spec.name));
+            let field = if a.account_name.is_some() { format!("{env}.account_name") } else { "name".to_string() };
+            if let Some((file, other)) = names.get(&name) {
+                err(
+                    field.clone(),
+                    format!(
+                        "account name `{name}` is already used by {} (field `{other}`); every account tenantry creates needs its own name (set `{env}.account_name`)",
+                        file.display()
+                    ),
+                );
+            } else {
+                names.insert(name, (path.clone(), field));
             }
         }
 
