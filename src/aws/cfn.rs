@@ -230,10 +230,7 @@ pub fn template_bucket(account_id: &str, region: &str) -> String {
 /// with `CreateBucket`) and made private and encrypted on every upload (`PutPublicAccessBlock`,
 /// `PutBucketEncryption`). Every call names the expected owner.
 pub async fn template_source(session: &crate::aws::member::MemberSession, template: &str) -> Result<TemplateSource> {
-    use aws_sdk_s3::types::{
-        BucketLocationConstraint, CreateBucketConfiguration, PublicAccessBlockConfiguration, ServerSideEncryption,
-        ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
-    };
+    use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
     if template.len() <= crate::render::TEMPLATE_BODY_MAX_BYTES {
         return Ok(TemplateSource::Body(template.to_string()));
     }
@@ -263,32 +260,7 @@ pub async fn template_source(session: &crate::aws::member::MemberSession, templa
     }
     // Made private and encrypted every time (both idempotent), so a bucket whose creation was
     // interrupted is never left open.
-    s3.put_public_access_block()
-        .bucket(&bucket)
-        .expected_bucket_owner(owner)
-        .public_access_block_configuration(
-            PublicAccessBlockConfiguration::builder()
-                .block_public_acls(true)
-                .ignore_public_acls(true)
-                .block_public_policy(true)
-                .restrict_public_buckets(true)
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| aws_error("s3:PutPublicAccessBlock", e))?;
-    let rule = ServerSideEncryptionRule::builder()
-        .apply_server_side_encryption_by_default(
-            ServerSideEncryptionByDefault::builder().sse_algorithm(ServerSideEncryption::Aes256).build().context("encryption rule")?,
-        )
-        .build();
-    s3.put_bucket_encryption()
-        .bucket(&bucket)
-        .expected_bucket_owner(owner)
-        .server_side_encryption_configuration(ServerSideEncryptionConfiguration::builder().rules(rule).build().context("encryption config")?)
-        .send()
-        .await
-        .map_err(|e| aws_error("s3:PutBucketEncryption", e))?;
+    crate::aws::make_bucket_private(s3, &bucket, Some(owner)).await?;
     let key = format!("templates/{}.json", crate::render::sha256_hex(template.as_bytes()));
     s3.put_object()
         .bucket(&bucket)

@@ -97,6 +97,44 @@ pub fn s3_client(sdk: &SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(conf)
 }
 
+/// Makes a bucket private (`PutPublicAccessBlock`, all four settings) and encrypted by default
+/// (`PutBucketEncryption`, SSE-S3). Both are idempotent. With `expected_owner`, each call names
+/// the account that must own the bucket (S3 answers 403 otherwise).
+pub async fn make_bucket_private(s3: &aws_sdk_s3::Client, bucket: &str, expected_owner: Option<&str>) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use aws_sdk_s3::types::{
+        PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
+        ServerSideEncryptionRule,
+    };
+    s3.put_public_access_block()
+        .bucket(bucket)
+        .set_expected_bucket_owner(expected_owner.map(str::to_string))
+        .public_access_block_configuration(
+            PublicAccessBlockConfiguration::builder()
+                .block_public_acls(true)
+                .ignore_public_acls(true)
+                .block_public_policy(true)
+                .restrict_public_buckets(true)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| aws_error("s3:PutPublicAccessBlock", e))?;
+    let rule = ServerSideEncryptionRule::builder()
+        .apply_server_side_encryption_by_default(
+            ServerSideEncryptionByDefault::builder().sse_algorithm(ServerSideEncryption::Aes256).build().context("encryption rule")?,
+        )
+        .build();
+    s3.put_bucket_encryption()
+        .bucket(bucket)
+        .set_expected_bucket_owner(expected_owner.map(str::to_string))
+        .server_side_encryption_configuration(ServerSideEncryptionConfiguration::builder().rules(rule).build().context("encryption config")?)
+        .send()
+        .await
+        .map_err(|e| aws_error("s3:PutBucketEncryption", e))?;
+    Ok(())
+}
+
 /// The AWS error code of a failed call, e.g. `AccessDenied`, if the service sent one.
 pub fn error_code<E: ProvideErrorMetadata>(e: &aws_sdk_organizations::error::SdkError<E>) -> Option<&str> {
     e.as_service_error().and_then(|s| s.code())

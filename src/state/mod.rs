@@ -12,9 +12,7 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, PublicAccessBlockConfiguration,
-    ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
-    VersioningConfiguration,
+    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, ServerSideEncryption, VersioningConfiguration,
 };
 use serde::{Deserialize, Serialize};
 
@@ -163,37 +161,7 @@ impl StateStore {
                 Err(e) => return Err(aws_error("s3:CreateBucket", e)).context("creating the state bucket"),
             }
         }
-        self.s3
-            .put_public_access_block()
-            .bucket(&self.bucket)
-            .public_access_block_configuration(
-                PublicAccessBlockConfiguration::builder()
-                    .block_public_acls(true)
-                    .ignore_public_acls(true)
-                    .block_public_policy(true)
-                    .restrict_public_buckets(true)
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| aws_error("s3:PutPublicAccessBlock", e))?;
-        let rule = ServerSideEncryptionRule::builder()
-            .apply_server_side_encryption_by_default(
-                ServerSideEncryptionByDefault::builder()
-                    .sse_algorithm(ServerSideEncryption::Aes256)
-                    .build()
-                    .context("encryption rule")?,
-            )
-            .build();
-        self.s3
-            .put_bucket_encryption()
-            .bucket(&self.bucket)
-            .server_side_encryption_configuration(
-                ServerSideEncryptionConfiguration::builder().rules(rule).build().context("encryption config")?,
-            )
-            .send()
-            .await
-            .map_err(|e| aws_error("s3:PutBucketEncryption", e))?;
+        crate::aws::make_bucket_private(&self.s3, &self.bucket, None).await?;
         self.s3
             .put_bucket_versioning()
             .bucket(&self.bucket)
