@@ -35,6 +35,8 @@ Faults:
   create_rejected answer CreateAccount itself (it never reaches upstream) with a request id of
                its own; DescribeCreateAccountStatus of that id answers FAILED with "reason":
                the request created no account, as in AWS
+  list_in_progress forward ListCreateAccountStatus without its States filter and answer every
+               request as IN_PROGRESS (an emulator that creates accounts at once never shows one)
   lose         forward the request (it is carried out), then drop the connection: the answer is
                lost
   kill         SIGKILL the client process, whose pid is read from the rule's "pid_file"
@@ -262,6 +264,17 @@ class Handler(BaseHTTPRequestHandler):
             return self._reply(200, "application/x-amz-json-1.1", json.dumps(doc).encode())
         elif fault == "error":
             return self._reply(rule.get("status", 400), *error_payload(service, rule["code"], rule.get("message", "injected by faultproxy"), rule.get("fields")))
+        if fault == "list_in_progress":
+            doc = json.loads(body or b"{}")
+            doc.pop("States", None)
+            status, headers, data = self._forward(json.dumps(doc).encode())
+            if status == 200:
+                listed = json.loads(data)
+                for st in listed.get("CreateAccountStatuses", []):
+                    st["State"] = "IN_PROGRESS"
+                    st.pop("AccountId", None)
+                data = json.dumps(listed).encode()
+            return self._send(status, headers, data)
         status, headers, data = self._forward(body)
         if fault in ("create_slow", "create_failed") and status == 200:
             try:

@@ -382,3 +382,48 @@ async fn state_and_lease_writes_whose_answer_is_lost_count_as_done() {
     assert_eq!(serials, (1..=versions.len() as u64).collect::<Vec<_>>(), "each write stored once");
     assert_eq!(ws.run(&emu.endpoint, &["plan", "acme"]).code, 0);
 }
+
+/// An account creation in progress under this tenant's account name that is another tenant's
+/// (here: an account named "Acme Corp (production)" tagged as globex's, which the proxy shows as
+/// still being created). tenantry follows it, the guard refuses it on its live tags, and nothing
+/// of it is recorded in acme's state: the next run creates acme's own account. moto only:
+/// ministack has no ListCreateAccountStatus, so it never finds a creation by name.
+#[tokio::test(flavor = "multi_thread")]
+async fn another_tenants_creation_found_by_account_name_is_refused_and_never_recorded() {
+    if common::emulator_kind() != "moto" {
+        eprintln!("skipped: this emulator has no ListCreateAccountStatus");
+        return;
+    }
+    let emu = Emulator::start();
+    let ws = Workspace::new();
+    let aws = Aws::new(&emu.endpoint).await;
+    assert_eq!(ws.run(&emu.endpoint, &["apply", "globex", "--auto-approve"]).code, 0);
+    let tag = |k: &str, v: &str| aws_sdk_organizations::types::Tag::builder().key(k).value(v).build().unwrap();
+    aws.org
+        .create_account()
+        .email("someone-else@example.com")
+        .account_name("Acme Corp (production)")
+        .tags(tag("tenantry:tenant", "globex"))
+        .tags(tag("tenantry:environment", "production"))
+        .send()
+        .await
+        .unwrap();
+    let rules = serde_json::json!([
+        {"service": "organizations", "action": "ListCreateAccountStatus", "fault": "list_in_progress"},
+        {"service": "organizations", "action": "DescribeCreateAccountStatus", "fault": "create_slow", "polls": 1},
+    ]);
+    let proxy = FaultProxy::start(&emu.endpoint, &rules);
+    let run: common::Run = ws.command(&proxy.endpoint).args(["apply", "acme", "--auto-approve"]).output().unwrap().into();
+    drop(proxy);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("refusing to touch account"), "{run:?}");
+    let record = aws.state_object(&Aws::state_bucket(&emu), "tenants/acme.json").await.unwrap();
+    let production = &record["accounts"]["production"];
+    assert!(production["account_id"].is_null(), "the other tenant's account is not recorded: {production}");
+    assert!(production["create_request_id"].is_null(), "nor its request: {production}");
+
+    let again = ws.run(&emu.endpoint, &["apply", "acme", "--auto-approve"]);
+    assert_eq!(again.code, 0, "not wedged: {again:?}");
+    assert_eq!(aws.accounts_with_email("aws+acme-production@example.com").await.len(), 1);
+    assert_eq!(aws.tenant_accounts().await[&("acme".to_string(), "production".to_string())].len(), 1);
+}

@@ -363,16 +363,18 @@ impl<'a> TenantRun<'a> {
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 match org::find_unanswered_create(&org, email, account_name).await? {
                     Some(org::Created::Request(id)) => {
+                        // Found by account name: not recorded in state until the guard has
+                        // seen the account's tags (it could be another tenant's).
                         tracing::warn!(tenant = %self.desired.id, %env, request = %id, "the lost CreateAccount was carried out; following its request");
                         self.found_after_lost_answer.insert(env);
-                        id
+                        self.creating.insert(env, (id.clone(), slot));
+                        return Ok(Some(id));
                     }
                     Some(org::Created::Account(id)) => {
+                        // Likewise: bound in state only once the guard passes.
                         self.found_after_lost_answer.insert(env);
                         tracing::warn!(tenant = %self.desired.id, %env, account = %id, "the lost CreateAccount was carried out; the account exists");
-                        self.account_ids.insert(env, id.clone());
-                        self.record(env).account_id = Some(id);
-                        self.save().await?;
+                        self.account_ids.insert(env, id);
                         return Ok(None);
                     }
                     None => return Err(e.context("nothing found yet; re-run: it looks for the account again before sending another request")),
@@ -387,6 +389,42 @@ impl<'a> TenantRun<'a> {
         crate::faults::crash_point("after-record-request");
         self.creating.insert(env, (request_id.clone(), slot));
         Ok(Some(request_id))
+    }
+
+    /// The guard on live tags for an account found by email or by account name rather than
+    /// through this tenant's own recorded request. Passing binds it in state (account id, and the
+    /// request id when it came through one); refusing leaves state as if it had never been found.
+    async fn verify_found(&mut self, env: Environment) -> Result<()> {
+        let request = self.creating.get(&env).map(|(id, _)| id.clone());
+        let before = self.tracked.record.accounts.get(&env).map(|r| (r.account_id.clone(), r.create_request_id.clone()));
+        // The guard compares with state's account id: it must not be this candidate yet.
+        if let Some((account_id, _)) = &before {
+            if account_id.is_some() && account_id.as_deref() == self.account_ids.get(&env).map(String::as_str) {
+                self.record(env).account_id = None;
+            }
+        }
+        match self.verify(env).await {
+            Ok(_) => {
+                let id = self.account_id(env)?;
+                let rec = self.record(env);
+                rec.account_id = Some(id);
+                if request.is_some() {
+                    rec.create_request_id = request;
+                }
+                self.dirty = true;
+                Ok(())
+            }
+            Err(e) => {
+                self.account_ids.remove(&env);
+                let rec = self.record(env);
+                rec.account_id = None;
+                if let Some((_, request_id)) = before {
+                    rec.create_request_id = request_id;
+                }
+                self.dirty = true;
+                Err(e)
+            }
+        }
     }
 
     fn account_id(&self, env: Environment) -> Result<String> {
@@ -468,21 +506,22 @@ impl<'a> TenantRun<'a> {
                     let want = self.desired.account(env);
                     let v = VerifiedAccount::verify(&self.desired.id, env, &id, Some(&id), &want.tags, true)?;
                     self.verified.insert(env, v);
-                } else if let Err(e) = self.verify(env).await {
-                    // Found after a lost answer, and not this tenant's: never bind it in state.
-                    self.account_ids.remove(&env);
-                    self.record(env).account_id = None;
-                    self.dirty = true;
-                    return Err(e);
+                } else {
+                    // Found after a lost answer: the guard reads its live tags first.
+                    self.verify_found(env).await?;
                 }
             }
             Step::AwaitAccount { environment, request_id } => {
                 let env = *environment;
-                if self.record(env).create_request_id.as_deref() != Some(request_id) {
-                    self.record(env).create_request_id = Some(request_id.clone());
-                    self.dirty = true;
+                if self.record(env).create_request_id.as_deref() == Some(request_id) {
+                    self.await_account(env, request_id).await?;
+                } else {
+                    // A request found by account name, not this tenant's recorded one: it may be
+                    // another tenant's. Its account is checked by the guard before anything of it
+                    // is recorded in state.
+                    self.await_account(env, request_id).await?;
+                    self.verify_found(env).await?;
                 }
-                self.await_account(env, request_id).await?;
             }
             Step::MoveAccount { environment, to_ou_path, .. } => {
                 let env = *environment;

@@ -89,6 +89,12 @@ impl StateStore {
         let current: LeaseBody = serde_json::from_slice(&current).context("reading a lease object")?;
         let now = now_unix();
         let holder_dead = holder_died_here(&current.holder);
+        if current.holder == self.holder {
+            // Our own lease (a write of ours whose answer was lost, or an earlier cycle of this
+            // process that could not release it): renew it.
+            let etag = self.put_conditional(&key, bytes, Some(&etag)).await?;
+            return Ok(self.lease(tenant, etag, ttl));
+        }
         if current.expires_at > now && !holder_dead {
             return Err(LeaseHeld { tenant: tenant.into(), holder: current.holder, remaining: current.expires_at - now }.into());
         }
