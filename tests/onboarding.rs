@@ -387,7 +387,9 @@ async fn two_shards_together_cover_every_tenant_exactly_once() {
         let text = globex
             .replace("id = \"globex\"", &format!("id = \"t{i}\""))
             .replace("globex-prod@", &format!("t{i}-prod@"))
-            .replace("globex-staging@", &format!("t{i}-staging@"));
+            .replace("globex-staging@", &format!("t{i}-staging@"))
+            .replace("Globex Production", &format!("T{i} Production"))
+            .replace("Globex Staging", &format!("T{i} Staging"));
         ws.write(&format!("tenants/t{i}.toml"), &text);
     }
     let all: std::collections::BTreeSet<String> =
