@@ -230,7 +230,6 @@ pub fn template_bucket(account_id: &str, region: &str) -> String {
 /// with `CreateBucket`) and made private and encrypted on every upload (`PutPublicAccessBlock`,
 /// `PutBucketEncryption`). Every call names the expected owner.
 pub async fn template_source(session: &crate::aws::member::MemberSession, template: &str) -> Result<TemplateSource> {
-    use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
     if template.len() <= crate::render::TEMPLATE_BODY_MAX_BYTES {
         return Ok(TemplateSource::Body(template.to_string()));
     }
@@ -241,17 +240,7 @@ pub async fn template_source(session: &crate::aws::member::MemberSession, templa
     match s3.head_bucket().bucket(&bucket).expected_bucket_owner(owner).send().await {
         Ok(_) => {}
         Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
-            let mut req = s3.create_bucket().bucket(&bucket);
-            if region != "us-east-1" {
-                req = req.create_bucket_configuration(
-                    CreateBucketConfiguration::builder().location_constraint(BucketLocationConstraint::from(region.as_str())).build(),
-                );
-            }
-            match req.send().await {
-                Ok(_) => {}
-                Err(e) if matches!(e.as_service_error().and_then(|s| aws_sdk_s3::error::ProvideErrorMetadata::code(s)), Some("BucketAlreadyOwnedByYou")) => {}
-                Err(e) => return Err(aws_error("s3:CreateBucket", e)).with_context(|| format!("creating template bucket {bucket}")),
-            }
+            crate::aws::create_bucket(s3, &bucket, region).await.with_context(|| format!("creating template bucket {bucket}"))?;
         }
         Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 403) => {
             anyhow::bail!("template bucket {bucket} exists but is not owned by account {owner} (or is not readable): refusing to upload templates to it")

@@ -102,6 +102,25 @@ pub fn s3_client(sdk: &SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(conf)
 }
 
+/// Creates `bucket` in `region` (`CreateBucket`, with a location constraint outside us-east-1).
+/// Returns `true` when this call created it and `false` when the caller already owned it
+/// (`BucketAlreadyOwnedByYou`, e.g. a retry whose first answer was lost). Any other refusal, such
+/// as `BucketAlreadyExists` (the name is taken by another account), is an error naming the call.
+pub async fn create_bucket(s3: &aws_sdk_s3::Client, bucket: &str, region: &str) -> anyhow::Result<bool> {
+    use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
+    let mut req = s3.create_bucket().bucket(bucket);
+    if region != "us-east-1" {
+        req = req.create_bucket_configuration(
+            CreateBucketConfiguration::builder().location_constraint(BucketLocationConstraint::from(region)).build(),
+        );
+    }
+    match req.send().await {
+        Ok(_) => Ok(true),
+        Err(e) if matches!(e.as_service_error().and_then(|s| s.code()), Some("BucketAlreadyOwnedByYou")) => Ok(false),
+        Err(e) => Err(aws_error("s3:CreateBucket", e)),
+    }
+}
+
 /// Makes a bucket private (`PutPublicAccessBlock`, all four settings) and encrypted by default
 /// (`PutBucketEncryption`, SSE-S3). Both are idempotent. With `expected_owner`, each call names
 /// the account that must own the bucket (S3 answers 403 otherwise).

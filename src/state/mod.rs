@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, ServerSideEncryption, VersioningConfiguration,
+    BucketVersioningStatus, ServerSideEncryption, VersioningConfiguration,
 };
 use serde::{Deserialize, Serialize};
 
@@ -146,20 +146,8 @@ impl StateStore {
     /// (`PutPublicAccessBlock`), encrypted (`PutBucketEncryption`, SSE-S3) and versioned
     /// (`PutBucketVersioning`). Idempotent.
     pub async fn ensure_bucket(&self, region: &str) -> Result<()> {
-        if !self.bucket_exists().await? {
-            let mut req = self.s3.create_bucket().bucket(&self.bucket);
-            if region != "us-east-1" {
-                req = req.create_bucket_configuration(
-                    CreateBucketConfiguration::builder()
-                        .location_constraint(BucketLocationConstraint::from(region))
-                        .build(),
-                );
-            }
-            match req.send().await {
-                Ok(_) => tracing::info!(bucket = %self.bucket, "created state bucket"),
-                Err(e) if matches!(error_code(&e), Some("BucketAlreadyOwnedByYou")) => {}
-                Err(e) => return Err(aws_error("s3:CreateBucket", e)).context("creating the state bucket"),
-            }
+        if !self.bucket_exists().await? && crate::aws::create_bucket(&self.s3, &self.bucket, region).await.context("creating the state bucket")? {
+            tracing::info!(bucket = %self.bucket, "created state bucket");
         }
         crate::aws::make_bucket_private(&self.s3, &self.bucket, None).await?;
         self.s3
