@@ -272,6 +272,9 @@ struct TenantRun<'a> {
     /// Environments whose account was found after a lost `CreateAccount` answer (by email or by
     /// account name), not proven to come from this run's request: the guard reads their live tags.
     found_after_lost_answer: std::collections::BTreeSet<Environment>,
+    /// Accounts found already created by email after a lost `CreateAccount` answer, not yet
+    /// through the guard (nothing of them is in `account_ids` or state until it passes).
+    found_accounts: BTreeMap<Environment, String>,
 }
 
 impl<'a> TenantRun<'a> {
@@ -295,6 +298,7 @@ impl<'a> TenantRun<'a> {
             dirty: false,
             creating: BTreeMap::new(),
             found_after_lost_answer: Default::default(),
+            found_accounts: BTreeMap::new(),
         };
         for (env, obs) in &observed.accounts {
             if let AccountObservation::Found(found) = obs {
@@ -374,7 +378,7 @@ impl<'a> TenantRun<'a> {
                         // Likewise: bound in state only once the guard passes.
                         self.found_after_lost_answer.insert(env);
                         tracing::warn!(tenant = %self.desired.id, %env, account = %id, "the lost CreateAccount was carried out; the account exists");
-                        self.account_ids.insert(env, id);
+                        self.found_accounts.insert(env, id);
                         return Ok(None);
                     }
                     None => return Err(e.context("nothing found yet; re-run: it looks for the account again before sending another request")),
@@ -391,40 +395,29 @@ impl<'a> TenantRun<'a> {
         Ok(Some(request_id))
     }
 
-    /// The guard on live tags for an account found by email or by account name rather than
-    /// through this tenant's own recorded request. Passing binds it in state (account id, and the
-    /// request id when it came through one); refusing leaves state as if it had never been found.
-    async fn verify_found(&mut self, env: Environment) -> Result<()> {
-        let request = self.creating.get(&env).map(|(id, _)| id.clone());
-        let before = self.tracked.record.accounts.get(&env).map(|r| (r.account_id.clone(), r.create_request_id.clone()));
-        // The guard compares with state's account id: it must not be this candidate yet.
-        if let Some((account_id, _)) = &before {
-            if account_id.is_some() && account_id.as_deref() == self.account_ids.get(&env).map(String::as_str) {
-                self.record(env).account_id = None;
-            }
-        }
+    /// The guard on live tags for `account_id`, found by email or by account name rather than
+    /// through this tenant's own recorded request. Passing binds it in state; refusing leaves
+    /// state as if it had never been found.
+    async fn verify_found(&mut self, env: Environment, account_id: String) -> Result<()> {
+        self.account_ids.insert(env, account_id.clone());
         match self.verify(env).await {
             Ok(_) => {
-                let id = self.account_id(env)?;
-                let rec = self.record(env);
-                rec.account_id = Some(id);
-                if request.is_some() {
-                    rec.create_request_id = request;
-                }
+                self.record(env).account_id = Some(account_id);
                 self.dirty = true;
                 Ok(())
             }
             Err(e) => {
                 self.account_ids.remove(&env);
-                let rec = self.record(env);
-                rec.account_id = None;
-                if let Some((_, request_id)) = before {
-                    rec.create_request_id = request_id;
-                }
-                self.dirty = true;
                 Err(e)
             }
         }
+    }
+
+    /// Binds an account this tenant's own recorded request created: in `account_ids` and state.
+    fn bind_created(&mut self, env: Environment, account_id: String) {
+        self.account_ids.insert(env, account_id.clone());
+        self.record(env).account_id = Some(account_id);
+        self.dirty = true;
     }
 
     fn account_id(&self, env: Environment) -> Result<String> {
@@ -471,7 +464,7 @@ impl<'a> TenantRun<'a> {
                 let mut request_id = match self.creating.get(&env) {
                     Some((id, _)) => Some(id.clone()),
                     // Found already created after CreateAccount's answer was lost.
-                    None if self.account_ids.contains_key(&env) => None,
+                    None if self.found_accounts.contains_key(&env) => None,
                     None => self.start_account(env, email, account_name).await?,
                 };
                 // A request that FAILED created no account. One that failed for a transient
@@ -481,9 +474,13 @@ impl<'a> TenantRun<'a> {
                     .with_jitter()
                     .with_max_times(CREATE_ACCOUNT_RETRIES)
                     .build();
+                let mut created = None;
                 while let Some(rid) = request_id.clone() {
                     match self.await_account(env, &rid).await {
-                        Ok(()) => break,
+                        Ok(id) => {
+                            created = Some(id);
+                            break;
+                        }
                         Err(e) => {
                             let transient = e.downcast_ref::<CreateFailed>().is_some_and(CreateFailed::is_transient);
                             match delays.next().filter(|_| transient) {
@@ -498,29 +495,32 @@ impl<'a> TenantRun<'a> {
                         }
                     }
                 }
-                let followed_a_request = self.creating.remove(&env).is_some();
-                if followed_a_request && !self.found_after_lost_answer.contains(&env) {
-                    // This run created the account, with the tenant's tags: the guard passes by
-                    // construction, so no live tag read is needed before the first step touches it.
-                    let id = self.account_id(env)?;
-                    let want = self.desired.account(env);
-                    let v = VerifiedAccount::verify(&self.desired.id, env, &id, Some(&id), &want.tags, true)?;
-                    self.verified.insert(env, v);
-                } else {
+                self.creating.remove(&env);
+                match (created, self.found_accounts.remove(&env)) {
+                    (Some(id), _) if !self.found_after_lost_answer.contains(&env) => {
+                        // This run created the account, with the tenant's tags: the guard passes
+                        // by construction, so no live tag read is needed before the first step
+                        // touches it.
+                        let want = self.desired.account(env);
+                        let v = VerifiedAccount::verify(&self.desired.id, env, &id, Some(&id), &want.tags, true)?;
+                        self.bind_created(env, id);
+                        self.verified.insert(env, v);
+                    }
                     // Found after a lost answer: the guard reads its live tags first.
-                    self.verify_found(env).await?;
+                    (Some(id), _) | (None, Some(id)) => self.verify_found(env, id).await?,
+                    (None, None) => bail!("no {env} account was created or found"),
                 }
             }
             Step::AwaitAccount { environment, request_id } => {
                 let env = *environment;
+                let id = self.await_account(env, request_id).await?;
                 if self.record(env).create_request_id.as_deref() == Some(request_id) {
-                    self.await_account(env, request_id).await?;
+                    self.bind_created(env, id);
                 } else {
                     // A request found by account name, not this tenant's recorded one: it may be
                     // another tenant's. Its account is checked by the guard before anything of it
                     // is recorded in state.
-                    self.await_account(env, request_id).await?;
-                    self.verify_found(env).await?;
+                    self.verify_found(env, id).await?;
                 }
             }
             Step::MoveAccount { environment, to_ou_path, .. } => {
@@ -667,8 +667,10 @@ impl<'a> TenantRun<'a> {
     }
 
     /// Polls `DescribeCreateAccountStatus` with exponential backoff until the request ends (at
-    /// most `create_account_timeout_seconds`), then records the account id.
-    async fn await_account(&mut self, env: Environment, request_id: &str) -> Result<()> {
+    /// most `create_account_timeout_seconds`) and returns the created account's id. Nothing is
+    /// recorded here: the caller binds the id ([`Self::bind_created`] for this tenant's own request,
+    /// [`Self::verify_found`] for one found by name). A `FAILED` request is a [`CreateFailed`].
+    async fn await_account(&mut self, env: Environment, request_id: &str) -> Result<String> {
         let org = self.engine.clients.org.clone();
         let _wait = self.engine.progress.wait(format!("{}: {env}: waiting for account creation {request_id}", self.desired.id));
         let poll = || async {
@@ -693,13 +695,7 @@ impl<'a> TenantRun<'a> {
             .await
             .with_context(|| format!("waiting for CreateAccount request {request_id}"))?;
         match status.state {
-            CreateRequestState::Succeeded => {
-                let id = status.account_id.context("CreateAccount succeeded without an account id")?;
-                self.account_ids.insert(env, id.clone());
-                self.record(env).account_id = Some(id);
-                self.dirty = true;
-                Ok(())
-            }
+            CreateRequestState::Succeeded => status.account_id.context("CreateAccount succeeded without an account id"),
             CreateRequestState::Failed(reason) => Err(CreateFailed { request_id: request_id.to_string(), reason }.into()),
             CreateRequestState::InProgress => unreachable!("polling ends only on a final state"),
         }
