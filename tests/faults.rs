@@ -100,12 +100,8 @@ async fn contention_slow_creation_and_roles_not_yet_assumable_are_waited_out_in_
         // The access role of a new account is not assumable for the first three tries.
         {"service": "sts", "action": "AssumeRole", "status": 403, "code": "AccessDenied", "times": 3},
     ]);
-    let log = ws.path().join("faults.log");
-    let proxy = FaultProxy::start_seeded(&emu.endpoint, &rules, Some(&log), 1);
-    let run: common::Run = ws.command(&proxy.endpoint).args(["apply", "--auto-approve"]).output().unwrap().into();
+    let (run, text) = ws.run_through_proxy(&emu.endpoint, &rules, 1, &["apply", "--auto-approve"]);
     assert_eq!(run.code, 0, "one run waits all of it out: {run:?}");
-    drop(proxy);
-    let text = std::fs::read_to_string(&log).unwrap();
     let count = |what: &str| text.lines().filter(|l| l.starts_with(&format!("FAULT {what} "))).count();
     assert_eq!(count("concurrent"), 5, "{text}");
     assert_eq!(count("error"), 3, "three AssumeRole denials");
@@ -123,12 +119,9 @@ async fn contention_slow_creation_and_roles_not_yet_assumable_are_waited_out_in_
     // Changed tags meet TagResource contention twice; the same run gets them on.
     ws.write("tenants/acme.toml", &ws.read("tenants/acme.toml").replace("cc-1001", "cc-2002"));
     let rules = serde_json::json!([{"service": "organizations", "action": "TagResource", "fault": "concurrent", "nth": [1, 2]}]);
-    let log = ws.path().join("tags.log");
-    let proxy = FaultProxy::start_logged(&emu.endpoint, &rules, Some(&log));
-    let run: common::Run = ws.command(&proxy.endpoint).args(["apply", "acme", "--auto-approve"]).output().unwrap().into();
+    let (run, text) = ws.run_through_proxy(&emu.endpoint, &rules, 1, &["apply", "acme", "--auto-approve"]);
     assert_eq!(run.code, 0, "{run:?}");
-    drop(proxy);
-    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().filter(|l| l.starts_with("FAULT concurrent organizations:TagResource")).count(), 2);
+    assert_eq!(text.lines().filter(|l| l.starts_with("FAULT concurrent organizations:TagResource")).count(), 2);
     for env in ["production", "staging"] {
         let id = aws.tenant_accounts().await[&("acme".to_string(), env.to_string())][0].clone();
         assert_eq!(aws.tags(&id).await.get("cost-center").map(String::as_str), Some("cc-2002"), "{env}");
@@ -142,11 +135,9 @@ async fn account_limit_exceeded_is_reported_with_the_quota_to_raise_and_never_du
     let rules = serde_json::json!([
         {"service": "organizations", "action": "DescribeCreateAccountStatus", "fault": "create_failed", "reason": "ACCOUNT_LIMIT_EXCEEDED"},
     ]);
-    let proxy = FaultProxy::start_seeded(&emu.endpoint, &rules, None, 1);
-    let run: common::Run = ws.command(&proxy.endpoint).args(["apply", "acme", "--auto-approve"]).output().unwrap().into();
+    let (run, _) = ws.run_through_proxy(&emu.endpoint, &rules, 1, &["apply", "acme", "--auto-approve"]);
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stderr.contains("ACCOUNT_LIMIT_EXCEEDED") && run.stderr.contains("Service Quotas"), "says which quota and how to raise it: {run:?}");
-    drop(proxy);
     // The proxy lied: the emulator did create the accounts. The next run follows the recorded
     // request ids to them instead of creating more.
     let again = ws.run(&emu.endpoint, &["apply", "acme", "--auto-approve"]);
@@ -178,11 +169,7 @@ async fn create_account_failed_for_each_reason_is_explained_or_retried_and_never
         ws.copy_of_acme(&tenant);
         // The first CreateAccount of the run (one of the tenant's two accounts) fails.
         let rules = serde_json::json!([{"service": "organizations", "action": "CreateAccount", "fault": "create_rejected", "reason": reason, "times": 1}]);
-        let log = ws.path().join(format!("{tenant}.log"));
-        let proxy = FaultProxy::start_logged(&emu.endpoint, &rules, Some(&log));
-        let run: common::Run = ws.command(&proxy.endpoint).args(["apply", &tenant, "--auto-approve"]).output().unwrap().into();
-        drop(proxy);
-        let text = std::fs::read_to_string(&log).unwrap();
+        let (run, text) = ws.run_through_proxy(&emu.endpoint, &rules, 1, &["apply", &tenant, "--auto-approve"]);
         let creates = text.lines().filter(|l| !l.starts_with("FAULT") && l.contains("organizations:CreateAccount")).count();
         let accounts = aws.tenant_accounts().await;
         let count = |env: &str| accounts.get(&(tenant.clone(), env.to_string())).map_or(0, Vec::len);
@@ -218,12 +205,8 @@ async fn latency_and_requests_past_the_attempt_timeout_are_waited_out_or_retried
         {"service": "organizations", "action": "ListAccounts", "fault": "latency", "ms": 6000, "nth": [1]},
         {"rate": 0.2, "fault": "latency", "ms": 150},
     ]);
-    let log = ws.path().join("faults.log");
-    let proxy = FaultProxy::start_seeded(&emu.endpoint, &rules, Some(&log), 7);
-    let run: common::Run = ws.command(&proxy.endpoint).args(["apply", "--auto-approve"]).output().unwrap().into();
+    let (run, text) = ws.run_through_proxy(&emu.endpoint, &rules, 7, &["apply", "--auto-approve"]);
     assert_eq!(run.code, 0, "{run:?}");
-    drop(proxy);
-    let text = std::fs::read_to_string(&log).unwrap();
     let slowed = text.lines().filter(|l| l.starts_with("FAULT latency")).count();
     let abandoned: Vec<&str> = text.lines().filter(|l| l.starts_with("RETRIED-DURING-DELAY")).collect();
     let debug: Vec<&str> = text.lines().filter(|l| l.contains("DescribeStacks") || l.contains("6000 ms") || l.starts_with("RETRIED") || l.starts_with("UNDELIVERED")).map(|l| &l[..l.len().min(120)]).collect();
@@ -244,13 +227,9 @@ async fn create_account_whose_answer_is_lost_is_not_sent_again() {
     let emu = Emulator::start();
     let ws = Workspace::new();
     let rules = serde_json::json!([{"service": "organizations", "action": "CreateAccount", "fault": "lose", "nth": [1]}]);
-    let log = ws.path().join("lost.log");
-    let proxy = FaultProxy::start_logged(&emu.endpoint, &rules, Some(&log));
-    let run: common::Run = ws.command(&proxy.endpoint).args(["apply", "acme", "--auto-approve"]).output().unwrap().into();
-    drop(proxy);
+    let (run, text) = ws.run_through_proxy(&emu.endpoint, &rules, 1, &["apply", "acme", "--auto-approve"]);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stderr.contains("got no answer") && run.stderr.contains("was carried out"), "{run:?}");
-    let text = std::fs::read_to_string(&log).unwrap();
     let creates = text.lines().filter(|l| !l.starts_with("FAULT") && l.contains("organizations:CreateAccount")).count();
     assert_eq!(creates, 2, "one request per account, the lost one not sent again");
     let aws = Aws::new(&emu.endpoint).await;
@@ -311,20 +290,14 @@ async fn create_account_refused_for_a_limit_is_explained_or_waited_out() {
     let refuse = |reason: &str, times: u32| {
         serde_json::json!([{"service": "organizations", "action": "CreateAccount", "code": "ConstraintViolationException", "fields": {"Reason": reason}, "times": times}])
     };
-    let proxy = FaultProxy::start(&emu.endpoint, &refuse("ACCOUNT_NUMBER_LIMIT_EXCEEDED", 100));
-    let run: common::Run = ws.command(&proxy.endpoint).args(["apply", "acme", "--auto-approve"]).output().unwrap().into();
-    drop(proxy);
+    let (run, _) = ws.run_through_proxy(&emu.endpoint, &refuse("ACCOUNT_NUMBER_LIMIT_EXCEEDED", 100), 1, &["apply", "acme", "--auto-approve"]);
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stderr.contains("ACCOUNT_NUMBER_LIMIT_EXCEEDED") && run.stderr.contains("Service Quotas"), "says which quota: {run:?}");
     let aws = Aws::new(&emu.endpoint).await;
     assert!(aws.tenant_accounts().await.keys().all(|(t, _)| t != "acme"), "no account was created");
 
-    let log = ws.path().join("rate.log");
-    let proxy = FaultProxy::start_logged(&emu.endpoint, &refuse("ACCOUNT_CREATION_RATE_LIMIT_EXCEEDED", 2), Some(&log));
-    let run: common::Run = ws.command(&proxy.endpoint).args(["apply", "acme", "--auto-approve"]).output().unwrap().into();
-    drop(proxy);
+    let (run, text) = ws.run_through_proxy(&emu.endpoint, &refuse("ACCOUNT_CREATION_RATE_LIMIT_EXCEEDED", 2), 1, &["apply", "acme", "--auto-approve"]);
     assert_eq!(run.code, 0, "{run:?}");
-    let text = std::fs::read_to_string(&log).unwrap();
     assert_eq!(text.lines().filter(|l| l.starts_with("FAULT error organizations:CreateAccount")).count(), 2);
     for env in ["production", "staging"] {
         assert_eq!(aws.tenant_accounts().await[&("acme".to_string(), env.to_string())].len(), 1, "{env}");
@@ -339,9 +312,7 @@ async fn create_account_with_no_answer_and_nothing_found_stops_and_the_next_run_
     let emu = Emulator::start();
     let ws = Workspace::new();
     let rules = serde_json::json!([{"service": "organizations", "action": "CreateAccount", "fault": "reset", "nth": [1]}]);
-    let proxy = FaultProxy::start(&emu.endpoint, &rules);
-    let run: common::Run = ws.command(&proxy.endpoint).args(["apply", "acme", "--auto-approve"]).output().unwrap().into();
-    drop(proxy);
+    let (run, _) = ws.run_through_proxy(&emu.endpoint, &rules, 1, &["apply", "acme", "--auto-approve"]);
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stderr.contains("got no answer") && run.stderr.contains("nothing found yet"), "{run:?}");
     let again = ws.run(&emu.endpoint, &["apply", "acme", "--auto-approve"]);
@@ -366,13 +337,9 @@ async fn state_and_lease_writes_whose_answer_is_lost_count_as_done() {
         {"service": "s3", "contains": "expires_at", "fault": "lose", "nth": [1, 3]},
         {"service": "s3", "contains": "\"serial\"", "fault": "lose", "nth": [1, 2]},
     ]);
-    let log = ws.path().join("lost.log");
-    let proxy = FaultProxy::start_logged(&emu.endpoint, &rules, Some(&log));
-    let run: common::Run = ws.command(&proxy.endpoint).args(["apply", "acme", "--auto-approve"]).output().unwrap().into();
-    drop(proxy);
+    let (run, text) = ws.run_through_proxy(&emu.endpoint, &rules, 1, &["apply", "acme", "--auto-approve"]);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(!run.stderr.contains("waiting for lease"), "never waits for its own lease: {run:?}");
-    let text = std::fs::read_to_string(&log).unwrap();
     assert_eq!(text.lines().filter(|l| l.starts_with("FAULT lose s3:")).count(), 4, "two lease and two state writes lost their answer");
     let aws = Aws::new(&emu.endpoint).await;
     let bucket = Aws::state_bucket(&emu);
@@ -412,9 +379,7 @@ async fn another_tenants_creation_found_by_account_name_is_refused_and_never_rec
         {"service": "organizations", "action": "ListCreateAccountStatus", "fault": "list_in_progress"},
         {"service": "organizations", "action": "DescribeCreateAccountStatus", "fault": "create_slow", "polls": 1},
     ]);
-    let proxy = FaultProxy::start(&emu.endpoint, &rules);
-    let run: common::Run = ws.command(&proxy.endpoint).args(["apply", "acme", "--auto-approve"]).output().unwrap().into();
-    drop(proxy);
+    let (run, _) = ws.run_through_proxy(&emu.endpoint, &rules, 1, &["apply", "acme", "--auto-approve"]);
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stderr.contains("refusing to touch account"), "{run:?}");
     let record = aws.state_object(&Aws::state_bucket(&emu), "tenants/acme.json").await.unwrap();

@@ -7,7 +7,6 @@ mod common;
 use common::{Aws, Emulator, FaultProxy, Run, Workspace};
 use serde_json::Value;
 
-const CHECKS: [&str; 3] = ["tests", "review", "security-audit"];
 const STACK: &str = "tenantry-wl-orders";
 
 struct Fixture {
@@ -41,21 +40,15 @@ impl Fixture {
 
     /// `tenantry stage TENANT`; returns the release digest.
     fn stage(&self, tenant: &str) -> String {
-        let run = self.run(&["stage", tenant, "--output", "json"]);
-        assert_eq!(run.code, 0, "{run:?}");
-        let doc: Value = serde_json::from_str(&run.stdout).unwrap();
-        doc[0]["release"].as_str().unwrap().to_string()
+        self.ws.stage(&self.emu.endpoint, tenant)
     }
 
     fn evidence(&self, tenant: &str, digest: &str, check: &str, result: &str) {
-        let run = self.run(&["evidence", tenant, &digest[..12], "--check", check, "--result", result, "--url", "https://ci.example.com/1"]);
-        assert_eq!(run.code, 0, "{run:?}");
+        self.ws.evidence(&self.emu.endpoint, tenant, digest, check, result)
     }
 
     fn pass_all(&self, tenant: &str, digest: &str) {
-        for c in CHECKS {
-            self.evidence(tenant, digest, c, "pass");
-        }
+        self.ws.pass_all_checks(&self.emu.endpoint, tenant, digest)
     }
 
     /// Changes acme's workload parameters (the `[workloads.orders.parameters]` table).

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{Aws, Emulator, FaultProxy, Run, Workspace};
+use common::{Aws, Emulator, Run, Workspace};
 
 const SECRET: &str = "tenantrySECRETkey0123456789abcdefXYZ";
 const TOKEN: &str = "tenantrySESSIONtoken0123456789abcdefXYZ";
@@ -19,14 +19,8 @@ fn stage_and_pass(emu: &Emulator, ws: &Workspace, max_receive_count: u32) -> Str
     let start = text.find("max_receive_count = ").unwrap();
     let end = start + text[start..].find('\n').unwrap();
     ws.write("tenants/acme.toml", &format!("{}max_receive_count = {max_receive_count}{}", &text[..start], &text[end..]));
-    let staged = ws.run(&emu.endpoint, &["stage", "acme", "--output", "json"]);
-    assert_eq!(staged.code, 0, "{staged:?}");
-    let doc: serde_json::Value = serde_json::from_str(&staged.stdout).unwrap();
-    let digest = doc[0]["release"].as_str().unwrap().to_string();
-    for check in ["tests", "review", "security-audit"] {
-        let run = ws.run(&emu.endpoint, &["evidence", "acme", &digest[..12], "--check", check, "--result", "pass"]);
-        assert_eq!(run.code, 0, "{run:?}");
-    }
+    let digest = ws.stage(&emu.endpoint, "acme");
+    ws.pass_all_checks(&emu.endpoint, "acme", &digest);
     digest
 }
 
@@ -76,7 +70,6 @@ async fn no_command_prints_a_secret_key_or_session_token_with_debug_logging() {
     let emu = Emulator::start();
     let ws = Workspace::new();
     let digest = onboarded_and_staged(&emu, &ws).await;
-    let field = regex::Regex::new(r#"(secret_access_key|session_token):\s*\\?"([^"\\]*)"#).unwrap();
     let mut redacted_fields = 0;
     let mut lines = 0;
     for (i, args) in every_command(&digest).iter().enumerate() {
@@ -94,28 +87,16 @@ async fn no_command_prints_a_secret_key_or_session_token_with_debug_logging() {
         assert_eq!(run.code, 0, "{args:?} does its work: {run:?}");
         let all = format!("{}{}", run.stdout, run.stderr);
         lines += all.lines().count();
-        let what = args.join(" ");
-        assert!(!all.contains(SECRET), "`{what}` printed the secret access key");
-        assert!(!all.contains(TOKEN), "`{what}` printed the session token");
-        for needle in ["<SecretAccessKey>", "<SessionToken>", "x-amz-security-token", "SecretAccessKey\":"] {
-            assert!(!all.contains(needle), "`{what}` printed `{needle}`");
-        }
-        for m in field.captures_iter(&all) {
-            assert!(m[2].starts_with("** redacted"), "`{what}` printed a credential field unredacted: {}", &m[0]);
-            redacted_fields += 1;
-        }
+        redacted_fields += common::assert_no_credentials(&all, &[SECRET, TOKEN], &args.join(" "));
     }
     eprintln!("security: {} commands with debug logging, {lines} lines of output, {redacted_fields} credential fields shown redacted, none in clear", every_command(&digest).len());
     assert!(redacted_fields > 0, "debug logging reached the credential fields, so the check above ran on them");
 }
 
 /// Runs `args` through a logging proxy; returns the run and the requests it sent.
-fn run_logged(emu: &Emulator, ws: &Workspace, args: &[String], log_name: &str) -> (Run, String) {
-    let log = ws.path().join(log_name);
-    let proxy = FaultProxy::start_logged(&emu.endpoint, &serde_json::json!([]), Some(&log));
-    let run: Run = ws.command(&proxy.endpoint).args(args).output().unwrap().into();
-    drop(proxy);
-    (run, std::fs::read_to_string(&log).unwrap_or_default())
+fn run_logged(emu: &Emulator, ws: &Workspace, args: &[String]) -> (Run, String) {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ws.run_through_proxy(&emu.endpoint, &serde_json::json!([]), 1, &args)
 }
 
 /// Requests that act in or on `account`: assuming a role in it, or changing it through
@@ -147,9 +128,9 @@ fn account_commands(digest: &str) -> Vec<Vec<String>> {
 async fn assert_every_command_refuses(emu: &Emulator, ws: &Workspace, digest: &str, protected: &[String], case: &str) -> usize {
     let must_refuse = account_commands(digest);
     let mut refused = 0;
-    for (i, args) in every_command(digest).into_iter().enumerate() {
+    for args in every_command(digest) {
         let what = args.join(" ");
-        let (run, log) = run_logged(emu, ws, &args, &format!("{case}-{i}.log"));
+        let (run, log) = run_logged(emu, ws, &args);
         if must_refuse.contains(&args) {
             let all = format!("{}{}", run.stdout, run.stderr);
             assert_ne!(run.code, 0, "{case}: `{what}` must not succeed: {run:?}");

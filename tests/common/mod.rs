@@ -113,6 +113,30 @@ fn answers(port: u16) -> bool {
     matches!(s.read(&mut buf), Ok(n) if n >= 4 && &buf[..4] == b"HTTP")
 }
 
+/// The checks the example tenants' promotion policy requires before production.
+pub const CHECKS: [&str; 3] = ["tests", "review", "security-audit"];
+
+/// Asserts that `output` (a command's stdout and stderr) shows no credential: none of `secrets`
+/// in clear, no STS answer or signed header, and every credential field of the SDK's debug output
+/// (`secret_access_key`, `session_token`) redacted. `what` names the command in the panic.
+/// Returns how many redacted credential fields it saw.
+pub fn assert_no_credentials(output: &str, secrets: &[&str], what: &str) -> usize {
+    for secret in secrets {
+        assert!(!output.contains(secret), "`{what}` printed a secret ({} characters)", secret.len());
+    }
+    for needle in ["<SecretAccessKey>", "<SessionToken>", "x-amz-security-token", "SecretAccessKey\":"] {
+        assert!(!output.contains(needle), "`{what}` printed `{needle}`");
+    }
+    static FIELD: OnceLock<regex::Regex> = OnceLock::new();
+    let field = FIELD.get_or_init(|| regex::Regex::new(r#"(secret_access_key|session_token):\s*\\?"([^"\\]*)"#).unwrap());
+    let mut redacted = 0;
+    for m in field.captures_iter(output) {
+        assert!(m[2].starts_with("** redacted"), "`{what}` printed a credential field unredacted: {}", &m[0]);
+        redacted += 1;
+    }
+    redacted
+}
+
 /// A scratch copy of the repository's tenantry.toml, tenants/, policies/ and blueprints/.
 pub struct Workspace {
     dir: tempfile::TempDir,
@@ -153,6 +177,19 @@ impl Workspace {
         self.write(&format!("tenants/{id}.toml"), &text);
     }
 
+    /// Writes `tenants/<id>.toml`: globex's file (which names its accounts) under another id,
+    /// account names and emails.
+    pub fn copy_of_globex(&self, id: &str) {
+        let text = self
+            .read("tenants/globex.toml")
+            .replace("id = \"globex\"", &format!("id = \"{id}\""))
+            .replace("globex-prod@", &format!("{id}-prod@"))
+            .replace("globex-staging@", &format!("{id}-staging@"))
+            .replace("Globex Production", &format!("{id} Production"))
+            .replace("Globex Staging", &format!("{id} Staging"));
+        self.write(&format!("tenants/{id}.toml"), &text);
+    }
+
     /// Reads a file relative to the workspace.
     pub fn read(&self, rel: &str) -> String {
         std::fs::read_to_string(self.path().join(rel)).unwrap()
@@ -178,6 +215,42 @@ impl Workspace {
     pub fn run(&self, endpoint: &str, args: &[&str]) -> Run {
         let out = self.command(endpoint).args(args).output().expect("run tenantry");
         Run::from(out)
+    }
+
+    /// Runs `tenantry ARGS` to completion through a [`FaultProxy`] in front of `upstream`, with
+    /// `rules` seeded by `seed`. Returns the run and the proxy's log (one line per request, one
+    /// starting with `FAULT` per injected fault), read after the proxy has stopped.
+    pub fn run_through_proxy(&self, upstream: &str, rules: &serde_json::Value, seed: u64, args: &[&str]) -> (Run, String) {
+        static LOGS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = LOGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = self.path().join(format!("proxy-{n}.log"));
+        let proxy = FaultProxy::start_seeded(upstream, rules, Some(&log), seed);
+        let run = Run::from(self.command(&proxy.endpoint).args(args).output().expect("run tenantry"));
+        drop(proxy);
+        (run, std::fs::read_to_string(&log).unwrap_or_default())
+    }
+
+    /// `tenantry stage TENANT --output json`, asserted to succeed. Returns the staged release's
+    /// digest.
+    pub fn stage(&self, endpoint: &str, tenant: &str) -> String {
+        let run = self.run(endpoint, &["stage", tenant, "--output", "json"]);
+        assert_eq!(run.code, 0, "{run:?}");
+        let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        doc[0]["release"].as_str().unwrap().to_string()
+    }
+
+    /// `tenantry evidence TENANT DIGEST --check CHECK --result RESULT --url ...`, asserted to
+    /// succeed.
+    pub fn evidence(&self, endpoint: &str, tenant: &str, digest: &str, check: &str, result: &str) {
+        let run = self.run(endpoint, &["evidence", tenant, &digest[..12], "--check", check, "--result", result, "--url", "https://ci.example.com/1"]);
+        assert_eq!(run.code, 0, "{run:?}");
+    }
+
+    /// Every check the example tenants' promotion policy requires ([`CHECKS`]), passed.
+    pub fn pass_all_checks(&self, endpoint: &str, tenant: &str, digest: &str) {
+        for check in CHECKS {
+            self.evidence(endpoint, tenant, digest, check, "pass");
+        }
     }
 }
 
