@@ -33,7 +33,7 @@ pub struct Clients {
 /// exponential backoff with jitter from 1 s up to 20 s between attempts. Not the adaptive mode: the
 /// SDK marks it experimental, and its client-side rate limiter, shared by every tenant of a run,
 /// held each Organizations call for up to 20 s once a few throttles had been seen (measured in
-/// `tests/faults.rs`: a 10-tenant onboarding through 20 % faults took 80-190 s instead of 45-55 s).
+/// `tests/faults.rs`: a 10-tenant onboarding through 20 % faults took 79-193 s instead of 45-54 s).
 pub const ORGANIZATIONS_MAX_ATTEMPTS: u32 = 10;
 
 impl Clients {
