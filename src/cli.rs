@@ -346,7 +346,7 @@ async fn run(cli: Cli) -> Result<u8> {
         start_local_emulator(&cli.config)?;
     }
     crate::shutdown::listen();
-    let clients = Clients::load(&inputs.settings).await;
+    let clients = Clients::load(&inputs.settings).await?;
     let management_account_id = clients.management_account_id().await.context("who am I? (check AWS credentials)")?;
     let selected = select(&inputs.tenants, match &cli.command {
         Command::Plan { tenants, .. }

@@ -30,22 +30,62 @@ pub struct Clients {
 }
 
 /// Attempts for calls to Organizations, whose rate limits are low: the SDK's standard retry mode,
-/// exponential backoff with jitter from 1 s up to 20 s between attempts. Not the adaptive mode: the
-/// SDK marks it experimental, and its client-side rate limiter, shared by every tenant of a run,
-/// held each Organizations call for up to 20 s once a few throttles had been seen (measured in
-/// `tests/faults.rs`: a 10-tenant onboarding through 20 % faults took 79-193 s instead of 45-54 s).
+/// exponential backoff with jitter (a random wait up to 1 s, doubling, capped at 20 s). Not the
+/// adaptive mode by default: the SDK marks it experimental, and its client-side rate limiter,
+/// shared by every tenant of a run, held each Organizations call for up to 20 s once a few
+/// throttles had been seen (measured in `tests/faults.rs`, whose throttles are random rather than
+/// rate-driven: a 10-tenant onboarding through 20 % faults took 79-193 s instead of 45-54 s).
+/// `AWS_RETRY_MODE=adaptive` chooses it (see [`retry_config`]).
 pub const ORGANIZATIONS_MAX_ATTEMPTS: u32 = 10;
+
+/// Attempts for calls to every other service (STS, S3, CloudFormation).
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+
+/// The SDK retry configuration of a client: standard mode with `default_attempts` attempts,
+/// unless the environment sets `AWS_RETRY_MODE` (`standard` or `adaptive`) or `AWS_MAX_ATTEMPTS`
+/// (a whole number from 1), which replace the mode or the attempts of every client, as for the
+/// AWS CLI. The profile file's `retry_mode` and `max_attempts` are not read.
+/// Errors: an unknown mode, or attempts that are not a whole number from 1 (naming the variable).
+pub fn retry_config(default_attempts: u32) -> anyhow::Result<RetryConfig> {
+    retry_config_from(
+        std::env::var("AWS_RETRY_MODE").ok().as_deref(),
+        std::env::var("AWS_MAX_ATTEMPTS").ok().as_deref(),
+        default_attempts,
+    )
+}
+
+fn retry_config_from(mode: Option<&str>, attempts: Option<&str>, default_attempts: u32) -> anyhow::Result<RetryConfig> {
+    use std::str::FromStr;
+    let mode = match mode.map(str::trim).filter(|m| !m.is_empty()) {
+        None => aws_config::retry::RetryMode::Standard,
+        Some(m) => aws_config::retry::RetryMode::from_str(m)
+            .map_err(|_| anyhow::anyhow!("AWS_RETRY_MODE={m:?}: expected `standard` or `adaptive`"))?,
+    };
+    let attempts = match attempts.map(str::trim).filter(|a| !a.is_empty()) {
+        None => default_attempts,
+        Some(a) => match a.parse::<u32>() {
+            Ok(n) if n >= 1 => n,
+            _ => anyhow::bail!("AWS_MAX_ATTEMPTS={a:?}: expected a whole number of attempts from 1"),
+        },
+    };
+    let config = match mode {
+        aws_config::retry::RetryMode::Adaptive => RetryConfig::adaptive(),
+        _ => RetryConfig::standard(),
+    };
+    Ok(config.with_max_attempts(attempts))
+}
 
 impl Clients {
     /// Loads the standard AWS configuration. The region comes from the usual chain, falling back to
     /// `home_region` of `tenantry.toml`. Every attempt of a request is abandoned (and retried by
-    /// the SDK) after `request_timeout_seconds`; connecting after 10 s.
-    pub async fn load(settings: &OrgSettings) -> Clients {
+    /// the SDK) after `request_timeout_seconds`; connecting after 10 s. Retries: [`retry_config`].
+    /// Errors: an invalid `AWS_RETRY_MODE` or `AWS_MAX_ATTEMPTS`.
+    pub async fn load(settings: &OrgSettings) -> anyhow::Result<Clients> {
         let region = aws_config::meta::region::RegionProviderChain::default_provider()
             .or_else(Region::new(settings.home_region.clone()));
         let sdk = aws_config::defaults(BehaviorVersion::latest())
             .region(region)
-            .retry_config(RetryConfig::standard().with_max_attempts(5))
+            .retry_config(retry_config(DEFAULT_MAX_ATTEMPTS)?)
             .timeout_config(
                 aws_config::timeout::TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(10))
@@ -54,17 +94,13 @@ impl Clients {
             )
             .load()
             .await;
-        Self::from_sdk(sdk)
+        Ok(Self::from_sdk(sdk, retry_config(ORGANIZATIONS_MAX_ATTEMPTS)?))
     }
 
-    /// Builds the service clients from an SDK config.
-    pub fn from_sdk(sdk: SdkConfig) -> Clients {
+    /// Builds the service clients from an SDK config, Organizations with `org_retry`.
+    pub fn from_sdk(sdk: SdkConfig, org_retry: RetryConfig) -> Clients {
         let org_conf = aws_sdk_organizations::config::Builder::from(&sdk)
-            .retry_config(
-                RetryConfig::standard()
-                    .with_max_attempts(ORGANIZATIONS_MAX_ATTEMPTS)
-                    .with_max_backoff(Duration::from_secs(20)),
-            )
+            .retry_config(org_retry)
             .interceptor(CountCalls)
             .build();
         let sts_conf = aws_sdk_sts::config::Builder::from(&sdk).interceptor(CountCalls).build();
@@ -188,6 +224,38 @@ where
                 msg.push_str(" (is the endpoint reachable? check AWS_ENDPOINT_URL, the network and credentials)");
             }
             anyhow::anyhow!("{operation} failed: {msg}")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retry_config_from;
+    use aws_config::retry::RetryMode;
+
+    #[test]
+    fn retry_defaults_to_standard_mode_with_the_clients_attempts() {
+        let c = retry_config_from(None, None, 10).unwrap();
+        assert_eq!((c.mode(), c.max_attempts()), (RetryMode::Standard, 10));
+        let c = retry_config_from(Some(""), Some(" "), 5).unwrap();
+        assert_eq!((c.mode(), c.max_attempts()), (RetryMode::Standard, 5));
+    }
+
+    #[test]
+    fn aws_retry_mode_and_max_attempts_replace_the_defaults() {
+        let c = retry_config_from(Some("adaptive"), None, 10).unwrap();
+        assert_eq!((c.mode(), c.max_attempts()), (RetryMode::Adaptive, 10));
+        let c = retry_config_from(Some("Standard"), Some("3"), 10).unwrap();
+        assert_eq!((c.mode(), c.max_attempts()), (RetryMode::Standard, 3));
+    }
+
+    #[test]
+    fn invalid_retry_settings_name_the_variable() {
+        let e = retry_config_from(Some("legacy"), None, 10).unwrap_err().to_string();
+        assert!(e.contains("AWS_RETRY_MODE") && e.contains("legacy"), "{e}");
+        for bad in ["0", "-1", "ten"] {
+            let e = retry_config_from(None, Some(bad), 10).unwrap_err().to_string();
+            assert!(e.contains("AWS_MAX_ATTEMPTS"), "{e}");
         }
     }
 }
