@@ -55,8 +55,10 @@ async fn onboarding_ten_tenants_through_20_percent_transient_faults_converges_wi
     for f in &faults {
         *by_kind.entry(f.split_whitespace().nth(1).unwrap_or("?")).or_default() += 1;
     }
+    // How many tenants each run ended with an error (the next run resumes them).
+    let stopped: Vec<usize> = runs.iter().map(|r| r.stderr.lines().filter(|l| l.starts_with("tenant ") && l.contains(": FAILED:")).count()).collect();
     eprintln!(
-        "faults: seed {seed}: {} of {requests} requests failed ({:.1} %), {by_kind:?}; apply runs until converged: {}",
+        "faults: seed {seed}: {} of {requests} requests failed ({:.1} %), {by_kind:?}; apply runs until converged: {}; tenants stopped by each run: {stopped:?}",
         faults.len(),
         100.0 * faults.len() as f64 / requests as f64,
         runs.len()
