@@ -24,7 +24,8 @@ Faults:
   throttle     the service's own throttling error (Organizations TooManyRequestsException 400,
                STS/CloudFormation Throttling 400, S3 503 SlowDown)
   internal     500 InternalFailure (S3: InternalError)
-  reset        close the connection without answering (the request never reaches upstream)
+  reset        close the connection without answering (the request never reaches upstream);
+               with "ms", after holding the request that many milliseconds
   latency      wait "ms" milliseconds (default 200), then forward
   concurrent   Organizations ConcurrentModificationException 400
   create_slow  forward DescribeCreateAccountStatus, but answer IN_PROGRESS for the first
@@ -233,6 +234,8 @@ class Handler(BaseHTTPRequestHandler):
             kill_client(rule["pid_file"])
             fault = "reset"
         if fault == "reset":
+            if rule.get("fault") == "reset" and rule.get("ms"):
+                time.sleep(rule["ms"] / 1000)
             self.close_connection = True
             try:
                 self.connection.shutdown(2)

@@ -394,3 +394,78 @@ async fn another_tenants_creation_found_by_account_name_is_refused_and_never_rec
     assert_eq!(aws.accounts_with_email("aws+acme-production@example.com").await.len(), 1);
     assert_eq!(aws.tenant_accounts().await[&("acme".to_string(), "production".to_string())].len(), 1);
 }
+
+/// `CreateAccount` hangs and its connection drops without an answer; meanwhile an account with
+/// the same email appears, tagged as another tenant's. tenantry's lookup after the lost answer
+/// finds it by email, the guard refuses it on its live tags, nothing of it is recorded in acme's
+/// state, and tenantry never changes it (no tag, move, policy or role assumed in it).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_account_found_by_email_after_a_lost_answer_that_is_another_tenants_is_refused_and_untouched() {
+    use std::time::{Duration, Instant};
+    let emu = Emulator::start();
+    let ws = Workspace::new();
+    let aws = Aws::new(&emu.endpoint).await;
+    let rules = serde_json::json!([{"service": "organizations", "action": "CreateAccount", "fault": "reset", "ms": 4000, "nth": [1]}]);
+    let log = ws.path().join("held.log");
+    let proxy = FaultProxy::start_logged(&emu.endpoint, &rules, Some(&log));
+    let child = ws
+        .command(&proxy.endpoint)
+        .args(["apply", "acme", "--auto-approve"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first CreateAccount is being held: which account it asks for, from the proxy's log.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let env = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| !l.starts_with("FAULT") && l.contains("organizations:CreateAccount")) {
+            break if line.contains("acme-production@") { "production" } else { "staging" };
+        }
+        assert!(Instant::now() < deadline, "no CreateAccount reached the proxy: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let email = format!("aws+acme-{env}@example.com");
+    let tag = |k: &str, v: &str| aws_sdk_organizations::types::Tag::builder().key(k).value(v).build().unwrap();
+    let forged = aws
+        .org
+        .create_account()
+        .email(&email)
+        .account_name("Someone else's account")
+        .tags(tag("tenantry:tenant", "globex"))
+        .tags(tag("tenantry:environment", env))
+        .send()
+        .await
+        .unwrap();
+    let request = forged.create_account_status.unwrap().id.unwrap();
+    let forged_id = loop {
+        let status = aws.org.describe_create_account_status().create_account_request_id(&request).send().await.unwrap();
+        if let Some(id) = status.create_account_status.and_then(|s| s.account_id) {
+            break id;
+        }
+        assert!(Instant::now() < deadline, "the emulator did not create the forged account");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let run: common::Run = child.wait_with_output().unwrap().into();
+    drop(proxy);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("got no answer"), "the answer was lost: {run:?}");
+    assert!(run.stderr.contains("refusing to touch account") && run.stderr.contains(&forged_id), "the guard refused it: {run:?}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let creates = text.lines().filter(|l| !l.starts_with("FAULT") && l.contains("organizations:CreateAccount")).count();
+    assert_eq!(creates, 2, "the lost CreateAccount was not sent again");
+    let changes: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(&forged_id))
+        .filter(|l| {
+            let op = l.split_whitespace().nth(2).unwrap_or("");
+            op == "sts:AssumeRole" || ["organizations:Tag", "organizations:Untag", "organizations:Move", "organizations:Attach"].iter().any(|p| op.starts_with(p))
+        })
+        .collect();
+    assert!(changes.is_empty(), "the other tenant's account was touched: {changes:?}");
+    let tags = aws.tags(&forged_id).await;
+    assert_eq!(tags.get("tenantry:tenant").map(String::as_str), Some("globex"), "its tags are unchanged: {tags:?}");
+    assert_eq!(aws.ou_path(&forged_id).await, "", "it was not moved");
+    let record = aws.state_object(&Aws::state_bucket(&emu), "tenants/acme.json").await.unwrap();
+    assert!(record["accounts"][env]["account_id"].is_null(), "acme's state does not hold it: {}", record["accounts"][env]);
+}
