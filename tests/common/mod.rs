@@ -219,7 +219,8 @@ impl Workspace {
 
     /// Runs `tenantry ARGS` to completion through a [`FaultProxy`] in front of `upstream`, with
     /// `rules` seeded by `seed`. Returns the run and the proxy's log (one line per request, one
-    /// starting with `FAULT` per injected fault), read after the proxy has stopped.
+    /// starting with `FAULT` per injected fault), read after the proxy has stopped; empty when
+    /// the command sent no request (callers that expect requests assert that the log has lines).
     pub fn run_through_proxy(&self, upstream: &str, rules: &serde_json::Value, seed: u64, args: &[&str]) -> (Run, String) {
         static LOGS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = LOGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
