@@ -156,6 +156,21 @@ impl TenantSpec {
             Environment::Staging => &self.staging,
         }
     }
+
+    /// The account name used for `CreateAccount`: `<env>.account_name`, else `<name> (<env>)`.
+    pub fn account_name(&self, env: Environment) -> String {
+        self.account(env).account_name.clone().unwrap_or_else(|| format!("{} ({})", self.name, env))
+    }
+
+    /// The field a diagnostic about the account name points at: `<env>.account_name` when it is
+    /// set, else `name` (from which the default is made).
+    pub fn account_name_field(&self, env: Environment) -> String {
+        if self.account(env).account_name.is_some() {
+            format!("{env}.account_name")
+        } else {
+            "name".to_string()
+        }
+    }
 }
 
 /// One member account of a tenant.
@@ -193,13 +208,9 @@ pub struct Tenant {
 }
 
 impl Tenant {
-    /// The account name used for `CreateAccount`.
+    /// The account name used for `CreateAccount` ([`TenantSpec::account_name`]).
     pub fn account_name(&self, env: Environment) -> String {
-        self.spec
-            .account(env)
-            .account_name
-            .clone()
-            .unwrap_or_else(|| format!("{} ({})", self.spec.name, env))
+        self.spec.account_name(env)
     }
 }
 

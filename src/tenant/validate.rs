@@ -99,9 +99,8 @@ pub fn load(dir: &Path, settings: &OrgSettings, renderer: &Renderer) -> LoadedTe
             } else {
                 emails.insert(key, (path.clone(), field));
             }
-            let a = spec.account(env);
-            let name = a.account_name.clone().unwrap_or_else(|| format!("{} ({env})", spec.name));
-            let field = if a.account_name.is_some() { format!("{env}.account_name") } else { "name".to_string() };
+            let name = spec.account_name(env);
+            let field = spec.account_name_field(env);
             if let Some((file, other)) = names.get(&name) {
                 err(
                     field.clone(),
@@ -162,8 +161,8 @@ fn check_spec(spec: &TenantSpec, path: &Path, settings: &OrgSettings, renderer: 
         if !valid_email(&a.email) {
             err(format!("{env}.email"), format!("`{}` is not a valid email address (6-64 characters, one `@`, a domain with a dot)", a.email));
         }
-        let name = a.account_name.clone().unwrap_or_else(|| format!("{} ({})", spec.name, env));
-        let field = if a.account_name.is_some() { format!("{env}.account_name") } else { "name".to_string() };
+        let name = spec.account_name(env);
+        let field = spec.account_name_field(env);
         if name.chars().count() > ACCOUNT_NAME_MAX {
             err(field, format!("account name `{name}` is {} characters; AWS allows at most {ACCOUNT_NAME_MAX} (set a shorter `{env}.account_name`)", name.chars().count()));
         } else if !name.chars().all(|c| (' '..='~').contains(&c)) {
