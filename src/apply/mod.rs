@@ -269,8 +269,9 @@ struct TenantRun<'a> {
     dirty: bool,
     /// Account creations requested and not yet awaited, with their creation slots.
     creating: BTreeMap<Environment, (String, tokio::sync::OwnedSemaphorePermit)>,
-    /// Environments whose account was found after a lost `CreateAccount` answer (by email or by
-    /// account name), not proven to come from this run's request: the guard reads their live tags.
+    /// Environments whose in-progress request was found by account name after a lost
+    /// `CreateAccount` answer, not proven to be this run's request: the guard reads the live tags
+    /// of the account it creates. (An account found by email is in `found_accounts`.)
     found_after_lost_answer: std::collections::BTreeSet<Environment>,
     /// Accounts found already created by email after a lost `CreateAccount` answer, not yet
     /// through the guard (nothing of them is in `account_ids` or state until it passes).
@@ -376,7 +377,6 @@ impl<'a> TenantRun<'a> {
                     }
                     Some(org::Created::Account(id)) => {
                         // Likewise: bound in state only once the guard passes.
-                        self.found_after_lost_answer.insert(env);
                         tracing::warn!(tenant = %self.desired.id, %env, account = %id, "the lost CreateAccount was carried out; the account exists");
                         self.found_accounts.insert(env, id);
                         return Ok(None);
