@@ -111,9 +111,7 @@ async fn contention_slow_creation_and_roles_not_yet_assumable_are_waited_out_in_
     assert!(slow_polls >= 4 * 4, "each of the four creations was polled past its three slow answers: {slow_polls} polls");
     let aws = Aws::new(&emu.endpoint).await;
     for t in ["acme", "globex"] {
-        for env in ["production", "staging"] {
-            assert_eq!(aws.tenant_accounts().await[&(t.to_string(), env.to_string())].len(), 1, "{t}/{env}");
-        }
+        aws.assert_one_account_each(t, "after one run").await;
     }
     let plan = ws.run(&emu.endpoint, &["plan"]);
     assert_eq!(plan.code, 0, "{plan:?}");
@@ -145,9 +143,7 @@ async fn account_limit_exceeded_is_reported_with_the_quota_to_raise_and_never_du
     let again = ws.run(&emu.endpoint, &["apply", "acme", "--auto-approve"]);
     assert_eq!(again.code, 0, "{again:?}");
     let aws = Aws::new(&emu.endpoint).await;
-    for env in ["production", "staging"] {
-        assert_eq!(aws.tenant_accounts().await[&("acme".to_string(), env.to_string())].len(), 1, "acme/{env}: no duplicate");
-    }
+    aws.assert_one_account_each("acme", "no duplicate").await;
 }
 
 /// `CreateAccount` ends `FAILED` (answered by the proxy, so no account is created, as in AWS) with
@@ -187,10 +183,7 @@ async fn create_account_failed_for_each_reason_is_explained_or_retried_and_never
             let again = ws.run(&emu.endpoint, &["apply", &tenant, "--auto-approve"]);
             assert_eq!(again.code, 0, "{reason}: once fixed, the next run creates it: {again:?}");
         }
-        let accounts = aws.tenant_accounts().await;
-        for env in ["production", "staging"] {
-            assert_eq!(accounts[&(tenant.clone(), env.to_string())].len(), 1, "{reason}: {tenant}/{env}: exactly one account");
-        }
+        aws.assert_one_account_each(&tenant, reason).await;
     }
 }
 
@@ -301,9 +294,7 @@ async fn create_account_refused_for_a_limit_is_explained_or_waited_out() {
     let (run, text) = ws.run_through_proxy(&emu.endpoint, &refuse("ACCOUNT_CREATION_RATE_LIMIT_EXCEEDED", 2), 1, &["apply", "acme", "--auto-approve"]);
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(text.lines().filter(|l| l.starts_with("FAULT error organizations:CreateAccount")).count(), 2);
-    for env in ["production", "staging"] {
-        assert_eq!(aws.tenant_accounts().await[&("acme".to_string(), env.to_string())].len(), 1, "{env}");
-    }
+    aws.assert_one_account_each("acme", "rate limit waited out").await;
 }
 
 /// `CreateAccount` gets no answer and was never carried out (the connection drops before the

@@ -323,6 +323,16 @@ impl Aws {
         out
     }
 
+    /// Asserts that `tenant` has exactly one account tagged for each environment (one listing
+    /// for both); `what` starts the panic message.
+    pub async fn assert_one_account_each(&self, tenant: &str, what: &str) {
+        let accounts = self.tenant_accounts().await;
+        for env in ["production", "staging"] {
+            let ids = accounts.get(&(tenant.to_string(), env.to_string())).cloned().unwrap_or_default();
+            assert_eq!(ids.len(), 1, "{what}: {tenant}/{env}: exactly one account, found {ids:?}");
+        }
+    }
+
     /// Every account: (id, email, status).
     pub async fn accounts(&self) -> Vec<(String, String, String)> {
         let mut out = Vec::new();
