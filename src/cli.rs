@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
-use crate::apply::{Engine, TenantOutcome};
+use crate::apply::{Engine, StateLocationChanged, TenantOutcome};
 use crate::aws::{org, Clients};
 use crate::config::OrgSettings;
 use crate::desired::{self, DesiredTenant};
@@ -244,6 +244,29 @@ pub enum Command {
     },
     /// Print the JSON schema of tenant files.
     Schema,
+    /// Manage where tenantry keeps its state (the state bucket).
+    State {
+        /// What to do.
+        #[command(subcommand)]
+        action: StateCommand,
+    },
+}
+
+/// `tenantry state` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Copy the state (tenant records, ledger, release artifacts, reconcile reports) from another
+    /// bucket into the configured state bucket, then mark it as the state location. Objects that
+    /// exist in both with other content are left as they are and listed. Run it while no other
+    /// tenantry process runs.
+    Migrate {
+        /// The bucket the state was in.
+        #[arg(long)]
+        from: String,
+    },
+    /// Make the configured state bucket the state location as it is (creating it if missing):
+    /// for when the earlier state is lost for good. Accounts are then recorded from observation.
+    Init,
 }
 
 /// A check's result.
@@ -359,6 +382,8 @@ async fn run(cli: Cli) -> Result<u8> {
         Some(shard) => selected.into_iter().filter(|t| shard.contains(&t.spec.id)).collect(),
         None => selected,
     };
+    // Every tenant file's emails and names, so that no tenant's run takes another's account.
+    let claims = Arc::new(crate::guard::Claims::of(&inputs.tenants));
     let mut desired_tenants = Vec::new();
     for t in &selected {
         let d = desired::build(t, &inputs.settings, &inputs.renderer, &management_account_id).map_err(|errs| {
@@ -368,7 +393,7 @@ async fn run(cli: Cli) -> Result<u8> {
                 errs.iter().map(|e| format!("{}: {}", e.field, e.failure)).collect::<Vec<_>>().join("; ")
             )
         })?;
-        desired_tenants.push(d);
+        desired_tenants.push(DesiredTenant { claims: claims.clone(), ..d });
     }
     let bucket = inputs.settings.state_bucket_for(&management_account_id);
     let store = StateStore::new(clients.s3.clone(), bucket);
@@ -380,15 +405,33 @@ async fn run(cli: Cli) -> Result<u8> {
         progress: Progress::new(true),
         echo_steps: matches!(cli.command, Command::Apply { output: Output::Text, .. }),
         index: Default::default(),
+        management_account_id: management_account_id.clone(),
+        state_location: Default::default(),
     };
     let overview = org::overview(&engine.clients.org).await?;
     check_organization(overview.as_ref(), &management_account_id)?;
+    if let Command::State { action } = &cli.command {
+        return cmd_state(&engine, action).await;
+    }
+    if let crate::state::Location::Marked(m) = engine.location().await? {
+        if m.home_region != engine.settings.home_region {
+            bail!(
+                "the state in s3://{} was started with home_region `{}`, and tenantry's stacks are there; tenantry.toml says `{}`. \
+                 Set home_region back to `{}` (moving stacks to another region is not supported: it would create every stack again)",
+                engine.store.bucket(),
+                m.home_region,
+                engine.settings.home_region,
+                m.home_region
+            );
+        }
+    }
     // One organization index for the run (watch mode makes one per interval; promotion reads
     // only the accounts of the tenant it works on).
     let listing = matches!(cli.command, Command::Plan { .. } | Command::Apply { .. } | Command::Status { .. } | Command::Reconcile { watch: false, .. });
     if let (Some(o), true) = (&overview, listing) {
         engine.load_index(o, &desired_tenants).await?;
     }
+    engine.check_new_location(overview.as_ref()).await?;
     match cli.command {
         Command::Plan { output, .. } => cmd_plan(&engine, overview.as_ref(), &desired_tenants, output).await,
         Command::Apply { output, auto_approve, .. } => {
@@ -433,11 +476,66 @@ async fn run(cli: Cli) -> Result<u8> {
                 renderer: &inputs.renderer,
                 management_account_id: &management_account_id,
                 caller: &caller,
+                desired: &desired_tenants,
                 bucket_ready: Default::default(),
             };
             crate::promote::cli::run(&promoter, &selected, &desired_tenants, cli.command).await
         }
-        Command::Validate | Command::Schema => unreachable!("handled above"),
+        Command::Validate | Command::Schema | Command::State { .. } => unreachable!("handled above"),
+    }
+}
+
+/// `tenantry state init` and `tenantry state migrate`.
+async fn cmd_state(engine: &Engine, action: &StateCommand) -> Result<u8> {
+    let store = &engine.store;
+    let home = &engine.settings.home_region;
+    match action {
+        StateCommand::Init => {
+            engine.ensure_state_bucket().await?;
+            println!("state location: s3://{} (home region {home}); accounts found that it does not record are recorded by the next `apply`", store.bucket());
+            Ok(0)
+        }
+        StateCommand::Migrate { from } => {
+            if from == store.bucket() {
+                bail!("--from names the configured state bucket itself ({from})");
+            }
+            let source = StateStore::new(engine.clients.s3.clone(), from.clone());
+            match source.location().await? {
+                crate::state::Location::Marked(m) if &m.home_region != home => bail!(
+                    "the state in s3://{from} belongs to home_region `{}`, where tenantry's stacks are; tenantry.toml says `{home}`. Set home_region = \"{}\" first",
+                    m.home_region,
+                    m.home_region
+                ),
+                crate::state::Location::New => bail!("s3://{from} holds no tenantry state (no marker, no tenant records)"),
+                _ => {}
+            }
+            engine.store.ensure_bucket(home).await?;
+            let (mut copied, mut same, mut conflicts) = (0, 0, Vec::new());
+            for key in source.list_keys("").await? {
+                // Leases belong to running processes; the marker is written anew below.
+                if key.starts_with("leases/") || key == crate::state::MARKER_KEY {
+                    continue;
+                }
+                let Some(body) = source.get_bytes(&key).await? else { continue };
+                match store.get_bytes(&key).await? {
+                    None => {
+                        store.put_new(&key, body).await?;
+                        copied += 1;
+                    }
+                    Some(existing) if existing == body => same += 1,
+                    Some(_) => conflicts.push(key),
+                }
+            }
+            println!("state: {copied} object(s) copied from s3://{from} to s3://{}, {same} already there", store.bucket());
+            if !conflicts.is_empty() {
+                eprintln!("error: {} object(s) exist in both buckets with other content, left as they are: {}", conflicts.len(), conflicts.join(", "));
+                eprintln!("the destination was not marked as the state location; resolve them, then run `tenantry state migrate` again");
+                return Ok(1);
+            }
+            engine.ensure_state_bucket().await?;
+            println!("state location: s3://{} (home region {home})", store.bucket());
+            Ok(0)
+        }
     }
 }
 
@@ -540,6 +638,7 @@ async fn observe_each<T>(
             let r = crate::metrics::for_tenant(&d.id, async {
                 let tracked = store.read(&d.id).await?;
                 let observed = engine.observer(overview).tenant(d, &tracked.record).await?;
+                engine.check_state_location(&observed).await?;
                 Ok(keep(d, observed))
             })
             .await;
@@ -568,7 +667,11 @@ async fn compute_plan(engine: &Engine, overview: Option<&OrgOverview>, tenants: 
     let mut errors = BTreeMap::new();
     // Each tenant is planned as soon as it is observed; its observation (template bodies
     // included) is dropped then, so memory does not hold every tenant's observation at once.
-    let results = observe_each(engine, overview, tenants, |d, observed| plan::tenant(d, &observed)).await;
+    let mut results = observe_each(engine, overview, tenants, |d, observed| plan::tenant(d, &observed)).await;
+    // A changed state location concerns the whole run, not one tenant: nothing goes on.
+    if let Some(i) = results.iter().position(|(_, r)| r.as_ref().is_err_and(|e| e.is::<StateLocationChanged>())) {
+        return Err(results.swap_remove(i).1.err().expect("an error"));
+    }
     for (id, r) in results {
         match r {
             Ok(p) => plan.tenants.push(p),
@@ -584,7 +687,7 @@ async fn compute_plan(engine: &Engine, overview: Option<&OrgOverview>, tenants: 
 fn plan_exit_code(plan: &Plan, errors: &BTreeMap<String, String>) -> u8 {
     if !errors.is_empty() || plan.has_refusals() {
         1
-    } else if plan.is_empty() {
+    } else if plan.is_empty() && !plan.has_manual() {
         0
     } else {
         2
@@ -629,21 +732,26 @@ fn print_plan(plan: &Plan, errors: &BTreeMap<String, String>) {
     for (id, e) in errors {
         println!("tenant {id}: error: {e}");
     }
-    if plan.is_empty() && errors.is_empty() && !plan.has_refusals() {
+    if plan.is_empty() && errors.is_empty() && !plan.has_refusals() && !plan.has_manual() {
         println!("No changes. The accounts match the tenant files.");
+    } else if plan.is_empty() && errors.is_empty() && !plan.has_refusals() {
+        println!("\nNo changes for apply to make; the differences marked ! need a person.");
     } else {
         println!("\nPlan: {} to add, {} to change, {} to remove.", counts.0, counts.1, counts.2);
     }
 }
 
 fn print_tenant_plan(t: &TenantPlan) {
-    if t.steps.is_empty() && t.refusals.is_empty() {
+    if t.steps.is_empty() && t.refusals.is_empty() && t.manual.is_empty() {
         println!("tenant {}: in sync", t.tenant);
         return;
     }
     println!("tenant {}:", t.tenant);
     for s in &t.steps {
         println!("  {s}");
+    }
+    for m in &t.manual {
+        println!("  {m}");
     }
     for r in &t.refusals {
         println!("  ! refused: {r}");
@@ -670,7 +778,7 @@ async fn cmd_apply(
     if output == Output::Text {
         print_plan(&preview, &errors);
     }
-    if plan_exit_code(&preview, &errors) == 0 {
+    if preview.is_empty() && errors.is_empty() && !preview.has_refusals() && !preview.has_manual() {
         if output == Output::Json {
             println!("{}", serde_json::to_string_pretty(&ApplyReport { organization: vec![], tenants: vec![], api_calls: crate::metrics::api_calls() })?);
         }
@@ -692,12 +800,15 @@ async fn cmd_apply(
             engine.load_index(o, tenants).await?;
         }
     }
-    // Tenants the preview found in sync are not worked on again.
-    let in_sync = |d: &&DesiredTenant| preview.tenants.iter().any(|t| t.tenant == d.id && t.steps.is_empty() && t.refusals.is_empty());
+    // Tenants the preview found in sync are not worked on again. One with a manual difference
+    // is: its state remembers the email the file now declares.
+    let in_sync = |d: &&DesiredTenant| {
+        preview.tenants.iter().any(|t| t.tenant == d.id && t.steps.is_empty() && t.refusals.is_empty() && t.manual.is_empty())
+    };
     let to_apply: Vec<&DesiredTenant> = tenants.iter().filter(|d| !in_sync(d)).collect();
     let skipped: Vec<TenantOutcome> =
         tenants.iter().filter(in_sync).map(|d| TenantOutcome { tenant: d.id.clone(), ..Default::default() }).collect();
-    engine.store.ensure_bucket(&engine.settings.home_region).await?;
+    engine.ensure_state_bucket().await?;
     let org_steps = preview.organization.clone();
     // Organization steps (organization, SCP type, OUs) run under an organization-wide lease, so
     // that two processes never create the same OU twice (some endpoints allow duplicate names).

@@ -7,6 +7,8 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::config::OrgSettings;
+use crate::guard::{Claim, Claims};
+use crate::state::AccountRecord;
 use crate::render::{Kind, RenderFailure, Renderer};
 use crate::tenant::{tags, Environment, Tenant};
 
@@ -21,12 +23,34 @@ pub struct DesiredTenant {
     pub drift: crate::tenant::DriftMode,
     /// Production first, then staging.
     pub accounts: Vec<DesiredAccount>,
+    /// The emails and account names every tenant file declares (shared by all tenants of a run):
+    /// the guard refuses an account another tenant's file declares.
+    #[serde(skip)]
+    pub claims: std::sync::Arc<Claims>,
 }
 
 impl DesiredTenant {
     /// The desired account of one environment.
     pub fn account(&self, env: Environment) -> &DesiredAccount {
         self.accounts.iter().find(|a| a.environment == env).expect("both environments are built")
+    }
+
+    /// What the guard checks an account against for `env`: this tenant environment, the account
+    /// state records, the emails it is known by (the file's, and those `record` kept) and every
+    /// tenant file's claims.
+    pub fn claim<'a>(&'a self, env: Environment, record: Option<&'a AccountRecord>) -> Claim<'a> {
+        let mut known_emails = vec![self.account(env).email.as_str()];
+        if let Some(r) = record {
+            known_emails.extend(std::iter::once(r.email.as_str()).filter(|e| !e.is_empty()));
+            known_emails.extend(r.declared_emails.iter().map(String::as_str));
+        }
+        Claim {
+            tenant: &self.id,
+            environment: env,
+            recorded: record.and_then(|r| r.account_id.as_deref()),
+            known_emails,
+            claims: &self.claims,
+        }
     }
 }
 
@@ -186,7 +210,7 @@ pub fn build(
         });
     }
     if errors.is_empty() {
-        Ok(DesiredTenant { id: tenant.spec.id.clone(), name: tenant.spec.name.clone(), drift: tenant.spec.drift, accounts })
+        Ok(DesiredTenant { id: tenant.spec.id.clone(), name: tenant.spec.name.clone(), drift: tenant.spec.drift, accounts, claims: Default::default() })
     } else {
         Err(errors)
     }

@@ -1,9 +1,16 @@
 //! The blast-radius guard: decides whether an account may be touched on behalf of a tenant.
-//! Pure: the caller supplies what state records and what the account's tags say.
+//! Pure: the caller supplies what state records, what the tenant files declare and what the
+//! account itself says (its tags, root email and name, read live).
+//!
+//! An account belongs to exactly one tenant and environment, forever. Tags alone are not proof
+//! (anyone with `organizations:TagResource` can write them) and neither is state alone (anyone
+//! with write access to the state bucket can edit it): the account's root email, which only the
+//! account's owner can change, must also be one this tenant environment is known by, and must not
+//! be one another tenant's file declares.
 
 use std::collections::BTreeMap;
 
-use crate::tenant::{tags, Environment};
+use crate::tenant::{tags, Environment, Tenant};
 
 /// Why an account must not be touched for a tenant.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -19,39 +26,108 @@ pub struct Refusal {
     pub reason: String,
 }
 
-/// Checks that `account_id` belongs to `tenant`/`env`: the account recorded in state (if any) must
-/// be this one, and the account's `tenantry:tenant` and `tenantry:environment` tags must name this
-/// tenant and environment. A missing tenant tag is accepted only for the account state records
-/// whose root email is the tenant's (so that a removed tag can be put back).
-pub fn check_ownership(
-    tenant: &str,
-    env: Environment,
-    account_id: &str,
-    recorded: Option<&str>,
-    account_tags: &BTreeMap<String, String>,
-    email_matches: bool,
-) -> Result<(), Refusal> {
+/// The root emails and account names every tenant file declares, so that no tenant's run can
+/// take another tenant's account for its own. Keys: emails lowercased, names as written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Claims {
+    /// Lowercased root email → (tenant, environment) whose file declares it.
+    pub emails: BTreeMap<String, (String, Environment)>,
+    /// Account name → (tenant, environment) whose file declares it (or whose default it is).
+    pub names: BTreeMap<String, (String, Environment)>,
+}
+
+impl Claims {
+    /// The claims of every loaded tenant file.
+    pub fn of(tenants: &[Tenant]) -> Claims {
+        let mut claims = Claims::default();
+        for t in tenants {
+            for env in Environment::ALL {
+                let owner = (t.spec.id.clone(), env);
+                claims.emails.insert(t.spec.account(env).email.to_lowercase(), owner.clone());
+                claims.names.insert(t.account_name(env), owner);
+            }
+        }
+        claims
+    }
+
+    /// The tenant environment, other than `tenant`'s, whose file declares `email` or `name`.
+    fn other_owner(&self, tenant: &str, email: &str, name: &str) -> Option<(String, &(String, Environment))> {
+        let by_email = self.emails.get(&email.to_lowercase()).filter(|(t, _)| t != tenant).map(|o| (format!("root email `{email}`"), o));
+        let by_name = || self.names.get(name).filter(|(t, _)| t != tenant).map(|o| (format!("name \"{name}\""), o));
+        by_email.or_else(by_name)
+    }
+}
+
+/// Who an account must belong to, and what is known of that tenant environment.
+#[derive(Debug, Clone)]
+pub struct Claim<'a> {
+    /// The tenant being worked on.
+    pub tenant: &'a str,
+    /// Its environment.
+    pub environment: Environment,
+    /// The account id state records for this tenant environment, if any.
+    pub recorded: Option<&'a str>,
+    /// Root emails this tenant environment is known by: the one its file declares now, and the
+    /// ones state recorded (the email the account was created or adopted with, and every email
+    /// the file declared earlier). Compared case-insensitively.
+    pub known_emails: Vec<&'a str>,
+    /// What every tenant file declares.
+    pub claims: &'a Claims,
+}
+
+/// What an account says about itself, read live (`DescribeAccount`, `ListTagsForResource`).
+#[derive(Debug, Clone, Copy)]
+pub struct LiveAccount<'a> {
+    /// 12-digit account id.
+    pub id: &'a str,
+    /// Root email.
+    pub email: &'a str,
+    /// Account name.
+    pub name: &'a str,
+    /// Its tags.
+    pub tags: &'a BTreeMap<String, String>,
+}
+
+/// Checks that `account` belongs to `claim.tenant`/`claim.environment`. Refuses when:
+/// - state records another account for this tenant environment;
+/// - another tenant's file declares the account's root email or name;
+/// - the account is tagged as another tenant's or another environment's;
+/// - its root email is neither the tenant file's nor one state recorded for this tenant
+///   environment;
+/// - it has no `tenantry:tenant` tag, unless state records it for this tenant environment (so
+///   that a removed tag can be put back).
+pub fn check_ownership(claim: &Claim<'_>, account: &LiveAccount<'_>) -> Result<(), Refusal> {
     let refuse = |reason: String| Refusal {
-        tenant: tenant.to_string(),
-        environment: env,
-        account_id: account_id.to_string(),
+        tenant: claim.tenant.to_string(),
+        environment: claim.environment,
+        account_id: account.id.to_string(),
         reason,
     };
-    if let Some(r) = recorded {
-        if r != account_id {
+    if let Some(r) = claim.recorded {
+        if r != account.id {
             return Err(refuse(format!("state records account {r} for this tenant environment")));
         }
     }
-    match account_tags.get(tags::TENANT) {
-        Some(t) if t != tenant => return Err(refuse(format!("the account is tagged {}={t}", tags::TENANT))),
+    if let Some((what, (tenant, env))) = claim.claims.other_owner(claim.tenant, account.email, account.name) {
+        return Err(refuse(format!("its {what} is declared by tenant `{tenant}` ({env}) in tenants/{tenant}.toml")));
+    }
+    match account.tags.get(tags::TENANT) {
+        Some(t) if t != claim.tenant => return Err(refuse(format!("the account is tagged {}={t}", tags::TENANT))),
         Some(_) => {}
-        None if recorded == Some(account_id) && email_matches => {}
+        None if claim.recorded == Some(account.id) => {}
         None => return Err(refuse(format!("the account has no {} tag", tags::TENANT))),
     }
-    match account_tags.get(tags::ENVIRONMENT) {
-        Some(e) if e != env.as_str() => Err(refuse(format!("the account is tagged {}={e}", tags::ENVIRONMENT))),
-        _ => Ok(()),
+    if let Some(e) = account.tags.get(tags::ENVIRONMENT).filter(|e| *e != claim.environment.as_str()) {
+        return Err(refuse(format!("the account is tagged {}={e}", tags::ENVIRONMENT)));
     }
+    if !claim.known_emails.iter().any(|k| k.eq_ignore_ascii_case(account.email)) {
+        return Err(refuse(format!(
+            "its root email `{}` is neither the tenant file's nor one recorded for this tenant environment ({})",
+            account.email,
+            claim.known_emails.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -62,34 +138,76 @@ mod tests {
         BTreeMap::from([(tags::TENANT.into(), t.into()), (tags::ENVIRONMENT.into(), e.into())])
     }
 
+    fn claims() -> Claims {
+        Claims {
+            emails: BTreeMap::from([
+                ("acme@x.io".into(), ("acme".into(), Environment::Production)),
+                ("globex@x.io".into(), ("globex".into(), Environment::Production)),
+            ]),
+            names: BTreeMap::from([
+                ("Acme (production)".into(), ("acme".into(), Environment::Production)),
+                ("Globex (production)".into(), ("globex".into(), Environment::Production)),
+            ]),
+        }
+    }
+
+    fn check(env: Environment, recorded: Option<&str>, known: &[&str], id: &str, email: &str, name: &str, t: &BTreeMap<String, String>) -> Result<(), Refusal> {
+        let c = claims();
+        let claim = Claim { tenant: "acme", environment: env, recorded, known_emails: known.to_vec(), claims: &c };
+        check_ownership(&claim, &LiveAccount { id, email, name, tags: t })
+    }
+
+    const P: Environment = Environment::Production;
+
     #[test]
     fn own_tagged_account_passes() {
-        assert!(check_ownership("acme", Environment::Production, "1", Some("1"), &tags_of("acme", "production"), true).is_ok());
-        assert!(check_ownership("acme", Environment::Production, "1", None, &tags_of("acme", "production"), true).is_ok());
+        let t = tags_of("acme", "production");
+        assert!(check(P, Some("1"), &["acme@x.io"], "1", "ACME@x.io", "Acme (production)", &t).is_ok());
+        assert!(check(P, None, &["acme@x.io"], "1", "acme@x.io", "Acme (production)", &t).is_ok());
     }
 
     #[test]
     fn other_tenants_tag_is_refused_even_when_state_agrees() {
-        let r = check_ownership("acme", Environment::Production, "1", Some("1"), &tags_of("globex", "production"), true);
+        let r = check(P, Some("1"), &["acme@x.io"], "1", "acme@x.io", "Acme (production)", &tags_of("globex", "production"));
         assert!(r.unwrap_err().reason.contains("globex"));
     }
 
     #[test]
     fn state_mismatch_is_refused() {
-        let r = check_ownership("acme", Environment::Staging, "1", Some("2"), &tags_of("acme", "staging"), true);
+        let r = check(Environment::Staging, Some("2"), &["acme@x.io"], "1", "acme@x.io", "n", &tags_of("acme", "staging"));
         assert!(r.unwrap_err().reason.contains("state records account 2"));
     }
 
     #[test]
     fn wrong_environment_tag_is_refused() {
-        assert!(check_ownership("acme", Environment::Staging, "1", Some("1"), &tags_of("acme", "production"), true).is_err());
+        assert!(check(Environment::Staging, Some("1"), &["acme@x.io"], "1", "acme@x.io", "n", &tags_of("acme", "production")).is_err());
     }
 
     #[test]
-    fn untagged_account_only_when_recorded_and_email_matches() {
+    fn untagged_account_only_when_recorded_and_email_known() {
         let none = BTreeMap::new();
-        assert!(check_ownership("acme", Environment::Staging, "1", Some("1"), &none, true).is_ok());
-        assert!(check_ownership("acme", Environment::Staging, "1", Some("1"), &none, false).is_err());
-        assert!(check_ownership("acme", Environment::Staging, "1", None, &none, true).is_err());
+        assert!(check(P, Some("1"), &["acme@x.io"], "1", "acme@x.io", "n", &none).is_ok());
+        assert!(check(P, Some("1"), &["acme@x.io"], "1", "other@x.io", "n", &none).is_err());
+        assert!(check(P, None, &["acme@x.io"], "1", "acme@x.io", "n", &none).is_err());
+    }
+
+    #[test]
+    fn forged_tags_and_forged_state_are_refused_on_the_email() {
+        // Another tenant's account, tagged as acme's and recorded in acme's state: its root
+        // email is not acme's.
+        let t = tags_of("acme", "production");
+        let r = check(P, Some("9"), &["acme@x.io"], "9", "someone@x.io", "n", &t).unwrap_err();
+        assert!(r.reason.contains("neither the tenant file's nor one recorded"), "{}", r.reason);
+        // ... and when the forged state also lists that email, a file that declares it still wins.
+        let r = check(P, Some("9"), &["acme@x.io", "globex@x.io"], "9", "globex@x.io", "n", &t).unwrap_err();
+        assert!(r.reason.contains("declared by tenant `globex`"), "{}", r.reason);
+        let r = check(P, Some("9"), &["acme@x.io", "g2@x.io"], "9", "g2@x.io", "Globex (production)", &t).unwrap_err();
+        assert!(r.reason.contains("name \"Globex (production)\""), "{}", r.reason);
+    }
+
+    #[test]
+    fn an_earlier_recorded_email_is_known() {
+        let t = tags_of("acme", "production");
+        assert!(check(P, Some("1"), &["new@x.io", "old@x.io"], "1", "old@x.io", "Acme (production)", &t).is_ok());
     }
 }

@@ -346,7 +346,9 @@ async fn state_and_lease_writes_whose_answer_is_lost_count_as_done() {
 /// An account creation in progress under this tenant's account name that is another tenant's
 /// (here: an account named "Acme Corp (production)" tagged as globex's, which the proxy shows as
 /// still being created). tenantry follows it, the guard refuses it on its live tags, and nothing
-/// of it is recorded in acme's state: the next run creates acme's own account. moto only:
+/// of it is recorded in acme's state. Once created, an account with acme's production name is
+/// never taken for a reason to create another: the next run refuses it by name too, and acme gets
+/// its account once its file names it differently. moto only:
 /// ministack has no ListCreateAccountStatus, so it never finds a creation by name.
 #[tokio::test(flavor = "multi_thread")]
 async fn another_tenants_creation_found_by_account_name_is_refused_and_never_recorded() {
@@ -381,7 +383,13 @@ async fn another_tenants_creation_found_by_account_name_is_refused_and_never_rec
     assert!(production["create_request_id"].is_null(), "nor its request: {production}");
 
     let again = ws.run(&emu.endpoint, &["apply", "acme", "--auto-approve"]);
-    assert_eq!(again.code, 0, "not wedged: {again:?}");
+    assert_eq!(again.code, 1, "an account with acme's production name exists: no second one: {again:?}");
+    assert!(again.stdout.contains("looks like this tenant's production account"), "{again:?}");
+    assert!(aws.accounts_with_email("aws+acme-production@example.com").await.is_empty());
+    let file = ws.read("tenants/acme.toml");
+    ws.write("tenants/acme.toml", &file.replace("[production]\n", "[production]\naccount_name = \"Acme Production\"\n"));
+    let again = ws.run(&emu.endpoint, &["apply", "acme", "--auto-approve"]);
+    assert_eq!(again.code, 0, "not wedged once the file names the account differently: {again:?}");
     assert_eq!(aws.accounts_with_email("aws+acme-production@example.com").await.len(), 1);
     assert_eq!(aws.tenant_accounts().await[&("acme".to_string(), "production".to_string())].len(), 1);
 }

@@ -152,6 +152,12 @@ async fn whole_cycle_then_dry_run_rollback_ledger_and_no_reach_into_other_tenant
     // auditor writes it: a JSON object under verdicts/<digest>/ in the staging evidence bucket.
     f.evidence("acme", &d1, "tests", "pass");
     f.evidence("acme", &d1, "review", "pass");
+    // The reviewer's own key, claiming the security audit in its body, counts for nothing: only
+    // the key names the check (and the reviewer role may write only its own checks' keys).
+    f.verdict("acme", &d1, "review", r#"{"check": "security-audit", "result": "pass"}"#).await;
+    let conv = f.run(&["converged", "acme"]);
+    assert_eq!(conv.code, 2, "a forged security audit does not pass the gate: {conv:?}");
+    assert!(conv.stdout.contains("[FAIL] check:security-audit"), "{conv:?}");
     let bucket = f.verdict("acme", &d1, "security-audit", r#"{"check": "security-audit", "result": "pass", "url": "https://ci.example.com/audit/1"}"#).await;
     let conv = f.run(&["converged", "acme"]);
     assert_eq!(conv.code, 0, "{conv:?}");

@@ -2,7 +2,8 @@
 //!
 //! - with debug logging (text and JSON), no command prints the secret access key or the session
 //!   token it was given, nor any credential field unredacted;
-//! - with two tenants' state swapped, or an account's tenant tag forged, every command that works
+//! - with two tenants' state swapped, an account's tenant tag forged, or both forged together
+//!   (another tenant's account tagged and recorded as this tenant's), every command that works
 //!   on member accounts refuses, and a proxy log shows that no command (those that only read the
 //!   ledger included) assumed a role in, or changed, the protected account.
 
@@ -171,9 +172,27 @@ async fn with_state_swapped_or_a_tag_forged_every_command_refuses_before_touchin
     };
     put(swapped).await;
     let swapped_refusals = assert_every_command_refuses(&emu, &ws, &digest, &globex, "swapped").await;
-    put(original).await;
+    put(original.clone()).await;
 
-    // 2. acme's accounts tagged as globex's.
+    // 2. Both forged at once: globex's staging account tagged as acme's, and acme's state naming
+    // it. Tags and state agree; its root email (globex's, declared in tenants/globex.toml) is
+    // what gives it away.
+    let tag = |account: String, tenant: &'static str| {
+        let org = aws.org.clone();
+        async move {
+            let t = aws_sdk_organizations::types::Tag::builder().key("tenantry:tenant").value(tenant).build().unwrap();
+            org.tag_resource().resource_id(account).tags(t).send().await.unwrap();
+        }
+    };
+    tag(globex[1].clone(), "acme").await;
+    let mut forged = original.clone();
+    forged["accounts"]["staging"]["account_id"] = serde_json::json!(globex[1]);
+    put(forged).await;
+    let both_refusals = assert_every_command_refuses(&emu, &ws, &digest, &globex[1..], "tags and state forged").await;
+    put(original).await;
+    tag(globex[1].clone(), "globex").await;
+
+    // 3. acme's accounts tagged as globex's.
     for account in &acme {
         aws.org
             .tag_resource()
@@ -185,7 +204,7 @@ async fn with_state_swapped_or_a_tag_forged_every_command_refuses_before_touchin
     }
     let forged_refusals = assert_every_command_refuses(&emu, &ws, &digest, &acme, "forged").await;
     eprintln!(
-        "security: of {} commands, {swapped_refusals} refused swapped state and {forged_refusals} a forged tag; none touched the protected accounts",
+        "security: of {} commands, {swapped_refusals} refused swapped state, {both_refusals} forged tags and state together, and {forged_refusals} a forged tag; none touched the protected accounts",
         every_command(&digest).len()
     );
 }

@@ -233,7 +233,7 @@ fn every_error_in_every_file_is_listed_at_once() {
 
 #[test]
 fn workload_stack_parameter_the_template_does_not_declare() {
-    bad_acme("VisibilityTimeoutSeconds = \"30\"", "VisibilityTimeoutSecs = \"30\"", 50, "workloads.orders.staging.VisibilityTimeoutSecs", "declares no stack parameter");
+    bad_acme("VisibilityTimeoutSeconds = \"30\"", "VisibilityTimeoutSecs = \"30\"", 50, "workloads.orders.staging.VisibilityTimeoutSecs", "declares no parameter `VisibilityTimeoutSecs`");
 }
 
 #[test]
@@ -254,4 +254,21 @@ fn soak_in_months_is_refused() {
 #[test]
 fn unknown_promotion_field() {
     bad_acme("approval = \"auto\"", "aproval = \"auto\"", 56, "promotion.aproval", "did you mean `approval`");
+}
+
+#[test]
+fn a_workload_cannot_set_the_environment_stack_parameter() {
+    bad_acme("VisibilityTimeoutSeconds = \"60\"", "VisibilityTimeoutSeconds = \"60\"\nEnvironment = \"staging\"", 48, "workloads.orders.production.Environment", "set by tenantry to the environment's name");
+}
+
+#[test]
+fn a_stack_parameter_outside_the_templates_limits() {
+    bad_acme("VisibilityTimeoutSeconds = \"60\"", "VisibilityTimeoutSeconds = \"50000\"", 47, "workloads.orders.production.VisibilityTimeoutSeconds", "above the MaxValue 43200");
+}
+
+#[test]
+fn a_tenant_id_that_would_make_scp_names_ambiguous() {
+    let ws = Workspace::new();
+    ws.copy_of_acme("acme-staging");
+    check(&ws, "tenants/acme-staging.toml", 2, "id", "may not contain `-production` or `-staging`");
 }

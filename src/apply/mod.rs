@@ -15,13 +15,14 @@ use tokio::sync::Semaphore;
 
 use crate::aws::cfn::{self, Operation};
 use crate::aws::member::{MemberSession, VerifiedAccount};
+use crate::guard::LiveAccount;
 use crate::aws::{org, Clients};
 use crate::config::OrgSettings;
 use crate::desired::DesiredTenant;
 use crate::observe::{failure_hint, AccountObservation, CreateRequestState, ObservedTenant, Observer, OrgIndex, OrgOverview};
 use crate::plan::{self, Step};
 use crate::progress::Progress;
-use crate::state::{AccountRecord, Lease, PolicyRecord, StackRecord, StateStore, Tracked};
+use crate::state::{AccountRecord, Lease, Location, PolicyRecord, StackRecord, StateStore, Tracked};
 use crate::tenant::{tags, Environment};
 
 /// Everything one run shares across tenants.
@@ -38,6 +39,10 @@ pub struct Engine {
     pub progress: Progress,
     /// Print each step on stdout as it is carried out (text output).
     pub echo_steps: bool,
+    /// The management account tenantry runs in.
+    pub management_account_id: String,
+    /// What the state bucket was as a state location when first asked in this run.
+    pub state_location: tokio::sync::OnceCell<Location>,
     /// The organization-wide listings, once [`Engine::load_index`] ran (once per one-shot run;
     /// once per interval in watch mode). Without one, every account is looked up on its own.
     pub index: std::sync::RwLock<Option<Arc<OrgIndex>>>,
@@ -156,6 +161,117 @@ impl Engine {
         Ok(parent)
     }
 
+    /// Makes sure the state bucket exists, private, encrypted and versioned
+    /// ([`StateStore::ensure_bucket`]), and marks it as the state location ([`StateStore::mark`]).
+    /// Called before the first write of a run.
+    pub async fn ensure_state_bucket(&self) -> Result<()> {
+        self.store.ensure_bucket(&self.settings.home_region).await?;
+        self.store.mark(&self.management_account_id, &self.settings.home_region).await
+    }
+
+    /// What the state bucket is as a state location, read once per run ([`StateStore::location`]).
+    pub async fn location(&self) -> Result<&Location> {
+        self.state_location.get_or_try_init(|| self.store.location()).await
+    }
+
+    /// Refuses to go on when the state bucket is a new location (no marker, no tenant records)
+    /// but `observed` shows accounts tenantry created (tagged `tenantry:managed-by=tenantry`)
+    /// that state does not record: the state location changed (`state_bucket` or `home_region`)
+    /// or the bucket was lost, and going on would take an empty state for the truth. Errors:
+    /// [`StateLocationChanged`], or the S3 error reading the location.
+    pub async fn check_state_location(&self, observed: &ObservedTenant) -> Result<()> {
+        let unknown: Vec<String> = observed
+            .accounts
+            .iter()
+            .filter_map(|(env, obs)| match obs {
+                AccountObservation::Found(f)
+                    if f.found_by != crate::observe::FoundBy::Recorded && f.tags.get(tags::MANAGED_BY).map(String::as_str) == Some("tenantry") =>
+                {
+                    Some(format!("{} {env} {}", observed.tenant, f.account.id))
+                }
+                _ => None,
+            })
+            .collect();
+        if unknown.is_empty() || *self.location().await? != Location::New {
+            return Ok(());
+        }
+        Err(StateLocationChanged { bucket: self.store.bucket().to_string(), accounts: unknown }.into())
+    }
+
+    /// The run-wide form of [`Engine::check_state_location`], made before any command works on
+    /// tenants: when the state bucket is a new location, no account of the organization may carry
+    /// tenantry's tags (`ListTagsForResource` on every account, through the run's index when there
+    /// is one; only ever on a new location, i.e. a first run). Errors: [`StateLocationChanged`].
+    pub async fn check_new_location(&self, overview: Option<&OrgOverview>) -> Result<()> {
+        let Some(overview) = overview else { return Ok(()) };
+        if *self.location().await? != Location::New {
+            return Ok(());
+        }
+        let c = &self.clients.org;
+        let management = overview.management_account_id.as_str();
+        let tags_by_account = match self.index() {
+            Some(index) => index.account_tags(c, management).await?.clone(),
+            None => {
+                let mut out = BTreeMap::new();
+                for a in org::list_accounts(c).await?.iter().filter(|a| a.id != management) {
+                    out.insert(a.id.clone(), org::tags(c, &a.id).await?);
+                }
+                out
+            }
+        };
+        let managed: Vec<String> = tags_by_account
+            .iter()
+            .filter(|(_, t)| t.get(tags::MANAGED_BY).map(String::as_str) == Some("tenantry"))
+            .map(|(id, t)| {
+                let tag = |k: &str| t.get(k).cloned().unwrap_or_else(|| "?".into());
+                format!("{} {} {id}", tag(tags::TENANT), tag(tags::ENVIRONMENT))
+            })
+            .collect();
+        if managed.is_empty() {
+            return Ok(());
+        }
+        Err(StateLocationChanged { bucket: self.store.bucket().to_string(), accounts: managed }.into())
+    }
+
+    /// Rebuilds a tenant's state record from observation when it does not record an account
+    /// that exists (the state object was lost or deleted): under the tenant's lease, reads state,
+    /// observes the tenant (every account through the guard), writes the ids of the accounts
+    /// found, and says so on stderr. Returns the record. Errors: no organization, the lease is held
+    /// past `lease_wait_seconds`, an account is refused by the guard, an AWS call failed.
+    pub async fn rebuild_record(&self, desired: &DesiredTenant) -> Result<crate::state::TenantRecord> {
+        let overview = org::overview(&self.clients.org).await?.context("there is no organization yet: run `tenantry apply` first")?;
+        let s = &self.settings;
+        let lease = self.store.acquire_lease(&desired.id, Duration::from_secs(s.lease_ttl_seconds), Duration::from_secs(s.lease_wait_seconds)).await?;
+        let rebuilt = async {
+            let mut tracked = self.store.read(&desired.id).await?;
+            let observed = self.observer(Some(&overview)).tenant(desired, &tracked.record).await?;
+            self.check_state_location(&observed).await?;
+            let plan = plan::tenant(desired, &observed);
+            if !plan.refusals.is_empty() {
+                bail!("{}", plan.refusals.join("\n"));
+            }
+            let mut found = Vec::new();
+            for step in &plan.steps {
+                if let Step::RecordAccount { environment, account_id, .. } = step {
+                    let email = desired.account(*environment).email.clone();
+                    let rec = tracked.record.accounts.entry(*environment).or_insert_with(|| AccountRecord { email, ..Default::default() });
+                    rec.account_id = Some(account_id.clone());
+                    found.push(format!("{environment} {account_id}"));
+                }
+            }
+            if !found.is_empty() {
+                self.store.write(&mut tracked).await?;
+                eprintln!("state: tenant {} had no record of account(s) {}; rebuilt from observation in s3://{}/tenants/{}.json", desired.id, found.join(", "), self.store.bucket(), desired.id);
+            }
+            Ok(tracked.record)
+        }
+        .await;
+        if let Err(e) = lease.release().await {
+            tracing::warn!(tenant = %desired.id, "could not release lease (it will expire): {e:#}");
+        }
+        rebuilt
+    }
+
     /// Applies one tenant ([`Engine::run_tenant`] in [`Engine::apply_mode`]).
     pub async fn apply_tenant(&self, desired: &DesiredTenant, overview: &OrgOverview) -> TenantOutcome {
         self.run_tenant(desired, overview, self.apply_mode()).await
@@ -204,6 +320,7 @@ impl Engine {
         let mut observer = self.observer(Some(overview));
         observer.detect_drift = mode.detect_drift;
         let observed = observer.tenant(desired, &tracked.record).await?;
+        self.check_state_location(&observed).await?;
         let plan = plan::tenant(desired, &observed);
         outcome.observed = Some(observed.clone());
         outcome.plan = Some(plan.clone());
@@ -214,7 +331,6 @@ impl Engine {
             bail!("{}", plan.refusals.join("\n"));
         }
         let mut run = TenantRun::new(self, desired, overview, tracked, &observed);
-        run.record_observed().await?;
         // Every CreateAccount of the plan is requested up front (each within the creation
         // bound): AWS creates the accounts in parallel while the steps wait for them in order.
         for step in &plan.steps {
@@ -332,22 +448,6 @@ impl<'a> TenantRun<'a> {
         Ok(())
     }
 
-    /// Writes account ids that were found (adopted, or from a finished create request) to state.
-    async fn record_observed(&mut self) -> Result<()> {
-        let mut changed = false;
-        for (env, id) in self.account_ids.clone() {
-            let rec = self.record(env);
-            if rec.account_id.as_deref() != Some(id.as_str()) {
-                rec.account_id = Some(id);
-                changed = true;
-            }
-        }
-        if changed {
-            self.dirty = true;
-        }
-        Ok(())
-    }
-
     /// Requests an account (`CreateAccount`, within `account_creation_concurrency`: the slot is
     /// held until the account exists) and records the request. Returns the request id to wait
     /// for, or `None` when the answer was lost and the account was found already created (it is
@@ -430,9 +530,8 @@ impl<'a> TenantRun<'a> {
             return Ok(v.clone());
         }
         let id = self.account_id(env)?;
-        let recorded = self.tracked.record.accounts.get(&env).and_then(|r| r.account_id.clone());
-        let email = &self.desired.account(env).email;
-        let v = VerifiedAccount::verify_live(&self.engine.clients.org, &self.desired.id, env, &id, recorded.as_deref(), email).await?;
+        let claim = self.desired.claim(env, self.tracked.record.accounts.get(&env));
+        let v = VerifiedAccount::verify_live(&self.engine.clients.org, &claim, &id).await?;
         self.verified.insert(env, v.clone());
         Ok(v)
     }
@@ -502,7 +601,10 @@ impl<'a> TenantRun<'a> {
                         // by construction, so no live tag read is needed before the first step
                         // touches it.
                         let want = self.desired.account(env);
-                        let v = VerifiedAccount::verify(&self.desired.id, env, &id, Some(&id), &want.tags, true)?;
+                        let mut claim = self.desired.claim(env, self.tracked.record.accounts.get(&env));
+                        claim.recorded = Some(&id);
+                        let live = LiveAccount { id: &id, email: &want.email, name: &want.account_name, tags: &want.tags };
+                        let v = VerifiedAccount::verify(&claim, &live)?;
                         self.bind_created(env, id);
                         self.verified.insert(env, v);
                     }
@@ -522,6 +624,14 @@ impl<'a> TenantRun<'a> {
                     // is recorded in state.
                     self.verify_found(env, id).await?;
                 }
+            }
+            Step::RecordAccount { environment, account_id, .. } => {
+                // Found by observation and passed the guard then; bound in state now.
+                if self.account_ids.get(environment) != Some(account_id) {
+                    bail!("{environment}: the plan records account {account_id}, but this run found another");
+                }
+                self.record(*environment).account_id = Some(account_id.clone());
+                self.dirty = true;
             }
             Step::MoveAccount { environment, to_ou_path, .. } => {
                 let env = *environment;
@@ -589,6 +699,10 @@ impl<'a> TenantRun<'a> {
                 self.policy_ids.remove(name);
                 self.record(env).policies.remove(name);
                 self.dirty = true;
+            }
+            Step::DetachForeignPolicy { environment, policy_id, .. } => {
+                let v = self.verify(*environment).await?;
+                org::detach(&org, policy_id, v.account_id()).await?;
             }
             Step::DeleteStack { environment, stack, .. } => {
                 let env = *environment;
@@ -707,6 +821,11 @@ impl<'a> TenantRun<'a> {
             let env = want.environment;
             if self.account_ids.contains_key(&env) {
                 let rec = self.record(env);
+                // An email the file declares is remembered, so that the account stays known by
+                // it whatever the file says later.
+                if !rec.email.eq_ignore_ascii_case(&want.email) && !rec.declared_emails.iter().any(|e| e.eq_ignore_ascii_case(&want.email)) {
+                    rec.declared_emails.insert(want.email.clone());
+                }
                 rec.ou_path = Some(want.ou_path.clone());
                 rec.tag_keys = want.tags.keys().cloned().collect();
                 for s in &want.stacks {
@@ -749,4 +868,22 @@ impl CreateFailed {
     pub fn is_transient(&self) -> bool {
         matches!(self.reason.as_str(), "CONCURRENT_ACCOUNT_MODIFICATION" | "INTERNAL_FAILURE")
     }
+}
+
+/// The state bucket holds no tenantry state, yet accounts tenantry created exist that it does not
+/// record: the state location changed or the state was lost.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "state bucket s3://{bucket} holds no tenantry state, but accounts tenantry created exist that it does not record ({}). \
+     The state location changed (`state_bucket` or `home_region` in tenantry.toml) or the state was lost; going on would treat \
+     them as unknown. Move the state: `tenantry state migrate --from <old bucket>`; or, if the old state is gone for good, make \
+     this bucket the state location with `tenantry state init` (the accounts are then recorded from observation). See README, \
+     \"Moving the state\".",
+    accounts.join(", ")
+)]
+pub struct StateLocationChanged {
+    /// The state bucket this run uses.
+    pub bucket: String,
+    /// `tenant environment account-id` of each account found.
+    pub accounts: Vec<String>,
 }

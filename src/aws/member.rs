@@ -2,7 +2,6 @@
 //! [`MemberSession::assume`], which takes a [`VerifiedAccount`]: proof that the blast-radius guard
 //! passed for that tenant. Credentials are per account and per tenant, never shared.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -12,7 +11,7 @@ use aws_credential_types::Credentials;
 use backon::{ExponentialBuilder, Retryable};
 
 use super::{aws_error, error_code, Clients};
-use crate::guard::{check_ownership, Refusal};
+use crate::guard::{check_ownership, Claim, LiveAccount, Refusal};
 use crate::metrics::CountCalls;
 use crate::tenant::Environment;
 
@@ -26,36 +25,22 @@ pub struct VerifiedAccount {
 
 impl VerifiedAccount {
     /// The guard on live data, right before an account is touched: the account's tags
-    /// (`ListTagsForResource`) and root email (`DescribeAccount`) are read and checked against
-    /// `tenant`/`environment` and the `recorded` id. Errors: the account is not in the
-    /// organization, an AWS call failed, or the guard refuses.
-    pub async fn verify_live(
-        org: &aws_sdk_organizations::Client,
-        tenant: &str,
-        environment: Environment,
-        account_id: &str,
-        recorded: Option<&str>,
-        email: &str,
-    ) -> Result<VerifiedAccount> {
+    /// (`ListTagsForResource`) and root email and name (`DescribeAccount`) are read and checked
+    /// against `claim`. Errors: the account is not in the organization, an AWS call failed, or
+    /// the guard refuses ([`Refusal`]).
+    pub async fn verify_live(org: &aws_sdk_organizations::Client, claim: &Claim<'_>, account_id: &str) -> Result<VerifiedAccount> {
         let live_tags = super::org::tags(org, account_id).await?;
         let summary = super::org::describe_account(org, account_id)
             .await?
             .with_context(|| format!("account {account_id} is not in the organization"))?;
-        let email_matches = summary.email.eq_ignore_ascii_case(email);
-        Ok(VerifiedAccount::verify(tenant, environment, account_id, recorded, &live_tags, email_matches)?)
+        let live = LiveAccount { id: account_id, email: &summary.email, name: &summary.name, tags: &live_tags };
+        Ok(VerifiedAccount::verify(claim, &live)?)
     }
 
-    /// Runs the guard ([`check_ownership`]) on what state records and the account's live tags.
-    pub fn verify(
-        tenant: &str,
-        environment: Environment,
-        account_id: &str,
-        recorded: Option<&str>,
-        account_tags: &BTreeMap<String, String>,
-        email_matches: bool,
-    ) -> Result<VerifiedAccount, Refusal> {
-        check_ownership(tenant, environment, account_id, recorded, account_tags, email_matches)?;
-        Ok(VerifiedAccount { tenant: tenant.into(), environment, account_id: account_id.into() })
+    /// Runs the guard ([`check_ownership`]) on `claim` and what the account says of itself.
+    pub fn verify(claim: &Claim<'_>, account: &LiveAccount<'_>) -> Result<VerifiedAccount, Refusal> {
+        check_ownership(claim, account)?;
+        Ok(VerifiedAccount { tenant: claim.tenant.into(), environment: claim.environment, account_id: account.id.into() })
     }
 
     /// The account id.

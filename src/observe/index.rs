@@ -31,6 +31,7 @@ pub struct OrgIndex {
     parents: BTreeMap<String, String>,
     ous: Mutex<BTreeMap<String, String>>,
     creating: OnceCell<Vec<CreateRequest>>,
+    tags: OnceCell<BTreeMap<String, BTreeMap<String, String>>>,
 }
 
 impl OrgIndex {
@@ -62,7 +63,7 @@ impl OrgIndex {
                 }
             }
         }
-        Ok(OrgIndex { accounts, parents, ous: Mutex::new(ous), creating: OnceCell::new() })
+        Ok(OrgIndex { accounts, parents, ous: Mutex::new(ous), creating: OnceCell::new(), tags: OnceCell::new() })
     }
 
     /// The account with this id, if it was in the listing.
@@ -98,6 +99,21 @@ impl OrgIndex {
     /// Records an OU this run created (or found) at `path`.
     pub fn insert_ou(&self, path: &str, id: &str) {
         self.ous.lock().unwrap_or_else(|p| p.into_inner()).insert(path.to_string(), id.to_string());
+    }
+
+    /// The tags of every listed account but `management` (`ListTagsForResource` each), listed on
+    /// first use: only a run about to create an account needs them (to find one the tenant
+    /// environment already has under another email or name).
+    pub async fn account_tags(&self, c: &Client, management: &str) -> Result<&BTreeMap<String, BTreeMap<String, String>>> {
+        self.tags
+            .get_or_try_init(|| async {
+                let mut out = BTreeMap::new();
+                for id in self.accounts.keys().filter(|id| id.as_str() != management) {
+                    out.insert(id.clone(), org::tags(c, id).await?);
+                }
+                Ok::<_, anyhow::Error>(out)
+            })
+            .await
     }
 
     /// `CreateAccount` requests in progress (`ListCreateAccountStatus`), listed on first use.

@@ -9,6 +9,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::aws::member::{MemberSession, VerifiedAccount};
+use crate::guard::{Claim, LiveAccount};
 use crate::aws::{cfn, org, Clients};
 use crate::config::OrgSettings;
 use crate::desired::DesiredTenant;
@@ -153,6 +154,9 @@ pub enum FoundBy {
     Adopted,
     /// The create request recorded in state succeeded.
     CreateRequest,
+    /// Found, with no account recorded and none with the file's email, by what else identifies
+    /// the tenant environment: its account name, an email state recorded, or its tenantry tags.
+    Identity,
 }
 
 /// What was found for one environment of a tenant.
@@ -298,21 +302,44 @@ impl Observer<'_> {
                     match (found, creating) {
                         (Some(a), _) => (a, FoundBy::Adopted),
                         (None, Some(request_id)) => return Ok(AccountObservation::Creating { request_id }),
-                        (None, None) => return Ok(AccountObservation::Missing),
+                        (None, None) => {
+                            // 4. Never a second account: before the plan may say "create", look
+                            // for one this tenant environment already has under another email
+                            // (the file changed, state was lost): by name, by an email state
+                            // recorded, by its tenantry tags.
+                            let claim = desired.claim(env, rec);
+                            let fresh = started || self.index.is_none();
+                            let mut found = self.identity_candidates(&claim, &want.account_name, fresh).await?;
+                            match found.len() {
+                                0 => return Ok(AccountObservation::Missing),
+                                1 => (found.remove(0).0, FoundBy::Identity),
+                                _ => {
+                                    let list: Vec<String> = found.iter().map(|(a, why)| format!("{} \"{}\" <{}> ({why})", a.id, a.name, a.email)).collect();
+                                    return Ok(AccountObservation::Refused {
+                                        account_id: None,
+                                        reason: format!("several accounts could be this tenant environment's: {}; tenantry will neither create another nor pick one — close or retag the ones that are not, then re-run", list.join("; ")),
+                                    });
+                                }
+                            }
+                        }
                     }
                 }
             }
         };
         let tags = org::tags(c, &summary.id).await?;
-        let email_matches = summary.email.eq_ignore_ascii_case(&want.email);
-        let record_for_guard = if found_by == FoundBy::Recorded { recorded.as_deref() } else { None };
-        let verified = match VerifiedAccount::verify(&desired.id, env, &summary.id, record_for_guard, &tags, email_matches) {
+        let claim = desired.claim(env, rec);
+        let live = LiveAccount { id: &summary.id, email: &summary.email, name: &summary.name, tags: &tags };
+        let verified = match VerifiedAccount::verify(&claim, &live) {
             Ok(v) => v,
             Err(refusal) => {
-                let hint = if found_by == FoundBy::Adopted {
-                    format!("; an account with this tenant's email `{}` exists but is not tagged as this tenant's. To adopt it, tag it {}={} and {}={}; otherwise change the email", want.email, crate::tenant::tags::TENANT, desired.id, crate::tenant::tags::ENVIRONMENT, env)
-                } else {
-                    format!("; the account's tags and tenantry's state disagree about whom it belongs to. If it is this tenant's, fix its tags ({}={}, {}={}); if not, fix the state record tenants/{}.json in the state bucket", crate::tenant::tags::TENANT, desired.id, crate::tenant::tags::ENVIRONMENT, env, desired.id)
+                let (t, e) = (crate::tenant::tags::TENANT, crate::tenant::tags::ENVIRONMENT);
+                let hint = match found_by {
+                    FoundBy::Adopted => format!("; an account with this tenant's email `{}` exists but is not this tenant's. To adopt it, tag it {t}={} and {e}={env}; otherwise change the email", want.email, desired.id),
+                    FoundBy::Identity => format!(
+                        "; account \"{}\" <{}> looks like this tenant's {env} account (by its name or tags), so tenantry will not create a second one. If it is, set {env}.email = \"{}\" in tenants/{}.toml (a root email is changed by the account's owner, e.g. with the Account Management API's StartPrimaryEmailUpdate, then in the file); if it is not, rename and retag it",
+                        summary.name, summary.email, summary.email, desired.id
+                    ),
+                    _ => format!("; the account's tags and tenantry's state disagree about whom it belongs to. If it is this tenant's, fix its tags ({t}={}, {e}={env}); if not, fix the state record tenants/{}.json in the state bucket", desired.id, desired.id),
                 };
                 return Ok(AccountObservation::Refused { account_id: Some(summary.id.clone()), reason: format!("{refusal}{hint}") });
             }
@@ -406,6 +433,27 @@ impl Observer<'_> {
         })))
     }
 
+    /// Accounts that may be `claim`'s tenant environment's although none carries the file's email:
+    /// the account named `account_name`, any with an email `claim` knows, and any tagged with
+    /// the tenant and environment (`ListTagsForResource` on every account of the organization, once
+    /// per run through the index, or afresh when `fresh`). Each comes with why it matched.
+    async fn identity_candidates(&self, claim: &Claim<'_>, account_name: &str, fresh: bool) -> Result<Vec<(AccountSummary, &'static str)>> {
+        let c = &self.clients.org;
+        let management = self.org.map(|o| o.management_account_id.as_str()).unwrap_or_default();
+        let (accounts, tags) = match self.index.as_deref().filter(|_| !fresh) {
+            Some(index) => (index.accounts().cloned().collect::<Vec<_>>(), index.account_tags(c, management).await?.clone()),
+            None => {
+                let accounts = org::list_accounts(c).await?;
+                let mut tags = BTreeMap::new();
+                for a in accounts.iter().filter(|a| a.id != management) {
+                    tags.insert(a.id.clone(), org::tags(c, &a.id).await?);
+                }
+                (accounts, tags)
+            }
+        };
+        Ok(identity_matches(claim, account_name, &accounts, &tags))
+    }
+
     /// The path of an OU id (`""` for the root), walking up with `ListParents` and
     /// `DescribeOrganizationalUnit`.
     pub async fn ou_path_of(&self, overview: &OrgOverview, id: &str) -> Result<String> {
@@ -430,6 +478,33 @@ impl Observer<'_> {
         }
         Ok(Some(parent))
     }
+}
+
+/// The accounts among `accounts` that identify as `claim`'s tenant environment (see
+/// [`Observer::identity_candidates`]), each with why. Pure.
+pub fn identity_matches(
+    claim: &Claim<'_>,
+    account_name: &str,
+    accounts: &[AccountSummary],
+    tags: &BTreeMap<String, BTreeMap<String, String>>,
+) -> Vec<(AccountSummary, &'static str)> {
+    use crate::tenant::tags::{ENVIRONMENT, TENANT};
+    accounts
+        .iter()
+        .filter_map(|a| {
+            let t = tags.get(&a.id);
+            let why = if t.is_some_and(|t| t.get(TENANT).map(String::as_str) == Some(claim.tenant) && t.get(ENVIRONMENT).map(String::as_str) == Some(claim.environment.as_str())) {
+                "tagged as this tenant environment's"
+            } else if a.name == account_name {
+                "same account name"
+            } else if claim.known_emails.iter().any(|e| e.eq_ignore_ascii_case(&a.email)) {
+                "an email recorded for this tenant environment"
+            } else {
+                return None;
+            };
+            Some((a.clone(), why))
+        })
+        .collect()
 }
 
 /// What to do about a `CreateAccount` failure reason.

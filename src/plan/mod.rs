@@ -10,7 +10,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::desired::{DesiredAccount, DesiredTenant};
-use crate::observe::{AccountObservation, ObservedAccount, ObservedTenant, OrgOverview, ResourceDrift};
+use crate::observe::{AccountObservation, FoundBy, ObservedAccount, ObservedTenant, OrgOverview, ResourceDrift};
 use crate::tenant::{tags, Environment};
 
 /// One change `apply` would make.
@@ -41,6 +41,17 @@ pub enum Step {
         environment: Environment,
         /// Request id.
         request_id: String,
+    },
+    /// Write the account's id to state: it was found by observation (by its email, its request,
+    /// or what else identifies the tenant environment) but state did not record it, e.g. after the
+    /// state object was lost. No AWS call; the account passed the guard.
+    RecordAccount {
+        /// Environment.
+        environment: Environment,
+        /// Account id.
+        account_id: String,
+        /// How it was found.
+        found_by: FoundBy,
     },
     /// `MoveAccount` into the desired OU.
     MoveAccount {
@@ -113,6 +124,17 @@ pub enum Step {
         policy_id: String,
         /// Whether it is attached to the account now.
         attached: bool,
+    },
+    /// `DetachPolicy`: an SCP of another tenant or environment (named
+    /// `tenantry-<tenant>-<environment>-*`) attached to this account. It is detached only, never
+    /// deleted: it belongs to someone else.
+    DetachForeignPolicy {
+        /// Environment.
+        environment: Environment,
+        /// Policy name.
+        name: String,
+        /// Policy id.
+        policy_id: String,
     },
     /// `CreateStack` from the rendered blueprint.
     CreateStack {
@@ -199,6 +221,7 @@ impl Step {
             CreateOrganization | EnableServiceControlPolicies | CreateOu { .. } => None,
             CreateAccount { environment, .. }
             | AwaitAccount { environment, .. }
+            | RecordAccount { environment, .. }
             | MoveAccount { environment, .. }
             | TagAccount { environment, .. }
             | UntagAccount { environment, .. }
@@ -206,6 +229,7 @@ impl Step {
             | UpdatePolicy { environment, .. }
             | AttachPolicy { environment, .. }
             | RemovePolicy { environment, .. }
+            | DetachForeignPolicy { environment, .. }
             | CreateStack { environment, .. }
             | UpdateStack { environment, .. }
             | RedeployStack { environment, .. }
@@ -221,7 +245,7 @@ impl Step {
         match self {
             CreateOrganization | CreateOu { .. } | CreateAccount { .. } | CreatePolicy { .. } | CreateStack { .. }
             | AttachPolicy { .. } => "+",
-            RemovePolicy { .. } | UntagAccount { .. } | DeleteStack { .. } => "-",
+            RemovePolicy { .. } | UntagAccount { .. } | DeleteStack { .. } | DetachForeignPolicy { .. } => "-",
             RecreateStack { .. } => "-/+",
             AwaitAccount { .. } => "…",
             _ => "~",
@@ -247,6 +271,16 @@ impl fmt::Display for Step {
             AwaitAccount { environment, request_id } => {
                 write!(f, "{sym} {environment}: wait for account creation {request_id}")
             }
+            RecordAccount { environment, account_id, found_by } => write!(
+                f,
+                "{sym} {environment}: record account {account_id} in state (state did not hold it; found {})",
+                match found_by {
+                    FoundBy::Recorded => "in state",
+                    FoundBy::Adopted => "by its email",
+                    FoundBy::CreateRequest => "through its CreateAccount request",
+                    FoundBy::Identity => "by its name or tags",
+                }
+            ),
             MoveAccount { environment, account_id, from_parent_id, from_path, to_ou_path } => write!(
                 f,
                 "{sym} {environment}: move account {} from {} to OU {to_ou_path}",
@@ -283,6 +317,10 @@ impl fmt::Display for Step {
                 f,
                 "{sym} {environment}: {}delete SCP {name} ({policy_id}): no longer in the tenant file",
                 if *attached { "detach and " } else { "" }
+            ),
+            DetachForeignPolicy { environment, name, policy_id } => write!(
+                f,
+                "{sym} {environment}: detach SCP {name} ({policy_id}): another tenant's or environment's policy (it is left in place, not deleted)"
             ),
             DeleteStack { environment, stack, blueprint } => write!(
                 f,
@@ -326,6 +364,53 @@ pub struct TenantPlan {
     /// Reasons tenantry refuses to act on this tenant (blast-radius guard, collisions). A tenant
     /// with refusals is not applied.
     pub refusals: Vec<String>,
+    /// Differences apply cannot make (an account's root email or name): shown, reported by
+    /// reconcile, left to a person.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub manual: Vec<ManualChange>,
+}
+
+/// Which property of an account differs from the tenant file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountField {
+    /// The root user's email.
+    Email,
+    /// The account name.
+    Name,
+}
+
+/// A difference between an account and its tenant file that tenantry does not change itself:
+/// Organizations has no call for an account's root email or name (the Account Management API's
+/// `StartPrimaryEmailUpdate` needs a one-time password sent to the new address).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ManualChange {
+    /// Environment.
+    pub environment: Environment,
+    /// Account id.
+    pub account_id: String,
+    /// What differs.
+    pub field: AccountField,
+    /// What the account has.
+    pub found: String,
+    /// What the tenant file says.
+    pub wanted: String,
+}
+
+impl fmt::Display for ManualChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self { environment, account_id, found, wanted, .. } = self;
+        match self.field {
+            AccountField::Email => write!(
+                f,
+                "! {environment}: account {account_id} has root email \"{found}\", the tenant file says \"{wanted}\": tenantry does not change root emails; change it as the account's root user (or with the Account Management API's StartPrimaryEmailUpdate), or set the file back. The account stays known by both emails."
+            ),
+            AccountField::Name => write!(
+                f,
+                "! {environment}: account {account_id} is named \"{found}\", the tenant file says \"{wanted}\": tenantry does not rename accounts; rename it (Account Management API PutAccountName, or the console), or set the file back."
+            ),
+        }
+    }
 }
 
 /// A whole plan: organization-level steps, then per-tenant steps.
@@ -346,6 +431,11 @@ impl Plan {
     /// Whether any tenant is refused.
     pub fn has_refusals(&self) -> bool {
         self.tenants.iter().any(|t| !t.refusals.is_empty())
+    }
+
+    /// Whether any account differs from its file in a way apply cannot change.
+    pub fn has_manual(&self) -> bool {
+        self.tenants.iter().any(|t| !t.manual.is_empty())
     }
 }
 
@@ -373,6 +463,7 @@ pub fn organization(org: Option<&OrgOverview>, ou_exists: &BTreeMap<String, bool
 pub fn tenant(desired: &DesiredTenant, observed: &ObservedTenant) -> TenantPlan {
     let mut steps = Vec::new();
     let mut refusals = Vec::new();
+    let mut manual = Vec::new();
     for want in &desired.accounts {
         let env = want.environment;
         match observed.accounts.get(&env).unwrap_or(&AccountObservation::Missing) {
@@ -397,12 +488,24 @@ pub fn tenant(desired: &DesiredTenant, observed: &ObservedTenant) -> TenantPlan 
                     ));
                     continue;
                 }
+                if found.found_by != FoundBy::Recorded {
+                    steps.push(Step::RecordAccount { environment: env, account_id: found.account.id.clone(), found_by: found.found_by });
+                }
+                let (account, id) = (&found.account, &found.account.id);
+                if !account.email.eq_ignore_ascii_case(&want.email) {
+                    let (found, wanted) = (account.email.clone(), want.email.clone());
+                    manual.push(ManualChange { environment: env, account_id: id.clone(), field: AccountField::Email, found, wanted });
+                }
+                if account.name != want.account_name {
+                    let (found, wanted) = (account.name.clone(), want.account_name.clone());
+                    manual.push(ManualChange { environment: env, account_id: id.clone(), field: AccountField::Name, found, wanted });
+                }
                 let prefix = crate::desired::policy_name(&desired.id, env, "");
                 existing_account_steps(want, found, &prefix, &mut steps, &mut refusals);
             }
         }
     }
-    TenantPlan { tenant: desired.id.clone(), steps, refusals }
+    TenantPlan { tenant: desired.id.clone(), steps, refusals, manual }
 }
 
 /// Steps after creating an account: it starts in the root, carries its tags from `CreateAccount`.
@@ -461,6 +564,35 @@ fn existing_account_steps(
         steps.push(Step::UntagAccount { environment: env, account_id: id.clone(), tags: stale_tags });
     }
     let attached_names: BTreeSet<&str> = found.attached.values().map(String::as_str).collect();
+    // Removals first, so that the account never carries more SCPs than the quota in between.
+    let mut stale: BTreeMap<&str, (&str, bool)> = BTreeMap::new();
+    for (name, (policy_id, _)) in &found.policies {
+        stale.insert(name, (policy_id, attached_names.contains(name.as_str())));
+    }
+    for (policy_id, name) in &found.attached {
+        if name.starts_with(policy_prefix) {
+            stale.insert(name, (policy_id, true));
+        }
+    }
+    let mut detached = 0;
+    for (name, (policy_id, attached)) in stale {
+        if !want.policies.iter().any(|p| p.name == name) {
+            detached += usize::from(attached);
+            steps.push(Step::RemovePolicy {
+                environment: env,
+                name: name.to_string(),
+                policy_id: policy_id.to_string(),
+                attached,
+            });
+        }
+    }
+    for (policy_id, name) in &found.attached {
+        if is_tenantry_policy_name(name) && !name.starts_with(policy_prefix) {
+            detached += 1;
+            steps.push(Step::DetachForeignPolicy { environment: env, name: name.clone(), policy_id: policy_id.clone() });
+        }
+    }
+    let mut attaching = 0;
     for p in &want.policies {
         match found.policies.get(&p.name) {
             None => steps.push(Step::CreatePolicy {
@@ -478,27 +610,18 @@ fn existing_account_steps(
             Some(_) => {}
         }
         if !attached_names.contains(p.name.as_str()) {
+            attaching += 1;
             steps.push(Step::AttachPolicy { environment: env, name: p.name.clone() });
         }
     }
-    let mut stale: BTreeMap<&str, (&str, bool)> = BTreeMap::new();
-    for (name, (policy_id, _)) in &found.policies {
-        stale.insert(name, (policy_id, attached_names.contains(name.as_str())));
-    }
-    for (policy_id, name) in &found.attached {
-        if name.starts_with(policy_prefix) {
-            stale.insert(name, (policy_id, true));
-        }
-    }
-    for (name, (policy_id, attached)) in stale {
-        if !want.policies.iter().any(|p| p.name == name) {
-            steps.push(Step::RemovePolicy {
-                environment: env,
-                name: name.to_string(),
-                policy_id: policy_id.to_string(),
-                attached,
-            });
-        }
+    let total = found.attached.len() + attaching - detached;
+    if attaching > 0 && total > MAX_SCPS_PER_TARGET {
+        let mut names: Vec<&str> = found.attached.values().map(String::as_str).collect();
+        names.sort_unstable();
+        refusals.push(format!(
+            "{env}: account {id} would carry {total} SCPs, over the Organizations limit of {MAX_SCPS_PER_TARGET} directly attached to one target (attached now: {}); list fewer policies in the tenant file, or detach the others",
+            names.join(", ")
+        ));
     }
     for s in &want.stacks {
         match found.stacks.get(&s.stack_name) {
@@ -588,6 +711,15 @@ fn existing_account_steps(
             }
         }
     }
+}
+
+/// How many SCPs Organizations lets be attached directly to one account, OU or root (a fixed
+/// quota, not adjustable; `FullAWSAccess` counts).
+pub const MAX_SCPS_PER_TARGET: usize = 5;
+
+/// Whether `name` has the shape of an SCP tenantry makes: `tenantry-<tenant>-<environment>-<file>`.
+pub fn is_tenantry_policy_name(name: &str) -> bool {
+    name.strip_prefix("tenantry-").is_some_and(|rest| rest.contains("-production-") || rest.contains("-staging-"))
 }
 
 /// Stack statuses CloudFormation cannot update: the stack must be deleted and created again.

@@ -42,6 +42,7 @@ fn desired() -> DesiredTenant {
             account(Environment::Production, "Tenants/Production", &["baseline"]),
             account(Environment::Staging, "Tenants/Staging", &["baseline", "agent-pipeline"]),
         ],
+        claims: Default::default(),
     }
 }
 
@@ -206,7 +207,7 @@ fn scp_content_is_compared_as_json_and_updated_when_different() {
 }
 
 #[test]
-fn detached_scp_is_attached_and_stale_tenantry_scps_are_removed_but_others_are_kept() {
+fn detached_scp_is_attached_stale_ones_removed_and_other_tenants_detached_first() {
     let d = desired();
     let plan = tenant(&d, &observed_with(&d, |env, a| {
         if env == Environment::Production {
@@ -219,7 +220,6 @@ fn detached_scp_is_attached_and_stale_tenantry_scps_are_removed_but_others_are_k
     assert_eq!(
         prod_steps(&plan),
         vec![
-            &Step::AttachPolicy { environment: Environment::Production, name: "tenantry-acme-production-deny-leave".into() },
             &Step::RemovePolicy {
                 environment: Environment::Production,
                 name: "tenantry-acme-production-orphan".into(),
@@ -232,6 +232,12 @@ fn detached_scp_is_attached_and_stale_tenantry_scps_are_removed_but_others_are_k
                 policy_id: "p-old".into(),
                 attached: true,
             },
+            &Step::DetachForeignPolicy {
+                environment: Environment::Production,
+                name: "tenantry-globex-production-x".into(),
+                policy_id: "p-other".into(),
+            },
+            &Step::AttachPolicy { environment: Environment::Production, name: "tenantry-acme-production-deny-leave".into() },
         ]
     );
 }
@@ -455,4 +461,71 @@ fn stuck_rollback_is_recovered_and_a_busy_stack_is_left_alone() {
     );
     assert_eq!(plan.refusals.len(), 1);
     assert!(plan.refusals[0].starts_with("staging: stack tenantry-baseline is UPDATE_IN_PROGRESS"), "{:?}", plan.refusals);
+}
+
+#[test]
+fn an_account_state_did_not_record_is_recorded_first() {
+    let d = desired();
+    for found_by in [FoundBy::Adopted, FoundBy::CreateRequest, FoundBy::Identity] {
+        let p = tenant(&d, &observed_with(&d, |env, a| {
+            if env == Environment::Staging {
+                a.found_by = found_by;
+            }
+        }));
+        assert_eq!(
+            p.steps,
+            vec![Step::RecordAccount { environment: Environment::Staging, account_id: "222".into(), found_by }],
+            "{found_by:?}"
+        );
+        assert!(p.steps[0].to_string().contains("record account 222 in state"));
+    }
+}
+
+#[test]
+fn a_changed_email_or_name_is_a_manual_difference_not_a_step() {
+    let d = desired();
+    let p = tenant(&d, &observed_with(&d, |env, a| {
+        if env == Environment::Production {
+            a.account.email = "old@example.com".into();
+            a.account.name = "Old name".into();
+        }
+    }));
+    assert!(p.steps.is_empty(), "{:?}", p.steps);
+    assert_eq!(p.manual.len(), 2);
+    assert_eq!((p.manual[0].field, p.manual[0].found.as_str(), p.manual[0].wanted.as_str()), (AccountField::Email, "old@example.com", "production@example.com"));
+    assert_eq!(p.manual[1].field, AccountField::Name);
+    // Case alone is no difference: AWS compares emails case-insensitively.
+    let p = tenant(&d, &observed_with(&d, |env, a| {
+        if env == Environment::Production {
+            a.account.email = "PRODUCTION@example.com".into();
+        }
+    }));
+    assert!(p.manual.is_empty());
+}
+
+#[test]
+fn the_scp_quota_per_target_is_checked_before_attaching() {
+    let d = desired();
+    // Four other SCPs attached (not tenantry's), plus FullAWSAccess: attaching one more would be six.
+    let plan = tenant(&d, &observed_with(&d, |env, a| {
+        if env == Environment::Production {
+            a.attached.retain(|_, name| !name.starts_with("tenantry-"));
+            for i in 0..4 {
+                a.attached.insert(format!("p-x{i}"), format!("team-guardrail-{i}"));
+            }
+        }
+    }));
+    assert!(plan.refusals.iter().any(|r| r.contains("would carry 6 SCPs, over the Organizations limit of 5")), "{:?}", plan.refusals);
+    // At the limit after detaching another tenant's SCP: allowed, the detach comes first.
+    let plan = tenant(&d, &observed_with(&d, |env, a| {
+        if env == Environment::Production {
+            a.attached.retain(|_, name| !name.starts_with("tenantry-"));
+            for i in 0..3 {
+                a.attached.insert(format!("p-x{i}"), format!("team-guardrail-{i}"));
+            }
+            a.attached.insert("p-g".into(), "tenantry-globex-staging-deny".into());
+        }
+    }));
+    assert!(plan.refusals.is_empty(), "{:?}", plan.refusals);
+    assert!(matches!(prod_steps(&plan)[..], [Step::DetachForeignPolicy { .. }, Step::AttachPolicy { .. }]), "{:?}", plan.steps);
 }

@@ -191,6 +191,42 @@ pub struct Evidence {
     pub seq: Option<usize>,
 }
 
+/// Reads a verdict object of the staging evidence bucket. Its key says what it is about:
+/// `verdicts/<release digest>/<check>.json`, and only the key counts, because the agent
+/// pipeline's IAM policies let each agent role write only its own checks' keys (the reviewer
+/// `tests.json` and `review.json`, the security auditor `security-audit.json`). The body is
+/// `{"result": "pass"|"fail", "check"?, "release"?, "url"?, "note"?}`; a `check` or `release` in
+/// the body that disagrees with the key makes the object count for nothing. `at` is the object's
+/// `LastModified`, `source` where it was read. Errors: why the object is ignored.
+pub fn verdict(key: &str, body: &serde_json::Value, at: String, source: String) -> Result<Evidence, String> {
+    let parts: Vec<&str> = key.split('/').collect();
+    let malformed = || "not of the form verdicts/<release>/<check>.json".to_string();
+    let [_, release, file] = parts[..] else { return Err(malformed()) };
+    let Some(check) = file.strip_suffix(".json").filter(|c| !c.is_empty() && !release.is_empty()) else { return Err(malformed()) };
+    for (field, from_key) in [("check", check), ("release", release)] {
+        if let Some(v) = body.get(field).filter(|v| !v.is_null()) {
+            if v.as_str() != Some(from_key) {
+                return Err(format!("its body says {field} {v}, its key {from_key}: only the key counts, and they must agree"));
+            }
+        }
+    }
+    let pass = match body["result"].as_str() {
+        Some("pass") => true,
+        Some("fail") => false,
+        _ => return Err("`result` is neither \"pass\" nor \"fail\"".into()),
+    };
+    Ok(Evidence {
+        check: check.into(),
+        release: release.into(),
+        pass,
+        at,
+        url: body["url"].as_str().map(str::to_string),
+        note: body["note"].as_str().map(str::to_string),
+        source,
+        seq: None,
+    })
+}
+
 /// One gate of convergence.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Gate {

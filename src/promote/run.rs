@@ -30,6 +30,8 @@ pub struct Promoter<'a> {
     pub management_account_id: &'a str,
     /// The caller's ARN, recorded as `by` in the ledger.
     pub caller: &'a str,
+    /// The desired state of every tenant of the run (the guard's claims; rebuilding state).
+    pub desired: &'a [DesiredTenant],
     /// Set once the state bucket was made sure of in this run (it is checked once, not before
     /// every ledger record and artifact).
     pub bucket_ready: tokio::sync::OnceCell<()>,
@@ -156,24 +158,29 @@ impl Promoter<'_> {
         Duration::from_secs(self.engine.settings.stack_timeout_seconds)
     }
 
-    /// A session in one of `tenant`'s accounts: the account id from state, its live tags and
-    /// email checked by the guard (`ListTagsForResource`, `DescribeAccount`), then `AssumeRole`.
+    /// A session in one of `tenant`'s accounts: the account id from state (rebuilt from
+    /// observation, and said so, when state has none: see [`Engine::rebuild_record`]), its live
+    /// tags, root email and name checked by the guard (`ListTagsForResource`, `DescribeAccount`),
+    /// then `AssumeRole`.
     pub async fn session(&self, tenant: &Tenant, env: Environment) -> Result<MemberSession> {
-        let record = self.engine.store.read(&tenant.spec.id).await?.record;
-        let id = record
-            .accounts
-            .get(&env)
+        let desired = self.desired.iter().find(|d| d.id == tenant.spec.id).context("tenant not built")?;
+        let mut record = self.engine.store.read(&tenant.spec.id).await?.record;
+        if record.accounts.get(&env).and_then(|r| r.account_id.as_ref()).is_none() {
+            record = self.engine.rebuild_record(desired).await?;
+        }
+        let rec = record.accounts.get(&env);
+        let id = rec
             .and_then(|r| r.account_id.clone())
             .with_context(|| format!("tenant {} has no {env} account yet: run `tenantry apply` first", tenant.spec.id))?;
-        let email = &tenant.spec.account(env).email;
-        let verified = VerifiedAccount::verify_live(&self.engine.clients.org, &tenant.spec.id, env, &id, Some(&id), email).await?;
+        let claim = desired.claim(env, rec);
+        let verified = VerifiedAccount::verify_live(&self.engine.clients.org, &claim, &id).await?;
         let s = &self.engine.settings;
         MemberSession::assume(&self.engine.clients, &verified, &s.access_role, &s.home_region, Duration::from_secs(s.assume_role_timeout_seconds)).await
     }
 
     /// Makes sure the state bucket exists, private, encrypted and versioned, once per run.
     async fn ensure_bucket(&self) -> Result<()> {
-        self.bucket_ready.get_or_try_init(|| self.engine.store.ensure_bucket(&self.engine.settings.home_region)).await?;
+        self.bucket_ready.get_or_try_init(|| self.engine.ensure_state_bucket()).await?;
         Ok(())
     }
 
@@ -333,9 +340,8 @@ impl Promoter<'_> {
 
     /// Evidence for a tenant's releases: `evidence` records of the ledger, and JSON objects under
     /// `verdicts/` in the staging evidence bucket (the agent pipeline's `EvidenceBucketName`
-    /// output), each `{"check", "result": "pass"|"fail", "release"?, "url"?, "note"?}`
-    /// (`release` defaults to the key's second part: `verdicts/<digest>/...`), timed by the
-    /// object's `LastModified`.
+    /// output) read by [`super::verdict`]: `verdicts/<digest>/<check>.json`, the check and
+    /// release taken from the key, timed by the object's `LastModified`.
     pub async fn evidence(&self, ledger: &[LedgerRecord], staging: &MemberSession) -> Result<Vec<Evidence>> {
         let mut out: Vec<Evidence> = ledger
             .iter()
@@ -365,23 +371,12 @@ impl Promoter<'_> {
                     tracing::warn!(bucket, key, "evidence object is not JSON; ignored");
                     continue;
                 };
-                let release = v["release"].as_str().map(str::to_string).or_else(|| key.split('/').nth(1).map(str::to_string)).unwrap_or_default();
-                let (Some(check), Some(result)) = (v["check"].as_str(), v["result"].as_str()) else {
-                    tracing::warn!(bucket, key, "evidence object lacks `check` or `result`; ignored");
-                    continue;
-                };
                 // Ordered by when S3 received it, never by a time the object claims.
-                let at = obj.last_modified.and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok());
-                out.push(Evidence {
-                    check: check.into(),
-                    release,
-                    pass: result == "pass",
-                    at: at.unwrap_or_default(),
-                    url: v["url"].as_str().map(str::to_string),
-                    note: v["note"].as_str().map(str::to_string),
-                    source: format!("s3://{bucket}/{key}"),
-                    seq: None,
-                });
+                let at = obj.last_modified.and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok()).unwrap_or_default();
+                match super::verdict(&key, &v, at, format!("s3://{bucket}/{key}")) {
+                    Ok(e) => out.push(e),
+                    Err(why) => tracing::warn!(bucket, key, "verdict ignored: {why}"),
+                }
             }
         }
         Ok(out)
@@ -700,15 +695,17 @@ pub fn workloads(tenant: &Tenant, only: Option<&str>) -> Result<Vec<String>> {
     }
 }
 
-/// The stack parameters of an environment: the tenant file's, plus `Environment` set to the
-/// environment's name when the template declares it and the file does not set it.
+/// The stack parameters of an environment: the tenant file's, and `Environment` set to the
+/// environment's name when the template declares it, whatever the file says (`validate` refuses
+/// a file that sets it: a production stack must never be told it is staging).
 pub fn stack_parameters(template: &str, given: &BTreeMap<String, String>, env: Environment) -> BTreeMap<String, String> {
     let mut out = given.clone();
+    out.remove(crate::params::STACK_ENVIRONMENT);
     let declares_env = serde_json::from_str::<serde_json::Value>(template)
         .ok()
-        .is_some_and(|t| t["Parameters"].get("Environment").is_some());
+        .is_some_and(|t| t["Parameters"].get(crate::params::STACK_ENVIRONMENT).is_some());
     if declares_env {
-        out.entry("Environment".into()).or_insert_with(|| env.to_string());
+        out.insert(crate::params::STACK_ENVIRONMENT.into(), env.to_string());
     }
     out
 }

@@ -216,3 +216,20 @@ fn waves_put_canaries_first_then_chunks() {
     let ids: Vec<Vec<&str>> = w.iter().map(|w| w.iter().map(|t| t.spec.id.as_str()).collect()).collect();
     assert_eq!(ids, vec![vec!["d"], vec!["a", "b"], vec!["c", "e"]]);
 }
+
+#[test]
+fn a_verdict_counts_only_for_the_check_and_release_its_key_names() {
+    let at = || "2026-11-30T00:00:00Z".to_string();
+    let src = || "s3://b/k".to_string();
+    let ok = super::verdict("verdicts/abc/security-audit.json", &serde_json::json!({"result": "pass"}), at(), src()).unwrap();
+    assert_eq!((ok.check.as_str(), ok.release.as_str(), ok.pass), ("security-audit", "abc", true));
+    // The reviewer's key with the security auditor's check in the body counts for nothing.
+    let forged = super::verdict("verdicts/abc/review.json", &serde_json::json!({"check": "security-audit", "result": "pass"}), at(), src());
+    assert!(forged.unwrap_err().contains("only the key counts"));
+    let other_release = super::verdict("verdicts/abc/review.json", &serde_json::json!({"release": "def", "result": "pass"}), at(), src());
+    assert!(other_release.is_err());
+    for key in ["verdicts/abc/x/security-audit.json", "verdicts/security-audit.json", "verdicts/abc/.json", "verdicts/abc/review.txt"] {
+        assert!(super::verdict(key, &serde_json::json!({"result": "pass"}), at(), src()).is_err(), "{key}");
+    }
+    assert!(super::verdict("verdicts/abc/review.json", &serde_json::json!({"result": "maybe"}), at(), src()).is_err());
+}

@@ -299,6 +299,22 @@ pub fn assess(desired: &DesiredTenant, observed: &ObservedTenant, plan: &TenantP
     for step in &plan.steps {
         items.extend(item_of(step));
     }
+    for m in &plan.manual {
+        let (kind, what) = match m.field {
+            crate::plan::AccountField::Email => ("account_email_differs", "root email"),
+            crate::plan::AccountField::Name => ("account_name_differs", "account name"),
+        };
+        items.push(DriftItem {
+            environment: Some(m.environment),
+            kind: kind.into(),
+            resource: format!("account {} {what}", m.account_id),
+            expected: m.wanted.clone(),
+            found: m.found.clone(),
+            severity: Severity::Medium,
+            action: m.to_string().split_once(": ").map(|(_, a)| a.to_string()).unwrap_or_default(),
+            remediable: false,
+        });
+    }
     for r in &plan.refusals {
         // Stacks another operation is working on: reported, left alone this time.
         if let Some((env, rest)) = r.split_once(": stack ").filter(|(_, rest)| rest.contains("_IN_PROGRESS")) {
@@ -336,6 +352,7 @@ fn item_of(step: &Step) -> Vec<DriftItem> {
     match step {
         Step::CreateAccount { environment, email, .. } => vec![item(*environment, "account_missing", format!("account <{email}>"), "an ACTIVE member account".into(), "no account".into(), Severity::Critical)],
         Step::AwaitAccount { .. } => vec![],
+        Step::RecordAccount { environment, account_id, .. } => vec![item(*environment, "state_missing", account(Some(account_id)), "recorded in the state bucket".into(), "not recorded (state lost or never written)".into(), Severity::Medium)],
         Step::MoveAccount { environment, account_id, from_path, from_parent_id, to_ou_path } => vec![item(
             *environment,
             "account_moved",
@@ -370,6 +387,7 @@ fn item_of(step: &Step) -> Vec<DriftItem> {
         Step::UpdatePolicy { environment, name, digest, .. } => vec![item(*environment, "scp_modified", format!("SCP {name}"), format!("content sha256 {}", &digest[..12.min(digest.len())]), "other content".into(), Severity::High)],
         Step::AttachPolicy { environment, name } => vec![item(*environment, "scp_detached", format!("SCP {name}"), "attached to the account".into(), "not attached".into(), Severity::High)],
         Step::RemovePolicy { environment, name, attached, .. } => vec![item(*environment, "scp_unexpected", format!("SCP {name}"), "absent (not in the tenant file)".into(), if *attached { "attached".into() } else { "exists".into() }, Severity::Low)],
+        Step::DetachForeignPolicy { environment, name, .. } => vec![item(*environment, "scp_other_tenant", format!("SCP {name}"), "only this tenant environment's tenantry SCPs attached".into(), "attached".into(), Severity::Critical)],
         Step::CreateStack { environment, stack, .. } => vec![item(*environment, "stack_missing", format!("stack {stack}"), "deployed".into(), "does not exist".into(), Severity::High)],
         Step::UpdateStack { environment, stack, from_version, version, .. } => vec![item(*environment, "stack_outdated", format!("stack {stack}"), format!("version {version}"), format!("version {}", from_version.as_deref().unwrap_or("(untagged)")), Severity::Medium)],
         Step::RedeployStack { environment, stack, cause, version, .. } => vec![item(*environment, "stack_modified", format!("stack {stack}"), format!("template version {version}, resources as in the template"), cause.clone(), Severity::High)],

@@ -277,6 +277,7 @@ pub async fn watch(
 /// Stores a report in the state bucket and records where.
 async fn store(engine: &Engine, report: &mut Report) {
     let stored = async {
+        // Not marked as the state location here: a report is no proof that state is whole.
         engine.store.ensure_bucket(&engine.settings.home_region).await?;
         let body = serde_json::to_vec_pretty(&*report)?;
         engine.store.put_report(&report.run_id, &report.started_at, body).await

@@ -57,6 +57,11 @@ pub struct AccountRecord {
     /// Root email the account was created or adopted with.
     #[serde(default)]
     pub email: String,
+    /// Every other root email the tenant file declared for this account since (an email changed
+    /// in the file is remembered here, so that the guard still knows the account by it and no
+    /// second account is ever created for the environment).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub declared_emails: std::collections::BTreeSet<String>,
     /// OU path the account was last placed in.
     #[serde(default)]
     pub ou_path: Option<String>,
@@ -92,6 +97,39 @@ pub struct StackRecord {
     /// Stack id (ARN).
     #[serde(default)]
     pub stack_id: String,
+}
+
+/// The object that makes a bucket tenantry's state location: written when tenantry first
+/// writes to the bucket (or by `tenantry state init` / `state migrate`), so that a bucket
+/// without it, in an organization whose accounts tenantry already manages, is recognized as a
+/// changed or lost state location rather than taken for a fresh start.
+pub const MARKER_KEY: &str = "tenantry-state.json";
+
+/// The marker's `schema`.
+pub const MARKER_SCHEMA: &str = "tenantry.state/v1";
+
+/// Contents of [`MARKER_KEY`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StateMarker {
+    /// [`MARKER_SCHEMA`].
+    pub schema: String,
+    /// The management account whose tenants this state describes.
+    pub management_account_id: String,
+    /// The region tenantry's stacks were deployed in when this state was started.
+    pub home_region: String,
+    /// When the marker was written (RFC 3339).
+    pub created_at: String,
+}
+
+/// What a bucket is as a state location.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Location {
+    /// It carries the marker.
+    Marked(StateMarker),
+    /// No marker, but tenant records: state written before markers existed.
+    Unmarked,
+    /// No marker and no tenant records (or no bucket): a new state location.
+    New,
 }
 
 /// A record as read, with the ETag that a conditional write must match.
@@ -139,6 +177,39 @@ impl StateStore {
             Ok(_) => Ok(true),
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(false),
             Err(e) => Err(aws_error("s3:HeadBucket", e)),
+        }
+    }
+
+    /// What this bucket is as a state location (`GetObject` of the marker, then `ListObjectsV2`
+    /// of `tenants/`, one key): see [`Location`].
+    pub async fn location(&self) -> Result<Location> {
+        if let Some(bytes) = self.get_bytes(MARKER_KEY).await? {
+            let marker: StateMarker = serde_json::from_slice(&bytes)
+                .with_context(|| format!("s3://{}/{MARKER_KEY} is not a tenantry state marker", self.bucket))?;
+            return Ok(Location::Marked(marker));
+        }
+        let page = self.s3.list_objects_v2().bucket(&self.bucket).prefix("tenants/").max_keys(1).send().await;
+        match page {
+            Ok(p) if p.key_count.unwrap_or(0) > 0 || !p.contents().is_empty() => Ok(Location::Unmarked),
+            Ok(_) => Ok(Location::New),
+            Err(e) if error_code(&e) == Some("NoSuchBucket") => Ok(Location::New),
+            Err(e) => Err(aws_error("s3:ListObjectsV2", e)),
+        }
+    }
+
+    /// Marks this bucket as the state location of `management_account_id`'s tenants, with
+    /// stacks in `home_region` (`PutObject` of the marker with `If-None-Match: *`; an existing
+    /// marker is left as it is).
+    pub async fn mark(&self, management_account_id: &str, home_region: &str) -> Result<()> {
+        let marker = StateMarker {
+            schema: MARKER_SCHEMA.into(),
+            management_account_id: management_account_id.into(),
+            home_region: home_region.into(),
+            created_at: now_rfc3339(),
+        };
+        match self.put_new(MARKER_KEY, serde_json::to_vec_pretty(&marker)?).await {
+            Err(e) if e.downcast_ref::<WriteConflict>().is_some() => Ok(()),
+            other => other,
         }
     }
 

@@ -150,6 +150,13 @@ fn check_spec(spec: &TenantSpec, path: &Path, settings: &OrgSettings, renderer: 
             "id".into(),
             format!("`{}` is not a valid tenant id: use 1-{TENANT_ID_MAX} lowercase letters, digits and `-`, starting with a letter and not ending with `-`", spec.id),
         );
+    } else if spec.id.split('-').skip(1).any(|seg| Environment::ALL.iter().any(|e| e.as_str() == seg)) {
+        // `tenantry-<id>-<environment>-<file>` must say whose SCP it is: with a tenant `a` and a
+        // tenant `a-staging`, `tenantry-a-staging-production-x` could be either's.
+        err(
+            "id".into(),
+            format!("tenant id `{}` may not contain `-production` or `-staging` as a part: tenantry's SCP names (`tenantry-<id>-<environment>-<file>`) would be ambiguous", spec.id),
+        );
     } else if path.file_stem().is_some_and(|s| s != spec.id.as_str()) {
         err("id".into(), format!("tenant id `{}` must match the file name: rename the file to `{}.toml`", spec.id, spec.id));
     }
@@ -242,8 +249,7 @@ fn check_spec(spec: &TenantSpec, path: &Path, settings: &OrgSettings, renderer: 
 }
 
 /// Renders each workload's release (with a placeholder account id) and checks its stack
-/// parameters against the template's `Parameters`: every key given must be declared, and every
-/// declared parameter without a default must be given (`Environment` is set by tenantry).
+/// parameters against the template's `Parameters` ([`crate::params::check_stack_parameters`]).
 fn check_workload_releases(tenant: &Tenant, settings: &OrgSettings, renderer: &Renderer, problems: &mut Vec<(String, String)>) {
     for (name, w) in &tenant.spec.workloads {
         let release = match crate::promote::Release::render(tenant, name, renderer, &settings.home_region, PLACEHOLDER_ACCOUNT_ID) {
@@ -254,21 +260,10 @@ fn check_workload_releases(tenant: &Tenant, settings: &OrgSettings, renderer: &R
             }
         };
         let template: serde_json::Value = serde_json::from_str(&release.template).unwrap_or_default();
-        let declared = template["Parameters"].as_object().cloned().unwrap_or_default();
         for env in Environment::ALL {
-            let given = w.stack_parameters(env);
-            for key in given.keys() {
-                if !declared.contains_key(key) {
-                    problems.push((
-                        format!("workloads.{name}.{env}.{key}"),
-                        format!("blueprint `{}` declares no stack parameter `{key}` (it declares: {})", w.blueprint, declared.keys().cloned().collect::<Vec<_>>().join(", ")),
-                    ));
-                }
-            }
-            for (key, spec) in &declared {
-                if key != "Environment" && spec.get("Default").is_none() && !given.contains_key(key) {
-                    problems.push((format!("workloads.{name}.{env}"), format!("missing stack parameter `{key}` (the template declares it without a default)")));
-                }
+            for (key, why) in crate::params::check_stack_parameters(&template, w.stack_parameters(env)) {
+                let field = if key.is_empty() { format!("workloads.{name}.{env}") } else { format!("workloads.{name}.{env}.{key}") };
+                problems.push((field, why));
             }
         }
     }

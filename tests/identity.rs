@@ -1,0 +1,238 @@
+//! One account per tenant and environment, whatever happens to the files or the state, against a
+//! real emulator:
+//!
+//! - an email changed in the tenant file is shown by `plan` and reported by `reconcile`; with the
+//!   state object lost as well, no command creates a second account: the old one is found by its
+//!   name and tags and refused (its email is not the file's), until the file is set back;
+//! - a lost state object is rebuilt from observation by `apply`, and by `stage` on its own, and
+//!   both say so;
+//! - another tenant's SCP attached to a tenant's account is drift, detached on remediation;
+//! - a changed state location (another `state_bucket`) is refused until the state is moved
+//!   (`state migrate`) or the new bucket adopted (`state init`).
+
+mod common;
+
+use common::{Aws, Emulator, Workspace};
+
+async fn delete_state(aws: &Aws, emu: &Emulator, tenant: &str) {
+    aws.s3.delete_object().bucket(Aws::state_bucket(emu)).key(format!("tenants/{tenant}.json")).send().await.unwrap();
+}
+
+fn onboard(emu: &Emulator, ws: &Workspace) {
+    let apply = ws.run(&emu.endpoint, &["apply", "--auto-approve"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_email_changed_in_the_file_and_lost_state_never_make_a_second_account() {
+    let emu = Emulator::start();
+    let ws = Workspace::new();
+    onboard(&emu, &ws);
+    let aws = Aws::new(&emu.endpoint).await;
+    let original = ws.read("tenants/acme.toml");
+    ws.write("tenants/acme.toml", &original.replace("aws+acme-production@example.com", "aws+acme-prod-new@example.com"));
+
+    // The difference is shown, not silently "No changes".
+    let plan = ws.run(&emu.endpoint, &["plan", "acme"]);
+    assert_eq!(plan.code, 2, "an email difference is pending: {plan:?}");
+    assert!(plan.stdout.contains("has root email \"aws+acme-production@example.com\", the tenant file says \"aws+acme-prod-new@example.com\""), "{plan:?}");
+    assert!(!plan.stdout.contains("create account"), "{plan:?}");
+    let json = ws.run(&emu.endpoint, &["plan", "acme", "--output", "json"]);
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(doc["plan"]["tenants"][0]["manual"][0]["field"], "email", "{doc}");
+    let report = ws.run(&emu.endpoint, &["reconcile", "acme", "--report-only", "--output", "json"]);
+    assert_eq!(report.code, 2, "{report:?}");
+    let doc: serde_json::Value = serde_json::from_str(&report.stdout).unwrap();
+    let kinds: Vec<&str> = doc["tenants"][0]["items"].as_array().unwrap().iter().map(|i| i["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["account_email_differs"], "{doc}");
+
+    // Now the state object is lost too: the old account is found by its name and tags, and
+    // refused, because its root email is neither the file's nor one state (now gone) recorded.
+    delete_state(&aws, &emu, "acme").await;
+    let plan = ws.run(&emu.endpoint, &["plan", "acme"]);
+    assert_eq!(plan.code, 1, "{plan:?}");
+    assert!(!plan.stdout.contains("create account"), "no second account is planned: {plan:?}");
+    assert!(plan.stdout.contains("looks like this tenant's production account"), "{plan:?}");
+    let apply = ws.run(&emu.endpoint, &["apply", "acme", "--auto-approve"]);
+    assert_eq!(apply.code, 1, "{apply:?}");
+    aws.assert_one_account_each("acme", "after apply with a changed email and lost state").await;
+    assert!(aws.accounts_with_email("aws+acme-prod-new@example.com").await.is_empty(), "no account with the new email");
+
+    // The file set back: the accounts are found again and recorded, and the plan says so.
+    ws.write("tenants/acme.toml", &original);
+    let plan = ws.run(&emu.endpoint, &["plan", "acme"]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(plan.stdout.contains("production: record account"), "{plan:?}");
+    assert!(plan.stdout.contains("staging: record account"), "{plan:?}");
+    assert!(!plan.stdout.contains("create account"), "{plan:?}");
+    let apply = ws.run(&emu.endpoint, &["apply", "acme", "--auto-approve"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    let plan = ws.run(&emu.endpoint, &["plan"]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    aws.assert_one_account_each("acme", "at the end").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_email_remembered_in_state_keeps_the_account_known_after_the_file_changes() {
+    let emu = Emulator::start();
+    let ws = Workspace::new();
+    onboard(&emu, &ws);
+    let aws = Aws::new(&emu.endpoint).await;
+    let original = ws.read("tenants/acme.toml");
+    // The file changes the email; apply records it as declared (the account keeps its own).
+    ws.write("tenants/acme.toml", &original.replace("aws+acme-staging@example.com", "aws+acme-twin@example.com"));
+    let apply = ws.run(&emu.endpoint, &["apply", "acme", "--auto-approve"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    let state = aws.state_object(&Aws::state_bucket(&emu), "tenants/acme.json").await.unwrap();
+    assert_eq!(state["accounts"]["staging"]["declared_emails"], serde_json::json!(["aws+acme-twin@example.com"]), "{state}");
+    // Changed again: the account still passes the guard on the email it was created with.
+    ws.write("tenants/acme.toml", &original.replace("aws+acme-staging@example.com", "aws+acme-twin2@example.com"));
+    let plan = ws.run(&emu.endpoint, &["plan", "acme"]);
+    assert_eq!(plan.code, 2, "only the manual difference: {plan:?}");
+    assert!(!plan.stdout.contains("refus"), "{plan:?}");
+    aws.assert_one_account_each("acme", "after two email changes").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lost_state_is_rebuilt_from_observation_and_said_so() {
+    let emu = Emulator::start();
+    let ws = Workspace::new();
+    onboard(&emu, &ws);
+    let aws = Aws::new(&emu.endpoint).await;
+    let bucket = Aws::state_bucket(&emu);
+    let before = aws.state_object(&bucket, "tenants/acme.json").await.unwrap();
+
+    // `stage` on its own rebuilds it.
+    delete_state(&aws, &emu, "acme").await;
+    let stage = ws.run(&emu.endpoint, &["stage", "acme"]);
+    assert_eq!(stage.code, 0, "{stage:?}");
+    assert!(stage.stderr.contains("state: tenant acme had no record of account(s)"), "{stage:?}");
+    let after = aws.state_object(&bucket, "tenants/acme.json").await.expect("state written back");
+    for env in ["production", "staging"] {
+        assert_eq!(after["accounts"][env]["account_id"], before["accounts"][env]["account_id"], "{env}");
+    }
+
+    // `plan` shows it and `apply` writes it back.
+    delete_state(&aws, &emu, "acme").await;
+    let plan = ws.run(&emu.endpoint, &["plan", "acme"]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(plan.stdout.contains("record account"), "{plan:?}");
+    let report = ws.run(&emu.endpoint, &["reconcile", "acme", "--report-only", "--output", "json"]);
+    assert!(report.stdout.contains("\"state_missing\""), "{report:?}");
+    let apply = ws.run(&emu.endpoint, &["apply", "acme", "--auto-approve"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert!(apply.stdout.contains("record account"), "{apply:?}");
+    let after = aws.state_object(&bucket, "tenants/acme.json").await.expect("state written back");
+    for env in ["production", "staging"] {
+        assert_eq!(after["accounts"][env]["account_id"], before["accounts"][env]["account_id"], "{env}");
+    }
+    let plan = ws.run(&emu.endpoint, &["plan"]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    aws.assert_one_account_each("acme", "at the end").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_state_location_is_refused_until_the_state_is_moved_or_adopted() {
+    let emu = Emulator::start();
+    let ws = Workspace::new();
+    onboard(&emu, &ws);
+    let aws = Aws::new(&emu.endpoint).await;
+    let old = Aws::state_bucket(&emu);
+    assert!(aws.state_object(&old, "tenantry-state.json").await.is_some(), "apply marks the state location");
+    let config = ws.read("tenantry.toml");
+    let stacks_before = aws.stacks(&aws.tenant_accounts().await[&("acme".to_string(), "staging".to_string())][0]).await;
+
+    // Another state bucket: every command that works on the accounts refuses, and nothing is
+    // created or marked there.
+    ws.write("tenantry.toml", &config.replace("# state_bucket = \"my-tenantry-state\"", "state_bucket = \"tenantry-moved-state\""));
+    for args in [&["plan"][..], &["apply", "--auto-approve"], &["reconcile", "--remediate"], &["stage", "acme"]] {
+        let run = ws.run(&emu.endpoint, args);
+        assert_ne!(run.code, 0, "{args:?}: {run:?}");
+        assert!(run.stderr.contains("holds no tenantry state, but accounts tenantry created exist"), "{args:?}: {run:?}");
+        assert!(run.stderr.contains("tenantry state migrate --from"), "{args:?} says what to do: {run:?}");
+    }
+    assert!(aws.state_object("tenantry-moved-state", "tenantry-state.json").await.is_none(), "not marked");
+    assert!(aws.state_object("tenantry-moved-state", "tenants/acme.json").await.is_none(), "no state written");
+    let staging = aws.tenant_accounts().await[&("acme".to_string(), "staging".to_string())].clone();
+    assert_eq!(staging.len(), 1);
+    assert_eq!(aws.stacks(&staging[0]).await.keys().collect::<Vec<_>>(), stacks_before.keys().collect::<Vec<_>>(), "no stack created again");
+
+    // Moved: the records are copied and the plan is empty again.
+    let migrate = ws.run(&emu.endpoint, &["state", "migrate", "--from", &old]);
+    assert_eq!(migrate.code, 0, "{migrate:?}");
+    assert!(aws.state_object("tenantry-moved-state", "tenantry-state.json").await.is_some());
+    let plan = ws.run(&emu.endpoint, &["plan"]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+
+    // The state lost for good: a fresh bucket adopted with `state init`, the accounts recorded
+    // from observation.
+    ws.write("tenantry.toml", &config.replace("# state_bucket = \"my-tenantry-state\"", "state_bucket = \"tenantry-fresh-state\""));
+    assert_eq!(ws.run(&emu.endpoint, &["plan"]).code, 1);
+    let init = ws.run(&emu.endpoint, &["state", "init"]);
+    assert_eq!(init.code, 0, "{init:?}");
+    let plan = ws.run(&emu.endpoint, &["plan"]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert_eq!(plan.stdout.matches("record account").count(), 4, "{plan:?}");
+    assert!(!plan.stdout.contains("create"), "{plan:?}");
+    assert_eq!(ws.run(&emu.endpoint, &["apply", "--auto-approve"]).code, 0);
+    assert_eq!(ws.run(&emu.endpoint, &["plan"]).code, 0);
+    aws.assert_one_account_each("acme", "at the end").await;
+    aws.assert_one_account_each("globex", "at the end").await;
+}
+
+/// The id of the SCP named `name` (`ListPolicies`).
+async fn policy_id(aws: &Aws, name: &str) -> String {
+    let out = aws.org.list_policies().filter(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy).send().await.unwrap();
+    out.policies().iter().find(|p| p.name() == Some(name)).and_then(|p| p.id()).unwrap_or_else(|| panic!("no SCP {name}")).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_tenants_scp_on_an_account_is_drift_detached_and_the_quota_is_checked_first() {
+    let emu = Emulator::start();
+    let ws = Workspace::new();
+    onboard(&emu, &ws);
+    let aws = Aws::new(&emu.endpoint).await;
+    let accounts = aws.tenant_accounts().await;
+    let id = |t: &str, e: &str| accounts[&(t.to_string(), e.to_string())][0].clone();
+    let (acme_staging, globex_staging) = (id("acme", "staging"), id("globex", "staging"));
+    let foreign = "tenantry-globex-staging-deny-leave-organization";
+    let foreign_id = policy_id(&aws, foreign).await;
+    aws.org.attach_policy().policy_id(&foreign_id).target_id(&acme_staging).send().await.unwrap();
+
+    let plan = ws.run(&emu.endpoint, &["plan", "acme"]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(plan.stdout.contains(&format!("staging: detach SCP {foreign}")), "{plan:?}");
+    let report = ws.run(&emu.endpoint, &["reconcile", "acme", "--report-only", "--output", "json"]);
+    assert_eq!(report.code, 2, "{report:?}");
+    assert!(report.stdout.contains("\"scp_other_tenant\""), "{report:?}");
+    let fixed = ws.run(&emu.endpoint, &["reconcile", "acme", "--remediate"]);
+    assert_eq!(fixed.code, 2, "drift was found (and fixed): {fixed:?}");
+    assert!(!aws.attached_scps(&acme_staging).await.contains(&foreign.to_string()), "detached from acme's account");
+    assert!(aws.attached_scps(&globex_staging).await.contains(&foreign.to_string()), "left in place on globex's");
+    assert_eq!(ws.run(&emu.endpoint, &["plan"]).code, 0);
+
+    // The quota: with two other SCPs attached and one of acme's detached, attaching it again
+    // would make six: refused by the plan, before any call.
+    let mut extra = Vec::new();
+    for i in 0..2 {
+        let created = aws
+            .org
+            .create_policy()
+            .name(format!("team-guardrail-{i}"))
+            .description("test")
+            .r#type(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy)
+            .content(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"ec2:*","Resource":"*"}]}"#)
+            .send()
+            .await
+            .unwrap();
+        extra.push(created.policy().unwrap().policy_summary().unwrap().id().unwrap().to_string());
+    }
+    let own = policy_id(&aws, "tenantry-acme-staging-deny-leave-organization").await;
+    aws.org.detach_policy().policy_id(&own).target_id(&acme_staging).send().await.unwrap();
+    for p in &extra {
+        aws.org.attach_policy().policy_id(p).target_id(&acme_staging).send().await.unwrap();
+    }
+    let plan = ws.run(&emu.endpoint, &["plan", "acme"]);
+    assert_eq!(plan.code, 1, "{plan:?}");
+    assert!(plan.stdout.contains("would carry 6 SCPs, over the Organizations limit of 5"), "{plan:?}");
+}
