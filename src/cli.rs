@@ -129,7 +129,7 @@ pub enum Command {
         #[arg(long)]
         watch: bool,
         /// Time between checks of a tenant in watch mode, e.g. 30s, 15m, 1h.
-        #[arg(long, default_value = "15m", value_parser = humantime::parse_duration, requires = "watch")]
+        #[arg(long, default_value = "15m", value_parser = parse_interval, requires = "watch")]
         interval: std::time::Duration,
     },
     /// Render a workload's release, store the artifact, deploy it into the staging account
@@ -189,7 +189,7 @@ pub enum Command {
         #[arg(long)]
         all: bool,
         /// Tenants per wave with --all.
-        #[arg(long, default_value_t = 5, requires = "all")]
+        #[arg(long, default_value_t = 5, requires = "all", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
         wave_size: usize,
         /// Tenants promoted first, as a wave of their own, with --all.
         #[arg(long, requires = "all", num_args = 1..)]
@@ -269,6 +269,15 @@ pub enum StateCommand {
     Init,
 }
 
+/// `--interval`: a duration of at least one second (`0s` would check without pause).
+fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < std::time::Duration::from_secs(1) {
+        return Err(format!("`{s}` is shorter than 1s: watch mode would check without pause"));
+    }
+    Ok(d)
+}
+
 /// A check's result.
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum CheckResult {
@@ -278,10 +287,48 @@ pub enum CheckResult {
     Fail,
 }
 
+impl Command {
+    /// The output format the command was asked for (`--output`), if it has one.
+    pub fn output(&self) -> Option<Output> {
+        match self {
+            Command::Plan { output, .. }
+            | Command::Apply { output, .. }
+            | Command::Status { output, .. }
+            | Command::Reconcile { output, .. }
+            | Command::Stage { output, .. }
+            | Command::Converged { output, .. }
+            | Command::Promote { output, .. }
+            | Command::Rollback { output, .. }
+            | Command::History { output, .. } => Some(*output),
+            _ => None,
+        }
+    }
+}
+
+/// Exit code of a command line that could not be parsed (unknown flag, invalid value): 64, as
+/// `EX_USAGE` in sysexits.h. Distinct from 1 (error) and 2 (changes pending, drift, refused).
+pub const EXIT_USAGE: u8 = 64;
+
+/// A command that fails with `--output json` still prints a JSON document on stdout:
+/// `{"error": "...", "diagnostics": [...]}`, so that a consumer never parses an empty output.
+fn print_json_error(error: &str, diagnostics: &[String]) {
+    let doc = serde_json::json!({ "error": error, "diagnostics": diagnostics });
+    crate::out!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+}
+
 /// Entry point: returns the process exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout with 0; a usage error gets a code of its own, never
+            // 2 (which means "changes pending" or "drift found").
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 });
+        }
+    };
     init_logging(cli.log_format);
+    let json = cli.command.output() == Some(Output::Json);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -293,6 +340,9 @@ pub fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
+            if json {
+                print_json_error(&format!("{e:#}"), &[]);
+            }
             ExitCode::from(1)
         }
     }
@@ -346,7 +396,7 @@ fn load_inputs(cli: &Cli) -> Result<Inputs, Vec<Diagnostic>> {
 async fn run(cli: Cli) -> Result<u8> {
     if let Command::Schema = cli.command {
         let schema = schemars::schema_for!(tenant::TenantSpec);
-        println!("{}", serde_json::to_string_pretty(&schema)?);
+        crate::out!("{}", serde_json::to_string_pretty(&schema)?);
         return Ok(0);
     }
     let inputs = match load_inputs(&cli) {
@@ -354,6 +404,10 @@ async fn run(cli: Cli) -> Result<u8> {
         Err(diags) => {
             eprintln!("{}", render_all(&diags));
             eprintln!("\n{} error(s); nothing was sent to AWS", diags.len());
+            if cli.command.output() == Some(Output::Json) {
+                let each: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+                print_json_error(&format!("{} error(s) in the input files; nothing was sent to AWS", diags.len()), &each);
+            }
             return Ok(1);
         }
     };
@@ -362,7 +416,7 @@ async fn run(cli: Cli) -> Result<u8> {
         return Ok(1);
     }
     if let Command::Validate = cli.command {
-        println!("{} tenant(s) valid: {}", inputs.tenants.len(), inputs.tenants.iter().map(|t| t.spec.id.as_str()).collect::<Vec<_>>().join(", "));
+        crate::out!("{} tenant(s) valid: {}", inputs.tenants.len(), inputs.tenants.iter().map(|t| t.spec.id.as_str()).collect::<Vec<_>>().join(", "));
         return Ok(0);
     }
     if cli.local {
@@ -477,6 +531,7 @@ async fn run(cli: Cli) -> Result<u8> {
                 management_account_id: &management_account_id,
                 caller: &caller,
                 desired: &desired_tenants,
+                held: Default::default(),
                 bucket_ready: Default::default(),
             };
             crate::promote::cli::run(&promoter, &selected, &desired_tenants, cli.command).await
@@ -492,7 +547,7 @@ async fn cmd_state(engine: &Engine, action: &StateCommand) -> Result<u8> {
     match action {
         StateCommand::Init => {
             engine.ensure_state_bucket().await?;
-            println!("state location: s3://{} (home region {home}); accounts found that it does not record are recorded by the next `apply`", store.bucket());
+            crate::out!("state location: s3://{} (home region {home}); accounts found that it does not record are recorded by the next `apply`", store.bucket());
             Ok(0)
         }
         StateCommand::Migrate { from } => {
@@ -526,14 +581,14 @@ async fn cmd_state(engine: &Engine, action: &StateCommand) -> Result<u8> {
                     Some(_) => conflicts.push(key),
                 }
             }
-            println!("state: {copied} object(s) copied from s3://{from} to s3://{}, {same} already there", store.bucket());
+            crate::out!("state: {copied} object(s) copied from s3://{from} to s3://{}, {same} already there", store.bucket());
             if !conflicts.is_empty() {
                 eprintln!("error: {} object(s) exist in both buckets with other content, left as they are: {}", conflicts.len(), conflicts.join(", "));
                 eprintln!("the destination was not marked as the state location; resolve them, then run `tenantry state migrate` again");
                 return Ok(1);
             }
             engine.ensure_state_bucket().await?;
-            println!("state location: s3://{} (home region {home})", store.bucket());
+            crate::out!("state location: s3://{} (home region {home})", store.bucket());
             Ok(0)
         }
     }
@@ -562,8 +617,12 @@ fn select(all: &[Tenant], names: &[String]) -> Result<Vec<Tenant>> {
     if names.is_empty() {
         return Ok(all.to_vec());
     }
-    let mut out = Vec::new();
+    let mut out: Vec<Tenant> = Vec::new();
     for n in names {
+        // A tenant named twice is worked on once.
+        if out.iter().any(|t| &t.spec.id == n) {
+            continue;
+        }
         match all.iter().find(|t| &t.spec.id == n) {
             Some(t) => out.push(t.clone()),
             None => bail!(
@@ -697,7 +756,7 @@ fn plan_exit_code(plan: &Plan, errors: &BTreeMap<String, String>) -> u8 {
 async fn cmd_plan(engine: &Engine, overview: Option<&OrgOverview>, tenants: &[DesiredTenant], output: Output) -> Result<u8> {
     let (plan, errors) = compute_plan(engine, overview, tenants).await?;
     match output {
-        Output::Json => println!(
+        Output::Json => crate::out!(
             "{}",
             serde_json::to_string_pretty(&PlanReport {
                 changes: !plan.is_empty(),
@@ -713,9 +772,9 @@ async fn cmd_plan(engine: &Engine, overview: Option<&OrgOverview>, tenants: &[De
 
 fn print_plan(plan: &Plan, errors: &BTreeMap<String, String>) {
     if !plan.organization.is_empty() {
-        println!("organization:");
+        crate::out!("organization:");
         for s in &plan.organization {
-            println!("  {s}");
+            crate::out!("  {s}");
         }
     }
     let mut counts = (plan.organization.iter().filter(|s| s.symbol() == "+").count(), 0, 0);
@@ -730,31 +789,31 @@ fn print_plan(plan: &Plan, errors: &BTreeMap<String, String>) {
         }
     }
     for (id, e) in errors {
-        println!("tenant {id}: error: {e}");
+        crate::out!("tenant {id}: error: {e}");
     }
     if plan.is_empty() && errors.is_empty() && !plan.has_refusals() && !plan.has_manual() {
-        println!("No changes. The accounts match the tenant files.");
+        crate::out!("No changes. The accounts match the tenant files.");
     } else if plan.is_empty() && errors.is_empty() && !plan.has_refusals() {
-        println!("\nNo changes for apply to make; the differences marked ! need a person.");
+        crate::out!("\nNo changes for apply to make; the differences marked ! need a person.");
     } else {
-        println!("\nPlan: {} to add, {} to change, {} to remove.", counts.0, counts.1, counts.2);
+        crate::out!("\nPlan: {} to add, {} to change, {} to remove.", counts.0, counts.1, counts.2);
     }
 }
 
 fn print_tenant_plan(t: &TenantPlan) {
     if t.steps.is_empty() && t.refusals.is_empty() && t.manual.is_empty() {
-        println!("tenant {}: in sync", t.tenant);
+        crate::out!("tenant {}: in sync", t.tenant);
         return;
     }
-    println!("tenant {}:", t.tenant);
+    crate::out!("tenant {}:", t.tenant);
     for s in &t.steps {
-        println!("  {s}");
+        crate::out!("  {s}");
     }
     for m in &t.manual {
-        println!("  {m}");
+        crate::out!("  {m}");
     }
     for r in &t.refusals {
-        println!("  ! refused: {r}");
+        crate::out!("  ! refused: {r}");
     }
 }
 
@@ -780,19 +839,19 @@ async fn cmd_apply(
     }
     if preview.is_empty() && errors.is_empty() && !preview.has_refusals() && !preview.has_manual() {
         if output == Output::Json {
-            println!("{}", serde_json::to_string_pretty(&ApplyReport { organization: vec![], tenants: vec![], api_calls: crate::metrics::api_calls() })?);
+            crate::out!("{}", serde_json::to_string_pretty(&ApplyReport { organization: vec![], tenants: vec![], api_calls: crate::metrics::api_calls() })?);
         }
         return Ok(0);
     }
     use std::io::IsTerminal;
     if !auto_approve && std::io::stdin().is_terminal() && output == Output::Text {
-        print!("\nDo you want to perform these actions? Only 'yes' will be accepted: ");
+        crate::out_nonl!("\nDo you want to perform these actions? Only 'yes' will be accepted: ");
         use std::io::Write;
         std::io::stdout().flush()?;
         let mut answer = String::new();
         std::io::stdin().read_line(&mut answer)?;
         if answer.trim() != "yes" {
-            println!("Apply cancelled.");
+            crate::out!("Apply cancelled.");
             return Ok(1);
         }
         // The organization may have changed while the prompt waited: list it again.
@@ -845,7 +904,7 @@ async fn cmd_apply(
     outcomes.sort_by(|a, b| a.tenant.cmp(&b.tenant));
     let failed = outcomes.iter().filter(|o| o.error.is_some()).count();
     match output {
-        Output::Json => println!(
+        Output::Json => crate::out!(
             "{}",
             serde_json::to_string_pretty(&ApplyReport { organization: org_steps, tenants: outcomes, api_calls: crate::metrics::api_calls() })?
         ),
@@ -853,11 +912,11 @@ async fn cmd_apply(
             for o in &outcomes {
                 match &o.error {
                     Some(e) => eprintln!("tenant {}: FAILED: {e}", o.tenant),
-                    None if o.applied.is_empty() => println!("tenant {}: no changes", o.tenant),
-                    None => println!("tenant {}: {} change(s) applied", o.tenant, o.applied.len()),
+                    None if o.applied.is_empty() => crate::out!("tenant {}: no changes", o.tenant),
+                    None => crate::out!("tenant {}: {} change(s) applied", o.tenant, o.applied.len()),
                 }
             }
-            println!(
+            crate::out!(
                 "\nApply complete: {} tenant(s) converged, {failed} failed.",
                 tenants.len() - failed
             );
@@ -939,9 +998,9 @@ async fn cmd_status(engine: &Engine, overview: Option<&OrgOverview>, tenants: &[
         }
     }
     match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        Output::Json => crate::out!("{}", serde_json::to_string_pretty(&rows)?),
         Output::Text => {
-            println!("{:<20} {:<11} {:<13} {:<9} {:<24} STACKS", "TENANT", "ENV", "ACCOUNT", "STATUS", "OU");
+            crate::out!("{:<20} {:<11} {:<13} {:<9} {:<24} STACKS", "TENANT", "ENV", "ACCOUNT", "STATUS", "OU");
             for r in &rows {
                 let stacks = r
                     .stacks
@@ -953,7 +1012,7 @@ async fn cmd_status(engine: &Engine, overview: Option<&OrgOverview>, tenants: &[
                     })
                     .collect::<Vec<_>>()
                     .join(", ");
-                println!(
+                crate::out!(
                     "{:<20} {:<11} {:<13} {:<9} {:<24} {}{}",
                     r.tenant,
                     r.environment.as_str(),
@@ -974,24 +1033,24 @@ fn print_report(report: &Report, output: Output, one_line: bool) {
     if output == Output::Json {
         let json = if one_line { serde_json::to_string(report) } else { serde_json::to_string_pretty(report) };
         match json {
-            Ok(j) => println!("{j}"),
+            Ok(j) => crate::out!("{j}"),
             Err(e) => eprintln!("error: cannot serialize the report: {e}"),
         }
         return;
     }
     for t in &report.tenants {
         match t.status {
-            TenantStatus::InSync => println!("tenant {}: in sync", t.tenant),
+            TenantStatus::InSync => crate::out!("tenant {}: in sync", t.tenant),
             TenantStatus::NoDriftFound => {
-                println!("tenant {}: no drift found, but {} check(s) could not run (not \"in sync\")", t.tenant, t.checks_not_run.len())
+                crate::out!("tenant {}: no drift found, but {} check(s) could not run (not \"in sync\")", t.tenant, t.checks_not_run.len())
             }
-            TenantStatus::Drift => println!("tenant {}: DRIFT ({} item(s))", t.tenant, t.items.len()),
-            TenantStatus::Error => println!("tenant {}: ERROR: {}", t.tenant, t.error.as_deref().unwrap_or("")),
-            TenantStatus::Skipped => println!("tenant {}: skipped: {}", t.tenant, t.error.as_deref().unwrap_or("")),
+            TenantStatus::Drift => crate::out!("tenant {}: DRIFT ({} item(s))", t.tenant, t.items.len()),
+            TenantStatus::Error => crate::out!("tenant {}: ERROR: {}", t.tenant, t.error.as_deref().unwrap_or("")),
+            TenantStatus::Skipped => crate::out!("tenant {}: skipped: {}", t.tenant, t.error.as_deref().unwrap_or("")),
         }
         for i in &t.items {
             let env = i.environment.map(|e| format!("{e}: ")).unwrap_or_default();
-            println!(
+            crate::out!(
                 "  [{}] {env}{} ({}): expected {}, found {} -> {}",
                 serde_json::to_value(i.severity).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
                 i.resource,
@@ -1002,22 +1061,22 @@ fn print_report(report: &Report, output: Output, one_line: bool) {
             );
         }
         for c in &t.checks_not_run {
-            println!("  not checked: {}: stack {}: {}: {}", c.environment, c.stack, c.check.replace('_', " "), c.reason);
+            crate::out!("  not checked: {}: stack {}: {}: {}", c.environment, c.stack, c.check.replace('_', " "), c.reason);
         }
         match &t.remediation {
-            Remediation::Applied { steps } => println!("  remediated: {} step(s) applied", steps.len()),
-            Remediation::Failed { reason } => println!("  remediation failed: {reason}"),
+            Remediation::Applied { steps } => crate::out!("  remediated: {} step(s) applied", steps.len()),
+            Remediation::Failed { reason } => crate::out!("  remediation failed: {reason}"),
             Remediation::NotRequested if t.status == TenantStatus::Drift => {
-                println!("  (report only: run `tenantry reconcile --remediate` or set drift = \"remediate\" to fix)")
+                crate::out!("  (report only: run `tenantry reconcile --remediate` or set drift = \"remediate\" to fix)")
             }
             _ => {}
         }
     }
     for o in &report.orphans {
-        println!("orphan account {} \"{}\" <{}> {}: {}", o.account_id, o.name, o.email, o.status, o.reason);
+        crate::out!("orphan account {} \"{}\" <{}> {}: {}", o.account_id, o.name, o.email, o.status, o.reason);
     }
     let s = &report.summary;
-    println!(
+    crate::out!(
         "\nReconcile {}: {} tenant(s): {} without drift, {} drifted, {} error(s), {} skipped; {} item(s), {} check(s) not run, {} orphan(s).{}",
         report.run_id,
         s.tenants,

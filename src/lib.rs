@@ -4,6 +4,7 @@
 pub mod config;
 pub mod desired;
 pub mod diag;
+pub mod output;
 pub mod render;
 pub mod tenant;
 pub mod apply;

@@ -131,7 +131,7 @@ impl Engine {
                 other => bail!("not an organization step: {other}"),
             }
             if self.echo_steps {
-                println!("organization: {step}");
+                crate::out!("organization: {step}");
             }
         }
         overview.context("no organization after applying organization steps")
@@ -238,10 +238,16 @@ impl Engine {
     /// observes the tenant (every account through the guard), writes the ids of the accounts
     /// found, and says so on stderr. Returns the record. Errors: no organization, the lease is held
     /// past `lease_wait_seconds`, an account is refused by the guard, an AWS call failed.
-    pub async fn rebuild_record(&self, desired: &DesiredTenant) -> Result<crate::state::TenantRecord> {
+    ///
+    /// `lease_held`: the caller holds the tenant's lease already (it is then neither taken nor
+    /// released here).
+    pub async fn rebuild_record(&self, desired: &DesiredTenant, lease_held: bool) -> Result<crate::state::TenantRecord> {
         let overview = org::overview(&self.clients.org).await?.context("there is no organization yet: run `tenantry apply` first")?;
         let s = &self.settings;
-        let lease = self.store.acquire_lease(&desired.id, Duration::from_secs(s.lease_ttl_seconds), Duration::from_secs(s.lease_wait_seconds)).await?;
+        let lease = match lease_held {
+            true => None,
+            false => Some(self.store.acquire_lease(&desired.id, Duration::from_secs(s.lease_ttl_seconds), Duration::from_secs(s.lease_wait_seconds)).await?),
+        };
         let rebuilt = async {
             let mut tracked = self.store.read(&desired.id).await?;
             let observed = self.observer(Some(&overview)).tenant(desired, &tracked.record).await?;
@@ -266,7 +272,10 @@ impl Engine {
             Ok(tracked.record)
         }
         .await;
-        if let Err(e) = lease.release().await {
+        if let Some(Err(e)) = match lease {
+            Some(l) => Some(l.release().await),
+            None => None,
+        } {
             tracing::warn!(tenant = %desired.id, "could not release lease (it will expire): {e:#}");
         }
         rebuilt
@@ -358,7 +367,7 @@ impl Engine {
                 return Err(e.context(format!("{}: {step}", desired.id)));
             }
             if self.echo_steps {
-                println!("{}: {step}", desired.id);
+                crate::out!("{}: {step}", desired.id);
             }
             outcome.applied.push(step.clone());
         }

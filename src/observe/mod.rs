@@ -334,7 +334,7 @@ impl Observer<'_> {
             Err(refusal) => {
                 let (t, e) = (crate::tenant::tags::TENANT, crate::tenant::tags::ENVIRONMENT);
                 let hint = match found_by {
-                    FoundBy::Adopted => format!("; an account with this tenant's email `{}` exists but is not this tenant's. To adopt it, tag it {t}={} and {e}={env}; otherwise change the email", want.email, desired.id),
+                    FoundBy::Adopted => format!("; an account with this tenant's email `{}` exists but is not tagged as this tenant's (or is not only this tenant's). To adopt it, tag it {t}={} and {e}={env}; otherwise change the email", want.email, desired.id),
                     FoundBy::Identity => format!(
                         "; account \"{}\" <{}> looks like this tenant's {env} account (by its name or tags), so tenantry will not create a second one. If it is, set {env}.email = \"{}\" in tenants/{}.toml (a root email is changed by the account's owner, e.g. with the Account Management API's StartPrimaryEmailUpdate, then in the file); if it is not, rename and retag it",
                         summary.name, summary.email, summary.email, desired.id

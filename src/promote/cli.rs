@@ -18,12 +18,12 @@ fn find<'a>(tenants: &'a [Tenant], desired: &'a [DesiredTenant], id: &str) -> Re
 
 fn print_gates(gates: &[Gate]) {
     for g in gates {
-        println!("  [{}] {:<22} {}", if g.pass { "pass" } else { "FAIL" }, g.gate, g.detail);
+        crate::out!("  [{}] {:<22} {}", if g.pass { "pass" } else { "FAIL" }, g.gate, g.detail);
     }
 }
 
 fn print_promotion(p: &Promotion) {
-    println!(
+    crate::out!(
         "tenant {} workload {}: release {}{}",
         p.tenant,
         p.workload,
@@ -32,7 +32,7 @@ fn print_promotion(p: &Promotion) {
     );
     print_gates(&p.gates);
     if !p.changes.is_empty() {
-        println!("  production change set:");
+        crate::out!("  production change set:");
         for c in &p.changes {
             let replace = match c.replacement.as_str() {
                 "True" => " (REPLACEMENT)",
@@ -40,13 +40,13 @@ fn print_promotion(p: &Promotion) {
                 _ => "",
             };
             let scope = if c.scope.is_empty() { String::new() } else { format!(" [{}]", c.scope.join(", ")) };
-            println!("    {:<7} {:<28} {}{scope}{replace}", c.action, c.logical_id, c.resource_type);
+            crate::out!("    {:<7} {:<28} {}{scope}{replace}", c.action, c.logical_id, c.resource_type);
         }
     }
     if let Some(risk) = p.risk {
-        println!("  risk: {}", serde_json::to_value(risk).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default());
+        crate::out!("  risk: {}", serde_json::to_value(risk).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default());
         for r in &p.risk_reasons {
-            println!("    - {r}");
+            crate::out!("    - {r}");
         }
     }
     let line = match p.status {
@@ -66,7 +66,7 @@ fn print_promotion(p: &Promotion) {
             None => format!("FAILED: {}", p.error.as_deref().unwrap_or("")),
         },
     };
-    println!("  {line}");
+    crate::out!("  {line}");
 }
 
 /// Exit code of promotions: 1 if any failed, else 2 if any was refused or waits for approval.
@@ -82,7 +82,7 @@ fn exit_code(ps: &[Promotion]) -> u8 {
 
 fn emit<T: serde::Serialize>(output: Output, value: &T) -> Result<()> {
     if output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(value)?);
+        crate::out!("{}", serde_json::to_string_pretty(value)?);
     }
     Ok(())
 }
@@ -92,12 +92,12 @@ pub async fn run(p: &Promoter<'_>, tenants: &[Tenant], desired: &[DesiredTenant]
     match command {
         Command::Stage { tenant, workload, output } => {
             let (t, _) = find(tenants, desired, &tenant)?;
-            let staged = p.stage(t, workload.as_deref()).await?;
+            let staged = p.leased(&t.spec.id, p.stage(t, workload.as_deref())).await?;
             if output == Output::Text {
                 for s in &staged {
-                    println!("tenant {tenant} workload {}: release {} {} ({} change(s))", s.workload, s.release, s.status, s.changes.len());
+                    crate::out!("tenant {tenant} workload {}: release {} {} ({} change(s))", s.workload, s.release, s.status, s.changes.len());
                     for c in &s.changes {
-                        println!("    {:<7} {:<28} {}", c.action, c.logical_id, c.resource_type);
+                        crate::out!("    {:<7} {:<28} {}", c.action, c.logical_id, c.resource_type);
                     }
                 }
             }
@@ -107,13 +107,13 @@ pub async fn run(p: &Promoter<'_>, tenants: &[Tenant], desired: &[DesiredTenant]
         Command::Evidence { tenant, release, check, result, url, note } => {
             let (t, _) = find(tenants, desired, &tenant)?;
             let rec = p.record_evidence(t, &release, &check, result == CheckResult::Pass, url.as_deref(), note.as_deref()).await?;
-            println!("recorded: {check} {} for release {} ({})", if result == CheckResult::Pass { "pass" } else { "fail" }, short(&rec.release), rec.key());
+            crate::out!("recorded: {check} {} for release {} ({})", if result == CheckResult::Pass { "pass" } else { "fail" }, short(&rec.release), rec.key());
             Ok(0)
         }
         Command::Approve { tenant, release } => {
             let (t, _) = find(tenants, desired, &tenant)?;
             let rec = p.approve(t, &release).await?;
-            println!("approved release {} of tenant {tenant} by {} ({})", short(&rec.release), rec.by, rec.key());
+            crate::out!("approved release {} of tenant {tenant} by {} ({})", short(&rec.release), rec.by, rec.key());
             Ok(0)
         }
         Command::Converged { tenant, workload, release, output } => {
@@ -122,7 +122,7 @@ pub async fn run(p: &Promoter<'_>, tenants: &[Tenant], desired: &[DesiredTenant]
             for w in workloads(t, workload.as_deref())? {
                 let c = p.converged(t, d, &w, release.as_deref()).await?;
                 if output == Output::Text {
-                    println!("tenant {tenant} workload {w}: release {} {}", short(&c.release), if c.converged { "CONVERGED" } else { "not converged" });
+                    crate::out!("tenant {tenant} workload {w}: release {} {}", short(&c.release), if c.converged { "CONVERGED" } else { "not converged" });
                     print_gates(&c.gates);
                 }
                 all.push(c);
@@ -142,18 +142,25 @@ pub async fn run(p: &Promoter<'_>, tenants: &[Tenant], desired: &[DesiredTenant]
                 let plan = waves(&with, &canary, wave_size);
                 for (i, wave) in plan.iter().enumerate() {
                     if output == Output::Text {
-                        println!("wave {} of {}: {}", i + 1, plan.len(), wave.iter().map(|t| t.spec.id.as_str()).collect::<Vec<_>>().join(", "));
+                        crate::out!("wave {} of {}: {}", i + 1, plan.len(), wave.iter().map(|t| t.spec.id.as_str()).collect::<Vec<_>>().join(", "));
                     }
                     let results = futures::future::join_all(wave.iter().map(|t| async {
                         let d = desired.iter().find(|d| d.id == t.spec.id).expect("built");
-                        let mut out = Vec::new();
-                        for w in workloads(t, workload.as_deref()).unwrap_or_default() {
-                            out.push(match p.promote(t, d, &w, None, dry_run, approve).await {
-                                Ok(pr) => pr,
-                                Err(e) => failed(&t.spec.id, &w, e),
-                            });
+                        let names = workloads(t, workload.as_deref()).unwrap_or_default();
+                        let each = async {
+                            let mut out = Vec::new();
+                            for w in &names {
+                                out.push(match p.promote(t, d, w, None, dry_run, approve).await {
+                                    Ok(pr) => pr,
+                                    Err(e) => failed(&t.spec.id, w, e),
+                                });
+                            }
+                            Ok(out)
+                        };
+                        match p.leased(&t.spec.id, each).await {
+                            Ok(out) => out,
+                            Err(e) => vec![failed(&t.spec.id, names.first().map_or("-", String::as_str), e)],
                         }
-                        out
                     }))
                     .await;
                     let wave_results: Vec<Promotion> = results.into_iter().flatten().collect();
@@ -165,7 +172,7 @@ pub async fn run(p: &Promoter<'_>, tenants: &[Tenant], desired: &[DesiredTenant]
                     if stop {
                         let left: Vec<&str> = plan[i + 1..].iter().flatten().map(|t| t.spec.id.as_str()).collect();
                         if output == Output::Text && !left.is_empty() {
-                            println!("stopped after wave {}: a promotion did not succeed; not promoted: {}", i + 1, left.join(", "));
+                            crate::out!("stopped after wave {}: a promotion did not succeed; not promoted: {}", i + 1, left.join(", "));
                         }
                         break;
                     }
@@ -173,13 +180,18 @@ pub async fn run(p: &Promoter<'_>, tenants: &[Tenant], desired: &[DesiredTenant]
             } else {
                 let id = tenant.expect("clap requires a tenant without --all");
                 let (t, d) = find(tenants, desired, &id)?;
-                for w in workloads(t, workload.as_deref())? {
-                    let pr = p.promote(t, d, &w, release.as_deref(), dry_run, approve).await?;
-                    if output == Output::Text {
-                        print_promotion(&pr);
+                let names = workloads(t, workload.as_deref())?;
+                p.leased(&t.spec.id, async {
+                    for w in &names {
+                        let pr = p.promote(t, d, w, release.as_deref(), dry_run, approve).await?;
+                        if output == Output::Text {
+                            print_promotion(&pr);
+                        }
+                        done.push(pr);
                     }
-                    done.push(pr);
-                }
+                    Ok(())
+                })
+                .await?;
             }
             emit(output, &done)?;
             Ok(exit_code(&done))
@@ -187,13 +199,18 @@ pub async fn run(p: &Promoter<'_>, tenants: &[Tenant], desired: &[DesiredTenant]
         Command::Rollback { tenant, workload, dry_run, approve, output } => {
             let (t, _) = find(tenants, desired, &tenant)?;
             let mut done = Vec::new();
-            for w in workloads(t, workload.as_deref())? {
-                let pr = p.rollback(t, &w, dry_run, approve).await?;
-                if output == Output::Text {
-                    print_promotion(&pr);
+            let names = workloads(t, workload.as_deref())?;
+            p.leased(&t.spec.id, async {
+                for w in &names {
+                    let pr = p.rollback(t, w, dry_run, approve).await?;
+                    if output == Output::Text {
+                        print_promotion(&pr);
+                    }
+                    done.push(pr);
                 }
-                done.push(pr);
-            }
+                Ok(())
+            })
+            .await?;
             emit(output, &done)?;
             Ok(exit_code(&done))
         }
@@ -201,10 +218,10 @@ pub async fn run(p: &Promoter<'_>, tenants: &[Tenant], desired: &[DesiredTenant]
             let (t, _) = find(tenants, desired, &tenant)?;
             let records = p.ledger(&t.spec.id).await?;
             match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&records)?),
+                Output::Json => crate::out!("{}", serde_json::to_string_pretty(&records)?),
                 Output::Text => {
                     if records.is_empty() {
-                        println!("tenant {tenant}: no ledger records yet");
+                        crate::out!("tenant {tenant}: no ledger records yet");
                     }
                     for r in &records {
                         let kind = serde_json::to_value(r.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
@@ -225,7 +242,7 @@ pub async fn run(p: &Promoter<'_>, tenants: &[Tenant], desired: &[DesiredTenant]
                             super::LedgerKind::Staged => format!("{} change(s)", r.detail["changes"].as_array().map_or(0, Vec::len)),
                             super::LedgerKind::Approval => r.detail["via"].as_str().unwrap_or("").to_string(),
                         };
-                        println!(
+                        crate::out!(
                             "{}  {:<16} {:<10} {}  {}  by {}",
                             &r.at[..r.at.len().min(23)],
                             kind,

@@ -32,6 +32,8 @@ pub struct Promoter<'a> {
     pub caller: &'a str,
     /// The desired state of every tenant of the run (the guard's claims; rebuilding state).
     pub desired: &'a [DesiredTenant],
+    /// Tenants whose lease this run holds (see [`Promoter::leased`]).
+    pub held: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// Set once the state bucket was made sure of in this run (it is checked once, not before
     /// every ledger record and artifact).
     pub bucket_ready: tokio::sync::OnceCell<()>,
@@ -166,7 +168,8 @@ impl Promoter<'_> {
         let desired = self.desired.iter().find(|d| d.id == tenant.spec.id).context("tenant not built")?;
         let mut record = self.engine.store.read(&tenant.spec.id).await?.record;
         if record.accounts.get(&env).and_then(|r| r.account_id.as_ref()).is_none() {
-            record = self.engine.rebuild_record(desired).await?;
+            let held = self.held.lock().unwrap_or_else(|p| p.into_inner()).contains(&tenant.spec.id);
+            record = self.engine.rebuild_record(desired, held).await?;
         }
         let rec = record.accounts.get(&env);
         let id = rec
@@ -176,6 +179,25 @@ impl Promoter<'_> {
         let verified = VerifiedAccount::verify_live(&self.engine.clients.org, &claim, &id).await?;
         let s = &self.engine.settings;
         MemberSession::assume(&self.engine.clients, &verified, &s.access_role, &s.home_region, Duration::from_secs(s.assume_role_timeout_seconds)).await
+    }
+
+    /// Runs `work` under `tenant`'s lease, the one `apply` and `reconcile` take too, so that one
+    /// process at a time changes a tenant's stacks: a stage, promotion or rollback waits for an
+    /// apply of the same tenant (up to `lease_wait_seconds`), and the other way round. Errors:
+    /// [`crate::state::LeaseHeld`] past the wait; `work`'s error.
+    pub async fn leased<T>(&self, tenant: &str, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        let s = &self.engine.settings;
+        let lease = self.engine.store.acquire_lease(tenant, Duration::from_secs(s.lease_ttl_seconds), Duration::from_secs(s.lease_wait_seconds)).await?;
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).insert(tenant.to_string());
+        let result = work.await;
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).remove(tenant);
+        let lost = lease.check();
+        if let Err(e) = lease.release().await {
+            tracing::warn!(tenant, "could not release lease (it will expire): {e:#}");
+        }
+        let value = result?;
+        lost?;
+        Ok(value)
     }
 
     /// Makes sure the state bucket exists, private, encrypted and versioned, once per run.

@@ -82,21 +82,30 @@ impl StateStore {
             Err(e) if e.downcast_ref::<WriteConflict>().is_some() => {}
             Err(e) => return Err(e),
         }
-        let Some((current, etag)) = self.get(&key).await? else {
+        let Some(stored) = self.get_object(&key).await? else {
             // Released between our two calls: try again.
             return Err(WriteConflict { bucket: self.bucket.clone(), key }.into());
         };
-        let current: LeaseBody = serde_json::from_slice(&current).context("reading a lease object")?;
+        let etag = stored.etag;
+        let current: LeaseBody = serde_json::from_slice(&stored.bytes).with_context(|| {
+            format!("s3://{}/{key} is not a tenantry lease; if no tenantry process is working on tenant `{tenant}`, delete it", self.bucket)
+        })?;
         let now = now_unix();
-        let holder_dead = holder_died_here(&current.holder);
+        // A lease is renewed every third of its ttl, so it is never honoured for longer than
+        // one ttl after the storage last saw it written, whatever expiry it claims.
+        let expires_at = match stored.last_modified {
+            Some(written) => current.expires_at.min(written + ttl.as_secs()),
+            None => current.expires_at,
+        };
+        let holder_dead = holder_died_here(&current.holder, &self.holder);
         if current.holder == self.holder {
             // Our own lease (a write of ours whose answer was lost, or an earlier cycle of this
             // process that could not release it): renew it.
             let etag = self.put_conditional(&key, bytes, Some(&etag)).await?;
             return Ok(self.lease(tenant, etag, ttl));
         }
-        if current.expires_at > now && !holder_dead {
-            return Err(LeaseHeld { tenant: tenant.into(), holder: current.holder, remaining: current.expires_at - now }.into());
+        if expires_at > now && !holder_dead {
+            return Err(LeaseHeld { tenant: tenant.into(), holder: current.holder, remaining: expires_at - now }.into());
         }
         if holder_dead {
             tracing::warn!(tenant, stale_holder = %current.holder, "taking over the lease of a process on this host that is no longer running");
@@ -140,15 +149,36 @@ impl StateStore {
 }
 
 /// Whether `holder` (`host:pid:nonce`) names a process on this host that no longer runs, so its
-/// lease can be taken over at once rather than after it expires. Only checked where `/proc` exists.
-fn holder_died_here(holder: &str) -> bool {
+/// lease can be taken over at once rather than after it expires: its pid is gone, or it is this
+/// process's pid with another nonce (an earlier incarnation, e.g. a container restarted as pid 1
+/// with the same host name). `me` is this process's holder name. Only checked where `/proc`
+/// exists.
+fn holder_died_here(holder: &str, me: &str) -> bool {
     let mut parts = holder.rsplitn(3, ':');
     let (_nonce, pid, host) = (parts.next(), parts.next(), parts.next());
     match (host, pid.and_then(|p| p.parse::<u32>().ok())) {
         (Some(host), Some(pid)) if host == super::hostname() && std::path::Path::new("/proc/self").exists() => {
-            pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            if pid == std::process::id() {
+                holder != me
+            } else {
+                !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            }
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::holder_died_here;
+
+    #[test]
+    fn an_earlier_incarnation_with_this_pid_is_dead_and_this_process_is_not() {
+        let me = format!("{}:{}:aaaa", super::super::hostname(), std::process::id());
+        let earlier = format!("{}:{}:bbbb", super::super::hostname(), std::process::id());
+        assert!(!holder_died_here(&me, &me));
+        assert!(holder_died_here(&earlier, &me));
+        assert!(!holder_died_here("some-other-host:1:cccc", &me), "another host's process is never judged from here");
     }
 }
 

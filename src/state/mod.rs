@@ -324,11 +324,18 @@ impl StateStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<(Vec<u8>, String)>> {
+        Ok(self.get_object(key).await?.map(|o| (o.bytes, o.etag)))
+    }
+
+    /// `GetObject`: the object's bytes, ETag and `LastModified` (the storage's clock, Unix
+    /// seconds); `None` when it (or the bucket) does not exist.
+    async fn get_object(&self, key: &str) -> Result<Option<StoredObject>> {
         match self.s3.get_object().bucket(&self.bucket).key(key).send().await {
             Ok(out) => {
                 let etag = out.e_tag.clone().unwrap_or_default();
+                let last_modified = out.last_modified.map(|t| t.secs().max(0) as u64);
                 let bytes = out.body.collect().await.context("reading state object")?.into_bytes().to_vec();
-                Ok(Some((bytes, etag)))
+                Ok(Some(StoredObject { bytes, etag, last_modified }))
             }
             Err(e) if matches!(error_code(&e), Some("NoSuchKey") | Some("NoSuchBucket")) => Ok(None),
             Err(e) => Err(aws_error("s3:GetObject", e)),
@@ -374,6 +381,14 @@ impl StateStore {
             Err(e) => Err(aws_error("s3:PutObject", e)),
         }
     }
+}
+
+/// An object as read.
+struct StoredObject {
+    bytes: Vec<u8>,
+    etag: String,
+    /// `LastModified`, Unix seconds.
+    last_modified: Option<u64>,
 }
 
 /// Whether S3 rejected a conditional request (412 PreconditionFailed, 409 ConditionalRequestConflict).

@@ -29,13 +29,16 @@ pub struct LoadedTenants {
     pub errors: Vec<Diagnostic>,
 }
 
-/// Loads and checks every `*.toml` file of `dir`. Never touches AWS.
+/// Loads and checks every `*.toml` file of `dir` (hidden files, whose names start with `.`, are
+/// skipped). Never touches AWS.
 pub fn load(dir: &Path, settings: &OrgSettings, renderer: &Renderer) -> LoadedTenants {
     let mut out = LoadedTenants::default();
     let mut paths: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(entries) => entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            // Editors' lock and backup files (`.#acme.toml`, `.acme.toml.swp`) are not tenants.
+            .filter(|p| !p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.')))
             .collect(),
         Err(e) => {
             out.errors.push(Diagnostic::whole_file(dir, format!("cannot read tenants directory: {e}")));
