@@ -437,7 +437,7 @@ async fn run(cli: Cli) -> Result<u8> {
         None => selected,
     };
     // Every tenant file's emails and names, so that no tenant's run takes another's account.
-    let claims = Arc::new(crate::guard::Claims::of(&inputs.tenants));
+    let claims = Arc::new(crate::guard::Claims::of(&inputs.tenants, &management_account_id));
     let mut desired_tenants = Vec::new();
     for t in &selected {
         let d = desired::build(t, &inputs.settings, &inputs.renderer, &management_account_id).map_err(|errs| {
@@ -546,7 +546,8 @@ async fn cmd_state(engine: &Engine, action: &StateCommand) -> Result<u8> {
     let home = &engine.settings.home_region;
     match action {
         StateCommand::Init => {
-            engine.ensure_state_bucket().await?;
+            engine.store.ensure_bucket(home).await?;
+            engine.store.mark(&engine.management_account_id, home).await?;
             crate::out!("state location: s3://{} (home region {home}); accounts found that it does not record are recorded by the next `apply`", store.bucket());
             Ok(0)
         }
@@ -587,7 +588,7 @@ async fn cmd_state(engine: &Engine, action: &StateCommand) -> Result<u8> {
                 eprintln!("the destination was not marked as the state location; resolve them, then run `tenantry state migrate` again");
                 return Ok(1);
             }
-            engine.ensure_state_bucket().await?;
+            engine.store.mark(&engine.management_account_id, home).await?;
             crate::out!("state location: s3://{} (home region {home})", store.bucket());
             Ok(0)
         }
@@ -713,6 +714,8 @@ async fn observe_each<T>(
 #[derive(Serialize)]
 struct PlanReport<'a> {
     changes: bool,
+    /// Differences apply cannot make (each tenant's `manual`): `plan` exits 2 for them too.
+    manual_differences: bool,
     plan: &'a Plan,
     errors: BTreeMap<String, String>,
     /// AWS requests this run made.
@@ -760,6 +763,7 @@ async fn cmd_plan(engine: &Engine, overview: Option<&OrgOverview>, tenants: &[De
             "{}",
             serde_json::to_string_pretty(&PlanReport {
                 changes: !plan.is_empty(),
+                manual_differences: plan.has_manual(),
                 plan: &plan,
                 errors: errors.clone(),
                 api_calls: crate::metrics::api_calls()
@@ -920,6 +924,10 @@ async fn cmd_apply(
                 "\nApply complete: {} tenant(s) converged, {failed} failed.",
                 tenants.len() - failed
             );
+            let manual: usize = preview.tenants.iter().map(|t| t.manual.len()).sum();
+            if manual > 0 {
+                crate::out!("{manual} difference(s) marked ! above are left for a person: tenantry does not change root emails or account names.");
+            }
         }
     }
     Ok(if failed > 0 { 1 } else { 0 })

@@ -36,19 +36,22 @@ impl DesiredTenant {
     }
 
     /// What the guard checks an account against for `env`: this tenant environment, the account
-    /// state records, the emails it is known by (the file's, and those `record` kept) and every
+    /// state records, the file's email and account name, the emails `record` kept, and every
     /// tenant file's claims.
     pub fn claim<'a>(&'a self, env: Environment, record: Option<&'a AccountRecord>) -> Claim<'a> {
-        let mut known_emails = vec![self.account(env).email.as_str()];
+        let want = self.account(env);
+        let mut recorded_emails = Vec::new();
         if let Some(r) = record {
-            known_emails.extend(std::iter::once(r.email.as_str()).filter(|e| !e.is_empty()));
-            known_emails.extend(r.declared_emails.iter().map(String::as_str));
+            recorded_emails.extend(std::iter::once(r.email.as_str()).filter(|e| !e.is_empty()));
+            recorded_emails.extend(r.declared_emails.iter().map(String::as_str));
         }
         Claim {
             tenant: &self.id,
             environment: env,
             recorded: record.and_then(|r| r.account_id.as_deref()),
-            known_emails,
+            file_email: &want.email,
+            file_name: &want.account_name,
+            recorded_emails,
             claims: &self.claims,
         }
     }
@@ -171,6 +174,7 @@ pub fn build(
         let spec = tenant.spec.account(env);
         let mut account_tags = spec.tags.clone();
         account_tags.extend(managed_tags(&tenant.spec.id, env));
+        account_tags.insert(tags::HOME_REGION.to_string(), settings.home_region.clone());
         let empty = toml::Table::new();
         let policy_ctx = render_context(tenant, env, settings, management_account_id, &account_tags, &empty);
         let mut policies = Vec::new();

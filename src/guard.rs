@@ -30,6 +30,8 @@ pub struct Refusal {
 /// take another tenant's account for its own. Keys: emails lowercased, names as written.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Claims {
+    /// The organization's management account: never any tenant's.
+    pub management_account_id: String,
     /// Lowercased root email → (tenant, environment) whose file declares it.
     pub emails: BTreeMap<String, (String, Environment)>,
     /// Account name → (tenant, environment) whose file declares it (or whose default it is).
@@ -37,9 +39,10 @@ pub struct Claims {
 }
 
 impl Claims {
-    /// The claims of every loaded tenant file.
-    pub fn of(tenants: &[Tenant]) -> Claims {
-        let mut claims = Claims::default();
+    /// The claims of every loaded tenant file, in the organization managed from
+    /// `management_account_id`.
+    pub fn of(tenants: &[Tenant], management_account_id: &str) -> Claims {
+        let mut claims = Claims { management_account_id: management_account_id.to_string(), ..Claims::default() };
         for t in tenants {
             for env in Environment::ALL {
                 let owner = (t.spec.id.clone(), env);
@@ -67,10 +70,15 @@ pub struct Claim<'a> {
     pub environment: Environment,
     /// The account id state records for this tenant environment, if any.
     pub recorded: Option<&'a str>,
-    /// Root emails this tenant environment is known by: the one its file declares now, and the
-    /// ones state recorded (the email the account was created or adopted with, and every email
-    /// the file declared earlier). Compared case-insensitively.
-    pub known_emails: Vec<&'a str>,
+    /// The root email the tenant file declares now.
+    pub file_email: &'a str,
+    /// The account name the tenant file declares now (or its default).
+    pub file_name: &'a str,
+    /// Other root emails state recorded for this tenant environment (the email the account was
+    /// created or adopted with, and every email the file declared since). State can be written
+    /// by others, so such an email counts only together with the file's account name.
+    /// Compared case-insensitively.
+    pub recorded_emails: Vec<&'a str>,
     /// What every tenant file declares.
     pub claims: &'a Claims,
 }
@@ -89,11 +97,13 @@ pub struct LiveAccount<'a> {
 }
 
 /// Checks that `account` belongs to `claim.tenant`/`claim.environment`. Refuses when:
+/// - it is the management account;
 /// - state records another account for this tenant environment;
 /// - another tenant's file declares the account's root email or name;
 /// - the account is tagged as another tenant's or another environment's;
-/// - its root email is neither the tenant file's nor one state recorded for this tenant
-///   environment;
+/// - its root email is not the tenant file's, unless it is one state recorded for this tenant
+///   environment **and** the account's name is the file's (one of the two must come from the
+///   file, which state cannot forge);
 /// - it has no `tenantry:tenant` tag, unless state records it for this tenant environment (so
 ///   that a removed tag can be put back).
 pub fn check_ownership(claim: &Claim<'_>, account: &LiveAccount<'_>) -> Result<(), Refusal> {
@@ -103,6 +113,9 @@ pub fn check_ownership(claim: &Claim<'_>, account: &LiveAccount<'_>) -> Result<(
         account_id: account.id.to_string(),
         reason,
     };
+    if account.id == claim.claims.management_account_id {
+        return Err(refuse("it is the organization's management account, which is never a tenant's".into()));
+    }
     if let Some(r) = claim.recorded {
         if r != account.id {
             return Err(refuse(format!("state records account {r} for this tenant environment")));
@@ -120,11 +133,19 @@ pub fn check_ownership(claim: &Claim<'_>, account: &LiveAccount<'_>) -> Result<(
     if let Some(e) = account.tags.get(tags::ENVIRONMENT).filter(|e| *e != claim.environment.as_str()) {
         return Err(refuse(format!("the account is tagged {}={e}", tags::ENVIRONMENT)));
     }
-    if !claim.known_emails.iter().any(|k| k.eq_ignore_ascii_case(account.email)) {
+    if claim.file_email.eq_ignore_ascii_case(account.email) {
+        return Ok(());
+    }
+    if !claim.recorded_emails.iter().any(|k| k.eq_ignore_ascii_case(account.email)) {
         return Err(refuse(format!(
-            "its root email `{}` is neither the tenant file's nor one recorded for this tenant environment ({})",
-            account.email,
-            claim.known_emails.join(", ")
+            "its root email `{}` is neither the tenant file's (`{}`) nor one recorded for this tenant environment",
+            account.email, claim.file_email
+        )));
+    }
+    if account.name != claim.file_name {
+        return Err(refuse(format!(
+            "its root email `{}` is not the tenant file's (`{}`) and its name \"{}\" is not the file's (\"{}\"): an email recorded in state counts only with the file's account name",
+            account.email, claim.file_email, account.name, claim.file_name
         )));
     }
     Ok(())
@@ -140,6 +161,7 @@ mod tests {
 
     fn claims() -> Claims {
         Claims {
+            management_account_id: "123456789012".into(),
             emails: BTreeMap::from([
                 ("acme@x.io".into(), ("acme".into(), Environment::Production)),
                 ("globex@x.io".into(), ("globex".into(), Environment::Production)),
@@ -151,9 +173,18 @@ mod tests {
         }
     }
 
+    /// `known`: the file's email first, then the recorded ones; the file's name is "Acme (production)".
     fn check(env: Environment, recorded: Option<&str>, known: &[&str], id: &str, email: &str, name: &str, t: &BTreeMap<String, String>) -> Result<(), Refusal> {
         let c = claims();
-        let claim = Claim { tenant: "acme", environment: env, recorded, known_emails: known.to_vec(), claims: &c };
+        let claim = Claim {
+            tenant: "acme",
+            environment: env,
+            recorded,
+            file_email: known[0],
+            file_name: "Acme (production)",
+            recorded_emails: known[1..].to_vec(),
+            claims: &c,
+        };
         check_ownership(&claim, &LiveAccount { id, email, name, tags: t })
     }
 
@@ -197,7 +228,7 @@ mod tests {
         // email is not acme's.
         let t = tags_of("acme", "production");
         let r = check(P, Some("9"), &["acme@x.io"], "9", "someone@x.io", "n", &t).unwrap_err();
-        assert!(r.reason.contains("neither the tenant file's nor one recorded"), "{}", r.reason);
+        assert!(r.reason.contains("neither the tenant file's"), "{}", r.reason);
         // ... and when the forged state also lists that email, a file that declares it still wins.
         let r = check(P, Some("9"), &["acme@x.io", "globex@x.io"], "9", "globex@x.io", "n", &t).unwrap_err();
         assert!(r.reason.contains("declared by tenant `globex`"), "{}", r.reason);
@@ -206,8 +237,18 @@ mod tests {
     }
 
     #[test]
-    fn an_earlier_recorded_email_is_known() {
+    fn the_management_account_is_never_a_tenants() {
+        let t = tags_of("acme", "production");
+        let r = check(P, Some("123456789012"), &["acme@x.io"], "123456789012", "acme@x.io", "Acme (production)", &t).unwrap_err();
+        assert!(r.reason.contains("management account"), "{}", r.reason);
+    }
+
+    #[test]
+    fn an_earlier_recorded_email_is_known_only_with_the_files_name() {
         let t = tags_of("acme", "production");
         assert!(check(P, Some("1"), &["new@x.io", "old@x.io"], "1", "old@x.io", "Acme (production)", &t).is_ok());
+        // Forged state that records some other account's email: that account's own name gives it away.
+        let r = check(P, Some("1"), &["new@x.io", "payments@x.io"], "1", "payments@x.io", "Payments", &t).unwrap_err();
+        assert!(r.reason.contains("counts only with the file's account name"), "{}", r.reason);
     }
 }

@@ -162,11 +162,15 @@ impl Engine {
     }
 
     /// Makes sure the state bucket exists, private, encrypted and versioned
-    /// ([`StateStore::ensure_bucket`]), and marks it as the state location ([`StateStore::mark`]).
-    /// Called before the first write of a run.
+    /// ([`StateStore::ensure_bucket`]), and marks a new state location as such
+    /// ([`StateStore::mark`]; a bucket that holds records but no marker is left unmarked: only
+    /// `tenantry state init` or `state migrate` mark it). Called before the first write of a run.
     pub async fn ensure_state_bucket(&self) -> Result<()> {
         self.store.ensure_bucket(&self.settings.home_region).await?;
-        self.store.mark(&self.management_account_id, &self.settings.home_region).await
+        if *self.location().await? == Location::New {
+            self.store.mark(&self.management_account_id, &self.settings.home_region).await?;
+        }
+        Ok(())
     }
 
     /// What the state bucket is as a state location, read once per run ([`StateStore::location`]).
@@ -211,13 +215,7 @@ impl Engine {
         let management = overview.management_account_id.as_str();
         let tags_by_account = match self.index() {
             Some(index) => index.account_tags(c, management).await?.clone(),
-            None => {
-                let mut out = BTreeMap::new();
-                for a in org::list_accounts(c).await?.iter().filter(|a| a.id != management) {
-                    out.insert(a.id.clone(), org::tags(c, &a.id).await?);
-                }
-                out
-            }
+            None => crate::observe::index::tags_of(c, org::list_accounts(c).await?.iter().map(|a| &a.id), management).await?,
         };
         let managed: Vec<String> = tags_by_account
             .iter()
@@ -258,12 +256,19 @@ impl Engine {
             }
             let mut found = Vec::new();
             for step in &plan.steps {
-                if let Step::RecordAccount { environment, account_id, .. } = step {
-                    let email = desired.account(*environment).email.clone();
-                    let rec = tracked.record.accounts.entry(*environment).or_insert_with(|| AccountRecord { email, ..Default::default() });
-                    rec.account_id = Some(account_id.clone());
-                    found.push(format!("{environment} {account_id}"));
+                let Step::RecordAccount { environment, account_id, .. } = step else { continue };
+                let AccountObservation::Found(account) = &observed.accounts[environment] else { continue };
+                let want = desired.account(*environment);
+                let rec = tracked.record.accounts.entry(*environment).or_insert_with(|| AccountRecord { email: want.email.clone(), ..Default::default() });
+                rec.account_id = Some(account_id.clone());
+                // What apply records at its end, as far as observation tells: the file's tags the
+                // account carries are taken as tenantry's (so that one the file drops later is
+                // removed), and its OU when it is the file's.
+                rec.tag_keys = want.tags.keys().filter(|k| account.tags.contains_key(*k)).cloned().collect();
+                if account.desired_ou_id.as_deref() == Some(account.parent_id.as_str()) {
+                    rec.ou_path = Some(want.ou_path.clone());
                 }
+                found.push(format!("{environment} {account_id}"));
             }
             if !found.is_empty() {
                 self.store.write(&mut tracked).await?;
@@ -886,8 +891,8 @@ impl CreateFailed {
     "state bucket s3://{bucket} holds no tenantry state, but accounts tenantry created exist that it does not record ({}). \
      The state location changed (`state_bucket` or `home_region` in tenantry.toml) or the state was lost; going on would treat \
      them as unknown. Move the state: `tenantry state migrate --from <old bucket>`; or, if the old state is gone for good, make \
-     this bucket the state location with `tenantry state init` (the accounts are then recorded from observation). See README, \
-     \"Moving the state\".",
+     this bucket the state location with `tenantry state init` (the accounts are then recorded from observation; only when \
+     home_region is the one the stacks are in). See README, \"Moving the state\".",
     accounts.join(", ")
 )]
 pub struct StateLocationChanged {

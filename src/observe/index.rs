@@ -105,19 +105,24 @@ impl OrgIndex {
     /// first use: only a run about to create an account needs them (to find one the tenant
     /// environment already has under another email or name).
     pub async fn account_tags(&self, c: &Client, management: &str) -> Result<&BTreeMap<String, BTreeMap<String, String>>> {
-        self.tags
-            .get_or_try_init(|| async {
-                let mut out = BTreeMap::new();
-                for id in self.accounts.keys().filter(|id| id.as_str() != management) {
-                    out.insert(id.clone(), org::tags(c, id).await?);
-                }
-                Ok::<_, anyhow::Error>(out)
-            })
-            .await
+        self.tags.get_or_try_init(|| tags_of(c, self.accounts.keys(), management)).await
     }
 
     /// `CreateAccount` requests in progress (`ListCreateAccountStatus`), listed on first use.
     pub async fn creating(&self, c: &Client) -> Result<&[CreateRequest]> {
         Ok(self.creating.get_or_try_init(|| org::in_progress_creates(c)).await?.as_slice())
     }
+}
+
+/// The tags of each of `accounts` but `management` (`ListTagsForResource` each), by account id.
+pub async fn tags_of<'a>(
+    c: &Client,
+    accounts: impl IntoIterator<Item = &'a String>,
+    management: &str,
+) -> Result<BTreeMap<String, BTreeMap<String, String>>> {
+    let mut out = BTreeMap::new();
+    for id in accounts.into_iter().filter(|id| id.as_str() != management) {
+        out.insert(id.clone(), org::tags(c, id).await?);
+    }
+    Ok(out)
 }

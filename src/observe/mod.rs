@@ -339,11 +339,30 @@ impl Observer<'_> {
                         "; account \"{}\" <{}> looks like this tenant's {env} account (by its name or tags), so tenantry will not create a second one. If it is, set {env}.email = \"{}\" in tenants/{}.toml (a root email is changed by the account's owner, e.g. with the Account Management API's StartPrimaryEmailUpdate, then in the file); if it is not, rename and retag it",
                         summary.name, summary.email, summary.email, desired.id
                     ),
-                    _ => format!("; the account's tags and tenantry's state disagree about whom it belongs to. If it is this tenant's, fix its tags ({t}={}, {e}={env}); if not, fix the state record tenants/{}.json in the state bucket", desired.id, desired.id),
+                    _ => format!(
+                        "; tenantry will not touch it. If it is this tenant's {env} account, make its tags ({t}={}, {e}={env}), root email and name agree with tenants/{}.toml; if it is not, correct or delete the state record tenants/{}.json in the state bucket (tenantry rebuilds a missing record from observation)",
+                        desired.id, desired.id, desired.id
+                    ),
                 };
                 return Ok(AccountObservation::Refused { account_id: Some(summary.id.clone()), reason: format!("{refusal}{hint}") });
             }
         };
+        // The account's stacks are in the region its tag (or state's stack ids) name: a changed
+        // home_region would look for them elsewhere and create them all again.
+        let stacks_region = tags.get(crate::tenant::tags::HOME_REGION).cloned().or_else(|| {
+            rec.filter(|_| found_by == FoundBy::Recorded).and_then(|r| r.stacks.values().find_map(|s| arn_region(&s.stack_id)))
+        });
+        if let Some(region) = stacks_region.filter(|r| *r != self.settings.home_region) {
+            return Ok(AccountObservation::Refused {
+                account_id: Some(summary.id.clone()),
+                reason: format!(
+                    "account {}'s tenantry stacks are in region {region} (its {} tag, or the stack ids state records), but tenantry.toml says home_region = \"{}\"; set home_region back to \"{region}\" (moving stacks to another region is not supported: it would create them all again)",
+                    summary.id,
+                    crate::tenant::tags::HOME_REGION,
+                    self.settings.home_region
+                ),
+            });
+        }
         let parent_id = match self.index.as_deref().and_then(|i| i.parent(&summary.id)) {
             Some(p) => p.to_string(),
             None => org::parent(c, &summary.id).await?,
@@ -444,10 +463,7 @@ impl Observer<'_> {
             Some(index) => (index.accounts().cloned().collect::<Vec<_>>(), index.account_tags(c, management).await?.clone()),
             None => {
                 let accounts = org::list_accounts(c).await?;
-                let mut tags = BTreeMap::new();
-                for a in accounts.iter().filter(|a| a.id != management) {
-                    tags.insert(a.id.clone(), org::tags(c, &a.id).await?);
-                }
+                let tags = index::tags_of(c, accounts.iter().map(|a| &a.id), management).await?;
                 (accounts, tags)
             }
         };
@@ -480,6 +496,15 @@ impl Observer<'_> {
     }
 }
 
+/// The region of a CloudFormation stack ARN (`arn:aws:cloudformation:<region>:...`), if it is one.
+fn arn_region(arn: &str) -> Option<String> {
+    let mut parts = arn.split(':');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("arn"), Some(_), Some("cloudformation"), Some(region)) if !region.is_empty() => Some(region.to_string()),
+        _ => None,
+    }
+}
+
 /// The accounts among `accounts` that identify as `claim`'s tenant environment (see
 /// [`Observer::identity_candidates`]), each with why. Pure.
 pub fn identity_matches(
@@ -497,7 +522,7 @@ pub fn identity_matches(
                 "tagged as this tenant environment's"
             } else if a.name == account_name {
                 "same account name"
-            } else if claim.known_emails.iter().any(|e| e.eq_ignore_ascii_case(&a.email)) {
+            } else if claim.recorded_emails.iter().any(|e| e.eq_ignore_ascii_case(&a.email)) {
                 "an email recorded for this tenant environment"
             } else {
                 return None;

@@ -148,16 +148,19 @@ impl StateStore {
     }
 }
 
-/// Whether `holder` (`host:pid:nonce`) names a process on this host that no longer runs, so its
-/// lease can be taken over at once rather than after it expires: its pid is gone, or it is this
-/// process's pid with another nonce (an earlier incarnation, e.g. a container restarted as pid 1
-/// with the same host name). `me` is this process's holder name. Only checked where `/proc`
-/// exists.
+/// Whether `holder` (`host:pid:scope-nonce`, see [`super::process_scope`]) names a process on
+/// this host, in this kernel boot and pid namespace, that no longer runs, so its lease can be
+/// taken over at once rather than after it expires: its pid is gone, or it is this process's pid
+/// with another nonce (an earlier incarnation that had this pid). A holder of another scope (a
+/// container with the same host name, another boot) or of the older `host:pid:nonce` form is
+/// never judged from here: its lease runs out on its own. `me` is this process's holder name.
 fn holder_died_here(holder: &str, me: &str) -> bool {
     let mut parts = holder.rsplitn(3, ':');
-    let (_nonce, pid, host) = (parts.next(), parts.next(), parts.next());
-    match (host, pid.and_then(|p| p.parse::<u32>().ok())) {
-        (Some(host), Some(pid)) if host == super::hostname() && std::path::Path::new("/proc/self").exists() => {
+    let (tag, pid, host) = (parts.next(), parts.next(), parts.next());
+    let scope = tag.and_then(|t| t.split_once('-')).map(|(scope, _)| scope);
+    let here = super::process_scope();
+    match (host, pid.and_then(|p| p.parse::<u32>().ok()), scope) {
+        (Some(host), Some(pid), Some(scope)) if host == super::hostname() && scope == here && here != "unknown" => {
             if pid == std::process::id() {
                 holder != me
             } else {
@@ -174,11 +177,17 @@ mod tests {
 
     #[test]
     fn an_earlier_incarnation_with_this_pid_is_dead_and_this_process_is_not() {
-        let me = format!("{}:{}:aaaa", super::super::hostname(), std::process::id());
-        let earlier = format!("{}:{}:bbbb", super::super::hostname(), std::process::id());
+        let (host, pid, scope) = (super::super::hostname(), std::process::id(), super::super::process_scope());
+        let me = format!("{host}:{pid}:{scope}-aaaa");
         assert!(!holder_died_here(&me, &me));
-        assert!(holder_died_here(&earlier, &me));
-        assert!(!holder_died_here("some-other-host:1:cccc", &me), "another host's process is never judged from here");
+        assert!(holder_died_here(&format!("{host}:{pid}:{scope}-bbbb"), &me), "same scope, same pid, another nonce");
+        assert!(holder_died_here(&format!("{host}:4000000:{scope}-cccc"), &me), "same scope, a pid that does not exist");
+        // Another pid namespace or boot with the same host name (two containers, each pid 1):
+        // never judged from here, whatever /proc says.
+        assert!(!holder_died_here(&format!("{host}:{pid}:0123456789ab-bbbb"), &me));
+        assert!(!holder_died_here(&format!("{host}:4000000:0123456789ab-cccc"), &me));
+        assert!(!holder_died_here(&format!("{host}:4000000:cccc"), &me), "the older form without a scope");
+        assert!(!holder_died_here("some-other-host:1:x-cccc", &me), "another host's process is never judged from here");
     }
 }
 

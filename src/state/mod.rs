@@ -162,7 +162,7 @@ pub struct StateStore {
 impl StateStore {
     /// A store on `bucket`. `holder` names this process in leases (host and pid).
     pub fn new(s3: aws_sdk_s3::Client, bucket: String) -> StateStore {
-        let holder = format!("{}:{}:{}", hostname(), std::process::id(), uuid::Uuid::new_v4().simple());
+        let holder = format!("{}:{}:{}-{}", hostname(), std::process::id(), process_scope(), uuid::Uuid::new_v4().simple());
         StateStore { s3, bucket, holder }
     }
 
@@ -408,6 +408,19 @@ pub fn hostname() -> String {
         .filter(|s| !s.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "localhost".into())
+}
+
+/// What makes a process id meaningful here: the kernel's boot and this process's pid namespace
+/// (`/proc/sys/kernel/random/boot_id`, `/proc/self/ns/pid`), hashed to 12 hex digits. Two
+/// containers with the same host name each have their own pid 1: a lease holder's pid is only
+/// judged from `/proc` when its scope is this one. `unknown` where `/proc` does not tell.
+pub fn process_scope() -> String {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok();
+    let ns = std::fs::read_link("/proc/self/ns/pid").ok();
+    match (boot, ns) {
+        (Some(b), Some(n)) => crate::render::sha256_hex(format!("{}|{}", b.trim(), n.display()).as_bytes())[..12].to_string(),
+        _ => "unknown".into(),
+    }
 }
 
 /// Now as RFC 3339 (UTC).

@@ -222,6 +222,9 @@ pub mod tags {
     pub const ENVIRONMENT: &str = "tenantry:environment";
     /// Always `tenantry`.
     pub const MANAGED_BY: &str = "tenantry:managed-by";
+    /// Account tag: the region tenantry deploys the account's stacks in (`home_region`). A
+    /// `home_region` that differs from it is refused: the stacks are there.
+    pub const HOME_REGION: &str = "tenantry:home-region";
     /// Stack tag: the sha256 of the rendered template.
     pub const VERSION: &str = "tenantry:version";
     /// Stack tag: the blueprint name.
