@@ -236,3 +236,121 @@ async fn another_tenants_scp_on_an_account_is_drift_detached_and_the_quota_is_ch
     assert_eq!(plan.code, 1, "{plan:?}");
     assert!(plan.stdout.contains("would carry 6 SCPs, over the Organizations limit of 5"), "{plan:?}");
 }
+
+/// Writes `doc` as a tenant's state object, as an adversary with write access to the bucket would.
+async fn put_state(aws: &Aws, emu: &Emulator, tenant: &str, doc: &serde_json::Value) {
+    let body = serde_json::to_vec(doc).unwrap();
+    aws.s3.put_object().bucket(Aws::state_bucket(emu)).key(format!("tenants/{tenant}.json")).body(body.into()).send().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forged_state_alone_takes_no_untagged_account_nor_the_management_account() {
+    let emu = Emulator::start();
+    let ws = Workspace::new();
+    onboard(&emu, &ws);
+    let aws = Aws::new(&emu.endpoint).await;
+    let bucket = Aws::state_bucket(&emu);
+    // Some other business unit's account, untagged, in the same organization.
+    aws.org.create_account().email("shared-services@corp.example").account_name("Shared Services").send().await.unwrap();
+    let shared = aws.accounts_with_email("shared-services@corp.example").await.remove(0);
+    let management = emu.management_account_id().to_string();
+    for (tenant, env, victim, email) in [("acme", "production", &shared, "shared-services@corp.example"), ("globex", "staging", &management, "master@example.com")] {
+        let original = aws.state_object(&bucket, &format!("tenants/{tenant}.json")).await.unwrap();
+        let mut forged = original.clone();
+        forged["accounts"][env]["account_id"] = serde_json::json!(victim);
+        forged["accounts"][env]["email"] = serde_json::json!(email);
+        forged["accounts"][env]["declared_emails"] = serde_json::json!([email]);
+        put_state(&aws, &emu, tenant, &forged).await;
+        for args in [&["plan", tenant][..], &["apply", tenant, "--auto-approve"], &["stage", tenant]] {
+            let (run, log) = ws.run_through_proxy(&emu.endpoint, &serde_json::json!([]), 1, args);
+            // `stage` works in staging only: it must not touch the victim either way.
+            if args[0] != "stage" {
+                assert_ne!(run.code, 0, "{args:?} with {tenant}'s state naming {victim}: {run:?}");
+                assert!(format!("{}{}", run.stdout, run.stderr).contains("refusing to touch account"), "{args:?}: {run:?}");
+            }
+            assert!(log.lines().count() > 0);
+            let touched = common::touches(&log, victim);
+            assert!(touched.is_empty(), "{args:?} touched {victim}:\n{}", touched.join("\n"));
+        }
+        put_state(&aws, &emu, tenant, &original).await;
+    }
+    assert!(aws.tags(&shared).await.is_empty(), "the untagged account was left untagged");
+
+    // Another tenant whose file moved its email on (so that no file claims the old one), its
+    // account tagged as acme's, and acme's state naming it with its old email: the account's
+    // name is globex's, so the forged recorded email counts for nothing. (A file cannot move
+    // both email and name away from its account: one of the two must match, see the guard.)
+    let globex_prod = aws.tenant_accounts().await[&("globex".to_string(), "production".to_string())][0].clone();
+    let globex_file = ws.read("tenants/globex.toml");
+    let old_email = aws.accounts().await.into_iter().find(|a| a.0 == globex_prod).unwrap().1;
+    ws.write("tenants/globex.toml", &globex_file.replace(&old_email, "cloud+globex-prod-new@example.org"));
+    assert_eq!(ws.run(&emu.endpoint, &["apply", "globex", "--auto-approve"]).code, 0);
+    let t = aws_sdk_organizations::types::Tag::builder().key("tenantry:tenant").value("acme").build().unwrap();
+    aws.org.tag_resource().resource_id(&globex_prod).tags(t).send().await.unwrap();
+    let original = aws.state_object(&bucket, "tenants/acme.json").await.unwrap();
+    let mut forged = original.clone();
+    forged["accounts"]["production"]["account_id"] = serde_json::json!(globex_prod);
+    forged["accounts"]["production"]["email"] = serde_json::json!(old_email);
+    put_state(&aws, &emu, "acme", &forged).await;
+    let (run, log) = ws.run_through_proxy(&emu.endpoint, &serde_json::json!([]), 1, &["apply", "acme", "--auto-approve"]);
+    assert_ne!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("is declared by tenant `globex`"), "{run:?}");
+    let touched = common::touches(&log, &globex_prod);
+    assert!(touched.is_empty(), "apply acme touched globex's account:\n{}", touched.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_untagged_renamed_account_is_still_found_by_its_scps_and_never_duplicated() {
+    let emu = Emulator::start();
+    let ws = Workspace::new();
+    onboard(&emu, &ws);
+    let aws = Aws::new(&emu.endpoint).await;
+    let old = aws.tenant_accounts().await[&("acme".to_string(), "production".to_string())][0].clone();
+    // Everything that named the account changes: state lost, its tags removed, the file's email
+    // and account name changed. Its tenantry SCPs still say whose it is.
+    delete_state(&aws, &emu, "acme").await;
+    let keys = ["tenantry:tenant", "tenantry:environment", "tenantry:managed-by", "tenantry:home-region"];
+    aws.org.untag_resource().resource_id(&old).set_tag_keys(Some(keys.iter().map(|k| k.to_string()).collect())).send().await.unwrap();
+    let file = ws.read("tenants/acme.toml").replace("aws+acme-production@example.com", "aws+acme-prod2@example.com").replace("[production]\n", "[production]\naccount_name = \"Acme Corporation Prod\"\n");
+    ws.write("tenants/acme.toml", &file);
+    let plan = ws.run(&emu.endpoint, &["plan", "acme"]);
+    assert_eq!(plan.code, 1, "{plan:?}");
+    assert!(!plan.stdout.contains("production: create account"), "{plan:?}");
+    assert!(plan.stdout.contains(&format!("refusing to touch account {old}")), "{plan:?}");
+    assert_eq!(ws.run(&emu.endpoint, &["apply", "acme", "--auto-approve"]).code, 1);
+    assert!(aws.accounts_with_email("aws+acme-prod2@example.com").await.is_empty(), "no second production account");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_home_region_is_refused_per_account_even_without_the_marker() {
+    let emu = Emulator::start();
+    let ws = Workspace::new();
+    onboard(&emu, &ws);
+    let aws = Aws::new(&emu.endpoint).await;
+    let bucket = Aws::state_bucket(&emu);
+    // The marker deleted, the old bucket named explicitly, the home region changed.
+    aws.s3.delete_object().bucket(&bucket).key("tenantry-state.json").send().await.unwrap();
+    let config = ws.read("tenantry.toml").replace("home_region = \"us-east-1\"", "home_region = \"eu-west-1\"").replace("# state_bucket = \"my-tenantry-state\"", &format!("state_bucket = \"{bucket}\""));
+    ws.write("tenantry.toml", &config);
+    for t in ["acme", "globex"] {
+        let text: Vec<String> = ws
+            .read(&format!("tenants/{t}.toml"))
+            .lines()
+            .map(|l| if l.starts_with("allowed_regions") && !l.contains("eu-west-1") { l.replace(']', ", \"eu-west-1\"]") } else { l.to_string() })
+            .collect();
+        ws.write(&format!("tenants/{t}.toml"), &(text.join("\n") + "\n"));
+    }
+    assert_eq!(ws.run(&emu.endpoint, &["validate"]).code, 0);
+    for args in [&["plan"][..], &["apply", "--auto-approve"]] {
+        let run = ws.run(&emu.endpoint, args);
+        assert_eq!(run.code, 1, "{args:?}: {run:?}");
+        assert!(run.stdout.contains("tenantry stacks are in region us-east-1"), "{args:?}: {run:?}");
+        assert!(!run.stdout.contains("create stack"), "{args:?}: {run:?}");
+    }
+    assert!(aws.state_object(&bucket, "tenantry-state.json").await.is_none(), "no marker written for the wrong region");
+    // `state init` does not make it go through either.
+    assert_eq!(ws.run(&emu.endpoint, &["state", "init"]).code, 0);
+    let plan = ws.run(&emu.endpoint, &["plan"]);
+    assert_eq!(plan.code, 1, "{plan:?}");
+    assert!(plan.stdout.contains("set home_region back to \"us-east-1\""), "{plan:?}");
+}

@@ -100,22 +100,6 @@ fn run_logged(emu: &Emulator, ws: &Workspace, args: &[String]) -> (Run, String) 
     ws.run_through_proxy(&emu.endpoint, &serde_json::json!([]), 1, &args)
 }
 
-/// Requests that act in or on `account`: assuming a role in it, or changing it through
-/// Organizations (reads such as ListTagsForResource are how the guard looks, and are allowed).
-fn touches(log: &str, account: &str) -> Vec<String> {
-    log.lines()
-        .filter(|l| l.contains(account))
-        .filter(|l| {
-            let op = l.split_whitespace().nth(2).unwrap_or("");
-            op == "sts:AssumeRole"
-                || ["organizations:Tag", "organizations:Untag", "organizations:Move", "organizations:Attach", "organizations:Detach", "organizations:Close", "organizations:Remove"]
-                    .iter()
-                    .any(|w| op.starts_with(w))
-        })
-        .map(|l| l.chars().take(200).collect())
-        .collect()
-}
-
 /// The commands that work on acme's member accounts; each must refuse.
 fn account_commands(digest: &str) -> Vec<Vec<String>> {
     every_command(digest)
@@ -142,7 +126,7 @@ async fn assert_every_command_refuses(emu: &Emulator, ws: &Workspace, digest: &s
             assert!(log.lines().count() > 0, "{case}: `{what}` went through the proxy, so its log is not vacuously clean");
         }
         for account in protected {
-            let touched = touches(&log, account);
+            let touched = common::touches(&log, account);
             assert!(touched.is_empty(), "{case}: `{what}` touched account {account}:\n{}", touched.join("\n"));
         }
     }

@@ -389,6 +389,22 @@ pub async fn scps(org: &Client) -> Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
+/// The accounts a policy is attached to directly (`ListTargetsForPolicy`, all pages; OUs and
+/// roots left out).
+pub async fn policy_account_targets(org: &Client, policy_id: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut pages = org.list_targets_for_policy().policy_id(policy_id).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| aws_error("organizations:ListTargetsForPolicy", e))?;
+        for t in page.targets.unwrap_or_default() {
+            if t.r#type == Some(aws_sdk_organizations::types::TargetType::Account) {
+                out.extend(t.target_id);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// A policy's name and document (`DescribePolicy`); `None` when there is no such policy.
 pub async fn policy(org: &Client, policy_id: &str) -> Result<Option<(String, String)>> {
     let out = match org.describe_policy().policy_id(policy_id).send().await {

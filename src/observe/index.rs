@@ -32,6 +32,7 @@ pub struct OrgIndex {
     ous: Mutex<BTreeMap<String, String>>,
     creating: OnceCell<Vec<CreateRequest>>,
     tags: OnceCell<BTreeMap<String, BTreeMap<String, String>>>,
+    scps: OnceCell<BTreeMap<String, String>>,
 }
 
 impl OrgIndex {
@@ -63,7 +64,7 @@ impl OrgIndex {
                 }
             }
         }
-        Ok(OrgIndex { accounts, parents, ous: Mutex::new(ous), creating: OnceCell::new(), tags: OnceCell::new() })
+        Ok(OrgIndex { accounts, parents, ous: Mutex::new(ous), creating: OnceCell::new(), tags: OnceCell::new(), scps: OnceCell::new() })
     }
 
     /// The account with this id, if it was in the listing.
@@ -106,6 +107,12 @@ impl OrgIndex {
     /// environment already has under another email or name).
     pub async fn account_tags(&self, c: &Client, management: &str) -> Result<&BTreeMap<String, BTreeMap<String, String>>> {
         self.tags.get_or_try_init(|| tags_of(c, self.accounts.keys(), management)).await
+    }
+
+    /// Every SCP of the organization, name → id (`ListPolicies`), listed on first use (like
+    /// [`OrgIndex::account_tags`], only before an account would be created).
+    pub async fn scps(&self, c: &Client) -> Result<&BTreeMap<String, String>> {
+        self.scps.get_or_try_init(|| org::scps(c)).await
     }
 
     /// `CreateAccount` requests in progress (`ListCreateAccountStatus`), listed on first use.

@@ -336,7 +336,7 @@ impl Observer<'_> {
                 let hint = match found_by {
                     FoundBy::Adopted => format!("; an account with this tenant's email `{}` exists but is not tagged as this tenant's (or is not only this tenant's). To adopt it, tag it {t}={} and {e}={env}; otherwise change the email", want.email, desired.id),
                     FoundBy::Identity => format!(
-                        "; account \"{}\" <{}> looks like this tenant's {env} account (by its name or tags), so tenantry will not create a second one. If it is, set {env}.email = \"{}\" in tenants/{}.toml (a root email is changed by the account's owner, e.g. with the Account Management API's StartPrimaryEmailUpdate, then in the file); if it is not, rename and retag it",
+                        "; account \"{}\" <{}> looks like this tenant's {env} account (by its name, tags or SCPs), so tenantry will not create a second one. If it is, set {env}.email = \"{}\" in tenants/{}.toml (a root email is changed by the account's owner, e.g. with the Account Management API's StartPrimaryEmailUpdate, then in the file); if it is not, rename and retag it",
                         summary.name, summary.email, summary.email, desired.id
                     ),
                     _ => format!(
@@ -455,19 +455,27 @@ impl Observer<'_> {
     /// Accounts that may be `claim`'s tenant environment's although none carries the file's email:
     /// the account named `account_name`, any with an email `claim` knows, and any tagged with
     /// the tenant and environment (`ListTagsForResource` on every account of the organization, once
-    /// per run through the index, or afresh when `fresh`). Each comes with why it matched.
+    /// per run through the index, or afresh when `fresh`), and any that carries one of the tenant
+    /// environment's SCPs (`ListPolicies`, then `ListTargetsForPolicy` for each of its SCPs).
+    /// Each comes with why it matched.
     async fn identity_candidates(&self, claim: &Claim<'_>, account_name: &str, fresh: bool) -> Result<Vec<(AccountSummary, &'static str)>> {
         let c = &self.clients.org;
         let management = self.org.map(|o| o.management_account_id.as_str()).unwrap_or_default();
-        let (accounts, tags) = match self.index.as_deref().filter(|_| !fresh) {
-            Some(index) => (index.accounts().cloned().collect::<Vec<_>>(), index.account_tags(c, management).await?.clone()),
+        let (accounts, tags, scps) = match self.index.as_deref().filter(|_| !fresh) {
+            Some(index) => (index.accounts().cloned().collect::<Vec<_>>(), index.account_tags(c, management).await?.clone(), index.scps(c).await?.clone()),
             None => {
                 let accounts = org::list_accounts(c).await?;
                 let tags = index::tags_of(c, accounts.iter().map(|a| &a.id), management).await?;
-                (accounts, tags)
+                (accounts, tags, org::scps(c).await?)
             }
         };
-        Ok(identity_matches(claim, account_name, &accounts, &tags))
+        // Accounts carrying this tenant environment's SCPs (`tenantry-<tenant>-<env>-*`).
+        let prefix = crate::desired::policy_name(claim.tenant, claim.environment, "");
+        let mut with_scps = std::collections::BTreeSet::new();
+        for (_, id) in scps.iter().filter(|(name, _)| name.starts_with(&prefix)) {
+            with_scps.extend(org::policy_account_targets(c, id).await?);
+        }
+        Ok(identity_matches(claim, account_name, &accounts, &tags, &with_scps))
     }
 
     /// The path of an OU id (`""` for the root), walking up with `ListParents` and
@@ -512,6 +520,7 @@ pub fn identity_matches(
     account_name: &str,
     accounts: &[AccountSummary],
     tags: &BTreeMap<String, BTreeMap<String, String>>,
+    with_scps: &std::collections::BTreeSet<String>,
 ) -> Vec<(AccountSummary, &'static str)> {
     use crate::tenant::tags::{ENVIRONMENT, TENANT};
     accounts
@@ -524,6 +533,8 @@ pub fn identity_matches(
                 "same account name"
             } else if claim.recorded_emails.iter().any(|e| e.eq_ignore_ascii_case(&a.email)) {
                 "an email recorded for this tenant environment"
+            } else if with_scps.contains(&a.id) {
+                "carries this tenant environment's SCPs"
             } else {
                 return None;
             };
@@ -540,5 +551,18 @@ pub fn failure_hint(reason: &str) -> &'static str {
         "INVALID_EMAIL" => " — AWS rejected the email address",
         "CONCURRENT_ACCOUNT_MODIFICATION" | "INTERNAL_FAILURE" => " — a transient AWS failure; re-run to retry",
         _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::arn_region;
+
+    #[test]
+    fn the_region_of_a_stack_id() {
+        assert_eq!(arn_region("arn:aws:cloudformation:eu-west-1:111122223333:stack/tenantry-baseline/abc").as_deref(), Some("eu-west-1"));
+        assert_eq!(arn_region("arn:aws-us-gov:cloudformation:us-gov-west-1:1:stack/x/y").as_deref(), Some("us-gov-west-1"));
+        assert_eq!(arn_region(""), None);
+        assert_eq!(arn_region("arn:aws:s3:::bucket"), None);
     }
 }

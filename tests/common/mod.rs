@@ -255,6 +255,23 @@ impl Workspace {
     }
 }
 
+/// Requests in a proxy log that act in or on `account`: assuming a role in it, or changing it
+/// through Organizations (reads such as ListTagsForResource are how the guard looks, and are
+/// allowed). Each line cut to 200 characters.
+pub fn touches(log: &str, account: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains(account))
+        .filter(|l| {
+            let op = l.split_whitespace().nth(2).unwrap_or("");
+            op == "sts:AssumeRole"
+                || ["organizations:Tag", "organizations:Untag", "organizations:Move", "organizations:Attach", "organizations:Detach", "organizations:Close", "organizations:Remove"]
+                    .iter()
+                    .any(|w| op.starts_with(w))
+        })
+        .map(|l| l.chars().take(200).collect())
+        .collect()
+}
+
 /// A finished `tenantry` run.
 pub struct Run {
     /// Exit code (-1 when killed by a signal).
