@@ -34,3 +34,20 @@ pub fn listen() {
         }
     });
 }
+
+/// A stop was requested before `what` began: nothing of it was started.
+#[derive(Debug, thiserror::Error)]
+#[error("stopped by signal before: {what}; re-run to continue")]
+pub struct Stopped {
+    /// The work that was not started.
+    pub what: String,
+}
+
+/// A boundary: errors with [`Stopped`] when a stop was requested, so that no new change (an
+/// account creation, a change set, a stack operation) starts after the first signal.
+pub fn check(what: impl std::fmt::Display) -> Result<(), Stopped> {
+    if requested() {
+        return Err(Stopped { what: what.to_string() });
+    }
+    Ok(())
+}

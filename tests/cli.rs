@@ -115,3 +115,44 @@ async fn leases_a_far_future_expiry_a_malformed_lease_and_stage_under_another_pr
     let history = ws.run(&emu.endpoint, &["history", "acme"]);
     assert!(!history.stdout.contains("staged"), "nothing was staged: {history:?}");
 }
+
+/// Starts `tenantry ARGS` through a logging proxy that holds every `action` request `ms`
+/// milliseconds, sends SIGTERM once `after` has passed, and returns the run and the proxy's log.
+fn stopped_by_signal(emu: &Emulator, ws: &Workspace, action: &str, ms: u64, after: std::time::Duration, args: &[&str]) -> (common::Run, String) {
+    let log = ws.path().join(format!("signal-{}.log", args[0]));
+    let rules = serde_json::json!([{"action": action, "fault": "latency", "ms": ms}]);
+    let proxy = common::FaultProxy::start_logged(&emu.endpoint, &rules, Some(&log));
+    let child = ws.command(&proxy.endpoint).args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(after);
+    let killed = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let run = common::Run::from(child.wait_with_output().unwrap());
+    drop(proxy);
+    (run, std::fs::read_to_string(&log).unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_first_stop_signal_starts_no_new_account_creation_nor_change_set() {
+    let emu = Emulator::start();
+    let ws = Workspace::new();
+    // apply: with globex onboarded, the signal arrives while the organization is being listed,
+    // before anything of acme exists.
+    assert_eq!(ws.run(&emu.endpoint, &["apply", "globex", "--auto-approve"]).code, 0);
+    let (run, log) = stopped_by_signal(&emu, &ws, "ListAccounts", 3000, std::time::Duration::from_millis(1500), &["apply", "--auto-approve"]);
+    assert_ne!(run.code, 0, "{run:?}");
+    assert!(log.lines().any(|l| l.contains("ListAccounts")), "the proxy saw the run: {log}");
+    for op in ["organizations:CreateAccount", "organizations:CreatePolicy", "organizations:MoveAccount", "cloudformation:CreateStack"] {
+        assert!(!log.contains(op), "{op} sent after the stop signal:\n{log}\n{run:?}");
+    }
+    assert!(run.stderr.contains("stopped by signal before"), "{run:?}");
+
+    // stage: the signal arrives while the staging role is being assumed, before any change set.
+    assert_eq!(ws.run(&emu.endpoint, &["apply", "--auto-approve"]).code, 0);
+    let (run, log) = stopped_by_signal(&emu, &ws, "AssumeRole", 3000, std::time::Duration::from_millis(1500), &["stage", "acme"]);
+    assert_ne!(run.code, 0, "{run:?}");
+    assert!(log.lines().any(|l| l.contains("AssumeRole")), "the proxy saw the run: {log}");
+    assert!(!log.contains("CreateChangeSet") && !log.contains("ExecuteChangeSet"), "a change set after the stop signal:\n{log}");
+    assert!(run.stderr.contains("stopped by signal before"), "{run:?}");
+    let history = ws.run(&emu.endpoint, &["history", "acme"]);
+    assert!(!history.stdout.contains("staged"), "{history:?}");
+}

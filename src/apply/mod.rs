@@ -115,6 +115,7 @@ impl Engine {
     pub async fn apply_organization(&self, steps: &[Step], root: Option<&OrgOverview>) -> Result<OrgOverview> {
         let mut overview = root.cloned();
         for step in steps {
+            crate::shutdown::check(format!("organization: {step}"))?;
             match step {
                 Step::CreateOrganization => {
                     org::create_organization(&self.clients.org).await?;
@@ -349,6 +350,14 @@ impl Engine {
         // bound): AWS creates the accounts in parallel while the steps wait for them in order.
         for step in &plan.steps {
             if let Step::CreateAccount { environment, email, account_name } = step {
+                if mode.stop_on_signal {
+                    if let Err(stopped) = crate::shutdown::check(step) {
+                        if let Err(save) = run.save_if_dirty().await {
+                            tracing::warn!(tenant = %desired.id, "could not record progress before stopping: {save:#}");
+                        }
+                        return Err(stopped.into());
+                    }
+                }
                 if let Err(e) = run.start_account(*environment, email, account_name).await {
                     if let Err(save) = run.save_if_dirty().await {
                         tracing::warn!(tenant = %desired.id, "could not record progress after a failed step: {save:#}");

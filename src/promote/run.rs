@@ -309,10 +309,15 @@ impl Promoter<'_> {
     /// Creates, executes and waits for a change set deploying `release` in one account. Returns
     /// (`deployed` | `unchanged`, changes).
     async fn deploy(&self, session: &MemberSession, tenant: &Tenant, release: &Release, env: Environment) -> Result<(String, Vec<ResourceChange>)> {
+        crate::shutdown::check(format!("{env}: change set for release {}", short(&release.digest)))?;
         let (preview, _) = self.preview(session, tenant, release, env, false).await?;
         if !preview.executable {
             cfn::delete_change_set(&session.cfn, &workload_stack(&release.workload), &preview.name).await?;
             return Ok(("unchanged".into(), Vec::new()));
+        }
+        if let Err(stopped) = crate::shutdown::check(format!("{env}: executing change set {}", preview.name)) {
+            cfn::delete_change_set(&session.cfn, &workload_stack(&release.workload), &preview.name).await?;
+            return Err(stopped.into());
         }
         cfn::execute_change_set(&session.cfn, &workload_stack(&release.workload), &preview.name, preview.creates_stack, self.timeout()).await?;
         Ok(("deployed".into(), preview.changes))
@@ -586,6 +591,7 @@ impl Promoter<'_> {
     }
 
     async fn to_production(&self, tenant: &Tenant, mut p: Promotion, history: &[&LedgerRecord], dry_run: bool, approve: bool, kind: LedgerKind) -> Result<Promotion> {
+        crate::shutdown::check(format!("production: change set for release {}", short(&p.release)))?;
         let artifact = self.artifact(&tenant.spec.id, &p.release).await?;
         let prod = self.session(tenant, Environment::Production).await?;
         let stack = workload_stack(&p.workload);
@@ -658,6 +664,10 @@ impl Promoter<'_> {
                 serde_json::json!({ "via": "--approve", "from": previous, "production_parameters": prod_params }),
             )
             .await?;
+        }
+        if let Err(stopped) = crate::shutdown::check(format!("production: executing change set {}", preview.name)) {
+            cleanup(&preview).await?;
+            return Err(stopped.into());
         }
         match cfn::execute_change_set(&prod.cfn, &stack, &preview.name, preview.creates_stack, self.timeout()).await {
             Ok(_) => {
