@@ -27,6 +27,8 @@ pub struct DesiredTenant {
     /// the guard refuses an account another tenant's file declares.
     #[serde(skip)]
     pub claims: std::sync::Arc<Claims>,
+    /// `home_region` of `tenantry.toml`: where the tenant's stacks are.
+    pub home_region: String,
 }
 
 impl DesiredTenant {
@@ -52,6 +54,7 @@ impl DesiredTenant {
             file_email: &want.email,
             file_name: &want.account_name,
             recorded_emails,
+            home_region: &self.home_region,
             claims: &self.claims,
         }
     }
@@ -214,7 +217,14 @@ pub fn build(
         });
     }
     if errors.is_empty() {
-        Ok(DesiredTenant { id: tenant.spec.id.clone(), name: tenant.spec.name.clone(), drift: tenant.spec.drift, accounts, claims: Default::default() })
+        Ok(DesiredTenant {
+            id: tenant.spec.id.clone(),
+            name: tenant.spec.name.clone(),
+            drift: tenant.spec.drift,
+            accounts,
+            claims: Default::default(),
+            home_region: settings.home_region.clone(),
+        })
     } else {
         Err(errors)
     }

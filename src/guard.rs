@@ -79,6 +79,9 @@ pub struct Claim<'a> {
     /// by others, so such an email counts only together with the file's account name.
     /// Compared case-insensitively.
     pub recorded_emails: Vec<&'a str>,
+    /// The region tenantry deploys stacks in (`home_region`): an account tagged
+    /// `tenantry:home-region` with another has its stacks there.
+    pub home_region: &'a str,
     /// What every tenant file declares.
     pub claims: &'a Claims,
 }
@@ -100,7 +103,8 @@ pub struct LiveAccount<'a> {
 /// - it is the management account;
 /// - state records another account for this tenant environment;
 /// - another tenant's file declares the account's root email or name;
-/// - the account is tagged as another tenant's or another environment's;
+/// - the account is tagged as another tenant's or another environment's, or with another home
+///   region than `claim.home_region` (its stacks are there);
 /// - its root email is not the tenant file's, unless it is one state recorded for this tenant
 ///   environment **and** the account's name is the file's (one of the two must come from the
 ///   file, which state cannot forge);
@@ -132,6 +136,13 @@ pub fn check_ownership(claim: &Claim<'_>, account: &LiveAccount<'_>) -> Result<(
     }
     if let Some(e) = account.tags.get(tags::ENVIRONMENT).filter(|e| *e != claim.environment.as_str()) {
         return Err(refuse(format!("the account is tagged {}={e}", tags::ENVIRONMENT)));
+    }
+    if let Some(r) = account.tags.get(tags::HOME_REGION).filter(|r| *r != claim.home_region) {
+        return Err(refuse(format!(
+            "its tenantry stacks are in region {r} (its {} tag), but tenantry.toml says home_region = \"{}\"; set home_region back to \"{r}\" (moving stacks to another region is not supported: it would create them all again)",
+            tags::HOME_REGION,
+            claim.home_region
+        )));
     }
     if claim.file_email.eq_ignore_ascii_case(account.email) {
         return Ok(());
@@ -183,6 +194,7 @@ mod tests {
             file_email: known[0],
             file_name: "Acme (production)",
             recorded_emails: known[1..].to_vec(),
+            home_region: "us-east-1",
             claims: &c,
         };
         check_ownership(&claim, &LiveAccount { id, email, name, tags: t })
@@ -234,6 +246,16 @@ mod tests {
         assert!(r.reason.contains("declared by tenant `globex`"), "{}", r.reason);
         let r = check(P, Some("9"), &["acme@x.io", "g2@x.io"], "9", "g2@x.io", "Globex (production)", &t).unwrap_err();
         assert!(r.reason.contains("name \"Globex (production)\""), "{}", r.reason);
+    }
+
+    #[test]
+    fn an_account_whose_stacks_are_in_another_region_is_refused() {
+        let mut t = tags_of("acme", "production");
+        t.insert(tags::HOME_REGION.into(), "eu-west-1".into());
+        let r = check(P, Some("1"), &["acme@x.io"], "1", "acme@x.io", "Acme (production)", &t).unwrap_err();
+        assert!(r.reason.contains("set home_region back to \"eu-west-1\""), "{}", r.reason);
+        t.insert(tags::HOME_REGION.into(), "us-east-1".into());
+        assert!(check(P, Some("1"), &["acme@x.io"], "1", "acme@x.io", "Acme (production)", &t).is_ok());
     }
 
     #[test]

@@ -319,6 +319,80 @@ async fn an_untagged_renamed_account_is_still_found_by_its_scps_and_never_duplic
     assert!(plan.stdout.contains(&format!("refusing to touch account {old}")), "{plan:?}");
     assert_eq!(ws.run(&emu.endpoint, &["apply", "acme", "--auto-approve"]).code, 1);
     assert!(aws.accounts_with_email("aws+acme-prod2@example.com").await.is_empty(), "no second production account");
+
+    // Its SCPs detached too (left in place): their existence still says the account was made.
+    for name in aws.attached_scps(&old).await.into_iter().filter(|n| n.starts_with("tenantry-acme-production-")) {
+        let id = policy_id(&aws, &name).await;
+        aws.org.detach_policy().policy_id(id).target_id(&old).send().await.unwrap();
+    }
+    let plan = ws.run(&emu.endpoint, &["plan", "acme"]);
+    assert_eq!(plan.code, 1, "{plan:?}");
+    assert!(!plan.stdout.contains("production: create account"), "{plan:?}");
+    assert!(plan.stdout.contains("but its SCPs exist"), "{plan:?}");
+    assert_eq!(ws.run(&emu.endpoint, &["apply", "acme", "--auto-approve"]).code, 1);
+    assert!(aws.accounts_with_email("aws+acme-prod2@example.com").await.is_empty(), "no second production account");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_scp_id_forged_in_state_never_redirects_a_write_to_another_policy() {
+    let emu = Emulator::start();
+    let ws = Workspace::new();
+    onboard(&emu, &ws);
+    let aws = Aws::new(&emu.endpoint).await;
+    let bucket = Aws::state_bucket(&emu);
+    let acme_prod = aws.tenant_accounts().await[&("acme".to_string(), "production".to_string())][0].clone();
+    let own = "tenantry-acme-production-region-allowlist";
+    let own_id = policy_id(&aws, own).await;
+    let victim = policy_id(&aws, "tenantry-globex-production-region-allowlist").await;
+    // acme's region allowlist detached out of band, and acme's state pointing its name at globex's.
+    aws.org.detach_policy().policy_id(&own_id).target_id(&acme_prod).send().await.unwrap();
+    let mut forged = aws.state_object(&bucket, "tenants/acme.json").await.unwrap();
+    forged["accounts"]["production"]["policies"][own]["policy_id"] = serde_json::json!(victim);
+    put_state(&aws, &emu, "acme", &forged).await;
+    let (run, log) = ws.run_through_proxy(&emu.endpoint, &serde_json::json!([]), 1, &["reconcile", "acme", "--remediate"]);
+    assert!(log.lines().count() > 0);
+    let on_victim: Vec<&str> = log.lines().filter(|l| l.contains(&victim) && (l.contains("UpdatePolicy") || l.contains("DeletePolicy") || l.contains("AttachPolicy") || l.contains("DetachPolicy"))).collect();
+    assert!(on_victim.is_empty(), "globex's SCP was changed through a forged id:\n{}\n{run:?}", on_victim.join("\n"));
+    assert!(aws.attached_scps(&acme_prod).await.contains(&own.to_string()), "acme's own SCP attached again: {run:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stage_and_untagged_accounts_found_without_state_respect_the_home_region() {
+    let emu = Emulator::start();
+    let ws = Workspace::new();
+    onboard(&emu, &ws);
+    let aws = Aws::new(&emu.endpoint).await;
+    let bucket = Aws::state_bucket(&emu);
+    aws.s3.delete_object().bucket(&bucket).key("tenantry-state.json").send().await.unwrap();
+    let config = ws.read("tenantry.toml").replace("home_region = \"us-east-1\"", "home_region = \"eu-west-1\"").replace("# state_bucket = \"my-tenantry-state\"", &format!("state_bucket = \"{bucket}\""));
+    ws.write("tenantry.toml", &config);
+    allow_region(&ws, "eu-west-1");
+    // stage goes through the same guard as apply.
+    let stage = ws.run(&emu.endpoint, &["stage", "acme"]);
+    assert_eq!(stage.code, 1, "{stage:?}");
+    assert!(stage.stderr.contains("tenantry stacks are in region us-east-1"), "{stage:?}");
+    // The tag removed and the state lost: nothing says where the stacks are, so nothing is made.
+    delete_state(&aws, &emu, "acme").await;
+    for env in ["production", "staging"] {
+        let id = aws.tenant_accounts().await[&("acme".to_string(), env.to_string())][0].clone();
+        aws.org.untag_resource().resource_id(&id).tag_keys("tenantry:home-region").send().await.unwrap();
+    }
+    let apply = ws.run(&emu.endpoint, &["apply", "acme", "--auto-approve"]);
+    assert_eq!(apply.code, 1, "{apply:?}");
+    assert!(!apply.stdout.contains("create stack"), "{apply:?}");
+    assert!(apply.stdout.contains("carries no tenantry:home-region tag"), "{apply:?}");
+}
+
+/// Adds `region` to every `allowed_regions` of both example tenants.
+fn allow_region(ws: &Workspace, region: &str) {
+    for t in ["acme", "globex"] {
+        let text: Vec<String> = ws
+            .read(&format!("tenants/{t}.toml"))
+            .lines()
+            .map(|l| if l.starts_with("allowed_regions") && !l.contains(region) { l.replace(']', &format!(", \"{region}\"]")) } else { l.to_string() })
+            .collect();
+        ws.write(&format!("tenants/{t}.toml"), &(text.join("\n") + "\n"));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -332,14 +406,7 @@ async fn a_changed_home_region_is_refused_per_account_even_without_the_marker() 
     aws.s3.delete_object().bucket(&bucket).key("tenantry-state.json").send().await.unwrap();
     let config = ws.read("tenantry.toml").replace("home_region = \"us-east-1\"", "home_region = \"eu-west-1\"").replace("# state_bucket = \"my-tenantry-state\"", &format!("state_bucket = \"{bucket}\""));
     ws.write("tenantry.toml", &config);
-    for t in ["acme", "globex"] {
-        let text: Vec<String> = ws
-            .read(&format!("tenants/{t}.toml"))
-            .lines()
-            .map(|l| if l.starts_with("allowed_regions") && !l.contains("eu-west-1") { l.replace(']', ", \"eu-west-1\"]") } else { l.to_string() })
-            .collect();
-        ws.write(&format!("tenants/{t}.toml"), &(text.join("\n") + "\n"));
-    }
+    allow_region(&ws, "eu-west-1");
     assert_eq!(ws.run(&emu.endpoint, &["validate"]).code, 0);
     for args in [&["plan"][..], &["apply", "--auto-approve"]] {
         let run = ws.run(&emu.endpoint, args);

@@ -309,9 +309,21 @@ impl Observer<'_> {
                             // recorded, by its tenantry tags.
                             let claim = desired.claim(env, rec);
                             let fresh = started || self.index.is_none();
-                            let mut found = self.identity_candidates(&claim, &want.account_name, fresh).await?;
+                            let (mut found, own_scps) = self.identity_candidates(&claim, &want.account_name, fresh).await?;
                             match found.len() {
-                                0 => return Ok(AccountObservation::Missing),
+                                0 if own_scps.is_empty() => return Ok(AccountObservation::Missing),
+                                0 => {
+                                    return Ok(AccountObservation::Refused {
+                                        account_id: None,
+                                        reason: format!(
+                                            "no account of this tenant environment was found, but its SCPs exist ({}): its account was created once and has lost every mark of it (state, tags, name, email). tenantry will not create a second one: find the account and tag it {}={}, {}={env}; or, if it was closed for good, delete those SCPs",
+                                            own_scps.join(", "),
+                                            crate::tenant::tags::TENANT,
+                                            desired.id,
+                                            crate::tenant::tags::ENVIRONMENT
+                                        ),
+                                    })
+                                }
                                 1 => (found.remove(0).0, FoundBy::Identity),
                                 _ => {
                                     let list: Vec<String> = found.iter().map(|(a, why)| format!("{} \"{}\" <{}> ({why})", a.id, a.name, a.email)).collect();
@@ -347,11 +359,13 @@ impl Observer<'_> {
                 return Ok(AccountObservation::Refused { account_id: Some(summary.id.clone()), reason: format!("{refusal}{hint}") });
             }
         };
-        // The account's stacks are in the region its tag (or state's stack ids) name: a changed
-        // home_region would look for them elsewhere and create them all again.
-        let stacks_region = tags.get(crate::tenant::tags::HOME_REGION).cloned().or_else(|| {
-            rec.filter(|_| found_by == FoundBy::Recorded).and_then(|r| r.stacks.values().find_map(|s| arn_region(&s.stack_id)))
-        });
+        // The account's stacks are in the region its tag (checked by the guard) or, for an
+        // account from before that tag, the stack ids state records name: a changed home_region
+        // would look for them elsewhere and create them all again.
+        let stacks_region = match tags.contains_key(crate::tenant::tags::HOME_REGION) {
+            true => None,
+            false => rec.filter(|_| found_by == FoundBy::Recorded).and_then(|r| r.stacks.values().find_map(|s| arn_region(&s.stack_id))),
+        };
         if let Some(region) = stacks_region.filter(|r| *r != self.settings.home_region) {
             return Ok(AccountObservation::Refused {
                 account_id: Some(summary.id.clone()),
@@ -402,8 +416,16 @@ impl Observer<'_> {
                 }
                 _ => {
                     let id = attached_id.unwrap_or_else(|| rec.map(|r| r.policies[&name].policy_id.clone()).unwrap_or_default());
-                    if let Some((_, content)) = org::policy(c, &id).await? {
-                        policies.insert(name, (id, if listed { content } else { String::new() }));
+                    // An id from state is used only if the policy it names really is this one
+                    // (policy names are unique): state could point it at any policy.
+                    match org::policy(c, &id).await? {
+                        Some((real_name, content)) if real_name == name => {
+                            policies.insert(name, (id, if listed { content } else { String::new() }));
+                        }
+                        Some((real_name, _)) => {
+                            tracing::warn!(tenant = %desired.id, %env, policy = %id, "state records {id} as SCP {name}, but it is {real_name}: ignored");
+                        }
+                        None => {}
                     }
                 }
             }
@@ -438,6 +460,22 @@ impl Observer<'_> {
         } else {
             BTreeMap::new()
         };
+        // An account tenantry created, found without state, that carries no home-region tag
+        // and no tenantry stack here: nothing tells where its stacks are. Creating them here
+        // could duplicate them in another region.
+        let managed = tags.get(crate::tenant::tags::MANAGED_BY).map(String::as_str) == Some("tenantry");
+        if managed && found_by != FoundBy::Recorded && !tags.contains_key(crate::tenant::tags::HOME_REGION) && stacks.is_empty() && summary.status == "ACTIVE" {
+            return Ok(AccountObservation::Refused {
+                account_id: Some(summary.id.clone()),
+                reason: format!(
+                    "account {} was created by tenantry but carries no {} tag, state does not record it, and it has no tenantry stack in {}: its stacks may be in another region. Tag it {}=<the region of its tenantry stacks> and re-run",
+                    summary.id,
+                    crate::tenant::tags::HOME_REGION,
+                    self.settings.home_region,
+                    crate::tenant::tags::HOME_REGION
+                ),
+            });
+        }
         Ok(AccountObservation::Found(Box::new(ObservedAccount {
             account: summary,
             tags,
@@ -457,8 +495,9 @@ impl Observer<'_> {
     /// the tenant and environment (`ListTagsForResource` on every account of the organization, once
     /// per run through the index, or afresh when `fresh`), and any that carries one of the tenant
     /// environment's SCPs (`ListPolicies`, then `ListTargetsForPolicy` for each of its SCPs).
-    /// Each comes with why it matched.
-    async fn identity_candidates(&self, claim: &Claim<'_>, account_name: &str, fresh: bool) -> Result<Vec<(AccountSummary, &'static str)>> {
+    /// Each comes with why it matched; also the names of the tenant environment's SCPs that
+    /// exist, attached or not (proof that its account was created once).
+    async fn identity_candidates(&self, claim: &Claim<'_>, account_name: &str, fresh: bool) -> Result<(Vec<(AccountSummary, &'static str)>, Vec<String>)> {
         let c = &self.clients.org;
         let management = self.org.map(|o| o.management_account_id.as_str()).unwrap_or_default();
         let (accounts, tags, scps) = match self.index.as_deref().filter(|_| !fresh) {
@@ -472,10 +511,11 @@ impl Observer<'_> {
         // Accounts carrying this tenant environment's SCPs (`tenantry-<tenant>-<env>-*`).
         let prefix = crate::desired::policy_name(claim.tenant, claim.environment, "");
         let mut with_scps = std::collections::BTreeSet::new();
-        for (_, id) in scps.iter().filter(|(name, _)| name.starts_with(&prefix)) {
-            with_scps.extend(org::policy_account_targets(c, id).await?);
+        let own_scps: Vec<String> = scps.keys().filter(|name| name.starts_with(&prefix)).cloned().collect();
+        for name in &own_scps {
+            with_scps.extend(org::policy_account_targets(c, &scps[name]).await?);
         }
-        Ok(identity_matches(claim, account_name, &accounts, &tags, &with_scps))
+        Ok((identity_matches(claim, account_name, &accounts, &tags, &with_scps), own_scps))
     }
 
     /// The path of an OU id (`""` for the root), walking up with `ListParents` and

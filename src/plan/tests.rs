@@ -43,6 +43,7 @@ fn desired() -> DesiredTenant {
             account(Environment::Staging, "Tenants/Staging", &["baseline", "agent-pipeline"]),
         ],
         claims: Default::default(),
+        home_region: "us-east-1".into(),
     }
 }
 
