@@ -288,6 +288,23 @@ async fn each_gate_refuses_promotion_on_its_own() {
     // Soak time not over.
     f.set_soak("1h");
     refused("soak", "to go");
+    // ... even when the stager's clock was two hours behind: the `staged` record claims an `at`
+    // long past, but the soak counts from when the state bucket stored it, on the bucket's clock.
+    let bucket = Aws::state_bucket(&f.emu);
+    let listed = f.aws.s3.list_objects_v2().bucket(&bucket).prefix("ledger/acme/").send().await.unwrap();
+    let mut staged_key = None;
+    for o in listed.contents() {
+        let key = o.key().unwrap().to_string();
+        if let Some(doc) = f.aws.state_object(&bucket, &key).await {
+            if doc["kind"] == "staged" && doc["release"] == d2.as_str() {
+                staged_key = Some((key, doc));
+            }
+        }
+    }
+    let (key, mut doc) = staged_key.expect("the staged record of d2");
+    doc["at"] = serde_json::json!("2000-01-01T00:00:00.000000000Z");
+    f.aws.s3.put_object().bucket(&bucket).key(&key).body(serde_json::to_vec(&doc).unwrap().into()).send().await.unwrap();
+    refused("soak", "to go");
     f.set_soak("0s");
 
     // The staging stack no longer runs the release (its template changed out of band).

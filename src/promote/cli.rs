@@ -244,7 +244,7 @@ pub async fn run(p: &Promoter<'_>, tenants: &[Tenant], desired: &[DesiredTenant]
                         };
                         crate::out!(
                             "{}  {:<16} {:<10} {}  {}  by {}",
-                            &r.at[..r.at.len().min(23)],
+                            r.stored_at.trim_end_matches('Z'),
                             kind,
                             r.workload.as_deref().unwrap_or("-"),
                             short(&r.release),

@@ -154,8 +154,10 @@ pub struct LedgerRecord {
     #[serde(default)]
     pub detail: serde_json::Value,
     /// When the state bucket stored it (its `LastModified`, whole seconds): the ledger is ordered
-    /// by this clock, not by `at`, which is the writer's.
-    #[serde(skip)]
+    /// by this clock, not by `at`, which is the writer's, and the soak gate counts from it. Set
+    /// from the object when read, whatever the body says; shown by `history` (text and JSON),
+    /// never written into a record.
+    #[serde(default, skip_deserializing, skip_serializing_if = "String::is_empty")]
     pub stored_at: String,
 }
 

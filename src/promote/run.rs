@@ -509,12 +509,15 @@ impl Promoter<'_> {
                 baseline.insert(env.to_string(), (running, want.version.clone()));
             }
         }
+        // Both ends of the soak on the state bucket's clock: when it stored the `staged` record,
+        // and now as it tells (never a writer's or this host's clock).
         let staged_at = ledger
             .iter()
             .rev()
             .find(|r| r.kind == LedgerKind::Staged && r.release == digest)
-            .map(|r| r.at.clone());
-        let now = crate::state::now_rfc3339();
+            .map(|r| r.stored_at.clone())
+            .filter(|at| !at.is_empty());
+        let now = self.engine.store.now().await?;
         let g = gates(&GateInputs {
             digest: &digest,
             staged_at: staged_at.as_deref(),

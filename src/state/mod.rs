@@ -289,6 +289,31 @@ impl StateStore {
         Ok(self.get(key).await?.map(|(b, _)| b))
     }
 
+    /// Now, on the state bucket's clock (RFC 3339, whole seconds): writes a small object under
+    /// `clock/` (`PutObject`), reads its `LastModified` (`HeadObject`) and deletes it
+    /// (`DeleteObject`). Gates that measure time (the soak) compare this with the `LastModified`
+    /// of ledger records, so that no writer's or reader's clock counts.
+    pub async fn now(&self) -> Result<String> {
+        let key = format!("clock/{}.json", uuid::Uuid::new_v4().simple());
+        self.s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .server_side_encryption(ServerSideEncryption::Aes256)
+            .body(ByteStream::from_static(b"{}"))
+            .send()
+            .await
+            .map_err(|e| aws_error("s3:PutObject", e))?;
+        let head = self.s3.head_object().bucket(&self.bucket).key(&key).send().await.map_err(|e| aws_error("s3:HeadObject", e));
+        if let Err(e) = self.s3.delete_object().bucket(&self.bucket).key(&key).send().await {
+            tracing::debug!(key, "could not delete the clock object: {e}");
+        }
+        head?
+            .last_modified
+            .and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok())
+            .context("the state bucket gave no LastModified")
+    }
+
     /// Keys under `prefix` with their `LastModified` (the storage's clock, RFC 3339, whole
     /// seconds), sorted by key (`ListObjectsV2`, all pages); none when the bucket is missing.
     pub async fn list_objects(&self, prefix: &str) -> Result<Vec<(String, String)>> {
