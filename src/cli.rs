@@ -1097,4 +1097,7 @@ fn print_report(report: &Report, output: Output, one_line: bool) {
         s.orphans,
         report.stored_at.as_deref().map(|a| format!(" Report: {a}")).unwrap_or_default()
     );
+    if let Some(e) = &report.store_error {
+        crate::out!("ERROR: the report could not be stored in the state bucket: {e}");
+    }
 }

@@ -186,6 +186,10 @@ pub struct Report {
     pub orphans: Vec<Orphan>,
     /// Where the report was stored, if it was.
     pub stored_at: Option<String>,
+    /// Why the report could not be stored in the state bucket: the run then exits 1, as a run
+    /// whose record is lost must not pass for a clean one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_error: Option<String>,
     /// AWS requests this process made (one-shot runs with `--output json`; not in stored reports).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_calls: Option<crate::metrics::ApiCalls>,
@@ -216,11 +220,14 @@ impl Report {
         } else {
             TenantStatus::InSync
         };
-        Report { schema: REPORT_SCHEMA, run_id, started_at, finished_at, status, summary, tenants, orphans, stored_at: None, api_calls: None }
+        Report { schema: REPORT_SCHEMA, run_id, started_at, finished_at, status, summary, tenants, orphans, stored_at: None, store_error: None, api_calls: None }
     }
 
     /// Exit code: 0 in sync, 2 drift (or orphans), 1 any error.
     pub fn exit_code(&self) -> u8 {
+        if self.store_error.is_some() {
+            return 1;
+        }
         match self.status {
             TenantStatus::InSync | TenantStatus::NoDriftFound | TenantStatus::Skipped => 0,
             TenantStatus::Drift => 2,
@@ -433,4 +440,17 @@ pub fn orphans(
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Report;
+
+    #[test]
+    fn a_report_that_could_not_be_stored_exits_1() {
+        let mut r = Report::new("run".into(), "2026-11-30T00:00:00Z".into(), "2026-11-30T00:00:01Z".into(), vec![], vec![]);
+        assert_eq!(r.exit_code(), 0);
+        r.store_error = Some("s3:PutObject failed: AccessDenied".into());
+        assert_eq!(r.exit_code(), 1);
+    }
 }

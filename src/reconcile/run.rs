@@ -285,7 +285,10 @@ async fn store(engine: &Engine, report: &mut Report) {
     .await;
     match stored {
         Ok(at) => report.stored_at = Some(at),
-        Err(e) => tracing::warn!("could not store the report: {e:#}"),
+        Err(e) => {
+            tracing::error!("could not store the report: {e:#}");
+            report.store_error = Some(format!("{e:#}"));
+        }
     }
 }
 
