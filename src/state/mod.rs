@@ -215,12 +215,31 @@ impl StateStore {
 
     /// Creates the bucket if missing (`CreateBucket`) and makes sure it is private
     /// (`PutPublicAccessBlock`), encrypted (`PutBucketEncryption`, SSE-S3) and versioned
-    /// (`PutBucketVersioning`). Idempotent.
+    /// (`GetBucketVersioning`, then `PutBucketVersioning` unless enabled; versioning found
+    /// suspended is reported on stderr). Idempotent.
     pub async fn ensure_bucket(&self, region: &str) -> Result<()> {
         if !self.bucket_exists().await? && crate::aws::create_bucket(&self.s3, &self.bucket, region).await.context("creating the state bucket")? {
             tracing::info!(bucket = %self.bucket, "created state bucket");
         }
         crate::aws::make_bucket_private(&self.s3, &self.bucket, None).await?;
+        // Versioning suspended out of band loses the history of every record: say so, then
+        // enable it again.
+        // An answer that cannot be read (moto answers a never-versioned bucket with XML the SDK
+        // rejects) counts as "not enabled": versioning is then simply enabled.
+        let status = match self.s3.get_bucket_versioning().bucket(&self.bucket).send().await {
+            Ok(v) => v.status,
+            Err(e) => {
+                tracing::debug!(bucket = %self.bucket, "could not read the bucket's versioning: {}", aws_error("s3:GetBucketVersioning", e));
+                None
+            }
+        };
+        if status == Some(BucketVersioningStatus::Enabled) {
+            return Ok(());
+        }
+        if status == Some(BucketVersioningStatus::Suspended) {
+            tracing::error!(bucket = %self.bucket, "versioning of the state bucket was SUSPENDED (records written meanwhile kept no history); enabling it again");
+            eprintln!("tenantry: versioning of the state bucket s3://{} was suspended; enabled again", self.bucket);
+        }
         self.s3
             .put_bucket_versioning()
             .bucket(&self.bucket)
