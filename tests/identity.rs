@@ -18,17 +18,19 @@ async fn delete_state(aws: &Aws, emu: &Emulator, tenant: &str) {
     aws.s3.delete_object().bucket(Aws::state_bucket(emu)).key(format!("tenants/{tenant}.json")).send().await.unwrap();
 }
 
-fn onboard(emu: &Emulator, ws: &Workspace) {
+/// A fresh emulator with both example tenants onboarded, a workspace, and clients.
+async fn onboarded() -> (Emulator, Workspace, Aws) {
+    let emu = Emulator::start();
+    let ws = Workspace::new();
     let apply = ws.run(&emu.endpoint, &["apply", "--auto-approve"]);
     assert_eq!(apply.code, 0, "{apply:?}");
+    let aws = Aws::new(&emu.endpoint).await;
+    (emu, ws, aws)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_email_changed_in_the_file_and_lost_state_never_make_a_second_account() {
-    let emu = Emulator::start();
-    let ws = Workspace::new();
-    onboard(&emu, &ws);
-    let aws = Aws::new(&emu.endpoint).await;
+    let (emu, ws, aws) = onboarded().await;
     let original = ws.read("tenants/acme.toml");
     ws.write("tenants/acme.toml", &original.replace("aws+acme-production@example.com", "aws+acme-prod-new@example.com"));
 
@@ -74,10 +76,7 @@ async fn an_email_changed_in_the_file_and_lost_state_never_make_a_second_account
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_email_remembered_in_state_keeps_the_account_known_after_the_file_changes() {
-    let emu = Emulator::start();
-    let ws = Workspace::new();
-    onboard(&emu, &ws);
-    let aws = Aws::new(&emu.endpoint).await;
+    let (emu, ws, aws) = onboarded().await;
     let original = ws.read("tenants/acme.toml");
     // The file changes the email; apply records it as declared (the account keeps its own).
     ws.write("tenants/acme.toml", &original.replace("aws+acme-staging@example.com", "aws+acme-twin@example.com"));
@@ -95,10 +94,7 @@ async fn an_email_remembered_in_state_keeps_the_account_known_after_the_file_cha
 
 #[tokio::test(flavor = "multi_thread")]
 async fn lost_state_is_rebuilt_from_observation_and_said_so() {
-    let emu = Emulator::start();
-    let ws = Workspace::new();
-    onboard(&emu, &ws);
-    let aws = Aws::new(&emu.endpoint).await;
+    let (emu, ws, aws) = onboarded().await;
     let bucket = Aws::state_bucket(&emu);
     let before = aws.state_object(&bucket, "tenants/acme.json").await.unwrap();
 
@@ -133,10 +129,7 @@ async fn lost_state_is_rebuilt_from_observation_and_said_so() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_changed_state_location_is_refused_until_the_state_is_moved_or_adopted() {
-    let emu = Emulator::start();
-    let ws = Workspace::new();
-    onboard(&emu, &ws);
-    let aws = Aws::new(&emu.endpoint).await;
+    let (emu, ws, aws) = onboarded().await;
     let old = Aws::state_bucket(&emu);
     assert!(aws.state_object(&old, "tenantry-state.json").await.is_some(), "apply marks the state location");
     let config = ws.read("tenantry.toml");
@@ -188,10 +181,7 @@ async fn policy_id(aws: &Aws, name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn another_tenants_scp_on_an_account_is_drift_detached_and_the_quota_is_checked_first() {
-    let emu = Emulator::start();
-    let ws = Workspace::new();
-    onboard(&emu, &ws);
-    let aws = Aws::new(&emu.endpoint).await;
+    let (emu, ws, aws) = onboarded().await;
     let accounts = aws.tenant_accounts().await;
     let id = |t: &str, e: &str| accounts[&(t.to_string(), e.to_string())][0].clone();
     let (acme_staging, globex_staging) = (id("acme", "staging"), id("globex", "staging"));
@@ -245,10 +235,7 @@ async fn put_state(aws: &Aws, emu: &Emulator, tenant: &str, doc: &serde_json::Va
 
 #[tokio::test(flavor = "multi_thread")]
 async fn forged_state_alone_takes_no_untagged_account_nor_the_management_account() {
-    let emu = Emulator::start();
-    let ws = Workspace::new();
-    onboard(&emu, &ws);
-    let aws = Aws::new(&emu.endpoint).await;
+    let (emu, ws, aws) = onboarded().await;
     let bucket = Aws::state_bucket(&emu);
     // Some other business unit's account, untagged, in the same organization.
     aws.org.create_account().email("shared-services@corp.example").account_name("Shared Services").send().await.unwrap();
@@ -301,10 +288,7 @@ async fn forged_state_alone_takes_no_untagged_account_nor_the_management_account
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_untagged_renamed_account_is_still_found_by_its_scps_and_never_duplicated() {
-    let emu = Emulator::start();
-    let ws = Workspace::new();
-    onboard(&emu, &ws);
-    let aws = Aws::new(&emu.endpoint).await;
+    let (emu, ws, aws) = onboarded().await;
     let old = aws.tenant_accounts().await[&("acme".to_string(), "production".to_string())][0].clone();
     // Everything that named the account changes: state lost, its tags removed, the file's email
     // and account name changed. Its tenantry SCPs still say whose it is.
@@ -335,10 +319,7 @@ async fn an_untagged_renamed_account_is_still_found_by_its_scps_and_never_duplic
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_scp_id_forged_in_state_never_redirects_a_write_to_another_policy() {
-    let emu = Emulator::start();
-    let ws = Workspace::new();
-    onboard(&emu, &ws);
-    let aws = Aws::new(&emu.endpoint).await;
+    let (emu, ws, aws) = onboarded().await;
     let bucket = Aws::state_bucket(&emu);
     let acme_prod = aws.tenant_accounts().await[&("acme".to_string(), "production".to_string())][0].clone();
     let own = "tenantry-acme-production-region-allowlist";
@@ -358,10 +339,7 @@ async fn an_scp_id_forged_in_state_never_redirects_a_write_to_another_policy() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn stage_and_untagged_accounts_found_without_state_respect_the_home_region() {
-    let emu = Emulator::start();
-    let ws = Workspace::new();
-    onboard(&emu, &ws);
-    let aws = Aws::new(&emu.endpoint).await;
+    let (emu, ws, aws) = onboarded().await;
     let bucket = Aws::state_bucket(&emu);
     aws.s3.delete_object().bucket(&bucket).key("tenantry-state.json").send().await.unwrap();
     let config = ws.read("tenantry.toml").replace("home_region = \"us-east-1\"", "home_region = \"eu-west-1\"").replace("# state_bucket = \"my-tenantry-state\"", &format!("state_bucket = \"{bucket}\""));
@@ -397,10 +375,7 @@ fn allow_region(ws: &Workspace, region: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_changed_home_region_is_refused_per_account_even_without_the_marker() {
-    let emu = Emulator::start();
-    let ws = Workspace::new();
-    onboard(&emu, &ws);
-    let aws = Aws::new(&emu.endpoint).await;
+    let (emu, ws, aws) = onboarded().await;
     let bucket = Aws::state_bucket(&emu);
     // The marker deleted, the old bucket named explicitly, the home region changed.
     aws.s3.delete_object().bucket(&bucket).key("tenantry-state.json").send().await.unwrap();

@@ -370,9 +370,8 @@ impl Observer<'_> {
             return Ok(AccountObservation::Refused {
                 account_id: Some(summary.id.clone()),
                 reason: format!(
-                    "account {}'s tenantry stacks are in region {region} (its {} tag, or the stack ids state records), but tenantry.toml says home_region = \"{}\"; set home_region back to \"{region}\" (moving stacks to another region is not supported: it would create them all again)",
+                    "account {}'s tenantry stacks are in region {region} (the stack ids state records), but tenantry.toml says home_region = \"{}\"; set home_region back to \"{region}\" (moving stacks to another region is not supported: it would create them all again)",
                     summary.id,
-                    crate::tenant::tags::HOME_REGION,
                     self.settings.home_region
                 ),
             });
