@@ -38,6 +38,42 @@ impl Fixture {
         self.ws.run(&self.emu.endpoint, args)
     }
 
+    /// Runs `tenantry ARGS` through a fault proxy with `rules`, where a `kill` rule SIGKILLs
+    /// this process. Returns whether it was killed, and its output.
+    fn run_killed(&self, mut rules: Value, args: &[&str]) -> (bool, Run) {
+        use std::io::Write;
+        use std::os::unix::process::ExitStatusExt;
+        let pid_file = self.ws.path().join(format!("tenantry-{}.pid", std::process::id()));
+        for r in rules.as_array_mut().unwrap() {
+            if r["fault"] == "kill" {
+                r["pid_file"] = Value::String(pid_file.display().to_string());
+            }
+        }
+        let proxy = FaultProxy::start(&self.emu.endpoint, &rules);
+        let child = self.ws.command(&proxy.endpoint).args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        write!(std::fs::File::create(&pid_file).unwrap(), "{}", child.id()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let _ = std::fs::remove_file(&pid_file);
+        (out.status.signal() == Some(9), Run::from(out))
+    }
+
+    /// The release the ledger's last `promoted` or `rolled_back` record of the workload names.
+    fn ledger_current(&self, tenant: &str) -> Option<String> {
+        self.ledger(tenant)
+            .iter()
+            .rev()
+            .find(|r| matches!(r["kind"].as_str(), Some("promoted" | "rolled_back")))
+            .map(|r| r["release"].as_str().unwrap().to_string())
+    }
+
+    /// Stages a new release of acme (a new `max_receive_count`) and passes its checks.
+    fn release(&self, max_receive_count: u32) -> String {
+        self.set_parameters("acme", &format!("max_receive_count = {max_receive_count}\n"));
+        let d = self.stage("acme");
+        self.pass_all("acme", &d);
+        d
+    }
+
     /// `tenantry stage TENANT`; returns the release digest.
     fn stage(&self, tenant: &str) -> String {
         self.ws.stage(&self.emu.endpoint, tenant)
@@ -116,12 +152,16 @@ impl Fixture {
         a["template"].as_str().unwrap().to_string()
     }
 
-    fn ledger_kinds(&self, tenant: &str) -> Vec<String> {
+    /// The tenant's ledger records, oldest first (`history --output json`).
+    fn ledger(&self, tenant: &str) -> Vec<Value> {
         let run = self.run(&["history", tenant, "--output", "json"]);
         assert_eq!(run.code, 0, "{run:?}");
         let doc: Value = serde_json::from_str(&run.stdout).unwrap();
-        doc.as_array()
-            .unwrap()
+        doc["records"].as_array().unwrap().clone()
+    }
+
+    fn ledger_kinds(&self, tenant: &str) -> Vec<String> {
+        self.ledger(tenant)
             .iter()
             .map(|r| {
                 for f in ["release", "at", "by", "id"] {
@@ -477,4 +517,149 @@ async fn promote_all_goes_in_waves_canaries_first_and_stops_at_the_first_failure
     let run = f.run(&["promote", "--all", "--canary", "globex", "--wave-size", "1"]);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(f.workload("acme", "production").await.is_some() && f.workload("globex", "production").await.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_promote_killed_after_executing_its_change_set_is_recorded_truthfully_by_the_next_run() {
+    let f = onboarded("0s", false).await;
+    let d1 = f.release(4);
+    assert_eq!(f.run(&["promote", "acme"]).code, 0);
+    let d2 = f.release(6);
+    // Killed right after CloudFormation accepted ExecuteChangeSet (its answer never arrives).
+    let (killed, run) = f.run_killed(
+        serde_json::json!([{"service": "cloudformation", "action": "ExecuteChangeSet", "fault": "kill", "when": "after"}]),
+        &["promote", "acme"],
+    );
+    assert!(killed, "the kill point was reached: {run:?}");
+    // Let CloudFormation finish what it was told (an emulator may run it in the background).
+    for _ in 0..60 {
+        if f.workload("acme", "production").await.is_some_and(|(st, _, _)| !st.ends_with("_IN_PROGRESS")) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert_eq!(f.workload("acme", "production").await.unwrap().2, f.artifact("acme", &d2).await, "the change set was executed");
+    assert_eq!(f.ledger_current("acme").as_deref(), Some(d1.as_str()), "the killed run recorded nothing after executing");
+
+    // Every read that depends on it says what production runs, and that the ledger disagrees.
+    let history = f.run(&["history", "acme"]);
+    assert!(history.stdout.contains(&format!("runs release {}", &d2[..12])) && history.stdout.contains("LEDGER MISMATCH"), "{history:?}");
+    let dry = f.run(&["rollback", "acme", "--dry-run"]);
+    assert_eq!(dry.code, 0, "{dry:?}");
+    assert!(dry.stdout.contains(&format!("release {}", &d1[..12])) && dry.stdout.contains(&format!("production runs release {}", &d2[..12])), "the rollback goes from d2 back to d1: {dry:?}");
+    assert_eq!(f.ledger_current("acme").as_deref(), Some(d1.as_str()), "a dry run writes nothing");
+
+    // The next promotion records what happened, as what the killed run intended, and does
+    // not claim a change it did not make.
+    let again = f.run(&["promote", "acme"]);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(again.stdout.contains("already runs this release"), "{again:?}");
+    assert!(again.stdout.contains("recovered promoted"), "{again:?}");
+    let ledger = f.ledger("acme");
+    let mine: Vec<&Value> = ledger.iter().filter(|r| r["release"] == d2.as_str() && r["kind"] == "promoted").collect();
+    assert_eq!(mine.len(), 1, "one promoted record for d2: {ledger:#?}");
+    assert_eq!(mine[0]["detail"]["recovered"], true, "{:#}", mine[0]);
+    let intent = ledger.iter().find(|r| r["kind"] == "executing" && r["release"] == d2.as_str()).expect("the intent was recorded before executing");
+    assert_eq!(mine[0]["detail"]["intent"], intent["id"], "the recovered record answers the intent");
+    assert!(!ledger.iter().any(|r| r["detail"]["note"].as_str().is_some_and(|n| n.contains("nothing executed"))), "{ledger:#?}");
+    let history = f.run(&["history", "acme"]);
+    assert!(!history.stdout.contains("LEDGER MISMATCH"), "{history:?}");
+
+    // A rollback killed the same way is recorded as a rollback: the next one goes further back,
+    // never forward again.
+    let d3 = f.release(8);
+    assert_eq!(f.run(&["promote", "acme"]).code, 0);
+    let (killed, run) = f.run_killed(
+        serde_json::json!([{"service": "cloudformation", "action": "ExecuteChangeSet", "fault": "kill", "when": "after"}]),
+        &["rollback", "acme"],
+    );
+    assert!(killed, "{run:?}");
+    for _ in 0..60 {
+        if f.workload("acme", "production").await.is_some_and(|(st, _, _)| !st.ends_with("_IN_PROGRESS")) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert_eq!(f.workload("acme", "production").await.unwrap().2, f.artifact("acme", &d2).await);
+    assert_eq!(f.ledger_current("acme").as_deref(), Some(d3.as_str()));
+    let back = f.run(&["rollback", "acme"]);
+    assert_eq!(back.code, 0, "{back:?}");
+    assert!(back.stdout.contains("recovered rolled_back"), "{back:?}");
+    assert_eq!(f.workload("acme", "production").await.unwrap().2, f.artifact("acme", &d1).await, "the next rollback goes from d2 to d1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delayed_ledger_write_a_second_process_and_a_deleted_record_cannot_make_the_ledger_lie() {
+    let f = onboarded("0s", false).await;
+    let d1 = f.release(4);
+    assert_eq!(f.run(&["promote", "acme"]).code, 0);
+    let c = f.release(6);
+    // Release C's `promoted` record is held 8 s on its way to S3 (latency), while a second
+    // process stages and promotes release D.
+    let proxy = FaultProxy::start(&f.emu.endpoint, &serde_json::json!([{"service": "s3", "contains": "\"kind\": \"promoted\"", "fault": "latency", "ms": 8000}]));
+    let first = f.ws.command(&proxy.endpoint).args(["promote", "acme"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    // Wait until C runs in production (the first process is then writing its record).
+    let want = f.artifact("acme", &c).await;
+    for _ in 0..120 {
+        if f.workload("acme", "production").await.is_some_and(|(_, _, body)| body == want) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let d = f.release(8);
+    let second = f.run(&["promote", "acme"]);
+    let first = Run::from(first.wait_with_output().unwrap());
+    drop(proxy);
+    assert_eq!(first.code, 0, "{first:?}");
+    assert_eq!(second.code, 0, "{second:?}");
+    assert_eq!(f.workload("acme", "production").await.unwrap().2, f.artifact("acme", &d).await, "production runs D");
+    assert_eq!(f.ledger_current("acme").as_deref(), Some(d.as_str()), "and the ledger says so");
+
+    // A rollback goes from D to C, and really changes production.
+    let back = f.run(&["rollback", "acme"]);
+    assert_eq!(back.code, 0, "{back:?}");
+    assert_eq!(f.workload("acme", "production").await.unwrap().2, want, "production runs C again");
+    let ledger = f.ledger("acme");
+    let last = ledger.iter().rev().find(|r| r["kind"] == "rolled_back").unwrap();
+    assert_eq!(last["release"], c.as_str());
+    assert!(last["detail"]["changes"].as_array().is_some_and(|c| !c.is_empty()), "a rollback records the change it made: {last:#}");
+
+    // The latest `promoted` record deleted out of band: every reader says what production runs.
+    let bucket = Aws::state_bucket(&f.emu);
+    let listed = f.aws.s3.list_objects_v2().bucket(&bucket).prefix("ledger/acme/").send().await.unwrap();
+    for o in listed.contents() {
+        let key = o.key().unwrap();
+        if key.contains("-rolled_back-") {
+            f.aws.s3.delete_object().bucket(&bucket).key(key).send().await.unwrap();
+        }
+    }
+    assert_eq!(f.ledger_current("acme").as_deref(), Some(d.as_str()), "the ledger now says D");
+    let dry = f.run(&["rollback", "acme", "--dry-run"]);
+    assert!(dry.stdout.contains("LEDGER MISMATCH") && dry.stdout.contains(&format!("production runs release {}", &c[..12])), "{dry:?}");
+    assert!(dry.stdout.contains(&format!("release {}", &d1[..12])), "from C, a rollback goes back to what was promoted before C: {dry:?}");
+    let conv = f.run(&["converged", "acme"]);
+    assert!(conv.stdout.contains("LEDGER MISMATCH"), "{conv:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_promotions_at_once_execute_one_change_set() {
+    let f = onboarded("0s", false).await;
+    let d1 = f.release(4);
+    assert_eq!(f.run(&["promote", "acme"]).code, 0);
+    let d2 = f.release(6);
+    // Each ExecuteChangeSet held 3 s, so that both runs would have previewed before either
+    // executes if nothing kept them apart.
+    let proxy = FaultProxy::start(&f.emu.endpoint, &serde_json::json!([{"service": "cloudformation", "action": "ExecuteChangeSet", "fault": "latency", "ms": 3000}]));
+    let spawn = || f.ws.command(&proxy.endpoint).args(["promote", "acme", "--approve"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (Run::from(a.wait_with_output().unwrap()), Run::from(b.wait_with_output().unwrap()));
+    drop(proxy);
+    assert_eq!((a.code, b.code), (0, 0), "{a:?}\n{b:?}");
+    let promoted = [&a, &b].iter().filter(|r| r.stdout.contains("promoted: production runs this release")).count();
+    let unchanged = [&a, &b].iter().filter(|r| r.stdout.contains("already runs this release")).count();
+    assert_eq!((promoted, unchanged), (1, 1), "one executed, the other found it done:\n{a:?}\n{b:?}");
+    let ledger = f.ledger("acme");
+    assert_eq!(ledger.iter().filter(|r| r["kind"] == "promoted" && r["release"] == d2.as_str()).count(), 1, "{ledger:#?}");
+    assert_eq!(ledger.iter().filter(|r| r["kind"] == "executing" && r["release"] == d2.as_str()).count(), 1, "one change set executed");
+    assert_ne!(d1, d2);
 }

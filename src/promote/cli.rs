@@ -28,8 +28,18 @@ fn print_promotion(p: &Promotion) {
         p.tenant,
         p.workload,
         if p.release.is_empty() { "(none)" } else { short(&p.release) },
-        p.previous_release.as_deref().map(|r| format!(" (production runs {})", short(r))).unwrap_or_else(|| " (not in production yet)".into())
+        match &p.running {
+            Some(r @ (super::Running::Release { .. } | super::Running::Unknown { .. } | super::Running::Busy { .. })) => format!(" (production runs {})", r.describe()),
+            _ => " (not in production yet)".into(),
+        }
     );
+    if let Some(m) = &p.ledger_mismatch {
+        crate::out!("  LEDGER MISMATCH: {m}");
+    }
+    for r in &p.recovered {
+        let kind = serde_json::to_value(r.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        crate::out!("  ledger: recovered {kind} {}: {}", short(&r.release), r.note);
+    }
     print_gates(&p.gates);
     if !p.changes.is_empty() {
         crate::out!("  production change set:");
@@ -124,6 +134,10 @@ pub async fn run(p: &Promoter<'_>, tenants: &[Tenant], desired: &[DesiredTenant]
                 if output == Output::Text {
                     crate::out!("tenant {tenant} workload {w}: release {} {}", short(&c.release), if c.converged { "CONVERGED" } else { "not converged" });
                     print_gates(&c.gates);
+                    crate::out!("  production runs {} (read from the stack)", c.production.running.describe());
+                    if let Some(m) = &c.production.mismatch {
+                        crate::out!("  LEDGER MISMATCH: {m} (the next `tenantry promote` or `rollback` records it)");
+                    }
                 }
                 all.push(c);
             }
@@ -217,8 +231,9 @@ pub async fn run(p: &Promoter<'_>, tenants: &[Tenant], desired: &[DesiredTenant]
         Command::History { tenant, output } => {
             let (t, _) = find(tenants, desired, &tenant)?;
             let records = p.ledger(&t.spec.id).await?;
+            let production = production_of(p, t, &records).await;
             match output {
-                Output::Json => crate::out!("{}", serde_json::to_string_pretty(&records)?),
+                Output::Json => crate::out!("{}", serde_json::to_string_pretty(&serde_json::json!({ "records": records, "production": production }))?),
                 Output::Text => {
                     if records.is_empty() {
                         crate::out!("tenant {tenant}: no ledger records yet");
@@ -231,6 +246,12 @@ pub async fn run(p: &Promoter<'_>, tenants: &[Tenant], desired: &[DesiredTenant]
                                 r.detail["check"].as_str().unwrap_or(""),
                                 r.detail["result"].as_str().unwrap_or(""),
                                 r.detail["url"].as_str().map(|u| format!(" {u}")).unwrap_or_default()
+                            ),
+                            _ if r.detail["recovered"] == true => format!("recovered: {}", r.detail["note"].as_str().unwrap_or("")),
+                            super::LedgerKind::Executing => format!(
+                                "executing change set {} as {}",
+                                r.detail["change_set"].as_str().unwrap_or("?"),
+                                r.detail["as"].as_str().unwrap_or("?")
                             ),
                             super::LedgerKind::Promoted | super::LedgerKind::RolledBack => format!(
                                 "from {} ({} change(s), risk {})",
@@ -252,12 +273,70 @@ pub async fn run(p: &Promoter<'_>, tenants: &[Tenant], desired: &[DesiredTenant]
                             r.by
                         );
                     }
+                    for w in &production {
+                        crate::out!("{}", w.line());
+                    }
                 }
             }
             Ok(0)
         }
         _ => bail!("not a promotion command"),
     }
+}
+
+/// What production runs for one workload, as `history` shows it.
+#[derive(serde::Serialize)]
+struct ProductionRuns {
+    workload: String,
+    /// Read from the production stack; `None` when it could not be read (`error` says why).
+    running: Option<super::Running>,
+    /// What the ledger's last promotion or rollback says.
+    ledger_release: Option<String>,
+    /// The ledger and the stack disagree (the next `promote` or `rollback` records the truth).
+    ledger_mismatch: Option<String>,
+    error: Option<String>,
+}
+
+impl ProductionRuns {
+    fn line(&self) -> String {
+        match (&self.running, &self.error) {
+            (Some(r), _) => format!(
+                "production, workload {}: runs {} (read from the stack){}",
+                self.workload,
+                r.describe(),
+                self.ledger_mismatch.as_deref().map(|m| format!("\n  LEDGER MISMATCH: {m}")).unwrap_or_default()
+            ),
+            (None, e) => format!("production, workload {}: not read: {}", self.workload, e.as_deref().unwrap_or("")),
+        }
+    }
+}
+
+/// What production runs for each workload of `t` (its file's and its ledger's), read from the
+/// stacks; nothing is written.
+async fn production_of(p: &Promoter<'_>, t: &Tenant, records: &[super::LedgerRecord]) -> Vec<ProductionRuns> {
+    let mut names: std::collections::BTreeSet<String> = t.spec.workloads.keys().cloned().collect();
+    names.extend(records.iter().filter_map(|r| r.workload.clone()));
+    if names.is_empty() {
+        return Vec::new();
+    }
+    let session = match p.session(t, crate::tenant::Environment::Production).await {
+        Ok(s) => s,
+        Err(e) => {
+            return names
+                .into_iter()
+                .map(|w| ProductionRuns { workload: w, running: None, ledger_release: None, ledger_mismatch: None, error: Some(format!("{e:#}")) })
+                .collect()
+        }
+    };
+    let mut out = Vec::new();
+    for w in names {
+        let mut ledger = records.to_vec();
+        out.push(match p.production_truth(&t.spec.id, &w, &session, &mut ledger, false).await {
+            Ok(truth) => ProductionRuns { workload: w, running: Some(truth.running), ledger_release: truth.ledger_release, ledger_mismatch: truth.mismatch, error: None },
+            Err(e) => ProductionRuns { workload: w, running: None, ledger_release: None, ledger_mismatch: None, error: Some(format!("{e:#}")) },
+        });
+    }
+    out
 }
 
 fn failed(tenant: &str, workload: &str, e: anyhow::Error) -> Promotion {

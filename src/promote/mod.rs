@@ -128,6 +128,12 @@ pub enum LedgerKind {
     PromotionFailed,
     /// The previously promoted release went back to production.
     RolledBack,
+    /// Intent: a production change set is about to be executed (`detail.as` says whether as a
+    /// promotion or a rollback). The outcome record (`promoted`, `rolled_back`,
+    /// `promotion_failed`) names it in `detail.intent`; an intent without an outcome is what a
+    /// process that died mid-change left, and the next promotion or rollback records its
+    /// outcome from what the production stack runs (see [`ledger_truth`]).
+    Executing,
 }
 
 /// One append-only ledger record (`ledger/<tenant>/<time>-<kind>-<id>.json`).
@@ -437,6 +443,167 @@ pub fn rollback_target(history: &[&LedgerRecord]) -> Option<String> {
         }
     }
     stack.len().checked_sub(2).map(|i| stack[i].to_string())
+}
+
+/// What a workload stack runs, read from the stack itself (never from the ledger).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Running {
+    /// No stack, or one that never ran a template (`REVIEW_IN_PROGRESS`, `ROLLBACK_COMPLETE`,
+    /// `DELETE_COMPLETE`).
+    Absent,
+    /// The stack's template (`GetTemplate`) is this release's artifact, byte for byte.
+    Release {
+        /// Release digest.
+        release: String,
+        /// Stack status.
+        stack_status: String,
+    },
+    /// The stack runs a template that is no stored release of the tenant (changed outside
+    /// tenantry, or its artifact is gone).
+    Unknown {
+        /// Its `tenantry:release` tag, if any.
+        tag: Option<String>,
+        /// Stack status.
+        stack_status: String,
+    },
+    /// An operation is in progress (`*_IN_PROGRESS`): what it will run is not known yet.
+    Busy {
+        /// Stack status.
+        stack_status: String,
+    },
+}
+
+impl Running {
+    /// The release, when the stack runs a known one.
+    pub fn release(&self) -> Option<&str> {
+        match self {
+            Running::Release { release, .. } => Some(release),
+            _ => None,
+        }
+    }
+
+    /// Readably, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Running::Absent => "no workload stack".into(),
+            Running::Release { release, .. } => format!("release {}", short(release)),
+            Running::Unknown { tag, .. } => format!(
+                "a template that is no stored release of this tenant (its release tag: {})",
+                tag.as_deref().map(short).unwrap_or("none")
+            ),
+            Running::Busy { stack_status } => format!("a stack operation in progress ({stack_status})"),
+        }
+    }
+}
+
+/// A ledger record to write because the ledger lacks the outcome of a change production shows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Recovery {
+    /// `promoted`, `rolled_back` or `promotion_failed`.
+    pub kind: LedgerKind,
+    /// Release digest.
+    pub release: String,
+    /// The `executing` record it is the outcome of, if any.
+    pub intent: Option<String>,
+    /// Why, readably (also stored in the record's `detail.note`).
+    pub note: String,
+}
+
+/// The ledger against the production stack, for one workload.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LedgerTruth {
+    /// What the stack runs.
+    pub running: Running,
+    /// What the ledger's last promotion or rollback says it runs.
+    pub ledger_release: Option<String>,
+    /// Records to append so that the ledger tells what happened.
+    pub recover: Vec<Recovery>,
+    /// The ledger and the stack disagree (before recovery), readably.
+    pub mismatch: Option<String>,
+}
+
+/// `executing` records of `history` whose outcome was never recorded (no record names them in
+/// `detail.intent`), oldest first.
+pub fn pending_intents<'r>(history: &[&'r LedgerRecord]) -> Vec<&'r LedgerRecord> {
+    let answered: std::collections::BTreeSet<&str> = history.iter().filter_map(|r| r.detail.get("intent").and_then(|v| v.as_str())).collect();
+    history.iter().copied().filter(|r| r.kind == LedgerKind::Executing && !answered.contains(r.id.as_str())).collect()
+}
+
+/// Compares one workload's ledger (`history`, oldest first) with what its production stack runs,
+/// and says which records would make the ledger true:
+/// - production runs release R and the ledger's last promotion or rollback is not R: R's
+///   outcome is recovered, as the kind of the latest pending intent for R (a run that died
+///   after executing its change set), else as `promoted` (a record lost, or a deploy outside
+///   tenantry of a stored release);
+/// - every other pending intent: `promotion_failed` (production does not run its release),
+///   unless production is busy or runs an unknown template (then it stays pending).
+///
+/// Nothing is recovered while the stack is busy; a stack that runs no release, or an unknown
+/// template, while the ledger names one is a mismatch that no record can fix.
+pub fn ledger_truth(history: &[&LedgerRecord], running: &Running) -> LedgerTruth {
+    let ledger_release = current_release(history);
+    let pending = pending_intents(history);
+    let mut recover = Vec::new();
+    let mut mismatch = None;
+    let said = ledger_release.as_deref().map(|r| format!("release {}", short(r))).unwrap_or_else(|| "nothing".into());
+    match running {
+        Running::Busy { .. } => {}
+        Running::Release { release, .. } => {
+            if ledger_release.as_deref() != Some(release) {
+                mismatch = Some(format!("the ledger says production runs {said}; the production stack runs release {} (its template is that artifact byte for byte)", short(release)));
+            }
+            let mine: Vec<&&LedgerRecord> = pending.iter().filter(|i| &i.release == release).collect();
+            for i in &mine {
+                let kind = if i.detail.get("as").and_then(|v| v.as_str()) == Some("rolled_back") { LedgerKind::RolledBack } else { LedgerKind::Promoted };
+                recover.push(Recovery {
+                    kind,
+                    release: release.clone(),
+                    intent: Some(i.id.clone()),
+                    note: format!(
+                        "production runs this release: the run that executed change set {} stopped before recording it",
+                        i.detail["change_set"].as_str().unwrap_or("?")
+                    ),
+                });
+            }
+            if mine.is_empty() && mismatch.is_some() {
+                recover.push(Recovery {
+                    kind: LedgerKind::Promoted,
+                    release: release.clone(),
+                    intent: None,
+                    note: "production runs this release, and the ledger had no record of it (a record lost, or a deploy outside tenantry)".into(),
+                });
+            }
+            for i in pending.iter().filter(|i| &i.release != release) {
+                recover.push(failed_intent(i, running));
+            }
+        }
+        Running::Absent => {
+            if let Some(r) = &ledger_release {
+                mismatch = Some(format!("the ledger says production runs release {}; production has no workload stack", short(r)));
+            }
+            for i in &pending {
+                recover.push(failed_intent(i, running));
+            }
+        }
+        Running::Unknown { .. } => {
+            mismatch = Some(format!("the ledger says production runs {said}; the production stack runs {}", running.describe()));
+        }
+    }
+    LedgerTruth { running: running.clone(), ledger_release, recover, mismatch }
+}
+
+fn failed_intent(intent: &LedgerRecord, running: &Running) -> Recovery {
+    Recovery {
+        kind: LedgerKind::PromotionFailed,
+        release: intent.release.clone(),
+        intent: Some(intent.id.clone()),
+        note: format!(
+            "change set {} was not carried out or was rolled back: production runs {}",
+            intent.detail["change_set"].as_str().unwrap_or("?"),
+            running.describe()
+        ),
+    }
 }
 
 /// The release production runs, as the ledger records it: the last promotion or rollback of the

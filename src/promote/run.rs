@@ -9,8 +9,8 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use super::{
-    classify, gates, rollback_target, short, workload_stack, Evidence, Gate, GateInputs, LedgerKind, LedgerRecord, Release,
-    Risk, StagingStack, LEDGER_SCHEMA,
+    classify, gates, ledger_truth, rollback_target, short, workload_stack, Evidence, Gate, GateInputs, LedgerKind, LedgerRecord,
+    LedgerTruth, Recovery, Release, Risk, Running, StagingStack, LEDGER_SCHEMA,
 };
 use crate::apply::Engine;
 use crate::aws::cfn::{self, ResourceChange};
@@ -80,6 +80,9 @@ pub struct Convergence {
     pub converged: bool,
     /// Each gate.
     pub gates: Vec<Gate>,
+    /// What the production stack runs, read from it, and whether the ledger agrees (nothing is
+    /// written by `converged`).
+    pub production: LedgerTruth,
 }
 
 /// How a promotion ended.
@@ -128,6 +131,14 @@ pub struct Promotion {
     pub rollback: bool,
     /// The production stack's status after a failed deploy.
     pub stack_status: Option<String>,
+    /// What the production stack ran before, read from the stack (`GetTemplate` matched byte for
+    /// byte against the tenant's stored artifacts); `previous_release` is its release.
+    pub running: Option<Running>,
+    /// The ledger disagreed with the production stack (before recovery), readably.
+    pub ledger_mismatch: Option<String>,
+    /// Ledger records appended because the ledger lacked the outcome of a change production
+    /// shows (in a dry run: the records that would be appended).
+    pub recovered: Vec<Recovery>,
 }
 
 impl Promotion {
@@ -146,12 +157,23 @@ impl Promotion {
             error: None,
             rollback: false,
             stack_status: None,
+            running: None,
+            ledger_mismatch: None,
+            recovered: Vec::new(),
         }
     }
 
     /// Whether it reached its goal (promoted, or nothing to do, or a clean dry run).
     pub fn ok(&self) -> bool {
         matches!(self.status, PromotionStatus::Promoted | PromotionStatus::Unchanged | PromotionStatus::DryRun)
+    }
+
+    fn with_truth(mut self, truth: &LedgerTruth) -> Promotion {
+        self.previous_release = truth.running.release().map(str::to_string);
+        self.running = Some(truth.running.clone());
+        self.ledger_mismatch = truth.mismatch.clone();
+        self.recovered = truth.recover.clone();
+        self
     }
 }
 
@@ -206,9 +228,10 @@ impl Promoter<'_> {
         Ok(())
     }
 
-    /// Appends a record to the tenant's ledger (`PutObject` with `If-None-Match: *`).
-    pub async fn append(&self, tenant: &str, kind: LedgerKind, workload: Option<&str>, release: &str, detail: serde_json::Value) -> Result<LedgerRecord> {
-        let rec = LedgerRecord {
+    /// A new ledger record (not stored), timed by this host's clock (`at`; the order that counts is
+    /// the bucket's, see [`LedgerRecord::stored_at`]).
+    fn draft(&self, tenant: &str, kind: LedgerKind, workload: Option<&str>, release: &str, detail: serde_json::Value) -> LedgerRecord {
+        LedgerRecord {
             schema: LEDGER_SCHEMA.into(),
             stored_at: String::new(),
             id: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
@@ -219,10 +242,86 @@ impl Promoter<'_> {
             at: now_nanos(),
             by: self.caller.into(),
             detail,
-        };
+        }
+    }
+
+    /// Stores a record in the tenant's ledger (`PutObject` with `If-None-Match: *`).
+    async fn store_record(&self, rec: &LedgerRecord) -> Result<()> {
         self.ensure_bucket().await?;
-        self.engine.store.put_new(&rec.key(), serde_json::to_vec_pretty(&rec)?).await?;
+        self.engine.store.put_new(&rec.key(), serde_json::to_vec_pretty(rec)?).await
+    }
+
+    /// Appends a record to the tenant's ledger (`PutObject` with `If-None-Match: *`).
+    pub async fn append(&self, tenant: &str, kind: LedgerKind, workload: Option<&str>, release: &str, detail: serde_json::Value) -> Result<LedgerRecord> {
+        let rec = self.draft(tenant, kind, workload, release, detail);
+        self.store_record(&rec).await?;
         Ok(rec)
+    }
+
+    /// What `workload`'s stack runs in the account of `session`, read from the stack
+    /// (`DescribeStacks`, `GetTemplate`), never from the ledger: the release whose stored
+    /// artifact's template is the stack's template byte for byte. The candidates are the
+    /// stack's `tenantry:release` tag, then every release of the workload that `ledger` names,
+    /// newest first (`GetObject` each until one matches). Errors: AWS calls failing, an
+    /// artifact that cannot be read (one that does not exist is skipped).
+    pub async fn running(&self, session: &MemberSession, tenant: &str, workload: &str, ledger: &[LedgerRecord]) -> Result<Running> {
+        let stack = workload_stack(workload);
+        let Some(s) = cfn::describe(&session.cfn, &stack).await? else { return Ok(Running::Absent) };
+        match s.status.as_str() {
+            "REVIEW_IN_PROGRESS" | "ROLLBACK_COMPLETE" | "DELETE_COMPLETE" => return Ok(Running::Absent),
+            st if st.ends_with("_IN_PROGRESS") => return Ok(Running::Busy { stack_status: st.into() }),
+            _ => {}
+        }
+        let body = cfn::template_body(&session.cfn, &stack).await?.unwrap_or_default();
+        let tag = s.tags.get(tags::RELEASE).cloned();
+        let mut candidates: Vec<&str> = tag.iter().map(String::as_str).collect();
+        for r in ledger.iter().rev().filter(|r| r.workload.as_deref() == Some(workload)) {
+            if !candidates.contains(&r.release.as_str()) {
+                candidates.push(&r.release);
+            }
+        }
+        for digest in candidates {
+            if digest.len() != 64 || !digest.chars().all(|c| c.is_ascii_hexdigit()) {
+                continue;
+            }
+            let Some(bytes) = self.engine.store.get_bytes(&artifact_key(tenant, digest)).await? else { continue };
+            let Ok(a) = serde_json::from_slice::<Release>(&bytes) else { continue };
+            if a.digest == digest && a.tenant == tenant && a.workload == workload && a.verify() && a.template == body {
+                return Ok(Running::Release { release: digest.to_string(), stack_status: s.status });
+            }
+        }
+        Ok(Running::Unknown { tag, stack_status: s.status })
+    }
+
+    /// Reads what production runs for `workload` ([`Promoter::running`]), compares it with the
+    /// ledger ([`ledger_truth`]) and appends, when `write`, the records that make the ledger tell
+    /// what happened (marked `"recovered": true`, said on stderr). The records are added to
+    /// `ledger` either way, so that later decisions of the run see them. Call it only under the
+    /// tenant's lease when `write`.
+    pub async fn production_truth(&self, tenant: &str, workload: &str, prod: &MemberSession, ledger: &mut Vec<LedgerRecord>, write: bool) -> Result<LedgerTruth> {
+        let running = self.running(prod, tenant, workload, ledger).await?;
+        let history: Vec<&LedgerRecord> = ledger.iter().filter(|r| r.workload.as_deref() == Some(workload)).collect();
+        let truth = ledger_truth(&history, &running);
+        if let Some(m) = &truth.mismatch {
+            tracing::warn!(tenant, workload, "ledger mismatch: {m}");
+        }
+        for r in &truth.recover {
+            let detail = serde_json::json!({
+                "recovered": true,
+                "intent": r.intent,
+                "note": r.note,
+                "previous_release": truth.ledger_release,
+                "changes": [],
+                "stack_status": match &running { Running::Release { stack_status, .. } | Running::Unknown { stack_status, .. } | Running::Busy { stack_status } => Some(stack_status.clone()), Running::Absent => None },
+            });
+            let rec = self.draft(tenant, r.kind, Some(workload), &r.release, detail);
+            if write {
+                self.store_record(&rec).await?;
+                eprintln!("ledger: tenant {tenant} workload {workload}: recorded {} ({})", rec.key(), r.note);
+            }
+            ledger.push(rec);
+        }
+        Ok(truth)
     }
 
     /// Every ledger record of a tenant, oldest first (`ListObjectsV2`, `GetObject` each).
@@ -292,16 +391,38 @@ impl Promoter<'_> {
     pub async fn stage(&self, tenant: &Tenant, workload: Option<&str>) -> Result<Vec<Staged>> {
         let names = workloads(tenant, workload)?;
         let session = self.session(tenant, Environment::Staging).await?;
+        let mut ledger: Option<Vec<LedgerRecord>> = None;
         let mut out = Vec::new();
         for w in names {
             let release = Release::render(tenant, &w, self.renderer, &self.engine.settings.home_region, self.management_account_id)
                 .map_err(|e| anyhow::anyhow!("{}: workloads.{w}: {e}", tenant.path.display()))?;
             self.store_artifact(&release).await?;
             let (status, changes) = self.deploy(&session, tenant, &release, Environment::Staging).await?;
-            if status == "deployed" {
+            let status = if status == "deployed" {
                 self.append(&tenant.spec.id, LedgerKind::Staged, Some(&w), &release.digest, serde_json::json!({ "changes": changes })).await?;
-            }
-            out.push(Staged { workload: w, release: release.digest, status: if status == "deployed" { "staged".into() } else { status }, changes });
+                "staged".to_string()
+            } else {
+                // Staging already runs it. If the ledger's last `staged` record of the workload is
+                // another release, a run died after executing the change set (or the record was
+                // lost): record it now, read from the stack, so promotion sees what staging runs.
+                let ledger = match &ledger {
+                    Some(l) => l,
+                    None => ledger.insert(self.ledger(&tenant.spec.id).await?),
+                };
+                let last = ledger.iter().rev().find(|r| r.kind == LedgerKind::Staged && r.workload.as_deref() == Some(w.as_str()));
+                let runs = self.running(&session, &tenant.spec.id, &w, ledger).await?;
+                if last.map(|r| r.release.as_str()) != Some(release.digest.as_str()) && runs.release() == Some(release.digest.as_str()) {
+                    let note = "staging runs this release (its template is the artifact byte for byte), and the ledger had no record of it";
+                    let rec = self
+                        .append(&tenant.spec.id, LedgerKind::Staged, Some(&w), &release.digest, serde_json::json!({ "changes": [], "recovered": true, "note": note }))
+                        .await?;
+                    eprintln!("ledger: tenant {} workload {w}: recorded {} ({note})", tenant.spec.id, rec.key());
+                    "staged (recovered)".to_string()
+                } else {
+                    status
+                }
+            };
+            out.push(Staged { workload: w, release: release.digest, status, changes });
         }
         Ok(out)
     }
@@ -465,18 +586,21 @@ impl Promoter<'_> {
         }
     }
 
-    /// `tenantry converged`: every gate of a workload's release.
+    /// `tenantry converged`: every gate of a workload's release, and what production runs (read
+    /// from its stack; a ledger that disagrees is reported, nothing is written).
     pub async fn converged(&self, tenant: &Tenant, desired: &DesiredTenant, workload: &str, release: Option<&str>) -> Result<Convergence> {
-        let ledger = self.ledger(&tenant.spec.id).await?;
+        let mut ledger = self.ledger(&tenant.spec.id).await?;
         let digest = self.pick(tenant, workload, release, &ledger).await?;
-        self.gates_of(tenant, desired, workload, &digest, &ledger).await
+        let production = self.session(tenant, Environment::Production).await?;
+        let truth = self.production_truth(&tenant.spec.id, workload, &production, &mut ledger, false).await?;
+        self.gates_of(tenant, desired, workload, &digest, &ledger, &production, truth).await
     }
 
-    async fn gates_of(&self, tenant: &Tenant, desired: &DesiredTenant, workload: &str, digest: &str, ledger: &[LedgerRecord]) -> Result<Convergence> {
+    #[allow(clippy::too_many_arguments)]
+    async fn gates_of(&self, tenant: &Tenant, desired: &DesiredTenant, workload: &str, digest: &str, ledger: &[LedgerRecord], production: &MemberSession, truth: LedgerTruth) -> Result<Convergence> {
         let digest = digest.to_string();
         let artifact = self.artifact(&tenant.spec.id, &digest).await?;
         let staging = self.session(tenant, Environment::Staging).await?;
-        let production = self.session(tenant, Environment::Production).await?;
         let stack = workload_stack(workload);
         let staging_stack = match cfn::describe(&staging.cfn, &stack).await? {
             Some(s) if s.status != "REVIEW_IN_PROGRESS" => {
@@ -503,7 +627,7 @@ impl Promoter<'_> {
         };
         let evidence = self.evidence(ledger, &staging).await?;
         let mut baseline = BTreeMap::new();
-        for (env, session) in [(Environment::Production, &production), (Environment::Staging, &staging)] {
+        for (env, session) in [(Environment::Production, production), (Environment::Staging, &staging)] {
             if let Some(want) = desired.account(env).stacks.iter().find(|s| s.blueprint == "baseline") {
                 let running = cfn::describe(&session.cfn, &want.stack_name).await?.and_then(|s| s.version);
                 baseline.insert(env.to_string(), (running, want.version.clone()));
@@ -533,27 +657,26 @@ impl Promoter<'_> {
             release: digest,
             converged: g.iter().all(|g| g.pass),
             gates: g,
+            production: truth,
         })
     }
 
     /// `tenantry promote` for one workload: gates, the stored artifact verified, a production
     /// change set previewed and classified, approval, execution, ledger. The ledger is read once.
     pub async fn promote(&self, tenant: &Tenant, desired: &DesiredTenant, workload: &str, release: Option<&str>, dry_run: bool, approve: bool) -> Result<Promotion> {
-        let ledger = self.ledger(&tenant.spec.id).await?;
-        let history: Vec<&LedgerRecord> = ledger.iter().filter(|r| r.workload.as_deref() == Some(workload)).collect();
-        let current = super::current_release(&history);
-        let never_staged = release.is_none() && !history.iter().any(|r| r.kind == LedgerKind::Staged);
+        let mut ledger = self.ledger(&tenant.spec.id).await?;
+        let prod = self.session(tenant, Environment::Production).await?;
+        let truth = self.production_truth(&tenant.spec.id, workload, &prod, &mut ledger, !dry_run).await?;
+        let never_staged = release.is_none() && !ledger.iter().any(|r| r.kind == LedgerKind::Staged && r.workload.as_deref() == Some(workload));
         if never_staged {
-            let mut p = Promotion::new(&tenant.spec.id, workload, "");
-            p.previous_release = current;
+            let mut p = Promotion::new(&tenant.spec.id, workload, "").with_truth(&truth);
             p.gates = vec![Gate { gate: "staged".into(), pass: false, detail: format!("workload {workload} was never staged: run `tenantry stage {}`", tenant.spec.id) }];
             p.error = Some("nothing to promote: no staged release".into());
             return Ok(p);
         }
         let digest = self.pick(tenant, workload, release, &ledger).await?;
-        let conv = self.gates_of(tenant, desired, workload, &digest, &ledger).await?;
-        let mut p = Promotion::new(&tenant.spec.id, workload, &conv.release);
-        p.previous_release = current;
+        let conv = self.gates_of(tenant, desired, workload, &digest, &ledger, &prod, truth.clone()).await?;
+        let mut p = Promotion::new(&tenant.spec.id, workload, &conv.release).with_truth(&truth);
         p.gates = conv.gates;
         if !conv.converged {
             p.status = PromotionStatus::Refused;
@@ -561,20 +684,33 @@ impl Promoter<'_> {
             p.error = Some(format!("release {} is not converged: {}", short(&p.release), failing.join("; ")));
             return Ok(p);
         }
-        self.to_production(tenant, p, &history, dry_run, approve, LedgerKind::Promoted).await
+        let history: Vec<&LedgerRecord> = ledger.iter().filter(|r| r.workload.as_deref() == Some(workload)).collect();
+        self.to_production(tenant, &prod, p, &history, dry_run, approve, LedgerKind::Promoted).await
     }
 
-    /// `tenantry rollback`: promotes the release promoted before the current one (promotions form
-    /// a stack; rollbacks never go forward). The convergence gates are not run again (production
-    /// ran that release before), but a required check whose latest result for it is a failure
-    /// refuses the rollback. Preview, risk and approval are as for a promotion.
+    /// `tenantry rollback`: promotes the release promoted before the one production runs
+    /// (promotions form a stack; rollbacks never go forward). What production runs is read from
+    /// its stack first, and the ledger is made to tell it (see [`Promoter::production_truth`]);
+    /// a production stack that runs no stored release is refused. The convergence gates are not
+    /// run again (production ran that release before), but a required check whose latest result
+    /// for it is a failure refuses the rollback. Preview, risk and approval are as for a
+    /// promotion.
     pub async fn rollback(&self, tenant: &Tenant, workload: &str, dry_run: bool, approve: bool) -> Result<Promotion> {
-        let ledger = self.ledger(&tenant.spec.id).await?;
+        let mut ledger = self.ledger(&tenant.spec.id).await?;
+        let prod = self.session(tenant, Environment::Production).await?;
+        let truth = self.production_truth(&tenant.spec.id, workload, &prod, &mut ledger, !dry_run).await?;
         let history: Vec<&LedgerRecord> = ledger.iter().filter(|r| r.workload.as_deref() == Some(workload)).collect();
         let target = rollback_target(&history).with_context(|| format!("workload {workload} of {} has no earlier promoted release to go back to", tenant.spec.id))?;
-        let mut p = Promotion::new(&tenant.spec.id, workload, &target);
+        let mut p = Promotion::new(&tenant.spec.id, workload, &target).with_truth(&truth);
         p.rollback = true;
-        p.previous_release = super::current_release(&history);
+        if truth.running.release().is_none() {
+            p.status = PromotionStatus::Refused;
+            p.error = Some(format!(
+                "production runs {}: a rollback goes back from a release production runs; promote a release instead",
+                truth.running.describe()
+            ));
+            return Ok(p);
+        }
         let staging = self.session(tenant, Environment::Staging).await?;
         let evidence = self.evidence(&ledger, &staging).await?;
         for check in &tenant.spec.promotion.required_checks {
@@ -590,18 +726,24 @@ impl Promoter<'_> {
             p.error = Some(format!("release {} has a failing check since it was promoted; promote a fixed release instead", short(&target)));
             return Ok(p);
         }
-        self.to_production(tenant, p, &history, dry_run, approve, LedgerKind::RolledBack).await
+        self.to_production(tenant, &prod, p, &history, dry_run, approve, LedgerKind::RolledBack).await
     }
 
-    async fn to_production(&self, tenant: &Tenant, mut p: Promotion, history: &[&LedgerRecord], dry_run: bool, approve: bool, kind: LedgerKind) -> Result<Promotion> {
+    /// Previews, classifies, approves, executes and records a change of production to
+    /// `p.release`. An `executing` record is appended before `ExecuteChangeSet` and the outcome
+    /// record names it, so a run that dies in between leaves an intent the next run resolves from
+    /// what production runs. `p.previous_release` is what the production stack runs (read by
+    /// the caller, never taken from the ledger).
+    #[allow(clippy::too_many_arguments)]
+    async fn to_production(&self, tenant: &Tenant, prod: &MemberSession, mut p: Promotion, history: &[&LedgerRecord], dry_run: bool, approve: bool, kind: LedgerKind) -> Result<Promotion> {
         crate::shutdown::check(format!("production: change set for release {}", short(&p.release)))?;
+        if let Some(Running::Busy { stack_status }) = &p.running {
+            bail!("the production stack {} is busy ({stack_status}); try again when it settles", workload_stack(&p.workload));
+        }
         let artifact = self.artifact(&tenant.spec.id, &p.release).await?;
-        let prod = self.session(tenant, Environment::Production).await?;
         let stack = workload_stack(&p.workload);
-        let (preview, tagged) = self.preview(&prod, tenant, &artifact, Environment::Production, dry_run).await?;
-        // What production runs: the ledger's last promotion or rollback, else the stack's tag.
-        let previous = p.previous_release.clone().or(tagged);
-        p.previous_release = previous.clone();
+        let (preview, _) = self.preview(prod, tenant, &artifact, Environment::Production, dry_run).await?;
+        let previous = p.previous_release.clone();
         p.changes = preview.changes.clone();
         let cleanup = |preview: &cfn::ChangeSetPreview| {
             let cfn = prod.cfn.clone();
@@ -620,18 +762,16 @@ impl Promoter<'_> {
         };
         if !preview.executable {
             cleanup(&preview).await?;
-            p.status = if previous.as_deref() == Some(p.release.as_str()) { PromotionStatus::Unchanged } else { PromotionStatus::Promoted };
-            if p.status == PromotionStatus::Promoted && !dry_run {
-                self.append(
-                    &tenant.spec.id,
-                    kind,
-                    Some(&p.workload),
-                    &p.release,
-                    serde_json::json!({ "previous_release": previous, "changes": [], "gates": p.gates, "note": "no resource changes: nothing executed" }),
-                )
-                .await?;
-            } else if dry_run {
-                p.status = PromotionStatus::DryRun;
+            if previous.as_deref() == Some(p.release.as_str()) {
+                p.status = if dry_run { PromotionStatus::DryRun } else { PromotionStatus::Unchanged };
+            } else {
+                // Never a record of a change that was not made: production keeps what it runs.
+                p.status = PromotionStatus::Refused;
+                p.error = Some(format!(
+                    "CloudFormation found nothing to change, but production runs {}, not release {}: nothing was executed or recorded",
+                    p.running.as_ref().map(Running::describe).unwrap_or_else(|| "nothing".into()),
+                    short(&p.release)
+                ));
             }
             return Ok(p);
         }
@@ -672,6 +812,15 @@ impl Promoter<'_> {
             cleanup(&preview).await?;
             return Err(stopped.into());
         }
+        let intent = self
+            .append(
+                &tenant.spec.id,
+                LedgerKind::Executing,
+                Some(&p.workload),
+                &p.release,
+                serde_json::json!({ "as": kind, "change_set": preview.name, "stack": stack, "previous_release": previous }),
+            )
+            .await?;
         match cfn::execute_change_set(&prod.cfn, &stack, &preview.name, preview.creates_stack, self.timeout()).await {
             Ok(_) => {
                 p.status = PromotionStatus::Promoted;
@@ -681,6 +830,7 @@ impl Promoter<'_> {
                     Some(&p.workload),
                     &p.release,
                     serde_json::json!({
+                        "intent": intent.id,
                         "previous_release": previous,
                         "changes": p.changes,
                         "risk": risk,
@@ -697,12 +847,22 @@ impl Promoter<'_> {
                 let after = cfn::describe(&prod.cfn, &stack).await.ok().flatten().map(|s| s.status);
                 p.stack_status = after.clone();
                 p.error = Some(format!("{e:#}"));
+                if after.as_deref().is_some_and(|st| st.ends_with("_IN_PROGRESS")) {
+                    // Still going on in CloudFormation (a stop, or the wait timed out): its
+                    // outcome is not known yet. The intent stays open; the next promotion or
+                    // rollback records what production ends up running.
+                    p.error = Some(format!(
+                        "{e:#}; the production stack is still {}: its outcome is recorded by the next `tenantry promote` or `rollback` once it settles",
+                        after.as_deref().unwrap_or_default()
+                    ));
+                    return Ok(p);
+                }
                 self.append(
                     &tenant.spec.id,
                     LedgerKind::PromotionFailed,
                     Some(&p.workload),
                     &p.release,
-                    serde_json::json!({ "previous_release": previous, "error": p.error, "stack_status": after }),
+                    serde_json::json!({ "intent": intent.id, "previous_release": previous, "error": p.error, "stack_status": after }),
                 )
                 .await?;
             }

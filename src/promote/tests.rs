@@ -233,3 +233,77 @@ fn a_verdict_counts_only_for_the_check_and_release_its_key_names() {
     }
     assert!(super::verdict("verdicts/abc/review.json", &serde_json::json!({"result": "maybe"}), at(), src()).is_err());
 }
+
+fn intent(id: &str, release: &str, as_kind: &str) -> LedgerRecord {
+    let mut r = rec(LedgerKind::Executing, release);
+    r.id = id.into();
+    r.detail = serde_json::json!({ "as": as_kind, "change_set": format!("cs-{id}") });
+    r
+}
+
+fn outcome(kind: LedgerKind, release: &str, intent: &str) -> LedgerRecord {
+    let mut r = rec(kind, release);
+    r.detail = serde_json::json!({ "intent": intent });
+    r
+}
+
+fn runs(release: &str) -> Running {
+    Running::Release { release: release.into(), stack_status: "UPDATE_COMPLETE".into() }
+}
+
+#[test]
+fn the_ledger_agrees_with_production_when_every_intent_has_its_outcome() {
+    let (i1, a) = (intent("i1", "A", "promoted"), outcome(LedgerKind::Promoted, "A", "i1"));
+    let t = ledger_truth(&[&i1, &a], &runs("A"));
+    assert_eq!(t.mismatch, None);
+    assert!(t.recover.is_empty(), "{:?}", t.recover);
+    assert_eq!(t.ledger_release.as_deref(), Some("A"));
+}
+
+#[test]
+fn a_run_that_died_after_executing_is_recorded_as_what_it_intended() {
+    let (i1, a) = (intent("i1", "A", "promoted"), outcome(LedgerKind::Promoted, "A", "i1"));
+    let i2 = intent("i2", "B", "promoted");
+    let t = ledger_truth(&[&i1, &a, &i2], &runs("B"));
+    assert!(t.mismatch.as_deref().is_some_and(|m| m.contains("release A")), "{t:?}");
+    assert_eq!(t.recover.len(), 1);
+    assert_eq!((t.recover[0].kind, t.recover[0].release.as_str(), t.recover[0].intent.as_deref()), (LedgerKind::Promoted, "B", Some("i2")));
+    // A rollback that died after executing: recorded as a rollback, so the next rollback does
+    // not go forward again.
+    let i3 = intent("i3", "C", "promoted");
+    let c = outcome(LedgerKind::Promoted, "C", "i3");
+    let back = intent("i4", "A", "rolled_back");
+    let b = outcome(LedgerKind::Promoted, "B", "i2");
+    let t = ledger_truth(&[&i1, &a, &i2, &b, &i3, &c, &back], &runs("B"));
+    // Production runs B, not A: the rollback to A was not carried out (or was rolled back).
+    assert_eq!(t.recover.iter().map(|r| (r.kind, r.release.as_str())).collect::<Vec<_>>(), [(LedgerKind::Promoted, "B"), (LedgerKind::PromotionFailed, "A")]);
+    let back_b = intent("i5", "B", "rolled_back");
+    let t = ledger_truth(&[&i1, &a, &i2, &b, &i3, &c, &back_b], &runs("B"));
+    assert_eq!(t.recover.iter().map(|r| (r.kind, r.release.as_str())).collect::<Vec<_>>(), [(LedgerKind::RolledBack, "B")]);
+    let mut with: Vec<LedgerRecord> = vec![i1.clone(), a.clone(), i2.clone(), b.clone(), i3.clone(), c.clone(), back_b.clone()];
+    with.push(outcome(LedgerKind::RolledBack, "B", "i5"));
+    let refs: Vec<&LedgerRecord> = with.iter().collect();
+    assert_eq!(rollback_target(&refs), Some("A".into()), "after the recovered rollback to B, the next goes to A");
+}
+
+#[test]
+fn a_lost_record_is_recovered_as_a_promotion_and_an_unknown_template_only_reported() {
+    let a = rec(LedgerKind::Promoted, "A");
+    let b = rec(LedgerKind::Promoted, "B");
+    // B's record deleted: the ledger says A, production runs B.
+    let t = ledger_truth(&[&a], &runs("B"));
+    assert_eq!(t.recover.iter().map(|r| (r.kind, r.release.as_str(), r.intent.is_none())).collect::<Vec<_>>(), [(LedgerKind::Promoted, "B", true)]);
+    let t = ledger_truth(&[&a, &b], &Running::Unknown { tag: Some("B".into()), stack_status: "UPDATE_COMPLETE".into() });
+    assert!(t.recover.is_empty());
+    assert!(t.mismatch.as_deref().is_some_and(|m| m.contains("no stored release")), "{t:?}");
+    let t = ledger_truth(&[&a, &b], &Running::Absent);
+    assert!(t.recover.is_empty() && t.mismatch.as_deref().is_some_and(|m| m.contains("no workload stack")), "{t:?}");
+    // Busy: nothing is concluded, the intent stays open.
+    let i = intent("i9", "C", "promoted");
+    let t = ledger_truth(&[&a, &b, &i], &Running::Busy { stack_status: "UPDATE_IN_PROGRESS".into() });
+    assert!(t.recover.is_empty() && t.mismatch.is_none(), "{t:?}");
+    // An intent whose release production does not run failed.
+    let t = ledger_truth(&[&a, &b, &i], &runs("B"));
+    assert_eq!(t.recover.iter().map(|r| (r.kind, r.release.as_str())).collect::<Vec<_>>(), [(LedgerKind::PromotionFailed, "C")]);
+    assert_eq!(pending_intents(&[&a, &b, &i, &outcome(LedgerKind::PromotionFailed, "C", "i9")]).len(), 0);
+}
