@@ -1,5 +1,6 @@
 //! Graceful stop: the first SIGINT or SIGTERM asks running work to stop at the next step
-//! boundary (leases are released, state is written); a second one exits at once.
+//! boundary ([`check`]) and ends every wait within [`POLL_MILLIS`] ms ([`bounded`]); leases are
+//! released and state is written. A second one exits at once.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -30,7 +31,7 @@ pub fn listen() {
                 eprintln!("tenantry: second {got}: exiting now");
                 std::process::exit(130);
             }
-            eprintln!("tenantry: {got}: finishing the steps in flight, then stopping (send again to exit at once)");
+            eprintln!("tenantry: {got}: stopping: no new change starts, waits end now (what AWS was already asked to do goes on there); send again to exit at once");
         }
     });
 }
@@ -50,4 +51,37 @@ pub fn check(what: impl std::fmt::Display) -> Result<(), Stopped> {
         return Err(Stopped { what: what.to_string() });
     }
     Ok(())
+}
+
+/// A stop was requested while waiting for `what`: the wait ended early. What was waited for
+/// (a stack operation, an account creation) goes on in AWS; the next run picks it up.
+#[derive(Debug, thiserror::Error)]
+#[error("stopped by signal while {what}; re-run to continue (what AWS was already asked to do goes on there)")]
+pub struct Interrupted {
+    /// What was being waited for.
+    pub what: String,
+}
+
+/// How often a wait looks for a stop request (milliseconds): the bound on how long any wait
+/// outlives the first signal.
+pub const POLL_MILLIS: u64 = 200;
+
+/// Resolves once a stop was requested (looked at every [`POLL_MILLIS`] ms).
+pub async fn stopping() {
+    while !requested() {
+        tokio::time::sleep(std::time::Duration::from_millis(POLL_MILLIS)).await;
+    }
+}
+
+/// Runs `wait` (a waiter, a poll loop, a sleep) unless a stop is requested first: then it is
+/// dropped within [`POLL_MILLIS`] ms and [`Interrupted`] names `what`. Use it only for waits,
+/// never around a request that changes something (its answer would be lost).
+pub async fn bounded<T>(what: impl std::fmt::Display, wait: impl std::future::Future<Output = T>) -> Result<T, Interrupted> {
+    if requested() {
+        return Err(Interrupted { what: what.to_string() });
+    }
+    tokio::select! {
+        v = wait => Ok(v),
+        _ = stopping() => Err(Interrupted { what: what.to_string() }),
+    }
 }

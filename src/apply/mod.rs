@@ -609,7 +609,7 @@ impl<'a> TenantRun<'a> {
                                 Some(delay) => {
                                     tracing::warn!(tenant = %self.desired.id, %env, "{e:#}; sending CreateAccount again in {} ms", delay.as_millis());
                                     self.creating.remove(&env);
-                                    tokio::time::sleep(delay).await;
+                                    crate::shutdown::bounded(format_args!("waiting to send CreateAccount again"), tokio::time::sleep(delay)).await?;
                                     request_id = self.start_account(env, email, account_name).await?;
                                 }
                                 None => return Err(e),
@@ -819,8 +819,9 @@ impl<'a> TenantRun<'a> {
                 _ => Ok::<_, anyhow::Error>(status),
             }
         };
-        let status = poll
-            .retry(
+        let status = crate::shutdown::bounded(
+            format_args!("waiting for CreateAccount request {request_id}"),
+            poll.retry(
                 ExponentialBuilder::default()
                     .with_min_delay(Duration::from_millis(500))
                     .with_max_delay(Duration::from_secs(30))
@@ -828,9 +829,10 @@ impl<'a> TenantRun<'a> {
                     .with_total_delay(Some(Duration::from_secs(self.engine.settings.create_account_timeout_seconds)))
                     .without_max_times(),
             )
-            .when(|e: &anyhow::Error| e.downcast_ref::<StillCreating>().is_some())
-            .await
-            .with_context(|| format!("waiting for CreateAccount request {request_id}"))?;
+            .when(|e: &anyhow::Error| e.downcast_ref::<StillCreating>().is_some()),
+        )
+        .await?
+        .with_context(|| format!("waiting for CreateAccount request {request_id}"))?;
         match status.state {
             CreateRequestState::Succeeded => status.account_id.context("CreateAccount succeeded without an account id"),
             CreateRequestState::Failed(reason) => Err(CreateFailed { request_id: request_id.to_string(), reason }.into()),

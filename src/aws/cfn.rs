@@ -144,16 +144,18 @@ pub async fn detect_drift(cfn: &Client, name: &str, timeout: Duration) -> Result
             _ => Ok(s),
         }
     };
-    let status = poll
-        .retry(
+    let status = crate::shutdown::bounded(
+        format_args!("waiting for drift detection of stack {name}"),
+        poll.retry(
             ExponentialBuilder::default()
                 .with_min_delay(Duration::from_millis(200))
                 .with_max_delay(Duration::from_secs(10))
                 .with_total_delay(Some(timeout))
                 .without_max_times(),
         )
-        .when(|e| e.to_string() == "in progress")
-        .await?;
+        .when(|e| e.to_string() == "in progress"),
+    )
+    .await??;
     if status.detection_status().map(|d| d.as_str()) == Some("DETECTION_FAILED") {
         return Ok(ResourceDrift::Unsupported(format!(
             "drift detection failed: {}",
@@ -320,7 +322,7 @@ pub async fn deploy(
                 }
                 Err(e) => return Err(aws_error("cloudformation:CreateStack", e)),
             }
-            let waited = cfn.wait_until_stack_create_complete().stack_name(name).wait(timeout).await;
+            let waited = crate::shutdown::bounded(format_args!("waiting for stack {name} to be created"), cfn.wait_until_stack_create_complete().stack_name(name).wait(timeout)).await?;
             last = last_polled(waited);
         }
         Operation::Update => {
@@ -336,7 +338,7 @@ pub async fn deploy(
                 .await
             {
                 Ok(_) => {
-                    let waited = cfn.wait_until_stack_update_complete().stack_name(name).wait(timeout).await;
+                    let waited = crate::shutdown::bounded(format_args!("waiting for stack {name} to be updated"), cfn.wait_until_stack_update_complete().stack_name(name).wait(timeout)).await?;
                     last = last_polled(waited);
                 }
                 // The same: an earlier attempt of this request started the update.
@@ -347,7 +349,7 @@ pub async fn deploy(
                             .is_some_and(|m| m.contains("UPDATE_IN_PROGRESS")) =>
                 {
                     tracing::warn!(stack = name, "UpdateStack: an update is already in progress (an earlier attempt of this request started it); waiting for it");
-                    let waited = cfn.wait_until_stack_update_complete().stack_name(name).wait(timeout).await;
+                    let waited = crate::shutdown::bounded(format_args!("waiting for stack {name} to be updated"), cfn.wait_until_stack_update_complete().stack_name(name).wait(timeout)).await?;
                     last = last_polled(waited);
                 }
                 Err(e)
@@ -390,10 +392,12 @@ pub async fn continue_rollback(cfn: &Client, name: &str, timeout: Duration) -> R
         }
         Ok(s)
     };
-    let s = poll
-        .retry(ExponentialBuilder::default().with_min_delay(Duration::from_millis(500)).with_max_delay(Duration::from_secs(30)).with_total_delay(Some(timeout)).without_max_times())
-        .when(|e| e.to_string() == "in progress")
-        .await?;
+    let s = crate::shutdown::bounded(
+        format_args!("waiting for stack {name} to finish its rollback"),
+        poll.retry(ExponentialBuilder::default().with_min_delay(Duration::from_millis(500)).with_max_delay(Duration::from_secs(30)).with_total_delay(Some(timeout)).without_max_times())
+            .when(|e| e.to_string() == "in progress"),
+    )
+    .await??;
     if s.status != "UPDATE_ROLLBACK_COMPLETE" {
         anyhow::bail!("stack {name} is {} after ContinueUpdateRollback", s.status);
     }
@@ -407,7 +411,7 @@ pub async fn delete(cfn: &Client, name: &str, timeout: Duration) -> Result<()> {
         .send()
         .await
         .map_err(|e| aws_error("cloudformation:DeleteStack", e))?;
-    let _ = cfn.wait_until_stack_delete_complete().stack_name(name).wait(timeout).await;
+    let _ = crate::shutdown::bounded(format_args!("waiting for stack {name} to be deleted"), cfn.wait_until_stack_delete_complete().stack_name(name).wait(timeout)).await?;
     match describe(cfn, name).await? {
         None => Ok(()),
         Some(s) if s.status == "DELETE_COMPLETE" => Ok(()),
@@ -510,7 +514,11 @@ pub async fn create_change_set(
         }
         Err(e) => return Err(aws_error("cloudformation:CreateChangeSet", e)),
     }
-    let _ = cfn.wait_until_change_set_create_complete().stack_name(stack).change_set_name(name).wait(timeout).await;
+    let _ = crate::shutdown::bounded(
+        format_args!("waiting for change set {name} of stack {stack}"),
+        cfn.wait_until_change_set_create_complete().stack_name(stack).change_set_name(name).wait(timeout),
+    )
+    .await?;
     let mut changes = Vec::new();
     let mut status = String::new();
     let mut reason = String::new();
@@ -569,10 +577,11 @@ pub async fn execute_change_set(cfn: &Client, stack: &str, name: &str, creates_s
         .send()
         .await
         .map_err(|e| aws_error("cloudformation:ExecuteChangeSet", e))?;
+    let what = format!("waiting for stack {stack} to carry out change set {name}");
     let last = if creates_stack {
-        last_polled(cfn.wait_until_stack_create_complete().stack_name(stack).wait(timeout).await)
+        last_polled(crate::shutdown::bounded(what, cfn.wait_until_stack_create_complete().stack_name(stack).wait(timeout)).await?)
     } else {
-        last_polled(cfn.wait_until_stack_update_complete().stack_name(stack).wait(timeout).await)
+        last_polled(crate::shutdown::bounded(what, cfn.wait_until_stack_update_complete().stack_name(stack).wait(timeout)).await?)
     };
     let observed = match last {
         Some(s) => s,

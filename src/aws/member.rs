@@ -97,7 +97,7 @@ impl MemberSession {
                 .send()
                 .await
         };
-        let assumed = call
+        let retried = call
             .retry(
                 ExponentialBuilder::default()
                     .with_min_delay(Duration::from_millis(500))
@@ -109,8 +109,10 @@ impl MemberSession {
             .when(|e| matches!(error_code(e), Some("AccessDenied") | Some("AccessDeniedException")))
             .notify(|e, after| {
                 tracing::info!(account = %account.account_id, error = error_code(e).unwrap_or("?"), "role not assumable yet; retrying in {:.1} s", after.as_secs_f32())
-            })
-            .await
+            });
+        // AssumeRole changes nothing: a stop request may end the wait between tries.
+        let assumed = crate::shutdown::bounded(format_args!("waiting for {arn} to be assumable"), retried)
+            .await?
             .map_err(|e| aws_error("sts:AssumeRole", e))
             .with_context(|| format!("assuming {arn}"))?;
         let seed = assumed.credentials.map(|c| {

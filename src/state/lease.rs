@@ -64,7 +64,8 @@ impl StateStore {
                     .with_jitter()
                     .with_max_times((wait.as_millis() / 1000) as usize),
             )
-            .when(|e| e.downcast_ref::<LeaseHeld>().is_some() || e.downcast_ref::<WriteConflict>().is_some())
+            // A stop request ends the wait at the next try (at most a second away).
+            .when(|e| (e.downcast_ref::<LeaseHeld>().is_some() || e.downcast_ref::<WriteConflict>().is_some()) && !crate::shutdown::requested())
             .notify(|e, _| {
                 if !notified {
                     tracing::info!(tenant, "waiting for lease: {e}");
