@@ -663,3 +663,29 @@ async fn two_promotions_at_once_execute_one_change_set() {
     assert_eq!(ledger.iter().filter(|r| r["kind"] == "executing" && r["release"] == d2.as_str()).count(), 1, "one change set executed");
     assert_ne!(d1, d2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_promotion_whose_change_set_was_not_carried_out_leaves_nothing_behind() {
+    let f = onboarded("0s", false).await;
+    let d1 = f.release(4);
+    // CloudFormation refuses to execute the first production change set: the stack it created
+    // for review never ran anything.
+    let refuse = serde_json::json!([{"service": "cloudformation", "action": "ExecuteChangeSet", "fault": "error", "status": 400, "code": "InvalidChangeSetStatus", "message": "injected"}]);
+    let (run, log) = f.ws.run_through_proxy(&f.emu.endpoint, &refuse, 1, &["promote", "acme"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.contains("FAILED") && log.contains("FAULT error cloudformation:ExecuteChangeSet"), "{run:?}");
+    let cfn = f.aws.member_cfn(&f.account("acme", "production").await).await;
+    let left = cfn.describe_stacks().stack_name(STACK).send().await.ok().and_then(|o| o.stacks().first().and_then(|s| s.stack_status().map(|x| x.as_str().to_string())));
+    assert!(left.is_none() || left.as_deref() == Some("DELETE_COMPLETE"), "the empty stack is removed, not left in {left:?}");
+    let ledger = f.ledger("acme");
+    let failed = ledger.iter().find(|r| r["kind"] == "promotion_failed").expect("the failure is recorded");
+    let intent = ledger.iter().find(|r| r["kind"] == "executing").expect("the intent was recorded");
+    assert_eq!(failed["detail"]["intent"], intent["id"]);
+    // The rerun promotes at once (no wait on a stack left behind).
+    let started = std::time::Instant::now();
+    let ok = f.run(&["promote", "acme"]);
+    assert_eq!(ok.code, 0, "{ok:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(120), "took {:?}", started.elapsed());
+    assert_eq!(f.workload("acme", "production").await.unwrap().2, f.artifact("acme", &d1).await);
+    assert!(!ok.stdout.contains("LEDGER MISMATCH"), "{ok:?}");
+}

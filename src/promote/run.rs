@@ -481,9 +481,23 @@ impl Promoter<'_> {
         let source = cfn::template_source(session, &release.template).await?;
         let preview = cfn::create_change_set(&session.cfn, &stack, &name, creates, &source, &params, &stack_tags, self.timeout()).await?;
         if let Some(why) = &preview.failed {
+            if let Err(e) = self.discard(session, &stack, &preview).await {
+                tracing::warn!(%env, stack, change_set = preview.name, "could not remove the failed change set: {e:#}");
+            }
             bail!("{env}: {why}");
         }
         Ok((preview, previous))
+    }
+
+    /// Removes a change set that will not be executed (`DeleteChangeSet`) and, when it was to
+    /// create the stack, the empty stack it left in `REVIEW_IN_PROGRESS` (`DeleteStack`, waiting
+    /// at most `stack_timeout_seconds`), so that nothing of an attempt stays behind.
+    async fn discard(&self, session: &MemberSession, stack: &str, preview: &cfn::ChangeSetPreview) -> Result<()> {
+        cfn::delete_change_set(&session.cfn, stack, &preview.name).await?;
+        if preview.creates_stack && cfn::describe(&session.cfn, stack).await?.is_some_and(|s| s.status == "REVIEW_IN_PROGRESS") {
+            cfn::delete(&session.cfn, stack, self.timeout()).await?;
+        }
+        Ok(())
     }
 
     /// Evidence for a tenant's releases: `evidence` records of the ledger, and JSON objects under
@@ -745,23 +759,8 @@ impl Promoter<'_> {
         let (preview, _) = self.preview(prod, tenant, &artifact, Environment::Production, dry_run).await?;
         let previous = p.previous_release.clone();
         p.changes = preview.changes.clone();
-        let cleanup = |preview: &cfn::ChangeSetPreview| {
-            let cfn = prod.cfn.clone();
-            let stack = stack.clone();
-            let name = preview.name.clone();
-            let creates = preview.creates_stack;
-            let timeout = self.timeout();
-            async move {
-                cfn::delete_change_set(&cfn, &stack, &name).await?;
-                if creates {
-                    // A CREATE change set leaves an empty stack in REVIEW_IN_PROGRESS.
-                    cfn::delete(&cfn, &stack, timeout).await?;
-                }
-                Ok::<_, anyhow::Error>(())
-            }
-        };
         if !preview.executable {
-            cleanup(&preview).await?;
+            self.discard(prod, &stack, &preview).await?;
             if previous.as_deref() == Some(p.release.as_str()) {
                 p.status = if dry_run { PromotionStatus::DryRun } else { PromotionStatus::Unchanged };
             } else {
@@ -779,7 +778,7 @@ impl Promoter<'_> {
         p.risk = Some(risk);
         p.risk_reasons = reasons;
         if dry_run {
-            cleanup(&preview).await?;
+            self.discard(prod, &stack, &preview).await?;
             p.status = PromotionStatus::DryRun;
             return Ok(p);
         }
@@ -787,7 +786,7 @@ impl Promoter<'_> {
         let prod_params = self.production_parameters(tenant, &artifact);
         let approved_before = super::approved(history, &p.release, &prod_params);
         if needs_approval && !approve && !approved_before {
-            cleanup(&preview).await?;
+            self.discard(prod, &stack, &preview).await?;
             p.status = PromotionStatus::NeedsApproval;
             p.error = Some(format!(
                 "{} needs approval ({}): re-run with --approve, or run `tenantry approve {} {}`",
@@ -809,7 +808,7 @@ impl Promoter<'_> {
             .await?;
         }
         if let Err(stopped) = crate::shutdown::check(format!("production: executing change set {}", preview.name)) {
-            cleanup(&preview).await?;
+            self.discard(prod, &stack, &preview).await?;
             return Err(stopped.into());
         }
         let intent = self
@@ -847,7 +846,14 @@ impl Promoter<'_> {
                 let after = cfn::describe(&prod.cfn, &stack).await.ok().flatten().map(|s| s.status);
                 p.stack_status = after.clone();
                 p.error = Some(format!("{e:#}"));
-                if after.as_deref().is_some_and(|st| st.ends_with("_IN_PROGRESS")) {
+                if after.as_deref() == Some("REVIEW_IN_PROGRESS") {
+                    // The change set was never carried out (its stack was only ever reviewed):
+                    // nothing changed in production. Nothing of the attempt is left behind.
+                    if let Err(e) = self.discard(prod, &stack, &preview).await {
+                        tracing::warn!(stack, change_set = preview.name, "could not remove the change set that was not carried out: {e:#}");
+                    }
+                    p.stack_status = cfn::describe(&prod.cfn, &stack).await.ok().flatten().map(|s| s.status);
+                } else if after.as_deref().is_some_and(|st| st.ends_with("_IN_PROGRESS")) {
                     // Still going on in CloudFormation (a stop, or the wait timed out): its
                     // outcome is not known yet. The intent stays open; the next promotion or
                     // rollback records what production ends up running.
