@@ -158,27 +158,6 @@ async fn the_first_stop_signal_starts_no_new_account_creation_nor_change_set() {
     assert!(!history.stdout.contains("staged"), "{history:?}");
 }
 
-/// Starts `tenantry ARGS` through a logging proxy with `rules`, sends SIGTERM once the proxy log
-/// shows `signal_at`, and returns the run, the proxy log and how long the run took after the
-/// signal.
-fn signalled_during(emu: &Emulator, ws: &Workspace, rules: serde_json::Value, signal_at: &str, args: &[&str]) -> (common::Run, String, std::time::Duration) {
-    let log = ws.path().join(format!("wait-{}.log", args[0]));
-    let proxy = common::FaultProxy::start_logged(&emu.endpoint, &rules, Some(&log));
-    let child = ws.command(&proxy.endpoint).args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
-    let started = std::time::Instant::now();
-    while !std::fs::read_to_string(&log).unwrap_or_default().contains(signal_at) {
-        assert!(started.elapsed() < std::time::Duration::from_secs(120), "{signal_at} never sent");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
-    let signalled = std::time::Instant::now();
-    let run = common::Run::from(child.wait_with_output().unwrap());
-    let took = signalled.elapsed();
-    drop(proxy);
-    (run, std::fs::read_to_string(&log).unwrap_or_default(), took)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stop_signal_ends_every_wait_within_a_bounded_time() {
     let emu = Emulator::start();
@@ -187,14 +166,14 @@ async fn a_stop_signal_ends_every_wait_within_a_bounded_time() {
     // A role that is not assumable yet: tenantry retries AssumeRole for up to
     // assume_role_timeout_seconds (300 s by default).
     let rules = serde_json::json!([{"service": "sts", "action": "AssumeRole", "fault": "error", "status": 403, "code": "AccessDenied"}]);
-    let (run, _, took) = signalled_during(&emu, &ws, rules, "sts:AssumeRole", &["stage", "acme"]);
+    let (run, _, took) = ws.signalled_during(&emu.endpoint, rules, "sts:AssumeRole", &["stage", "acme"]);
     assert_ne!(run.code, 0, "{run:?}");
     assert!(run.stderr.contains("stopped by signal while waiting for") && run.stderr.contains("assumable"), "{run:?}");
     assert!(took < std::time::Duration::from_secs(5), "the wait for the role ended {took:?} after the signal: {run:?}");
     // A change set that takes long to be ready (each DescribeChangeSet held 30 s): the wait
     // ends, nothing is executed.
     let rules = serde_json::json!([{"service": "cloudformation", "action": "DescribeChangeSet", "fault": "latency", "ms": 30000}]);
-    let (run, log, took) = signalled_during(&emu, &ws, rules, "cloudformation:DescribeChangeSet", &["stage", "acme"]);
+    let (run, log, took) = ws.signalled_during(&emu.endpoint, rules, "cloudformation:DescribeChangeSet", &["stage", "acme"]);
     assert_ne!(run.code, 0, "{run:?}");
     assert!(run.stderr.contains("stopped by signal while waiting for change set"), "{run:?}");
     assert!(took < std::time::Duration::from_secs(5), "the wait for the change set ended {took:?} after the signal: {run:?}");

@@ -494,8 +494,8 @@ async fn high_risk_needs_approval_and_a_failed_deploy_leaves_the_previous_releas
     assert_eq!(back.code, 0, "{back:?}");
     assert_eq!(f.workload("acme", "production").await.unwrap().2, f.artifact("acme", &d1).await);
     let none = f.run(&["rollback", "acme", "--approve"]);
-    assert_eq!(none.code, 1, "nothing before the first release: {none:?}");
-    assert!(none.stderr.contains("no earlier promoted release"), "{none:?}");
+    assert_eq!(none.code, 2, "nothing before the first release: a refusal: {none:?}");
+    assert!(none.stdout.contains("REFUSED") && none.stdout.contains("no earlier promoted release"), "{none:?}");
     assert_eq!(f.workload("acme", "production").await.unwrap().2, f.artifact("acme", &d1).await);
 }
 
@@ -554,7 +554,7 @@ async fn a_promote_killed_after_executing_its_change_set_is_recorded_truthfully_
     let again = f.run(&["promote", "acme"]);
     assert_eq!(again.code, 0, "{again:?}");
     assert!(again.stdout.contains("already runs this release"), "{again:?}");
-    assert!(again.stdout.contains("recovered promoted"), "{again:?}");
+    assert!(again.stdout.contains("ledger: recorded promoted"), "{again:?}");
     let ledger = f.ledger("acme");
     let mine: Vec<&Value> = ledger.iter().filter(|r| r["release"] == d2.as_str() && r["kind"] == "promoted").collect();
     assert_eq!(mine.len(), 1, "one promoted record for d2: {ledger:#?}");
@@ -584,7 +584,7 @@ async fn a_promote_killed_after_executing_its_change_set_is_recorded_truthfully_
     assert_eq!(f.ledger_current("acme").as_deref(), Some(d3.as_str()));
     let back = f.run(&["rollback", "acme"]);
     assert_eq!(back.code, 0, "{back:?}");
-    assert!(back.stdout.contains("recovered rolled_back"), "{back:?}");
+    assert!(back.stdout.contains("ledger: recorded rolled_back"), "{back:?}");
     assert_eq!(f.workload("acme", "production").await.unwrap().2, f.artifact("acme", &d1).await, "the next rollback goes from d2 to d1");
 }
 
@@ -688,4 +688,81 @@ async fn a_first_promotion_whose_change_set_was_not_carried_out_leaves_nothing_b
     assert!(started.elapsed() < std::time::Duration::from_secs(120), "took {:?}", started.elapsed());
     assert_eq!(f.workload("acme", "production").await.unwrap().2, f.artifact("acme", &d1).await);
     assert!(!ok.stdout.contains("LEDGER MISMATCH"), "{ok:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stage_killed_after_executing_its_change_set_is_recorded_by_the_next_stage() {
+    let f = onboarded("0s", false).await;
+    let d1 = f.release(4);
+    f.set_parameters("acme", "max_receive_count = 6\n");
+    let (killed, run) = f.run_killed(
+        serde_json::json!([{"service": "cloudformation", "action": "ExecuteChangeSet", "fault": "kill", "when": "after"}]),
+        &["stage", "acme"],
+    );
+    assert!(killed, "{run:?}");
+    for _ in 0..60 {
+        if f.workload("acme", "staging").await.is_some_and(|(st, _, _)| !st.ends_with("_IN_PROGRESS")) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let staged: Vec<String> = f.ledger("acme").iter().filter(|r| r["kind"] == "staged").map(|r| r["release"].as_str().unwrap().to_string()).collect();
+    assert_eq!(staged, [d1.clone()], "the killed stage recorded nothing");
+    // Staging runs the new release; the next stage finds it there and records it.
+    let again = f.run(&["stage", "acme"]);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(again.stdout.contains("staged (recovered)"), "{again:?}");
+    let d2 = f.ledger("acme").iter().rev().find(|r| r["kind"] == "staged").unwrap()["release"].as_str().unwrap().to_string();
+    assert_ne!(d2, d1);
+    assert_eq!(f.workload("acme", "staging").await.unwrap().2, f.artifact("acme", &d2).await, "the recorded release is what staging runs");
+    let once_more = f.run(&["stage", "acme"]);
+    assert!(once_more.stdout.contains("unchanged") && !once_more.stdout.contains("recovered"), "recorded once: {once_more:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_signal_during_a_production_change_is_recorded_as_what_production_shows() {
+    let f = onboarded("0s", false).await;
+    // A first promotion stopped while its change set is being made ready (each
+    // DescribeChangeSet held 30 s): nothing executed, and the rerun promotes at once.
+    let d1 = f.release(4);
+    let hold = |action: &str, ms: u64| serde_json::json!([{"service": "cloudformation", "action": action, "fault": "latency", "ms": ms}]);
+    let (run, log, took) = f.ws.signalled_during(&f.emu.endpoint, hold("DescribeChangeSet", 30000), "cloudformation:DescribeChangeSet", &["promote", "acme"]);
+    assert_ne!(run.code, 0, "{run:?}");
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+    assert!(!log.contains("ExecuteChangeSet"), "{log}");
+    let started = std::time::Instant::now();
+    let ok = f.run(&["promote", "acme"]);
+    assert_eq!(ok.code, 0, "{ok:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(120), "took {:?}", started.elapsed());
+    assert_eq!(f.workload("acme", "production").await.unwrap().2, f.artifact("acme", &d1).await);
+
+    // A promotion and a rollback stopped while ExecuteChangeSet is in flight (held 3 s): the
+    // change is made, and recorded as made, with its intent.
+    let d2 = f.release(6);
+    let (run, _, _) = f.ws.signalled_during(&f.emu.endpoint, hold("ExecuteChangeSet", 3000), "cloudformation:ExecuteChangeSet", &["promote", "acme"]);
+    for _ in 0..60 {
+        if f.workload("acme", "production").await.is_some_and(|(st, _, _)| !st.ends_with("_IN_PROGRESS")) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert_eq!(f.workload("acme", "production").await.unwrap().2, f.artifact("acme", &d2).await, "{run:?}");
+    let after = f.run(&["promote", "acme"]);
+    assert!(after.stdout.contains("already runs this release") && !after.stdout.contains("LEDGER MISMATCH"), "{run:?}\n{after:?}");
+    let ledger = f.ledger("acme");
+    assert!(!ledger.iter().any(|r| r["kind"] == "promotion_failed"), "no failure recorded for a change that was made: {ledger:#?}");
+    let d3 = f.release(8);
+    assert_eq!(f.run(&["promote", "acme"]).code, 0);
+    let (run, _, _) = f.ws.signalled_during(&f.emu.endpoint, hold("ExecuteChangeSet", 3000), "cloudformation:ExecuteChangeSet", &["rollback", "acme"]);
+    for _ in 0..60 {
+        if f.workload("acme", "production").await.is_some_and(|(st, _, _)| !st.ends_with("_IN_PROGRESS")) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert_eq!(f.workload("acme", "production").await.unwrap().2, f.artifact("acme", &d2).await, "rolled back to d2: {run:?}");
+    let back = f.run(&["rollback", "acme"]);
+    assert_eq!(back.code, 0, "{back:?}");
+    assert_eq!(f.workload("acme", "production").await.unwrap().2, f.artifact("acme", &d1).await, "the next rollback goes further back, never forward to d3: {back:?}");
+    assert_ne!(d3, d2);
 }

@@ -38,7 +38,8 @@ fn print_promotion(p: &Promotion) {
     }
     for r in &p.recovered {
         let kind = serde_json::to_value(r.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-        crate::out!("  ledger: recovered {kind} {}: {}", short(&r.release), r.note);
+        let verb = if p.recovered_written { "recorded" } else { "would record (nothing written in a dry run)" };
+        crate::out!("  ledger: {verb} {kind} {} (recovered): {}", short(&r.release), r.note);
     }
     print_gates(&p.gates);
     if !p.changes.is_empty() {
@@ -255,7 +256,11 @@ pub async fn run(p: &Promoter<'_>, tenants: &[Tenant], desired: &[DesiredTenant]
                             ),
                             super::LedgerKind::Promoted | super::LedgerKind::RolledBack => format!(
                                 "from {} ({} change(s), risk {})",
-                                r.detail["previous_release"].as_str().map(short).unwrap_or("nothing"),
+                                match (r.detail["previous_release"].as_str(), r.detail["previous_running"]["state"].as_str()) {
+                                    (Some(prev), _) => short(prev),
+                                    (None, Some("unknown")) => "a template that was no stored release",
+                                    _ => "nothing",
+                                },
                                 r.detail["changes"].as_array().map_or(0, Vec::len),
                                 r.detail["risk"].as_str().unwrap_or("-")
                             ),

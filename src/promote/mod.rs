@@ -427,6 +427,12 @@ pub fn classify(changes: &[ResourceChange], policy: &PromotionPolicy) -> (Risk, 
 /// then two rollbacks go to B, then A, never forward again. `history` holds one workload's
 /// records, oldest first; `None` when there is nothing below the top.
 pub fn rollback_target(history: &[&LedgerRecord]) -> Option<String> {
+    let stack = promotion_stack(history);
+    stack.len().checked_sub(2).map(|i| stack[i].to_string())
+}
+
+/// The stack of promoted releases that [`rollback_target`] walks, bottom first.
+pub fn promotion_stack<'r>(history: &[&'r LedgerRecord]) -> Vec<&'r str> {
     let mut stack: Vec<&str> = Vec::new();
     for r in history {
         match r.kind {
@@ -442,7 +448,7 @@ pub fn rollback_target(history: &[&LedgerRecord]) -> Option<String> {
             _ => {}
         }
     }
-    stack.len().checked_sub(2).map(|i| stack[i].to_string())
+    stack
 }
 
 /// What a workload stack runs, read from the stack itself (never from the ledger).
@@ -524,19 +530,22 @@ pub struct LedgerTruth {
 }
 
 /// `executing` records of `history` whose outcome was never recorded (no record names them in
-/// `detail.intent`), oldest first.
+/// `detail.intent`) and that came after the last `promoted` or `rolled_back` record (an older
+/// one was overtaken by a later change of production), oldest first.
 pub fn pending_intents<'r>(history: &[&'r LedgerRecord]) -> Vec<&'r LedgerRecord> {
     let answered: std::collections::BTreeSet<&str> = history.iter().filter_map(|r| r.detail.get("intent").and_then(|v| v.as_str())).collect();
-    history.iter().copied().filter(|r| r.kind == LedgerKind::Executing && !answered.contains(r.id.as_str())).collect()
+    let since = history.iter().rposition(|r| matches!(r.kind, LedgerKind::Promoted | LedgerKind::RolledBack)).map_or(0, |i| i + 1);
+    history[since..].iter().copied().filter(|r| r.kind == LedgerKind::Executing && !answered.contains(r.id.as_str())).collect()
 }
 
 /// Compares one workload's ledger (`history`, oldest first) with what its production stack runs,
-/// and says which records would make the ledger true:
+/// and says which records would make the ledger true. Only a difference is ever recorded:
 /// - production runs release R and the ledger's last promotion or rollback is not R: R's
 ///   outcome is recovered, as the kind of the latest pending intent for R (a run that died
-///   after executing its change set), else as `promoted` (a record lost, or a deploy outside
-///   tenantry of a stored release);
-/// - every other pending intent: `promotion_failed` (production does not run its release),
+///   after executing its change set); without one, as `rolled_back` when R is below the top of
+///   the promotion stack (production went back to it: a rollback whose records were lost), else
+///   as `promoted` (a record lost, or a deploy of a stored release outside tenantry);
+/// - every pending intent for another release: `promotion_failed` (production does not run it),
 ///   unless production is busy or runs an unknown template (then it stays pending).
 ///
 /// Nothing is recovered while the stack is busy; a stack that runs no release, or an unknown
@@ -552,26 +561,29 @@ pub fn ledger_truth(history: &[&LedgerRecord], running: &Running) -> LedgerTruth
         Running::Release { release, .. } => {
             if ledger_release.as_deref() != Some(release) {
                 mismatch = Some(format!("the ledger says production runs {said}; the production stack runs release {} (its template is that artifact byte for byte)", short(release)));
-            }
-            let mine: Vec<&&LedgerRecord> = pending.iter().filter(|i| &i.release == release).collect();
-            for i in &mine {
-                let kind = if i.detail.get("as").and_then(|v| v.as_str()) == Some("rolled_back") { LedgerKind::RolledBack } else { LedgerKind::Promoted };
-                recover.push(Recovery {
-                    kind,
-                    release: release.clone(),
-                    intent: Some(i.id.clone()),
-                    note: format!(
-                        "production runs this release: the run that executed change set {} stopped before recording it",
-                        i.detail["change_set"].as_str().unwrap_or("?")
-                    ),
-                });
-            }
-            if mine.is_empty() && mismatch.is_some() {
-                recover.push(Recovery {
-                    kind: LedgerKind::Promoted,
-                    release: release.clone(),
-                    intent: None,
-                    note: "production runs this release, and the ledger had no record of it (a record lost, or a deploy outside tenantry)".into(),
+                let stack = promotion_stack(history);
+                recover.push(match pending.iter().rev().find(|i| &i.release == release) {
+                    Some(i) => Recovery {
+                        kind: if i.detail.get("as").and_then(|v| v.as_str()) == Some("rolled_back") { LedgerKind::RolledBack } else { LedgerKind::Promoted },
+                        release: release.clone(),
+                        intent: Some(i.id.clone()),
+                        note: format!(
+                            "production runs this release; the `executing` record of change set {} had no outcome record (its run stopped before writing one, or the record was lost)",
+                            i.detail["change_set"].as_str().unwrap_or("?")
+                        ),
+                    },
+                    None if stack.len() >= 2 && stack[..stack.len() - 1].contains(&release.as_str()) => Recovery {
+                        kind: LedgerKind::RolledBack,
+                        release: release.clone(),
+                        intent: None,
+                        note: "production runs this earlier release again, and the ledger had no record of going back to it (a record lost, or a change outside tenantry)".into(),
+                    },
+                    None => Recovery {
+                        kind: LedgerKind::Promoted,
+                        release: release.clone(),
+                        intent: None,
+                        note: "production runs this release, and the ledger had no record of it (a record lost, or a deploy outside tenantry)".into(),
+                    },
                 });
             }
             for i in pending.iter().filter(|i| &i.release != release) {

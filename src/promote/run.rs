@@ -33,7 +33,7 @@ pub struct Promoter<'a> {
     /// The desired state of every tenant of the run (the guard's claims; rebuilding state).
     pub desired: &'a [DesiredTenant],
     /// Tenants whose lease this run holds (see [`Promoter::leased`]).
-    pub held: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    pub held: std::sync::Mutex<BTreeMap<String, crate::state::LeaseGuard>>,
     /// Set once the state bucket was made sure of in this run (it is checked once, not before
     /// every ledger record and artifact).
     pub bucket_ready: tokio::sync::OnceCell<()>,
@@ -139,6 +139,8 @@ pub struct Promotion {
     /// Ledger records appended because the ledger lacked the outcome of a change production
     /// shows (in a dry run: the records that would be appended).
     pub recovered: Vec<Recovery>,
+    /// Whether `recovered` was written (false in a dry run).
+    pub recovered_written: bool,
 }
 
 impl Promotion {
@@ -160,6 +162,7 @@ impl Promotion {
             running: None,
             ledger_mismatch: None,
             recovered: Vec::new(),
+            recovered_written: false,
         }
     }
 
@@ -168,11 +171,12 @@ impl Promotion {
         matches!(self.status, PromotionStatus::Promoted | PromotionStatus::Unchanged | PromotionStatus::DryRun)
     }
 
-    fn with_truth(mut self, truth: &LedgerTruth) -> Promotion {
+    fn with_truth(mut self, truth: &LedgerTruth, written: bool) -> Promotion {
         self.previous_release = truth.running.release().map(str::to_string);
         self.running = Some(truth.running.clone());
         self.ledger_mismatch = truth.mismatch.clone();
         self.recovered = truth.recover.clone();
+        self.recovered_written = written;
         self
     }
 }
@@ -190,7 +194,7 @@ impl Promoter<'_> {
         let desired = self.desired.iter().find(|d| d.id == tenant.spec.id).context("tenant not built")?;
         let mut record = self.engine.store.read(&tenant.spec.id).await?.record;
         if record.accounts.get(&env).and_then(|r| r.account_id.as_ref()).is_none() {
-            let held = self.held.lock().unwrap_or_else(|p| p.into_inner()).contains(&tenant.spec.id);
+            let held = self.held.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&tenant.spec.id);
             record = self.engine.rebuild_record(desired, held).await?;
         }
         let rec = record.accounts.get(&env);
@@ -210,7 +214,7 @@ impl Promoter<'_> {
     pub async fn leased<T>(&self, tenant: &str, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
         let s = &self.engine.settings;
         let lease = self.engine.store.acquire_lease(tenant, Duration::from_secs(s.lease_ttl_seconds), Duration::from_secs(s.lease_wait_seconds)).await?;
-        self.held.lock().unwrap_or_else(|p| p.into_inner()).insert(tenant.to_string());
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).insert(tenant.to_string(), lease.guard());
         let result = work.await;
         self.held.lock().unwrap_or_else(|p| p.into_inner()).remove(tenant);
         let lost = lease.check();
@@ -220,6 +224,12 @@ impl Promoter<'_> {
         let value = result?;
         lost?;
         Ok(value)
+    }
+
+    /// Errors if this run took `tenant`'s lease and has lost it since (no change may start).
+    fn lease_held(&self, tenant: &str) -> Result<()> {
+        let guard = self.held.lock().unwrap_or_else(|p| p.into_inner()).get(tenant).cloned();
+        guard.map_or(Ok(()), |g| g.check())
     }
 
     /// Makes sure the state bucket exists, private, encrypted and versioned, once per run.
@@ -261,10 +271,11 @@ impl Promoter<'_> {
     /// What `workload`'s stack runs in the account of `session`, read from the stack
     /// (`DescribeStacks`, `GetTemplate`), never from the ledger: the release whose stored
     /// artifact's template is the stack's template byte for byte. The candidates are the
-    /// stack's `tenantry:release` tag, then every release of the workload that `ledger` names,
-    /// newest first (`GetObject` each until one matches). Errors: AWS calls failing, an
-    /// artifact that cannot be read (one that does not exist is skipped).
-    pub async fn running(&self, session: &MemberSession, tenant: &str, workload: &str, ledger: &[LedgerRecord]) -> Result<Running> {
+    /// `hint` (the release just deployed, if any), the stack's `tenantry:release` tag, then every
+    /// release of the workload that `ledger` names, newest first (`GetObject` each until one
+    /// matches). Errors: AWS calls failing, an artifact that cannot be read (one that does not
+    /// exist is skipped).
+    pub async fn running(&self, session: &MemberSession, tenant: &str, workload: &str, ledger: &[LedgerRecord], hint: Option<&str>) -> Result<Running> {
         let stack = workload_stack(workload);
         let Some(s) = cfn::describe(&session.cfn, &stack).await? else { return Ok(Running::Absent) };
         match s.status.as_str() {
@@ -274,7 +285,7 @@ impl Promoter<'_> {
         }
         let body = cfn::template_body(&session.cfn, &stack).await?.unwrap_or_default();
         let tag = s.tags.get(tags::RELEASE).cloned();
-        let mut candidates: Vec<&str> = tag.iter().map(String::as_str).collect();
+        let mut candidates: Vec<&str> = hint.into_iter().chain(tag.as_deref()).collect();
         for r in ledger.iter().rev().filter(|r| r.workload.as_deref() == Some(workload)) {
             if !candidates.contains(&r.release.as_str()) {
                 candidates.push(&r.release);
@@ -299,12 +310,9 @@ impl Promoter<'_> {
     /// `ledger` either way, so that later decisions of the run see them. Call it only under the
     /// tenant's lease when `write`.
     pub async fn production_truth(&self, tenant: &str, workload: &str, prod: &MemberSession, ledger: &mut Vec<LedgerRecord>, write: bool) -> Result<LedgerTruth> {
-        let running = self.running(prod, tenant, workload, ledger).await?;
+        let running = self.running(prod, tenant, workload, ledger, None).await?;
         let history: Vec<&LedgerRecord> = ledger.iter().filter(|r| r.workload.as_deref() == Some(workload)).collect();
         let truth = ledger_truth(&history, &running);
-        if let Some(m) = &truth.mismatch {
-            tracing::warn!(tenant, workload, "ledger mismatch: {m}");
-        }
         for r in &truth.recover {
             let detail = serde_json::json!({
                 "recovered": true,
@@ -410,7 +418,7 @@ impl Promoter<'_> {
                     None => ledger.insert(self.ledger(&tenant.spec.id).await?),
                 };
                 let last = ledger.iter().rev().find(|r| r.kind == LedgerKind::Staged && r.workload.as_deref() == Some(w.as_str()));
-                let runs = self.running(&session, &tenant.spec.id, &w, ledger).await?;
+                let runs = self.running(&session, &tenant.spec.id, &w, ledger, Some(&release.digest)).await?;
                 if last.map(|r| r.release.as_str()) != Some(release.digest.as_str()) && runs.release() == Some(release.digest.as_str()) {
                     let note = "staging runs this release (its template is the artifact byte for byte), and the ledger had no record of it";
                     let rec = self
@@ -436,9 +444,12 @@ impl Promoter<'_> {
             cfn::delete_change_set(&session.cfn, &workload_stack(&release.workload), &preview.name).await?;
             return Ok(("unchanged".into(), Vec::new()));
         }
-        if let Err(stopped) = crate::shutdown::check(format!("{env}: executing change set {}", preview.name)) {
-            cfn::delete_change_set(&session.cfn, &workload_stack(&release.workload), &preview.name).await?;
-            return Err(stopped.into());
+        let last_look = crate::shutdown::check(format!("{env}: executing change set {}", preview.name))
+            .map_err(anyhow::Error::from)
+            .and_then(|()| self.lease_held(&tenant.spec.id));
+        if let Err(why) = last_look {
+            self.discard(session, &workload_stack(&release.workload), &preview).await?;
+            return Err(why);
         }
         cfn::execute_change_set(&session.cfn, &workload_stack(&release.workload), &preview.name, preview.creates_stack, self.timeout()).await?;
         Ok(("deployed".into(), preview.changes))
@@ -458,6 +469,13 @@ impl Promoter<'_> {
                     "stack {stack} in {env} is ROLLBACK_COMPLETE (its creation failed): a promotion deletes it and creates it again; the dry run stops here"
                 ),
                 "ROLLBACK_COMPLETE" => cfn::delete(&session.cfn, &stack, self.timeout()).await?,
+                // An empty stack an earlier attempt created for review and never executed (a
+                // stopped or killed run): it never ran anything; deleted, with its change sets,
+                // and created afresh (never in a dry run).
+                "REVIEW_IN_PROGRESS" if dry_run => bail!(
+                    "stack {stack} in {env} is REVIEW_IN_PROGRESS (left by an earlier attempt that was never executed): a promotion deletes it first; the dry run stops here"
+                ),
+                "REVIEW_IN_PROGRESS" => cfn::delete(&session.cfn, &stack, self.timeout()).await?,
                 "ROLLBACK_FAILED" | "CREATE_FAILED" | "DELETE_FAILED" | "UPDATE_ROLLBACK_FAILED" => bail!(
                     "stack {stack} in {env} is {} and may still hold resources: resolve it (continue the rollback or delete it) before deploying",
                     s.status
@@ -683,14 +701,14 @@ impl Promoter<'_> {
         let truth = self.production_truth(&tenant.spec.id, workload, &prod, &mut ledger, !dry_run).await?;
         let never_staged = release.is_none() && !ledger.iter().any(|r| r.kind == LedgerKind::Staged && r.workload.as_deref() == Some(workload));
         if never_staged {
-            let mut p = Promotion::new(&tenant.spec.id, workload, "").with_truth(&truth);
+            let mut p = Promotion::new(&tenant.spec.id, workload, "").with_truth(&truth, !dry_run);
             p.gates = vec![Gate { gate: "staged".into(), pass: false, detail: format!("workload {workload} was never staged: run `tenantry stage {}`", tenant.spec.id) }];
             p.error = Some("nothing to promote: no staged release".into());
             return Ok(p);
         }
         let digest = self.pick(tenant, workload, release, &ledger).await?;
         let conv = self.gates_of(tenant, desired, workload, &digest, &ledger, &prod, truth.clone()).await?;
-        let mut p = Promotion::new(&tenant.spec.id, workload, &conv.release).with_truth(&truth);
+        let mut p = Promotion::new(&tenant.spec.id, workload, &conv.release).with_truth(&truth, !dry_run);
         p.gates = conv.gates;
         if !conv.converged {
             p.status = PromotionStatus::Refused;
@@ -714,8 +732,13 @@ impl Promoter<'_> {
         let prod = self.session(tenant, Environment::Production).await?;
         let truth = self.production_truth(&tenant.spec.id, workload, &prod, &mut ledger, !dry_run).await?;
         let history: Vec<&LedgerRecord> = ledger.iter().filter(|r| r.workload.as_deref() == Some(workload)).collect();
-        let target = rollback_target(&history).with_context(|| format!("workload {workload} of {} has no earlier promoted release to go back to", tenant.spec.id))?;
-        let mut p = Promotion::new(&tenant.spec.id, workload, &target).with_truth(&truth);
+        let Some(target) = rollback_target(&history) else {
+            let mut p = Promotion::new(&tenant.spec.id, workload, "").with_truth(&truth, !dry_run);
+            p.rollback = true;
+            p.error = Some(format!("workload {workload} of {} has no earlier promoted release to go back to", tenant.spec.id));
+            return Ok(p);
+        };
+        let mut p = Promotion::new(&tenant.spec.id, workload, &target).with_truth(&truth, !dry_run);
         p.rollback = true;
         if truth.running.release().is_none() {
             p.status = PromotionStatus::Refused;
@@ -774,7 +797,12 @@ impl Promoter<'_> {
             }
             return Ok(p);
         }
-        let (risk, reasons) = classify(&preview.changes, &tenant.spec.promotion);
+        let (mut risk, mut reasons) = classify(&preview.changes, &tenant.spec.promotion);
+        if let Some(Running::Unknown { .. }) = &p.running {
+            // Someone changed production outside tenantry: overwriting that is never routine.
+            risk = Risk::High;
+            reasons.push(format!("production runs {}: this change overwrites it", p.running.as_ref().map(Running::describe).unwrap_or_default()));
+        }
         p.risk = Some(risk);
         p.risk_reasons = reasons;
         if dry_run {
@@ -820,6 +848,23 @@ impl Promoter<'_> {
                 serde_json::json!({ "as": kind, "change_set": preview.name, "stack": stack, "previous_release": previous }),
             )
             .await?;
+        // The last boundary, right before the change: a stop or a lost lease since the intent was
+        // written means it is never executed, and the intent is answered at once.
+        let last_look = crate::shutdown::check(format!("production: executing change set {}", preview.name))
+            .map_err(anyhow::Error::from)
+            .and_then(|()| self.lease_held(&tenant.spec.id));
+        if let Err(why) = last_look {
+            self.discard(prod, &stack, &preview).await?;
+            self.append(
+                &tenant.spec.id,
+                LedgerKind::PromotionFailed,
+                Some(&p.workload),
+                &p.release,
+                serde_json::json!({ "intent": intent.id, "previous_release": previous, "error": format!("{why:#}"), "note": "not executed" }),
+            )
+            .await?;
+            return Err(why);
+        }
         match cfn::execute_change_set(&prod.cfn, &stack, &preview.name, preview.creates_stack, self.timeout()).await {
             Ok(_) => {
                 p.status = PromotionStatus::Promoted;
@@ -831,6 +876,7 @@ impl Promoter<'_> {
                     serde_json::json!({
                         "intent": intent.id,
                         "previous_release": previous,
+                        "previous_running": p.running,
                         "changes": p.changes,
                         "risk": risk,
                         "risk_reasons": p.risk_reasons,
@@ -839,6 +885,47 @@ impl Promoter<'_> {
                     }),
                 )
                 .await?;
+            }
+            Err(e) if e.downcast_ref::<crate::shutdown::Interrupted>().is_some() => {
+                // A stop cut the wait short: what happened is what production shows.
+                match self.running(prod, &tenant.spec.id, &p.workload, &[], Some(&p.release)).await {
+                    Ok(Running::Release { release, stack_status }) if release == p.release => {
+                        p.status = PromotionStatus::Promoted;
+                        p.stack_status = Some(stack_status);
+                        self.append(
+                            &tenant.spec.id,
+                            kind,
+                            Some(&p.workload),
+                            &p.release,
+                            serde_json::json!({
+                                "intent": intent.id,
+                                "previous_release": previous,
+                                "previous_running": p.running,
+                                "changes": p.changes,
+                                "risk": risk,
+                                "risk_reasons": p.risk_reasons,
+                                "approved": needs_approval,
+                                "gates": p.gates,
+                                "note": "the wait was ended by a stop signal; the stack shows the change made",
+                            }),
+                        )
+                        .await?;
+                    }
+                    seen => {
+                        // Not done yet (or not readable now): the intent stays open and the next
+                        // promotion or rollback records the outcome from the stack.
+                        p.status = PromotionStatus::Failed;
+                        p.stack_status = match &seen {
+                            Ok(Running::Busy { stack_status } | Running::Unknown { stack_status, .. } | Running::Release { stack_status, .. }) => Some(stack_status.clone()),
+                            _ => None,
+                        };
+                        p.error = Some(format!(
+                            "{e:#}; production runs {}: the outcome of change set {} is recorded by the next `tenantry promote` or `rollback`",
+                            seen.as_ref().map(Running::describe).unwrap_or_else(|e| format!("(not readable: {e:#})")),
+                            preview.name
+                        ));
+                    }
+                }
             }
             Err(e) => {
                 p.status = PromotionStatus::Failed;

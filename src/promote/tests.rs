@@ -275,8 +275,9 @@ fn a_run_that_died_after_executing_is_recorded_as_what_it_intended() {
     let back = intent("i4", "A", "rolled_back");
     let b = outcome(LedgerKind::Promoted, "B", "i2");
     let t = ledger_truth(&[&i1, &a, &i2, &b, &i3, &c, &back], &runs("B"));
-    // Production runs B, not A: the rollback to A was not carried out (or was rolled back).
-    assert_eq!(t.recover.iter().map(|r| (r.kind, r.release.as_str())).collect::<Vec<_>>(), [(LedgerKind::Promoted, "B"), (LedgerKind::PromotionFailed, "A")]);
+    // Production runs B, not A: the rollback to A was not carried out; B is below the top of
+    // the promotion stack, so production went back to it.
+    assert_eq!(t.recover.iter().map(|r| (r.kind, r.release.as_str())).collect::<Vec<_>>(), [(LedgerKind::RolledBack, "B"), (LedgerKind::PromotionFailed, "A")]);
     let back_b = intent("i5", "B", "rolled_back");
     let t = ledger_truth(&[&i1, &a, &i2, &b, &i3, &c, &back_b], &runs("B"));
     assert_eq!(t.recover.iter().map(|r| (r.kind, r.release.as_str())).collect::<Vec<_>>(), [(LedgerKind::RolledBack, "B")]);
@@ -306,4 +307,25 @@ fn a_lost_record_is_recovered_as_a_promotion_and_an_unknown_template_only_report
     let t = ledger_truth(&[&a, &b, &i], &runs("B"));
     assert_eq!(t.recover.iter().map(|r| (r.kind, r.release.as_str())).collect::<Vec<_>>(), [(LedgerKind::PromotionFailed, "C")]);
     assert_eq!(pending_intents(&[&a, &b, &i, &outcome(LedgerKind::PromotionFailed, "C", "i9")]).len(), 0);
+}
+
+#[test]
+fn only_a_difference_is_recorded_and_a_lost_rollback_never_goes_forward() {
+    let (a, b, c) = (rec(LedgerKind::Promoted, "A"), rec(LedgerKind::Promoted, "B"), rec(LedgerKind::Promoted, "C"));
+    // A rollback from C to B whose records (intent and outcome) were both lost: production runs
+    // B, which is below the top: recorded as a rollback, so the next rollback goes to A.
+    let t = ledger_truth(&[&a, &b, &c], &runs("B"));
+    assert_eq!(t.recover.iter().map(|r| (r.kind, r.release.as_str())).collect::<Vec<_>>(), [(LedgerKind::RolledBack, "B")]);
+    let mut back = rec(LedgerKind::RolledBack, "B");
+    back.detail = serde_json::json!({ "recovered": true });
+    assert_eq!(rollback_target(&[&a, &b, &c, &back]), Some("A".into()));
+    // The ledger and production agree: an `executing` record naming the running release (forged,
+    // or one whose outcome was lost after the ledger caught up) changes nothing.
+    let forged = intent("f1", "C", "promoted");
+    let t = ledger_truth(&[&a, &b, &c, &forged], &runs("C"));
+    assert!(t.recover.is_empty() && t.mismatch.is_none(), "{t:?}");
+    // An intent older than the last change of production was overtaken by it: never concluded.
+    let old = intent("o1", "X", "promoted");
+    let t = ledger_truth(&[&a, &old, &b], &runs("B"));
+    assert!(t.recover.is_empty(), "{t:?}");
 }

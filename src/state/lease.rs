@@ -72,7 +72,18 @@ impl StateStore {
                     notified = true;
                 }
             })
+            // The pause between tries ends at once on a stop request.
+            .sleep(|d| async move {
+                let _ = crate::shutdown::bounded("", tokio::time::sleep(d)).await;
+            })
             .await
+            .map_err(|e| {
+                if crate::shutdown::requested() && e.downcast_ref::<LeaseHeld>().is_some() {
+                    anyhow::Error::new(crate::shutdown::Interrupted { what: format!("waiting for the lease of tenant {tenant} ({e})") })
+                } else {
+                    e
+                }
+            })
     }
 
     async fn try_acquire(&self, tenant: &str, ttl: Duration) -> Result<Lease> {
@@ -192,14 +203,35 @@ mod tests {
     }
 }
 
-impl Lease {
-    /// Errors if the background renewal failed (another process took the lease over): the
-    /// caller must stop working on the tenant.
+/// Tells whether a [`Lease`] is still held, from anywhere in the work it guards (cloneable; no
+/// request).
+#[derive(Debug, Clone)]
+pub struct LeaseGuard {
+    tenant: String,
+    lost: Arc<AtomicBool>,
+}
+
+impl LeaseGuard {
+    /// Errors if the lease's background renewal failed (another process may take it over once it
+    /// expires): call it right before any change, so that none starts without the lease.
     pub fn check(&self) -> Result<()> {
         if self.lost.load(Ordering::SeqCst) {
             bail!("the lease on tenant `{}` was lost; stopping", self.tenant);
         }
         Ok(())
+    }
+}
+
+impl Lease {
+    /// Errors if the background renewal failed (another process took the lease over): the
+    /// caller must stop working on the tenant.
+    pub fn check(&self) -> Result<()> {
+        self.guard().check()
+    }
+
+    /// A handle that tells whether this lease is still held.
+    pub fn guard(&self) -> LeaseGuard {
+        LeaseGuard { tenant: self.tenant.clone(), lost: self.lost.clone() }
     }
 
     /// Stops renewing and releases the lease (`DeleteObject`) if this process still holds it.

@@ -16,7 +16,7 @@ use aws_sdk_s3::types::{
 };
 use serde::{Deserialize, Serialize};
 
-pub use lease::{Lease, LeaseHeld};
+pub use lease::{Lease, LeaseGuard, LeaseHeld};
 
 use crate::aws::{aws_error, error_code};
 use crate::tenant::Environment;

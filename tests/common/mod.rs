@@ -231,6 +231,27 @@ impl Workspace {
         (run, std::fs::read_to_string(&log).unwrap_or_default())
     }
 
+    /// Starts `tenantry ARGS` through a logging proxy with `rules`, sends SIGTERM once the proxy log
+    /// shows `signal_at`, and returns the run, the proxy log and how long the run took after the
+    /// signal.
+    pub fn signalled_during(&self, upstream: &str, rules: serde_json::Value, signal_at: &str, args: &[&str]) -> (Run, String, std::time::Duration) {
+        let log = self.path().join(format!("wait-{}-{}.log", args[0], std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()));
+        let proxy = FaultProxy::start_logged(upstream, &rules, Some(&log));
+        let child = self.command(&proxy.endpoint).args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let started = std::time::Instant::now();
+        while !std::fs::read_to_string(&log).unwrap_or_default().contains(signal_at) {
+            assert!(started.elapsed() < std::time::Duration::from_secs(120), "{signal_at} never sent");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+        let signalled = std::time::Instant::now();
+        let run = Run::from(child.wait_with_output().unwrap());
+        let took = signalled.elapsed();
+        drop(proxy);
+        (run, std::fs::read_to_string(&log).unwrap_or_default(), took)
+    }
+
     /// `tenantry stage TENANT --output json`, asserted to succeed. Returns the staged release's
     /// digest.
     pub fn stage(&self, endpoint: &str, tenant: &str) -> String {
