@@ -251,7 +251,9 @@ pub struct Gate {
 pub struct StagingStack {
     /// Stack status.
     pub status: String,
-    /// Its `tenantry:release` tag.
+    /// What it runs when that is not the release looked at: read from its template
+    /// ([`Running::describe`] text), e.g. "release 24785d…" or "a template that is no stored
+    /// release".
     pub release: Option<String>,
     /// Whether the template it runs equals the artifact byte for byte.
     pub template_matches: bool,
@@ -325,8 +327,8 @@ pub fn gates(i: &GateInputs<'_>) -> Vec<Gate> {
             let runs = s.template_matches;
             let detail = if !runs {
                 format!(
-                    "the staging stack's template differs from the artifact of release {d} (its release tag: {})",
-                    s.release.as_deref().map(short).unwrap_or("none")
+                    "the staging stack's template differs from the artifact of release {d}: staging runs {}",
+                    s.release.as_deref().unwrap_or("something else")
                 )
             } else if !complete {
                 format!("the staging stack is {}", s.status)

@@ -647,13 +647,10 @@ impl Promoter<'_> {
                 } else {
                     (Err(format!("the stack is {}", s.status)), Vec::new())
                 };
-                Some(StagingStack {
-                    status: s.status.clone(),
-                    release: s.tags.get(tags::RELEASE).cloned(),
-                    template_matches: body.as_deref() == Some(artifact.template.as_str()),
-                    in_sync,
-                    drifted,
-                })
+                let template_matches = body.as_deref() == Some(artifact.template.as_str());
+                // Say what staging runs instead, read from its template (never from its tag).
+                let release = if template_matches { None } else { Some(self.running(&staging, &tenant.spec.id, workload, ledger, None).await?.describe()) };
+                Some(StagingStack { status: s.status.clone(), release, template_matches, in_sync, drifted })
             }
             _ => None,
         };

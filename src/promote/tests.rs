@@ -17,7 +17,7 @@ fn ev(check: &str, release: &str, pass: bool, at: &str) -> Evidence {
 }
 
 fn staging_ok() -> StagingStack {
-    StagingStack { status: "UPDATE_COMPLETE".into(), release: Some(D.into()), template_matches: true, in_sync: Ok(true), drifted: vec![] }
+    StagingStack { status: "UPDATE_COMPLETE".into(), release: None, template_matches: true, in_sync: Ok(true), drifted: vec![] }
 }
 
 fn parity_ok() -> BTreeMap<String, (Option<String>, String)> {
