@@ -57,6 +57,17 @@ impl Fixture {
         (out.status.signal() == Some(9), Run::from(out))
     }
 
+    /// Waits (at most 30 s) until the workload stack in `env` is not in progress: an emulator may
+    /// carry out a change set in the background after the process that asked for it died.
+    async fn settled(&self, tenant: &str, env: &str) {
+        for _ in 0..60 {
+            if self.workload(tenant, env).await.is_some_and(|(st, _, _)| !st.ends_with("_IN_PROGRESS")) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+
     /// The release the ledger's last `promoted` or `rolled_back` record of the workload names.
     fn ledger_current(&self, tenant: &str) -> Option<String> {
         self.ledger(tenant)
@@ -531,13 +542,7 @@ async fn a_promote_killed_after_executing_its_change_set_is_recorded_truthfully_
         &["promote", "acme"],
     );
     assert!(killed, "the kill point was reached: {run:?}");
-    // Let CloudFormation finish what it was told (an emulator may run it in the background).
-    for _ in 0..60 {
-        if f.workload("acme", "production").await.is_some_and(|(st, _, _)| !st.ends_with("_IN_PROGRESS")) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
+    f.settled("acme", "production").await;
     assert_eq!(f.workload("acme", "production").await.unwrap().2, f.artifact("acme", &d2).await, "the change set was executed");
     assert_eq!(f.ledger_current("acme").as_deref(), Some(d1.as_str()), "the killed run recorded nothing after executing");
 
@@ -574,12 +579,7 @@ async fn a_promote_killed_after_executing_its_change_set_is_recorded_truthfully_
         &["rollback", "acme"],
     );
     assert!(killed, "{run:?}");
-    for _ in 0..60 {
-        if f.workload("acme", "production").await.is_some_and(|(st, _, _)| !st.ends_with("_IN_PROGRESS")) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
+    f.settled("acme", "production").await;
     assert_eq!(f.workload("acme", "production").await.unwrap().2, f.artifact("acme", &d2).await);
     assert_eq!(f.ledger_current("acme").as_deref(), Some(d3.as_str()));
     let back = f.run(&["rollback", "acme"]);
@@ -700,12 +700,7 @@ async fn a_stage_killed_after_executing_its_change_set_is_recorded_by_the_next_s
         &["stage", "acme"],
     );
     assert!(killed, "{run:?}");
-    for _ in 0..60 {
-        if f.workload("acme", "staging").await.is_some_and(|(st, _, _)| !st.ends_with("_IN_PROGRESS")) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
+    f.settled("acme", "staging").await;
     let staged: Vec<String> = f.ledger("acme").iter().filter(|r| r["kind"] == "staged").map(|r| r["release"].as_str().unwrap().to_string()).collect();
     assert_eq!(staged, [d1.clone()], "the killed stage recorded nothing");
     // Staging runs the new release; the next stage finds it there and records it.
@@ -740,12 +735,7 @@ async fn a_stop_signal_during_a_production_change_is_recorded_as_what_production
     // change is made, and recorded as made, with its intent.
     let d2 = f.release(6);
     let (run, _, _) = f.ws.signalled_during(&f.emu.endpoint, hold("ExecuteChangeSet", 3000), "cloudformation:ExecuteChangeSet", &["promote", "acme"]);
-    for _ in 0..60 {
-        if f.workload("acme", "production").await.is_some_and(|(st, _, _)| !st.ends_with("_IN_PROGRESS")) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
+    f.settled("acme", "production").await;
     assert_eq!(f.workload("acme", "production").await.unwrap().2, f.artifact("acme", &d2).await, "{run:?}");
     let after = f.run(&["promote", "acme"]);
     assert!(after.stdout.contains("already runs this release") && !after.stdout.contains("LEDGER MISMATCH"), "{run:?}\n{after:?}");
@@ -754,12 +744,7 @@ async fn a_stop_signal_during_a_production_change_is_recorded_as_what_production
     let d3 = f.release(8);
     assert_eq!(f.run(&["promote", "acme"]).code, 0);
     let (run, _, _) = f.ws.signalled_during(&f.emu.endpoint, hold("ExecuteChangeSet", 3000), "cloudformation:ExecuteChangeSet", &["rollback", "acme"]);
-    for _ in 0..60 {
-        if f.workload("acme", "production").await.is_some_and(|(st, _, _)| !st.ends_with("_IN_PROGRESS")) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
+    f.settled("acme", "production").await;
     assert_eq!(f.workload("acme", "production").await.unwrap().2, f.artifact("acme", &d2).await, "rolled back to d2: {run:?}");
     let back = f.run(&["rollback", "acme"]);
     assert_eq!(back.code, 0, "{back:?}");

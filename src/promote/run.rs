@@ -862,26 +862,21 @@ impl Promoter<'_> {
             .await?;
             return Err(why);
         }
+        // The outcome record of a change that was made.
+        let done = serde_json::json!({
+            "intent": intent.id,
+            "previous_release": previous,
+            "previous_running": p.running,
+            "changes": p.changes,
+            "risk": risk,
+            "risk_reasons": p.risk_reasons,
+            "approved": needs_approval,
+            "gates": p.gates,
+        });
         match cfn::execute_change_set(&prod.cfn, &stack, &preview.name, preview.creates_stack, self.timeout()).await {
             Ok(_) => {
                 p.status = PromotionStatus::Promoted;
-                self.append(
-                    &tenant.spec.id,
-                    kind,
-                    Some(&p.workload),
-                    &p.release,
-                    serde_json::json!({
-                        "intent": intent.id,
-                        "previous_release": previous,
-                        "previous_running": p.running,
-                        "changes": p.changes,
-                        "risk": risk,
-                        "risk_reasons": p.risk_reasons,
-                        "approved": needs_approval,
-                        "gates": p.gates,
-                    }),
-                )
-                .await?;
+                self.append(&tenant.spec.id, kind, Some(&p.workload), &p.release, done).await?;
             }
             Err(e) if e.downcast_ref::<crate::shutdown::Interrupted>().is_some() => {
                 // A stop cut the wait short: what happened is what production shows.
@@ -889,24 +884,9 @@ impl Promoter<'_> {
                     Ok(Running::Release { release, stack_status }) if release == p.release => {
                         p.status = PromotionStatus::Promoted;
                         p.stack_status = Some(stack_status);
-                        self.append(
-                            &tenant.spec.id,
-                            kind,
-                            Some(&p.workload),
-                            &p.release,
-                            serde_json::json!({
-                                "intent": intent.id,
-                                "previous_release": previous,
-                                "previous_running": p.running,
-                                "changes": p.changes,
-                                "risk": risk,
-                                "risk_reasons": p.risk_reasons,
-                                "approved": needs_approval,
-                                "gates": p.gates,
-                                "note": "the wait was ended by a stop signal; the stack shows the change made",
-                            }),
-                        )
-                        .await?;
+                        let mut done = done;
+                        done["note"] = "the wait was ended by a stop signal; the stack shows the change made".into();
+                        self.append(&tenant.spec.id, kind, Some(&p.workload), &p.release, done).await?;
                     }
                     seen => {
                         // Not done yet (or not readable now): the intent stays open and the next
