@@ -751,3 +751,58 @@ async fn a_stop_signal_during_a_production_change_is_recorded_as_what_production
     assert_eq!(f.workload("acme", "production").await.unwrap().2, f.artifact("acme", &d1).await, "the next rollback goes further back, never forward to d3: {back:?}");
     assert_ne!(d3, d2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_reset_on_the_production_change_and_its_records_leave_one_truthful_record_each() {
+    let f = onboarded("0s", false).await;
+    let d1 = f.release(4);
+    // The first ExecuteChangeSet and the first upload of the `executing` and of the `promoted`
+    // record lose their connection before they reach the emulator; the SDK sends them again.
+    let rules = serde_json::json!([
+        {"service": "cloudformation", "action": "ExecuteChangeSet", "fault": "reset", "times": 1},
+        {"service": "s3", "contains": "\"kind\": \"executing\"", "fault": "reset", "times": 1},
+        {"service": "s3", "contains": "\"kind\": \"promoted\"", "fault": "reset", "times": 1},
+    ]);
+    let (run, log) = f.ws.run_through_proxy(&f.emu.endpoint, &rules, 1, &["promote", "acme"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(log.lines().filter(|l| l.starts_with("FAULT reset")).count(), 3, "every reset was injected:\n{log}");
+    assert_eq!(f.workload("acme", "production").await.unwrap().2, f.artifact("acme", &d1).await);
+    let ledger = f.ledger("acme");
+    let of = |kind: &str| ledger.iter().filter(|r| r["kind"] == kind && r["release"] == d1.as_str()).collect::<Vec<_>>();
+    let (intents, promoted) = (of("executing"), of("promoted"));
+    assert_eq!((intents.len(), promoted.len()), (1, 1), "{ledger:#?}");
+    assert_eq!(promoted[0]["detail"]["intent"], intents[0]["id"]);
+    let history = f.run(&["history", "acme"]);
+    assert!(!history.stdout.contains("LEDGER MISMATCH"), "{history:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_promote_killed_before_executing_leaves_an_intent_that_is_reported_and_answered() {
+    let f = onboarded("0s", false).await;
+    let d1 = f.release(4);
+    assert_eq!(f.run(&["promote", "acme"]).code, 0);
+    let d2 = f.release(6);
+    let (killed, run) = f.run_killed(
+        serde_json::json!([{"service": "cloudformation", "action": "ExecuteChangeSet", "fault": "kill", "when": "before"}]),
+        &["promote", "acme"],
+    );
+    assert!(killed, "{run:?}");
+    assert_eq!(f.workload("acme", "production").await.unwrap().2, f.artifact("acme", &d1).await, "nothing executed");
+    let intent = f.ledger("acme").into_iter().find(|r| r["kind"] == "executing" && r["release"] == d2.as_str()).expect("the intent");
+    let change_set = intent["detail"]["change_set"].as_str().unwrap().to_string();
+    // Reported by the readers, written by none of them.
+    for args in [["converged", "acme"], ["history", "acme"]] {
+        let r = f.run(&args);
+        assert!(r.stdout.contains("LEDGER MISMATCH") && r.stdout.contains("without an outcome"), "{r:?}");
+    }
+    // The next promotion answers it (not carried out), removes its change set, and promotes.
+    let next = f.run(&["promote", "acme"]);
+    assert_eq!(next.code, 0, "{next:?}");
+    assert!(next.stdout.contains("ledger: recorded promotion_failed"), "{next:?}");
+    let failed = f.ledger("acme").into_iter().find(|r| r["kind"] == "promotion_failed").expect("recorded");
+    assert_eq!(failed["detail"]["intent"], intent["id"]);
+    let cfn = f.aws.member_cfn(&f.account("acme", "production").await).await;
+    let sets = cfn.list_change_sets().stack_name(STACK).send().await.unwrap();
+    assert!(!sets.summaries().iter().any(|c| c.change_set_name() == Some(change_set.as_str())), "the unexecuted change set is gone");
+    assert_eq!(f.workload("acme", "production").await.unwrap().2, f.artifact("acme", &d2).await);
+}

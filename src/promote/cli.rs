@@ -24,10 +24,15 @@ fn print_gates(gates: &[Gate]) {
 
 fn print_promotion(p: &Promotion) {
     crate::out!(
-        "tenant {} workload {}: release {}{}",
+        "tenant {} workload {}: {}{}",
         p.tenant,
         p.workload,
-        if p.release.is_empty() { "(none)" } else { short(&p.release) },
+        match (p.release.is_empty(), p.rollback) {
+            (true, true) => "nothing to roll back to".to_string(),
+            (true, false) => "no release".to_string(),
+            (false, true) => format!("rollback to release {}", short(&p.release)),
+            (false, false) => format!("release {}", short(&p.release)),
+        },
         match &p.running {
             Some(r @ (super::Running::Release { .. } | super::Running::Unknown { .. } | super::Running::Busy { .. })) => format!(" (production runs {})", r.describe()),
             _ => " (not in production yet)".into(),
@@ -42,6 +47,9 @@ fn print_promotion(p: &Promotion) {
         crate::out!("  ledger: {verb} {kind} {} (recovered): {}", short(&r.release), r.note);
     }
     print_gates(&p.gates);
+    if p.changes.is_empty() && p.risk.is_some() {
+        crate::out!("  production change set: no resource changes (template, outputs or tags only)");
+    }
     if !p.changes.is_empty() {
         crate::out!("  production change set:");
         for c in &p.changes {
@@ -299,6 +307,8 @@ struct ProductionRuns {
     ledger_release: Option<String>,
     /// The ledger and the stack disagree (the next `promote` or `rollback` records the truth).
     ledger_mismatch: Option<String>,
+    /// What the next `promote` or `rollback` records (nothing is written by `history`).
+    recovered: Vec<super::Recovery>,
     error: Option<String>,
 }
 
@@ -329,7 +339,7 @@ async fn production_of(p: &Promoter<'_>, t: &Tenant, records: &[super::LedgerRec
         Err(e) => {
             return names
                 .into_iter()
-                .map(|w| ProductionRuns { workload: w, running: None, ledger_release: None, ledger_mismatch: None, error: Some(format!("{e:#}")) })
+                .map(|w| ProductionRuns { workload: w, running: None, ledger_release: None, ledger_mismatch: None, recovered: Vec::new(), error: Some(format!("{e:#}")) })
                 .collect()
         }
     };
@@ -337,8 +347,8 @@ async fn production_of(p: &Promoter<'_>, t: &Tenant, records: &[super::LedgerRec
     for w in names {
         let mut ledger = records.to_vec();
         out.push(match p.production_truth(&t.spec.id, &w, &session, &mut ledger, false).await {
-            Ok(truth) => ProductionRuns { workload: w, running: Some(truth.running), ledger_release: truth.ledger_release, ledger_mismatch: truth.mismatch, error: None },
-            Err(e) => ProductionRuns { workload: w, running: None, ledger_release: None, ledger_mismatch: None, error: Some(format!("{e:#}")) },
+            Ok(truth) => ProductionRuns { workload: w, running: Some(truth.running), ledger_release: truth.ledger_release, ledger_mismatch: truth.mismatch, recovered: truth.recover, error: None },
+            Err(e) => ProductionRuns { workload: w, running: None, ledger_release: None, ledger_mismatch: None, recovered: Vec::new(), error: Some(format!("{e:#}")) },
         });
     }
     out

@@ -525,9 +525,11 @@ pub struct LedgerTruth {
     pub running: Running,
     /// What the ledger's last promotion or rollback says it runs.
     pub ledger_release: Option<String>,
-    /// Records to append so that the ledger tells what happened.
+    /// Records to append so that the ledger tells what happened (JSON: `recovered`).
+    #[serde(rename = "recovered")]
     pub recover: Vec<Recovery>,
-    /// The ledger and the stack disagree (before recovery), readably.
+    /// The ledger and the stack disagree (before recovery), readably (JSON: `ledger_mismatch`).
+    #[serde(rename = "ledger_mismatch")]
     pub mismatch: Option<String>,
 }
 
@@ -603,6 +605,18 @@ pub fn ledger_truth(history: &[&LedgerRecord], running: &Running) -> LedgerTruth
         Running::Unknown { .. } => {
             mismatch = Some(format!("the ledger says production runs {said}; the production stack runs {}", running.describe()));
         }
+    }
+    let unfinished: Vec<String> = recover
+        .iter()
+        .filter(|r| r.kind == LedgerKind::PromotionFailed)
+        .map(|r| format!("release {} (intent {})", short(&r.release), r.intent.as_deref().unwrap_or("?")))
+        .collect();
+    if mismatch.is_none() && !unfinished.is_empty() {
+        mismatch = Some(format!(
+            "`executing` record(s) without an outcome: {}; production runs {}, so they were not carried out",
+            unfinished.join(", "),
+            running.describe()
+        ));
     }
     LedgerTruth { running: running.clone(), ledger_release, recover, mismatch }
 }

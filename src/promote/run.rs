@@ -134,6 +134,8 @@ pub struct Promotion {
     /// What the production stack ran before, read from the stack (`GetTemplate` matched byte for
     /// byte against the tenant's stored artifacts); `previous_release` is its release.
     pub running: Option<Running>,
+    /// What the ledger's last promotion or rollback said production runs.
+    pub ledger_release: Option<String>,
     /// The ledger disagreed with the production stack (before recovery), readably.
     pub ledger_mismatch: Option<String>,
     /// Ledger records appended because the ledger lacked the outcome of a change production
@@ -160,6 +162,7 @@ impl Promotion {
             rollback: false,
             stack_status: None,
             running: None,
+            ledger_release: None,
             ledger_mismatch: None,
             recovered: Vec::new(),
             recovered_written: false,
@@ -174,6 +177,7 @@ impl Promotion {
     fn with_truth(mut self, truth: &LedgerTruth, written: bool) -> Promotion {
         self.previous_release = truth.running.release().map(str::to_string);
         self.running = Some(truth.running.clone());
+        self.ledger_release = truth.ledger_release.clone();
         self.ledger_mismatch = truth.mismatch.clone();
         self.recovered = truth.recover.clone();
         self.recovered_written = written;
@@ -191,6 +195,7 @@ impl Promoter<'_> {
     /// tags, root email and name checked by the guard (`ListTagsForResource`, `DescribeAccount`),
     /// then `AssumeRole`.
     pub async fn session(&self, tenant: &Tenant, env: Environment) -> Result<MemberSession> {
+        crate::shutdown::check(format!("{env}: a session in the account of {}", tenant.spec.id))?;
         let desired = self.desired.iter().find(|d| d.id == tenant.spec.id).context("tenant not built")?;
         let mut record = self.engine.store.read(&tenant.spec.id).await?.record;
         if record.accounts.get(&env).and_then(|r| r.account_id.as_ref()).is_none() {
@@ -212,6 +217,7 @@ impl Promoter<'_> {
     /// apply of the same tenant (up to `lease_wait_seconds`), and the other way round. Errors:
     /// [`crate::state::LeaseHeld`] past the wait; `work`'s error.
     pub async fn leased<T>(&self, tenant: &str, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        crate::shutdown::check(format!("taking the lease of tenant {tenant}"))?;
         let s = &self.engine.settings;
         let lease = self.engine.store.acquire_lease(tenant, Duration::from_secs(s.lease_ttl_seconds), Duration::from_secs(s.lease_wait_seconds)).await?;
         self.held.lock().unwrap_or_else(|p| p.into_inner()).insert(tenant.to_string(), lease.guard());
@@ -319,11 +325,20 @@ impl Promoter<'_> {
                 "intent": r.intent,
                 "note": r.note,
                 "previous_release": truth.ledger_release,
-                "changes": [],
+                "changes": null,
                 "stack_status": match &running { Running::Release { stack_status, .. } | Running::Unknown { stack_status, .. } | Running::Busy { stack_status } => Some(stack_status.clone()), Running::Absent => None },
             });
             let rec = self.draft(tenant, r.kind, Some(workload), &r.release, detail);
             if write {
+                if let (LedgerKind::PromotionFailed, Some(intent)) = (r.kind, &r.intent) {
+                    // Its change set was never carried out: nobody may execute it later.
+                    let name = ledger.iter().find(|i| &i.id == intent).and_then(|i| i.detail["change_set"].as_str().map(str::to_string));
+                    if let Some(name) = name {
+                        if let Err(e) = cfn::delete_change_set(&prod.cfn, &workload_stack(workload), &name).await {
+                            tracing::warn!(tenant, workload, change_set = name, "could not delete the change set that was not carried out: {e:#}");
+                        }
+                    }
+                }
                 self.store_record(&rec).await?;
                 eprintln!("ledger: tenant {tenant} workload {workload}: recorded {} ({})", rec.key(), r.note);
             }
@@ -497,7 +512,21 @@ impl Promoter<'_> {
         stack_tags.insert(tags::RELEASE.into(), release.digest.clone());
         let name = format!("tenantry-{}-{}", short(&release.digest), &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let source = cfn::template_source(session, &release.template).await?;
-        let preview = cfn::create_change_set(&session.cfn, &stack, &name, creates, &source, &params, &stack_tags, self.timeout()).await?;
+        let preview = match cfn::create_change_set(&session.cfn, &stack, &name, creates, &source, &params, &stack_tags, self.timeout()).await {
+            Ok(p) => p,
+            Err(e) => {
+                if e.downcast_ref::<crate::shutdown::Interrupted>().is_some() {
+                    // Stopped while it was being made ready: it is never executed, so it goes
+                    // (with the empty stack a CREATE change set made).
+                    let _ = cfn::delete_change_set(&session.cfn, &stack, &name).await;
+                    if creates && cfn::describe(&session.cfn, &stack).await.ok().flatten().is_some_and(|s| s.status == "REVIEW_IN_PROGRESS") {
+                        // (Its wait ends at once: a stop was requested.)
+                        let _ = cfn::delete(&session.cfn, &stack, self.timeout()).await;
+                    }
+                }
+                return Err(e);
+            }
+        };
         if let Some(why) = &preview.failed {
             if let Err(e) = self.discard(session, &stack, &preview).await {
                 tracing::warn!(%env, stack, change_set = preview.name, "could not remove the failed change set: {e:#}");
@@ -693,6 +722,7 @@ impl Promoter<'_> {
     /// `tenantry promote` for one workload: gates, the stored artifact verified, a production
     /// change set previewed and classified, approval, execution, ledger. The ledger is read once.
     pub async fn promote(&self, tenant: &Tenant, desired: &DesiredTenant, workload: &str, release: Option<&str>, dry_run: bool, approve: bool) -> Result<Promotion> {
+        crate::shutdown::check(format!("promoting workload {workload} of {}", tenant.spec.id))?;
         let mut ledger = self.ledger(&tenant.spec.id).await?;
         let prod = self.session(tenant, Environment::Production).await?;
         let truth = self.production_truth(&tenant.spec.id, workload, &prod, &mut ledger, !dry_run).await?;
@@ -725,6 +755,7 @@ impl Promoter<'_> {
     /// for it is a failure refuses the rollback. Preview, risk and approval are as for a
     /// promotion.
     pub async fn rollback(&self, tenant: &Tenant, workload: &str, dry_run: bool, approve: bool) -> Result<Promotion> {
+        crate::shutdown::check(format!("rolling back workload {workload} of {}", tenant.spec.id))?;
         let mut ledger = self.ledger(&tenant.spec.id).await?;
         let prod = self.session(tenant, Environment::Production).await?;
         let truth = self.production_truth(&tenant.spec.id, workload, &prod, &mut ledger, !dry_run).await?;
