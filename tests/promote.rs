@@ -806,3 +806,67 @@ async fn a_promote_killed_before_executing_leaves_an_intent_that_is_reported_and
     assert!(!sets.summaries().iter().any(|c| c.change_set_name() == Some(change_set.as_str())), "the unexecuted change set is gone");
     assert_eq!(f.workload("acme", "production").await.unwrap().2, f.artifact("acme", &d2).await);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn production_put_back_outside_tenantry_is_recorded_as_such_and_never_makes_a_rollback_go_forward() {
+    let f = onboarded("0s", false).await;
+    let a = f.release(4);
+    assert_eq!(f.run(&["promote", "acme"]).code, 0);
+    f.release(6);
+    assert_eq!(f.run(&["promote", "acme"]).code, 0);
+    let c = f.release(8);
+    assert_eq!(f.run(&["promote", "acme"]).code, 0);
+    // Someone puts production back on A's template (a stored release) outside tenantry.
+    let cfn = f.aws.member_cfn(&f.account("acme", "production").await).await;
+    let stack = cfn.describe_stacks().stack_name(STACK).send().await.unwrap();
+    let params: Vec<aws_sdk_cloudformation::types::Parameter> = stack.stacks()[0]
+        .parameters()
+        .iter()
+        .map(|p| aws_sdk_cloudformation::types::Parameter::builder().parameter_key(p.parameter_key().unwrap()).use_previous_value(true).build())
+        .collect();
+    cfn.update_stack()
+        .stack_name(STACK)
+        .template_body(f.artifact("acme", &a).await)
+        .set_parameters(Some(params))
+        .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityNamedIam)
+        .send()
+        .await
+        .unwrap();
+    f.settled("acme", "production").await;
+    assert_eq!(f.workload("acme", "production").await.unwrap().2, f.artifact("acme", &a).await);
+    // Production went back to A: recorded as a rollback to A, so there is nothing earlier to go
+    // back to (never forward to B).
+    let back = f.run(&["rollback", "acme"]);
+    assert_eq!(back.code, 2, "{back:?}");
+    assert!(back.stdout.contains("LEDGER MISMATCH") && back.stdout.contains("no earlier promoted release"), "{back:?}");
+    assert_eq!(f.workload("acme", "production").await.unwrap().2, f.artifact("acme", &a).await, "nothing executed");
+    // Promoting C over a change made outside tenantry is not routine: it needs approval.
+    let again = f.run(&["promote", "acme"]);
+    assert_eq!(again.code, 2, "{again:?}");
+    assert!(again.stdout.contains("WAITING FOR APPROVAL") && again.stdout.contains("without a record of tenantry executing it"), "{again:?}");
+    assert_eq!(f.run(&["promote", "acme", "--approve"]).code, 0);
+    assert_eq!(f.workload("acme", "production").await.unwrap().2, f.artifact("acme", &c).await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_promotion_whose_lease_renewal_hangs_executes_nothing() {
+    let f = onboarded("0s", false).await;
+    let settings = f.ws.read("tenantry.toml");
+    assert!(settings.contains("lease_ttl_seconds = 900"));
+    f.ws.write("tenantry.toml", &settings.replace("lease_ttl_seconds = 900", "lease_ttl_seconds = 30"));
+    let d1 = f.release(4);
+    // Every lease renewal is held 35 s (renewals go every 10 s; another process may take the
+    // lease 30 s after the last write the bucket saw), and the production change set takes 25 s
+    // to be created: by then the lease cannot be trusted.
+    let rules = serde_json::json!([
+        {"service": "s3", "contains": "expires_at", "nth": [2, 3, 4, 5, 6], "fault": "latency", "ms": 35000},
+        {"service": "cloudformation", "action": "CreateChangeSet", "fault": "latency", "ms": 25000},
+    ]);
+    let (run, log) = f.ws.run_through_proxy(&f.emu.endpoint, &rules, 1, &["promote", "acme"]);
+    assert_ne!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("last renewed"), "{run:?}");
+    assert!(!log.contains("cloudformation:ExecuteChangeSet"), "nothing executed without the lease:\n{log}");
+    assert!(f.workload("acme", "production").await.is_none());
+    let failed = f.ledger("acme").into_iter().find(|r| r["kind"] == "promotion_failed" && r["release"] == d1.as_str()).expect("the intent is answered");
+    assert_eq!(failed["detail"]["note"], "not executed");
+}

@@ -439,14 +439,14 @@ pub fn promotion_stack<'r>(history: &[&'r LedgerRecord]) -> Vec<&'r str> {
     for r in history {
         match r.kind {
             LedgerKind::Promoted if stack.last() != Some(&r.release.as_str()) => stack.push(&r.release),
-            LedgerKind::RolledBack => {
-                stack.pop();
-                if stack.last() != Some(&r.release.as_str()) {
-                    // A rollback to a release that was not below the top (older ledgers): it
-                    // becomes the top.
-                    stack.push(&r.release);
-                }
-            }
+            LedgerKind::RolledBack => match stack[..stack.len().saturating_sub(1)].iter().rposition(|s| *s == r.release) {
+                // Back to a release below the top: what was promoted after it is off the stack
+                // (one level for a rollback, more when production went back further).
+                Some(i) => stack.truncate(i + 1),
+                // Back to a release the stack does not hold (older ledgers): it becomes the top.
+                None if stack.last() != Some(&r.release.as_str()) => stack.push(&r.release),
+                None => {}
+            },
             _ => {}
         }
     }
@@ -576,6 +576,20 @@ pub fn ledger_truth(history: &[&LedgerRecord], running: &Running) -> LedgerTruth
                             i.detail["change_set"].as_str().unwrap_or("?")
                         ),
                     },
+                    // Its change set was executed by tenantry and recorded as failed, yet the stack
+                    // runs its template (an update that failed without being rolled back).
+                    None if failed_here(history, release).is_some() => {
+                        let i = failed_here(history, release).expect("checked");
+                        Recovery {
+                            kind: if i.detail.get("as").and_then(|v| v.as_str()) == Some("rolled_back") { LedgerKind::RolledBack } else { LedgerKind::Promoted },
+                            release: release.clone(),
+                            intent: Some(i.id.clone()),
+                            note: format!(
+                                "production runs this release although change set {} was recorded as failed (the stack shows its template)",
+                                i.detail["change_set"].as_str().unwrap_or("?")
+                            ),
+                        }
+                    }
                     None if stack.len() >= 2 && stack[..stack.len() - 1].contains(&release.as_str()) => Recovery {
                         kind: LedgerKind::RolledBack,
                         release: release.clone(),
@@ -619,6 +633,15 @@ pub fn ledger_truth(history: &[&LedgerRecord], running: &Running) -> LedgerTruth
         ));
     }
     LedgerTruth { running: running.clone(), ledger_release, recover, mismatch }
+}
+
+/// The latest `executing` record for `release` whose outcome was recorded as `promotion_failed`.
+fn failed_here<'r>(history: &[&'r LedgerRecord], release: &str) -> Option<&'r LedgerRecord> {
+    history.iter().rev().copied().find(|i| {
+        i.kind == LedgerKind::Executing
+            && i.release == release
+            && history.iter().any(|o| o.kind == LedgerKind::PromotionFailed && o.detail.get("intent").and_then(|v| v.as_str()) == Some(i.id.as_str()))
+    })
 }
 
 fn failed_intent(intent: &LedgerRecord, running: &Running) -> Recovery {

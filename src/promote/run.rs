@@ -830,6 +830,17 @@ impl Promoter<'_> {
             // Someone changed production outside tenantry: overwriting that is never routine.
             risk = Risk::High;
             reasons.push(format!("production runs {}: this change overwrites it", p.running.as_ref().map(Running::describe).unwrap_or_default()));
+        } else if let Some(r) = history
+            .iter()
+            .rev()
+            .find(|r| matches!(r.kind, LedgerKind::Promoted | LedgerKind::RolledBack))
+            .filter(|r| r.detail["recovered"] == true && r.detail["intent"].is_null())
+        {
+            // Production's last change was to a stored release that no `executing` record of
+            // tenantry names: a deploy outside tenantry (or records lost); overwriting it is not
+            // routine either.
+            risk = Risk::High;
+            reasons.push(format!("production runs release {} without a record of tenantry executing it (changed outside tenantry, or records lost): this change overwrites it", short(&r.release)));
         }
         p.risk = Some(risk);
         p.risk_reasons = reasons;

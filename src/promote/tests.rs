@@ -329,3 +329,15 @@ fn only_a_difference_is_recorded_and_a_lost_rollback_never_goes_forward() {
     let t = ledger_truth(&[&a, &old, &b], &runs("B"));
     assert!(t.recover.is_empty(), "{t:?}");
 }
+
+#[test]
+fn production_put_back_further_than_one_release_never_makes_a_rollback_go_forward() {
+    let (a, b, c) = (rec(LedgerKind::Promoted, "A"), rec(LedgerKind::Promoted, "B"), rec(LedgerKind::Promoted, "C"));
+    // Production was put back on A outside tenantry (A, B, C promoted): recovered as a rollback
+    // to A, and there is nothing before A to go back to, never B.
+    let t = ledger_truth(&[&a, &b, &c], &runs("A"));
+    assert_eq!(t.recover.iter().map(|r| (r.kind, r.release.as_str())).collect::<Vec<_>>(), [(LedgerKind::RolledBack, "A")]);
+    let back_a = rec(LedgerKind::RolledBack, "A");
+    assert_eq!(promotion_stack(&[&a, &b, &c, &back_a]), ["A"]);
+    assert_eq!(rollback_target(&[&a, &b, &c, &back_a]), None);
+}

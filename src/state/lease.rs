@@ -31,6 +31,10 @@ pub struct Lease {
     tenant: String,
     etag: Arc<Mutex<String>>,
     lost: Arc<AtomicBool>,
+    /// When the request of the last write that succeeded was sent (the bucket's expiry counts
+    /// from its `LastModified`, which is later).
+    renewed: Arc<std::sync::Mutex<std::time::Instant>>,
+    ttl: Duration,
     heartbeat: tokio::task::JoinHandle<()>,
 }
 
@@ -89,8 +93,9 @@ impl StateStore {
     async fn try_acquire(&self, tenant: &str, ttl: Duration) -> Result<Lease> {
         let key = Self::lease_key(tenant);
         let bytes = self.lease_body(tenant, ttl)?;
+        let sent = std::time::Instant::now();
         match self.put_conditional(&key, bytes.clone(), None).await {
-            Ok(etag) => return Ok(self.lease(tenant, etag, ttl)),
+            Ok(etag) => return Ok(self.lease(tenant, etag, ttl, sent)),
             Err(e) if e.downcast_ref::<WriteConflict>().is_some() => {}
             Err(e) => return Err(e),
         }
@@ -113,8 +118,9 @@ impl StateStore {
         if current.holder == self.holder {
             // Our own lease (a write of ours whose answer was lost, or an earlier cycle of this
             // process that could not release it): renew it.
+            let sent = std::time::Instant::now();
             let etag = self.put_conditional(&key, bytes, Some(&etag)).await?;
-            return Ok(self.lease(tenant, etag, ttl));
+            return Ok(self.lease(tenant, etag, ttl, sent));
         }
         if expires_at > now && !holder_dead {
             return Err(LeaseHeld { tenant: tenant.into(), holder: current.holder, remaining: expires_at - now }.into());
@@ -124,8 +130,9 @@ impl StateStore {
         } else {
             tracing::warn!(tenant, stale_holder = %current.holder, "taking over an expired lease");
         }
+        let sent = std::time::Instant::now();
         let etag = self.put_conditional(&key, bytes, Some(&etag)).await?;
-        Ok(self.lease(tenant, etag, ttl))
+        Ok(self.lease(tenant, etag, ttl, sent))
     }
 
     fn lease_body(&self, tenant: &str, ttl: Duration) -> Result<Vec<u8>> {
@@ -133,30 +140,34 @@ impl StateStore {
         Ok(serde_json::to_vec(&body)?)
     }
 
-    fn lease(&self, tenant: &str, etag: String, ttl: Duration) -> Lease {
+    /// A held lease, written by a request sent at `sent`, renewed every third of `ttl`.
+    fn lease(&self, tenant: &str, etag: String, ttl: Duration, sent: std::time::Instant) -> Lease {
         let etag = Arc::new(Mutex::new(etag));
         let lost = Arc::new(AtomicBool::new(false));
+        let renewed = Arc::new(std::sync::Mutex::new(sent));
         let heartbeat = {
-            let (store, tenant, etag, lost) = (self.clone(), tenant.to_string(), etag.clone(), lost.clone());
+            let (store, tenant, etag, lost, renewed) = (self.clone(), tenant.to_string(), etag.clone(), lost.clone(), renewed.clone());
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(ttl / 3).await;
-                    let renewed = async {
+                    let sent = std::time::Instant::now();
+                    let renewal = async {
                         let body = store.lease_body(&tenant, ttl)?;
                         let mut etag = etag.lock().await;
                         *etag = store.put_conditional(&StateStore::lease_key(&tenant), body, Some(&etag)).await?;
                         anyhow::Ok(())
                     }
                     .await;
-                    if let Err(e) = renewed {
+                    if let Err(e) = renewal {
                         tracing::error!(tenant = %tenant, "lost the lease: {e:#}");
                         lost.store(true, Ordering::SeqCst);
                         return;
                     }
+                    *renewed.lock().unwrap_or_else(|p| p.into_inner()) = sent;
                 }
             })
         };
-        Lease { store: self.clone(), tenant: tenant.into(), etag, lost, heartbeat }
+        Lease { store: self.clone(), tenant: tenant.into(), etag, lost, renewed, ttl, heartbeat }
     }
 }
 
@@ -209,14 +220,28 @@ mod tests {
 pub struct LeaseGuard {
     tenant: String,
     lost: Arc<AtomicBool>,
+    renewed: Arc<std::sync::Mutex<std::time::Instant>>,
+    ttl: Duration,
 }
 
 impl LeaseGuard {
-    /// Errors if the lease's background renewal failed (another process may take it over once it
-    /// expires): call it right before any change, so that none starts without the lease.
+    /// Errors if the lease's background renewal failed, or if no renewal has succeeded for two
+    /// thirds of the ttl (one still in flight, a slow network, a paused process): another
+    /// process may take the lease over once a ttl has passed since the last write the bucket
+    /// saw, so the last third is kept as a margin for the change that follows. Call it right
+    /// before any change, so that none starts without the lease.
     pub fn check(&self) -> Result<()> {
         if self.lost.load(Ordering::SeqCst) {
             bail!("the lease on tenant `{}` was lost; stopping", self.tenant);
+        }
+        let since = self.renewed.lock().unwrap_or_else(|p| p.into_inner()).elapsed();
+        if since > self.ttl * 2 / 3 {
+            bail!(
+                "the lease on tenant `{}` was last renewed {} s ago (lease_ttl_seconds {}): it may be taken over; stopping",
+                self.tenant,
+                since.as_secs(),
+                self.ttl.as_secs()
+            );
         }
         Ok(())
     }
@@ -231,7 +256,7 @@ impl Lease {
 
     /// A handle that tells whether this lease is still held.
     pub fn guard(&self) -> LeaseGuard {
-        LeaseGuard { tenant: self.tenant.clone(), lost: self.lost.clone() }
+        LeaseGuard { tenant: self.tenant.clone(), lost: self.lost.clone(), renewed: self.renewed.clone(), ttl: self.ttl }
     }
 
     /// Stops renewing and releases the lease (`DeleteObject`) if this process still holds it.
