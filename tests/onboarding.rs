@@ -446,3 +446,50 @@ async fn a_template_over_the_inline_limit_is_deployed_through_s3() {
     assert_eq!(validate.code, 1, "{validate:?}");
     assert!(validate.stderr.contains("large.json") && validate.stderr.contains("1048576"), "{validate:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn onboarding_completes_for_any_concurrency_and_account_creation_bound() {
+    // A tenant used to take one creation slot per account, holding the first while it waited
+    // for the second: with `concurrency` above `account_creation_concurrency` (or that bound at
+    // 1), tenants held every slot and waited on each other forever.
+    let emu = Emulator::start();
+    let aws = Aws::new(&emu.endpoint).await;
+    for (i, (concurrency, slots, tenants)) in [(1, 1, 1), (2, 1, 2), (3, 2, 3), (6, 5, 6)].into_iter().enumerate() {
+        let ws = Workspace::new();
+        let acme = ws.read("tenants/acme.toml");
+        for t in ["acme", "globex"] {
+            std::fs::remove_file(ws.path().join(format!("tenants/{t}.toml"))).unwrap();
+        }
+        let ids: Vec<String> = (0..tenants).map(|j| format!("c{i}t{j}")).collect();
+        for id in &ids {
+            let text = acme.replace("id = \"acme\"", &format!("id = \"{id}\"")).replace("aws+acme-", &format!("aws+{id}-")).replace("Acme Corp", &format!("Tenant {id}"));
+            ws.write(&format!("tenants/{id}.toml"), &text);
+        }
+        let settings = ws.read("tenantry.toml");
+        assert!(settings.contains("\nconcurrency = 4\n") && settings.contains("\naccount_creation_concurrency = 5\n"));
+        ws.write(
+            "tenantry.toml",
+            &settings
+                .replace("\nconcurrency = 4\n", &format!("\nconcurrency = {concurrency}\n"))
+                .replace("\naccount_creation_concurrency = 5\n", &format!("\naccount_creation_concurrency = {slots}\n")),
+        );
+        let mut child = ws.command(&emu.endpoint).args(["apply", "--auto-approve"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let started = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > std::time::Duration::from_secs(300) {
+                let _ = child.kill();
+                panic!("concurrency {concurrency}, account_creation_concurrency {slots}, {tenants} tenant(s): apply did not finish in 300 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        let run = common::Run::from(child.wait_with_output().unwrap());
+        assert_eq!(run.code, 0, "concurrency {concurrency}, account_creation_concurrency {slots}: {run:?}");
+        let all = aws.tenant_accounts().await;
+        for id in &ids {
+            for env in ["production", "staging"] {
+                assert_eq!(all.get(&(id.clone(), env.to_string())).map(Vec::len), Some(1), "{id} {env}");
+            }
+        }
+        eprintln!("concurrency {concurrency}, account_creation_concurrency {slots}, {tenants} tenant(s): onboarded in {:.1} s", started.elapsed().as_secs_f64());
+    }
+}

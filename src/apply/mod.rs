@@ -346,10 +346,24 @@ impl Engine {
             bail!("{}", plan.refusals.join("\n"));
         }
         let mut run = TenantRun::new(self, desired, overview, tracked, &observed);
-        // Every CreateAccount of the plan is requested up front (each within the creation
-        // bound): AWS creates the accounts in parallel while the steps wait for them in order.
+        // The CreateAccount requests of the plan go up front, so that AWS creates the accounts in
+        // parallel while the steps wait for them in order. Their creation slots are taken all at
+        // once (as many as the bound allows), never one while holding another: a tenant that
+        // held one slot and waited for a second could wait forever on tenants doing the same.
+        // Accounts beyond the slots taken are requested by their step, after the earlier ones
+        // were created and their slots given back.
+        let creates = plan.steps.iter().filter(|s| matches!(s, Step::CreateAccount { .. })).count();
+        let mut slots = if creates == 0 {
+            None
+        } else {
+            let want = creates.min(self.settings.account_creation_concurrency.max(1)) as u32;
+            Some(crate::shutdown::bounded("waiting for an account creation slot", self.create_slots.clone().acquire_many_owned(want)).await??)
+        };
         for step in &plan.steps {
             if let Step::CreateAccount { environment, email, account_name } = step {
+                let Some(mut held) = slots.take() else { break };
+                let slot = held.split(1).expect("one of the slots taken");
+                slots = (held.num_permits() > 0).then_some(held);
                 if mode.stop_on_signal {
                     if let Err(stopped) = crate::shutdown::check(step) {
                         if let Err(save) = run.save_if_dirty().await {
@@ -358,7 +372,7 @@ impl Engine {
                         return Err(stopped.into());
                     }
                 }
-                if let Err(e) = run.start_account(*environment, email, account_name).await {
+                if let Err(e) = run.start_account(*environment, email, account_name, Some(slot)).await {
                     if let Err(save) = run.save_if_dirty().await {
                         tracing::warn!(tenant = %desired.id, "could not record progress after a failed step: {save:#}");
                     }
@@ -476,8 +490,12 @@ impl<'a> TenantRun<'a> {
     /// for, or `None` when the answer was lost and the account was found already created (it is
     /// recorded). A lost answer with nothing found is an error: the next run looks again before
     /// sending another request.
-    async fn start_account(&mut self, env: Environment, email: &str, account_name: &str) -> Result<Option<String>> {
-        let slot = self.engine.create_slots.clone().acquire_owned().await?;
+    async fn start_account(&mut self, env: Environment, email: &str, account_name: &str, slot: Option<tokio::sync::OwnedSemaphorePermit>) -> Result<Option<String>> {
+        // A slot taken here is taken while this tenant holds none (see the up-front requests).
+        let slot = match slot {
+            Some(s) => s,
+            None => crate::shutdown::bounded("waiting for an account creation slot", self.engine.create_slots.clone().acquire_owned()).await??,
+        };
         // Recorded before the call: a run that finds this and no request id looks for the
         // account with fresh listings (a crash may fall between the call and the record).
         self.record(env).create_started_at = Some(crate::state::now_rfc3339());
@@ -587,7 +605,7 @@ impl<'a> TenantRun<'a> {
                     Some((id, _)) => Some(id.clone()),
                     // Found already created after CreateAccount's answer was lost.
                     None if self.found_accounts.contains_key(&env) => None,
-                    None => self.start_account(env, email, account_name).await?,
+                    None => self.start_account(env, email, account_name, None).await?,
                 };
                 // A request that FAILED created no account. One that failed for a transient
                 // reason is sent again, with backoff, a bounded number of times.
@@ -608,9 +626,11 @@ impl<'a> TenantRun<'a> {
                             match delays.next().filter(|_| transient) {
                                 Some(delay) => {
                                     tracing::warn!(tenant = %self.desired.id, %env, "{e:#}; sending CreateAccount again in {} ms", delay.as_millis());
-                                    self.creating.remove(&env);
+                                    // The failed request's slot is kept for the next one (never
+                                    // given back and taken again while another is held).
+                                    let slot = self.creating.remove(&env).map(|(_, slot)| slot);
                                     crate::shutdown::bounded(format_args!("waiting to send CreateAccount again"), tokio::time::sleep(delay)).await?;
-                                    request_id = self.start_account(env, email, account_name).await?;
+                                    request_id = self.start_account(env, email, account_name, slot).await?;
                                 }
                                 None => return Err(e),
                             }
