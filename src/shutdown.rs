@@ -56,10 +56,12 @@ pub fn check(what: impl std::fmt::Display) -> Result<(), Stopped> {
 /// A stop was requested while waiting for `what`: the wait ended early. What was waited for
 /// (a stack operation, an account creation) goes on in AWS; the next run picks it up.
 #[derive(Debug, thiserror::Error)]
-#[error("stopped by signal while {what}; re-run to continue (what AWS was already asked to do goes on there)")]
+#[error("{}", if *began { format!("stopped by signal while {what}; re-run to continue (what AWS was already asked to do goes on there)") } else { format!("stopped by signal before: {what}; re-run to continue") })]
 pub struct Interrupted {
     /// What was being waited for.
     pub what: String,
+    /// Whether the wait had begun (false: the stop was requested before it, so it never began).
+    pub began: bool,
 }
 
 /// How often a wait looks for a stop request (milliseconds): the bound on how long any wait
@@ -78,10 +80,10 @@ pub async fn stopping() {
 /// never around a request that changes something (its answer would be lost).
 pub async fn bounded<T>(what: impl std::fmt::Display, wait: impl std::future::Future<Output = T>) -> Result<T, Interrupted> {
     if requested() {
-        return Err(Interrupted { what: what.to_string() });
+        return Err(Interrupted { what: what.to_string(), began: false });
     }
     tokio::select! {
         v = wait => Ok(v),
-        _ = stopping() => Err(Interrupted { what: what.to_string() }),
+        _ = stopping() => Err(Interrupted { what: what.to_string(), began: true }),
     }
 }

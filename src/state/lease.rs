@@ -83,7 +83,7 @@ impl StateStore {
             .await
             .map_err(|e| {
                 if crate::shutdown::requested() && e.downcast_ref::<LeaseHeld>().is_some() {
-                    anyhow::Error::new(crate::shutdown::Interrupted { what: format!("waiting for the lease of tenant {tenant} ({e})") })
+                    anyhow::Error::new(crate::shutdown::Interrupted { what: format!("waiting for the lease of tenant {tenant} ({e})"), began: true })
                 } else {
                     e
                 }
