@@ -491,6 +491,14 @@ impl Running {
         }
     }
 
+    /// The stack's status, when there is a stack that ran something.
+    pub fn stack_status(&self) -> Option<&str> {
+        match self {
+            Running::Release { stack_status, .. } | Running::Unknown { stack_status, .. } | Running::Busy { stack_status } => Some(stack_status),
+            Running::Absent => None,
+        }
+    }
+
     /// Readably, for messages.
     pub fn describe(&self) -> String {
         match self {
@@ -566,9 +574,10 @@ pub fn ledger_truth(history: &[&LedgerRecord], running: &Running) -> LedgerTruth
             if ledger_release.as_deref() != Some(release) {
                 mismatch = Some(format!("the ledger says production runs {said}; the production stack runs release {} (its template is that artifact byte for byte)", short(release)));
                 let stack = promotion_stack(history);
+                let failed = failed_here(history, release);
                 recover.push(match pending.iter().rev().find(|i| &i.release == release) {
                     Some(i) => Recovery {
-                        kind: if i.detail.get("as").and_then(|v| v.as_str()) == Some("rolled_back") { LedgerKind::RolledBack } else { LedgerKind::Promoted },
+                        kind: intended_kind(i),
                         release: release.clone(),
                         intent: Some(i.id.clone()),
                         note: format!(
@@ -578,10 +587,10 @@ pub fn ledger_truth(history: &[&LedgerRecord], running: &Running) -> LedgerTruth
                     },
                     // Its change set was executed by tenantry and recorded as failed, yet the stack
                     // runs its template (an update that failed without being rolled back).
-                    None if failed_here(history, release).is_some() => {
-                        let i = failed_here(history, release).expect("checked");
+                    None if failed.is_some() => {
+                        let i = failed.expect("checked");
                         Recovery {
-                            kind: if i.detail.get("as").and_then(|v| v.as_str()) == Some("rolled_back") { LedgerKind::RolledBack } else { LedgerKind::Promoted },
+                            kind: intended_kind(i),
                             release: release.clone(),
                             intent: Some(i.id.clone()),
                             note: format!(
@@ -633,6 +642,16 @@ pub fn ledger_truth(history: &[&LedgerRecord], running: &Running) -> LedgerTruth
         ));
     }
     LedgerTruth { running: running.clone(), ledger_release, recover, mismatch }
+}
+
+/// What an `executing` record intended: `rolled_back` when its `detail.as` says so, else
+/// `promoted`.
+fn intended_kind(intent: &LedgerRecord) -> LedgerKind {
+    if intent.detail.get("as").and_then(|v| v.as_str()) == Some("rolled_back") {
+        LedgerKind::RolledBack
+    } else {
+        LedgerKind::Promoted
+    }
 }
 
 /// The latest `executing` record for `release` whose outcome was recorded as `promotion_failed`.

@@ -326,7 +326,7 @@ impl Promoter<'_> {
                 "note": r.note,
                 "previous_release": truth.ledger_release,
                 "changes": null,
-                "stack_status": match &running { Running::Release { stack_status, .. } | Running::Unknown { stack_status, .. } | Running::Busy { stack_status } => Some(stack_status.clone()), Running::Absent => None },
+                "stack_status": running.stack_status(),
             });
             let rec = self.draft(tenant, r.kind, Some(workload), &r.release, detail);
             if write {
@@ -934,10 +934,7 @@ impl Promoter<'_> {
                         // Not done yet (or not readable now): the intent stays open and the next
                         // promotion or rollback records the outcome from the stack.
                         p.status = PromotionStatus::Failed;
-                        p.stack_status = match &seen {
-                            Ok(Running::Busy { stack_status } | Running::Unknown { stack_status, .. } | Running::Release { stack_status, .. }) => Some(stack_status.clone()),
-                            _ => None,
-                        };
+                        p.stack_status = seen.as_ref().ok().and_then(Running::stack_status).map(str::to_string);
                         p.error = Some(format!(
                             "{e:#}; production runs {}: the outcome of change set {} is recorded by the next `tenantry promote` or `rollback`",
                             seen.as_ref().map(Running::describe).unwrap_or_else(|e| format!("(not readable: {e:#})")),
