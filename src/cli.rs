@@ -406,7 +406,10 @@ async fn run(cli: Cli) -> Result<u8> {
             eprintln!("\n{} error(s); nothing was sent to AWS", diags.len());
             if cli.command.output() == Some(Output::Json) {
                 let each: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
-                print_json_error(&format!("{} error(s) in the input files; nothing was sent to AWS", diags.len()), &each);
+                print_json_error(
+                    &format!("{} error(s) in the input files; nothing was sent to AWS", diags.len()),
+                    &each,
+                );
             }
             return Ok(1);
         }
@@ -416,7 +419,11 @@ async fn run(cli: Cli) -> Result<u8> {
         return Ok(1);
     }
     if let Command::Validate = cli.command {
-        crate::out!("{} tenant(s) valid: {}", inputs.tenants.len(), inputs.tenants.iter().map(|t| t.spec.id.as_str()).collect::<Vec<_>>().join(", "));
+        crate::out!(
+            "{} tenant(s) valid: {}",
+            inputs.tenants.len(),
+            inputs.tenants.iter().map(|t| t.spec.id.as_str()).collect::<Vec<_>>().join(", ")
+        );
         return Ok(0);
     }
     if cli.local {
@@ -425,13 +432,16 @@ async fn run(cli: Cli) -> Result<u8> {
     crate::shutdown::listen();
     let clients = Clients::load(&inputs.settings).await?;
     let management_account_id = clients.management_account_id().await.context("who am I? (check AWS credentials)")?;
-    let selected = select(&inputs.tenants, match &cli.command {
-        Command::Plan { tenants, .. }
-        | Command::Apply { tenants, .. }
-        | Command::Status { tenants, .. }
-        | Command::Reconcile { tenants, .. } => tenants,
-        _ => &[][..],
-    })?;
+    let selected = select(
+        &inputs.tenants,
+        match &cli.command {
+            Command::Plan { tenants, .. }
+            | Command::Apply { tenants, .. }
+            | Command::Status { tenants, .. }
+            | Command::Reconcile { tenants, .. } => tenants,
+            _ => &[][..],
+        },
+    )?;
     let selected: Vec<Tenant> = match cli.shard {
         Some(shard) => selected.into_iter().filter(|t| shard.contains(&t.spec.id)).collect(),
         None => selected,
@@ -481,7 +491,10 @@ async fn run(cli: Cli) -> Result<u8> {
     }
     // One organization index for the run (watch mode makes one per interval; promotion reads
     // only the accounts of the tenant it works on).
-    let listing = matches!(cli.command, Command::Plan { .. } | Command::Apply { .. } | Command::Status { .. } | Command::Reconcile { watch: false, .. });
+    let listing = matches!(
+        cli.command,
+        Command::Plan { .. } | Command::Apply { .. } | Command::Status { .. } | Command::Reconcile { watch: false, .. }
+    );
     if let (Some(o), true) = (&overview, listing) {
         engine.load_index(o, &desired_tenants).await?;
     }
@@ -512,7 +525,8 @@ async fn run(cli: Cli) -> Result<u8> {
                 bail!("there is no organization yet: run `tenantry apply` first");
             };
             let selected: Vec<&DesiredTenant> = desired_tenants.iter().collect();
-            let mut report = run::cycle(&engine, &overview, &selected, all.then_some(&desired_tenants[..]), policy, true).await?;
+            let mut report =
+                run::cycle(&engine, &overview, &selected, all.then_some(&desired_tenants[..]), policy, true).await?;
             report.api_calls = Some(crate::metrics::api_calls());
             print_report(&report, output, false);
             Ok(report.exit_code())
@@ -582,9 +596,16 @@ async fn cmd_state(engine: &Engine, action: &StateCommand) -> Result<u8> {
                     Some(_) => conflicts.push(key),
                 }
             }
-            crate::out!("state: {copied} object(s) copied from s3://{from} to s3://{}, {same} already there", store.bucket());
+            crate::out!(
+                "state: {copied} object(s) copied from s3://{from} to s3://{}, {same} already there",
+                store.bucket()
+            );
             if !conflicts.is_empty() {
-                eprintln!("error: {} object(s) exist in both buckets with other content, left as they are: {}", conflicts.len(), conflicts.join(", "));
+                eprintln!(
+                    "error: {} object(s) exist in both buckets with other content, left as they are: {}",
+                    conflicts.len(),
+                    conflicts.join(", ")
+                );
                 eprintln!("the destination was not marked as the state location; resolve them, then run `tenantry state migrate` again");
                 return Ok(1);
             }
@@ -667,7 +688,11 @@ fn start_local_emulator(config: &Path) -> Result<()> {
 }
 
 /// OU paths the tenants need → whether each exists.
-async fn ou_existence(engine: &Engine, overview: Option<&OrgOverview>, tenants: &[DesiredTenant]) -> Result<BTreeMap<String, bool>> {
+async fn ou_existence(
+    engine: &Engine,
+    overview: Option<&OrgOverview>,
+    tenants: &[DesiredTenant],
+) -> Result<BTreeMap<String, bool>> {
     let paths: BTreeSet<String> = tenants.iter().flat_map(|t| t.accounts.iter().map(|a| a.ou_path.clone())).collect();
     let mut out = BTreeMap::new();
     for p in paths {
@@ -723,7 +748,11 @@ struct PlanReport<'a> {
 }
 
 /// Observes every tenant and plans: the plan, and per-tenant errors.
-async fn compute_plan(engine: &Engine, overview: Option<&OrgOverview>, tenants: &[DesiredTenant]) -> Result<(Plan, BTreeMap<String, String>)> {
+async fn compute_plan(
+    engine: &Engine,
+    overview: Option<&OrgOverview>,
+    tenants: &[DesiredTenant],
+) -> Result<(Plan, BTreeMap<String, String>)> {
     let ous = ou_existence(engine, overview, tenants).await?;
     let mut plan = Plan { organization: plan::organization(overview, &ous), tenants: Vec::new() };
     let mut errors = BTreeMap::new();
@@ -732,7 +761,7 @@ async fn compute_plan(engine: &Engine, overview: Option<&OrgOverview>, tenants: 
     let mut results = observe_each(engine, overview, tenants, |d, observed| plan::tenant(d, &observed)).await;
     // A changed state location concerns the whole run, not one tenant: nothing goes on.
     if let Some(i) = results.iter().position(|(_, r)| r.as_ref().is_err_and(|e| e.is::<StateLocationChanged>())) {
-        return Err(results.swap_remove(i).1.err().expect("an error"));
+        return Err(results.swap_remove(i).1.expect_err("an error"));
     }
     for (id, r) in results {
         match r {
@@ -756,7 +785,12 @@ fn plan_exit_code(plan: &Plan, errors: &BTreeMap<String, String>) -> u8 {
     }
 }
 
-async fn cmd_plan(engine: &Engine, overview: Option<&OrgOverview>, tenants: &[DesiredTenant], output: Output) -> Result<u8> {
+async fn cmd_plan(
+    engine: &Engine,
+    overview: Option<&OrgOverview>,
+    tenants: &[DesiredTenant],
+    output: Output,
+) -> Result<u8> {
     let (plan, errors) = compute_plan(engine, overview, tenants).await?;
     match output {
         Output::Json => crate::out!(
@@ -843,7 +877,14 @@ async fn cmd_apply(
     }
     if preview.is_empty() && errors.is_empty() && !preview.has_refusals() && !preview.has_manual() {
         if output == Output::Json {
-            crate::out!("{}", serde_json::to_string_pretty(&ApplyReport { organization: vec![], tenants: vec![], api_calls: crate::metrics::api_calls() })?);
+            crate::out!(
+                "{}",
+                serde_json::to_string_pretty(&ApplyReport {
+                    organization: vec![],
+                    tenants: vec![],
+                    api_calls: crate::metrics::api_calls()
+                })?
+            );
         }
         return Ok(0);
     }
@@ -866,7 +907,10 @@ async fn cmd_apply(
     // Tenants the preview found in sync are not worked on again. One with a manual difference
     // is: its state remembers the email the file now declares.
     let in_sync = |d: &&DesiredTenant| {
-        preview.tenants.iter().any(|t| t.tenant == d.id && t.steps.is_empty() && t.refusals.is_empty() && t.manual.is_empty())
+        preview
+            .tenants
+            .iter()
+            .any(|t| t.tenant == d.id && t.steps.is_empty() && t.refusals.is_empty() && t.manual.is_empty())
     };
     let to_apply: Vec<&DesiredTenant> = tenants.iter().filter(|d| !in_sync(d)).collect();
     let skipped: Vec<TenantOutcome> =
@@ -881,7 +925,11 @@ async fn cmd_apply(
         let s = &engine.settings;
         let lease = engine
             .store
-            .acquire_lease(ORGANIZATION_LEASE, std::time::Duration::from_secs(s.lease_ttl_seconds), std::time::Duration::from_secs(s.lease_wait_seconds))
+            .acquire_lease(
+                ORGANIZATION_LEASE,
+                std::time::Duration::from_secs(s.lease_ttl_seconds),
+                std::time::Duration::from_secs(s.lease_wait_seconds),
+            )
             .await?;
         let applied = engine.apply_organization(&org_steps, overview).await;
         if let Err(e) = lease.release().await {
@@ -910,7 +958,11 @@ async fn cmd_apply(
     match output {
         Output::Json => crate::out!(
             "{}",
-            serde_json::to_string_pretty(&ApplyReport { organization: org_steps, tenants: outcomes, api_calls: crate::metrics::api_calls() })?
+            serde_json::to_string_pretty(&ApplyReport {
+                organization: org_steps,
+                tenants: outcomes,
+                api_calls: crate::metrics::api_calls()
+            })?
         ),
         Output::Text => {
             for o in &outcomes {
@@ -920,10 +972,7 @@ async fn cmd_apply(
                     None => crate::out!("tenant {}: {} change(s) applied", o.tenant, o.applied.len()),
                 }
             }
-            crate::out!(
-                "\nApply complete: {} tenant(s) converged, {failed} failed.",
-                tenants.len() - failed
-            );
+            crate::out!("\nApply complete: {} tenant(s) converged, {failed} failed.", tenants.len() - failed);
             let manual: usize = preview.tenants.iter().map(|t| t.manual.len()).sum();
             if manual > 0 {
                 crate::out!("{manual} difference(s) marked ! above are left for a person: tenantry does not change root emails or account names.");
@@ -952,7 +1001,12 @@ struct StackStatus {
     status: String,
 }
 
-async fn cmd_status(engine: &Engine, overview: Option<&OrgOverview>, tenants: &[DesiredTenant], output: Output) -> Result<u8> {
+async fn cmd_status(
+    engine: &Engine,
+    overview: Option<&OrgOverview>,
+    tenants: &[DesiredTenant],
+    output: Output,
+) -> Result<u8> {
     let mut rows = Vec::new();
     let mut failed = false;
     for (id, observed) in observe_each(engine, overview, tenants, |_, o| o).await {
@@ -962,7 +1016,15 @@ async fn cmd_status(engine: &Engine, overview: Option<&OrgOverview>, tenants: &[
             Err(e) => {
                 failed = true;
                 for a in &d.accounts {
-                    rows.push(StatusRow { tenant: id.clone(), environment: a.environment, account_id: None, account_status: "ERROR".into(), ou: String::new(), stacks: vec![], note: Some(format!("{e:#}")) });
+                    rows.push(StatusRow {
+                        tenant: id.clone(),
+                        environment: a.environment,
+                        account_id: None,
+                        account_status: "ERROR".into(),
+                        ou: String::new(),
+                        stacks: vec![],
+                        note: Some(format!("{e:#}")),
+                    });
                 }
                 continue;
             }
@@ -995,12 +1057,36 @@ async fn cmd_status(engine: &Engine, overview: Option<&OrgOverview>, tenants: &[
                         .collect(),
                     note: None,
                 },
-                Some(AccountObservation::Creating { request_id }) => StatusRow { tenant: id.clone(), environment: env, account_id: None, account_status: "CREATING".into(), ou: String::new(), stacks: vec![], note: Some(format!("CreateAccount request {request_id}")) },
+                Some(AccountObservation::Creating { request_id }) => StatusRow {
+                    tenant: id.clone(),
+                    environment: env,
+                    account_id: None,
+                    account_status: "CREATING".into(),
+                    ou: String::new(),
+                    stacks: vec![],
+                    note: Some(format!("CreateAccount request {request_id}")),
+                },
                 Some(AccountObservation::Refused { reason, account_id }) => {
                     failed = true;
-                    StatusRow { tenant: id.clone(), environment: env, account_id: account_id.clone(), account_status: "REFUSED".into(), ou: String::new(), stacks: vec![], note: Some(reason.clone()) }
+                    StatusRow {
+                        tenant: id.clone(),
+                        environment: env,
+                        account_id: account_id.clone(),
+                        account_status: "REFUSED".into(),
+                        ou: String::new(),
+                        stacks: vec![],
+                        note: Some(reason.clone()),
+                    }
                 }
-                Some(AccountObservation::Missing) | None => StatusRow { tenant: id.clone(), environment: env, account_id: None, account_status: "MISSING".into(), ou: String::new(), stacks: vec![], note: Some("not created yet: run `tenantry apply`".into()) },
+                Some(AccountObservation::Missing) | None => StatusRow {
+                    tenant: id.clone(),
+                    environment: env,
+                    account_id: None,
+                    account_status: "MISSING".into(),
+                    ou: String::new(),
+                    stacks: vec![],
+                    note: Some("not created yet: run `tenantry apply`".into()),
+                },
             };
             rows.push(row);
         }
@@ -1015,7 +1101,8 @@ async fn cmd_status(engine: &Engine, overview: Option<&OrgOverview>, tenants: &[
                     .iter()
                     .map(|s| {
                         let v = s.version.as_deref().map_or("-", |v| &v[..v.len().min(12)]);
-                        let mark = if s.version.as_deref() == Some(s.desired_version.as_str()) { "" } else { " (outdated)" };
+                        let mark =
+                            if s.version.as_deref() == Some(s.desired_version.as_str()) { "" } else { " (outdated)" };
                         format!("{}@{v} {}{mark}", s.stack, s.status)
                     })
                     .collect::<Vec<_>>()
@@ -1050,7 +1137,11 @@ fn print_report(report: &Report, output: Output, one_line: bool) {
         match t.status {
             TenantStatus::InSync => crate::out!("tenant {}: in sync", t.tenant),
             TenantStatus::NoDriftFound => {
-                crate::out!("tenant {}: no drift found, but {} check(s) could not run (not \"in sync\")", t.tenant, t.checks_not_run.len())
+                crate::out!(
+                    "tenant {}: no drift found, but {} check(s) could not run (not \"in sync\")",
+                    t.tenant,
+                    t.checks_not_run.len()
+                )
             }
             TenantStatus::Drift => crate::out!("tenant {}: DRIFT ({} item(s))", t.tenant, t.items.len()),
             TenantStatus::Error => crate::out!("tenant {}: ERROR: {}", t.tenant, t.error.as_deref().unwrap_or("")),
@@ -1069,7 +1160,13 @@ fn print_report(report: &Report, output: Output, one_line: bool) {
             );
         }
         for c in &t.checks_not_run {
-            crate::out!("  not checked: {}: stack {}: {}: {}", c.environment, c.stack, c.check.replace('_', " "), c.reason);
+            crate::out!(
+                "  not checked: {}: stack {}: {}: {}",
+                c.environment,
+                c.stack,
+                c.check.replace('_', " "),
+                c.reason
+            );
         }
         match &t.remediation {
             Remediation::Applied { steps } => crate::out!("  remediated: {} step(s) applied", steps.len()),

@@ -74,9 +74,8 @@ impl OrgSettings {
 
     /// Parses the text of `tenantry.toml` and checks its values.
     pub fn parse(path: &Path, source: &str) -> Result<OrgSettings, Vec<Diagnostic>> {
-        let settings: OrgSettings = toml::from_str(source).map_err(|e| {
-            vec![Diagnostic::at_span(path, source, e.span(), field_of(&e, source), e.message().trim())]
-        })?;
+        let settings: OrgSettings = toml::from_str(source)
+            .map_err(|e| vec![Diagnostic::at_span(path, source, e.span(), field_of(&e, source), e.message().trim())])?;
         let mut errors = Vec::new();
         let mut check = |ok: bool, field: &str, msg: &str| {
             if !ok {
@@ -84,9 +83,21 @@ impl OrgSettings {
                 errors.push(Diagnostic::at_span(path, source, span, field, msg));
             }
         };
-        check(valid_role_name(&settings.access_role), "access_role", "not a valid IAM role name (1-64 of [A-Za-z0-9+=,.@_-])");
-        check(valid_role_name(&settings.management_role), "management_role", "not a valid IAM role name (1-64 of [A-Za-z0-9+=,.@_-])");
-        check(crate::tenant::valid_region(&settings.home_region), "home_region", "not an AWS region name such as `us-east-1`");
+        check(
+            valid_role_name(&settings.access_role),
+            "access_role",
+            "not a valid IAM role name (1-64 of [A-Za-z0-9+=,.@_-])",
+        );
+        check(
+            valid_role_name(&settings.management_role),
+            "management_role",
+            "not a valid IAM role name (1-64 of [A-Za-z0-9+=,.@_-])",
+        );
+        check(
+            crate::tenant::valid_region(&settings.home_region),
+            "home_region",
+            "not an AWS region name such as `us-east-1`",
+        );
         check(settings.concurrency >= 1, "concurrency", "must be at least 1");
         check(settings.account_creation_concurrency >= 1, "account_creation_concurrency", "must be at least 1");
         check(settings.request_timeout_seconds >= 1, "request_timeout_seconds", "must be at least 1 second");
@@ -132,15 +143,18 @@ pub(crate) fn field_of(e: &toml::de::Error, source: &str) -> String {
         Some(f) if msg.starts_with("missing field") && !at.is_empty() => format!("{at}.{f}"),
         Some(f) if msg.contains("field") => {
             // an unknown field: its own key is at the span
-            if at.ends_with(f) { at } else { f.to_string() }
+            if at.ends_with(f) {
+                at
+            } else {
+                f.to_string()
+            }
         }
         _ => at,
     }
 }
 
 fn valid_role_name(s: &str) -> bool {
-    (1..=64).contains(&s.len())
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
+    (1..=64).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
 }
 
 fn valid_bucket_name(s: &str) -> bool {

@@ -8,8 +8,8 @@ use serde_json::json;
 
 use crate::config::OrgSettings;
 use crate::guard::{Claim, Claims};
-use crate::state::AccountRecord;
 use crate::render::{Kind, RenderFailure, Renderer};
+use crate::state::AccountRecord;
 use crate::tenant::{tags, Environment, Tenant};
 
 /// Everything tenantry wants to be true for one tenant.

@@ -55,7 +55,11 @@ impl Claims {
 
     /// The tenant environment, other than `tenant`'s, whose file declares `email` or `name`.
     fn other_owner(&self, tenant: &str, email: &str, name: &str) -> Option<(String, &(String, Environment))> {
-        let by_email = self.emails.get(&email.to_lowercase()).filter(|(t, _)| t != tenant).map(|o| (format!("root email `{email}`"), o));
+        let by_email = self
+            .emails
+            .get(&email.to_lowercase())
+            .filter(|(t, _)| t != tenant)
+            .map(|o| (format!("root email `{email}`"), o));
         let by_name = || self.names.get(name).filter(|(t, _)| t != tenant).map(|o| (format!("name \"{name}\""), o));
         by_email.or_else(by_name)
     }
@@ -185,7 +189,15 @@ mod tests {
     }
 
     /// `known`: the file's email first, then the recorded ones; the file's name is "Acme (production)".
-    fn check(env: Environment, recorded: Option<&str>, known: &[&str], id: &str, email: &str, name: &str, t: &BTreeMap<String, String>) -> Result<(), Refusal> {
+    fn check(
+        env: Environment,
+        recorded: Option<&str>,
+        known: &[&str],
+        id: &str,
+        email: &str,
+        name: &str,
+        t: &BTreeMap<String, String>,
+    ) -> Result<(), Refusal> {
         let c = claims();
         let claim = Claim {
             tenant: "acme",
@@ -211,19 +223,37 @@ mod tests {
 
     #[test]
     fn other_tenants_tag_is_refused_even_when_state_agrees() {
-        let r = check(P, Some("1"), &["acme@x.io"], "1", "acme@x.io", "Acme (production)", &tags_of("globex", "production"));
+        let r = check(
+            P,
+            Some("1"),
+            &["acme@x.io"],
+            "1",
+            "acme@x.io",
+            "Acme (production)",
+            &tags_of("globex", "production"),
+        );
         assert!(r.unwrap_err().reason.contains("globex"));
     }
 
     #[test]
     fn state_mismatch_is_refused() {
-        let r = check(Environment::Staging, Some("2"), &["acme@x.io"], "1", "acme@x.io", "n", &tags_of("acme", "staging"));
+        let r =
+            check(Environment::Staging, Some("2"), &["acme@x.io"], "1", "acme@x.io", "n", &tags_of("acme", "staging"));
         assert!(r.unwrap_err().reason.contains("state records account 2"));
     }
 
     #[test]
     fn wrong_environment_tag_is_refused() {
-        assert!(check(Environment::Staging, Some("1"), &["acme@x.io"], "1", "acme@x.io", "n", &tags_of("acme", "production")).is_err());
+        assert!(check(
+            Environment::Staging,
+            Some("1"),
+            &["acme@x.io"],
+            "1",
+            "acme@x.io",
+            "n",
+            &tags_of("acme", "production")
+        )
+        .is_err());
     }
 
     #[test]
@@ -261,7 +291,8 @@ mod tests {
     #[test]
     fn the_management_account_is_never_a_tenants() {
         let t = tags_of("acme", "production");
-        let r = check(P, Some("123456789012"), &["acme@x.io"], "123456789012", "acme@x.io", "Acme (production)", &t).unwrap_err();
+        let r = check(P, Some("123456789012"), &["acme@x.io"], "123456789012", "acme@x.io", "Acme (production)", &t)
+            .unwrap_err();
         assert!(r.reason.contains("management account"), "{}", r.reason);
     }
 

@@ -1,24 +1,24 @@
 //! tenantry: gives every tenant its own production and digital-twin staging AWS accounts and keeps
 //! them in their desired state. See ARCHITECTURE.md for the map of modules.
 
+pub mod apply;
+pub mod aws;
+pub mod cli;
 pub mod config;
 pub mod desired;
 pub mod diag;
-pub mod output;
-pub mod render;
-pub mod tenant;
-pub mod apply;
-pub mod aws;
+pub mod faults;
 pub mod guard;
+pub mod metrics;
 pub mod observe;
+pub mod output;
+pub mod params;
 pub mod plan;
 pub mod progress;
-pub mod state;
-pub mod cli;
-pub mod faults;
-pub mod params;
-pub mod shutdown;
-pub mod reconcile;
-pub mod shard;
-pub mod metrics;
 pub mod promote;
+pub mod reconcile;
+pub mod render;
+pub mod shard;
+pub mod shutdown;
+pub mod state;
+pub mod tenant;

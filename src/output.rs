@@ -16,7 +16,10 @@ pub fn write(args: std::fmt::Arguments<'_>, newline: bool) {
         return;
     }
     let mut stdout = std::io::stdout().lock();
-    let written = stdout.write_fmt(args).and_then(|_| if newline { stdout.write_all(b"\n") } else { Ok(()) }).and_then(|_| stdout.flush());
+    let written = stdout
+        .write_fmt(args)
+        .and_then(|_| if newline { stdout.write_all(b"\n") } else { Ok(()) })
+        .and_then(|_| stdout.flush());
     if let Err(e) = written {
         CLOSED.store(true, Ordering::Relaxed);
         if e.kind() != std::io::ErrorKind::BrokenPipe {

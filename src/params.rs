@@ -111,7 +111,10 @@ pub fn check_stack_parameters(template: &serde_json::Value, given: &BTreeMap<Str
         }
         let Some(decl) = declared.get(key) else {
             let names: Vec<&str> = declared.keys().map(String::as_str).filter(|k| *k != STACK_ENVIRONMENT).collect();
-            out.push((key.clone(), format!("the workload's template declares no parameter `{key}` (it declares: {})", names.join(", "))));
+            out.push((
+                key.clone(),
+                format!("the workload's template declares no parameter `{key}` (it declares: {})", names.join(", ")),
+            ));
             continue;
         };
         if let Err(why) = check_stack_value(decl, value) {
@@ -120,7 +123,10 @@ pub fn check_stack_parameters(template: &serde_json::Value, given: &BTreeMap<Str
     }
     for (key, decl) in &declared {
         if key != STACK_ENVIRONMENT && decl.get("Default").is_none() && !given.contains_key(key) {
-            out.push((String::new(), format!("missing stack parameter `{key}`: the template declares it without a Default")));
+            out.push((
+                String::new(),
+                format!("missing stack parameter `{key}`: the template declares it without a Default"),
+            ));
         }
     }
     out
@@ -132,13 +138,15 @@ pub const STACK_ENVIRONMENT: &str = "Environment";
 fn check_stack_value(decl: &serde_json::Value, value: &str) -> Result<(), String> {
     let number = |v: &serde_json::Value| v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok()));
     if let Some(allowed) = decl["AllowedValues"].as_array() {
-        let strings: Vec<String> = allowed.iter().map(|a| a.as_str().map(str::to_string).unwrap_or_else(|| a.to_string())).collect();
+        let strings: Vec<String> =
+            allowed.iter().map(|a| a.as_str().map(str::to_string).unwrap_or_else(|| a.to_string())).collect();
         if !strings.iter().any(|a| a == value) {
             return Err(format!("`{value}` is not among the allowed values: {}", strings.join(", ")));
         }
     }
     if decl["Type"] == "Number" {
-        let n: f64 = value.parse().map_err(|_| format!("`{value}` is not a number (the parameter's Type is Number)"))?;
+        let n: f64 =
+            value.parse().map_err(|_| format!("`{value}` is not a number (the parameter's Type is Number)"))?;
         if let Some(min) = number(&decl["MinValue"]).filter(|min| n < *min) {
             return Err(format!("{value} is below the MinValue {min}"));
         }
@@ -176,10 +184,19 @@ mod stack_tests {
             "Size": {"Type": "String", "AllowedValues": ["s", "m"]},
             "Name": {"Type": "String", "MaxLength": 4, "AllowedPattern": "[a-z]+"}
         }});
-        let given = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>();
+        let given = |pairs: &[(&str, &str)]| {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>()
+        };
         assert!(check_stack_parameters(&t, &given(&[("Size", "s"), ("Name", "ab"), ("Timeout", "60")])).is_empty());
-        let problems = |pairs: &[(&str, &str)]| check_stack_parameters(&t, &given(pairs)).into_iter().map(|(k, m)| format!("{k}: {m}")).collect::<Vec<_>>().join("\n");
-        assert!(problems(&[("Size", "s"), ("Name", "ab"), ("Environment", "staging")]).contains("Environment: `Environment` is set by tenantry"));
+        let problems = |pairs: &[(&str, &str)]| {
+            check_stack_parameters(&t, &given(pairs))
+                .into_iter()
+                .map(|(k, m)| format!("{k}: {m}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert!(problems(&[("Size", "s"), ("Name", "ab"), ("Environment", "staging")])
+            .contains("Environment: `Environment` is set by tenantry"));
         assert!(problems(&[("Size", "s"), ("Name", "ab"), ("Timeout", "50000")]).contains("above the MaxValue 43200"));
         assert!(problems(&[("Size", "s"), ("Name", "ab"), ("Timeout", "-1")]).contains("below the MinValue 0"));
         assert!(problems(&[("Size", "s"), ("Name", "ab"), ("Timeout", "soon")]).contains("not a number"));

@@ -8,9 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use handlebars::{
-    Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderError, RenderErrorReason,
-};
+use handlebars::{Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderError, RenderErrorReason};
 use sha2::{Digest, Sha256};
 
 use crate::diag::Diagnostic;
@@ -175,10 +173,8 @@ impl Renderer {
             });
         };
         let file = path.display().to_string();
-        let text = self
-            .hb
-            .render(&format!("{}/{name}", kind.prefix()), context)
-            .map_err(|e| RenderFailure::Template {
+        let text =
+            self.hb.render(&format!("{}/{name}", kind.prefix()), context).map_err(|e| RenderFailure::Template {
                 file: file.clone(),
                 line: e.line_no.map(|l| (l, e.column_no.unwrap_or(0))),
                 reason: render_reason(&e),
@@ -244,9 +240,7 @@ fn json_helper(
     _: &mut RenderContext<'_, '_>,
     out: &mut dyn Output,
 ) -> HelperResult {
-    let param = h
-        .param(0)
-        .ok_or_else(|| RenderErrorReason::ParamNotFoundForIndex("json", 0))?;
+    let param = h.param(0).ok_or_else(|| RenderErrorReason::ParamNotFoundForIndex("json", 0))?;
     if param.is_value_missing() {
         let name = param.relative_path().cloned().unwrap_or_default();
         return Err(RenderErrorReason::MissingVariable(Some(name)).into());

@@ -78,7 +78,10 @@ pub async fn stopping() {
 /// Runs `wait` (a waiter, a poll loop, a sleep) unless a stop is requested first: then it is
 /// dropped within [`POLL_MILLIS`] ms and [`Interrupted`] names `what`. Use it only for waits,
 /// never around a request that changes something (its answer would be lost).
-pub async fn bounded<T>(what: impl std::fmt::Display, wait: impl std::future::Future<Output = T>) -> Result<T, Interrupted> {
+pub async fn bounded<T>(
+    what: impl std::fmt::Display,
+    wait: impl std::future::Future<Output = T>,
+) -> Result<T, Interrupted> {
     if requested() {
         return Err(Interrupted { what: what.to_string(), began: false });
     }

@@ -37,14 +37,18 @@ fn put_resources(role: &Value) -> Vec<String> {
                 Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
                 _ => vec![],
             };
-            if st["Effect"] != "Allow" || !actions.iter().any(|a| a.starts_with("s3:PutObject") || *a == "s3:*" || *a == "*") {
+            if st["Effect"] != "Allow"
+                || !actions.iter().any(|a| a.starts_with("s3:PutObject") || *a == "s3:*" || *a == "*")
+            {
                 continue;
             }
             let resources: Vec<Value> = match &st["Resource"] {
                 Value::Array(r) => r.clone(),
                 r => vec![r.clone()],
             };
-            out.extend(resources.iter().map(|r| r["Fn::Sub"].as_str().map(str::to_string).unwrap_or_else(|| r.to_string())));
+            out.extend(
+                resources.iter().map(|r| r["Fn::Sub"].as_str().map(str::to_string).unwrap_or_else(|| r.to_string())),
+            );
         }
     }
     out
@@ -67,8 +71,18 @@ fn each_agent_role_may_write_only_its_own_checks_verdicts() {
         let name = res["Properties"]["RoleName"].as_str().unwrap_or_default();
         let Some(checks) = wanted.get(name) else { continue };
         seen += 1;
-        let verdicts: Vec<String> = put_resources(res).into_iter().filter(|r| r.contains("/verdicts/") || r.ends_with("/*") && !r.contains("/artifacts/") && !r.contains("/evidence/") && !r.contains("/docs/")).collect();
-        let expected: Vec<String> = checks.iter().map(|c| format!("${{EvidenceBucket.Arn}}/verdicts/*/{c}.json")).collect();
+        let verdicts: Vec<String> = put_resources(res)
+            .into_iter()
+            .filter(|r| {
+                r.contains("/verdicts/")
+                    || r.ends_with("/*")
+                        && !r.contains("/artifacts/")
+                        && !r.contains("/evidence/")
+                        && !r.contains("/docs/")
+            })
+            .collect();
+        let expected: Vec<String> =
+            checks.iter().map(|c| format!("${{EvidenceBucket.Arn}}/verdicts/*/{c}.json")).collect();
         assert_eq!(verdicts, expected, "{logical} ({name}) may put objects under verdicts/ only for its own checks");
     }
     assert_eq!(seen, wanted.len(), "every agent role was found in the template");

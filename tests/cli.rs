@@ -45,7 +45,8 @@ fn a_failing_command_with_json_output_still_prints_json() {
     ws.write("tenants/acme.toml", &ws.read("tenants/acme.toml").replace("ou = \"Tenants/Production\"", "ou = 7"));
     let run = ws.run(NO_AWS, &["plan", "--output", "json"]);
     assert_eq!(run.code, 1, "{run:?}");
-    let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("stdout is JSON ({e}): {run:?}"));
+    let doc: serde_json::Value =
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("stdout is JSON ({e}): {run:?}"));
     assert!(doc["error"].as_str().unwrap().contains("error(s) in the input files"), "{doc}");
     assert!(doc["diagnostics"][0].as_str().unwrap().contains("production.ou"), "{doc}");
 }
@@ -56,7 +57,11 @@ async fn a_closed_pipe_and_a_tenant_named_twice() {
     let ws = Workspace::new();
     let apply = ws.run(&emu.endpoint, &["apply", "acme", "acme", "--auto-approve"]);
     assert_eq!(apply.code, 0, "{apply:?}");
-    assert_eq!(apply.stdout.matches("tenant acme:").count(), 2, "the plan and the summary name acme once each: {apply:?}");
+    assert_eq!(
+        apply.stdout.matches("tenant acme:").count(),
+        2,
+        "the plan and the summary name acme once each: {apply:?}"
+    );
     let mut child = ws
         .command(&emu.endpoint)
         .args(["status"])
@@ -90,25 +95,52 @@ async fn leases_a_far_future_expiry_a_malformed_lease_and_stage_under_another_pr
     // A lease of another host claiming ten years: honoured for one lease_ttl_seconds (here 30 s, the least allowed)
     // after it was written, then taken over.
     assert!(config.contains("lease_ttl_seconds = 900") && !config.contains("lease_wait_seconds"));
-    let leases = |ttl: u64, wait: u64| format!("{}\nlease_wait_seconds = {wait}\n", config.replace("lease_ttl_seconds = 900", &format!("lease_ttl_seconds = {ttl}")));
+    let leases = |ttl: u64, wait: u64| {
+        format!(
+            "{}\nlease_wait_seconds = {wait}\n",
+            config.replace("lease_ttl_seconds = 900", &format!("lease_ttl_seconds = {ttl}"))
+        )
+    };
     ws.write("tenantry.toml", &leases(30, 300));
-    put("leases/acme.json", serde_json::json!({"holder": "elsewhere:1:x", "tenant": "acme", "expires_at": now + 315_360_000}).to_string()).await;
-    ws.write("tenants/acme.toml", &ws.read("tenants/acme.toml").replace("cost-center = \"cc-1001\"", "cost-center = \"cc-1002\""));
+    put(
+        "leases/acme.json",
+        serde_json::json!({"holder": "elsewhere:1:x", "tenant": "acme", "expires_at": now + 315_360_000}).to_string(),
+    )
+    .await;
+    ws.write(
+        "tenants/acme.toml",
+        &ws.read("tenants/acme.toml").replace("cost-center = \"cc-1001\"", "cost-center = \"cc-1002\""),
+    );
     let started = std::time::Instant::now();
     let apply = ws.run(&emu.endpoint, &["apply", "acme", "--auto-approve"]);
     assert_eq!(apply.code, 0, "{apply:?}");
-    assert!(started.elapsed() < std::time::Duration::from_secs(120), "not held for its claimed ten years: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(120),
+        "not held for its claimed ten years: {:?}",
+        started.elapsed()
+    );
 
     // A malformed lease names its key.
     put("leases/acme.json", "not a lease".into()).await;
-    ws.write("tenants/acme.toml", &ws.read("tenants/acme.toml").replace("cost-center = \"cc-1002\"", "cost-center = \"cc-1003\""));
+    ws.write(
+        "tenants/acme.toml",
+        &ws.read("tenants/acme.toml").replace("cost-center = \"cc-1002\"", "cost-center = \"cc-1003\""),
+    );
     let run = ws.run(&emu.endpoint, &["apply", "acme", "--auto-approve"]);
     assert_eq!(run.code, 1, "{run:?}");
-    assert!(format!("{}{}", run.stdout, run.stderr).contains(&format!("s3://{bucket}/leases/acme.json is not a tenantry lease")), "{run:?}");
+    assert!(
+        format!("{}{}", run.stdout, run.stderr)
+            .contains(&format!("s3://{bucket}/leases/acme.json is not a tenantry lease")),
+        "{run:?}"
+    );
 
     // `stage` waits for another process's lease like apply does, and gives up after the wait.
     ws.write("tenantry.toml", &leases(600, 2));
-    put("leases/acme.json", serde_json::json!({"holder": "elsewhere:1:x", "tenant": "acme", "expires_at": now + 600}).to_string()).await;
+    put(
+        "leases/acme.json",
+        serde_json::json!({"holder": "elsewhere:1:x", "tenant": "acme", "expires_at": now + 600}).to_string(),
+    )
+    .await;
     let stage = ws.run(&emu.endpoint, &["stage", "acme"]);
     assert_eq!(stage.code, 1, "{stage:?}");
     assert!(stage.stderr.contains("is being worked on by elsewhere:1:x"), "{stage:?}");
@@ -118,11 +150,24 @@ async fn leases_a_far_future_expiry_a_malformed_lease_and_stage_under_another_pr
 
 /// Starts `tenantry ARGS` through a logging proxy that holds every `action` request `ms`
 /// milliseconds, sends SIGTERM once `after` has passed, and returns the run and the proxy's log.
-fn stopped_by_signal(emu: &Emulator, ws: &Workspace, action: &str, ms: u64, after: std::time::Duration, args: &[&str]) -> (common::Run, String) {
+fn stopped_by_signal(
+    emu: &Emulator,
+    ws: &Workspace,
+    action: &str,
+    ms: u64,
+    after: std::time::Duration,
+    args: &[&str],
+) -> (common::Run, String) {
     let log = ws.path().join(format!("signal-{}.log", args[0]));
     let rules = serde_json::json!([{"action": action, "fault": "latency", "ms": ms}]);
     let proxy = common::FaultProxy::start_logged(&emu.endpoint, &rules, Some(&log));
-    let child = ws.command(&proxy.endpoint).args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let child = ws
+        .command(&proxy.endpoint)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     std::thread::sleep(after);
     let killed = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(killed.success());
@@ -138,22 +183,41 @@ async fn the_first_stop_signal_starts_no_new_account_creation_nor_change_set() {
     // apply: with globex onboarded, the signal arrives while the organization is being listed,
     // before anything of acme exists.
     assert_eq!(ws.run(&emu.endpoint, &["apply", "globex", "--auto-approve"]).code, 0);
-    let (run, log) = stopped_by_signal(&emu, &ws, "ListAccounts", 3000, std::time::Duration::from_millis(1500), &["apply", "--auto-approve"]);
+    let (run, log) = stopped_by_signal(
+        &emu,
+        &ws,
+        "ListAccounts",
+        3000,
+        std::time::Duration::from_millis(1500),
+        &["apply", "--auto-approve"],
+    );
     assert_ne!(run.code, 0, "{run:?}");
     assert!(log.lines().any(|l| l.contains("ListAccounts")), "the proxy saw the run: {log}");
-    for op in ["organizations:CreateAccount", "organizations:CreatePolicy", "organizations:MoveAccount", "cloudformation:CreateStack"] {
+    for op in [
+        "organizations:CreateAccount",
+        "organizations:CreatePolicy",
+        "organizations:MoveAccount",
+        "cloudformation:CreateStack",
+    ] {
         assert!(!log.contains(op), "{op} sent after the stop signal:\n{log}\n{run:?}");
     }
     assert!(run.stderr.contains("stopped by signal before"), "{run:?}");
 
     // stage: the signal arrives while the staging role is being assumed, before any change set.
     assert_eq!(ws.run(&emu.endpoint, &["apply", "--auto-approve"]).code, 0);
-    let (run, log) = stopped_by_signal(&emu, &ws, "AssumeRole", 3000, std::time::Duration::from_millis(1500), &["stage", "acme"]);
+    let (run, log) =
+        stopped_by_signal(&emu, &ws, "AssumeRole", 3000, std::time::Duration::from_millis(1500), &["stage", "acme"]);
     assert_ne!(run.code, 0, "{run:?}");
     assert!(log.lines().any(|l| l.contains("AssumeRole")), "the proxy saw the run: {log}");
-    assert!(!log.contains("CreateChangeSet") && !log.contains("ExecuteChangeSet"), "a change set after the stop signal:\n{log}");
+    assert!(
+        !log.contains("CreateChangeSet") && !log.contains("ExecuteChangeSet"),
+        "a change set after the stop signal:\n{log}"
+    );
     // (The role's answer is held back; the stop ends that wait, or the next boundary refuses.)
-    assert!(run.stderr.contains("stopped by signal before") || run.stderr.contains("stopped by signal while waiting for"), "{run:?}");
+    assert!(
+        run.stderr.contains("stopped by signal before") || run.stderr.contains("stopped by signal while waiting for"),
+        "{run:?}"
+    );
     let history = ws.run(&emu.endpoint, &["history", "acme"]);
     assert!(!history.stdout.contains("staged"), "{history:?}");
 }
@@ -173,10 +237,14 @@ async fn a_stop_signal_ends_every_wait_within_a_bounded_time() {
     // A change set that takes long to be ready (each DescribeChangeSet held 30 s): the wait
     // ends, nothing is executed.
     let rules = serde_json::json!([{"service": "cloudformation", "action": "DescribeChangeSet", "fault": "latency", "ms": 30000}]);
-    let (run, log, took) = ws.signalled_during(&emu.endpoint, rules, "cloudformation:DescribeChangeSet", &["stage", "acme"]);
+    let (run, log, took) =
+        ws.signalled_during(&emu.endpoint, rules, "cloudformation:DescribeChangeSet", &["stage", "acme"]);
     assert_ne!(run.code, 0, "{run:?}");
     assert!(run.stderr.contains("stopped by signal while waiting for change set"), "{run:?}");
-    assert!(took < std::time::Duration::from_secs(5), "the wait for the change set ended {took:?} after the signal: {run:?}");
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "the wait for the change set ended {took:?} after the signal: {run:?}"
+    );
     assert!(!log.contains("ExecuteChangeSet"), "nothing executed after the signal:\n{log}");
 }
 
@@ -193,9 +261,14 @@ async fn suspended_state_bucket_versioning_is_reported_and_enabled_again() {
     assert_eq!(ws.run(&emu.endpoint, &["apply", "--auto-approve"]).code, 0);
     let aws = Aws::new(&emu.endpoint).await;
     let bucket = Aws::state_bucket(&emu);
-    let suspended = aws_sdk_s3::types::VersioningConfiguration::builder().status(aws_sdk_s3::types::BucketVersioningStatus::Suspended).build();
+    let suspended = aws_sdk_s3::types::VersioningConfiguration::builder()
+        .status(aws_sdk_s3::types::BucketVersioningStatus::Suspended)
+        .build();
     aws.s3.put_bucket_versioning().bucket(&bucket).versioning_configuration(suspended).send().await.unwrap();
-    ws.write("tenants/acme.toml", &ws.read("tenants/acme.toml").replace("cost-center = \"cc-1001\"", "cost-center = \"cc-1002\""));
+    ws.write(
+        "tenants/acme.toml",
+        &ws.read("tenants/acme.toml").replace("cost-center = \"cc-1001\"", "cost-center = \"cc-1002\""),
+    );
     let apply = ws.run(&emu.endpoint, &["apply", "acme", "--auto-approve"]);
     assert_eq!(apply.code, 0, "{apply:?}");
     assert!(apply.stderr.contains("was suspended; enabled again"), "{apply:?}");

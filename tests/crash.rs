@@ -34,13 +34,24 @@ fn operations(log: &str) -> Vec<String> {
 /// state record names exactly those accounts.
 async fn assert_onboarded_once(aws: &Aws, bucket: &str, tenant: &str, context: &str) {
     let by_tag = aws.tenant_accounts().await;
-    let record = aws.state_object(bucket, &format!("tenants/{tenant}.json")).await.unwrap_or_else(|| panic!("{context}: state record"));
+    let record = aws
+        .state_object(bucket, &format!("tenants/{tenant}.json"))
+        .await
+        .unwrap_or_else(|| panic!("{context}: state record"));
     for env in ENVS {
         let by_email = aws.accounts_with_email(&format!("aws+{tenant}-{env}@example.com")).await;
-        assert_eq!(by_email.len(), 1, "{context}: {tenant}/{env}: exactly one account with its email, found {by_email:?}");
+        assert_eq!(
+            by_email.len(),
+            1,
+            "{context}: {tenant}/{env}: exactly one account with its email, found {by_email:?}"
+        );
         let tagged = by_tag.get(&(tenant.to_string(), env.to_string())).cloned().unwrap_or_default();
         assert_eq!(tagged, by_email, "{context}: {tenant}/{env}: the account carries the tenant's tags");
-        assert_eq!(record["accounts"][env]["account_id"].as_str(), Some(by_email[0].as_str()), "{context}: {tenant}/{env}: state matches the organization");
+        assert_eq!(
+            record["accounts"][env]["account_id"].as_str(),
+            Some(by_email[0].as_str()),
+            "{context}: {tenant}/{env}: state matches the organization"
+        );
     }
 }
 
@@ -70,7 +81,8 @@ async fn sigkill_at_seeded_points_of_onboarding_always_resumes_to_one_account_pe
     let reach = calibration.len() * 9 / 10;
     // Always: the first CreateAccount answered but its answer lost (the SDK or the next run might
     // send it again), then seeded points.
-    let create = 1 + calibration.iter().position(|op| op == "organizations:CreateAccount").expect("onboarding creates accounts");
+    let create =
+        1 + calibration.iter().position(|op| op == "organizations:CreateAccount").expect("onboarding creates accounts");
     let mut candidates: Vec<(usize, &str)> =
         (1..=reach).flat_map(|n| [(n, "before"), (n, "after")]).filter(|c| *c != (create, "after")).collect();
     let mut rng = fastrand::Rng::with_seed(seed);
@@ -112,8 +124,8 @@ async fn sigkill_at_seeded_points_of_onboarding_always_resumes_to_one_account_pe
         let raw = aws.s3.get_object().bucket(&bucket).key(format!("tenants/{tenant}.json")).send().await;
         if let Ok(out) = raw {
             let bytes = out.body.collect().await.unwrap().into_bytes();
-            let record: tenantry::state::TenantRecord =
-                serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{context}: state record does not parse: {e}"));
+            let record: tenantry::state::TenantRecord = serde_json::from_slice(&bytes)
+                .unwrap_or_else(|e| panic!("{context}: state record does not parse: {e}"));
             assert_eq!(record.tenant, tenant, "{context}");
         }
         for env in ENVS {
@@ -148,7 +160,14 @@ async fn three_processes_applying_every_tenant_at_once_lose_no_state_write_and_d
         tenants.push(id.to_string());
     }
     let children: Vec<_> = (0..3)
-        .map(|_| ws.command(&emu.endpoint).args(["apply", "--auto-approve"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap())
+        .map(|_| {
+            ws.command(&emu.endpoint)
+                .args(["apply", "--auto-approve"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
         .collect();
     let runs: Vec<common::Run> = children.into_iter().map(|c| c.wait_with_output().unwrap().into()).collect();
     for run in &runs {
@@ -166,16 +185,28 @@ async fn three_processes_applying_every_tenant_at_once_lose_no_state_write_and_d
         let mut by_serial: BTreeMap<u64, &serde_json::Value> = BTreeMap::new();
         for v in &versions {
             let serial = v["serial"].as_u64().unwrap_or_else(|| panic!("{t}: a version without serial: {v}"));
-            assert!(by_serial.insert(serial, v).is_none(), "{t}: two writes built on the same version (serial {serial}): a lost write");
+            assert!(
+                by_serial.insert(serial, v).is_none(),
+                "{t}: two writes built on the same version (serial {serial}): a lost write"
+            );
         }
         let serials: Vec<u64> = by_serial.keys().copied().collect();
-        assert_eq!(serials, (1..=versions.len() as u64).collect::<Vec<_>>(), "{t}: every version builds on the previous one");
+        assert_eq!(
+            serials,
+            (1..=versions.len() as u64).collect::<Vec<_>>(),
+            "{t}: every version builds on the previous one"
+        );
         // What one write learned (an account id) is never dropped by a later one.
         for (serial, v) in &by_serial {
             if let Some(next) = by_serial.get(&(serial + 1)) {
                 for env in ENVS {
                     if let Some(id) = v["accounts"][env]["account_id"].as_str() {
-                        assert_eq!(next["accounts"][env]["account_id"].as_str(), Some(id), "{t}/{env}: serial {} keeps the account of serial {serial}", serial + 1);
+                        assert_eq!(
+                            next["accounts"][env]["account_id"].as_str(),
+                            Some(id),
+                            "{t}/{env}: serial {} keeps the account of serial {serial}",
+                            serial + 1
+                        );
                     }
                 }
             }

@@ -73,7 +73,11 @@ fn same_shape(a: &Value, b: &Value, deep: bool, at: &str) -> Result<(), String> 
     match (a, b) {
         (Value::Object(x), Value::Object(y)) => {
             if !x.keys().eq(y.keys()) {
-                return Err(format!("{at}: keys {:?} became {:?}", x.keys().collect::<Vec<_>>(), y.keys().collect::<Vec<_>>()));
+                return Err(format!(
+                    "{at}: keys {:?} became {:?}",
+                    x.keys().collect::<Vec<_>>(),
+                    y.keys().collect::<Vec<_>>()
+                ));
             }
             for (k, v) in x {
                 same_shape(v, &y[k], deep, &format!("{at}.{k}"))?;
@@ -92,7 +96,8 @@ fn same_shape(a: &Value, b: &Value, deep: bool, at: &str) -> Result<(), String> 
         (Value::String(s), Value::String(t)) => {
             if deep {
                 if let Ok(inner @ (Value::Object(_) | Value::Array(_))) = serde_json::from_str::<Value>(s) {
-                    let other = serde_json::from_str::<Value>(t).map_err(|e| format!("{at}: nested JSON broke: {e}"))?;
+                    let other =
+                        serde_json::from_str::<Value>(t).map_err(|e| format!("{at}: nested JSON broke: {e}"))?;
                     return same_shape(&inner, &other, deep, &format!("{at}<json>"));
                 }
             }
@@ -112,7 +117,9 @@ fn replace_strings(v: &Value, values: &[String], next: &mut usize) -> Value {
             Value::String(s)
         }
         Value::Array(a) => Value::Array(a.iter().map(|x| replace_strings(x, values, next)).collect()),
-        Value::Object(o) => Value::Object(o.iter().map(|(k, x)| (k.clone(), replace_strings(x, values, next))).collect()),
+        Value::Object(o) => {
+            Value::Object(o.iter().map(|(k, x)| (k.clone(), replace_strings(x, values, next))).collect())
+        }
         other => other.clone(),
     }
 }
@@ -135,7 +142,11 @@ fn the_tenant_file_loader_never_panics_on_generated_files() {
     let dir = tempfile::tempdir().unwrap();
     let seeds: Vec<String> = ["acme", "globex"]
         .iter()
-        .map(|t| std::fs::read_to_string(repo().join(format!("tenants/{t}.toml"))).unwrap().replace(&format!("id = \"{t}\""), "id = \"fuzz\""))
+        .map(|t| {
+            std::fs::read_to_string(repo().join(format!("tenants/{t}.toml")))
+                .unwrap()
+                .replace(&format!("id = \"{t}\""), "id = \"fuzz\"")
+        })
         .collect();
     // A mutation: at a position (a fraction of the text), delete some characters and insert some.
     let mutation = (0.0..1.0f64, 0usize..12, hostile_text());
@@ -182,7 +193,11 @@ fn the_tenant_file_loader_never_panics_on_generated_files() {
             Ok(())
         })
         .unwrap();
-    eprintln!("hostile: {total} generated tenant files, {} refused with diagnostics, {} loaded; no panic", refused.get(), loaded.get());
+    eprintln!(
+        "hostile: {total} generated tenant files, {} refused with diagnostics, {} loaded; no panic",
+        refused.get(),
+        loaded.get()
+    );
     assert!(refused.get() > 0 && loaded.get() > 0, "the generator reaches both outcomes");
 }
 
@@ -225,7 +240,8 @@ fn rendered_documents_keep_their_structure_whatever_the_values_contain() {
             let hostile = replace_strings(ctx, &values, &mut 0);
             match renderer.render(*kind, name, &hostile) {
                 Ok(r) => {
-                    let doc: Value = serde_json::from_str(&r.body).map_err(|e| TestCaseError::fail(format!("{name}: not JSON: {e}")))?;
+                    let doc: Value = serde_json::from_str(&r.body)
+                        .map_err(|e| TestCaseError::fail(format!("{name}: not JSON: {e}")))?;
                     // The outer document, for any value. (Documents nested in strings are checked
                     // from tenant files below: the ids they embed are validated.)
                     same_shape(&benign[i], &doc, false, name).map_err(TestCaseError::fail)?;
@@ -246,19 +262,23 @@ fn tenant_file_values_with_template_syntax_are_refused_or_cannot_change_structur
     let renderer = renderer();
     let settings = OrgSettings::default();
     let dir = tempfile::tempdir().unwrap();
-    let acme = std::fs::read_to_string(repo().join("tenants/acme.toml")).unwrap().replace("id = \"acme\"", "id = \"fuzz\"");
+    let acme =
+        std::fs::read_to_string(repo().join("tenants/acme.toml")).unwrap().replace("id = \"acme\"", "id = \"fuzz\"");
     let build = |text: &str| -> Result<Vec<Value>, Vec<String>> {
         let out = load_one(dir.path(), text, &settings, &renderer);
         if !out.errors.is_empty() {
             return Err(out.errors.iter().map(|d| d.to_string()).collect());
         }
-        let desired = desired::build(&out.tenants[0], &settings, &renderer, "123456789012").map_err(|e| vec![format!("{} errors", e.len())])?;
+        let desired = desired::build(&out.tenants[0], &settings, &renderer, "123456789012")
+            .map_err(|e| vec![format!("{} errors", e.len())])?;
         let mut docs = Vec::new();
         for a in &desired.accounts {
             docs.extend(a.policies.iter().map(|p| serde_json::from_str(&p.content).unwrap()));
             docs.extend(a.stacks.iter().map(|s| serde_json::from_str(&s.template).unwrap()));
         }
-        let release = tenantry::promote::Release::render(&out.tenants[0], "orders", &renderer, "us-east-1", "123456789012").unwrap();
+        let release =
+            tenantry::promote::Release::render(&out.tenants[0], "orders", &renderer, "us-east-1", "123456789012")
+                .unwrap();
         docs.push(serde_json::from_str(&release.template).unwrap());
         Ok(docs)
     };

@@ -32,7 +32,10 @@ async fn onboarded() -> (Emulator, Workspace, Aws) {
 async fn an_email_changed_in_the_file_and_lost_state_never_make_a_second_account() {
     let (emu, ws, aws) = onboarded().await;
     let original = ws.read("tenants/acme.toml");
-    ws.write("tenants/acme.toml", &original.replace("aws+acme-production@example.com", "aws+acme-prod-new@example.com"));
+    ws.write(
+        "tenants/acme.toml",
+        &original.replace("aws+acme-production@example.com", "aws+acme-prod-new@example.com"),
+    );
 
     // The difference is shown, not silently "No changes".
     let plan = ws.run(&emu.endpoint, &["plan", "acme"]);
@@ -45,7 +48,8 @@ async fn an_email_changed_in_the_file_and_lost_state_never_make_a_second_account
     let report = ws.run(&emu.endpoint, &["reconcile", "acme", "--report-only", "--output", "json"]);
     assert_eq!(report.code, 2, "{report:?}");
     let doc: serde_json::Value = serde_json::from_str(&report.stdout).unwrap();
-    let kinds: Vec<&str> = doc["tenants"][0]["items"].as_array().unwrap().iter().map(|i| i["kind"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> =
+        doc["tenants"][0]["items"].as_array().unwrap().iter().map(|i| i["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["account_email_differs"], "{doc}");
 
     // Now the state object is lost too: the old account is found by its name and tags, and
@@ -83,7 +87,11 @@ async fn an_email_remembered_in_state_keeps_the_account_known_after_the_file_cha
     let apply = ws.run(&emu.endpoint, &["apply", "acme", "--auto-approve"]);
     assert_eq!(apply.code, 0, "{apply:?}");
     let state = aws.state_object(&Aws::state_bucket(&emu), "tenants/acme.json").await.unwrap();
-    assert_eq!(state["accounts"]["staging"]["declared_emails"], serde_json::json!(["aws+acme-twin@example.com"]), "{state}");
+    assert_eq!(
+        state["accounts"]["staging"]["declared_emails"],
+        serde_json::json!(["aws+acme-twin@example.com"]),
+        "{state}"
+    );
     // Changed again: the account still passes the guard on the email it was created with.
     ws.write("tenants/acme.toml", &original.replace("aws+acme-staging@example.com", "aws+acme-twin2@example.com"));
     let plan = ws.run(&emu.endpoint, &["plan", "acme"]);
@@ -137,18 +145,28 @@ async fn a_changed_state_location_is_refused_until_the_state_is_moved_or_adopted
 
     // Another state bucket: every command that works on the accounts refuses, and nothing is
     // created or marked there.
-    ws.write("tenantry.toml", &config.replace("# state_bucket = \"my-tenantry-state\"", "state_bucket = \"tenantry-moved-state\""));
+    ws.write(
+        "tenantry.toml",
+        &config.replace("# state_bucket = \"my-tenantry-state\"", "state_bucket = \"tenantry-moved-state\""),
+    );
     for args in [&["plan"][..], &["apply", "--auto-approve"], &["reconcile", "--remediate"], &["stage", "acme"]] {
         let run = ws.run(&emu.endpoint, args);
         assert_ne!(run.code, 0, "{args:?}: {run:?}");
-        assert!(run.stderr.contains("holds no tenantry state, but accounts tenantry created exist"), "{args:?}: {run:?}");
+        assert!(
+            run.stderr.contains("holds no tenantry state, but accounts tenantry created exist"),
+            "{args:?}: {run:?}"
+        );
         assert!(run.stderr.contains("tenantry state migrate --from"), "{args:?} says what to do: {run:?}");
     }
     assert!(aws.state_object("tenantry-moved-state", "tenantry-state.json").await.is_none(), "not marked");
     assert!(aws.state_object("tenantry-moved-state", "tenants/acme.json").await.is_none(), "no state written");
     let staging = aws.tenant_accounts().await[&("acme".to_string(), "staging".to_string())].clone();
     assert_eq!(staging.len(), 1);
-    assert_eq!(aws.stacks(&staging[0]).await.keys().collect::<Vec<_>>(), stacks_before.keys().collect::<Vec<_>>(), "no stack created again");
+    assert_eq!(
+        aws.stacks(&staging[0]).await.keys().collect::<Vec<_>>(),
+        stacks_before.keys().collect::<Vec<_>>(),
+        "no stack created again"
+    );
 
     // Moved: the records are copied and the plan is empty again.
     let migrate = ws.run(&emu.endpoint, &["state", "migrate", "--from", &old]);
@@ -159,7 +177,10 @@ async fn a_changed_state_location_is_refused_until_the_state_is_moved_or_adopted
 
     // The state lost for good: a fresh bucket adopted with `state init`, the accounts recorded
     // from observation.
-    ws.write("tenantry.toml", &config.replace("# state_bucket = \"my-tenantry-state\"", "state_bucket = \"tenantry-fresh-state\""));
+    ws.write(
+        "tenantry.toml",
+        &config.replace("# state_bucket = \"my-tenantry-state\"", "state_bucket = \"tenantry-fresh-state\""),
+    );
     assert_eq!(ws.run(&emu.endpoint, &["plan"]).code, 1);
     let init = ws.run(&emu.endpoint, &["state", "init"]);
     assert_eq!(init.code, 0, "{init:?}");
@@ -175,8 +196,19 @@ async fn a_changed_state_location_is_refused_until_the_state_is_moved_or_adopted
 
 /// The id of the SCP named `name` (`ListPolicies`).
 async fn policy_id(aws: &Aws, name: &str) -> String {
-    let out = aws.org.list_policies().filter(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy).send().await.unwrap();
-    out.policies().iter().find(|p| p.name() == Some(name)).and_then(|p| p.id()).unwrap_or_else(|| panic!("no SCP {name}")).to_string()
+    let out = aws
+        .org
+        .list_policies()
+        .filter(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy)
+        .send()
+        .await
+        .unwrap();
+    out.policies()
+        .iter()
+        .find(|p| p.name() == Some(name))
+        .and_then(|p| p.id())
+        .unwrap_or_else(|| panic!("no SCP {name}"))
+        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -230,7 +262,14 @@ async fn another_tenants_scp_on_an_account_is_drift_detached_and_the_quota_is_ch
 /// Writes `doc` as a tenant's state object, as an adversary with write access to the bucket would.
 async fn put_state(aws: &Aws, emu: &Emulator, tenant: &str, doc: &serde_json::Value) {
     let body = serde_json::to_vec(doc).unwrap();
-    aws.s3.put_object().bucket(Aws::state_bucket(emu)).key(format!("tenants/{tenant}.json")).body(body.into()).send().await.unwrap();
+    aws.s3
+        .put_object()
+        .bucket(Aws::state_bucket(emu))
+        .key(format!("tenants/{tenant}.json"))
+        .body(body.into())
+        .send()
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -238,10 +277,19 @@ async fn forged_state_alone_takes_no_untagged_account_nor_the_management_account
     let (emu, ws, aws) = onboarded().await;
     let bucket = Aws::state_bucket(&emu);
     // Some other business unit's account, untagged, in the same organization.
-    aws.org.create_account().email("shared-services@corp.example").account_name("Shared Services").send().await.unwrap();
+    aws.org
+        .create_account()
+        .email("shared-services@corp.example")
+        .account_name("Shared Services")
+        .send()
+        .await
+        .unwrap();
     let shared = aws.accounts_with_email("shared-services@corp.example").await.remove(0);
     let management = emu.management_account_id().to_string();
-    for (tenant, env, victim, email) in [("acme", "production", &shared, "shared-services@corp.example"), ("globex", "staging", &management, "master@example.com")] {
+    for (tenant, env, victim, email) in [
+        ("acme", "production", &shared, "shared-services@corp.example"),
+        ("globex", "staging", &management, "master@example.com"),
+    ] {
         let original = aws.state_object(&bucket, &format!("tenants/{tenant}.json")).await.unwrap();
         let mut forged = original.clone();
         forged["accounts"][env]["account_id"] = serde_json::json!(victim);
@@ -253,7 +301,10 @@ async fn forged_state_alone_takes_no_untagged_account_nor_the_management_account
             // `stage` works in staging only: it must not touch the victim either way.
             if args[0] != "stage" {
                 assert_ne!(run.code, 0, "{args:?} with {tenant}'s state naming {victim}: {run:?}");
-                assert!(format!("{}{}", run.stdout, run.stderr).contains("refusing to touch account"), "{args:?}: {run:?}");
+                assert!(
+                    format!("{}{}", run.stdout, run.stderr).contains("refusing to touch account"),
+                    "{args:?}: {run:?}"
+                );
             }
             assert!(log.lines().count() > 0);
             let touched = common::touches(&log, victim);
@@ -279,7 +330,8 @@ async fn forged_state_alone_takes_no_untagged_account_nor_the_management_account
     forged["accounts"]["production"]["account_id"] = serde_json::json!(globex_prod);
     forged["accounts"]["production"]["email"] = serde_json::json!(old_email);
     put_state(&aws, &emu, "acme", &forged).await;
-    let (run, log) = ws.run_through_proxy(&emu.endpoint, &serde_json::json!([]), 1, &["apply", "acme", "--auto-approve"]);
+    let (run, log) =
+        ws.run_through_proxy(&emu.endpoint, &serde_json::json!([]), 1, &["apply", "acme", "--auto-approve"]);
     assert_ne!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("is declared by tenant `globex`"), "{run:?}");
     let touched = common::touches(&log, &globex_prod);
@@ -294,8 +346,17 @@ async fn an_untagged_renamed_account_is_still_found_by_its_scps_and_never_duplic
     // and account name changed. Its tenantry SCPs still say whose it is.
     delete_state(&aws, &emu, "acme").await;
     let keys = ["tenantry:tenant", "tenantry:environment", "tenantry:managed-by", "tenantry:home-region"];
-    aws.org.untag_resource().resource_id(&old).set_tag_keys(Some(keys.iter().map(|k| k.to_string()).collect())).send().await.unwrap();
-    let file = ws.read("tenants/acme.toml").replace("aws+acme-production@example.com", "aws+acme-prod2@example.com").replace("[production]\n", "[production]\naccount_name = \"Acme Corporation Prod\"\n");
+    aws.org
+        .untag_resource()
+        .resource_id(&old)
+        .set_tag_keys(Some(keys.iter().map(|k| k.to_string()).collect()))
+        .send()
+        .await
+        .unwrap();
+    let file = ws
+        .read("tenants/acme.toml")
+        .replace("aws+acme-production@example.com", "aws+acme-prod2@example.com")
+        .replace("[production]\n", "[production]\naccount_name = \"Acme Corporation Prod\"\n");
     ws.write("tenants/acme.toml", &file);
     let plan = ws.run(&emu.endpoint, &["plan", "acme"]);
     assert_eq!(plan.code, 1, "{plan:?}");
@@ -330,9 +391,19 @@ async fn an_scp_id_forged_in_state_never_redirects_a_write_to_another_policy() {
     let mut forged = aws.state_object(&bucket, "tenants/acme.json").await.unwrap();
     forged["accounts"]["production"]["policies"][own]["policy_id"] = serde_json::json!(victim);
     put_state(&aws, &emu, "acme", &forged).await;
-    let (run, log) = ws.run_through_proxy(&emu.endpoint, &serde_json::json!([]), 1, &["reconcile", "acme", "--remediate"]);
+    let (run, log) =
+        ws.run_through_proxy(&emu.endpoint, &serde_json::json!([]), 1, &["reconcile", "acme", "--remediate"]);
     assert!(log.lines().count() > 0);
-    let on_victim: Vec<&str> = log.lines().filter(|l| l.contains(&victim) && (l.contains("UpdatePolicy") || l.contains("DeletePolicy") || l.contains("AttachPolicy") || l.contains("DetachPolicy"))).collect();
+    let on_victim: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            l.contains(&victim)
+                && (l.contains("UpdatePolicy")
+                    || l.contains("DeletePolicy")
+                    || l.contains("AttachPolicy")
+                    || l.contains("DetachPolicy"))
+        })
+        .collect();
     assert!(on_victim.is_empty(), "globex's SCP was changed through a forged id:\n{}\n{run:?}", on_victim.join("\n"));
     assert!(aws.attached_scps(&acme_prod).await.contains(&own.to_string()), "acme's own SCP attached again: {run:?}");
 }
@@ -342,7 +413,10 @@ async fn stage_and_untagged_accounts_found_without_state_respect_the_home_region
     let (emu, ws, aws) = onboarded().await;
     let bucket = Aws::state_bucket(&emu);
     aws.s3.delete_object().bucket(&bucket).key("tenantry-state.json").send().await.unwrap();
-    let config = ws.read("tenantry.toml").replace("home_region = \"us-east-1\"", "home_region = \"eu-west-1\"").replace("# state_bucket = \"my-tenantry-state\"", &format!("state_bucket = \"{bucket}\""));
+    let config = ws
+        .read("tenantry.toml")
+        .replace("home_region = \"us-east-1\"", "home_region = \"eu-west-1\"")
+        .replace("# state_bucket = \"my-tenantry-state\"", &format!("state_bucket = \"{bucket}\""));
     ws.write("tenantry.toml", &config);
     allow_region(&ws, "eu-west-1");
     // stage goes through the same guard as apply.
@@ -367,7 +441,13 @@ fn allow_region(ws: &Workspace, region: &str) {
         let text: Vec<String> = ws
             .read(&format!("tenants/{t}.toml"))
             .lines()
-            .map(|l| if l.starts_with("allowed_regions") && !l.contains(region) { l.replace(']', &format!(", \"{region}\"]")) } else { l.to_string() })
+            .map(|l| {
+                if l.starts_with("allowed_regions") && !l.contains(region) {
+                    l.replace(']', &format!(", \"{region}\"]"))
+                } else {
+                    l.to_string()
+                }
+            })
             .collect();
         ws.write(&format!("tenants/{t}.toml"), &(text.join("\n") + "\n"));
     }
@@ -379,7 +459,10 @@ async fn a_changed_home_region_is_refused_per_account_even_without_the_marker() 
     let bucket = Aws::state_bucket(&emu);
     // The marker deleted, the old bucket named explicitly, the home region changed.
     aws.s3.delete_object().bucket(&bucket).key("tenantry-state.json").send().await.unwrap();
-    let config = ws.read("tenantry.toml").replace("home_region = \"us-east-1\"", "home_region = \"eu-west-1\"").replace("# state_bucket = \"my-tenantry-state\"", &format!("state_bucket = \"{bucket}\""));
+    let config = ws
+        .read("tenantry.toml")
+        .replace("home_region = \"us-east-1\"", "home_region = \"eu-west-1\"")
+        .replace("# state_bucket = \"my-tenantry-state\"", &format!("state_bucket = \"{bucket}\""));
     ws.write("tenantry.toml", &config);
     allow_region(&ws, "eu-west-1");
     assert_eq!(ws.run(&emu.endpoint, &["validate"]).code, 0);

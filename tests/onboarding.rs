@@ -112,7 +112,10 @@ async fn onboarding_creates_four_accounts_with_ou_tags_scps_and_stacks_then_conv
     // A second apply creates nothing; plan then exits 0.
     let again = ws.run(&emu.endpoint, &["apply"]);
     assert_eq!(again.code, 0, "{again:?}");
-    assert!(again.stdout.contains("tenant acme: in sync") && again.stdout.contains("tenant globex: in sync"), "{again:?}");
+    assert!(
+        again.stdout.contains("tenant acme: in sync") && again.stdout.contains("tenant globex: in sync"),
+        "{again:?}"
+    );
     assert!(again.stdout.contains("No changes."), "{again:?}");
     assert_eq!(aws.accounts().await.len(), before + 4, "the second apply creates no account");
     let plan = ws.run(&emu.endpoint, &["plan"]);
@@ -123,7 +126,8 @@ async fn onboarding_creates_four_accounts_with_ou_tags_scps_and_stacks_then_conv
     // the organization is listed once for the run, not once per tenant or account.
     let plan = ws.run(&emu.endpoint, &["plan", "--output", "json"]);
     assert_eq!(plan.code, 0, "{plan:?}");
-    let calls: serde_json::Value = serde_json::from_str::<serde_json::Value>(&plan.stdout).unwrap()["api_calls"].clone();
+    let calls: serde_json::Value =
+        serde_json::from_str::<serde_json::Value>(&plan.stdout).unwrap()["api_calls"].clone();
     let minimum = serde_json::json!({
         "s3:GetObject": 1,
         "organizations:ListTagsForResource": 2,
@@ -140,7 +144,10 @@ async fn onboarding_creates_four_accounts_with_ou_tags_scps_and_stacks_then_conv
     for op in ["organizations:ListPolicies", "organizations:DescribeAccount", "organizations:ListParents"] {
         assert!(!calls["by_operation"].as_object().unwrap().contains_key(op), "no {op} in a no-op plan: {calls:#}");
     }
-    assert!(run_level.values().map(|v| v.as_u64().unwrap()).sum::<u64>() <= 12, "run-level listings stay a handful: {run_level:?}");
+    assert!(
+        run_level.values().map(|v| v.as_u64().unwrap()).sum::<u64>() <= 12,
+        "run-level listings stay a handful: {run_level:?}"
+    );
 
     // status shows both accounts of each tenant.
     let status = ws.run(&emu.endpoint, &["status", "--output", "json"]);
@@ -155,7 +162,10 @@ async fn changed_tenant_file_is_planned_and_applied() {
     let emu = Emulator::start();
     let ws = Workspace::new();
     assert_eq!(ws.run(&emu.endpoint, &["apply", "acme"]).code, 0);
-    let text = ws.read("tenants/acme.toml").replace("cc-1001", "cc-9999").replace("log_retention_days = 365", "log_retention_days = 180");
+    let text = ws
+        .read("tenants/acme.toml")
+        .replace("cc-1001", "cc-9999")
+        .replace("log_retention_days = 365", "log_retention_days = 180");
     ws.write("tenants/acme.toml", &text);
 
     let plan = ws.run(&emu.endpoint, &["plan", "acme"]);
@@ -204,9 +214,22 @@ async fn apply_killed_after_recording_the_request_resumes_without_duplicate() {
 async fn two_concurrent_applies_on_one_tenant_share_it_through_the_lease() {
     let emu = Emulator::start();
     let ws = Workspace::new();
-    let a = ws.command(&emu.endpoint).args(["apply", "acme"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
-    let b = ws.command(&emu.endpoint).args(["apply", "acme"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
-    let (a, b): (common::Run, common::Run) = (a.wait_with_output().unwrap().into(), b.wait_with_output().unwrap().into());
+    let a = ws
+        .command(&emu.endpoint)
+        .args(["apply", "acme"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let b = ws
+        .command(&emu.endpoint)
+        .args(["apply", "acme"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (a, b): (common::Run, common::Run) =
+        (a.wait_with_output().unwrap().into(), b.wait_with_output().unwrap().into());
     assert_eq!((a.code, b.code), (0, 0), "{a:?}\n{b:?}");
     let waited = [&a, &b].iter().filter(|r| r.stderr.contains("waiting for lease")).count();
     assert_eq!(waited, 1, "exactly one process waits for the other's lease:\n{a:?}\n{b:?}");
@@ -284,13 +307,7 @@ async fn existing_account_with_the_tenants_email_but_no_tags_is_not_adopted() {
     let aws = Aws::new(&emu.endpoint).await;
     // The organization must exist first (moto starts without one).
     assert_eq!(ws.run(&emu.endpoint, &["apply", "globex"]).code, 0);
-    aws.org
-        .create_account()
-        .email(email("acme", "production"))
-        .account_name("someone else's")
-        .send()
-        .await
-        .unwrap();
+    aws.org.create_account().email(email("acme", "production")).account_name("someone else's").send().await.unwrap();
     let run = ws.run(&emu.endpoint, &["apply", "acme"]);
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stderr.contains("is not tagged as this tenant's"), "{run:?}");
@@ -319,7 +336,8 @@ async fn credentials_and_session_tokens_never_reach_logs_or_output() {
     let lines: Vec<&str> = run.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(!lines.is_empty());
     for line in lines {
-        serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("--log-format json line is not JSON ({e}): {line}"));
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("--log-format json line is not JSON ({e}): {line}"));
     }
 }
 
@@ -342,30 +360,43 @@ async fn entries_removed_from_the_tenant_file_are_removed_from_the_account() {
 
     let text = ws.read("tenants/acme.toml");
     let cut = text.find("[staging.blueprints.agent-pipeline]").unwrap();
-    let text = text[..cut]
-        .replace("data-classification = \"confidential\"\n", "")
-        .replacen(", \"protect-tenantry\"]", "]", 1);
+    let text =
+        text[..cut].replace("data-classification = \"confidential\"\n", "").replacen(", \"protect-tenantry\"]", "]", 1);
     ws.write("tenants/acme.toml", &text);
 
     let plan = ws.run(&emu.endpoint, &["plan", "acme", "--output", "json"]);
     assert_eq!(plan.code, 2, "{plan:?}");
     let doc: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
-    let actions: Vec<&str> = doc["plan"]["tenants"][0]["steps"].as_array().unwrap().iter().map(|s| s["action"].as_str().unwrap()).collect();
+    let actions: Vec<&str> =
+        doc["plan"]["tenants"][0]["steps"].as_array().unwrap().iter().map(|s| s["action"].as_str().unwrap()).collect();
     assert_eq!(actions, ["untag_account", "remove_policy", "delete_stack"], "{plan:?}");
 
     let apply = ws.run(&emu.endpoint, &["apply", "acme", "--output", "json"]);
     assert_eq!(apply.code, 0, "{apply:?}");
-    let report: serde_json::Value = serde_json::from_str(&apply.stdout).expect("apply --output json is one JSON document");
+    let report: serde_json::Value =
+        serde_json::from_str(&apply.stdout).expect("apply --output json is one JSON document");
     assert_eq!(report["tenants"][0]["applied"].as_array().unwrap().len(), 3);
 
     let tags = aws.tags(&prod).await;
     assert!(!tags.contains_key("data-classification"), "{tags:?}");
     assert_eq!(tags.get("owner").map(String::as_str), Some("finance"), "tags set by others are kept");
     assert!(!aws.attached_scps(&prod).await.contains(&"tenantry-acme-production-protect-tenantry".to_string()));
-    let all_scps = aws.org.list_policies().filter(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy).send().await.unwrap();
-    assert!(!all_scps.policies().iter().any(|p| p.name() == Some("tenantry-acme-production-protect-tenantry")), "the SCP is deleted");
+    let all_scps = aws
+        .org
+        .list_policies()
+        .filter(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        !all_scps.policies().iter().any(|p| p.name() == Some("tenantry-acme-production-protect-tenantry")),
+        "the SCP is deleted"
+    );
     let stacks = aws.stacks(&staging).await;
-    assert!(!stacks.contains_key("tenantry-agent-pipeline") || stacks["tenantry-agent-pipeline"].0 == "DELETE_COMPLETE", "{stacks:?}");
+    assert!(
+        !stacks.contains_key("tenantry-agent-pipeline") || stacks["tenantry-agent-pipeline"].0 == "DELETE_COMPLETE",
+        "{stacks:?}"
+    );
     assert_eq!(ws.run(&emu.endpoint, &["plan", "acme"]).code, 0);
 }
 
@@ -393,7 +424,12 @@ async fn two_shards_together_cover_every_tenant_exactly_once() {
         let run: common::Run = child.wait_with_output().unwrap().into();
         assert_eq!(run.code, 2, "{run:?}");
         let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
-        let ids: Vec<String> = doc["plan"]["tenants"].as_array().unwrap().iter().map(|t| t["tenant"].as_str().unwrap().to_string()).collect();
+        let ids: Vec<String> = doc["plan"]["tenants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["tenant"].as_str().unwrap().to_string())
+            .collect();
         assert!(!ids.is_empty() && ids.len() < all.len(), "each shard takes a part: {ids:?}");
         seen.extend(ids);
     }
@@ -414,14 +450,22 @@ async fn a_template_over_the_inline_limit_is_deployed_through_s3() {
     );
     ws.write("blueprints/large.json", &large);
     let acme = ws.read("tenants/acme.toml");
-    ws.write("tenants/acme.toml", &acme.replace("[staging.blueprints.baseline]", "[staging.blueprints.large]\n\n[staging.blueprints.baseline]"));
-    let (run, text) = ws.run_through_proxy(&emu.endpoint, &serde_json::json!([]), 1, &["apply", "acme", "--auto-approve"]);
+    ws.write(
+        "tenants/acme.toml",
+        &acme.replace("[staging.blueprints.baseline]", "[staging.blueprints.large]\n\n[staging.blueprints.baseline]"),
+    );
+    let (run, text) =
+        ws.run_through_proxy(&emu.endpoint, &serde_json::json!([]), 1, &["apply", "acme", "--auto-approve"]);
     assert_eq!(run.code, 0, "{run:?}");
     let create = text
         .lines()
         .find(|l| l.contains("cloudformation:CreateStack") && l.contains("StackName=tenantry-large"))
         .expect("the large stack was created");
-    assert!(create.contains("TemplateURL=") && !create.contains("TemplateBody="), "passed by URL: {}", &create[..create.len().min(300)]);
+    assert!(
+        create.contains("TemplateURL=") && !create.contains("TemplateBody="),
+        "passed by URL: {}",
+        &create[..create.len().min(300)]
+    );
     let aws = Aws::new(&emu.endpoint).await;
     let staging = only_account(&aws, "acme", "staging").await;
     let stacks = aws.stacks(&staging).await;
@@ -430,13 +474,18 @@ async fn a_template_over_the_inline_limit_is_deployed_through_s3() {
     let conf = aws.member_config(&staging).await;
     let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&conf).force_path_style(true).build());
     let bucket = format!("tenantry-templates-{staging}-us-east-1");
-    let pab = s3.get_public_access_block().bucket(&bucket).send().await.unwrap().public_access_block_configuration.unwrap();
+    let pab =
+        s3.get_public_access_block().bucket(&bucket).send().await.unwrap().public_access_block_configuration.unwrap();
     assert_eq!(
         (pab.block_public_acls, pab.ignore_public_acls, pab.block_public_policy, pab.restrict_public_buckets),
         (Some(true), Some(true), Some(true), Some(true))
     );
     let enc = s3.get_bucket_encryption().bucket(&bucket).send().await.unwrap();
-    let algo = enc.server_side_encryption_configuration.unwrap().rules[0].apply_server_side_encryption_by_default.clone().unwrap().sse_algorithm;
+    let algo = enc.server_side_encryption_configuration.unwrap().rules[0]
+        .apply_server_side_encryption_by_default
+        .clone()
+        .unwrap()
+        .sse_algorithm;
     assert_eq!(algo.as_str(), "AES256");
     let plan = ws.run(&emu.endpoint, &["plan", "acme"]);
     assert_eq!(plan.code, 0, "{plan:?}");
@@ -462,18 +511,28 @@ async fn onboarding_completes_for_any_concurrency_and_account_creation_bound() {
         }
         let ids: Vec<String> = (0..tenants).map(|j| format!("c{i}t{j}")).collect();
         for id in &ids {
-            let text = acme.replace("id = \"acme\"", &format!("id = \"{id}\"")).replace("aws+acme-", &format!("aws+{id}-")).replace("Acme Corp", &format!("Tenant {id}"));
+            let text = acme
+                .replace("id = \"acme\"", &format!("id = \"{id}\""))
+                .replace("aws+acme-", &format!("aws+{id}-"))
+                .replace("Acme Corp", &format!("Tenant {id}"));
             ws.write(&format!("tenants/{id}.toml"), &text);
         }
         let settings = ws.read("tenantry.toml");
         assert!(settings.contains("\nconcurrency = 4\n") && settings.contains("\naccount_creation_concurrency = 5\n"));
         ws.write(
             "tenantry.toml",
-            &settings
-                .replace("\nconcurrency = 4\n", &format!("\nconcurrency = {concurrency}\n"))
-                .replace("\naccount_creation_concurrency = 5\n", &format!("\naccount_creation_concurrency = {slots}\n")),
+            &settings.replace("\nconcurrency = 4\n", &format!("\nconcurrency = {concurrency}\n")).replace(
+                "\naccount_creation_concurrency = 5\n",
+                &format!("\naccount_creation_concurrency = {slots}\n"),
+            ),
         );
-        let mut child = ws.command(&emu.endpoint).args(["apply", "--auto-approve"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let mut child = ws
+            .command(&emu.endpoint)
+            .args(["apply", "--auto-approve"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
         let started = std::time::Instant::now();
         while child.try_wait().unwrap().is_none() {
             if started.elapsed() > std::time::Duration::from_secs(300) {

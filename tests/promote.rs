@@ -50,7 +50,14 @@ impl Fixture {
             }
         }
         let proxy = FaultProxy::start(&self.emu.endpoint, &rules);
-        let child = self.ws.command(&proxy.endpoint).args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let child = self
+            .ws
+            .command(&proxy.endpoint)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
         write!(std::fs::File::create(&pid_file).unwrap(), "{}", child.id()).unwrap();
         let out = child.wait_with_output().unwrap();
         let _ = std::fs::remove_file(&pid_file);
@@ -130,7 +137,8 @@ impl Fixture {
         if matches!(status.as_str(), "DELETE_COMPLETE" | "REVIEW_IN_PROGRESS") {
             return None;
         }
-        let release = s.tags().iter().find(|t| t.key() == Some("tenantry:release")).and_then(|t| t.value().map(str::to_string));
+        let release =
+            s.tags().iter().find(|t| t.key() == Some("tenantry:release")).and_then(|t| t.value().map(str::to_string));
         let body = cfn.get_template().stack_name(STACK).send().await.unwrap().template_body.unwrap_or_default();
         Some((status, release, body))
     }
@@ -139,7 +147,12 @@ impl Fixture {
     /// pipeline's roles do (`verdicts/<digest>/<check>.json`); returns the bucket name.
     async fn verdict(&self, tenant: &str, digest: &str, check: &str, body: &str) -> String {
         let staging_conf = self.aws.member_config(&self.account(tenant, "staging").await).await;
-        let outputs = aws_sdk_cloudformation::Client::new(&staging_conf).describe_stacks().stack_name("tenantry-agent-pipeline").send().await.unwrap();
+        let outputs = aws_sdk_cloudformation::Client::new(&staging_conf)
+            .describe_stacks()
+            .stack_name("tenantry-agent-pipeline")
+            .send()
+            .await
+            .unwrap();
         let bucket = outputs.stacks()[0]
             .outputs()
             .iter()
@@ -147,8 +160,16 @@ impl Fixture {
             .and_then(|o| o.output_value())
             .expect("the agent pipeline names its evidence bucket")
             .to_string();
-        let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&staging_conf).force_path_style(true).build());
-        s3.put_object().bucket(&bucket).key(format!("verdicts/{digest}/{check}.json")).body(body.as_bytes().to_vec().into()).send().await.unwrap();
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&staging_conf).force_path_style(true).build(),
+        );
+        s3.put_object()
+            .bucket(&bucket)
+            .key(format!("verdicts/{digest}/{check}.json"))
+            .body(body.as_bytes().to_vec().into())
+            .send()
+            .await
+            .unwrap();
         bucket
     }
 
@@ -209,18 +230,31 @@ async fn whole_cycle_then_dry_run_rollback_ledger_and_no_reach_into_other_tenant
     let conv = f.run(&["converged", "acme"]);
     assert_eq!(conv.code, 2, "a forged security audit does not pass the gate: {conv:?}");
     assert!(conv.stdout.contains("[FAIL] check:security-audit"), "{conv:?}");
-    let bucket = f.verdict("acme", &d1, "security-audit", r#"{"check": "security-audit", "result": "pass", "url": "https://ci.example.com/audit/1"}"#).await;
+    let bucket = f
+        .verdict(
+            "acme",
+            &d1,
+            "security-audit",
+            r#"{"check": "security-audit", "result": "pass", "url": "https://ci.example.com/audit/1"}"#,
+        )
+        .await;
     let conv = f.run(&["converged", "acme"]);
     assert_eq!(conv.code, 0, "{conv:?}");
     assert!(conv.stdout.contains("CONVERGED"), "{conv:?}");
     let audit = conv.stdout.lines().find(|l| l.contains("check:security-audit")).unwrap();
-    assert!(audit.contains(&format!("s3://{bucket}/verdicts/{d1}/security-audit.json")), "read from the bucket: {audit}");
+    assert!(
+        audit.contains(&format!("s3://{bucket}/verdicts/{d1}/security-audit.json")),
+        "read from the bucket: {audit}"
+    );
 
     // --dry-run previews the change set and changes nothing.
     let ledger_before = f.ledger_kinds("acme");
     let dry = f.run(&["promote", "acme", "--dry-run"]);
     assert_eq!(dry.code, 0, "{dry:?}");
-    assert!(dry.stdout.contains("Add") && dry.stdout.contains("AWS::SQS::Queue") && dry.stdout.contains("dry run"), "{dry:?}");
+    assert!(
+        dry.stdout.contains("Add") && dry.stdout.contains("AWS::SQS::Queue") && dry.stdout.contains("dry run"),
+        "{dry:?}"
+    );
     assert!(f.workload("acme", "production").await.is_none(), "a dry run creates nothing in production");
     assert_eq!(f.ledger_kinds("acme"), ledger_before, "a dry run writes no ledger record");
 
@@ -228,14 +262,13 @@ async fn whole_cycle_then_dry_run_rollback_ledger_and_no_reach_into_other_tenant
     // accounts are reached.
     let log = f.ws.path().join("requests.log");
     let proxy = FaultProxy::start_logged(&f.emu.endpoint, &serde_json::json!([]), Some(&log));
-    let out = f
-        .ws
-        .command(&f.emu.endpoint)
-        .env("AWS_ENDPOINT_URL_STS", &proxy.endpoint)
-        .env("AWS_ENDPOINT_URL_ORGANIZATIONS", &proxy.endpoint)
-        .args(["promote", "acme"])
-        .output()
-        .unwrap();
+    let out =
+        f.ws.command(&f.emu.endpoint)
+            .env("AWS_ENDPOINT_URL_STS", &proxy.endpoint)
+            .env("AWS_ENDPOINT_URL_ORGANIZATIONS", &proxy.endpoint)
+            .args(["promote", "acme"])
+            .output()
+            .unwrap();
     let promote = Run::from(out);
     assert_eq!(promote.code, 0, "{promote:?}");
     assert!(promote.stdout.contains("promoted"), "{promote:?}");
@@ -282,7 +315,11 @@ async fn whole_cycle_then_dry_run_rollback_ledger_and_no_reach_into_other_tenant
         assert!(kinds.contains(&k.to_string()), "ledger lacks {k}: {kinds:?}");
     }
     assert_eq!(kinds.iter().filter(|k| *k == "staged").count(), 2);
-    assert_eq!(kinds.iter().filter(|k| *k == "evidence").count(), 5, "two for the first release (one came from the bucket), three for the second");
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "evidence").count(),
+        5,
+        "two for the first release (one came from the bucket), three for the second"
+    );
     assert_eq!(kinds.iter().filter(|k| *k == "promoted").count(), 2);
 
     // Ledger records cannot be overwritten: tenantry writes them with If-None-Match: *.
@@ -291,7 +328,10 @@ async fn whole_cycle_then_dry_run_rollback_ledger_and_no_reach_into_other_tenant
     let key = listed.contents()[0].key().unwrap().to_string();
     let before = f.aws.state_object(&bucket, &key).await.unwrap();
     let store = tenantry::state::StateStore::new(f.aws.s3.clone(), bucket.clone());
-    let err = store.put_new(&key, b"{\"forged\": true}".to_vec()).await.expect_err("an existing ledger record must not be overwritten");
+    let err = store
+        .put_new(&key, b"{\"forged\": true}".to_vec())
+        .await
+        .expect_err("an existing ledger record must not be overwritten");
     assert!(err.downcast_ref::<tenantry::state::WriteConflict>().is_some(), "{err:#}");
     assert_eq!(f.aws.state_object(&bucket, &key).await.unwrap(), before, "the record is unchanged");
 }
@@ -304,7 +344,11 @@ async fn each_gate_refuses_promotion_on_its_own() {
         let run = f.run(&["promote", "acme"]);
         assert_eq!(run.code, 2, "refused on {gate}: {run:?}");
         assert!(run.stdout.contains("REFUSED"), "{run:?}");
-        let line = run.stdout.lines().find(|l| l.contains(&format!("[FAIL] {gate}"))).unwrap_or_else(|| panic!("no failing {gate} gate: {run:?}"));
+        let line = run
+            .stdout
+            .lines()
+            .find(|l| l.contains(&format!("[FAIL] {gate}")))
+            .unwrap_or_else(|| panic!("no failing {gate} gate: {run:?}"));
         assert!(line.contains(why), "{gate} says why ({why}): {line}");
         let failing = run.stdout.lines().filter(|l| l.contains("[FAIL]")).count();
         assert_eq!(failing, 1, "only {gate} fails: {run:?}");
@@ -354,7 +398,15 @@ async fn each_gate_refuses_promotion_on_its_own() {
     }
     let (key, mut doc) = staged_key.expect("the staged record of d2");
     doc["at"] = serde_json::json!("2000-01-01T00:00:00.000000000Z");
-    f.aws.s3.put_object().bucket(&bucket).key(&key).body(serde_json::to_vec(&doc).unwrap().into()).send().await.unwrap();
+    f.aws
+        .s3
+        .put_object()
+        .bucket(&bucket)
+        .key(&key)
+        .body(serde_json::to_vec(&doc).unwrap().into())
+        .send()
+        .await
+        .unwrap();
     refused("soak", "to go");
     f.set_soak("0s");
 
@@ -367,8 +419,18 @@ async fn each_gate_refuses_promotion_on_its_own() {
         .update_stack()
         .stack_name(STACK)
         .template_body(tampered)
-        .parameters(aws_sdk_cloudformation::types::Parameter::builder().parameter_key("Environment").use_previous_value(true).build())
-        .parameters(aws_sdk_cloudformation::types::Parameter::builder().parameter_key("VisibilityTimeoutSeconds").use_previous_value(true).build())
+        .parameters(
+            aws_sdk_cloudformation::types::Parameter::builder()
+                .parameter_key("Environment")
+                .use_previous_value(true)
+                .build(),
+        )
+        .parameters(
+            aws_sdk_cloudformation::types::Parameter::builder()
+                .parameter_key("VisibilityTimeoutSeconds")
+                .use_previous_value(true)
+                .build(),
+        )
         .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityNamedIam)
         .send()
         .await
@@ -399,7 +461,8 @@ async fn each_gate_refuses_promotion_on_its_own() {
         "the failure is reported: {failed:?}"
     );
     let digests = f.run(&["history", "acme", "--output", "json"]);
-    let d3 = f.aws.s3.list_objects_v2().bucket(Aws::state_bucket(&f.emu)).prefix("artifacts/acme/").send().await.unwrap();
+    let d3 =
+        f.aws.s3.list_objects_v2().bucket(Aws::state_bucket(&f.emu)).prefix("artifacts/acme/").send().await.unwrap();
     let d3 = d3
         .contents()
         .iter()
@@ -543,15 +606,30 @@ async fn a_promote_killed_after_executing_its_change_set_is_recorded_truthfully_
     );
     assert!(killed, "the kill point was reached: {run:?}");
     f.settled("acme", "production").await;
-    assert_eq!(f.workload("acme", "production").await.unwrap().2, f.artifact("acme", &d2).await, "the change set was executed");
-    assert_eq!(f.ledger_current("acme").as_deref(), Some(d1.as_str()), "the killed run recorded nothing after executing");
+    assert_eq!(
+        f.workload("acme", "production").await.unwrap().2,
+        f.artifact("acme", &d2).await,
+        "the change set was executed"
+    );
+    assert_eq!(
+        f.ledger_current("acme").as_deref(),
+        Some(d1.as_str()),
+        "the killed run recorded nothing after executing"
+    );
 
     // Every read that depends on it says what production runs, and that the ledger disagrees.
     let history = f.run(&["history", "acme"]);
-    assert!(history.stdout.contains(&format!("runs release {}", &d2[..12])) && history.stdout.contains("LEDGER MISMATCH"), "{history:?}");
+    assert!(
+        history.stdout.contains(&format!("runs release {}", &d2[..12])) && history.stdout.contains("LEDGER MISMATCH"),
+        "{history:?}"
+    );
     let dry = f.run(&["rollback", "acme", "--dry-run"]);
     assert_eq!(dry.code, 0, "{dry:?}");
-    assert!(dry.stdout.contains(&format!("release {}", &d1[..12])) && dry.stdout.contains(&format!("production runs release {}", &d2[..12])), "the rollback goes from d2 back to d1: {dry:?}");
+    assert!(
+        dry.stdout.contains(&format!("release {}", &d1[..12]))
+            && dry.stdout.contains(&format!("production runs release {}", &d2[..12])),
+        "the rollback goes from d2 back to d1: {dry:?}"
+    );
     assert_eq!(f.ledger_current("acme").as_deref(), Some(d1.as_str()), "a dry run writes nothing");
 
     // The next promotion records what happened, as what the killed run intended, and does
@@ -564,9 +642,15 @@ async fn a_promote_killed_after_executing_its_change_set_is_recorded_truthfully_
     let mine: Vec<&Value> = ledger.iter().filter(|r| r["release"] == d2.as_str() && r["kind"] == "promoted").collect();
     assert_eq!(mine.len(), 1, "one promoted record for d2: {ledger:#?}");
     assert_eq!(mine[0]["detail"]["recovered"], true, "{:#}", mine[0]);
-    let intent = ledger.iter().find(|r| r["kind"] == "executing" && r["release"] == d2.as_str()).expect("the intent was recorded before executing");
+    let intent = ledger
+        .iter()
+        .find(|r| r["kind"] == "executing" && r["release"] == d2.as_str())
+        .expect("the intent was recorded before executing");
     assert_eq!(mine[0]["detail"]["intent"], intent["id"], "the recovered record answers the intent");
-    assert!(!ledger.iter().any(|r| r["detail"]["note"].as_str().is_some_and(|n| n.contains("nothing executed"))), "{ledger:#?}");
+    assert!(
+        !ledger.iter().any(|r| r["detail"]["note"].as_str().is_some_and(|n| n.contains("nothing executed"))),
+        "{ledger:#?}"
+    );
     let history = f.run(&["history", "acme"]);
     assert!(!history.stdout.contains("LEDGER MISMATCH"), "{history:?}");
 
@@ -585,7 +669,11 @@ async fn a_promote_killed_after_executing_its_change_set_is_recorded_truthfully_
     let back = f.run(&["rollback", "acme"]);
     assert_eq!(back.code, 0, "{back:?}");
     assert!(back.stdout.contains("ledger: recorded rolled_back"), "{back:?}");
-    assert_eq!(f.workload("acme", "production").await.unwrap().2, f.artifact("acme", &d1).await, "the next rollback goes from d2 to d1");
+    assert_eq!(
+        f.workload("acme", "production").await.unwrap().2,
+        f.artifact("acme", &d1).await,
+        "the next rollback goes from d2 to d1"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -596,8 +684,17 @@ async fn a_delayed_ledger_write_a_second_process_and_a_deleted_record_cannot_mak
     let c = f.release(6);
     // Release C's `promoted` record is held 8 s on its way to S3 (latency), while a second
     // process stages and promotes release D.
-    let proxy = FaultProxy::start(&f.emu.endpoint, &serde_json::json!([{"service": "s3", "contains": "\"kind\": \"promoted\"", "fault": "latency", "ms": 8000}]));
-    let first = f.ws.command(&proxy.endpoint).args(["promote", "acme"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let proxy = FaultProxy::start(
+        &f.emu.endpoint,
+        &serde_json::json!([{"service": "s3", "contains": "\"kind\": \"promoted\"", "fault": "latency", "ms": 8000}]),
+    );
+    let first =
+        f.ws.command(&proxy.endpoint)
+            .args(["promote", "acme"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
     // Wait until C runs in production (the first process is then writing its record).
     let want = f.artifact("acme", &c).await;
     for _ in 0..120 {
@@ -622,7 +719,10 @@ async fn a_delayed_ledger_write_a_second_process_and_a_deleted_record_cannot_mak
     let ledger = f.ledger("acme");
     let last = ledger.iter().rev().find(|r| r["kind"] == "rolled_back").unwrap();
     assert_eq!(last["release"], c.as_str());
-    assert!(last["detail"]["changes"].as_array().is_some_and(|c| !c.is_empty()), "a rollback records the change it made: {last:#}");
+    assert!(
+        last["detail"]["changes"].as_array().is_some_and(|c| !c.is_empty()),
+        "a rollback records the change it made: {last:#}"
+    );
 
     // The latest `promoted` record deleted out of band: every reader says what production runs.
     let bucket = Aws::state_bucket(&f.emu);
@@ -635,8 +735,14 @@ async fn a_delayed_ledger_write_a_second_process_and_a_deleted_record_cannot_mak
     }
     assert_eq!(f.ledger_current("acme").as_deref(), Some(d.as_str()), "the ledger now says D");
     let dry = f.run(&["rollback", "acme", "--dry-run"]);
-    assert!(dry.stdout.contains("LEDGER MISMATCH") && dry.stdout.contains(&format!("production runs release {}", &c[..12])), "{dry:?}");
-    assert!(dry.stdout.contains(&format!("release {}", &d1[..12])), "from C, a rollback goes back to what was promoted before C: {dry:?}");
+    assert!(
+        dry.stdout.contains("LEDGER MISMATCH") && dry.stdout.contains(&format!("production runs release {}", &c[..12])),
+        "{dry:?}"
+    );
+    assert!(
+        dry.stdout.contains(&format!("release {}", &d1[..12])),
+        "from C, a rollback goes back to what was promoted before C: {dry:?}"
+    );
     let conv = f.run(&["converged", "acme"]);
     assert!(conv.stdout.contains("LEDGER MISMATCH"), "{conv:?}");
 }
@@ -649,8 +755,18 @@ async fn two_promotions_at_once_execute_one_change_set() {
     let d2 = f.release(6);
     // Each ExecuteChangeSet held 3 s, so that both runs would have previewed before either
     // executes if nothing kept them apart.
-    let proxy = FaultProxy::start(&f.emu.endpoint, &serde_json::json!([{"service": "cloudformation", "action": "ExecuteChangeSet", "fault": "latency", "ms": 3000}]));
-    let spawn = || f.ws.command(&proxy.endpoint).args(["promote", "acme", "--approve"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let proxy = FaultProxy::start(
+        &f.emu.endpoint,
+        &serde_json::json!([{"service": "cloudformation", "action": "ExecuteChangeSet", "fault": "latency", "ms": 3000}]),
+    );
+    let spawn = || {
+        f.ws.command(&proxy.endpoint)
+            .args(["promote", "acme", "--approve"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
     let (a, b) = (spawn(), spawn());
     let (a, b) = (Run::from(a.wait_with_output().unwrap()), Run::from(b.wait_with_output().unwrap()));
     drop(proxy);
@@ -659,8 +775,16 @@ async fn two_promotions_at_once_execute_one_change_set() {
     let unchanged = [&a, &b].iter().filter(|r| r.stdout.contains("already runs this release")).count();
     assert_eq!((promoted, unchanged), (1, 1), "one executed, the other found it done:\n{a:?}\n{b:?}");
     let ledger = f.ledger("acme");
-    assert_eq!(ledger.iter().filter(|r| r["kind"] == "promoted" && r["release"] == d2.as_str()).count(), 1, "{ledger:#?}");
-    assert_eq!(ledger.iter().filter(|r| r["kind"] == "executing" && r["release"] == d2.as_str()).count(), 1, "one change set executed");
+    assert_eq!(
+        ledger.iter().filter(|r| r["kind"] == "promoted" && r["release"] == d2.as_str()).count(),
+        1,
+        "{ledger:#?}"
+    );
+    assert_eq!(
+        ledger.iter().filter(|r| r["kind"] == "executing" && r["release"] == d2.as_str()).count(),
+        1,
+        "one change set executed"
+    );
     assert_ne!(d1, d2);
 }
 
@@ -675,8 +799,17 @@ async fn a_first_promotion_whose_change_set_was_not_carried_out_leaves_nothing_b
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stdout.contains("FAILED") && log.contains("FAULT error cloudformation:ExecuteChangeSet"), "{run:?}");
     let cfn = f.aws.member_cfn(&f.account("acme", "production").await).await;
-    let left = cfn.describe_stacks().stack_name(STACK).send().await.ok().and_then(|o| o.stacks().first().and_then(|s| s.stack_status().map(|x| x.as_str().to_string())));
-    assert!(left.is_none() || left.as_deref() == Some("DELETE_COMPLETE"), "the empty stack is removed, not left in {left:?}");
+    let left = cfn
+        .describe_stacks()
+        .stack_name(STACK)
+        .send()
+        .await
+        .ok()
+        .and_then(|o| o.stacks().first().and_then(|s| s.stack_status().map(|x| x.as_str().to_string())));
+    assert!(
+        left.is_none() || left.as_deref() == Some("DELETE_COMPLETE"),
+        "the empty stack is removed, not left in {left:?}"
+    );
     let ledger = f.ledger("acme");
     let failed = ledger.iter().find(|r| r["kind"] == "promotion_failed").expect("the failure is recorded");
     let intent = ledger.iter().find(|r| r["kind"] == "executing").expect("the intent was recorded");
@@ -701,17 +834,30 @@ async fn a_stage_killed_after_executing_its_change_set_is_recorded_by_the_next_s
     );
     assert!(killed, "{run:?}");
     f.settled("acme", "staging").await;
-    let staged: Vec<String> = f.ledger("acme").iter().filter(|r| r["kind"] == "staged").map(|r| r["release"].as_str().unwrap().to_string()).collect();
-    assert_eq!(staged, [d1.clone()], "the killed stage recorded nothing");
+    let staged: Vec<String> = f
+        .ledger("acme")
+        .iter()
+        .filter(|r| r["kind"] == "staged")
+        .map(|r| r["release"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(staged, std::slice::from_ref(&d1), "the killed stage recorded nothing");
     // Staging runs the new release; the next stage finds it there and records it.
     let again = f.run(&["stage", "acme"]);
     assert_eq!(again.code, 0, "{again:?}");
     assert!(again.stdout.contains("staged (recovered)"), "{again:?}");
-    let d2 = f.ledger("acme").iter().rev().find(|r| r["kind"] == "staged").unwrap()["release"].as_str().unwrap().to_string();
+    let d2 =
+        f.ledger("acme").iter().rev().find(|r| r["kind"] == "staged").unwrap()["release"].as_str().unwrap().to_string();
     assert_ne!(d2, d1);
-    assert_eq!(f.workload("acme", "staging").await.unwrap().2, f.artifact("acme", &d2).await, "the recorded release is what staging runs");
+    assert_eq!(
+        f.workload("acme", "staging").await.unwrap().2,
+        f.artifact("acme", &d2).await,
+        "the recorded release is what staging runs"
+    );
     let once_more = f.run(&["stage", "acme"]);
-    assert!(once_more.stdout.contains("unchanged") && !once_more.stdout.contains("recovered"), "recorded once: {once_more:?}");
+    assert!(
+        once_more.stdout.contains("unchanged") && !once_more.stdout.contains("recovered"),
+        "recorded once: {once_more:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -721,7 +867,12 @@ async fn a_stop_signal_during_a_production_change_is_recorded_as_what_production
     // DescribeChangeSet held 30 s): nothing executed, and the rerun promotes at once.
     let d1 = f.release(4);
     let hold = |action: &str, ms: u64| serde_json::json!([{"service": "cloudformation", "action": action, "fault": "latency", "ms": ms}]);
-    let (run, log, took) = f.ws.signalled_during(&f.emu.endpoint, hold("DescribeChangeSet", 30000), "cloudformation:DescribeChangeSet", &["promote", "acme"]);
+    let (run, log, took) = f.ws.signalled_during(
+        &f.emu.endpoint,
+        hold("DescribeChangeSet", 30000),
+        "cloudformation:DescribeChangeSet",
+        &["promote", "acme"],
+    );
     assert_ne!(run.code, 0, "{run:?}");
     assert!(took < std::time::Duration::from_secs(5), "{took:?}");
     assert!(!log.contains("ExecuteChangeSet"), "{log}");
@@ -734,21 +885,45 @@ async fn a_stop_signal_during_a_production_change_is_recorded_as_what_production
     // A promotion and a rollback stopped while ExecuteChangeSet is in flight (held 3 s): the
     // change is made, and recorded as made, with its intent.
     let d2 = f.release(6);
-    let (run, _, _) = f.ws.signalled_during(&f.emu.endpoint, hold("ExecuteChangeSet", 3000), "cloudformation:ExecuteChangeSet", &["promote", "acme"]);
+    let (run, _, _) = f.ws.signalled_during(
+        &f.emu.endpoint,
+        hold("ExecuteChangeSet", 3000),
+        "cloudformation:ExecuteChangeSet",
+        &["promote", "acme"],
+    );
     f.settled("acme", "production").await;
     assert_eq!(f.workload("acme", "production").await.unwrap().2, f.artifact("acme", &d2).await, "{run:?}");
     let after = f.run(&["promote", "acme"]);
-    assert!(after.stdout.contains("already runs this release") && !after.stdout.contains("LEDGER MISMATCH"), "{run:?}\n{after:?}");
+    assert!(
+        after.stdout.contains("already runs this release") && !after.stdout.contains("LEDGER MISMATCH"),
+        "{run:?}\n{after:?}"
+    );
     let ledger = f.ledger("acme");
-    assert!(!ledger.iter().any(|r| r["kind"] == "promotion_failed"), "no failure recorded for a change that was made: {ledger:#?}");
+    assert!(
+        !ledger.iter().any(|r| r["kind"] == "promotion_failed"),
+        "no failure recorded for a change that was made: {ledger:#?}"
+    );
     let d3 = f.release(8);
     assert_eq!(f.run(&["promote", "acme"]).code, 0);
-    let (run, _, _) = f.ws.signalled_during(&f.emu.endpoint, hold("ExecuteChangeSet", 3000), "cloudformation:ExecuteChangeSet", &["rollback", "acme"]);
+    let (run, _, _) = f.ws.signalled_during(
+        &f.emu.endpoint,
+        hold("ExecuteChangeSet", 3000),
+        "cloudformation:ExecuteChangeSet",
+        &["rollback", "acme"],
+    );
     f.settled("acme", "production").await;
-    assert_eq!(f.workload("acme", "production").await.unwrap().2, f.artifact("acme", &d2).await, "rolled back to d2: {run:?}");
+    assert_eq!(
+        f.workload("acme", "production").await.unwrap().2,
+        f.artifact("acme", &d2).await,
+        "rolled back to d2: {run:?}"
+    );
     let back = f.run(&["rollback", "acme"]);
     assert_eq!(back.code, 0, "{back:?}");
-    assert_eq!(f.workload("acme", "production").await.unwrap().2, f.artifact("acme", &d1).await, "the next rollback goes further back, never forward to d3: {back:?}");
+    assert_eq!(
+        f.workload("acme", "production").await.unwrap().2,
+        f.artifact("acme", &d1).await,
+        "the next rollback goes further back, never forward to d3: {back:?}"
+    );
     assert_ne!(d3, d2);
 }
 
@@ -768,7 +943,8 @@ async fn connections_reset_on_the_production_change_and_its_records_leave_one_tr
     assert_eq!(log.lines().filter(|l| l.starts_with("FAULT reset")).count(), 3, "every reset was injected:\n{log}");
     assert_eq!(f.workload("acme", "production").await.unwrap().2, f.artifact("acme", &d1).await);
     let ledger = f.ledger("acme");
-    let of = |kind: &str| ledger.iter().filter(|r| r["kind"] == kind && r["release"] == d1.as_str()).collect::<Vec<_>>();
+    let of =
+        |kind: &str| ledger.iter().filter(|r| r["kind"] == kind && r["release"] == d1.as_str()).collect::<Vec<_>>();
     let (intents, promoted) = (of("executing"), of("promoted"));
     assert_eq!((intents.len(), promoted.len()), (1, 1), "{ledger:#?}");
     assert_eq!(promoted[0]["detail"]["intent"], intents[0]["id"]);
@@ -788,7 +964,11 @@ async fn a_promote_killed_before_executing_leaves_an_intent_that_is_reported_and
     );
     assert!(killed, "{run:?}");
     assert_eq!(f.workload("acme", "production").await.unwrap().2, f.artifact("acme", &d1).await, "nothing executed");
-    let intent = f.ledger("acme").into_iter().find(|r| r["kind"] == "executing" && r["release"] == d2.as_str()).expect("the intent");
+    let intent = f
+        .ledger("acme")
+        .into_iter()
+        .find(|r| r["kind"] == "executing" && r["release"] == d2.as_str())
+        .expect("the intent");
     let change_set = intent["detail"]["change_set"].as_str().unwrap().to_string();
     // Reported by the readers, written by none of them.
     for args in [["converged", "acme"], ["history", "acme"]] {
@@ -803,7 +983,10 @@ async fn a_promote_killed_before_executing_leaves_an_intent_that_is_reported_and
     assert_eq!(failed["detail"]["intent"], intent["id"]);
     let cfn = f.aws.member_cfn(&f.account("acme", "production").await).await;
     let sets = cfn.list_change_sets().stack_name(STACK).send().await.unwrap();
-    assert!(!sets.summaries().iter().any(|c| c.change_set_name() == Some(change_set.as_str())), "the unexecuted change set is gone");
+    assert!(
+        !sets.summaries().iter().any(|c| c.change_set_name() == Some(change_set.as_str())),
+        "the unexecuted change set is gone"
+    );
     assert_eq!(f.workload("acme", "production").await.unwrap().2, f.artifact("acme", &d2).await);
 }
 
@@ -822,7 +1005,12 @@ async fn production_put_back_outside_tenantry_is_recorded_as_such_and_never_make
     let params: Vec<aws_sdk_cloudformation::types::Parameter> = stack.stacks()[0]
         .parameters()
         .iter()
-        .map(|p| aws_sdk_cloudformation::types::Parameter::builder().parameter_key(p.parameter_key().unwrap()).use_previous_value(true).build())
+        .map(|p| {
+            aws_sdk_cloudformation::types::Parameter::builder()
+                .parameter_key(p.parameter_key().unwrap())
+                .use_previous_value(true)
+                .build()
+        })
         .collect();
     cfn.update_stack()
         .stack_name(STACK)
@@ -843,7 +1031,11 @@ async fn production_put_back_outside_tenantry_is_recorded_as_such_and_never_make
     // Promoting C over a change made outside tenantry is not routine: it needs approval.
     let again = f.run(&["promote", "acme"]);
     assert_eq!(again.code, 2, "{again:?}");
-    assert!(again.stdout.contains("WAITING FOR APPROVAL") && again.stdout.contains("without a record of tenantry executing it"), "{again:?}");
+    assert!(
+        again.stdout.contains("WAITING FOR APPROVAL")
+            && again.stdout.contains("without a record of tenantry executing it"),
+        "{again:?}"
+    );
     assert_eq!(f.run(&["promote", "acme", "--approve"]).code, 0);
     assert_eq!(f.workload("acme", "production").await.unwrap().2, f.artifact("acme", &c).await);
 }
@@ -867,6 +1059,10 @@ async fn a_promotion_whose_lease_renewal_hangs_executes_nothing() {
     assert!(run.stderr.contains("last renewed"), "{run:?}");
     assert!(!log.contains("cloudformation:ExecuteChangeSet"), "nothing executed without the lease:\n{log}");
     assert!(f.workload("acme", "production").await.is_none());
-    let failed = f.ledger("acme").into_iter().find(|r| r["kind"] == "promotion_failed" && r["release"] == d1.as_str()).expect("the intent is answered");
+    let failed = f
+        .ledger("acme")
+        .into_iter()
+        .find(|r| r["kind"] == "promotion_failed" && r["release"] == d1.as_str())
+        .expect("the intent is answered");
     assert_eq!(failed["detail"]["note"], "not executed");
 }

@@ -35,7 +35,8 @@ impl Onboarded {
         let mut args = vec!["reconcile", "--output", "json"];
         args.extend_from_slice(extra);
         let run = self.ws.run(&self.emu.endpoint, &args);
-        let doc: Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("report is not JSON ({e}): {run:?}"));
+        let doc: Value =
+            serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("report is not JSON ({e}): {run:?}"));
         (run, doc)
     }
 
@@ -67,7 +68,12 @@ impl Onboarded {
 }
 
 fn tenant_report<'a>(doc: &'a Value, tenant: &str) -> &'a Value {
-    doc["tenants"].as_array().unwrap().iter().find(|t| t["tenant"] == tenant).unwrap_or_else(|| panic!("no {tenant} in {doc}"))
+    doc["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tenant"] == tenant)
+        .unwrap_or_else(|| panic!("no {tenant} in {doc}"))
 }
 
 fn kinds(t: &Value) -> Vec<String> {
@@ -105,7 +111,12 @@ async fn in_sync_tenants_exit_0_and_unsupported_checks_are_not_called_in_sync() 
         } else {
             // e.g. moto: no DetectStackDrift. Said plainly, never "in sync".
             assert_eq!(t["status"], "no_drift_found", "{t}");
-            assert!(not_run.iter().all(|c| c["check"] == "resource_drift" && c["reason"].as_str().unwrap().contains("not supported")), "{t}");
+            assert!(
+                not_run
+                    .iter()
+                    .all(|c| c["check"] == "resource_drift" && c["reason"].as_str().unwrap().contains("not supported")),
+                "{t}"
+            );
         }
     }
     let text = o.ws.run(&o.emu.endpoint, &["reconcile"]);
@@ -123,8 +134,29 @@ async fn account_moved_to_another_ou() {
     let root = o.aws.org.list_roots().send().await.unwrap().roots().first().unwrap().id().unwrap().to_string();
     let sandbox = o.aws.org.create_organizational_unit().parent_id(&root).name("Sandbox").send().await.unwrap();
     let sandbox = sandbox.organizational_unit().unwrap().id().unwrap().to_string();
-    let parent = o.aws.org.list_parents().child_id(&id).send().await.unwrap().parents().first().unwrap().id().unwrap().to_string();
-    o.aws.org.move_account().account_id(&id).source_parent_id(parent).destination_parent_id(&sandbox).send().await.unwrap();
+    let parent = o
+        .aws
+        .org
+        .list_parents()
+        .child_id(&id)
+        .send()
+        .await
+        .unwrap()
+        .parents()
+        .first()
+        .unwrap()
+        .id()
+        .unwrap()
+        .to_string();
+    o.aws
+        .org
+        .move_account()
+        .account_id(&id)
+        .source_parent_id(parent)
+        .destination_parent_id(&sandbox)
+        .send()
+        .await
+        .unwrap();
     o.expect_fixed("acme", "account_moved");
     assert_eq!(o.aws.ou_path(&id).await, "Tenants/Production");
 }
@@ -146,7 +178,19 @@ async fn scp_content_edited() {
     let allow_all = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
     o.aws.org.update_policy().policy_id(&p).content(allow_all).send().await.unwrap();
     o.expect_fixed("globex", "scp_modified");
-    let content = o.aws.org.describe_policy().policy_id(&p).send().await.unwrap().policy().unwrap().content().unwrap().to_string();
+    let content = o
+        .aws
+        .org
+        .describe_policy()
+        .policy_id(&p)
+        .send()
+        .await
+        .unwrap()
+        .policy()
+        .unwrap()
+        .content()
+        .unwrap()
+        .to_string();
     assert!(content.contains("organizations:LeaveOrganization"), "{content}");
 }
 
@@ -154,7 +198,14 @@ async fn scp_content_edited() {
 async fn tag_changed_and_tag_removed() {
     let o = onboarded().await;
     let id = o.account("acme", "staging").await;
-    o.aws.org.tag_resource().resource_id(&id).tags(Tag::builder().key("cost-center").value("stolen").build().unwrap()).send().await.unwrap();
+    o.aws
+        .org
+        .tag_resource()
+        .resource_id(&id)
+        .tags(Tag::builder().key("cost-center").value("stolen").build().unwrap())
+        .send()
+        .await
+        .unwrap();
     o.aws.org.untag_resource().resource_id(&id).tag_keys("data-classification").send().await.unwrap();
     let (_, doc) = o.reconcile(&["--report-only"]);
     let k = kinds(tenant_report(&doc, "acme"));
@@ -185,7 +236,8 @@ async fn stack_updated_with_another_template() {
     // version tag still claims the tenant file's version, so only the template itself can tell.
     let body = cfn.get_template().stack_name("tenantry-agent-pipeline").send().await.unwrap().template_body.unwrap();
     let mut template: Value = serde_json::from_str(&body).unwrap();
-    template["Resources"]["Rogue"] = serde_json::json!({"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "rogue-queue"}});
+    template["Resources"]["Rogue"] =
+        serde_json::json!({"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "rogue-queue"}});
     cfn.update_stack()
         .stack_name("tenantry-agent-pipeline")
         .template_body(template.to_string())
@@ -217,7 +269,8 @@ async fn resource_changed_inside_a_stack() {
         .unwrap();
     let (run, doc) = o.reconcile(&["--report-only"]);
     let t = tenant_report(&doc, "acme");
-    let not_run: Vec<&Value> = t["checks_not_run"].as_array().unwrap().iter().filter(|c| c["stack"] == "tenantry-agent-pipeline").collect();
+    let not_run: Vec<&Value> =
+        t["checks_not_run"].as_array().unwrap().iter().filter(|c| c["stack"] == "tenantry-agent-pipeline").collect();
     if !not_run.is_empty() {
         // This backend cannot detect resource drift (moto): the check is reported as not run,
         // never as in sync, and nothing here can be claimed about the change.
@@ -265,7 +318,10 @@ async fn orphan_account_with_tenantry_tags_is_reported_and_never_deleted() {
     assert_eq!(orphans.len(), 1, "{doc}");
     assert_eq!(orphans[0]["account_id"], ghost.as_str());
     assert!(orphans[0]["reason"].as_str().unwrap().contains("no tenant file"), "{doc}");
-    assert!(o.aws.accounts().await.iter().any(|a| a.0 == ghost && a.2 == "ACTIVE"), "--remediate never deletes or closes an account");
+    assert!(
+        o.aws.accounts().await.iter().any(|a| a.0 == ghost && a.2 == "ACTIVE"),
+        "--remediate never deletes or closes an account"
+    );
     // The operator's fix: untag it (or add tenants/ghost.toml). Then reconcile exits 0.
     o.aws.org.untag_resource().resource_id(&ghost).tag_keys("tenantry:tenant").send().await.unwrap();
     let (run, _) = o.reconcile(&[]);
@@ -284,7 +340,10 @@ async fn suspended_account_is_reported_and_left_alone() {
     let item = t["items"].as_array().unwrap().iter().find(|i| i["kind"] == "account_not_active").unwrap();
     assert_eq!(item["remediable"], false);
     assert_eq!(item["severity"], "critical");
-    assert_eq!(t["remediation"]["result"], "failed", "tenantry refuses to work on a tenant with a suspended account: {t}");
+    assert_eq!(
+        t["remediation"]["result"], "failed",
+        "tenantry refuses to work on a tenant with a suspended account: {t}"
+    );
     // The other tenant is still reconciled.
     assert!(tenant_report(&doc, "acme")["status"].as_str().unwrap() != "error", "{doc}");
 }
@@ -293,14 +352,13 @@ async fn suspended_account_is_reported_and_left_alone() {
 async fn watch_mode_runs_cycles_and_stops_cleanly_on_sigterm() {
     use std::io::{BufRead, BufReader};
     let o = onboarded().await;
-    let mut child = o
-        .ws
-        .command(&o.emu.endpoint)
-        .args(["reconcile", "--watch", "--interval", "1s", "--report-only"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        o.ws.command(&o.emu.endpoint)
+            .args(["reconcile", "--watch", "--interval", "1s", "--report-only"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
     let stdout = child.stdout.take().unwrap();
     // Count the cycles' summary lines; keep reading until the process ends.
     let (tx, rx) = std::sync::mpsc::channel();
@@ -319,7 +377,11 @@ async fn watch_mode_runs_cycles_and_stops_cleanly_on_sigterm() {
     let out = child.wait_with_output().unwrap();
     reader.join().unwrap();
     assert_eq!(out.status.code(), Some(0), "stops cleanly: {}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("stopped by signal"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("stopped by signal"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // No lease is left behind.
     let bucket = format!("tenantry-state-{}-us-east-1", o.emu.management_account_id());
     let leases = o.aws.s3.list_objects_v2().bucket(&bucket).prefix("leases/").send().await.unwrap();
@@ -343,16 +405,17 @@ async fn tenant_whose_account_denies_assume_role_is_an_error_and_the_others_are_
         }]),
     );
     // Give up on the denied role quickly (the default keeps retrying for new accounts).
-    let settings = o.ws.read("tenantry.toml").replace("lease_ttl_seconds = 900", "lease_ttl_seconds = 900\nassume_role_timeout_seconds = 2");
+    let settings =
+        o.ws.read("tenantry.toml")
+            .replace("lease_ttl_seconds = 900", "lease_ttl_seconds = 900\nassume_role_timeout_seconds = 2");
     o.ws.write("tenantry.toml", &settings);
-    let run: Run = o
-        .ws
-        .command(&o.emu.endpoint)
-        .args(["reconcile", "--output", "json"])
-        .env("AWS_ENDPOINT_URL_STS", &proxy.endpoint)
-        .output()
-        .unwrap()
-        .into();
+    let run: Run =
+        o.ws.command(&o.emu.endpoint)
+            .args(["reconcile", "--output", "json"])
+            .env("AWS_ENDPOINT_URL_STS", &proxy.endpoint)
+            .output()
+            .unwrap()
+            .into();
     assert_eq!(run.code, 1, "an unreconcilable tenant exits 1: {run:?}");
     let doc: Value = serde_json::from_str(&run.stdout).unwrap();
     let acme = tenant_report(&doc, "acme");
@@ -361,7 +424,10 @@ async fn tenant_whose_account_denies_assume_role_is_an_error_and_the_others_are_
     let globex = tenant_report(&doc, "globex");
     assert_ne!(globex["status"], "error", "globex is still reconciled: {globex}");
     assert!(globex["items"].as_array().unwrap().is_empty(), "{globex}");
-    assert!(doc["orphans"].as_array().unwrap().is_empty(), "acme's accounts are not orphans because acme failed: {doc}");
+    assert!(
+        doc["orphans"].as_array().unwrap().is_empty(),
+        "acme's accounts are not orphans because acme failed: {doc}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -389,7 +455,8 @@ async fn stack_tags_changed_out_of_band() {
     wait_until_settled(&cfn, "tenantry-baseline").await;
     let (_, doc) = o.reconcile(&["--report-only"]);
     let t = tenant_report(&doc, "globex");
-    let item = t["items"].as_array().unwrap().iter().find(|i| i["kind"] == "stack_modified").unwrap_or_else(|| panic!("{t}"));
+    let item =
+        t["items"].as_array().unwrap().iter().find(|i| i["kind"] == "stack_modified").unwrap_or_else(|| panic!("{t}"));
     assert!(item["found"].as_str().unwrap().contains("tenantry:tenant: evil"), "{item}");
     o.expect_fixed("globex", "stack_modified");
     let stacks = o.aws.stacks(&id).await;
@@ -408,18 +475,19 @@ async fn watch_mode_keeps_checking_other_tenants_while_one_is_stuck_retrying() {
         &serde_json::json!([{"action": "AssumeRole", "contains": format!("arn:aws:iam::{acme_prod}:role/"), "status": 403, "code": "AccessDenied"}]),
     );
     // acme keeps retrying its denied AssumeRole for 30 s.
-    let settings = o.ws.read("tenantry.toml").replace("lease_ttl_seconds = 900", "lease_ttl_seconds = 900\nassume_role_timeout_seconds = 30");
+    let settings =
+        o.ws.read("tenantry.toml")
+            .replace("lease_ttl_seconds = 900", "lease_ttl_seconds = 900\nassume_role_timeout_seconds = 30");
     o.ws.write("tenantry.toml", &settings);
     let started = std::time::Instant::now();
-    let mut child = o
-        .ws
-        .command(&o.emu.endpoint)
-        .args(["reconcile", "--watch", "--interval", "1s", "--report-only", "--output", "json"])
-        .env("AWS_ENDPOINT_URL_STS", &proxy.endpoint)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child =
+        o.ws.command(&o.emu.endpoint)
+            .args(["reconcile", "--watch", "--interval", "1s", "--report-only", "--output", "json"])
+            .env("AWS_ENDPOINT_URL_STS", &proxy.endpoint)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<Value>();
     let reader = std::thread::spawn(move || {
@@ -443,7 +511,10 @@ async fn watch_mode_keeps_checking_other_tenants_while_one_is_stuck_retrying() {
     }
     let elapsed = started.elapsed();
     assert!(!acme_done || elapsed > std::time::Duration::from_secs(25), "acme was still stuck");
-    assert!(elapsed < std::time::Duration::from_secs(25), "globex was checked 3 times in {elapsed:?} while acme was stuck");
+    assert!(
+        elapsed < std::time::Duration::from_secs(25),
+        "globex was checked 3 times in {elapsed:?} while acme was stuck"
+    );
     std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let _ = child.wait();
     reader.join().unwrap();

@@ -19,7 +19,10 @@ fn stage_and_pass(emu: &Emulator, ws: &Workspace, max_receive_count: u32) -> Str
     let text = ws.read("tenants/acme.toml");
     let start = text.find("max_receive_count = ").unwrap();
     let end = start + text[start..].find('\n').unwrap();
-    ws.write("tenants/acme.toml", &format!("{}max_receive_count = {max_receive_count}{}", &text[..start], &text[end..]));
+    ws.write(
+        "tenants/acme.toml",
+        &format!("{}max_receive_count = {max_receive_count}{}", &text[..start], &text[end..]),
+    );
     let digest = ws.stage(&emu.endpoint, "acme");
     ws.pass_all_checks(&emu.endpoint, "acme", &digest);
     digest
@@ -110,7 +113,13 @@ fn account_commands(digest: &str) -> Vec<Vec<String>> {
 
 /// Runs every command; those that work on member accounts must refuse, and none may touch a
 /// `protected` account. Returns how many refused.
-async fn assert_every_command_refuses(emu: &Emulator, ws: &Workspace, digest: &str, protected: &[String], case: &str) -> usize {
+async fn assert_every_command_refuses(
+    emu: &Emulator,
+    ws: &Workspace,
+    digest: &str,
+    protected: &[String],
+    case: &str,
+) -> usize {
     let must_refuse = account_commands(digest);
     let mut refused = 0;
     for args in every_command(digest) {
@@ -123,7 +132,10 @@ async fn assert_every_command_refuses(emu: &Emulator, ws: &Workspace, digest: &s
             refused += 1;
         }
         if !["validate", "schema"].contains(&args[0].as_str()) {
-            assert!(log.lines().count() > 0, "{case}: `{what}` went through the proxy, so its log is not vacuously clean");
+            assert!(
+                log.lines().count() > 0,
+                "{case}: `{what}` went through the proxy, so its log is not vacuously clean"
+            );
         }
         for account in protected {
             let touched = common::touches(&log, account);
@@ -152,7 +164,15 @@ async fn with_state_swapped_or_a_tag_forged_every_command_refuses_before_touchin
     swapped["accounts"]["staging"]["account_id"] = serde_json::json!(globex[1]);
     let put = |doc: serde_json::Value| {
         let (s3, bucket) = (aws.s3.clone(), bucket.clone());
-        async move { s3.put_object().bucket(bucket).key("tenants/acme.json").body(serde_json::to_vec(&doc).unwrap().into()).send().await.unwrap() }
+        async move {
+            s3.put_object()
+                .bucket(bucket)
+                .key("tenants/acme.json")
+                .body(serde_json::to_vec(&doc).unwrap().into())
+                .send()
+                .await
+                .unwrap()
+        }
     };
     put(swapped).await;
     let swapped_refusals = assert_every_command_refuses(&emu, &ws, &digest, &globex, "swapped").await;

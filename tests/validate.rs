@@ -20,7 +20,10 @@ fn check(ws: &Workspace, file: &str, line: usize, field: &str, message: &str) {
         }
         assert!(run.stderr.contains(message), "{cmd}: expected message `{message}`: {run:?}");
         assert!(run.stderr.contains("nothing was sent to AWS"), "{cmd}: {run:?}");
-        assert!(!run.stderr.contains("dispatch failure") && !run.stderr.contains("Connection refused"), "{cmd} reached for AWS: {run:?}");
+        assert!(
+            !run.stderr.contains("dispatch failure") && !run.stderr.contains("Connection refused"),
+            "{cmd} reached for AWS: {run:?}"
+        );
     }
 }
 
@@ -43,7 +46,13 @@ fn examples_are_valid() {
 
 #[test]
 fn unknown_field() {
-    bad_acme("email = \"aws+acme-production@example.com\"", "emial = \"aws+acme-production@example.com\"", 7, "production.emial", "unknown field");
+    bad_acme(
+        "email = \"aws+acme-production@example.com\"",
+        "emial = \"aws+acme-production@example.com\"",
+        7,
+        "production.emial",
+        "unknown field",
+    );
 }
 
 #[test]
@@ -53,7 +62,13 @@ fn missing_required_field() {
 
 #[test]
 fn wrong_type() {
-    bad_acme("allowed_regions = [\"us-east-1\", \"eu-west-1\"]", "allowed_regions = \"us-east-1\"", 9, "production.allowed_regions", "invalid type");
+    bad_acme(
+        "allowed_regions = [\"us-east-1\", \"eu-west-1\"]",
+        "allowed_regions = \"us-east-1\"",
+        9,
+        "production.allowed_regions",
+        "invalid type",
+    );
 }
 
 #[test]
@@ -84,7 +99,8 @@ fn same_email_for_both_accounts_case_insensitively() {
 #[test]
 fn email_used_by_another_tenant() {
     let ws = Workspace::new();
-    let text = ws.read("tenants/globex.toml").replace("cloud+globex-prod@example.org", "AWS+Acme-Production@example.com");
+    let text =
+        ws.read("tenants/globex.toml").replace("cloud+globex-prod@example.org", "AWS+Acme-Production@example.com");
     ws.write("tenants/globex.toml", &text);
     check(&ws, "tenants/globex.toml", 7, "production.email", "already used by tenants/acme.toml");
 }
@@ -92,9 +108,17 @@ fn email_used_by_another_tenant() {
 #[test]
 fn account_name_used_by_another_tenant() {
     let ws = Workspace::new();
-    let text = ws.read("tenants/globex.toml").replace("account_name = \"Globex Production\"", "account_name = \"Acme Corp (production)\"");
+    let text = ws
+        .read("tenants/globex.toml")
+        .replace("account_name = \"Globex Production\"", "account_name = \"Acme Corp (production)\"");
     ws.write("tenants/globex.toml", &text);
-    check(&ws, "tenants/globex.toml", 8, "production.account_name", "account name `Acme Corp (production)` is already used by tenants/acme.toml");
+    check(
+        &ws,
+        "tenants/globex.toml",
+        8,
+        "production.account_name",
+        "account name `Acme Corp (production)` is already used by tenants/acme.toml",
+    );
 }
 
 #[test]
@@ -113,7 +137,13 @@ fn account_name_over_the_aws_limit() {
 
 #[test]
 fn unknown_policy() {
-    bad_acme("\"deny-leave-organization\"", "\"deny-everything\"", 10, "production.policies.0", "unknown policy `deny-everything`");
+    bad_acme(
+        "\"deny-leave-organization\"",
+        "\"deny-everything\"",
+        10,
+        "production.policies.0",
+        "unknown policy `deny-everything`",
+    );
 }
 
 #[test]
@@ -123,7 +153,13 @@ fn policy_listed_twice() {
 
 #[test]
 fn unknown_blueprint() {
-    bad_acme("[production.blueprints.baseline]", "[production.blueprints.basline]", 16, "production.blueprints.basline", "unknown blueprint `basline`");
+    bad_acme(
+        "[production.blueprints.baseline]",
+        "[production.blueprints.basline]",
+        16,
+        "production.blueprints.basline",
+        "unknown blueprint `basline`",
+    );
 }
 
 #[test]
@@ -149,37 +185,79 @@ fn undeclared_variable_is_a_strict_mode_render_error() {
     std::fs::remove_file(ws.path().join("blueprints/agent-pipeline.toml")).unwrap();
     let text = ws.read("tenants/acme.toml").replacen("max_iterations = 8\n", "", 1);
     ws.write("tenants/acme.toml", &text);
-    check(&ws, "tenants/acme.toml", 32, "staging.blueprints.agent-pipeline", "variable `params.max_iterations` is not defined");
+    check(
+        &ws,
+        "tenants/acme.toml",
+        32,
+        "staging.blueprints.agent-pipeline",
+        "variable `params.max_iterations` is not defined",
+    );
 }
 
 #[test]
 fn misspelt_blueprint_parameter() {
-    bad_acme("max_iterations = 8", "max_iteration = 8", 33, "staging.blueprints.agent-pipeline.max_iteration", "has no parameter `max_iteration`");
+    bad_acme(
+        "max_iterations = 8",
+        "max_iteration = 8",
+        33,
+        "staging.blueprints.agent-pipeline.max_iteration",
+        "has no parameter `max_iteration`",
+    );
 }
 
 #[test]
 fn mistyped_blueprint_parameter() {
-    bad_acme("max_iterations = 8", "max_iterations = \"eight\"", 33, "staging.blueprints.agent-pipeline.max_iterations", "expected an integer");
+    bad_acme(
+        "max_iterations = 8",
+        "max_iterations = \"eight\"",
+        33,
+        "staging.blueprints.agent-pipeline.max_iterations",
+        "expected an integer",
+    );
 }
 
 #[test]
 fn blueprint_parameter_outside_its_allowed_values() {
-    bad_acme("log_retention_days = 365", "log_retention_days = 13", 17, "production.blueprints.baseline.log_retention_days", "not one of the allowed values");
+    bad_acme(
+        "log_retention_days = 365",
+        "log_retention_days = 13",
+        17,
+        "production.blueprints.baseline.log_retention_days",
+        "not one of the allowed values",
+    );
 }
 
 #[test]
 fn baseline_missing_from_an_account() {
-    bad_acme("[production.blueprints.baseline]\nlog_retention_days = 365\n", "", 6, "production.blueprints", "every account gets the baseline");
+    bad_acme(
+        "[production.blueprints.baseline]\nlog_retention_days = 365\n",
+        "",
+        6,
+        "production.blueprints",
+        "every account gets the baseline",
+    );
 }
 
 #[test]
 fn invalid_region() {
-    bad_acme("[\"us-east-1\", \"eu-west-1\"]", "[\"us-east-1\", \"europe\"]", 9, "production.allowed_regions.1", "not an AWS region");
+    bad_acme(
+        "[\"us-east-1\", \"eu-west-1\"]",
+        "[\"us-east-1\", \"europe\"]",
+        9,
+        "production.allowed_regions.1",
+        "not an AWS region",
+    );
 }
 
 #[test]
 fn home_region_not_allowed() {
-    bad_acme("[\"us-east-1\", \"eu-west-1\"]", "[\"eu-west-1\"]", 9, "production.allowed_regions", "must include the home region");
+    bad_acme(
+        "[\"us-east-1\", \"eu-west-1\"]",
+        "[\"eu-west-1\"]",
+        9,
+        "production.allowed_regions",
+        "must include the home region",
+    );
 }
 
 #[test]
@@ -189,7 +267,13 @@ fn invalid_ou_path() {
 
 #[test]
 fn reserved_tag_key() {
-    bad_acme("cost-center = \"cc-1001\"", "\"tenantry:tenant\" = \"globex\"", 13, "production.tags.tenantry:tenant", "reserved");
+    bad_acme(
+        "cost-center = \"cc-1001\"",
+        "\"tenantry:tenant\" = \"globex\"",
+        13,
+        "production.tags.tenantry:tenant",
+        "reserved",
+    );
 }
 
 #[test]
@@ -200,7 +284,8 @@ fn invalid_drift_mode() {
 #[test]
 fn bad_org_settings_file() {
     let ws = Workspace::new();
-    let text = ws.read("tenantry.toml").replace("home_region = \"us-east-1\"", "home_region = \"moon-1\"\nconcurency = 3");
+    let text =
+        ws.read("tenantry.toml").replace("home_region = \"us-east-1\"", "home_region = \"moon-1\"\nconcurency = 3");
     ws.write("tenantry.toml", &text);
     check(&ws, "tenantry.toml", 9, "concurency", "unknown field");
 }
@@ -233,17 +318,35 @@ fn every_error_in_every_file_is_listed_at_once() {
 
 #[test]
 fn workload_stack_parameter_the_template_does_not_declare() {
-    bad_acme("VisibilityTimeoutSeconds = \"30\"", "VisibilityTimeoutSecs = \"30\"", 50, "workloads.orders.staging.VisibilityTimeoutSecs", "declares no parameter `VisibilityTimeoutSecs`");
+    bad_acme(
+        "VisibilityTimeoutSeconds = \"30\"",
+        "VisibilityTimeoutSecs = \"30\"",
+        50,
+        "workloads.orders.staging.VisibilityTimeoutSecs",
+        "declares no parameter `VisibilityTimeoutSecs`",
+    );
 }
 
 #[test]
 fn workload_with_an_unknown_blueprint() {
-    bad_acme("blueprint = \"work-queue\"", "blueprint = \"work-queues\"", 40, "workloads.orders.blueprint", "unknown blueprint");
+    bad_acme(
+        "blueprint = \"work-queue\"",
+        "blueprint = \"work-queues\"",
+        40,
+        "workloads.orders.blueprint",
+        "unknown blueprint",
+    );
 }
 
 #[test]
 fn workload_parameter_out_of_range() {
-    bad_acme("max_receive_count = 5", "max_receive_count = 0", 43, "workloads.orders.parameters.max_receive_count", "below the minimum 1");
+    bad_acme(
+        "max_receive_count = 5",
+        "max_receive_count = 0",
+        43,
+        "workloads.orders.parameters.max_receive_count",
+        "below the minimum 1",
+    );
 }
 
 #[test]
@@ -258,12 +361,24 @@ fn unknown_promotion_field() {
 
 #[test]
 fn a_workload_cannot_set_the_environment_stack_parameter() {
-    bad_acme("VisibilityTimeoutSeconds = \"60\"", "VisibilityTimeoutSeconds = \"60\"\nEnvironment = \"staging\"", 48, "workloads.orders.production.Environment", "set by tenantry to the environment's name");
+    bad_acme(
+        "VisibilityTimeoutSeconds = \"60\"",
+        "VisibilityTimeoutSeconds = \"60\"\nEnvironment = \"staging\"",
+        48,
+        "workloads.orders.production.Environment",
+        "set by tenantry to the environment's name",
+    );
 }
 
 #[test]
 fn a_stack_parameter_outside_the_templates_limits() {
-    bad_acme("VisibilityTimeoutSeconds = \"60\"", "VisibilityTimeoutSeconds = \"50000\"", 47, "workloads.orders.production.VisibilityTimeoutSeconds", "above the MaxValue 43200");
+    bad_acme(
+        "VisibilityTimeoutSeconds = \"60\"",
+        "VisibilityTimeoutSeconds = \"50000\"",
+        47,
+        "workloads.orders.production.VisibilityTimeoutSeconds",
+        "above the MaxValue 43200",
+    );
 }
 
 #[test]

@@ -15,11 +15,13 @@ use tokio::sync::Semaphore;
 
 use crate::aws::cfn::{self, Operation};
 use crate::aws::member::{MemberSession, VerifiedAccount};
-use crate::guard::LiveAccount;
 use crate::aws::{org, Clients};
 use crate::config::OrgSettings;
 use crate::desired::DesiredTenant;
-use crate::observe::{failure_hint, AccountObservation, CreateRequestState, ObservedTenant, Observer, OrgIndex, OrgOverview};
+use crate::guard::LiveAccount;
+use crate::observe::{
+    failure_hint, AccountObservation, CreateRequestState, ObservedTenant, Observer, OrgIndex, OrgOverview,
+};
 use crate::plan::{self, Step};
 use crate::progress::Progress;
 use crate::state::{AccountRecord, Lease, Location, PolicyRecord, StackRecord, StateStore, Tracked};
@@ -190,7 +192,8 @@ impl Engine {
             .iter()
             .filter_map(|(env, obs)| match obs {
                 AccountObservation::Found(f)
-                    if f.found_by != crate::observe::FoundBy::Recorded && f.tags.get(tags::MANAGED_BY).map(String::as_str) == Some("tenantry") =>
+                    if f.found_by != crate::observe::FoundBy::Recorded
+                        && f.tags.get(tags::MANAGED_BY).map(String::as_str) == Some("tenantry") =>
                 {
                     Some(format!("{} {env} {}", observed.tenant, f.account.id))
                 }
@@ -216,7 +219,10 @@ impl Engine {
         let management = overview.management_account_id.as_str();
         let tags_by_account = match self.index() {
             Some(index) => index.account_tags(c, management).await?.clone(),
-            None => crate::observe::index::tags_of(c, org::list_accounts(c).await?.iter().map(|a| &a.id), management).await?,
+            None => {
+                crate::observe::index::tags_of(c, org::list_accounts(c).await?.iter().map(|a| &a.id), management)
+                    .await?
+            }
         };
         let managed: Vec<String> = tags_by_account
             .iter()
@@ -240,12 +246,26 @@ impl Engine {
     ///
     /// `lease_held`: the caller holds the tenant's lease already (it is then neither taken nor
     /// released here).
-    pub async fn rebuild_record(&self, desired: &DesiredTenant, lease_held: bool) -> Result<crate::state::TenantRecord> {
-        let overview = org::overview(&self.clients.org).await?.context("there is no organization yet: run `tenantry apply` first")?;
+    pub async fn rebuild_record(
+        &self,
+        desired: &DesiredTenant,
+        lease_held: bool,
+    ) -> Result<crate::state::TenantRecord> {
+        let overview = org::overview(&self.clients.org)
+            .await?
+            .context("there is no organization yet: run `tenantry apply` first")?;
         let s = &self.settings;
         let lease = match lease_held {
             true => None,
-            false => Some(self.store.acquire_lease(&desired.id, Duration::from_secs(s.lease_ttl_seconds), Duration::from_secs(s.lease_wait_seconds)).await?),
+            false => Some(
+                self.store
+                    .acquire_lease(
+                        &desired.id,
+                        Duration::from_secs(s.lease_ttl_seconds),
+                        Duration::from_secs(s.lease_wait_seconds),
+                    )
+                    .await?,
+            ),
         };
         let rebuilt = async {
             let mut tracked = self.store.read(&desired.id).await?;
@@ -300,7 +320,12 @@ impl Engine {
         crate::metrics::for_tenant(&desired.id, self.run_tenant_counted(desired, overview, mode)).await
     }
 
-    async fn run_tenant_counted(&self, desired: &DesiredTenant, overview: &OrgOverview, mode: RunMode) -> TenantOutcome {
+    async fn run_tenant_counted(
+        &self,
+        desired: &DesiredTenant,
+        overview: &OrgOverview,
+        mode: RunMode,
+    ) -> TenantOutcome {
         let mut outcome = TenantOutcome { tenant: desired.id.clone(), ..Default::default() };
         let lease = self
             .store
@@ -309,7 +334,8 @@ impl Engine {
         let lease = match lease {
             Ok(l) => l,
             Err(e) => {
-                outcome.skipped_busy = mode.lease_wait.is_zero() && e.downcast_ref::<crate::state::LeaseHeld>().is_some();
+                outcome.skipped_busy =
+                    mode.lease_wait.is_zero() && e.downcast_ref::<crate::state::LeaseHeld>().is_some();
                 outcome.error = Some(format!("{e:#}"));
                 return outcome;
             }
@@ -357,7 +383,13 @@ impl Engine {
             None
         } else {
             let want = creates.min(self.settings.account_creation_concurrency.max(1)) as u32;
-            Some(crate::shutdown::bounded("waiting for an account creation slot", self.create_slots.clone().acquire_many_owned(want)).await??)
+            Some(
+                crate::shutdown::bounded(
+                    "waiting for an account creation slot",
+                    self.create_slots.clone().acquire_many_owned(want),
+                )
+                .await??,
+            )
         };
         for step in &plan.steps {
             if let Step::CreateAccount { environment, email, account_name } = step {
@@ -490,11 +522,23 @@ impl<'a> TenantRun<'a> {
     /// for, or `None` when the answer was lost and the account was found already created (it is
     /// recorded). A lost answer with nothing found is an error: the next run looks again before
     /// sending another request.
-    async fn start_account(&mut self, env: Environment, email: &str, account_name: &str, slot: Option<tokio::sync::OwnedSemaphorePermit>) -> Result<Option<String>> {
+    async fn start_account(
+        &mut self,
+        env: Environment,
+        email: &str,
+        account_name: &str,
+        slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) -> Result<Option<String>> {
         // A slot taken here is taken while this tenant holds none (see the up-front requests).
         let slot = match slot {
             Some(s) => s,
-            None => crate::shutdown::bounded("waiting for an account creation slot", self.engine.create_slots.clone().acquire_owned()).await??,
+            None => {
+                crate::shutdown::bounded(
+                    "waiting for an account creation slot",
+                    self.engine.create_slots.clone().acquire_owned(),
+                )
+                .await??
+            }
         };
         // Recorded before the call: a run that finds this and no request id looks for the
         // account with fresh listings (a crash may fall between the call and the record).
@@ -522,7 +566,11 @@ impl<'a> TenantRun<'a> {
                         self.found_accounts.insert(env, id);
                         return Ok(None);
                     }
-                    None => return Err(e.context("nothing found yet; re-run: it looks for the account again before sending another request")),
+                    None => {
+                        return Err(e.context(
+                            "nothing found yet; re-run: it looks for the account again before sending another request",
+                        ))
+                    }
                 }
             }
             Err(e) => return Err(e),
@@ -629,7 +677,11 @@ impl<'a> TenantRun<'a> {
                                     // The failed request's slot is kept for the next one (never
                                     // given back and taken again while another is held).
                                     let slot = self.creating.remove(&env).map(|(_, slot)| slot);
-                                    crate::shutdown::bounded(format_args!("waiting to send CreateAccount again"), tokio::time::sleep(delay)).await?;
+                                    crate::shutdown::bounded(
+                                        format_args!("waiting to send CreateAccount again"),
+                                        tokio::time::sleep(delay),
+                                    )
+                                    .await?;
                                     request_id = self.start_account(env, email, account_name, slot).await?;
                                 }
                                 None => return Err(e),
@@ -646,7 +698,8 @@ impl<'a> TenantRun<'a> {
                         let want = self.desired.account(env);
                         let mut claim = self.desired.claim(env, self.tracked.record.accounts.get(&env));
                         claim.recorded = Some(&id);
-                        let live = LiveAccount { id: &id, email: &want.email, name: &want.account_name, tags: &want.tags };
+                        let live =
+                            LiveAccount { id: &id, email: &want.email, name: &want.account_name, tags: &want.tags };
                         let v = VerifiedAccount::verify(&claim, &live)?;
                         self.bind_created(env, id);
                         self.verified.insert(env, v);
@@ -709,7 +762,8 @@ impl<'a> TenantRun<'a> {
                         policy_id.clone()
                     }
                     _ => {
-                        org::create_scp(&org, name, &p.content, &crate::desired::managed_tags(&self.desired.id, env)).await?
+                        org::create_scp(&org, name, &p.content, &crate::desired::managed_tags(&self.desired.id, env))
+                            .await?
                     }
                 };
                 self.policy_ids.insert(name.clone(), id.clone());
@@ -829,11 +883,14 @@ impl<'a> TenantRun<'a> {
     /// [`Self::verify_found`] for one found by name). A `FAILED` request is a [`CreateFailed`].
     async fn await_account(&mut self, env: Environment, request_id: &str) -> Result<String> {
         let org = self.engine.clients.org.clone();
-        let _wait = self.engine.progress.wait(format!("{}: {env}: waiting for account creation {request_id}", self.desired.id));
+        let _wait =
+            self.engine.progress.wait(format!("{}: {env}: waiting for account creation {request_id}", self.desired.id));
         let poll = || async {
-            let status = org::create_status(&org, request_id)
-                .await?
-                .with_context(|| format!("Organizations does not know CreateAccount request {request_id}; re-run to look for the account"))?;
+            let status = org::create_status(&org, request_id).await?.with_context(|| {
+                format!(
+                    "Organizations does not know CreateAccount request {request_id}; re-run to look for the account"
+                )
+            })?;
             match status.state {
                 CreateRequestState::InProgress => Err(StillCreating.into()),
                 _ => Ok::<_, anyhow::Error>(status),
@@ -855,7 +912,9 @@ impl<'a> TenantRun<'a> {
         .with_context(|| format!("waiting for CreateAccount request {request_id}"))?;
         match status.state {
             CreateRequestState::Succeeded => status.account_id.context("CreateAccount succeeded without an account id"),
-            CreateRequestState::Failed(reason) => Err(CreateFailed { request_id: request_id.to_string(), reason }.into()),
+            CreateRequestState::Failed(reason) => {
+                Err(CreateFailed { request_id: request_id.to_string(), reason }.into())
+            }
             CreateRequestState::InProgress => unreachable!("polling ends only on a final state"),
         }
     }
@@ -868,7 +927,9 @@ impl<'a> TenantRun<'a> {
                 let rec = self.record(env);
                 // An email the file declares is remembered, so that the account stays known by
                 // it whatever the file says later.
-                if !rec.email.eq_ignore_ascii_case(&want.email) && !rec.declared_emails.iter().any(|e| e.eq_ignore_ascii_case(&want.email)) {
+                if !rec.email.eq_ignore_ascii_case(&want.email)
+                    && !rec.declared_emails.iter().any(|e| e.eq_ignore_ascii_case(&want.email))
+                {
                     rec.declared_emails.insert(want.email.clone());
                 }
                 rec.ou_path = Some(want.ou_path.clone());

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use aws_sdk_cloudformation::types::{Capability, Tag};
 use aws_sdk_cloudformation::client::Waiters;
+use aws_sdk_cloudformation::types::{Capability, Tag};
 use aws_sdk_cloudformation::Client;
 
 use super::{aws_error, error_code};
@@ -45,7 +45,9 @@ pub async fn describe(cfn: &Client, name: &str) -> Result<Option<ObservedStack>>
 type StackWait = Result<
     aws_smithy_runtime_api::client::waiters::FinalPoll<
         aws_sdk_cloudformation::operation::describe_stacks::DescribeStacksOutput,
-        aws_sdk_cloudformation::error::SdkError<aws_sdk_cloudformation::operation::describe_stacks::DescribeStacksError>,
+        aws_sdk_cloudformation::error::SdkError<
+            aws_sdk_cloudformation::operation::describe_stacks::DescribeStacksError,
+        >,
     >,
     aws_smithy_runtime_api::client::waiters::error::WaiterError<
         aws_sdk_cloudformation::operation::describe_stacks::DescribeStacksOutput,
@@ -65,11 +67,8 @@ fn last_polled(waited: StackWait) -> Option<ObservedStack> {
 }
 
 fn observed(s: &aws_sdk_cloudformation::types::Stack) -> ObservedStack {
-    let tags: BTreeMap<String, String> = s
-        .tags()
-        .iter()
-        .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
-        .collect();
+    let tags: BTreeMap<String, String> =
+        s.tags().iter().filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string()))).collect();
     ObservedStack {
         name: s.stack_name().unwrap_or_default().to_string(),
         stack_id: s.stack_id().unwrap_or_default().to_string(),
@@ -114,7 +113,9 @@ pub async fn detect_drift(cfn: &Client, name: &str, timeout: Duration) -> Result
     };
     let started = match start
         .retry(ExponentialBuilder::default().with_min_delay(Duration::from_millis(500)).with_jitter().with_max_times(5))
-        .when(|e| matches!(error_code(e), Some("Throttling") | Some("ThrottlingException") | Some("TooManyRequestsException")))
+        .when(|e| {
+            matches!(error_code(e), Some("Throttling") | Some("ThrottlingException") | Some("TooManyRequestsException"))
+        })
         .await
     {
         Ok(out) => out.stack_drift_detection_id.unwrap_or_default(),
@@ -122,7 +123,13 @@ pub async fn detect_drift(cfn: &Client, name: &str, timeout: Duration) -> Result
             let status = e.raw_response().map(|r| r.status().as_u16());
             let code = error_code(&e).map(str::to_string);
             let unsupported = matches!(status, Some(500) | Some(501))
-                || matches!(code.as_deref(), Some("NotImplemented") | Some("InvalidAction") | Some("UnknownOperationException") | Some("InternalFailure"));
+                || matches!(
+                    code.as_deref(),
+                    Some("NotImplemented")
+                        | Some("InvalidAction")
+                        | Some("UnknownOperationException")
+                        | Some("InternalFailure")
+                );
             if unsupported {
                 return Ok(ResourceDrift::Unsupported(format!(
                     "DetectStackDrift is not supported by this endpoint or failed on it ({})",
@@ -242,12 +249,16 @@ pub async fn template_source(session: &crate::aws::member::MemberSession, templa
     match s3.head_bucket().bucket(&bucket).expected_bucket_owner(owner).send().await {
         Ok(_) => {}
         Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
-            crate::aws::create_bucket(s3, &bucket, region).await.with_context(|| format!("creating template bucket {bucket}"))?;
+            crate::aws::create_bucket(s3, &bucket, region)
+                .await
+                .with_context(|| format!("creating template bucket {bucket}"))?;
         }
         Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 403) => {
             anyhow::bail!("template bucket {bucket} exists but is not owned by account {owner} (or is not readable): refusing to upload templates to it")
         }
-        Err(e) => return Err(aws_error("s3:HeadBucket", e)).with_context(|| format!("checking template bucket {bucket}")),
+        Err(e) => {
+            return Err(aws_error("s3:HeadBucket", e)).with_context(|| format!("checking template bucket {bucket}"))
+        }
     }
     // Made private and encrypted every time (both idempotent), so a bucket whose creation was
     // interrupted is never left open.
@@ -322,7 +333,11 @@ pub async fn deploy(
                 }
                 Err(e) => return Err(aws_error("cloudformation:CreateStack", e)),
             }
-            let waited = crate::shutdown::bounded(format_args!("waiting for stack {name} to be created"), cfn.wait_until_stack_create_complete().stack_name(name).wait(timeout)).await?;
+            let waited = crate::shutdown::bounded(
+                format_args!("waiting for stack {name} to be created"),
+                cfn.wait_until_stack_create_complete().stack_name(name).wait(timeout),
+            )
+            .await?;
             last = last_polled(waited);
         }
         Operation::Update => {
@@ -338,7 +353,11 @@ pub async fn deploy(
                 .await
             {
                 Ok(_) => {
-                    let waited = crate::shutdown::bounded(format_args!("waiting for stack {name} to be updated"), cfn.wait_until_stack_update_complete().stack_name(name).wait(timeout)).await?;
+                    let waited = crate::shutdown::bounded(
+                        format_args!("waiting for stack {name} to be updated"),
+                        cfn.wait_until_stack_update_complete().stack_name(name).wait(timeout),
+                    )
+                    .await?;
                     last = last_polled(waited);
                 }
                 // The same: an earlier attempt of this request started the update.
@@ -349,7 +368,11 @@ pub async fn deploy(
                             .is_some_and(|m| m.contains("UPDATE_IN_PROGRESS")) =>
                 {
                     tracing::warn!(stack = name, "UpdateStack: an update is already in progress (an earlier attempt of this request started it); waiting for it");
-                    let waited = crate::shutdown::bounded(format_args!("waiting for stack {name} to be updated"), cfn.wait_until_stack_update_complete().stack_name(name).wait(timeout)).await?;
+                    let waited = crate::shutdown::bounded(
+                        format_args!("waiting for stack {name} to be updated"),
+                        cfn.wait_until_stack_update_complete().stack_name(name).wait(timeout),
+                    )
+                    .await?;
                     last = last_polled(waited);
                 }
                 Err(e)
@@ -394,8 +417,14 @@ pub async fn continue_rollback(cfn: &Client, name: &str, timeout: Duration) -> R
     };
     let s = crate::shutdown::bounded(
         format_args!("waiting for stack {name} to finish its rollback"),
-        poll.retry(ExponentialBuilder::default().with_min_delay(Duration::from_millis(500)).with_max_delay(Duration::from_secs(30)).with_total_delay(Some(timeout)).without_max_times())
-            .when(|e| e.to_string() == "in progress"),
+        poll.retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(500))
+                .with_max_delay(Duration::from_secs(30))
+                .with_total_delay(Some(timeout))
+                .without_max_times(),
+        )
+        .when(|e| e.to_string() == "in progress"),
     )
     .await??;
     if s.status != "UPDATE_ROLLBACK_COMPLETE" {
@@ -406,12 +435,12 @@ pub async fn continue_rollback(cfn: &Client, name: &str, timeout: Duration) -> R
 
 /// Deletes a stack (`DeleteStack`) and waits until it is gone (at most `timeout`).
 pub async fn delete(cfn: &Client, name: &str, timeout: Duration) -> Result<()> {
-    cfn.delete_stack()
-        .stack_name(name)
-        .send()
-        .await
-        .map_err(|e| aws_error("cloudformation:DeleteStack", e))?;
-    let _ = crate::shutdown::bounded(format_args!("waiting for stack {name} to be deleted"), cfn.wait_until_stack_delete_complete().stack_name(name).wait(timeout)).await?;
+    cfn.delete_stack().stack_name(name).send().await.map_err(|e| aws_error("cloudformation:DeleteStack", e))?;
+    let _ = crate::shutdown::bounded(
+        format_args!("waiting for stack {name} to be deleted"),
+        cfn.wait_until_stack_delete_complete().stack_name(name).wait(timeout),
+    )
+    .await?;
     match describe(cfn, name).await? {
         None => Ok(()),
         Some(s) if s.status == "DELETE_COMPLETE" => Ok(()),
@@ -475,6 +504,17 @@ pub struct ChangeSetPreview {
     pub failed: Option<String>,
 }
 
+/// What [`create_change_set`] creates: change set `name` for `stack` (a `CREATE` change set when
+/// `creates_stack`), from `template` with stack `parameters` and `tags`.
+pub struct ChangeSetRequest<'a> {
+    pub stack: &'a str,
+    pub name: &'a str,
+    pub creates_stack: bool,
+    pub template: &'a TemplateSource,
+    pub parameters: &'a BTreeMap<String, String>,
+    pub tags: &'a BTreeMap<String, String>,
+}
+
 /// Creates a change set for `stack` from an inline template with stack parameters and tags
 /// (`CreateChangeSet`, type `CREATE` when `creates_stack`), waits until it is ready
 /// (`DescribeChangeSet` through the SDK waiter, at most `timeout`) and returns its changes. A
@@ -482,15 +522,11 @@ pub struct ChangeSetPreview {
 /// changes and no failure.
 pub async fn create_change_set(
     cfn: &Client,
-    stack: &str,
-    name: &str,
-    creates_stack: bool,
-    template: &TemplateSource,
-    parameters: &BTreeMap<String, String>,
-    tags: &BTreeMap<String, String>,
+    request: &ChangeSetRequest<'_>,
     timeout: Duration,
 ) -> Result<ChangeSetPreview> {
     use aws_sdk_cloudformation::types::{ChangeSetType, Parameter};
+    let ChangeSetRequest { stack, name, creates_stack, template, parameters, tags } = *request;
     let params: Vec<Parameter> =
         parameters.iter().map(|(k, v)| Parameter::builder().parameter_key(k).parameter_value(v).build()).collect();
     match cfn
@@ -510,7 +546,11 @@ pub async fn create_change_set(
         // Change set names are unique per run: an attempt of this request whose answer was lost
         // created it.
         Err(e) if error_code(&e) == Some("AlreadyExistsException") => {
-            tracing::warn!(stack, change_set = name, "CreateChangeSet: already exists (an earlier attempt of this request created it)");
+            tracing::warn!(
+                stack,
+                change_set = name,
+                "CreateChangeSet: already exists (an earlier attempt of this request created it)"
+            );
         }
         Err(e) => return Err(aws_error("cloudformation:CreateChangeSet", e)),
     }
@@ -541,10 +581,18 @@ pub async fn create_change_set(
     }
     let failed = match status.as_str() {
         "CREATE_COMPLETE" => None,
-        "FAILED" if reason.contains("didn't contain changes") || reason.contains("No updates are to be performed") => None,
+        "FAILED" if reason.contains("didn't contain changes") || reason.contains("No updates are to be performed") => {
+            None
+        }
         other => Some(format!("change set {name} is {other}: {reason}")),
     };
-    Ok(ChangeSetPreview { name: name.to_string(), creates_stack, changes, executable: status == "CREATE_COMPLETE", failed })
+    Ok(ChangeSetPreview {
+        name: name.to_string(),
+        creates_stack,
+        changes,
+        executable: status == "CREATE_COMPLETE",
+        failed,
+    })
 }
 
 /// The error for a stack that ended in `status`, with its failed resources' events
@@ -569,7 +617,13 @@ pub async fn delete_change_set(cfn: &Client, stack: &str, name: &str) -> Result<
 /// Executes a change set (`ExecuteChangeSet`) and waits for the stack (at most `timeout`). A stack
 /// that does not end in CREATE_COMPLETE / UPDATE_COMPLETE is an error listing the failed
 /// resources' events; CloudFormation has then rolled the stack back to what it ran before.
-pub async fn execute_change_set(cfn: &Client, stack: &str, name: &str, creates_stack: bool, timeout: Duration) -> Result<ObservedStack> {
+pub async fn execute_change_set(
+    cfn: &Client,
+    stack: &str,
+    name: &str,
+    creates_stack: bool,
+    timeout: Duration,
+) -> Result<ObservedStack> {
     cfn.execute_change_set()
         .stack_name(stack)
         .change_set_name(name)
@@ -579,9 +633,15 @@ pub async fn execute_change_set(cfn: &Client, stack: &str, name: &str, creates_s
         .map_err(|e| aws_error("cloudformation:ExecuteChangeSet", e))?;
     let what = format!("waiting for stack {stack} to carry out change set {name}");
     let last = if creates_stack {
-        last_polled(crate::shutdown::bounded(what, cfn.wait_until_stack_create_complete().stack_name(stack).wait(timeout)).await?)
+        last_polled(
+            crate::shutdown::bounded(what, cfn.wait_until_stack_create_complete().stack_name(stack).wait(timeout))
+                .await?,
+        )
     } else {
-        last_polled(crate::shutdown::bounded(what, cfn.wait_until_stack_update_complete().stack_name(stack).wait(timeout)).await?)
+        last_polled(
+            crate::shutdown::bounded(what, cfn.wait_until_stack_update_complete().stack_name(stack).wait(timeout))
+                .await?,
+        )
     };
     let observed = match last {
         Some(s) => s,

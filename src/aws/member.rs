@@ -28,7 +28,11 @@ impl VerifiedAccount {
     /// (`ListTagsForResource`) and root email and name (`DescribeAccount`) are read and checked
     /// against `claim`. Errors: the account is not in the organization, an AWS call failed, or
     /// the guard refuses ([`Refusal`]).
-    pub async fn verify_live(org: &aws_sdk_organizations::Client, claim: &Claim<'_>, account_id: &str) -> Result<VerifiedAccount> {
+    pub async fn verify_live(
+        org: &aws_sdk_organizations::Client,
+        claim: &Claim<'_>,
+        account_id: &str,
+    ) -> Result<VerifiedAccount> {
         let live_tags = super::org::tags(org, account_id).await?;
         let summary = super::org::describe_account(org, account_id)
             .await?
@@ -40,7 +44,11 @@ impl VerifiedAccount {
     /// Runs the guard ([`check_ownership`]) on `claim` and what the account says of itself.
     pub fn verify(claim: &Claim<'_>, account: &LiveAccount<'_>) -> Result<VerifiedAccount, Refusal> {
         check_ownership(claim, account)?;
-        Ok(VerifiedAccount { tenant: claim.tenant.into(), environment: claim.environment, account_id: account.id.into() })
+        Ok(VerifiedAccount {
+            tenant: claim.tenant.into(),
+            environment: claim.environment,
+            account_id: account.id.into(),
+        })
     }
 
     /// The account id.
@@ -88,14 +96,7 @@ impl MemberSession {
         let arn = format!("arn:aws:iam::{}:role/{role_name}", account.account_id);
         let session = format!("tenantry-{}-{}", account.tenant, account.environment);
         let call = || async {
-            clients
-                .sts
-                .assume_role()
-                .role_arn(&arn)
-                .role_session_name(&session)
-                .duration_seconds(3600)
-                .send()
-                .await
+            clients.sts.assume_role().role_arn(&arn).role_session_name(&session).duration_seconds(3600).send().await
         };
         let retried = call
             .retry(

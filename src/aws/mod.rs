@@ -99,10 +99,8 @@ impl Clients {
 
     /// Builds the service clients from an SDK config, Organizations with `org_retry`.
     pub fn from_sdk(sdk: SdkConfig, org_retry: RetryConfig) -> Clients {
-        let org_conf = aws_sdk_organizations::config::Builder::from(&sdk)
-            .retry_config(org_retry)
-            .interceptor(CountCalls)
-            .build();
+        let org_conf =
+            aws_sdk_organizations::config::Builder::from(&sdk).retry_config(org_retry).interceptor(CountCalls).build();
         let sts_conf = aws_sdk_sts::config::Builder::from(&sdk).interceptor(CountCalls).build();
         Clients {
             org: aws_sdk_organizations::Client::from_conf(org_conf),
@@ -120,12 +118,7 @@ impl Clients {
 
     /// The management account id (STS `GetCallerIdentity`).
     pub async fn management_account_id(&self) -> anyhow::Result<String> {
-        let out = self
-            .sts
-            .get_caller_identity()
-            .send()
-            .await
-            .map_err(|e| aws_error("sts:GetCallerIdentity", e))?;
+        let out = self.sts.get_caller_identity().send().await.map_err(|e| aws_error("sts:GetCallerIdentity", e))?;
         out.account.ok_or_else(|| anyhow::anyhow!("sts:GetCallerIdentity returned no account id"))
     }
 }
@@ -160,11 +153,15 @@ pub async fn create_bucket(s3: &aws_sdk_s3::Client, bucket: &str, region: &str) 
 /// Makes a bucket private (`PutPublicAccessBlock`, all four settings) and encrypted by default
 /// (`PutBucketEncryption`, SSE-S3). Both are idempotent. With `expected_owner`, each call names
 /// the account that must own the bucket (S3 answers 403 otherwise).
-pub async fn make_bucket_private(s3: &aws_sdk_s3::Client, bucket: &str, expected_owner: Option<&str>) -> anyhow::Result<()> {
+pub async fn make_bucket_private(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    expected_owner: Option<&str>,
+) -> anyhow::Result<()> {
     use anyhow::Context;
     use aws_sdk_s3::types::{
-        PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
-        ServerSideEncryptionRule,
+        PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
+        ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
     };
     s3.put_public_access_block()
         .bucket(bucket)
@@ -182,13 +179,18 @@ pub async fn make_bucket_private(s3: &aws_sdk_s3::Client, bucket: &str, expected
         .map_err(|e| aws_error("s3:PutPublicAccessBlock", e))?;
     let rule = ServerSideEncryptionRule::builder()
         .apply_server_side_encryption_by_default(
-            ServerSideEncryptionByDefault::builder().sse_algorithm(ServerSideEncryption::Aes256).build().context("encryption rule")?,
+            ServerSideEncryptionByDefault::builder()
+                .sse_algorithm(ServerSideEncryption::Aes256)
+                .build()
+                .context("encryption rule")?,
         )
         .build();
     s3.put_bucket_encryption()
         .bucket(bucket)
         .set_expected_bucket_owner(expected_owner.map(str::to_string))
-        .server_side_encryption_configuration(ServerSideEncryptionConfiguration::builder().rules(rule).build().context("encryption config")?)
+        .server_side_encryption_configuration(
+            ServerSideEncryptionConfiguration::builder().rules(rule).build().context("encryption config")?,
+        )
         .send()
         .await
         .map_err(|e| aws_error("s3:PutBucketEncryption", e))?;
@@ -206,11 +208,9 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     match e.as_service_error() {
-        Some(s) if s.code().is_some() => anyhow::anyhow!(
-            "{operation} failed: {}: {}",
-            s.code().unwrap_or_default(),
-            s.message().unwrap_or_default()
-        ),
+        Some(s) if s.code().is_some() => {
+            anyhow::anyhow!("{operation} failed: {}: {}", s.code().unwrap_or_default(), s.message().unwrap_or_default())
+        }
         _ => {
             // The error's own chain of causes, without the SDK's debug dump.
             let mut msg = e.to_string();
@@ -220,7 +220,11 @@ where
                 msg.push_str(&s.to_string());
                 source = s.source();
             }
-            if matches!(e, aws_sdk_organizations::error::SdkError::DispatchFailure(_) | aws_sdk_organizations::error::SdkError::TimeoutError(_)) {
+            if matches!(
+                e,
+                aws_sdk_organizations::error::SdkError::DispatchFailure(_)
+                    | aws_sdk_organizations::error::SdkError::TimeoutError(_)
+            ) {
                 msg.push_str(" (is the endpoint reachable? check AWS_ENDPOINT_URL, the network and credentials)");
             }
             anyhow::anyhow!("{operation} failed: {msg}")

@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
+use aws_sdk_organizations::operation::create_account::CreateAccountError;
 use aws_sdk_organizations::types::{
     AccountStatus, CreateAccountState, OrganizationFeatureSet, PolicyType, PolicyTypeStatus, Tag,
 };
-use aws_sdk_organizations::operation::create_account::CreateAccountError;
 use aws_sdk_organizations::Client;
 
 use super::{aws_error, error_code, ORGANIZATIONS_MAX_ATTEMPTS};
@@ -48,13 +48,7 @@ pub async fn create_organization(org: &Client) -> Result<()> {
 
 /// Enables service control policies on the root (`EnablePolicyType`); already enabled is fine.
 pub async fn enable_scps(org: &Client, root_id: &str) -> Result<()> {
-    match org
-        .enable_policy_type()
-        .root_id(root_id)
-        .policy_type(PolicyType::ServiceControlPolicy)
-        .send()
-        .await
-    {
+    match org.enable_policy_type().root_id(root_id).policy_type(PolicyType::ServiceControlPolicy).send().await {
         Ok(_) => Ok(()),
         Err(e) if error_code(&e) == Some("PolicyTypeAlreadyEnabledException") => Ok(()),
         Err(e) => Err(aws_error("organizations:EnablePolicyType", e)),
@@ -80,14 +74,10 @@ pub async fn child_ous(org: &Client, parent_id: &str) -> Result<BTreeMap<String,
 /// meanwhile (another process), returns that one's id.
 pub async fn create_ou(org: &Client, parent_id: &str, name: &str) -> Result<String> {
     match org.create_organizational_unit().parent_id(parent_id).name(name).send().await {
-        Ok(out) => out
-            .organizational_unit
-            .and_then(|o| o.id)
-            .context("CreateOrganizationalUnit returned no id"),
-        Err(e) if error_code(&e) == Some("DuplicateOrganizationalUnitException") => child_ous(org, parent_id)
-            .await?
-            .remove(name)
-            .context("OU reported as duplicate but not listed"),
+        Ok(out) => out.organizational_unit.and_then(|o| o.id).context("CreateOrganizationalUnit returned no id"),
+        Err(e) if error_code(&e) == Some("DuplicateOrganizationalUnitException") => {
+            child_ous(org, parent_id).await?.remove(name).context("OU reported as duplicate but not listed")
+        }
         Err(e) => Err(aws_error("organizations:CreateOrganizationalUnit", e)),
     }
 }
@@ -158,7 +148,10 @@ pub async fn tag(org: &Client, resource_id: &str, tags: &BTreeMap<String, String
 /// operation on the same target is under way; AWS says to retry), with exponential backoff and
 /// jitter from 0.5 s, at most 8 retries (about 40 s). The SDK's retry classifier does not count
 /// this code as transient; throttling and 5xx are still retried by the SDK inside each try.
-async fn while_contended<T, E, F, Fut>(operation: &str, call: F) -> std::result::Result<T, aws_sdk_organizations::error::SdkError<E>>
+async fn while_contended<T, E, F, Fut>(
+    operation: &str,
+    call: F,
+) -> std::result::Result<T, aws_sdk_organizations::error::SdkError<E>>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = std::result::Result<T, aws_sdk_organizations::error::SdkError<E>>>,
@@ -173,7 +166,9 @@ where
             .with_max_times(8),
     )
     .when(|e| error_code(e) == Some("ConcurrentModificationException"))
-    .notify(|_, after| tracing::info!("organizations:{operation}: concurrent modification; retrying in {:.1} s", after.as_secs_f32()))
+    .notify(|_, after| {
+        tracing::info!("organizations:{operation}: concurrent modification; retrying in {:.1} s", after.as_secs_f32())
+    })
     .await
 }
 
@@ -189,20 +184,14 @@ pub async fn untag(org: &Client, resource_id: &str, keys: &[String]) -> Result<(
 }
 
 fn to_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>> {
-    tags.iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build().context("building a tag"))
-        .collect()
+    tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build().context("building a tag")).collect()
 }
 
 /// The parent (root or OU) id of an account or OU (`ListParents`).
 pub async fn parent(org: &Client, child_id: &str) -> Result<String> {
-    let out = org.list_parents().child_id(child_id).send().await.map_err(|e| aws_error("organizations:ListParents", e))?;
-    out.parents
-        .unwrap_or_default()
-        .into_iter()
-        .next()
-        .and_then(|p| p.id)
-        .context("ListParents returned no parent")
+    let out =
+        org.list_parents().child_id(child_id).send().await.map_err(|e| aws_error("organizations:ListParents", e))?;
+    out.parents.unwrap_or_default().into_iter().next().and_then(|p| p.id).context("ListParents returned no parent")
 }
 
 /// An OU's name (`DescribeOrganizationalUnit`).
@@ -234,13 +223,18 @@ pub async fn create_account(org: &Client, email: &str, name: &str, tags: &BTreeM
             .account_name(name)
             .set_tags(Some(to_tags(tags)?))
             .customize()
-            .config_override(aws_sdk_organizations::config::Builder::default().retry_config(aws_config::retry::RetryConfig::disabled()))
+            .config_override(
+                aws_sdk_organizations::config::Builder::default()
+                    .retry_config(aws_config::retry::RetryConfig::disabled()),
+            )
             .send()
             .await
             .map_err(anyhow::Error::from)
     };
     let refused = |e: &anyhow::Error| {
-        let Some(sdk) = e.downcast_ref::<aws_sdk_organizations::error::SdkError<CreateAccountError>>() else { return false };
+        let Some(sdk) = e.downcast_ref::<aws_sdk_organizations::error::SdkError<CreateAccountError>>() else {
+            return false;
+        };
         matches!(error_code(sdk), Some("TooManyRequestsException" | "ConcurrentModificationException"))
             || constraint_reason(sdk).as_deref() == Some("ACCOUNT_CREATION_RATE_LIMIT_EXCEEDED")
     };
@@ -253,7 +247,9 @@ pub async fn create_account(org: &Client, email: &str, name: &str, tags: &BTreeM
                 .with_max_times(ORGANIZATIONS_MAX_ATTEMPTS as usize - 1),
         )
         .when(refused)
-        .notify(|e, after| tracing::info!("organizations:CreateAccount: {e}; sending again in {:.1} s", after.as_secs_f32()))
+        .notify(|e, after| {
+            tracing::info!("organizations:CreateAccount: {e}; sending again in {:.1} s", after.as_secs_f32())
+        })
         .await;
     match out {
         Ok(out) => out.create_account_status.and_then(|s| s.id).context("CreateAccount returned no request id"),
@@ -262,14 +258,21 @@ pub async fn create_account(org: &Client, email: &str, name: &str, tags: &BTreeM
             Ok(sdk) if error_code(&sdk).is_some() && sdk.raw_response().is_some_and(|r| r.status().as_u16() < 500) => {
                 let hint = match constraint_reason(&sdk).as_deref() {
                     Some("ACCOUNT_NUMBER_LIMIT_EXCEEDED") => crate::observe::failure_hint("ACCOUNT_LIMIT_EXCEEDED"),
-                    Some("ACCOUNT_CREATION_RATE_LIMIT_EXCEEDED") => " — AWS limits how fast accounts can be created; wait, then re-run",
+                    Some("ACCOUNT_CREATION_RATE_LIMIT_EXCEEDED") => {
+                        " — AWS limits how fast accounts can be created; wait, then re-run"
+                    }
                     _ => "",
                 };
                 let reason = constraint_reason(&sdk).map(|r| format!(" ({r})")).unwrap_or_default();
-                Err(aws_error("organizations:CreateAccount", sdk).context(format!("CreateAccount for {email} refused{reason}{hint}")))
+                Err(aws_error("organizations:CreateAccount", sdk)
+                    .context(format!("CreateAccount for {email} refused{reason}{hint}")))
             }
             // No answer, or a 5xx: the request may have been carried out.
-            Ok(sdk) => Err(CreateAccountUnanswered { email: email.to_string(), cause: aws_error("organizations:CreateAccount", sdk).to_string() }.into()),
+            Ok(sdk) => Err(CreateAccountUnanswered {
+                email: email.to_string(),
+                cause: aws_error("organizations:CreateAccount", sdk).to_string(),
+            }
+            .into()),
             Err(other) => Err(other),
         },
     }
@@ -300,7 +303,11 @@ pub async fn find_unanswered_create(org: &Client, email: &str, name: &str) -> Re
     if let Some(a) = list_accounts(org).await?.into_iter().find(|a| a.email.eq_ignore_ascii_case(email)) {
         return Ok(Some(Created::Account(a.id)));
     }
-    Ok(in_progress_creates(org).await?.into_iter().find(|r| r.account_name == name).map(|r| Created::Request(r.request_id)))
+    Ok(in_progress_creates(org)
+        .await?
+        .into_iter()
+        .find(|r| r.account_name == name)
+        .map(|r| Created::Request(r.request_id)))
 }
 
 /// What a lost `CreateAccount` turned out to have done.
@@ -319,7 +326,11 @@ pub async fn create_status(org: &Client, request_id: &str) -> Result<Option<Crea
     let out = match org.describe_create_account_status().create_account_request_id(request_id).send().await {
         Ok(out) => out,
         // (Some emulators answer AccountNotFoundException.)
-        Err(e) if matches!(error_code(&e), Some("CreateAccountStatusNotFoundException" | "AccountNotFoundException")) => return Ok(None),
+        Err(e)
+            if matches!(error_code(&e), Some("CreateAccountStatusNotFoundException" | "AccountNotFoundException")) =>
+        {
+            return Ok(None)
+        }
         Err(e) => return Err(aws_error("organizations:DescribeCreateAccountStatus", e)),
     };
     let s = out.create_account_status.context("DescribeCreateAccountStatus returned no status")?;
@@ -329,11 +340,7 @@ pub async fn create_status(org: &Client, request_id: &str) -> Result<Option<Crea
 /// Create requests still in progress (`ListCreateAccountStatus` with state IN_PROGRESS).
 pub async fn in_progress_creates(org: &Client) -> Result<Vec<CreateRequest>> {
     let mut out = Vec::new();
-    let mut pages = org
-        .list_create_account_status()
-        .states(CreateAccountState::InProgress)
-        .into_paginator()
-        .send();
+    let mut pages = org.list_create_account_status().states(CreateAccountState::InProgress).into_paginator().send();
     while let Some(page) = pages.next().await {
         let page = match page {
             Ok(p) => p,
@@ -368,9 +375,11 @@ fn create_request(s: aws_sdk_organizations::types::CreateAccountStatus) -> Creat
 
 /// Moves an account between parents (`MoveAccount`).
 pub async fn move_account(org: &Client, account_id: &str, from: &str, to: &str) -> Result<()> {
-    while_contended("MoveAccount", || org.move_account().account_id(account_id).source_parent_id(from).destination_parent_id(to).send())
-        .await
-        .map_err(|e| aws_error("organizations:MoveAccount", e))?;
+    while_contended("MoveAccount", || {
+        org.move_account().account_id(account_id).source_parent_id(from).destination_parent_id(to).send()
+    })
+    .await
+    .map_err(|e| aws_error("organizations:MoveAccount", e))?;
     Ok(())
 }
 
@@ -412,9 +421,7 @@ pub async fn policy(org: &Client, policy_id: &str) -> Result<Option<(String, Str
         Err(e) if error_code(&e) == Some("PolicyNotFoundException") => return Ok(None),
         Err(e) => return Err(aws_error("organizations:DescribePolicy", e)),
     };
-    Ok(out.policy.map(|p| {
-        (p.policy_summary.and_then(|s| s.name).unwrap_or_default(), p.content.unwrap_or_default())
-    }))
+    Ok(out.policy.map(|p| (p.policy_summary.and_then(|s| s.name).unwrap_or_default(), p.content.unwrap_or_default())))
 }
 
 /// SCPs attached directly to a target, id → name (`ListPoliciesForTarget`, all pages).
@@ -473,7 +480,8 @@ pub async fn update_scp(org: &Client, policy_id: &str, content: &str) -> Result<
 
 /// Attaches a policy to a target (`AttachPolicy`); already attached is fine.
 pub async fn attach(org: &Client, policy_id: &str, target_id: &str) -> Result<()> {
-    match while_contended("AttachPolicy", || org.attach_policy().policy_id(policy_id).target_id(target_id).send()).await {
+    match while_contended("AttachPolicy", || org.attach_policy().policy_id(policy_id).target_id(target_id).send()).await
+    {
         Ok(_) => Ok(()),
         Err(e) if error_code(&e) == Some("DuplicatePolicyAttachmentException") => Ok(()),
         Err(e) => Err(aws_error("organizations:AttachPolicy", e)),

@@ -64,7 +64,14 @@ impl OrgIndex {
                 }
             }
         }
-        Ok(OrgIndex { accounts, parents, ous: Mutex::new(ous), creating: OnceCell::new(), tags: OnceCell::new(), scps: OnceCell::new() })
+        Ok(OrgIndex {
+            accounts,
+            parents,
+            ous: Mutex::new(ous),
+            creating: OnceCell::new(),
+            tags: OnceCell::new(),
+            scps: OnceCell::new(),
+        })
     }
 
     /// The account with this id, if it was in the listing.
@@ -94,7 +101,12 @@ impl OrgIndex {
 
     /// The path of an OU id, if it is one of the indexed OUs.
     pub fn ou_path(&self, id: &str) -> Option<String> {
-        self.ous.lock().unwrap_or_else(|p| p.into_inner()).iter().find(|(_, v)| v.as_str() == id).map(|(k, _)| k.clone())
+        self.ous
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|(_, v)| v.as_str() == id)
+            .map(|(k, _)| k.clone())
     }
 
     /// Records an OU this run created (or found) at `path`.
@@ -105,7 +117,11 @@ impl OrgIndex {
     /// The tags of every listed account but `management` (`ListTagsForResource` each), listed on
     /// first use: only a run about to create an account needs them (to find one the tenant
     /// environment already has under another email or name).
-    pub async fn account_tags(&self, c: &Client, management: &str) -> Result<&BTreeMap<String, BTreeMap<String, String>>> {
+    pub async fn account_tags(
+        &self,
+        c: &Client,
+        management: &str,
+    ) -> Result<&BTreeMap<String, BTreeMap<String, String>>> {
         self.tags.get_or_try_init(|| tags_of(c, self.accounts.keys(), management)).await
     }
 

@@ -9,10 +9,10 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::aws::member::{MemberSession, VerifiedAccount};
-use crate::guard::{Claim, LiveAccount};
 use crate::aws::{cfn, org, Clients};
 use crate::config::OrgSettings;
 use crate::desired::DesiredTenant;
+use crate::guard::{Claim, LiveAccount};
 use crate::state::TenantRecord;
 use crate::tenant::Environment;
 pub use index::OrgIndex;
@@ -283,7 +283,12 @@ impl Observer<'_> {
                         Some(index) => {
                             let found = index.account_by_email(&want.email).cloned();
                             let creating = if found.is_none() {
-                                index.creating(c).await?.iter().find(|r| r.account_name == want.account_name).map(|r| r.request_id.clone())
+                                index
+                                    .creating(c)
+                                    .await?
+                                    .iter()
+                                    .find(|r| r.account_name == want.account_name)
+                                    .map(|r| r.request_id.clone())
                             } else {
                                 None
                             };
@@ -295,7 +300,10 @@ impl Observer<'_> {
                             }
                             let (all, creating) = listing.as_ref().expect("just set");
                             let found = all.iter().find(|a| a.email.eq_ignore_ascii_case(&want.email)).cloned();
-                            let creating = creating.iter().find(|r| r.account_name == want.account_name).map(|r| r.request_id.clone());
+                            let creating = creating
+                                .iter()
+                                .find(|r| r.account_name == want.account_name)
+                                .map(|r| r.request_id.clone());
                             (found, creating)
                         }
                     };
@@ -309,7 +317,8 @@ impl Observer<'_> {
                             // recorded, by its tenantry tags.
                             let claim = desired.claim(env, rec);
                             let fresh = started || self.index.is_none();
-                            let (mut found, own_scps) = self.identity_candidates(&claim, &want.account_name, fresh).await?;
+                            let (mut found, own_scps) =
+                                self.identity_candidates(&claim, &want.account_name, fresh).await?;
                             match found.len() {
                                 0 if own_scps.is_empty() => return Ok(AccountObservation::Missing),
                                 0 => {
@@ -356,7 +365,10 @@ impl Observer<'_> {
                         desired.id, desired.id, desired.id
                     ),
                 };
-                return Ok(AccountObservation::Refused { account_id: Some(summary.id.clone()), reason: format!("{refusal}{hint}") });
+                return Ok(AccountObservation::Refused {
+                    account_id: Some(summary.id.clone()),
+                    reason: format!("{refusal}{hint}"),
+                });
             }
         };
         // The account's stacks are in the region its tag (checked by the guard) or, for an
@@ -364,7 +376,9 @@ impl Observer<'_> {
         // would look for them elsewhere and create them all again.
         let stacks_region = match tags.contains_key(crate::tenant::tags::HOME_REGION) {
             true => None,
-            false => rec.filter(|_| found_by == FoundBy::Recorded).and_then(|r| r.stacks.values().find_map(|s| arn_region(&s.stack_id))),
+            false => rec
+                .filter(|_| found_by == FoundBy::Recorded)
+                .and_then(|r| r.stacks.values().find_map(|s| arn_region(&s.stack_id))),
         };
         if let Some(region) = stacks_region.filter(|r| *r != self.settings.home_region) {
             return Ok(AccountObservation::Refused {
@@ -414,7 +428,8 @@ impl Observer<'_> {
                     policies.insert(name, (id, String::new()));
                 }
                 _ => {
-                    let id = attached_id.unwrap_or_else(|| rec.map(|r| r.policies[&name].policy_id.clone()).unwrap_or_default());
+                    let id = attached_id
+                        .unwrap_or_else(|| rec.map(|r| r.policies[&name].policy_id.clone()).unwrap_or_default());
                     // An id from state is used only if the policy it names really is this one
                     // (policy names are unique): state could point it at any policy.
                     match org::policy(c, &id).await? {
@@ -445,7 +460,8 @@ impl Observer<'_> {
                 }
                 stack.template_body = cfn::template_body(&session.cfn, name).await?;
                 if self.detect_drift && (!stack.status.ends_with("_COMPLETE") || stack.status == "ROLLBACK_COMPLETE") {
-                    stack.resource_drift = ResourceDrift::Unsupported(format!("not checked: the stack is {}", stack.status));
+                    stack.resource_drift =
+                        ResourceDrift::Unsupported(format!("not checked: the stack is {}", stack.status));
                 } else if self.detect_drift {
                     stack.resource_drift = cfn::detect_drift(
                         &session.cfn,
@@ -463,7 +479,12 @@ impl Observer<'_> {
         // and no tenantry stack here: nothing tells where its stacks are. Creating them here
         // could duplicate them in another region.
         let managed = tags.get(crate::tenant::tags::MANAGED_BY).map(String::as_str) == Some("tenantry");
-        if managed && found_by != FoundBy::Recorded && !tags.contains_key(crate::tenant::tags::HOME_REGION) && stacks.is_empty() && summary.status == "ACTIVE" {
+        if managed
+            && found_by != FoundBy::Recorded
+            && !tags.contains_key(crate::tenant::tags::HOME_REGION)
+            && stacks.is_empty()
+            && summary.status == "ACTIVE"
+        {
             return Ok(AccountObservation::Refused {
                 account_id: Some(summary.id.clone()),
                 reason: format!(
@@ -496,11 +517,20 @@ impl Observer<'_> {
     /// environment's SCPs (`ListPolicies`, then `ListTargetsForPolicy` for each of its SCPs).
     /// Each comes with why it matched; also the names of the tenant environment's SCPs that
     /// exist, attached or not (proof that its account was created once).
-    async fn identity_candidates(&self, claim: &Claim<'_>, account_name: &str, fresh: bool) -> Result<(Vec<(AccountSummary, &'static str)>, Vec<String>)> {
+    async fn identity_candidates(
+        &self,
+        claim: &Claim<'_>,
+        account_name: &str,
+        fresh: bool,
+    ) -> Result<(Vec<(AccountSummary, &'static str)>, Vec<String>)> {
         let c = &self.clients.org;
         let management = self.org.map(|o| o.management_account_id.as_str()).unwrap_or_default();
         let (accounts, tags, scps) = match self.index.as_deref().filter(|_| !fresh) {
-            Some(index) => (index.accounts().cloned().collect::<Vec<_>>(), index.account_tags(c, management).await?.clone(), index.scps(c).await?.clone()),
+            Some(index) => (
+                index.accounts().cloned().collect::<Vec<_>>(),
+                index.account_tags(c, management).await?.clone(),
+                index.scps(c).await?.clone(),
+            ),
             None => {
                 let accounts = org::list_accounts(c).await?;
                 let tags = index::tags_of(c, accounts.iter().map(|a| &a.id), management).await?;
@@ -566,7 +596,10 @@ pub fn identity_matches(
         .iter()
         .filter_map(|a| {
             let t = tags.get(&a.id);
-            let why = if t.is_some_and(|t| t.get(TENANT).map(String::as_str) == Some(claim.tenant) && t.get(ENVIRONMENT).map(String::as_str) == Some(claim.environment.as_str())) {
+            let why = if t.is_some_and(|t| {
+                t.get(TENANT).map(String::as_str) == Some(claim.tenant)
+                    && t.get(ENVIRONMENT).map(String::as_str) == Some(claim.environment.as_str())
+            }) {
                 "tagged as this tenant environment's"
             } else if a.name == account_name {
                 "same account name"
@@ -599,8 +632,14 @@ mod tests {
 
     #[test]
     fn the_region_of_a_stack_id() {
-        assert_eq!(arn_region("arn:aws:cloudformation:eu-west-1:111122223333:stack/tenantry-baseline/abc").as_deref(), Some("eu-west-1"));
-        assert_eq!(arn_region("arn:aws-us-gov:cloudformation:us-gov-west-1:1:stack/x/y").as_deref(), Some("us-gov-west-1"));
+        assert_eq!(
+            arn_region("arn:aws:cloudformation:eu-west-1:111122223333:stack/tenantry-baseline/abc").as_deref(),
+            Some("eu-west-1")
+        );
+        assert_eq!(
+            arn_region("arn:aws-us-gov:cloudformation:us-gov-west-1:1:stack/x/y").as_deref(),
+            Some("us-gov-west-1")
+        );
         assert_eq!(arn_region(""), None);
         assert_eq!(arn_region("arn:aws:s3:::bucket"), None);
     }

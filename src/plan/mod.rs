@@ -243,7 +243,11 @@ impl Step {
     pub fn symbol(&self) -> &'static str {
         use Step::*;
         match self {
-            CreateOrganization | CreateOu { .. } | CreateAccount { .. } | CreatePolicy { .. } | CreateStack { .. }
+            CreateOrganization
+            | CreateOu { .. }
+            | CreateAccount { .. }
+            | CreatePolicy { .. }
+            | CreateStack { .. }
             | AttachPolicy { .. } => "+",
             RemovePolicy { .. } | UntagAccount { .. } | DeleteStack { .. } | DetachForeignPolicy { .. } => "-",
             RecreateStack { .. } => "-/+",
@@ -489,16 +493,32 @@ pub fn tenant(desired: &DesiredTenant, observed: &ObservedTenant) -> TenantPlan 
                     continue;
                 }
                 if found.found_by != FoundBy::Recorded {
-                    steps.push(Step::RecordAccount { environment: env, account_id: found.account.id.clone(), found_by: found.found_by });
+                    steps.push(Step::RecordAccount {
+                        environment: env,
+                        account_id: found.account.id.clone(),
+                        found_by: found.found_by,
+                    });
                 }
                 let (account, id) = (&found.account, &found.account.id);
                 if !account.email.eq_ignore_ascii_case(&want.email) {
                     let (found, wanted) = (account.email.clone(), want.email.clone());
-                    manual.push(ManualChange { environment: env, account_id: id.clone(), field: AccountField::Email, found, wanted });
+                    manual.push(ManualChange {
+                        environment: env,
+                        account_id: id.clone(),
+                        field: AccountField::Email,
+                        found,
+                        wanted,
+                    });
                 }
                 if account.name != want.account_name {
                     let (found, wanted) = (account.name.clone(), want.account_name.clone());
-                    manual.push(ManualChange { environment: env, account_id: id.clone(), field: AccountField::Name, found, wanted });
+                    manual.push(ManualChange {
+                        environment: env,
+                        account_id: id.clone(),
+                        field: AccountField::Name,
+                        found,
+                        wanted,
+                    });
                 }
                 let prefix = crate::desired::policy_name(&desired.id, env, "");
                 existing_account_steps(want, found, &prefix, &mut steps, &mut refusals);
@@ -519,11 +539,21 @@ fn new_account_steps(want: &DesiredAccount, steps: &mut Vec<Step>) {
         to_ou_path: want.ou_path.clone(),
     });
     for p in &want.policies {
-        steps.push(Step::CreatePolicy { environment: env, name: p.name.clone(), source: p.source.clone(), digest: p.digest.clone() });
+        steps.push(Step::CreatePolicy {
+            environment: env,
+            name: p.name.clone(),
+            source: p.source.clone(),
+            digest: p.digest.clone(),
+        });
         steps.push(Step::AttachPolicy { environment: env, name: p.name.clone() });
     }
     for s in &want.stacks {
-        steps.push(Step::CreateStack { environment: env, stack: s.stack_name.clone(), blueprint: s.blueprint.clone(), version: s.version.clone() });
+        steps.push(Step::CreateStack {
+            environment: env,
+            stack: s.stack_name.clone(),
+            blueprint: s.blueprint.clone(),
+            version: s.version.clone(),
+        });
     }
 }
 
@@ -589,7 +619,11 @@ fn existing_account_steps(
     for (policy_id, name) in &found.attached {
         if is_tenantry_policy_name(name) && !name.starts_with(policy_prefix) {
             detached += 1;
-            steps.push(Step::DetachForeignPolicy { environment: env, name: name.clone(), policy_id: policy_id.clone() });
+            steps.push(Step::DetachForeignPolicy {
+                environment: env,
+                name: name.clone(),
+                policy_id: policy_id.clone(),
+            });
         }
     }
     let mut attaching = 0;
@@ -648,15 +682,14 @@ fn existing_account_steps(
                 status: o.status.clone(),
                 version: s.version.clone(),
             }),
-            Some(o) if o.version.as_deref() != Some(s.version.as_str()) || !o.status.ends_with("_COMPLETE") => {
-                steps.push(Step::UpdateStack {
+            Some(o) if o.version.as_deref() != Some(s.version.as_str()) || !o.status.ends_with("_COMPLETE") => steps
+                .push(Step::UpdateStack {
                     environment: env,
                     stack: s.stack_name.clone(),
                     blueprint: s.blueprint.clone(),
                     from_version: o.version.clone(),
                     version: s.version.clone(),
-                })
-            }
+                }),
             Some(o) => {
                 let mut causes = Vec::new();
                 if o.template_body.as_deref().is_some_and(|body| !same_json(body, &s.template)) {
@@ -672,7 +705,11 @@ fn existing_account_steps(
                     .iter()
                     .filter(|(k, v)| o.tags.get(*k).map(String::as_str) != *v)
                     .map(|(k, v)| {
-                        format!("{k}: {} (wanted {})", o.tags.get(*k).map_or("(absent)", String::as_str), v.unwrap_or("(absent)"))
+                        format!(
+                            "{k}: {} (wanted {})",
+                            o.tags.get(*k).map_or("(absent)", String::as_str),
+                            v.unwrap_or("(absent)")
+                        )
                     })
                     .collect();
                 if !changed.is_empty() {

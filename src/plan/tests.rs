@@ -121,12 +121,22 @@ fn nothing_observed_creates_both_accounts_and_everything_in_them() {
     let observed = ObservedTenant { tenant: "acme".into(), accounts: BTreeMap::new() };
     let plan = tenant(&d, &observed);
     assert!(plan.refusals.is_empty());
-    let kinds: Vec<String> = plan.steps.iter().map(|s| serde_json::to_value(s).unwrap()["action"].as_str().unwrap().to_string()).collect();
+    let kinds: Vec<String> =
+        plan.steps.iter().map(|s| serde_json::to_value(s).unwrap()["action"].as_str().unwrap().to_string()).collect();
     assert_eq!(
         kinds,
         [
-            "create_account", "move_account", "create_policy", "attach_policy", "create_stack",
-            "create_account", "move_account", "create_policy", "attach_policy", "create_stack", "create_stack"
+            "create_account",
+            "move_account",
+            "create_policy",
+            "attach_policy",
+            "create_stack",
+            "create_account",
+            "move_account",
+            "create_policy",
+            "attach_policy",
+            "create_stack",
+            "create_stack"
         ]
     );
     // baseline before the agent pipeline in staging
@@ -152,11 +162,14 @@ fn in_sync_tenant_has_an_empty_plan() {
 #[test]
 fn account_in_another_ou_is_moved_back() {
     let d = desired();
-    let plan = tenant(&d, &observed_with(&d, |env, a| {
-        if env == Environment::Production {
-            a.parent_id = "ou-elsewhere".into();
-        }
-    }));
+    let plan = tenant(
+        &d,
+        &observed_with(&d, |env, a| {
+            if env == Environment::Production {
+                a.parent_id = "ou-elsewhere".into();
+            }
+        }),
+    );
     assert_eq!(
         plan.steps,
         vec![Step::MoveAccount {
@@ -172,13 +185,16 @@ fn account_in_another_ou_is_moved_back() {
 #[test]
 fn changed_and_missing_tags_are_set_and_foreign_tags_are_left_alone() {
     let d = desired();
-    let plan = tenant(&d, &observed_with(&d, |env, a| {
-        if env == Environment::Staging {
-            a.tags.insert("cost-center".into(), "cc-OLD".into());
-            a.tags.remove("tenantry:environment");
-            a.tags.insert("owner".into(), "someone".into());
-        }
-    }));
+    let plan = tenant(
+        &d,
+        &observed_with(&d, |env, a| {
+            if env == Environment::Staging {
+                a.tags.insert("cost-center".into(), "cc-OLD".into());
+                a.tags.remove("tenantry:environment");
+                a.tags.insert("owner".into(), "someone".into());
+            }
+        }),
+    );
     let Step::TagAccount { tags, .. } = &plan.steps[0] else { panic!("{:?}", plan.steps) };
     assert_eq!(plan.steps.len(), 1);
     assert_eq!(tags.len(), 2);
@@ -190,34 +206,45 @@ fn changed_and_missing_tags_are_set_and_foreign_tags_are_left_alone() {
 fn scp_content_is_compared_as_json_and_updated_when_different() {
     let d = desired();
     // Same document, other whitespace: no change.
-    let plan = tenant(&d, &observed_with(&d, |_, a| {
-        for (_, content) in a.policies.values_mut() {
-            *content = "{ \"Statement\": [], \"Version\": \"2012-10-17\" }".into();
-        }
-    }));
+    let plan = tenant(
+        &d,
+        &observed_with(&d, |_, a| {
+            for (_, content) in a.policies.values_mut() {
+                *content = "{ \"Statement\": [], \"Version\": \"2012-10-17\" }".into();
+            }
+        }),
+    );
     assert!(plan.steps.is_empty(), "{:?}", plan.steps);
     // Edited document: update.
-    let plan = tenant(&d, &observed_with(&d, |env, a| {
-        if env == Environment::Production {
-            for (_, content) in a.policies.values_mut() {
-                *content = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#.into();
+    let plan = tenant(
+        &d,
+        &observed_with(&d, |env, a| {
+            if env == Environment::Production {
+                for (_, content) in a.policies.values_mut() {
+                    *content =
+                        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#
+                            .into();
+                }
             }
-        }
-    }));
+        }),
+    );
     assert!(matches!(prod_steps(&plan)[..], [Step::UpdatePolicy { .. }]), "{:?}", plan.steps);
 }
 
 #[test]
 fn detached_scp_is_attached_stale_ones_removed_and_other_tenants_detached_first() {
     let d = desired();
-    let plan = tenant(&d, &observed_with(&d, |env, a| {
-        if env == Environment::Production {
-            a.attached.retain(|_, name| !name.starts_with("tenantry-"));
-            a.attached.insert("p-old".into(), "tenantry-acme-production-retired".into());
-            a.attached.insert("p-other".into(), "tenantry-globex-production-x".into());
-            a.policies.insert("tenantry-acme-production-orphan".into(), ("p-orphan".into(), String::new()));
-        }
-    }));
+    let plan = tenant(
+        &d,
+        &observed_with(&d, |env, a| {
+            if env == Environment::Production {
+                a.attached.retain(|_, name| !name.starts_with("tenantry-"));
+                a.attached.insert("p-old".into(), "tenantry-acme-production-retired".into());
+                a.attached.insert("p-other".into(), "tenantry-globex-production-x".into());
+                a.policies.insert("tenantry-acme-production-orphan".into(), ("p-orphan".into(), String::new()));
+            }
+        }),
+    );
     assert_eq!(
         prod_steps(&plan),
         vec![
@@ -238,7 +265,10 @@ fn detached_scp_is_attached_stale_ones_removed_and_other_tenants_detached_first(
                 name: "tenantry-globex-production-x".into(),
                 policy_id: "p-other".into(),
             },
-            &Step::AttachPolicy { environment: Environment::Production, name: "tenantry-acme-production-deny-leave".into() },
+            &Step::AttachPolicy {
+                environment: Environment::Production,
+                name: "tenantry-acme-production-deny-leave".into()
+            },
         ]
     );
 }
@@ -246,13 +276,16 @@ fn detached_scp_is_attached_stale_ones_removed_and_other_tenants_detached_first(
 #[test]
 fn tags_tenantry_set_earlier_but_no_longer_listed_are_removed() {
     let d = desired();
-    let plan = tenant(&d, &observed_with(&d, |env, a| {
-        if env == Environment::Production {
-            a.recorded_tag_keys.insert("retired".into());
-            a.tags.insert("retired".into(), "x".into());
-            a.tags.insert("someone-elses".into(), "y".into());
-        }
-    }));
+    let plan = tenant(
+        &d,
+        &observed_with(&d, |env, a| {
+            if env == Environment::Production {
+                a.recorded_tag_keys.insert("retired".into());
+                a.tags.insert("retired".into(), "x".into());
+                a.tags.insert("someone-elses".into(), "y".into());
+            }
+        }),
+    );
     assert_eq!(
         plan.steps,
         vec![Step::UntagAccount {
@@ -275,47 +308,71 @@ fn stack_of_a_blueprint_no_longer_listed_is_deleted_only_if_tenantry_made_it() {
         template_body: None,
         resource_drift: ResourceDrift::NotChecked,
     };
-    let plan = tenant(&d, &observed_with(&d, |env, a| {
-        if env == Environment::Production {
-            a.stacks.insert("tenantry-old".into(), stack("tenantry-old", &[("tenantry:managed-by", "tenantry"), ("tenantry:blueprint", "old")]));
-            a.stacks.insert("tenantry-handmade".into(), stack("tenantry-handmade", &[]));
-        }
-    }));
+    let plan = tenant(
+        &d,
+        &observed_with(&d, |env, a| {
+            if env == Environment::Production {
+                a.stacks.insert(
+                    "tenantry-old".into(),
+                    stack("tenantry-old", &[("tenantry:managed-by", "tenantry"), ("tenantry:blueprint", "old")]),
+                );
+                a.stacks.insert("tenantry-handmade".into(), stack("tenantry-handmade", &[]));
+            }
+        }),
+    );
     assert_eq!(
         plan.steps,
-        vec![Step::DeleteStack { environment: Environment::Production, stack: "tenantry-old".into(), blueprint: "old".into() }]
+        vec![Step::DeleteStack {
+            environment: Environment::Production,
+            stack: "tenantry-old".into(),
+            blueprint: "old".into()
+        }]
     );
 }
 
 #[test]
 fn missing_policy_is_created_then_attached() {
     let d = desired();
-    let plan = tenant(&d, &observed_with(&d, |env, a| {
-        if env == Environment::Staging {
-            a.policies.clear();
-            a.attached.clear();
-        }
-    }));
+    let plan = tenant(
+        &d,
+        &observed_with(&d, |env, a| {
+            if env == Environment::Staging {
+                a.policies.clear();
+                a.attached.clear();
+            }
+        }),
+    );
     let kinds: Vec<_> = plan.steps.iter().map(|s| s.symbol()).collect();
-    assert!(matches!(plan.steps[0], Step::CreatePolicy { .. }) && matches!(plan.steps[1], Step::AttachPolicy { .. }), "{:?}", plan.steps);
+    assert!(
+        matches!(plan.steps[0], Step::CreatePolicy { .. }) && matches!(plan.steps[1], Step::AttachPolicy { .. }),
+        "{:?}",
+        plan.steps
+    );
     assert_eq!(kinds, ["+", "+"]);
 }
 
 #[test]
 fn stacks_are_created_updated_or_replaced_by_what_was_found() {
     let d = desired();
-    let plan = tenant(&d, &observed_with(&d, |env, a| {
-        if env == Environment::Staging {
-            a.stacks.remove("tenantry-agent-pipeline");
-            let b = a.stacks.get_mut("tenantry-baseline").unwrap();
-            b.version = Some("old".into());
-        } else {
-            a.stacks.get_mut("tenantry-baseline").unwrap().status = "ROLLBACK_COMPLETE".into();
-        }
-    }));
+    let plan = tenant(
+        &d,
+        &observed_with(&d, |env, a| {
+            if env == Environment::Staging {
+                a.stacks.remove("tenantry-agent-pipeline");
+                let b = a.stacks.get_mut("tenantry-baseline").unwrap();
+                b.version = Some("old".into());
+            } else {
+                a.stacks.get_mut("tenantry-baseline").unwrap().status = "ROLLBACK_COMPLETE".into();
+            }
+        }),
+    );
     assert_eq!(plan.steps.len(), 3, "{:?}", plan.steps);
-    assert!(matches!(&plan.steps[0], Step::RecreateStack { environment: Environment::Production, status, .. } if status == "ROLLBACK_COMPLETE"));
-    assert!(matches!(&plan.steps[1], Step::UpdateStack { from_version: Some(v), version, .. } if v == "old" && version == "v-baseline"));
+    assert!(
+        matches!(&plan.steps[0], Step::RecreateStack { environment: Environment::Production, status, .. } if status == "ROLLBACK_COMPLETE")
+    );
+    assert!(
+        matches!(&plan.steps[1], Step::UpdateStack { from_version: Some(v), version, .. } if v == "old" && version == "v-baseline")
+    );
     assert!(matches!(&plan.steps[2], Step::CreateStack { stack, .. } if stack == "tenantry-agent-pipeline"));
 }
 
@@ -323,7 +380,10 @@ fn stacks_are_created_updated_or_replaced_by_what_was_found() {
 fn refused_account_yields_a_refusal_and_no_steps_for_it() {
     let d = desired();
     let mut observed = observed_with(&d, |_, _| {});
-    observed.accounts.insert(Environment::Production, AccountObservation::Refused { account_id: Some("111".into()), reason: "tagged as globex".into() });
+    observed.accounts.insert(
+        Environment::Production,
+        AccountObservation::Refused { account_id: Some("111".into()), reason: "tagged as globex".into() },
+    );
     let plan = tenant(&d, &observed);
     assert_eq!(plan.refusals, vec!["production: tagged as globex".to_string()]);
     assert!(prod_steps(&plan).is_empty());
@@ -332,11 +392,14 @@ fn refused_account_yields_a_refusal_and_no_steps_for_it() {
 #[test]
 fn suspended_account_is_refused() {
     let d = desired();
-    let plan = tenant(&d, &observed_with(&d, |env, a| {
-        if env == Environment::Staging {
-            a.account.status = "SUSPENDED".into();
-        }
-    }));
+    let plan = tenant(
+        &d,
+        &observed_with(&d, |env, a| {
+            if env == Environment::Staging {
+                a.account.status = "SUSPENDED".into();
+            }
+        }),
+    );
     assert_eq!(plan.refusals.len(), 1);
     assert!(plan.refusals[0].contains("SUSPENDED"));
 }
@@ -383,11 +446,15 @@ fn plan_json_names_each_action() {
 #[test]
 fn stack_whose_template_was_changed_out_of_band_is_redeployed_even_with_the_right_version_tag() {
     let d = desired();
-    let plan = tenant(&d, &observed_with(&d, |env, a| {
-        if env == Environment::Production {
-            a.stacks.get_mut("tenantry-baseline").unwrap().template_body = Some(r#"{"Resources": {"X": {}}}"#.into());
-        }
-    }));
+    let plan = tenant(
+        &d,
+        &observed_with(&d, |env, a| {
+            if env == Environment::Production {
+                a.stacks.get_mut("tenantry-baseline").unwrap().template_body =
+                    Some(r#"{"Resources": {"X": {}}}"#.into());
+            }
+        }),
+    );
     assert!(
         matches!(&plan.steps[..], [Step::RedeployStack { cause, .. }] if cause.contains("changed outside tenantry")),
         "{:?}",
@@ -398,45 +465,56 @@ fn stack_whose_template_was_changed_out_of_band_is_redeployed_even_with_the_righ
 #[test]
 fn same_template_with_other_whitespace_is_in_sync() {
     let d = desired();
-    let plan = tenant(&d, &observed_with(&d, |_, a| {
-        for s in a.stacks.values_mut() {
-            s.template_body = Some("{ }".into());
-        }
-    }));
+    let plan = tenant(
+        &d,
+        &observed_with(&d, |_, a| {
+            for s in a.stacks.values_mut() {
+                s.template_body = Some("{ }".into());
+            }
+        }),
+    );
     assert!(plan.steps.is_empty(), "{:?}", plan.steps);
 }
 
 #[test]
 fn resource_drift_is_reverted_by_a_redeploy_and_unsupported_detection_plans_nothing() {
     let d = desired();
-    let plan = tenant(&d, &observed_with(&d, |env, a| {
-        let s = a.stacks.get_mut("tenantry-baseline").unwrap();
-        s.resource_drift = if env == Environment::Staging {
-            ResourceDrift::Drifted(vec![DriftedResource {
-                logical_id: "Bucket".into(),
-                resource_type: "AWS::S3::Bucket".into(),
-                status: "MODIFIED".into(),
-                differences: vec![],
-            }])
-        } else {
-            ResourceDrift::Unsupported("not implemented".into())
-        };
-    }));
+    let plan = tenant(
+        &d,
+        &observed_with(&d, |env, a| {
+            let s = a.stacks.get_mut("tenantry-baseline").unwrap();
+            s.resource_drift = if env == Environment::Staging {
+                ResourceDrift::Drifted(vec![DriftedResource {
+                    logical_id: "Bucket".into(),
+                    resource_type: "AWS::S3::Bucket".into(),
+                    status: "MODIFIED".into(),
+                    differences: vec![],
+                }])
+            } else {
+                ResourceDrift::Unsupported("not implemented".into())
+            };
+        }),
+    );
     assert_eq!(plan.steps.len(), 1, "{:?}", plan.steps);
-    assert!(matches!(&plan.steps[0], Step::RedeployStack { environment: Environment::Staging, cause, .. } if cause.contains("Bucket MODIFIED")));
+    assert!(
+        matches!(&plan.steps[0], Step::RedeployStack { environment: Environment::Staging, cause, .. } if cause.contains("Bucket MODIFIED"))
+    );
 }
 
 #[test]
 fn stack_whose_tenantry_tags_were_changed_is_redeployed() {
     let d = desired();
-    let plan = tenant(&d, &observed_with(&d, |env, a| {
-        if env == Environment::Production {
-            let s = a.stacks.get_mut("tenantry-baseline").unwrap();
-            s.tags.insert("tenantry:tenant".into(), "evil".into());
-            s.tags.remove("tenantry:managed-by");
-            s.tags.insert("owner".into(), "mallory".into());
-        }
-    }));
+    let plan = tenant(
+        &d,
+        &observed_with(&d, |env, a| {
+            if env == Environment::Production {
+                let s = a.stacks.get_mut("tenantry-baseline").unwrap();
+                s.tags.insert("tenantry:tenant".into(), "evil".into());
+                s.tags.remove("tenantry:managed-by");
+                s.tags.insert("owner".into(), "mallory".into());
+            }
+        }),
+    );
     assert!(
         matches!(&plan.steps[..], [Step::RedeployStack { cause, .. }] if cause.contains("tenantry:tenant: evil (wanted acme)") && cause.contains("tenantry:managed-by: (absent)")),
         "{:?}",
@@ -447,10 +525,14 @@ fn stack_whose_tenantry_tags_were_changed_is_redeployed() {
 #[test]
 fn stuck_rollback_is_recovered_and_a_busy_stack_is_left_alone() {
     let d = desired();
-    let plan = tenant(&d, &observed_with(&d, |env, a| {
-        let s = a.stacks.get_mut("tenantry-baseline").unwrap();
-        s.status = if env == Environment::Production { "UPDATE_ROLLBACK_FAILED" } else { "UPDATE_IN_PROGRESS" }.into();
-    }));
+    let plan = tenant(
+        &d,
+        &observed_with(&d, |env, a| {
+            let s = a.stacks.get_mut("tenantry-baseline").unwrap();
+            s.status =
+                if env == Environment::Production { "UPDATE_ROLLBACK_FAILED" } else { "UPDATE_IN_PROGRESS" }.into();
+        }),
+    );
     assert_eq!(
         plan.steps,
         vec![Step::RecoverStack {
@@ -461,18 +543,25 @@ fn stuck_rollback_is_recovered_and_a_busy_stack_is_left_alone() {
         }]
     );
     assert_eq!(plan.refusals.len(), 1);
-    assert!(plan.refusals[0].starts_with("staging: stack tenantry-baseline is UPDATE_IN_PROGRESS"), "{:?}", plan.refusals);
+    assert!(
+        plan.refusals[0].starts_with("staging: stack tenantry-baseline is UPDATE_IN_PROGRESS"),
+        "{:?}",
+        plan.refusals
+    );
 }
 
 #[test]
 fn an_account_state_did_not_record_is_recorded_first() {
     let d = desired();
     for found_by in [FoundBy::Adopted, FoundBy::CreateRequest, FoundBy::Identity] {
-        let p = tenant(&d, &observed_with(&d, |env, a| {
-            if env == Environment::Staging {
-                a.found_by = found_by;
-            }
-        }));
+        let p = tenant(
+            &d,
+            &observed_with(&d, |env, a| {
+                if env == Environment::Staging {
+                    a.found_by = found_by;
+                }
+            }),
+        );
         assert_eq!(
             p.steps,
             vec![Step::RecordAccount { environment: Environment::Staging, account_id: "222".into(), found_by }],
@@ -485,22 +574,31 @@ fn an_account_state_did_not_record_is_recorded_first() {
 #[test]
 fn a_changed_email_or_name_is_a_manual_difference_not_a_step() {
     let d = desired();
-    let p = tenant(&d, &observed_with(&d, |env, a| {
-        if env == Environment::Production {
-            a.account.email = "old@example.com".into();
-            a.account.name = "Old name".into();
-        }
-    }));
+    let p = tenant(
+        &d,
+        &observed_with(&d, |env, a| {
+            if env == Environment::Production {
+                a.account.email = "old@example.com".into();
+                a.account.name = "Old name".into();
+            }
+        }),
+    );
     assert!(p.steps.is_empty(), "{:?}", p.steps);
     assert_eq!(p.manual.len(), 2);
-    assert_eq!((p.manual[0].field, p.manual[0].found.as_str(), p.manual[0].wanted.as_str()), (AccountField::Email, "old@example.com", "production@example.com"));
+    assert_eq!(
+        (p.manual[0].field, p.manual[0].found.as_str(), p.manual[0].wanted.as_str()),
+        (AccountField::Email, "old@example.com", "production@example.com")
+    );
     assert_eq!(p.manual[1].field, AccountField::Name);
     // Case alone is no difference: AWS compares emails case-insensitively.
-    let p = tenant(&d, &observed_with(&d, |env, a| {
-        if env == Environment::Production {
-            a.account.email = "PRODUCTION@example.com".into();
-        }
-    }));
+    let p = tenant(
+        &d,
+        &observed_with(&d, |env, a| {
+            if env == Environment::Production {
+                a.account.email = "PRODUCTION@example.com".into();
+            }
+        }),
+    );
     assert!(p.manual.is_empty());
 }
 
@@ -508,25 +606,39 @@ fn a_changed_email_or_name_is_a_manual_difference_not_a_step() {
 fn the_scp_quota_per_target_is_checked_before_attaching() {
     let d = desired();
     // Four other SCPs attached (not tenantry's), plus FullAWSAccess: attaching one more would be six.
-    let plan = tenant(&d, &observed_with(&d, |env, a| {
-        if env == Environment::Production {
-            a.attached.retain(|_, name| !name.starts_with("tenantry-"));
-            for i in 0..4 {
-                a.attached.insert(format!("p-x{i}"), format!("team-guardrail-{i}"));
+    let plan = tenant(
+        &d,
+        &observed_with(&d, |env, a| {
+            if env == Environment::Production {
+                a.attached.retain(|_, name| !name.starts_with("tenantry-"));
+                for i in 0..4 {
+                    a.attached.insert(format!("p-x{i}"), format!("team-guardrail-{i}"));
+                }
             }
-        }
-    }));
-    assert!(plan.refusals.iter().any(|r| r.contains("would carry 6 SCPs, over the Organizations limit of 5")), "{:?}", plan.refusals);
+        }),
+    );
+    assert!(
+        plan.refusals.iter().any(|r| r.contains("would carry 6 SCPs, over the Organizations limit of 5")),
+        "{:?}",
+        plan.refusals
+    );
     // At the limit after detaching another tenant's SCP: allowed, the detach comes first.
-    let plan = tenant(&d, &observed_with(&d, |env, a| {
-        if env == Environment::Production {
-            a.attached.retain(|_, name| !name.starts_with("tenantry-"));
-            for i in 0..3 {
-                a.attached.insert(format!("p-x{i}"), format!("team-guardrail-{i}"));
+    let plan = tenant(
+        &d,
+        &observed_with(&d, |env, a| {
+            if env == Environment::Production {
+                a.attached.retain(|_, name| !name.starts_with("tenantry-"));
+                for i in 0..3 {
+                    a.attached.insert(format!("p-x{i}"), format!("team-guardrail-{i}"));
+                }
+                a.attached.insert("p-g".into(), "tenantry-globex-staging-deny".into());
             }
-            a.attached.insert("p-g".into(), "tenantry-globex-staging-deny".into());
-        }
-    }));
+        }),
+    );
     assert!(plan.refusals.is_empty(), "{:?}", plan.refusals);
-    assert!(matches!(prod_steps(&plan)[..], [Step::DetachForeignPolicy { .. }, Step::AttachPolicy { .. }]), "{:?}", plan.steps);
+    assert!(
+        matches!(prod_steps(&plan)[..], [Step::DetachForeignPolicy { .. }, Step::AttachPolicy { .. }]),
+        "{:?}",
+        plan.steps
+    );
 }

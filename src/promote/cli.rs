@@ -10,7 +10,10 @@ use crate::tenant::Tenant;
 
 fn find<'a>(tenants: &'a [Tenant], desired: &'a [DesiredTenant], id: &str) -> Result<(&'a Tenant, &'a DesiredTenant)> {
     let t = tenants.iter().find(|t| t.spec.id == id).with_context(|| {
-        format!("no tenant `{id}` (known: {})", tenants.iter().map(|t| t.spec.id.as_str()).collect::<Vec<_>>().join(", "))
+        format!(
+            "no tenant `{id}` (known: {})",
+            tenants.iter().map(|t| t.spec.id.as_str()).collect::<Vec<_>>().join(", ")
+        )
     })?;
     let d = desired.iter().find(|d| d.id == id).context("tenant not built")?;
     Ok((t, d))
@@ -34,7 +37,9 @@ fn print_promotion(p: &Promotion) {
             (false, false) => format!("release {}", short(&p.release)),
         },
         match &p.running {
-            Some(r @ (super::Running::Release { .. } | super::Running::Unknown { .. } | super::Running::Busy { .. })) => format!(" (production runs {})", r.describe()),
+            Some(
+                r @ (super::Running::Release { .. } | super::Running::Unknown { .. } | super::Running::Busy { .. }),
+            ) => format!(" (production runs {})", r.describe()),
             _ => " (not in production yet)".into(),
         }
     );
@@ -63,13 +68,18 @@ fn print_promotion(p: &Promotion) {
         }
     }
     if let Some(risk) = p.risk {
-        crate::out!("  risk: {}", serde_json::to_value(risk).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default());
+        crate::out!(
+            "  risk: {}",
+            serde_json::to_value(risk).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+        );
         for r in &p.risk_reasons {
             crate::out!("    - {r}");
         }
     }
     let line = match p.status {
-        PromotionStatus::Promoted if p.rollback => "rolled back: production runs this earlier release again".to_string(),
+        PromotionStatus::Promoted if p.rollback => {
+            "rolled back: production runs this earlier release again".to_string()
+        }
         PromotionStatus::Promoted => "promoted: production runs this release".to_string(),
         PromotionStatus::Unchanged => "production already runs this release; nothing to do".to_string(),
         PromotionStatus::DryRun => "dry run: change set previewed and deleted; nothing executed".to_string(),
@@ -81,7 +91,10 @@ fn print_promotion(p: &Promotion) {
                 p.previous_release.as_deref().map(short).unwrap_or("its previous release"),
                 p.error.as_deref().unwrap_or("")
             ),
-            Some(st) => format!("FAILED; the production stack is {st}: check it before promoting again: {}", p.error.as_deref().unwrap_or("")),
+            Some(st) => format!(
+                "FAILED; the production stack is {st}: check it before promoting again: {}",
+                p.error.as_deref().unwrap_or("")
+            ),
             None => format!("FAILED: {}", p.error.as_deref().unwrap_or("")),
         },
     };
@@ -114,7 +127,13 @@ pub async fn run(p: &Promoter<'_>, tenants: &[Tenant], desired: &[DesiredTenant]
             let staged = p.leased(&t.spec.id, p.stage(t, workload.as_deref())).await?;
             if output == Output::Text {
                 for s in &staged {
-                    crate::out!("tenant {tenant} workload {}: release {} {} ({} change(s))", s.workload, s.release, s.status, s.changes.len());
+                    crate::out!(
+                        "tenant {tenant} workload {}: release {} {} ({} change(s))",
+                        s.workload,
+                        s.release,
+                        s.status,
+                        s.changes.len()
+                    );
                     for c in &s.changes {
                         crate::out!("    {:<7} {:<28} {}", c.action, c.logical_id, c.resource_type);
                     }
@@ -125,8 +144,15 @@ pub async fn run(p: &Promoter<'_>, tenants: &[Tenant], desired: &[DesiredTenant]
         }
         Command::Evidence { tenant, release, check, result, url, note } => {
             let (t, _) = find(tenants, desired, &tenant)?;
-            let rec = p.record_evidence(t, &release, &check, result == CheckResult::Pass, url.as_deref(), note.as_deref()).await?;
-            crate::out!("recorded: {check} {} for release {} ({})", if result == CheckResult::Pass { "pass" } else { "fail" }, short(&rec.release), rec.key());
+            let rec = p
+                .record_evidence(t, &release, &check, result == CheckResult::Pass, url.as_deref(), note.as_deref())
+                .await?;
+            crate::out!(
+                "recorded: {check} {} for release {} ({})",
+                if result == CheckResult::Pass { "pass" } else { "fail" },
+                short(&rec.release),
+                rec.key()
+            );
             Ok(0)
         }
         Command::Approve { tenant, release } => {
@@ -141,7 +167,11 @@ pub async fn run(p: &Promoter<'_>, tenants: &[Tenant], desired: &[DesiredTenant]
             for w in workloads(t, workload.as_deref())? {
                 let c = p.converged(t, d, &w, release.as_deref()).await?;
                 if output == Output::Text {
-                    crate::out!("tenant {tenant} workload {w}: release {} {}", short(&c.release), if c.converged { "CONVERGED" } else { "not converged" });
+                    crate::out!(
+                        "tenant {tenant} workload {w}: release {} {}",
+                        short(&c.release),
+                        if c.converged { "CONVERGED" } else { "not converged" }
+                    );
                     print_gates(&c.gates);
                     crate::out!("  production runs {} (read from the stack)", c.production.running.describe());
                     if let Some(m) = &c.production.mismatch {
@@ -165,7 +195,12 @@ pub async fn run(p: &Promoter<'_>, tenants: &[Tenant], desired: &[DesiredTenant]
                 let plan = waves(&with, &canary, wave_size);
                 for (i, wave) in plan.iter().enumerate() {
                     if output == Output::Text {
-                        crate::out!("wave {} of {}: {}", i + 1, plan.len(), wave.iter().map(|t| t.spec.id.as_str()).collect::<Vec<_>>().join(", "));
+                        crate::out!(
+                            "wave {} of {}: {}",
+                            i + 1,
+                            plan.len(),
+                            wave.iter().map(|t| t.spec.id.as_str()).collect::<Vec<_>>().join(", ")
+                        );
                     }
                     let results = futures::future::join_all(wave.iter().map(|t| async {
                         let d = desired.iter().find(|d| d.id == t.spec.id).expect("built");
@@ -195,7 +230,11 @@ pub async fn run(p: &Promoter<'_>, tenants: &[Tenant], desired: &[DesiredTenant]
                     if stop {
                         let left: Vec<&str> = plan[i + 1..].iter().flatten().map(|t| t.spec.id.as_str()).collect();
                         if output == Output::Text && !left.is_empty() {
-                            crate::out!("stopped after wave {}: a promotion did not succeed; not promoted: {}", i + 1, left.join(", "));
+                            crate::out!(
+                                "stopped after wave {}: a promotion did not succeed; not promoted: {}",
+                                i + 1,
+                                left.join(", ")
+                            );
                         }
                         break;
                     }
@@ -242,13 +281,19 @@ pub async fn run(p: &Promoter<'_>, tenants: &[Tenant], desired: &[DesiredTenant]
             let records = p.ledger(&t.spec.id).await?;
             let production = production_of(p, t, &records).await;
             match output {
-                Output::Json => crate::out!("{}", serde_json::to_string_pretty(&serde_json::json!({ "records": records, "production": production }))?),
+                Output::Json => crate::out!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({ "records": records, "production": production }))?
+                ),
                 Output::Text => {
                     if records.is_empty() {
                         crate::out!("tenant {tenant}: no ledger records yet");
                     }
                     for r in &records {
-                        let kind = serde_json::to_value(r.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+                        let kind = serde_json::to_value(r.kind)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default();
                         let detail = match r.kind {
                             super::LedgerKind::Evidence => format!(
                                 "{} {}{}",
@@ -256,7 +301,9 @@ pub async fn run(p: &Promoter<'_>, tenants: &[Tenant], desired: &[DesiredTenant]
                                 r.detail["result"].as_str().unwrap_or(""),
                                 r.detail["url"].as_str().map(|u| format!(" {u}")).unwrap_or_default()
                             ),
-                            _ if r.detail["recovered"] == true => format!("recovered: {}", r.detail["note"].as_str().unwrap_or("")),
+                            _ if r.detail["recovered"] == true => {
+                                format!("recovered: {}", r.detail["note"].as_str().unwrap_or(""))
+                            }
                             super::LedgerKind::Executing => format!(
                                 "executing change set {} as {}",
                                 r.detail["change_set"].as_str().unwrap_or("?"),
@@ -264,7 +311,10 @@ pub async fn run(p: &Promoter<'_>, tenants: &[Tenant], desired: &[DesiredTenant]
                             ),
                             super::LedgerKind::Promoted | super::LedgerKind::RolledBack => format!(
                                 "from {} ({} change(s), risk {})",
-                                match (r.detail["previous_release"].as_str(), r.detail["previous_running"]["state"].as_str()) {
+                                match (
+                                    r.detail["previous_release"].as_str(),
+                                    r.detail["previous_running"]["state"].as_str()
+                                ) {
                                     (Some(prev), _) => short(prev),
                                     (None, Some("unknown")) => "a template that was no stored release",
                                     _ => "nothing",
@@ -272,8 +322,12 @@ pub async fn run(p: &Promoter<'_>, tenants: &[Tenant], desired: &[DesiredTenant]
                                 r.detail["changes"].as_array().map_or(0, Vec::len),
                                 r.detail["risk"].as_str().unwrap_or("-")
                             ),
-                            super::LedgerKind::PromotionFailed => r.detail["error"].as_str().unwrap_or("").lines().next().unwrap_or("").to_string(),
-                            super::LedgerKind::Staged => format!("{} change(s)", r.detail["changes"].as_array().map_or(0, Vec::len)),
+                            super::LedgerKind::PromotionFailed => {
+                                r.detail["error"].as_str().unwrap_or("").lines().next().unwrap_or("").to_string()
+                            }
+                            super::LedgerKind::Staged => {
+                                format!("{} change(s)", r.detail["changes"].as_array().map_or(0, Vec::len))
+                            }
                             super::LedgerKind::Approval => r.detail["via"].as_str().unwrap_or("").to_string(),
                         };
                         crate::out!(
@@ -339,7 +393,14 @@ async fn production_of(p: &Promoter<'_>, t: &Tenant, records: &[super::LedgerRec
         Err(e) => {
             return names
                 .into_iter()
-                .map(|w| ProductionRuns { workload: w, running: None, ledger_release: None, ledger_mismatch: None, recovered: Vec::new(), error: Some(format!("{e:#}")) })
+                .map(|w| ProductionRuns {
+                    workload: w,
+                    running: None,
+                    ledger_release: None,
+                    ledger_mismatch: None,
+                    recovered: Vec::new(),
+                    error: Some(format!("{e:#}")),
+                })
                 .collect()
         }
     };
@@ -347,8 +408,22 @@ async fn production_of(p: &Promoter<'_>, t: &Tenant, records: &[super::LedgerRec
     for w in names {
         let mut ledger = records.to_vec();
         out.push(match p.production_truth(&t.spec.id, &w, &session, &mut ledger, false).await {
-            Ok(truth) => ProductionRuns { workload: w, running: Some(truth.running), ledger_release: truth.ledger_release, ledger_mismatch: truth.mismatch, recovered: truth.recover, error: None },
-            Err(e) => ProductionRuns { workload: w, running: None, ledger_release: None, ledger_mismatch: None, recovered: Vec::new(), error: Some(format!("{e:#}")) },
+            Ok(truth) => ProductionRuns {
+                workload: w,
+                running: Some(truth.running),
+                ledger_release: truth.ledger_release,
+                ledger_mismatch: truth.mismatch,
+                recovered: truth.recover,
+                error: None,
+            },
+            Err(e) => ProductionRuns {
+                workload: w,
+                running: None,
+                ledger_release: None,
+                ledger_mismatch: None,
+                recovered: Vec::new(),
+                error: Some(format!("{e:#}")),
+            },
         });
     }
     out

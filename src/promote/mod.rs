@@ -104,7 +104,6 @@ impl Release {
     pub fn verify(&self) -> bool {
         release_digest(&self.template, &self.parameters) == self.digest
     }
-
 }
 
 /// The first 12 characters of a digest, for display.
@@ -170,7 +169,8 @@ pub struct LedgerRecord {
 impl LedgerRecord {
     /// The record's key: sorted by time, unique by id.
     pub fn key(&self) -> String {
-        let kind = serde_json::to_value(self.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        let kind =
+            serde_json::to_value(self.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
         format!("ledger/{}/{}-{kind}-{}.json", self.tenant, self.at, self.id)
     }
 }
@@ -210,11 +210,15 @@ pub fn verdict(key: &str, body: &serde_json::Value, at: String, source: String) 
     let parts: Vec<&str> = key.split('/').collect();
     let malformed = || "not of the form verdicts/<release>/<check>.json".to_string();
     let [_, release, file] = parts[..] else { return Err(malformed()) };
-    let Some(check) = file.strip_suffix(".json").filter(|c| !c.is_empty() && !release.is_empty()) else { return Err(malformed()) };
+    let Some(check) = file.strip_suffix(".json").filter(|c| !c.is_empty() && !release.is_empty()) else {
+        return Err(malformed());
+    };
     for (field, from_key) in [("check", check), ("release", release)] {
         if let Some(v) = body.get(field).filter(|v| !v.is_null()) {
             if v.as_str() != Some(from_key) {
-                return Err(format!("its body says {field} {v}, its key {from_key}: only the key counts, and they must agree"));
+                return Err(format!(
+                    "its body says {field} {v}, its key {from_key}: only the key counts, and they must agree"
+                ));
             }
         }
     }
@@ -315,14 +319,23 @@ pub fn gates(i: &GateInputs<'_>) -> Vec<Gate> {
     let d = short(i.digest);
     out.push(match i.staged_at {
         Some(at) => Gate { gate: "staged".into(), pass: true, detail: format!("release {d} staged at {at}") },
-        None => Gate { gate: "staged".into(), pass: false, detail: format!("release {d} was never staged: run `tenantry stage`") },
+        None => Gate {
+            gate: "staged".into(),
+            pass: false,
+            detail: format!("release {d} was never staged: run `tenantry stage`"),
+        },
     });
     match &i.staging {
-        None => out.push(Gate { gate: "stack".into(), pass: false, detail: "the staging workload stack does not exist".into() }),
+        None => out.push(Gate {
+            gate: "stack".into(),
+            pass: false,
+            detail: "the staging workload stack does not exist".into(),
+        }),
         Some(s) => {
             // UPDATE_ROLLBACK_COMPLETE is stable too: a later update failed and the stack was
             // rolled back to what it ran before, which the template comparison then shows.
-            let complete = matches!(s.status.as_str(), "CREATE_COMPLETE" | "UPDATE_COMPLETE" | "UPDATE_ROLLBACK_COMPLETE");
+            let complete =
+                matches!(s.status.as_str(), "CREATE_COMPLETE" | "UPDATE_COMPLETE" | "UPDATE_ROLLBACK_COMPLETE");
             // What the stack runs is its template: equal to the artifact byte for byte.
             let runs = s.template_matches;
             let detail = if !runs {
@@ -338,22 +351,46 @@ pub fn gates(i: &GateInputs<'_>) -> Vec<Gate> {
             out.push(Gate { gate: "stack".into(), pass: runs && complete, detail });
             out.push(match &s.in_sync {
                 Ok(true) => Gate { gate: "drift".into(), pass: true, detail: "no drift in staging".into() },
-                Ok(false) => Gate { gate: "drift".into(), pass: false, detail: format!("staging drifted: {}", s.drifted.join(", ")) },
-                Err(why) => Gate { gate: "drift".into(), pass: true, detail: format!("not checked: {why} (the backend cannot tell)") },
+                Ok(false) => Gate {
+                    gate: "drift".into(),
+                    pass: false,
+                    detail: format!("staging drifted: {}", s.drifted.join(", ")),
+                },
+                Err(why) => Gate {
+                    gate: "drift".into(),
+                    pass: true,
+                    detail: format!("not checked: {why} (the backend cannot tell)"),
+                },
             });
         }
     }
     for check in &i.policy.required_checks {
         let gate = format!("check:{check}");
         out.push(match latest_result(i.evidence, check, i.digest) {
-            Some(e) if e.pass => Gate { gate, pass: true, detail: format!("passed at {} ({}){}", e.at, e.source, e.url.as_deref().map(|u| format!(" {u}")).unwrap_or_default()) },
+            Some(e) if e.pass => Gate {
+                gate,
+                pass: true,
+                detail: format!(
+                    "passed at {} ({}){}",
+                    e.at,
+                    e.source,
+                    e.url.as_deref().map(|u| format!(" {u}")).unwrap_or_default()
+                ),
+            },
             Some(e) => Gate {
                 gate,
                 pass: false,
-                detail: format!("failed at {} ({}){}{}", e.at, e.source, e.note.as_deref().map(|n| format!(": {n}")).unwrap_or_default(), e.url.as_deref().map(|u| format!(" {u}")).unwrap_or_default()),
+                detail: format!(
+                    "failed at {} ({}){}{}",
+                    e.at,
+                    e.source,
+                    e.note.as_deref().map(|n| format!(": {n}")).unwrap_or_default(),
+                    e.url.as_deref().map(|u| format!(" {u}")).unwrap_or_default()
+                ),
             },
             None => {
-                let other: Vec<&str> = i.evidence.iter().filter(|e| &e.check == check && e.pass).map(|e| short(&e.release)).collect();
+                let other: Vec<&str> =
+                    i.evidence.iter().filter(|e| &e.check == check && e.pass).map(|e| short(&e.release)).collect();
                 let detail = if other.is_empty() {
                     format!("no result for release {d}")
                 } else {
@@ -365,22 +402,34 @@ pub fn gates(i: &GateInputs<'_>) -> Vec<Gate> {
     }
     let soak = i.policy.soak_seconds() as i64;
     out.push(match i.staged_at.and_then(|at| seconds_between(at, i.now)) {
-        Some(elapsed) if elapsed >= soak => Gate { gate: "soak".into(), pass: true, detail: format!("staged {elapsed} s ago (soak {soak} s)") },
-        Some(elapsed) => Gate { gate: "soak".into(), pass: false, detail: format!("staged {elapsed} s ago; the soak time is {soak} s ({} s to go)", soak - elapsed) },
+        Some(elapsed) if elapsed >= soak => {
+            Gate { gate: "soak".into(), pass: true, detail: format!("staged {elapsed} s ago (soak {soak} s)") }
+        }
+        Some(elapsed) => Gate {
+            gate: "soak".into(),
+            pass: false,
+            detail: format!("staged {elapsed} s ago; the soak time is {soak} s ({} s to go)", soak - elapsed),
+        },
         None => Gate { gate: "soak".into(), pass: false, detail: "not staged".into() },
     });
     let broken: Vec<String> = i
         .baseline
         .iter()
         .filter(|(_, (running, want))| running.as_deref() != Some(want.as_str()))
-        .map(|(env, (running, want))| format!("{env} runs {} (wanted {})", running.as_deref().map(short).unwrap_or("nothing"), short(want)))
+        .map(|(env, (running, want))| {
+            format!("{env} runs {} (wanted {})", running.as_deref().map(short).unwrap_or("nothing"), short(want))
+        })
         .collect();
     out.push(if broken.is_empty() && !i.baseline.is_empty() {
         Gate { gate: "parity".into(), pass: true, detail: "production and staging run the current baseline".into() }
     } else if i.baseline.is_empty() {
         Gate { gate: "parity".into(), pass: false, detail: "no baseline found".into() }
     } else {
-        Gate { gate: "parity".into(), pass: false, detail: format!("the twins differ: {} (run `tenantry apply`)", broken.join("; ")) }
+        Gate {
+            gate: "parity".into(),
+            pass: false,
+            detail: format!("the twins differ: {} (run `tenantry apply`)", broken.join("; ")),
+        }
     });
     out
 }
@@ -414,7 +463,10 @@ pub fn classify(changes: &[ResourceChange], policy: &PromotionPolicy) -> (Risk, 
         } else if matches!(c.replacement.as_str(), "True" | "Conditional") {
             reasons.push(format!("{what}: replacement {}", c.replacement));
         }
-        if c.resource_type.starts_with("AWS::IAM::") || c.resource_type.starts_with("AWS::KMS::") || c.resource_type.ends_with("Policy") {
+        if c.resource_type.starts_with("AWS::IAM::")
+            || c.resource_type.starts_with("AWS::KMS::")
+            || c.resource_type.ends_with("Policy")
+        {
             reasons.push(format!("{what}: IAM, KMS or policy change"));
         }
         if let Some(p) = policy.high_risk_resource_types.iter().find(|p| type_matches(p, &c.resource_type)) {
@@ -439,14 +491,16 @@ pub fn promotion_stack<'r>(history: &[&'r LedgerRecord]) -> Vec<&'r str> {
     for r in history {
         match r.kind {
             LedgerKind::Promoted if stack.last() != Some(&r.release.as_str()) => stack.push(&r.release),
-            LedgerKind::RolledBack => match stack[..stack.len().saturating_sub(1)].iter().rposition(|s| *s == r.release) {
-                // Back to a release below the top: what was promoted after it is off the stack
-                // (one level for a rollback, more when production went back further).
-                Some(i) => stack.truncate(i + 1),
-                // Back to a release the stack does not hold (older ledgers): it becomes the top.
-                None if stack.last() != Some(&r.release.as_str()) => stack.push(&r.release),
-                None => {}
-            },
+            LedgerKind::RolledBack => {
+                match stack[..stack.len().saturating_sub(1)].iter().rposition(|s| *s == r.release) {
+                    // Back to a release below the top: what was promoted after it is off the stack
+                    // (one level for a rollback, more when production went back further).
+                    Some(i) => stack.truncate(i + 1),
+                    // Back to a release the stack does not hold (older ledgers): it becomes the top.
+                    None if stack.last() != Some(&r.release.as_str()) => stack.push(&r.release),
+                    None => {}
+                }
+            }
             _ => {}
         }
     }
@@ -494,7 +548,9 @@ impl Running {
     /// The stack's status, when there is a stack that ran something.
     pub fn stack_status(&self) -> Option<&str> {
         match self {
-            Running::Release { stack_status, .. } | Running::Unknown { stack_status, .. } | Running::Busy { stack_status } => Some(stack_status),
+            Running::Release { stack_status, .. }
+            | Running::Unknown { stack_status, .. }
+            | Running::Busy { stack_status } => Some(stack_status),
             Running::Absent => None,
         }
     }
@@ -545,9 +601,17 @@ pub struct LedgerTruth {
 /// `detail.intent`) and that came after the last `promoted` or `rolled_back` record (an older
 /// one was overtaken by a later change of production), oldest first.
 pub fn pending_intents<'r>(history: &[&'r LedgerRecord]) -> Vec<&'r LedgerRecord> {
-    let answered: std::collections::BTreeSet<&str> = history.iter().filter_map(|r| r.detail.get("intent").and_then(|v| v.as_str())).collect();
-    let since = history.iter().rposition(|r| matches!(r.kind, LedgerKind::Promoted | LedgerKind::RolledBack)).map_or(0, |i| i + 1);
-    history[since..].iter().copied().filter(|r| r.kind == LedgerKind::Executing && !answered.contains(r.id.as_str())).collect()
+    let answered: std::collections::BTreeSet<&str> =
+        history.iter().filter_map(|r| r.detail.get("intent").and_then(|v| v.as_str())).collect();
+    let since = history
+        .iter()
+        .rposition(|r| matches!(r.kind, LedgerKind::Promoted | LedgerKind::RolledBack))
+        .map_or(0, |i| i + 1);
+    history[since..]
+        .iter()
+        .copied()
+        .filter(|r| r.kind == LedgerKind::Executing && !answered.contains(r.id.as_str()))
+        .collect()
 }
 
 /// Compares one workload's ledger (`history`, oldest first) with what its production stack runs,
@@ -619,14 +683,20 @@ pub fn ledger_truth(history: &[&LedgerRecord], running: &Running) -> LedgerTruth
         }
         Running::Absent => {
             if let Some(r) = &ledger_release {
-                mismatch = Some(format!("the ledger says production runs release {}; production has no workload stack", short(r)));
+                mismatch = Some(format!(
+                    "the ledger says production runs release {}; production has no workload stack",
+                    short(r)
+                ));
             }
             for i in &pending {
                 recover.push(failed_intent(i, running));
             }
         }
         Running::Unknown { .. } => {
-            mismatch = Some(format!("the ledger says production runs {said}; the production stack runs {}", running.describe()));
+            mismatch = Some(format!(
+                "the ledger says production runs {said}; the production stack runs {}",
+                running.describe()
+            ));
         }
     }
     let unfinished: Vec<String> = recover
@@ -659,7 +729,10 @@ fn failed_here<'r>(history: &[&'r LedgerRecord], release: &str) -> Option<&'r Le
     history.iter().rev().copied().find(|i| {
         i.kind == LedgerKind::Executing
             && i.release == release
-            && history.iter().any(|o| o.kind == LedgerKind::PromotionFailed && o.detail.get("intent").and_then(|v| v.as_str()) == Some(i.id.as_str()))
+            && history.iter().any(|o| {
+                o.kind == LedgerKind::PromotionFailed
+                    && o.detail.get("intent").and_then(|v| v.as_str()) == Some(i.id.as_str())
+            })
     })
 }
 
@@ -679,7 +752,11 @@ fn failed_intent(intent: &LedgerRecord, running: &Running) -> Recovery {
 /// The release production runs, as the ledger records it: the last promotion or rollback of the
 /// workload (`history` oldest first).
 pub fn current_release(history: &[&LedgerRecord]) -> Option<String> {
-    history.iter().rev().find(|r| matches!(r.kind, LedgerKind::Promoted | LedgerKind::RolledBack)).map(|r| r.release.clone())
+    history
+        .iter()
+        .rev()
+        .find(|r| matches!(r.kind, LedgerKind::Promoted | LedgerKind::RolledBack))
+        .map(|r| r.release.clone())
 }
 
 /// Whether an approval of `release` covers a promotion now: it was recorded after production last

@@ -9,8 +9,8 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use super::{
-    classify, gates, ledger_truth, rollback_target, short, workload_stack, Evidence, Gate, GateInputs, LedgerKind, LedgerRecord,
-    LedgerTruth, Recovery, Release, Risk, Running, StagingStack, LEDGER_SCHEMA,
+    classify, gates, ledger_truth, rollback_target, short, workload_stack, Evidence, Gate, GateInputs, LedgerKind,
+    LedgerRecord, LedgerTruth, Recovery, Release, Risk, Running, StagingStack, LEDGER_SCHEMA,
 };
 use crate::apply::Engine;
 use crate::aws::cfn::{self, ResourceChange};
@@ -203,13 +203,20 @@ impl Promoter<'_> {
             record = self.engine.rebuild_record(desired, held).await?;
         }
         let rec = record.accounts.get(&env);
-        let id = rec
-            .and_then(|r| r.account_id.clone())
-            .with_context(|| format!("tenant {} has no {env} account yet: run `tenantry apply` first", tenant.spec.id))?;
+        let id = rec.and_then(|r| r.account_id.clone()).with_context(|| {
+            format!("tenant {} has no {env} account yet: run `tenantry apply` first", tenant.spec.id)
+        })?;
         let claim = desired.claim(env, rec);
         let verified = VerifiedAccount::verify_live(&self.engine.clients.org, &claim, &id).await?;
         let s = &self.engine.settings;
-        MemberSession::assume(&self.engine.clients, &verified, &s.access_role, &s.home_region, Duration::from_secs(s.assume_role_timeout_seconds)).await
+        MemberSession::assume(
+            &self.engine.clients,
+            &verified,
+            &s.access_role,
+            &s.home_region,
+            Duration::from_secs(s.assume_role_timeout_seconds),
+        )
+        .await
     }
 
     /// Runs `work` under `tenant`'s lease, the one `apply` and `reconcile` take too, so that one
@@ -219,7 +226,11 @@ impl Promoter<'_> {
     pub async fn leased<T>(&self, tenant: &str, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
         crate::shutdown::check(format!("taking the lease of tenant {tenant}"))?;
         let s = &self.engine.settings;
-        let lease = self.engine.store.acquire_lease(tenant, Duration::from_secs(s.lease_ttl_seconds), Duration::from_secs(s.lease_wait_seconds)).await?;
+        let lease = self
+            .engine
+            .store
+            .acquire_lease(tenant, Duration::from_secs(s.lease_ttl_seconds), Duration::from_secs(s.lease_wait_seconds))
+            .await?;
         self.held.lock().unwrap_or_else(|p| p.into_inner()).insert(tenant.to_string(), lease.guard());
         let result = work.await;
         self.held.lock().unwrap_or_else(|p| p.into_inner()).remove(tenant);
@@ -246,7 +257,14 @@ impl Promoter<'_> {
 
     /// A new ledger record (not stored), timed by this host's clock (`at`; the order that counts is
     /// the bucket's, see [`LedgerRecord::stored_at`]).
-    fn draft(&self, tenant: &str, kind: LedgerKind, workload: Option<&str>, release: &str, detail: serde_json::Value) -> LedgerRecord {
+    fn draft(
+        &self,
+        tenant: &str,
+        kind: LedgerKind,
+        workload: Option<&str>,
+        release: &str,
+        detail: serde_json::Value,
+    ) -> LedgerRecord {
         LedgerRecord {
             schema: LEDGER_SCHEMA.into(),
             stored_at: String::new(),
@@ -268,7 +286,14 @@ impl Promoter<'_> {
     }
 
     /// Appends a record to the tenant's ledger (`PutObject` with `If-None-Match: *`).
-    pub async fn append(&self, tenant: &str, kind: LedgerKind, workload: Option<&str>, release: &str, detail: serde_json::Value) -> Result<LedgerRecord> {
+    pub async fn append(
+        &self,
+        tenant: &str,
+        kind: LedgerKind,
+        workload: Option<&str>,
+        release: &str,
+        detail: serde_json::Value,
+    ) -> Result<LedgerRecord> {
         let rec = self.draft(tenant, kind, workload, release, detail);
         self.store_record(&rec).await?;
         Ok(rec)
@@ -281,7 +306,14 @@ impl Promoter<'_> {
     /// release of the workload that `ledger` names, newest first (`GetObject` each until one
     /// matches). Errors: AWS calls failing, an artifact that cannot be read (one that does not
     /// exist is skipped).
-    pub async fn running(&self, session: &MemberSession, tenant: &str, workload: &str, ledger: &[LedgerRecord], hint: Option<&str>) -> Result<Running> {
+    pub async fn running(
+        &self,
+        session: &MemberSession,
+        tenant: &str,
+        workload: &str,
+        ledger: &[LedgerRecord],
+        hint: Option<&str>,
+    ) -> Result<Running> {
         let stack = workload_stack(workload);
         let Some(s) = cfn::describe(&session.cfn, &stack).await? else { return Ok(Running::Absent) };
         match s.status.as_str() {
@@ -315,7 +347,14 @@ impl Promoter<'_> {
     /// what happened (marked `"recovered": true`, said on stderr). The records are added to
     /// `ledger` either way, so that later decisions of the run see them. Call it only under the
     /// tenant's lease when `write`.
-    pub async fn production_truth(&self, tenant: &str, workload: &str, prod: &MemberSession, ledger: &mut Vec<LedgerRecord>, write: bool) -> Result<LedgerTruth> {
+    pub async fn production_truth(
+        &self,
+        tenant: &str,
+        workload: &str,
+        prod: &MemberSession,
+        ledger: &mut Vec<LedgerRecord>,
+        write: bool,
+    ) -> Result<LedgerTruth> {
         let running = self.running(prod, tenant, workload, ledger, None).await?;
         let history: Vec<&LedgerRecord> = ledger.iter().filter(|r| r.workload.as_deref() == Some(workload)).collect();
         let truth = ledger_truth(&history, &running);
@@ -332,10 +371,18 @@ impl Promoter<'_> {
             if write {
                 if let (LedgerKind::PromotionFailed, Some(intent)) = (r.kind, &r.intent) {
                     // Its change set was never carried out: nobody may execute it later.
-                    let name = ledger.iter().find(|i| &i.id == intent).and_then(|i| i.detail["change_set"].as_str().map(str::to_string));
+                    let name = ledger
+                        .iter()
+                        .find(|i| &i.id == intent)
+                        .and_then(|i| i.detail["change_set"].as_str().map(str::to_string));
                     if let Some(name) = name {
                         if let Err(e) = cfn::delete_change_set(&prod.cfn, &workload_stack(workload), &name).await {
-                            tracing::warn!(tenant, workload, change_set = name, "could not delete the change set that was not carried out: {e:#}");
+                            tracing::warn!(
+                                tenant,
+                                workload,
+                                change_set = name,
+                                "could not delete the change set that was not carried out: {e:#}"
+                            );
                         }
                     }
                 }
@@ -356,7 +403,8 @@ impl Promoter<'_> {
                 continue;
             }
             let Some(bytes) = self.engine.store.get_bytes(&key).await? else { continue };
-            let mut rec: LedgerRecord = serde_json::from_slice(&bytes).with_context(|| format!("ledger record {key} is not valid"))?;
+            let mut rec: LedgerRecord =
+                serde_json::from_slice(&bytes).with_context(|| format!("ledger record {key} is not valid"))?;
             rec.stored_at = stored_at;
             out.push(rec);
         }
@@ -417,12 +465,25 @@ impl Promoter<'_> {
         let mut ledger: Option<Vec<LedgerRecord>> = None;
         let mut out = Vec::new();
         for w in names {
-            let release = Release::render(tenant, &w, self.renderer, &self.engine.settings.home_region, self.management_account_id)
-                .map_err(|e| anyhow::anyhow!("{}: workloads.{w}: {e}", tenant.path.display()))?;
+            let release = Release::render(
+                tenant,
+                &w,
+                self.renderer,
+                &self.engine.settings.home_region,
+                self.management_account_id,
+            )
+            .map_err(|e| anyhow::anyhow!("{}: workloads.{w}: {e}", tenant.path.display()))?;
             self.store_artifact(&release).await?;
             let (status, changes) = self.deploy(&session, tenant, &release, Environment::Staging).await?;
             let status = if status == "deployed" {
-                self.append(&tenant.spec.id, LedgerKind::Staged, Some(&w), &release.digest, serde_json::json!({ "changes": changes })).await?;
+                self.append(
+                    &tenant.spec.id,
+                    LedgerKind::Staged,
+                    Some(&w),
+                    &release.digest,
+                    serde_json::json!({ "changes": changes }),
+                )
+                .await?;
                 "staged".to_string()
             } else {
                 // Staging already runs it. If the ledger's last `staged` record of the workload is
@@ -432,12 +493,23 @@ impl Promoter<'_> {
                     Some(l) => l,
                     None => ledger.insert(self.ledger(&tenant.spec.id).await?),
                 };
-                let last = ledger.iter().rev().find(|r| r.kind == LedgerKind::Staged && r.workload.as_deref() == Some(w.as_str()));
+                let last = ledger
+                    .iter()
+                    .rev()
+                    .find(|r| r.kind == LedgerKind::Staged && r.workload.as_deref() == Some(w.as_str()));
                 let runs = self.running(&session, &tenant.spec.id, &w, ledger, Some(&release.digest)).await?;
-                if last.map(|r| r.release.as_str()) != Some(release.digest.as_str()) && runs.release() == Some(release.digest.as_str()) {
+                if last.map(|r| r.release.as_str()) != Some(release.digest.as_str())
+                    && runs.release() == Some(release.digest.as_str())
+                {
                     let note = "staging runs this release (its template is the artifact byte for byte), and the ledger had no record of it";
                     let rec = self
-                        .append(&tenant.spec.id, LedgerKind::Staged, Some(&w), &release.digest, serde_json::json!({ "changes": [], "recovered": true, "note": note }))
+                        .append(
+                            &tenant.spec.id,
+                            LedgerKind::Staged,
+                            Some(&w),
+                            &release.digest,
+                            serde_json::json!({ "changes": [], "recovered": true, "note": note }),
+                        )
                         .await?;
                     eprintln!("ledger: tenant {} workload {w}: recorded {} ({note})", tenant.spec.id, rec.key());
                     "staged (recovered)".to_string()
@@ -452,7 +524,13 @@ impl Promoter<'_> {
 
     /// Creates, executes and waits for a change set deploying `release` in one account. Returns
     /// (`deployed` | `unchanged`, changes).
-    async fn deploy(&self, session: &MemberSession, tenant: &Tenant, release: &Release, env: Environment) -> Result<(String, Vec<ResourceChange>)> {
+    async fn deploy(
+        &self,
+        session: &MemberSession,
+        tenant: &Tenant,
+        release: &Release,
+        env: Environment,
+    ) -> Result<(String, Vec<ResourceChange>)> {
         crate::shutdown::check(format!("{env}: change set for release {}", short(&release.digest)))?;
         let (preview, _) = self.preview(session, tenant, release, env, false).await?;
         if !preview.executable {
@@ -466,13 +544,27 @@ impl Promoter<'_> {
             self.discard(session, &workload_stack(&release.workload), &preview).await?;
             return Err(why);
         }
-        cfn::execute_change_set(&session.cfn, &workload_stack(&release.workload), &preview.name, preview.creates_stack, self.timeout()).await?;
+        cfn::execute_change_set(
+            &session.cfn,
+            &workload_stack(&release.workload),
+            &preview.name,
+            preview.creates_stack,
+            self.timeout(),
+        )
+        .await?;
         Ok(("deployed".into(), preview.changes))
     }
 
     /// Creates the change set of `release` in `env` (not executed). Returns it and the release
     /// the stack ran before.
-    async fn preview(&self, session: &MemberSession, tenant: &Tenant, release: &Release, env: Environment, dry_run: bool) -> Result<(cfn::ChangeSetPreview, Option<String>)> {
+    async fn preview(
+        &self,
+        session: &MemberSession,
+        tenant: &Tenant,
+        release: &Release,
+        env: Environment,
+        dry_run: bool,
+    ) -> Result<(cfn::ChangeSetPreview, Option<String>)> {
         let stack = workload_stack(&release.workload);
         let current = cfn::describe(&session.cfn, &stack).await?;
         let previous = current.as_ref().and_then(|s| s.tags.get(tags::RELEASE).cloned());
@@ -512,14 +604,28 @@ impl Promoter<'_> {
         stack_tags.insert(tags::RELEASE.into(), release.digest.clone());
         let name = format!("tenantry-{}-{}", short(&release.digest), &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let source = cfn::template_source(session, &release.template).await?;
-        let preview = match cfn::create_change_set(&session.cfn, &stack, &name, creates, &source, &params, &stack_tags, self.timeout()).await {
+        let request = cfn::ChangeSetRequest {
+            stack: &stack,
+            name: &name,
+            creates_stack: creates,
+            template: &source,
+            parameters: &params,
+            tags: &stack_tags,
+        };
+        let preview = match cfn::create_change_set(&session.cfn, &request, self.timeout()).await {
             Ok(p) => p,
             Err(e) => {
                 if e.downcast_ref::<crate::shutdown::Interrupted>().is_some() {
                     // Stopped while it was being made ready: it is never executed, so it goes
                     // (with the empty stack a CREATE change set made).
                     let _ = cfn::delete_change_set(&session.cfn, &stack, &name).await;
-                    if creates && cfn::describe(&session.cfn, &stack).await.ok().flatten().is_some_and(|s| s.status == "REVIEW_IN_PROGRESS") {
+                    if creates
+                        && cfn::describe(&session.cfn, &stack)
+                            .await
+                            .ok()
+                            .flatten()
+                            .is_some_and(|s| s.status == "REVIEW_IN_PROGRESS")
+                    {
                         // (Its wait ends at once: a stop was requested.)
                         let _ = cfn::delete(&session.cfn, &stack, self.timeout()).await;
                     }
@@ -541,7 +647,9 @@ impl Promoter<'_> {
     /// at most `stack_timeout_seconds`), so that nothing of an attempt stays behind.
     async fn discard(&self, session: &MemberSession, stack: &str, preview: &cfn::ChangeSetPreview) -> Result<()> {
         cfn::delete_change_set(&session.cfn, stack, &preview.name).await?;
-        if preview.creates_stack && cfn::describe(&session.cfn, stack).await?.is_some_and(|s| s.status == "REVIEW_IN_PROGRESS") {
+        if preview.creates_stack
+            && cfn::describe(&session.cfn, stack).await?.is_some_and(|s| s.status == "REVIEW_IN_PROGRESS")
+        {
             cfn::delete(&session.cfn, stack, self.timeout()).await?;
         }
         Ok(())
@@ -574,14 +682,24 @@ impl Promoter<'_> {
             let page = page.map_err(|e| crate::aws::aws_error("s3:ListObjectsV2", e))?;
             for obj in page.contents.unwrap_or_default() {
                 let Some(key) = obj.key else { continue };
-                let got = staging.s3.get_object().bucket(bucket).key(&key).send().await.map_err(|e| crate::aws::aws_error("s3:GetObject", e))?;
+                let got = staging
+                    .s3
+                    .get_object()
+                    .bucket(bucket)
+                    .key(&key)
+                    .send()
+                    .await
+                    .map_err(|e| crate::aws::aws_error("s3:GetObject", e))?;
                 let bytes = got.body.collect().await.context("reading evidence")?.into_bytes();
                 let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
                     tracing::warn!(bucket, key, "evidence object is not JSON; ignored");
                     continue;
                 };
                 // Ordered by when S3 received it, never by a time the object claims.
-                let at = obj.last_modified.and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok()).unwrap_or_default();
+                let at = obj
+                    .last_modified
+                    .and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok())
+                    .unwrap_or_default();
                 match super::verdict(&key, &v, at, format!("s3://{bucket}/{key}")) {
                     Ok(e) => out.push(e),
                     Err(why) => tracing::warn!(bucket, key, "verdict ignored: {why}"),
@@ -592,7 +710,15 @@ impl Promoter<'_> {
     }
 
     /// `tenantry evidence`: records a check result for a release.
-    pub async fn record_evidence(&self, tenant: &Tenant, release: &str, check: &str, pass: bool, url: Option<&str>, note: Option<&str>) -> Result<LedgerRecord> {
+    pub async fn record_evidence(
+        &self,
+        tenant: &Tenant,
+        release: &str,
+        check: &str,
+        pass: bool,
+        url: Option<&str>,
+        note: Option<&str>,
+    ) -> Result<LedgerRecord> {
         let digest = self.resolve(&tenant.spec.id, release).await?;
         let artifact = self.artifact(&tenant.spec.id, &digest).await?;
         if !tenant.spec.promotion.required_checks.iter().any(|c| c == check) {
@@ -635,7 +761,13 @@ impl Promoter<'_> {
     }
 
     /// The release to look at: the given one, else the workload's latest staged release.
-    async fn pick(&self, tenant: &Tenant, workload: &str, release: Option<&str>, ledger: &[LedgerRecord]) -> Result<String> {
+    async fn pick(
+        &self,
+        tenant: &Tenant,
+        workload: &str,
+        release: Option<&str>,
+        ledger: &[LedgerRecord],
+    ) -> Result<String> {
         match release {
             Some(r) => self.resolve(&tenant.spec.id, r).await,
             None => ledger
@@ -643,13 +775,24 @@ impl Promoter<'_> {
                 .rev()
                 .find(|r| r.kind == LedgerKind::Staged && r.workload.as_deref() == Some(workload))
                 .map(|r| r.release.clone())
-                .with_context(|| format!("workload {workload} of {} was never staged: run `tenantry stage {}`", tenant.spec.id, tenant.spec.id)),
+                .with_context(|| {
+                    format!(
+                        "workload {workload} of {} was never staged: run `tenantry stage {}`",
+                        tenant.spec.id, tenant.spec.id
+                    )
+                }),
         }
     }
 
     /// `tenantry converged`: every gate of a workload's release, and what production runs (read
     /// from its stack; a ledger that disagrees is reported, nothing is written).
-    pub async fn converged(&self, tenant: &Tenant, desired: &DesiredTenant, workload: &str, release: Option<&str>) -> Result<Convergence> {
+    pub async fn converged(
+        &self,
+        tenant: &Tenant,
+        desired: &DesiredTenant,
+        workload: &str,
+        release: Option<&str>,
+    ) -> Result<Convergence> {
         let mut ledger = self.ledger(&tenant.spec.id).await?;
         let digest = self.pick(tenant, workload, release, &ledger).await?;
         let production = self.session(tenant, Environment::Production).await?;
@@ -658,7 +801,16 @@ impl Promoter<'_> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn gates_of(&self, tenant: &Tenant, desired: &DesiredTenant, workload: &str, digest: &str, ledger: &[LedgerRecord], production: &MemberSession, truth: LedgerTruth) -> Result<Convergence> {
+    async fn gates_of(
+        &self,
+        tenant: &Tenant,
+        desired: &DesiredTenant,
+        workload: &str,
+        digest: &str,
+        ledger: &[LedgerRecord],
+        production: &MemberSession,
+        truth: LedgerTruth,
+    ) -> Result<Convergence> {
         let digest = digest.to_string();
         let artifact = self.artifact(&tenant.spec.id, &digest).await?;
         let staging = self.session(tenant, Environment::Staging).await?;
@@ -669,7 +821,9 @@ impl Promoter<'_> {
                 let (in_sync, drifted) = if s.status.ends_with("_COMPLETE") {
                     match cfn::detect_drift(&staging.cfn, &stack, self.timeout().min(Duration::from_secs(600))).await? {
                         ResourceDrift::InSync => (Ok(true), Vec::new()),
-                        ResourceDrift::Drifted(list) => (Ok(false), list.iter().map(|d| format!("{} {}", d.logical_id, d.status)).collect()),
+                        ResourceDrift::Drifted(list) => {
+                            (Ok(false), list.iter().map(|d| format!("{} {}", d.logical_id, d.status)).collect())
+                        }
                         ResourceDrift::Unsupported(why) => (Err(why), Vec::new()),
                         ResourceDrift::NotChecked => (Err("not checked".to_string()), Vec::new()),
                     }
@@ -678,7 +832,11 @@ impl Promoter<'_> {
                 };
                 let template_matches = body.as_deref() == Some(artifact.template.as_str());
                 // Say what staging runs instead, read from its template (never from its tag).
-                let release = if template_matches { None } else { Some(self.running(&staging, &tenant.spec.id, workload, ledger, None).await?.describe()) };
+                let release = if template_matches {
+                    None
+                } else {
+                    Some(self.running(&staging, &tenant.spec.id, workload, ledger, None).await?.describe())
+                };
                 Some(StagingStack { status: s.status.clone(), release, template_matches, in_sync, drifted })
             }
             _ => None,
@@ -721,15 +879,28 @@ impl Promoter<'_> {
 
     /// `tenantry promote` for one workload: gates, the stored artifact verified, a production
     /// change set previewed and classified, approval, execution, ledger. The ledger is read once.
-    pub async fn promote(&self, tenant: &Tenant, desired: &DesiredTenant, workload: &str, release: Option<&str>, dry_run: bool, approve: bool) -> Result<Promotion> {
+    pub async fn promote(
+        &self,
+        tenant: &Tenant,
+        desired: &DesiredTenant,
+        workload: &str,
+        release: Option<&str>,
+        dry_run: bool,
+        approve: bool,
+    ) -> Result<Promotion> {
         crate::shutdown::check(format!("promoting workload {workload} of {}", tenant.spec.id))?;
         let mut ledger = self.ledger(&tenant.spec.id).await?;
         let prod = self.session(tenant, Environment::Production).await?;
         let truth = self.production_truth(&tenant.spec.id, workload, &prod, &mut ledger, !dry_run).await?;
-        let never_staged = release.is_none() && !ledger.iter().any(|r| r.kind == LedgerKind::Staged && r.workload.as_deref() == Some(workload));
+        let never_staged = release.is_none()
+            && !ledger.iter().any(|r| r.kind == LedgerKind::Staged && r.workload.as_deref() == Some(workload));
         if never_staged {
             let mut p = Promotion::new(&tenant.spec.id, workload, "").with_truth(&truth, !dry_run);
-            p.gates = vec![Gate { gate: "staged".into(), pass: false, detail: format!("workload {workload} was never staged: run `tenantry stage {}`", tenant.spec.id) }];
+            p.gates = vec![Gate {
+                gate: "staged".into(),
+                pass: false,
+                detail: format!("workload {workload} was never staged: run `tenantry stage {}`", tenant.spec.id),
+            }];
             p.error = Some("nothing to promote: no staged release".into());
             return Ok(p);
         }
@@ -739,7 +910,8 @@ impl Promoter<'_> {
         p.gates = conv.gates;
         if !conv.converged {
             p.status = PromotionStatus::Refused;
-            let failing: Vec<String> = p.gates.iter().filter(|g| !g.pass).map(|g| format!("{}: {}", g.gate, g.detail)).collect();
+            let failing: Vec<String> =
+                p.gates.iter().filter(|g| !g.pass).map(|g| format!("{}: {}", g.gate, g.detail)).collect();
             p.error = Some(format!("release {} is not converged: {}", short(&p.release), failing.join("; ")));
             return Ok(p);
         }
@@ -763,7 +935,10 @@ impl Promoter<'_> {
         let Some(target) = rollback_target(&history) else {
             let mut p = Promotion::new(&tenant.spec.id, workload, "").with_truth(&truth, !dry_run);
             p.rollback = true;
-            p.error = Some(format!("workload {workload} of {} has no earlier promoted release to go back to", tenant.spec.id));
+            p.error = Some(format!(
+                "workload {workload} of {} has no earlier promoted release to go back to",
+                tenant.spec.id
+            ));
             return Ok(p);
         };
         let mut p = Promotion::new(&tenant.spec.id, workload, &target).with_truth(&truth, !dry_run);
@@ -783,12 +958,19 @@ impl Promoter<'_> {
             p.gates.push(Gate {
                 gate: format!("check:{check}"),
                 pass: !failed,
-                detail: if failed { format!("its latest result for release {} is a failure", short(&target)) } else { "no failing result".into() },
+                detail: if failed {
+                    format!("its latest result for release {} is a failure", short(&target))
+                } else {
+                    "no failing result".into()
+                },
             });
         }
         if p.gates.iter().any(|g| !g.pass) {
             p.status = PromotionStatus::Refused;
-            p.error = Some(format!("release {} has a failing check since it was promoted; promote a fixed release instead", short(&target)));
+            p.error = Some(format!(
+                "release {} has a failing check since it was promoted; promote a fixed release instead",
+                short(&target)
+            ));
             return Ok(p);
         }
         self.to_production(tenant, &prod, p, &history, dry_run, approve, LedgerKind::RolledBack).await
@@ -800,10 +982,22 @@ impl Promoter<'_> {
     /// what production runs. `p.previous_release` is what the production stack runs (read by
     /// the caller, never taken from the ledger).
     #[allow(clippy::too_many_arguments)]
-    async fn to_production(&self, tenant: &Tenant, prod: &MemberSession, mut p: Promotion, history: &[&LedgerRecord], dry_run: bool, approve: bool, kind: LedgerKind) -> Result<Promotion> {
+    async fn to_production(
+        &self,
+        tenant: &Tenant,
+        prod: &MemberSession,
+        mut p: Promotion,
+        history: &[&LedgerRecord],
+        dry_run: bool,
+        approve: bool,
+        kind: LedgerKind,
+    ) -> Result<Promotion> {
         crate::shutdown::check(format!("production: change set for release {}", short(&p.release)))?;
         if let Some(Running::Busy { stack_status }) = &p.running {
-            bail!("the production stack {} is busy ({stack_status}); try again when it settles", workload_stack(&p.workload));
+            bail!(
+                "the production stack {} is busy ({stack_status}); try again when it settles",
+                workload_stack(&p.workload)
+            );
         }
         let artifact = self.artifact(&tenant.spec.id, &p.release).await?;
         let stack = workload_stack(&p.workload);
@@ -829,7 +1023,10 @@ impl Promoter<'_> {
         if let Some(Running::Unknown { .. }) = &p.running {
             // Someone changed production outside tenantry: overwriting that is never routine.
             risk = Risk::High;
-            reasons.push(format!("production runs {}: this change overwrites it", p.running.as_ref().map(Running::describe).unwrap_or_default()));
+            reasons.push(format!(
+                "production runs {}: this change overwrites it",
+                p.running.as_ref().map(Running::describe).unwrap_or_default()
+            ));
         } else if let Some(r) = history
             .iter()
             .rev()
@@ -953,7 +1150,11 @@ impl Promoter<'_> {
                     // The change set was never carried out (its stack was only ever reviewed):
                     // nothing changed in production. Nothing of the attempt is left behind.
                     if let Err(e) = self.discard(prod, &stack, &preview).await {
-                        tracing::warn!(stack, change_set = preview.name, "could not remove the change set that was not carried out: {e:#}");
+                        tracing::warn!(
+                            stack,
+                            change_set = preview.name,
+                            "could not remove the change set that was not carried out: {e:#}"
+                        );
                     }
                     p.stack_status = cfn::describe(&prod.cfn, &stack).await.ok().flatten().map(|s| s.status);
                 } else if after.as_deref().is_some_and(|st| st.ends_with("_IN_PROGRESS")) {
@@ -994,7 +1195,9 @@ pub fn workloads(tenant: &Tenant, only: Option<&str>) -> Result<Vec<String>> {
             tenant.spec.id,
             tenant.spec.workloads.keys().cloned().collect::<Vec<_>>().join(", ")
         ),
-        None if tenant.spec.workloads.is_empty() => bail!("tenant {} declares no workloads ([workloads.<name>] in {})", tenant.spec.id, tenant.path.display()),
+        None if tenant.spec.workloads.is_empty() => {
+            bail!("tenant {} declares no workloads ([workloads.<name>] in {})", tenant.spec.id, tenant.path.display())
+        }
         None => Ok(tenant.spec.workloads.keys().cloned().collect()),
     }
 }
@@ -1002,7 +1205,11 @@ pub fn workloads(tenant: &Tenant, only: Option<&str>) -> Result<Vec<String>> {
 /// The stack parameters of an environment: the tenant file's, and `Environment` set to the
 /// environment's name when the template declares it, whatever the file says (`validate` refuses
 /// a file that sets it: a production stack must never be told it is staging).
-pub fn stack_parameters(template: &str, given: &BTreeMap<String, String>, env: Environment) -> BTreeMap<String, String> {
+pub fn stack_parameters(
+    template: &str,
+    given: &BTreeMap<String, String>,
+    env: Environment,
+) -> BTreeMap<String, String> {
     let mut out = given.clone();
     out.remove(crate::params::STACK_ENVIRONMENT);
     let declares_env = serde_json::from_str::<serde_json::Value>(template)

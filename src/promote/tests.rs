@@ -9,15 +9,34 @@ const D: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
 const OTHER: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 
 fn policy() -> PromotionPolicy {
-    PromotionPolicy { required_checks: vec!["tests".into(), "review".into()], soak: Some("10m".into()), ..Default::default() }
+    PromotionPolicy {
+        required_checks: vec!["tests".into(), "review".into()],
+        soak: Some("10m".into()),
+        ..Default::default()
+    }
 }
 
 fn ev(check: &str, release: &str, pass: bool, at: &str) -> Evidence {
-    Evidence { check: check.into(), release: release.into(), pass, at: at.into(), url: None, note: None, source: "test".into(), seq: None }
+    Evidence {
+        check: check.into(),
+        release: release.into(),
+        pass,
+        at: at.into(),
+        url: None,
+        note: None,
+        source: "test".into(),
+        seq: None,
+    }
 }
 
 fn staging_ok() -> StagingStack {
-    StagingStack { status: "UPDATE_COMPLETE".into(), release: None, template_matches: true, in_sync: Ok(true), drifted: vec![] }
+    StagingStack {
+        status: "UPDATE_COMPLETE".into(),
+        release: None,
+        template_matches: true,
+        in_sync: Ok(true),
+        drifted: vec![],
+    }
 }
 
 fn parity_ok() -> BTreeMap<String, (Option<String>, String)> {
@@ -27,9 +46,22 @@ fn parity_ok() -> BTreeMap<String, (Option<String>, String)> {
     ])
 }
 
-fn failing(evidence: &[Evidence], staging: Option<StagingStack>, now: &str, baseline: BTreeMap<String, (Option<String>, String)>) -> Vec<String> {
+fn failing(
+    evidence: &[Evidence],
+    staging: Option<StagingStack>,
+    now: &str,
+    baseline: BTreeMap<String, (Option<String>, String)>,
+) -> Vec<String> {
     let p = policy();
-    let g = gates(&GateInputs { digest: D, staged_at: Some("2026-01-01T00:00:00Z"), staging, evidence, policy: &p, now, baseline });
+    let g = gates(&GateInputs {
+        digest: D,
+        staged_at: Some("2026-01-01T00:00:00Z"),
+        staging,
+        evidence,
+        policy: &p,
+        now,
+        baseline,
+    });
     g.into_iter().filter(|g| !g.pass).map(|g| g.gate).collect()
 }
 
@@ -88,7 +120,13 @@ fn each_gate_refuses_on_its_own() {
 }
 
 fn change(action: &str, ty: &str, replacement: &str) -> ResourceChange {
-    ResourceChange { action: action.into(), logical_id: "R".into(), resource_type: ty.into(), replacement: replacement.into(), scope: vec![] }
+    ResourceChange {
+        action: action.into(),
+        logical_id: "R".into(),
+        resource_type: ty.into(),
+        replacement: replacement.into(),
+        scope: vec![],
+    }
 }
 
 #[test]
@@ -182,15 +220,35 @@ fn later_failure_wins_and_ties_go_to_the_failure() {
     let p = policy();
     let staged = Some("2026-01-01T00:00:00Z");
     let gate = |e: &[Evidence]| {
-        let g = gates(&GateInputs { digest: D, staged_at: staged, staging: Some(staging_ok()), evidence: e, policy: &p, now: LATER, baseline: parity_ok() });
+        let g = gates(&GateInputs {
+            digest: D,
+            staged_at: staged,
+            staging: Some(staging_ok()),
+            evidence: e,
+            policy: &p,
+            now: LATER,
+            baseline: parity_ok(),
+        });
         g.into_iter().find(|g| g.gate == "check:tests").unwrap().pass
     };
     let review = ev("review", D, true, "2026-01-01T00:00:01Z");
     // Different precisions: a failure at .94 s is later than a pass at the whole second.
-    assert!(!gate(&[ev("tests", D, true, "2026-01-01T00:05:35Z"), ev("tests", D, false, "2026-01-01T00:05:35.94Z"), review.clone()]));
+    assert!(!gate(&[
+        ev("tests", D, true, "2026-01-01T00:05:35Z"),
+        ev("tests", D, false, "2026-01-01T00:05:35.94Z"),
+        review.clone()
+    ]));
     // The same instant: the failure wins.
-    assert!(!gate(&[ev("tests", D, false, "2026-01-01T00:05:35Z"), ev("tests", D, true, "2026-01-01T00:05:35Z"), review.clone()]));
-    assert!(gate(&[ev("tests", D, false, "2026-01-01T00:05:35Z"), ev("tests", D, true, "2026-01-01T00:05:36Z"), review.clone()]));
+    assert!(!gate(&[
+        ev("tests", D, false, "2026-01-01T00:05:35Z"),
+        ev("tests", D, true, "2026-01-01T00:05:35Z"),
+        review.clone()
+    ]));
+    assert!(gate(&[
+        ev("tests", D, false, "2026-01-01T00:05:35Z"),
+        ev("tests", D, true, "2026-01-01T00:05:36Z"),
+        review.clone()
+    ]));
     // Two ledger records in the same second keep the ledger's order: a pass right after a
     // failure counts.
     let ledger = |pass: bool, seq: usize| Evidence { seq: Some(seq), ..ev("tests", D, pass, "2026-01-01T00:05:35Z") };
@@ -203,12 +261,14 @@ fn later_failure_wins_and_ties_go_to_the_failure() {
 #[test]
 fn waves_put_canaries_first_then_chunks() {
     use crate::tenant::Tenant;
-    let t = |id: &str| Tenant {
+    let t = |id: &str| {
+        Tenant {
         spec: toml::from_str(&format!(
             "id = \"{id}\"\nname = \"x\"\n[production]\nemail = \"a@b.co\"\nou = \"X\"\nallowed_regions = [\"us-east-1\"]\n[staging]\nemail = \"c@b.co\"\nou = \"X\"\nallowed_regions = [\"us-east-1\"]\n"
         ))
         .unwrap(),
         path: "x".into(),
+    }
     };
     let all = [t("a"), t("b"), t("c"), t("d"), t("e")];
     let refs: Vec<&Tenant> = all.iter().collect();
@@ -221,14 +281,30 @@ fn waves_put_canaries_first_then_chunks() {
 fn a_verdict_counts_only_for_the_check_and_release_its_key_names() {
     let at = || "2026-11-30T00:00:00Z".to_string();
     let src = || "s3://b/k".to_string();
-    let ok = super::verdict("verdicts/abc/security-audit.json", &serde_json::json!({"result": "pass"}), at(), src()).unwrap();
+    let ok = super::verdict("verdicts/abc/security-audit.json", &serde_json::json!({"result": "pass"}), at(), src())
+        .unwrap();
     assert_eq!((ok.check.as_str(), ok.release.as_str(), ok.pass), ("security-audit", "abc", true));
     // The reviewer's key with the security auditor's check in the body counts for nothing.
-    let forged = super::verdict("verdicts/abc/review.json", &serde_json::json!({"check": "security-audit", "result": "pass"}), at(), src());
+    let forged = super::verdict(
+        "verdicts/abc/review.json",
+        &serde_json::json!({"check": "security-audit", "result": "pass"}),
+        at(),
+        src(),
+    );
     assert!(forged.unwrap_err().contains("only the key counts"));
-    let other_release = super::verdict("verdicts/abc/review.json", &serde_json::json!({"release": "def", "result": "pass"}), at(), src());
+    let other_release = super::verdict(
+        "verdicts/abc/review.json",
+        &serde_json::json!({"release": "def", "result": "pass"}),
+        at(),
+        src(),
+    );
     assert!(other_release.is_err());
-    for key in ["verdicts/abc/x/security-audit.json", "verdicts/security-audit.json", "verdicts/abc/.json", "verdicts/abc/review.txt"] {
+    for key in [
+        "verdicts/abc/x/security-audit.json",
+        "verdicts/security-audit.json",
+        "verdicts/abc/.json",
+        "verdicts/abc/review.txt",
+    ] {
         assert!(super::verdict(key, &serde_json::json!({"result": "pass"}), at(), src()).is_err(), "{key}");
     }
     assert!(super::verdict("verdicts/abc/review.json", &serde_json::json!({"result": "maybe"}), at(), src()).is_err());
@@ -267,7 +343,10 @@ fn a_run_that_died_after_executing_is_recorded_as_what_it_intended() {
     let t = ledger_truth(&[&i1, &a, &i2], &runs("B"));
     assert!(t.mismatch.as_deref().is_some_and(|m| m.contains("release A")), "{t:?}");
     assert_eq!(t.recover.len(), 1);
-    assert_eq!((t.recover[0].kind, t.recover[0].release.as_str(), t.recover[0].intent.as_deref()), (LedgerKind::Promoted, "B", Some("i2")));
+    assert_eq!(
+        (t.recover[0].kind, t.recover[0].release.as_str(), t.recover[0].intent.as_deref()),
+        (LedgerKind::Promoted, "B", Some("i2"))
+    );
     // A rollback that died after executing: recorded as a rollback, so the next rollback does
     // not go forward again.
     let i3 = intent("i3", "C", "promoted");
@@ -277,11 +356,18 @@ fn a_run_that_died_after_executing_is_recorded_as_what_it_intended() {
     let t = ledger_truth(&[&i1, &a, &i2, &b, &i3, &c, &back], &runs("B"));
     // Production runs B, not A: the rollback to A was not carried out; B is below the top of
     // the promotion stack, so production went back to it.
-    assert_eq!(t.recover.iter().map(|r| (r.kind, r.release.as_str())).collect::<Vec<_>>(), [(LedgerKind::RolledBack, "B"), (LedgerKind::PromotionFailed, "A")]);
+    assert_eq!(
+        t.recover.iter().map(|r| (r.kind, r.release.as_str())).collect::<Vec<_>>(),
+        [(LedgerKind::RolledBack, "B"), (LedgerKind::PromotionFailed, "A")]
+    );
     let back_b = intent("i5", "B", "rolled_back");
     let t = ledger_truth(&[&i1, &a, &i2, &b, &i3, &c, &back_b], &runs("B"));
-    assert_eq!(t.recover.iter().map(|r| (r.kind, r.release.as_str())).collect::<Vec<_>>(), [(LedgerKind::RolledBack, "B")]);
-    let mut with: Vec<LedgerRecord> = vec![i1.clone(), a.clone(), i2.clone(), b.clone(), i3.clone(), c.clone(), back_b.clone()];
+    assert_eq!(
+        t.recover.iter().map(|r| (r.kind, r.release.as_str())).collect::<Vec<_>>(),
+        [(LedgerKind::RolledBack, "B")]
+    );
+    let mut with: Vec<LedgerRecord> =
+        vec![i1.clone(), a.clone(), i2.clone(), b.clone(), i3.clone(), c.clone(), back_b.clone()];
     with.push(outcome(LedgerKind::RolledBack, "B", "i5"));
     let refs: Vec<&LedgerRecord> = with.iter().collect();
     assert_eq!(rollback_target(&refs), Some("A".into()), "after the recovered rollback to B, the next goes to A");
@@ -293,8 +379,12 @@ fn a_lost_record_is_recovered_as_a_promotion_and_an_unknown_template_only_report
     let b = rec(LedgerKind::Promoted, "B");
     // B's record deleted: the ledger says A, production runs B.
     let t = ledger_truth(&[&a], &runs("B"));
-    assert_eq!(t.recover.iter().map(|r| (r.kind, r.release.as_str(), r.intent.is_none())).collect::<Vec<_>>(), [(LedgerKind::Promoted, "B", true)]);
-    let t = ledger_truth(&[&a, &b], &Running::Unknown { tag: Some("B".into()), stack_status: "UPDATE_COMPLETE".into() });
+    assert_eq!(
+        t.recover.iter().map(|r| (r.kind, r.release.as_str(), r.intent.is_none())).collect::<Vec<_>>(),
+        [(LedgerKind::Promoted, "B", true)]
+    );
+    let t =
+        ledger_truth(&[&a, &b], &Running::Unknown { tag: Some("B".into()), stack_status: "UPDATE_COMPLETE".into() });
     assert!(t.recover.is_empty());
     assert!(t.mismatch.as_deref().is_some_and(|m| m.contains("no stored release")), "{t:?}");
     let t = ledger_truth(&[&a, &b], &Running::Absent);
@@ -305,7 +395,10 @@ fn a_lost_record_is_recovered_as_a_promotion_and_an_unknown_template_only_report
     assert!(t.recover.is_empty() && t.mismatch.is_none(), "{t:?}");
     // An intent whose release production does not run failed.
     let t = ledger_truth(&[&a, &b, &i], &runs("B"));
-    assert_eq!(t.recover.iter().map(|r| (r.kind, r.release.as_str())).collect::<Vec<_>>(), [(LedgerKind::PromotionFailed, "C")]);
+    assert_eq!(
+        t.recover.iter().map(|r| (r.kind, r.release.as_str())).collect::<Vec<_>>(),
+        [(LedgerKind::PromotionFailed, "C")]
+    );
     assert_eq!(pending_intents(&[&a, &b, &i, &outcome(LedgerKind::PromotionFailed, "C", "i9")]).len(), 0);
 }
 
@@ -315,7 +408,10 @@ fn only_a_difference_is_recorded_and_a_lost_rollback_never_goes_forward() {
     // A rollback from C to B whose records (intent and outcome) were both lost: production runs
     // B, which is below the top: recorded as a rollback, so the next rollback goes to A.
     let t = ledger_truth(&[&a, &b, &c], &runs("B"));
-    assert_eq!(t.recover.iter().map(|r| (r.kind, r.release.as_str())).collect::<Vec<_>>(), [(LedgerKind::RolledBack, "B")]);
+    assert_eq!(
+        t.recover.iter().map(|r| (r.kind, r.release.as_str())).collect::<Vec<_>>(),
+        [(LedgerKind::RolledBack, "B")]
+    );
     let mut back = rec(LedgerKind::RolledBack, "B");
     back.detail = serde_json::json!({ "recovered": true });
     assert_eq!(rollback_target(&[&a, &b, &c, &back]), Some("A".into()));
@@ -336,7 +432,10 @@ fn production_put_back_further_than_one_release_never_makes_a_rollback_go_forwar
     // Production was put back on A outside tenantry (A, B, C promoted): recovered as a rollback
     // to A, and there is nothing before A to go back to, never B.
     let t = ledger_truth(&[&a, &b, &c], &runs("A"));
-    assert_eq!(t.recover.iter().map(|r| (r.kind, r.release.as_str())).collect::<Vec<_>>(), [(LedgerKind::RolledBack, "A")]);
+    assert_eq!(
+        t.recover.iter().map(|r| (r.kind, r.release.as_str())).collect::<Vec<_>>(),
+        [(LedgerKind::RolledBack, "A")]
+    );
     let back_a = rec(LedgerKind::RolledBack, "A");
     assert_eq!(promotion_stack(&[&a, &b, &c, &back_a]), ["A"]);
     assert_eq!(rollback_target(&[&a, &b, &c, &back_a]), None);

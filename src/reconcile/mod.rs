@@ -197,7 +197,13 @@ pub struct Report {
 
 impl Report {
     /// Assembles a report and computes its status and summary.
-    pub fn new(run_id: String, started_at: String, finished_at: String, mut tenants: Vec<TenantReport>, orphans: Vec<Orphan>) -> Report {
+    pub fn new(
+        run_id: String,
+        started_at: String,
+        finished_at: String,
+        mut tenants: Vec<TenantReport>,
+        orphans: Vec<Orphan>,
+    ) -> Report {
         tenants.sort_by(|a, b| a.tenant.cmp(&b.tenant));
         let count = |s: TenantStatus| tenants.iter().filter(|t| t.status == s).count();
         let summary = Summary {
@@ -220,7 +226,19 @@ impl Report {
         } else {
             TenantStatus::InSync
         };
-        Report { schema: REPORT_SCHEMA, run_id, started_at, finished_at, status, summary, tenants, orphans, stored_at: None, store_error: None, api_calls: None }
+        Report {
+            schema: REPORT_SCHEMA,
+            run_id,
+            started_at,
+            finished_at,
+            status,
+            summary,
+            tenants,
+            orphans,
+            stored_at: None,
+            store_error: None,
+            api_calls: None,
+        }
     }
 
     /// Exit code: 0 in sync, 2 drift (or orphans), 1 any error.
@@ -237,7 +255,11 @@ impl Report {
 }
 
 /// The drift items and checks not run of one tenant, from what was observed and planned.
-pub fn assess(desired: &DesiredTenant, observed: &ObservedTenant, plan: &TenantPlan) -> (Vec<DriftItem>, Vec<CheckNotRun>) {
+pub fn assess(
+    desired: &DesiredTenant,
+    observed: &ObservedTenant,
+    plan: &TenantPlan,
+) -> (Vec<DriftItem>, Vec<CheckNotRun>) {
     let mut items = Vec::new();
     let mut not_run = Vec::new();
     for (env, obs) in &observed.accounts {
@@ -246,7 +268,11 @@ pub fn assess(desired: &DesiredTenant, observed: &ObservedTenant, plan: &TenantP
                 environment: Some(*env),
                 kind: "account_refused".into(),
                 resource: account(account_id.as_deref()),
-                expected: format!("an account tagged {}={} that state records for this tenant", tags::TENANT, desired.id),
+                expected: format!(
+                    "an account tagged {}={} that state records for this tenant",
+                    tags::TENANT,
+                    desired.id
+                ),
                 found: reason.clone(),
                 severity: Severity::Critical,
                 action: "none: tenantry will not touch this account; investigate".into(),
@@ -346,20 +372,36 @@ fn account(id: Option<&str>) -> String {
 
 /// Drift items of one planned step.
 fn item_of(step: &Step) -> Vec<DriftItem> {
-    let item = |env: Environment, kind: &str, resource: String, expected: String, found: String, severity: Severity| DriftItem {
-        environment: Some(env),
-        kind: kind.into(),
-        resource,
-        expected,
-        found,
-        severity,
-        action: step.to_string().split_once(": ").map(|(_, a)| a.to_string()).unwrap_or_else(|| step.to_string()),
-        remediable: true,
+    let item = |env: Environment, kind: &str, resource: String, expected: String, found: String, severity: Severity| {
+        DriftItem {
+            environment: Some(env),
+            kind: kind.into(),
+            resource,
+            expected,
+            found,
+            severity,
+            action: step.to_string().split_once(": ").map(|(_, a)| a.to_string()).unwrap_or_else(|| step.to_string()),
+            remediable: true,
+        }
     };
     match step {
-        Step::CreateAccount { environment, email, .. } => vec![item(*environment, "account_missing", format!("account <{email}>"), "an ACTIVE member account".into(), "no account".into(), Severity::Critical)],
+        Step::CreateAccount { environment, email, .. } => vec![item(
+            *environment,
+            "account_missing",
+            format!("account <{email}>"),
+            "an ACTIVE member account".into(),
+            "no account".into(),
+            Severity::Critical,
+        )],
         Step::AwaitAccount { .. } => vec![],
-        Step::RecordAccount { environment, account_id, .. } => vec![item(*environment, "state_missing", account(Some(account_id)), "recorded in the state bucket".into(), "not recorded (state lost or never written)".into(), Severity::Medium)],
+        Step::RecordAccount { environment, account_id, .. } => vec![item(
+            *environment,
+            "state_missing",
+            account(Some(account_id)),
+            "recorded in the state bucket".into(),
+            "not recorded (state lost or never written)".into(),
+            Severity::Medium,
+        )],
         Step::MoveAccount { environment, account_id, from_path, from_parent_id, to_ou_path } => vec![item(
             *environment,
             "account_moved",
@@ -388,19 +430,105 @@ fn item_of(step: &Step) -> Vec<DriftItem> {
             .collect(),
         Step::UntagAccount { environment, account_id, tags } => tags
             .iter()
-            .map(|(k, v)| item(*environment, "tag_unexpected", format!("account {account_id} tag {k}"), "(absent)".into(), v.clone(), Severity::Low))
+            .map(|(k, v)| {
+                item(
+                    *environment,
+                    "tag_unexpected",
+                    format!("account {account_id} tag {k}"),
+                    "(absent)".into(),
+                    v.clone(),
+                    Severity::Low,
+                )
+            })
             .collect(),
-        Step::CreatePolicy { environment, name, .. } => vec![item(*environment, "scp_missing", format!("SCP {name}"), "exists and is attached".into(), "does not exist".into(), Severity::High)],
-        Step::UpdatePolicy { environment, name, digest, .. } => vec![item(*environment, "scp_modified", format!("SCP {name}"), format!("content sha256 {}", &digest[..12.min(digest.len())]), "other content".into(), Severity::High)],
-        Step::AttachPolicy { environment, name } => vec![item(*environment, "scp_detached", format!("SCP {name}"), "attached to the account".into(), "not attached".into(), Severity::High)],
-        Step::RemovePolicy { environment, name, attached, .. } => vec![item(*environment, "scp_unexpected", format!("SCP {name}"), "absent (not in the tenant file)".into(), if *attached { "attached".into() } else { "exists".into() }, Severity::Low)],
-        Step::DetachForeignPolicy { environment, name, .. } => vec![item(*environment, "scp_other_tenant", format!("SCP {name}"), "only this tenant environment's tenantry SCPs attached".into(), "attached".into(), Severity::Critical)],
-        Step::CreateStack { environment, stack, .. } => vec![item(*environment, "stack_missing", format!("stack {stack}"), "deployed".into(), "does not exist".into(), Severity::High)],
-        Step::UpdateStack { environment, stack, from_version, version, .. } => vec![item(*environment, "stack_outdated", format!("stack {stack}"), format!("version {version}"), format!("version {}", from_version.as_deref().unwrap_or("(untagged)")), Severity::Medium)],
-        Step::RedeployStack { environment, stack, cause, version, .. } => vec![item(*environment, "stack_modified", format!("stack {stack}"), format!("template version {version}, resources as in the template"), cause.clone(), Severity::High)],
-        Step::RecoverStack { environment, stack, .. } => vec![item(*environment, "stack_failed", format!("stack {stack}"), "a complete stack".into(), "UPDATE_ROLLBACK_FAILED".into(), Severity::High)],
-        Step::RecreateStack { environment, stack, status, .. } => vec![item(*environment, "stack_failed", format!("stack {stack}"), "a complete stack".into(), status.clone(), Severity::High)],
-        Step::DeleteStack { environment, stack, .. } => vec![item(*environment, "stack_unexpected", format!("stack {stack}"), "absent (not in the tenant file)".into(), "deployed".into(), Severity::Low)],
+        Step::CreatePolicy { environment, name, .. } => vec![item(
+            *environment,
+            "scp_missing",
+            format!("SCP {name}"),
+            "exists and is attached".into(),
+            "does not exist".into(),
+            Severity::High,
+        )],
+        Step::UpdatePolicy { environment, name, digest, .. } => vec![item(
+            *environment,
+            "scp_modified",
+            format!("SCP {name}"),
+            format!("content sha256 {}", &digest[..12.min(digest.len())]),
+            "other content".into(),
+            Severity::High,
+        )],
+        Step::AttachPolicy { environment, name } => vec![item(
+            *environment,
+            "scp_detached",
+            format!("SCP {name}"),
+            "attached to the account".into(),
+            "not attached".into(),
+            Severity::High,
+        )],
+        Step::RemovePolicy { environment, name, attached, .. } => vec![item(
+            *environment,
+            "scp_unexpected",
+            format!("SCP {name}"),
+            "absent (not in the tenant file)".into(),
+            if *attached { "attached".into() } else { "exists".into() },
+            Severity::Low,
+        )],
+        Step::DetachForeignPolicy { environment, name, .. } => vec![item(
+            *environment,
+            "scp_other_tenant",
+            format!("SCP {name}"),
+            "only this tenant environment's tenantry SCPs attached".into(),
+            "attached".into(),
+            Severity::Critical,
+        )],
+        Step::CreateStack { environment, stack, .. } => vec![item(
+            *environment,
+            "stack_missing",
+            format!("stack {stack}"),
+            "deployed".into(),
+            "does not exist".into(),
+            Severity::High,
+        )],
+        Step::UpdateStack { environment, stack, from_version, version, .. } => vec![item(
+            *environment,
+            "stack_outdated",
+            format!("stack {stack}"),
+            format!("version {version}"),
+            format!("version {}", from_version.as_deref().unwrap_or("(untagged)")),
+            Severity::Medium,
+        )],
+        Step::RedeployStack { environment, stack, cause, version, .. } => vec![item(
+            *environment,
+            "stack_modified",
+            format!("stack {stack}"),
+            format!("template version {version}, resources as in the template"),
+            cause.clone(),
+            Severity::High,
+        )],
+        Step::RecoverStack { environment, stack, .. } => vec![item(
+            *environment,
+            "stack_failed",
+            format!("stack {stack}"),
+            "a complete stack".into(),
+            "UPDATE_ROLLBACK_FAILED".into(),
+            Severity::High,
+        )],
+        Step::RecreateStack { environment, stack, status, .. } => vec![item(
+            *environment,
+            "stack_failed",
+            format!("stack {stack}"),
+            "a complete stack".into(),
+            status.clone(),
+            Severity::High,
+        )],
+        Step::DeleteStack { environment, stack, .. } => vec![item(
+            *environment,
+            "stack_unexpected",
+            format!("stack {stack}"),
+            "absent (not in the tenant file)".into(),
+            "deployed".into(),
+            Severity::Low,
+        )],
         Step::CreateOrganization | Step::EnableServiceControlPolicies | Step::CreateOu { .. } => vec![],
     }
 }
@@ -418,9 +546,9 @@ pub fn orphans(
         let Some(tenant) = t.get(tags::TENANT) else { continue };
         // Found for its tenant in this run, or (when that tenant could not be observed or was
         // skipped) carrying the email the tenant file gives it.
-        let owned_by_file = tenants.iter().any(|d| {
-            &d.id == tenant && d.accounts.iter().any(|w| w.email.eq_ignore_ascii_case(&a.email))
-        });
+        let owned_by_file = tenants
+            .iter()
+            .any(|d| &d.id == tenant && d.accounts.iter().any(|w| w.email.eq_ignore_ascii_case(&a.email)));
         if claimed.contains(&a.id) || owned_by_file {
             continue;
         }
@@ -448,7 +576,8 @@ mod tests {
 
     #[test]
     fn a_report_that_could_not_be_stored_exits_1() {
-        let mut r = Report::new("run".into(), "2026-11-30T00:00:00Z".into(), "2026-11-30T00:00:01Z".into(), vec![], vec![]);
+        let mut r =
+            Report::new("run".into(), "2026-11-30T00:00:00Z".into(), "2026-11-30T00:00:01Z".into(), vec![], vec![]);
         assert_eq!(r.exit_code(), 0);
         r.store_error = Some("s3:PutObject failed: AccessDenied".into());
         assert_eq!(r.exit_code(), 1);

@@ -74,7 +74,12 @@ pub async fn cycle(
 }
 
 /// Reconciles one tenant; returns its report and the account ids found for it.
-async fn tenant(engine: &Engine, overview: &OrgOverview, d: &DesiredTenant, remediate: bool) -> (TenantReport, BTreeSet<String>) {
+async fn tenant(
+    engine: &Engine,
+    overview: &OrgOverview,
+    d: &DesiredTenant,
+    remediate: bool,
+) -> (TenantReport, BTreeSet<String>) {
     let mode = RunMode { lease_wait: Duration::ZERO, detect_drift: true, execute: remediate, stop_on_signal: false };
     let outcome = engine.run_tenant(d, overview, mode).await;
     let mut report = TenantReport {

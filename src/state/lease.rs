@@ -69,7 +69,10 @@ impl StateStore {
                     .with_max_times((wait.as_millis() / 1000) as usize),
             )
             // A stop request ends the wait at the next try (at most a second away).
-            .when(|e| (e.downcast_ref::<LeaseHeld>().is_some() || e.downcast_ref::<WriteConflict>().is_some()) && !crate::shutdown::requested())
+            .when(|e| {
+                (e.downcast_ref::<LeaseHeld>().is_some() || e.downcast_ref::<WriteConflict>().is_some())
+                    && !crate::shutdown::requested()
+            })
             .notify(|e, _| {
                 if !notified {
                     tracing::info!(tenant, "waiting for lease: {e}");
@@ -83,7 +86,10 @@ impl StateStore {
             .await
             .map_err(|e| {
                 if crate::shutdown::requested() && e.downcast_ref::<LeaseHeld>().is_some() {
-                    anyhow::Error::new(crate::shutdown::Interrupted { what: format!("waiting for the lease of tenant {tenant} ({e})"), began: true })
+                    anyhow::Error::new(crate::shutdown::Interrupted {
+                        what: format!("waiting for the lease of tenant {tenant} ({e})"),
+                        began: true,
+                    })
                 } else {
                     e
                 }
@@ -136,7 +142,8 @@ impl StateStore {
     }
 
     fn lease_body(&self, tenant: &str, ttl: Duration) -> Result<Vec<u8>> {
-        let body = LeaseBody { holder: self.holder.clone(), tenant: tenant.into(), expires_at: now_unix() + ttl.as_secs() };
+        let body =
+            LeaseBody { holder: self.holder.clone(), tenant: tenant.into(), expires_at: now_unix() + ttl.as_secs() };
         Ok(serde_json::to_vec(&body)?)
     }
 
@@ -146,7 +153,8 @@ impl StateStore {
         let lost = Arc::new(AtomicBool::new(false));
         let renewed = Arc::new(std::sync::Mutex::new(sent));
         let heartbeat = {
-            let (store, tenant, etag, lost, renewed) = (self.clone(), tenant.to_string(), etag.clone(), lost.clone(), renewed.clone());
+            let (store, tenant, etag, lost, renewed) =
+                (self.clone(), tenant.to_string(), etag.clone(), lost.clone(), renewed.clone());
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(ttl / 3).await;
@@ -204,7 +212,10 @@ mod tests {
         let me = format!("{host}:{pid}:{scope}-aaaa");
         assert!(!holder_died_here(&me, &me));
         assert!(holder_died_here(&format!("{host}:{pid}:{scope}-bbbb"), &me), "same scope, same pid, another nonce");
-        assert!(holder_died_here(&format!("{host}:4000000:{scope}-cccc"), &me), "same scope, a pid that does not exist");
+        assert!(
+            holder_died_here(&format!("{host}:4000000:{scope}-cccc"), &me),
+            "same scope, a pid that does not exist"
+        );
         // Another pid namespace or boot with the same host name (two containers, each pid 1):
         // never judged from here, whatever /proc says.
         assert!(!holder_died_here(&format!("{host}:{pid}:0123456789ab-bbbb"), &me));
@@ -256,7 +267,12 @@ impl Lease {
 
     /// A handle that tells whether this lease is still held.
     pub fn guard(&self) -> LeaseGuard {
-        LeaseGuard { tenant: self.tenant.clone(), lost: self.lost.clone(), renewed: self.renewed.clone(), ttl: self.ttl }
+        LeaseGuard {
+            tenant: self.tenant.clone(),
+            lost: self.lost.clone(),
+            renewed: self.renewed.clone(),
+            ttl: self.ttl,
+        }
     }
 
     /// Stops renewing and releases the lease (`DeleteObject`) if this process still holds it.

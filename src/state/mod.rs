@@ -11,9 +11,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{
-    BucketVersioningStatus, ServerSideEncryption, VersioningConfiguration,
-};
+use aws_sdk_s3::types::{BucketVersioningStatus, ServerSideEncryption, VersioningConfiguration};
 use serde::{Deserialize, Serialize};
 
 pub use lease::{Lease, LeaseGuard, LeaseHeld};
@@ -143,7 +141,9 @@ pub struct Tracked {
 
 /// A write lost a race: the object changed since it was read.
 #[derive(Debug, thiserror::Error)]
-#[error("state object s3://{bucket}/{key} was changed by another writer since it was read; re-run to pick up its changes")]
+#[error(
+    "state object s3://{bucket}/{key} was changed by another writer since it was read; re-run to pick up its changes"
+)]
 pub struct WriteConflict {
     /// Bucket.
     pub bucket: String,
@@ -162,7 +162,8 @@ pub struct StateStore {
 impl StateStore {
     /// A store on `bucket`. `holder` names this process in leases (host and pid).
     pub fn new(s3: aws_sdk_s3::Client, bucket: String) -> StateStore {
-        let holder = format!("{}:{}:{}-{}", hostname(), std::process::id(), process_scope(), uuid::Uuid::new_v4().simple());
+        let holder =
+            format!("{}:{}:{}-{}", hostname(), std::process::id(), process_scope(), uuid::Uuid::new_v4().simple());
         StateStore { s3, bucket, holder }
     }
 
@@ -218,7 +219,9 @@ impl StateStore {
     /// (`GetBucketVersioning`, then `PutBucketVersioning` unless enabled; versioning found
     /// suspended is reported on stderr). Idempotent.
     pub async fn ensure_bucket(&self, region: &str) -> Result<()> {
-        if !self.bucket_exists().await? && crate::aws::create_bucket(&self.s3, &self.bucket, region).await.context("creating the state bucket")? {
+        if !self.bucket_exists().await?
+            && crate::aws::create_bucket(&self.s3, &self.bucket, region).await.context("creating the state bucket")?
+        {
             tracing::info!(bucket = %self.bucket, "created state bucket");
         }
         crate::aws::make_bucket_private(&self.s3, &self.bucket, None).await?;
@@ -243,7 +246,9 @@ impl StateStore {
         self.s3
             .put_bucket_versioning()
             .bucket(&self.bucket)
-            .versioning_configuration(VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build())
+            .versioning_configuration(
+                VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build(),
+            )
             .send()
             .await
             .map_err(|e| aws_error("s3:PutBucketVersioning", e))?;
@@ -323,7 +328,14 @@ impl StateStore {
             .send()
             .await
             .map_err(|e| aws_error("s3:PutObject", e))?;
-        let head = self.s3.head_object().bucket(&self.bucket).key(&key).send().await.map_err(|e| aws_error("s3:HeadObject", e));
+        let head = self
+            .s3
+            .head_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(|e| aws_error("s3:HeadObject", e));
         if let Err(e) = self.s3.delete_object().bucket(&self.bucket).key(&key).send().await {
             tracing::debug!(key, "could not delete the clock object: {e}");
         }
@@ -341,7 +353,10 @@ impl StateStore {
         while let Some(page) = pages.next().await {
             match page {
                 Ok(p) => out.extend(p.contents.unwrap_or_default().into_iter().filter_map(|o| {
-                    let at = o.last_modified.and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok()).unwrap_or_default();
+                    let at = o
+                        .last_modified
+                        .and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok())
+                        .unwrap_or_default();
                     Some((o.key?, at))
                 })),
                 Err(e) if error_code(&e) == Some("NoSuchBucket") => return Ok(Vec::new()),
@@ -462,16 +477,16 @@ pub fn process_scope() -> String {
     let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok();
     let ns = std::fs::read_link("/proc/self/ns/pid").ok();
     match (boot, ns) {
-        (Some(b), Some(n)) => crate::render::sha256_hex(format!("{}|{}", b.trim(), n.display()).as_bytes())[..12].to_string(),
+        (Some(b), Some(n)) => {
+            crate::render::sha256_hex(format!("{}|{}", b.trim(), n.display()).as_bytes())[..12].to_string()
+        }
         _ => "unknown".into(),
     }
 }
 
 /// Now as RFC 3339 (UTC).
 pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 /// Seconds since the Unix epoch.

@@ -288,7 +288,9 @@ pub fn field_at(source: &str, offset: usize) -> Option<String> {
         for (key, value) in table.iter() {
             let span = value.span();
             let key_span = key.span();
-            if (span.start <= offset && offset < span.end.max(span.start + 1)) || (key_span.start <= offset && offset < key_span.end) {
+            if (span.start <= offset && offset < span.end.max(span.start + 1))
+                || (key_span.start <= offset && offset < key_span.end)
+            {
                 path.push(key.get_ref().to_string());
                 if let DeValue::Table(t) = value.get_ref() {
                     walk(t, offset, path);

@@ -67,9 +67,21 @@ pub fn load(dir: &Path, settings: &OrgSettings, renderer: &Renderer) -> LoadedTe
             Err(e) => {
                 for field in &unknown {
                     let parts: Vec<&str> = field.split('.').collect();
-                    out.errors.push(Diagnostic::at_span(&path, &source, span_of(&source, &parts), field.clone(), unknown_field_message(field)));
+                    out.errors.push(Diagnostic::at_span(
+                        &path,
+                        &source,
+                        span_of(&source, &parts),
+                        field.clone(),
+                        unknown_field_message(field),
+                    ));
                 }
-                out.errors.push(Diagnostic::at_span(&path, &source, e.span(), field_of(&e, &source), e.message().trim()));
+                out.errors.push(Diagnostic::at_span(
+                    &path,
+                    &source,
+                    e.span(),
+                    field_of(&e, &source),
+                    e.message().trim(),
+                ));
                 continue;
             }
         };
@@ -147,7 +159,13 @@ pub fn load(dir: &Path, settings: &OrgSettings, renderer: &Renderer) -> LoadedTe
 }
 
 /// Checks one tenant file's values on their own (no cross-file rules).
-fn check_spec(spec: &TenantSpec, path: &Path, settings: &OrgSettings, renderer: &Renderer, err: &mut impl FnMut(String, String)) {
+fn check_spec(
+    spec: &TenantSpec,
+    path: &Path,
+    settings: &OrgSettings,
+    renderer: &Renderer,
+    err: &mut impl FnMut(String, String),
+) {
     if !valid_tenant_id(&spec.id) {
         err(
             "id".into(),
@@ -161,7 +179,10 @@ fn check_spec(spec: &TenantSpec, path: &Path, settings: &OrgSettings, renderer: 
             format!("tenant id `{}` may not contain `-production` or `-staging` as a part: tenantry's SCP names (`tenantry-<id>-<environment>-<file>`) would be ambiguous", spec.id),
         );
     } else if path.file_stem().is_some_and(|s| s != spec.id.as_str()) {
-        err("id".into(), format!("tenant id `{}` must match the file name: rename the file to `{}.toml`", spec.id, spec.id));
+        err(
+            "id".into(),
+            format!("tenant id `{}` must match the file name: rename the file to `{}.toml`", spec.id, spec.id),
+        );
     }
     if spec.name.trim().is_empty() {
         err("name".into(), "must not be empty".into());
@@ -169,7 +190,10 @@ fn check_spec(spec: &TenantSpec, path: &Path, settings: &OrgSettings, renderer: 
     for env in Environment::ALL {
         let a = spec.account(env);
         if !valid_email(&a.email) {
-            err(format!("{env}.email"), format!("`{}` is not a valid email address (6-64 characters, one `@`, a domain with a dot)", a.email));
+            err(
+                format!("{env}.email"),
+                format!("`{}` is not a valid email address (6-64 characters, one `@`, a domain with a dot)", a.email),
+            );
         }
         let name = spec.account_name(env);
         let field = spec.account_name_field(env);
@@ -192,7 +216,10 @@ fn check_spec(spec: &TenantSpec, path: &Path, settings: &OrgSettings, renderer: 
         }
         for (i, r) in a.allowed_regions.iter().enumerate() {
             if !valid_region(r) {
-                err(format!("{env}.allowed_regions.{i}"), format!("`{r}` is not an AWS region name such as `us-east-1`"));
+                err(
+                    format!("{env}.allowed_regions.{i}"),
+                    format!("`{r}` is not an AWS region name such as `us-east-1`"),
+                );
             }
         }
         if a.tags.len() > 47 {
@@ -211,13 +238,22 @@ fn check_spec(spec: &TenantSpec, path: &Path, settings: &OrgSettings, renderer: 
         }
         for (i, p) in a.policies.iter().enumerate() {
             if !renderer.has(Kind::Policy, p) {
-                err(format!("{env}.policies.{i}"), format!("unknown policy `{p}`: no file policies/{p}.json (known: {})", renderer.names(Kind::Policy).join(", ")));
+                err(
+                    format!("{env}.policies.{i}"),
+                    format!(
+                        "unknown policy `{p}`: no file policies/{p}.json (known: {})",
+                        renderer.names(Kind::Policy).join(", ")
+                    ),
+                );
             } else if a.policies[..i].contains(p) {
                 err(format!("{env}.policies.{i}"), format!("policy `{p}` is listed twice"));
             }
         }
         if renderer.has(Kind::Blueprint, "baseline") && !a.blueprints.contains_key("baseline") {
-            err(format!("{env}.blueprints"), format!("every account gets the baseline: add a [{env}.blueprints.baseline] table"));
+            err(
+                format!("{env}.blueprints"),
+                format!("every account gets the baseline: add a [{env}.blueprints.baseline] table"),
+            );
         }
         for (name, given) in &a.blueprints {
             if let Some(specs) = renderer.params(name) {
@@ -225,7 +261,10 @@ fn check_spec(spec: &TenantSpec, path: &Path, settings: &OrgSettings, renderer: 
                     match specs.get(key) {
                         None => err(
                             format!("{env}.blueprints.{name}.{key}"),
-                            format!("blueprint `{name}` has no parameter `{key}` (it takes: {})", specs.keys().cloned().collect::<Vec<_>>().join(", ")),
+                            format!(
+                                "blueprint `{name}` has no parameter `{key}` (it takes: {})",
+                                specs.keys().cloned().collect::<Vec<_>>().join(", ")
+                            ),
                         ),
                         Some(spec) => {
                             if let Err(why) = crate::params::check_value(spec, value) {
@@ -236,16 +275,29 @@ fn check_spec(spec: &TenantSpec, path: &Path, settings: &OrgSettings, renderer: 
                 }
                 for (key, spec) in specs {
                     if spec.default.is_none() && !given.contains_key(key) {
-                        err(format!("{env}.blueprints.{name}"), format!("missing parameter `{key}`: {}", spec.description));
+                        err(
+                            format!("{env}.blueprints.{name}"),
+                            format!("missing parameter `{key}`: {}", spec.description),
+                        );
                     }
                 }
             }
         }
         for name in a.blueprints.keys() {
             if !renderer.has(Kind::Blueprint, name) {
-                err(format!("{env}.blueprints.{name}"), format!("unknown blueprint `{name}`: no file blueprints/{name}.json (known: {})", renderer.names(Kind::Blueprint).join(", ")));
+                err(
+                    format!("{env}.blueprints.{name}"),
+                    format!(
+                        "unknown blueprint `{name}`: no file blueprints/{name}.json (known: {})",
+                        renderer.names(Kind::Blueprint).join(", ")
+                    ),
+                );
             } else if name == "agent-pipeline" && env == Environment::Production {
-                err(format!("{env}.blueprints.{name}"), "the agent pipeline runs in the staging account only: agents never deploy to production directly".into());
+                err(
+                    format!("{env}.blueprints.{name}"),
+                    "the agent pipeline runs in the staging account only: agents never deploy to production directly"
+                        .into(),
+                );
             }
         }
     }
@@ -253,9 +305,20 @@ fn check_spec(spec: &TenantSpec, path: &Path, settings: &OrgSettings, renderer: 
 
 /// Renders each workload's release (with a placeholder account id) and checks its stack
 /// parameters against the template's `Parameters` ([`crate::params::check_stack_parameters`]).
-fn check_workload_releases(tenant: &Tenant, settings: &OrgSettings, renderer: &Renderer, problems: &mut Vec<(String, String)>) {
+fn check_workload_releases(
+    tenant: &Tenant,
+    settings: &OrgSettings,
+    renderer: &Renderer,
+    problems: &mut Vec<(String, String)>,
+) {
     for (name, w) in &tenant.spec.workloads {
-        let release = match crate::promote::Release::render(tenant, name, renderer, &settings.home_region, PLACEHOLDER_ACCOUNT_ID) {
+        let release = match crate::promote::Release::render(
+            tenant,
+            name,
+            renderer,
+            &settings.home_region,
+            PLACEHOLDER_ACCOUNT_ID,
+        ) {
             Ok(r) => r,
             Err(e) => {
                 problems.push((format!("workloads.{name}"), format!("cannot render: {e}")));
@@ -265,7 +328,11 @@ fn check_workload_releases(tenant: &Tenant, settings: &OrgSettings, renderer: &R
         let template: serde_json::Value = serde_json::from_str(&release.template).unwrap_or_default();
         for env in Environment::ALL {
             for (key, why) in crate::params::check_stack_parameters(&template, w.stack_parameters(env)) {
-                let field = if key.is_empty() { format!("workloads.{name}.{env}") } else { format!("workloads.{name}.{env}.{key}") };
+                let field = if key.is_empty() {
+                    format!("workloads.{name}.{env}")
+                } else {
+                    format!("workloads.{name}.{env}.{key}")
+                };
                 problems.push((field, why));
             }
         }
@@ -277,19 +344,42 @@ fn check_workloads(spec: &TenantSpec, renderer: &Renderer, err: &mut impl FnMut(
     for (name, w) in &spec.workloads {
         let f = format!("workloads.{name}");
         if !valid_tenant_id(name) {
-            err(f.clone(), format!("`{name}` is not a valid workload name: lowercase letters, digits and `-`, starting with a letter"));
+            err(
+                f.clone(),
+                format!(
+                    "`{name}` is not a valid workload name: lowercase letters, digits and `-`, starting with a letter"
+                ),
+            );
         }
         if !renderer.has(Kind::Blueprint, &w.blueprint) {
-            err(format!("{f}.blueprint"), format!("unknown blueprint `{}`: no file blueprints/{}.json (known: {})", w.blueprint, w.blueprint, renderer.names(Kind::Blueprint).join(", ")));
+            err(
+                format!("{f}.blueprint"),
+                format!(
+                    "unknown blueprint `{}`: no file blueprints/{}.json (known: {})",
+                    w.blueprint,
+                    w.blueprint,
+                    renderer.names(Kind::Blueprint).join(", ")
+                ),
+            );
             continue;
         }
         if matches!(w.blueprint.as_str(), "baseline" | "agent-pipeline") {
-            err(format!("{f}.blueprint"), format!("`{}` is deployed by `apply`; a workload uses its own blueprint", w.blueprint));
+            err(
+                format!("{f}.blueprint"),
+                format!("`{}` is deployed by `apply`; a workload uses its own blueprint", w.blueprint),
+            );
         }
         if let Some(specs) = renderer.params(&w.blueprint) {
             for (key, value) in &w.parameters {
                 match specs.get(key) {
-                    None => err(format!("{f}.parameters.{key}"), format!("blueprint `{}` has no parameter `{key}` (it takes: {})", w.blueprint, specs.keys().cloned().collect::<Vec<_>>().join(", "))),
+                    None => err(
+                        format!("{f}.parameters.{key}"),
+                        format!(
+                            "blueprint `{}` has no parameter `{key}` (it takes: {})",
+                            w.blueprint,
+                            specs.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    ),
                     Some(s) => {
                         if let Err(why) = crate::params::check_value(s, value) {
                             err(format!("{f}.parameters.{key}"), why);
@@ -309,17 +399,26 @@ fn check_workloads(spec: &TenantSpec, renderer: &Renderer, err: &mut impl FnMut(
         if humantime::parse_duration(soak).is_err() {
             err("promotion.soak".into(), format!("`{soak}` is not a duration such as `30m` or `2h`"));
         } else if regex::Regex::new(r"\d\s*(M|months?|y|years?)\b").expect("valid regex").is_match(soak) {
-            err("promotion.soak".into(), format!("`{soak}`: months and years are not accepted (`M` is months; write `m` for minutes)"));
+            err(
+                "promotion.soak".into(),
+                format!("`{soak}`: months and years are not accepted (`M` is months; write `m` for minutes)"),
+            );
         }
     }
     for (i, c) in p.required_checks.iter().enumerate() {
         if !valid_tenant_id(c) {
-            err(format!("promotion.required_checks.{i}"), format!("`{c}` is not a check name: lowercase letters, digits and `-`"));
+            err(
+                format!("promotion.required_checks.{i}"),
+                format!("`{c}` is not a check name: lowercase letters, digits and `-`"),
+            );
         }
     }
     for (i, t) in p.high_risk_resource_types.iter().enumerate() {
         if !t.starts_with("AWS::") && !t.starts_with("Custom::") && t != "*" {
-            err(format!("promotion.high_risk_resource_types.{i}"), format!("`{t}` is not a resource type such as `AWS::RDS::DBInstance` or `AWS::RDS::*`"));
+            err(
+                format!("promotion.high_risk_resource_types.{i}"),
+                format!("`{t}` is not a resource type such as `AWS::RDS::DBInstance` or `AWS::RDS::*`"),
+            );
         }
     }
 }

@@ -51,7 +51,8 @@ impl Emulator {
         for _attempt in 0..5 {
             let port = free_port();
             let venv = repo().join(format!("localstack/.venv-{kind}/bin"));
-            let log = std::fs::File::create(std::env::temp_dir().join(format!("tenantry-emulator-{port}.log"))).unwrap();
+            let log =
+                std::fs::File::create(std::env::temp_dir().join(format!("tenantry-emulator-{port}.log"))).unwrap();
             let mut cmd = match kind.as_str() {
                 "moto" => {
                     let mut c = Command::new(venv.join("moto_server"));
@@ -65,7 +66,8 @@ impl Emulator {
                 }
                 other => panic!("unknown TENANTRY_EMULATOR={other} (moto|ministack)"),
             };
-            let mut child = cmd.stdout(log.try_clone().unwrap()).stderr(log).stdin(Stdio::null()).spawn().expect("start emulator");
+            let mut child =
+                cmd.stdout(log.try_clone().unwrap()).stderr(log).stdin(Stdio::null()).spawn().expect("start emulator");
             let endpoint = format!("http://127.0.0.1:{port}");
             let deadline = Instant::now() + Duration::from_secs(30);
             while Instant::now() < deadline {
@@ -78,6 +80,7 @@ impl Emulator {
                 std::thread::sleep(Duration::from_millis(100));
             }
             let _ = child.kill();
+            let _ = child.wait();
         }
         panic!("emulator {kind} did not start");
     }
@@ -128,7 +131,8 @@ pub fn assert_no_credentials(output: &str, secrets: &[&str], what: &str) -> usiz
         assert!(!output.contains(needle), "`{what}` printed `{needle}`");
     }
     static FIELD: OnceLock<regex::Regex> = OnceLock::new();
-    let field = FIELD.get_or_init(|| regex::Regex::new(r#"(secret_access_key|session_token):\s*\\?"([^"\\]*)"#).unwrap());
+    let field =
+        FIELD.get_or_init(|| regex::Regex::new(r#"(secret_access_key|session_token):\s*\\?"([^"\\]*)"#).unwrap());
     let mut redacted = 0;
     for m in field.captures_iter(output) {
         assert!(m[2].starts_with("** redacted"), "`{what}` printed a credential field unredacted: {}", &m[0]);
@@ -221,7 +225,13 @@ impl Workspace {
     /// `rules` seeded by `seed`. Returns the run and the proxy's log (one line per request, one
     /// starting with `FAULT` per injected fault), read after the proxy has stopped; empty when
     /// the command sent no request (callers that expect requests assert that the log has lines).
-    pub fn run_through_proxy(&self, upstream: &str, rules: &serde_json::Value, seed: u64, args: &[&str]) -> (Run, String) {
+    pub fn run_through_proxy(
+        &self,
+        upstream: &str,
+        rules: &serde_json::Value,
+        seed: u64,
+        args: &[&str],
+    ) -> (Run, String) {
         static LOGS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = LOGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = self.path().join(format!("proxy-{n}.log"));
@@ -234,17 +244,37 @@ impl Workspace {
     /// Starts `tenantry ARGS` through a logging proxy with `rules`, sends SIGTERM once the proxy log
     /// shows `signal_at`, and returns the run, the proxy log and how long the run took after the
     /// signal.
-    pub fn signalled_during(&self, upstream: &str, rules: serde_json::Value, signal_at: &str, args: &[&str]) -> (Run, String, std::time::Duration) {
-        let log = self.path().join(format!("wait-{}-{}.log", args[0], std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()));
+    pub fn signalled_during(
+        &self,
+        upstream: &str,
+        rules: serde_json::Value,
+        signal_at: &str,
+        args: &[&str],
+    ) -> (Run, String, std::time::Duration) {
+        let log = self.path().join(format!(
+            "wait-{}-{}.log",
+            args[0],
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+        ));
         let proxy = FaultProxy::start_logged(upstream, &rules, Some(&log));
-        let child = self.command(&proxy.endpoint).args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let child = self
+            .command(&proxy.endpoint)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
         let started = std::time::Instant::now();
         while !std::fs::read_to_string(&log).unwrap_or_default().contains(signal_at) {
             assert!(started.elapsed() < std::time::Duration::from_secs(120), "{signal_at} never sent");
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
         std::thread::sleep(std::time::Duration::from_millis(500));
-        assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+        assert!(std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success());
         let signalled = std::time::Instant::now();
         let run = Run::from(child.wait_with_output().unwrap());
         let took = signalled.elapsed();
@@ -264,7 +294,20 @@ impl Workspace {
     /// `tenantry evidence TENANT DIGEST --check CHECK --result RESULT --url ...`, asserted to
     /// succeed.
     pub fn evidence(&self, endpoint: &str, tenant: &str, digest: &str, check: &str, result: &str) {
-        let run = self.run(endpoint, &["evidence", tenant, &digest[..12], "--check", check, "--result", result, "--url", "https://ci.example.com/1"]);
+        let run = self.run(
+            endpoint,
+            &[
+                "evidence",
+                tenant,
+                &digest[..12],
+                "--check",
+                check,
+                "--result",
+                result,
+                "--url",
+                "https://ci.example.com/1",
+            ],
+        );
         assert_eq!(run.code, 0, "{run:?}");
     }
 
@@ -285,9 +328,17 @@ pub fn touches(log: &str, account: &str) -> Vec<String> {
         .filter(|l| {
             let op = l.split_whitespace().nth(2).unwrap_or("");
             op == "sts:AssumeRole"
-                || ["organizations:Tag", "organizations:Untag", "organizations:Move", "organizations:Attach", "organizations:Detach", "organizations:Close", "organizations:Remove"]
-                    .iter()
-                    .any(|w| op.starts_with(w))
+                || [
+                    "organizations:Tag",
+                    "organizations:Untag",
+                    "organizations:Move",
+                    "organizations:Attach",
+                    "organizations:Detach",
+                    "organizations:Close",
+                    "organizations:Remove",
+                ]
+                .iter()
+                .any(|w| op.starts_with(w))
         })
         .map(|l| l.chars().take(200).collect())
         .collect()
@@ -341,12 +392,7 @@ impl Aws {
             .load()
             .await;
         let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
-        Aws {
-            org: aws_sdk_organizations::Client::new(&sdk),
-            sts: aws_sdk_sts::Client::new(&sdk),
-            s3,
-            sdk,
-        }
+        Aws { org: aws_sdk_organizations::Client::new(&sdk), sts: aws_sdk_sts::Client::new(&sdk), s3, sdk }
     }
 
     /// Accounts tagged `tenantry:tenant`, as (tenant, environment) → account ids.
@@ -448,8 +494,7 @@ impl Aws {
             .await
             .unwrap();
         let c = out.credentials.unwrap();
-        let conf = self
-            .sdk
+        self.sdk
             .to_builder()
             .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
                 c.access_key_id,
@@ -458,8 +503,7 @@ impl Aws {
                 None,
                 "test",
             )))
-            .build();
-        conf
+            .build()
     }
 
     /// Stacks in a member account: name → (status, tags).
@@ -470,7 +514,8 @@ impl Aws {
             .unwrap_or_default()
             .into_iter()
             .map(|s| {
-                let tags = s.tags().iter().filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string()))).collect();
+                let tags =
+                    s.tags().iter().filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string()))).collect();
                 (
                     s.stack_name().unwrap_or_default().to_string(),
                     (s.stack_status().map(|x| x.as_str().to_string()).unwrap_or_default(), tags),
@@ -493,9 +538,13 @@ impl Aws {
             if v.key() != Some(key) {
                 continue;
             }
-            let got = self.s3.get_object().bucket(bucket).key(key).version_id(v.version_id().unwrap()).send().await.unwrap();
+            let got =
+                self.s3.get_object().bucket(bucket).key(key).version_id(v.version_id().unwrap()).send().await.unwrap();
             let bytes = got.body.collect().await.unwrap().into_bytes();
-            out.push(serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("version {:?} of {key} is not JSON: {e}", v.version_id())));
+            out.push(
+                serde_json::from_slice(&bytes)
+                    .unwrap_or_else(|e| panic!("version {:?} of {key} is not JSON: {e}", v.version_id())),
+            );
         }
         out
     }
