@@ -14,6 +14,7 @@ pub mod observe;
 pub mod output;
 pub mod params;
 pub mod plan;
+pub mod poll;
 pub mod progress;
 pub mod promote;
 pub mod reconcile;

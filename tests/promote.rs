@@ -332,7 +332,7 @@ async fn whole_cycle_then_dry_run_rollback_ledger_and_no_reach_into_other_tenant
         .put_new(&key, b"{\"forged\": true}".to_vec())
         .await
         .expect_err("an existing ledger record must not be overwritten");
-    assert!(err.downcast_ref::<tenantry::state::WriteConflict>().is_some(), "{err:#}");
+    assert!(matches!(err, tenantry::state::Error::WriteConflict(_)), "{err:#}");
     assert_eq!(f.aws.state_object(&bucket, &key).await.unwrap(), before, "the record is unchanged");
 }
 

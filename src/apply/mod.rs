@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
+use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::Semaphore;
 
 use crate::aws::cfn::{self, Operation};
@@ -23,6 +23,7 @@ use crate::observe::{
     failure_hint, AccountObservation, CreateRequestState, ObservedTenant, Observer, OrgIndex, OrgOverview,
 };
 use crate::plan::{self, Step};
+use crate::poll::Look;
 use crate::progress::Progress;
 use crate::state::{AccountRecord, Lease, Location, PolicyRecord, StackRecord, StateStore, Tracked};
 use crate::tenant::{tags, Environment};
@@ -68,6 +69,9 @@ pub struct TenantOutcome {
     /// Another process held the tenant's lease, so it was skipped.
     #[serde(skip)]
     pub skipped_busy: bool,
+    /// The approved plan was refused as stale ([`plan::saved::Stale`]): nothing was changed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stale: bool,
 }
 
 /// How [`Engine::run_tenant`] works on a tenant.
@@ -178,7 +182,7 @@ impl Engine {
 
     /// What the state bucket is as a state location, read once per run ([`StateStore::location`]).
     pub async fn location(&self) -> Result<&Location> {
-        self.state_location.get_or_try_init(|| self.store.location()).await
+        Ok(self.state_location.get_or_try_init(|| self.store.location()).await?)
     }
 
     /// Refuses to go on when the state bucket is a new location (no marker, no tenant records)
@@ -187,6 +191,15 @@ impl Engine {
     /// or the bucket was lost, and going on would take an empty state for the truth. Errors:
     /// [`StateLocationChanged`], or the S3 error reading the location.
     pub async fn check_state_location(&self, observed: &ObservedTenant) -> Result<()> {
+        match self.state_location_changed(observed).await? {
+            Some(changed) => Err(changed.into()),
+            None => Ok(()),
+        }
+    }
+
+    /// What [`Engine::check_state_location`] refuses, as a value: `Some` when the state location
+    /// changed. Errors: the S3 error reading the location.
+    pub async fn state_location_changed(&self, observed: &ObservedTenant) -> Result<Option<StateLocationChanged>> {
         let unknown: Vec<String> = observed
             .accounts
             .iter()
@@ -201,9 +214,9 @@ impl Engine {
             })
             .collect();
         if unknown.is_empty() || *self.location().await? != Location::New {
-            return Ok(());
+            return Ok(None);
         }
-        Err(StateLocationChanged { bucket: self.store.bucket().to_string(), accounts: unknown }.into())
+        Ok(Some(StateLocationChanged { bucket: self.store.bucket().to_string(), accounts: unknown }))
     }
 
     /// The run-wide form of [`Engine::check_state_location`], made before any command works on
@@ -273,7 +286,7 @@ impl Engine {
             self.check_state_location(&observed).await?;
             let plan = plan::tenant(desired, &observed);
             if !plan.refusals.is_empty() {
-                bail!("{}", plan.refusals.join("\n"));
+                bail!("{}", plan.refusals.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"));
             }
             let mut found = Vec::new();
             for step in &plan.steps {
@@ -307,17 +320,32 @@ impl Engine {
         rebuilt
     }
 
-    /// Applies one tenant ([`Engine::run_tenant`] in [`Engine::apply_mode`]).
-    pub async fn apply_tenant(&self, desired: &DesiredTenant, overview: &OrgOverview) -> TenantOutcome {
-        self.run_tenant(desired, overview, self.apply_mode()).await
+    /// Applies one tenant's approved plan ([`Engine::run_tenant`] in [`Engine::apply_mode`]):
+    /// under the lease the tenant is observed and planned again, and the approved plan is carried
+    /// out only if nothing it depends on changed ([`plan::saved::check_tenant`]); otherwise the
+    /// outcome is `stale` and nothing is changed.
+    pub async fn apply_tenant(
+        &self,
+        desired: &DesiredTenant,
+        overview: &OrgOverview,
+        approved: &plan::TenantPlan,
+    ) -> TenantOutcome {
+        self.run_tenant(desired, overview, self.apply_mode(), Some(approved)).await
     }
 
     /// Reconciles one tenant: lease, read state, observe, plan, and (in `mode.execute`) execute
-    /// and record. Errors land in the outcome: the lease is held elsewhere past
+    /// and record. With `approved`, the plan made under the lease must match it (else the
+    /// outcome is `stale`). Errors land in the outcome: the lease is held elsewhere past
     /// `mode.lease_wait` (or `skipped_busy` when that is zero), the plan has refusals
-    /// (blast-radius guard, collisions), or a step failed.
-    pub async fn run_tenant(&self, desired: &DesiredTenant, overview: &OrgOverview, mode: RunMode) -> TenantOutcome {
-        crate::metrics::for_tenant(&desired.id, self.run_tenant_counted(desired, overview, mode)).await
+    /// (blast-radius guard, collisions), the approved plan is stale, or a step failed.
+    pub async fn run_tenant(
+        &self,
+        desired: &DesiredTenant,
+        overview: &OrgOverview,
+        mode: RunMode,
+        approved: Option<&plan::TenantPlan>,
+    ) -> TenantOutcome {
+        crate::metrics::for_tenant(&desired.id, self.run_tenant_counted(desired, overview, mode, approved)).await
     }
 
     async fn run_tenant_counted(
@@ -325,6 +353,7 @@ impl Engine {
         desired: &DesiredTenant,
         overview: &OrgOverview,
         mode: RunMode,
+        approved: Option<&plan::TenantPlan>,
     ) -> TenantOutcome {
         let mut outcome = TenantOutcome { tenant: desired.id.clone(), ..Default::default() };
         let lease = self
@@ -334,13 +363,13 @@ impl Engine {
         let lease = match lease {
             Ok(l) => l,
             Err(e) => {
-                outcome.skipped_busy =
-                    mode.lease_wait.is_zero() && e.downcast_ref::<crate::state::LeaseHeld>().is_some();
+                outcome.skipped_busy = mode.lease_wait.is_zero() && matches!(e, crate::state::Error::LeaseHeld(_));
                 outcome.error = Some(format!("{e:#}"));
                 return outcome;
             }
         };
-        if let Err(e) = self.run_leased(desired, overview, &lease, mode, &mut outcome).await {
+        if let Err(e) = self.run_leased(desired, overview, &lease, mode, approved, &mut outcome).await {
+            outcome.stale = e.is::<plan::saved::Stale>();
             outcome.error = Some(format!("{e:#}"));
         }
         if let Err(e) = lease.release().await {
@@ -355,6 +384,7 @@ impl Engine {
         overview: &OrgOverview,
         lease: &Lease,
         mode: RunMode,
+        approved: Option<&plan::TenantPlan>,
         outcome: &mut TenantOutcome,
     ) -> Result<()> {
         let tracked = self.store.read(&desired.id).await?;
@@ -369,7 +399,10 @@ impl Engine {
             return Ok(());
         }
         if !plan.refusals.is_empty() {
-            bail!("{}", plan.refusals.join("\n"));
+            bail!("{}", plan.refusals.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"));
+        }
+        if let Some(approved) = approved {
+            plan::saved::check_tenant(approved, &plan)?;
         }
         let mut run = TenantRun::new(self, desired, overview, tracked, &observed);
         // The CreateAccount requests of the plan go up front, so that AWS creates the accounts in
@@ -547,8 +580,8 @@ impl<'a> TenantRun<'a> {
         let org = self.engine.clients.org.clone();
         let request_id = match org::create_account(&org, email, account_name, &self.desired.account(env).tags).await {
             Ok(id) => id,
-            Err(e) if e.downcast_ref::<org::CreateAccountUnanswered>().is_some() => {
-                tracing::warn!(tenant = %self.desired.id, %env, "{e:#}");
+            Err(org::CreateAccountFailure::Unanswered(e)) => {
+                tracing::warn!(tenant = %self.desired.id, %env, "{e}");
                 // Give a request that did arrive time to show in the listings.
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 match org::find_unanswered_create(&org, email, account_name).await? {
@@ -567,13 +600,13 @@ impl<'a> TenantRun<'a> {
                         return Ok(None);
                     }
                     None => {
-                        return Err(e.context(
+                        return Err(anyhow::Error::new(e).context(
                             "nothing found yet; re-run: it looks for the account again before sending another request",
                         ))
                     }
                 }
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
         crate::faults::crash_point("after-create-account");
         // Recorded before polling: a crash from here on resumes this request.
@@ -643,84 +676,14 @@ impl<'a> TenantRun<'a> {
         Ok(session)
     }
 
+    /// Carries out one step of the plan, through the guard for every account it touches.
     async fn execute(&mut self, step: &Step) -> Result<()> {
         let org = self.engine.clients.org.clone();
-        let settings = &self.engine.settings;
         match step {
             Step::CreateAccount { environment, email, account_name } => {
-                let env = *environment;
-                let mut request_id = match self.creating.get(&env) {
-                    Some((id, _)) => Some(id.clone()),
-                    // Found already created after CreateAccount's answer was lost.
-                    None if self.found_accounts.contains_key(&env) => None,
-                    None => self.start_account(env, email, account_name, None).await?,
-                };
-                // A request that FAILED created no account. One that failed for a transient
-                // reason is sent again, with backoff, a bounded number of times.
-                let mut delays = ExponentialBuilder::default()
-                    .with_min_delay(Duration::from_secs(2))
-                    .with_jitter()
-                    .with_max_times(CREATE_ACCOUNT_RETRIES)
-                    .build();
-                let mut created = None;
-                while let Some(rid) = request_id.clone() {
-                    match self.await_account(env, &rid).await {
-                        Ok(id) => {
-                            created = Some(id);
-                            break;
-                        }
-                        Err(e) => {
-                            let transient = e.downcast_ref::<CreateFailed>().is_some_and(CreateFailed::is_transient);
-                            match delays.next().filter(|_| transient) {
-                                Some(delay) => {
-                                    tracing::warn!(tenant = %self.desired.id, %env, "{e:#}; sending CreateAccount again in {} ms", delay.as_millis());
-                                    // The failed request's slot is kept for the next one (never
-                                    // given back and taken again while another is held).
-                                    let slot = self.creating.remove(&env).map(|(_, slot)| slot);
-                                    crate::shutdown::bounded(
-                                        format_args!("waiting to send CreateAccount again"),
-                                        tokio::time::sleep(delay),
-                                    )
-                                    .await?;
-                                    request_id = self.start_account(env, email, account_name, slot).await?;
-                                }
-                                None => return Err(e),
-                            }
-                        }
-                    }
-                }
-                self.creating.remove(&env);
-                match (created, self.found_accounts.remove(&env)) {
-                    (Some(id), _) if !self.found_after_lost_answer.contains(&env) => {
-                        // This run created the account, with the tenant's tags: the guard passes
-                        // by construction, so no live tag read is needed before the first step
-                        // touches it.
-                        let want = self.desired.account(env);
-                        let mut claim = self.desired.claim(env, self.tracked.record.accounts.get(&env));
-                        claim.recorded = Some(&id);
-                        let live =
-                            LiveAccount { id: &id, email: &want.email, name: &want.account_name, tags: &want.tags };
-                        let v = VerifiedAccount::verify(&claim, &live)?;
-                        self.bind_created(env, id);
-                        self.verified.insert(env, v);
-                    }
-                    // Found after a lost answer: the guard reads its live tags first.
-                    (Some(id), _) | (None, Some(id)) => self.verify_found(env, id).await?,
-                    (None, None) => bail!("no {env} account was created or found"),
-                }
+                self.create_account(*environment, email, account_name).await?
             }
-            Step::AwaitAccount { environment, request_id } => {
-                let env = *environment;
-                let id = self.await_account(env, request_id).await?;
-                if self.record(env).create_request_id.as_deref() == Some(request_id) {
-                    self.bind_created(env, id);
-                } else {
-                    // A request found by account name, not this tenant's recorded one: it may be
-                    // another tenant's. Its account is checked by the guard before anything of it
-                    // is recorded in state.
-                    self.verify_found(env, id).await?;
-                }
-            }
+            Step::AwaitAccount { environment, request_id } => self.await_request(*environment, request_id).await?,
             Step::RecordAccount { environment, account_id, .. } => {
                 // Found by observation and passed the guard then; bound in state now.
                 if self.account_ids.get(environment) != Some(account_id) {
@@ -746,35 +709,6 @@ impl<'a> TenantRun<'a> {
                 let set: BTreeMap<String, String> = tags.iter().map(|(k, (_, v))| (k.clone(), v.clone())).collect();
                 org::tag(&org, v.account_id(), &set).await?;
             }
-            Step::CreatePolicy { environment, name, .. } | Step::UpdatePolicy { environment, name, .. } => {
-                let env = *environment;
-                let p = self
-                    .desired
-                    .account(env)
-                    .policies
-                    .iter()
-                    .find(|p| &p.name == name)
-                    .context("policy not in desired state")?
-                    .clone();
-                let id = match (step, self.policy_ids.get(name)) {
-                    (Step::UpdatePolicy { policy_id, .. }, _) | (_, Some(policy_id)) => {
-                        org::update_scp(&org, policy_id, &p.content).await?;
-                        policy_id.clone()
-                    }
-                    _ => {
-                        org::create_scp(&org, name, &p.content, &crate::desired::managed_tags(&self.desired.id, env))
-                            .await?
-                    }
-                };
-                self.policy_ids.insert(name.clone(), id.clone());
-                self.record(env).policies.insert(name.clone(), PolicyRecord { policy_id: id, digest: p.digest });
-                self.dirty = true;
-            }
-            Step::AttachPolicy { environment, name } => {
-                let v = self.verify(*environment).await?;
-                let id = self.policy_ids.get(name).with_context(|| format!("policy {name} has no id"))?;
-                org::attach(&org, id, v.account_id()).await?;
-            }
             Step::UntagAccount { environment, tags, .. } => {
                 let env = *environment;
                 let v = self.verify(env).await?;
@@ -785,6 +719,14 @@ impl<'a> TenantRun<'a> {
                     rec.tag_keys.remove(k);
                 }
                 self.dirty = true;
+            }
+            Step::CreatePolicy { environment, name, .. } | Step::UpdatePolicy { environment, name, .. } => {
+                self.write_policy(step, *environment, name).await?
+            }
+            Step::AttachPolicy { environment, name } => {
+                let v = self.verify(*environment).await?;
+                let id = self.policy_ids.get(name).with_context(|| format!("policy {name} has no id"))?;
+                org::attach(&org, id, v.account_id()).await?;
             }
             Step::RemovePolicy { environment, name, policy_id, attached } => {
                 let env = *environment;
@@ -809,7 +751,8 @@ impl<'a> TenantRun<'a> {
                     self.desired.id,
                     session.account.account_id()
                 ));
-                cfn::delete(&session.cfn, stack, Duration::from_secs(settings.stack_timeout_seconds)).await?;
+                let timeout = Duration::from_secs(self.engine.settings.stack_timeout_seconds);
+                cfn::delete(&session.cfn, stack, timeout).await?;
                 self.record(env).stacks.remove(stack);
                 self.dirty = true;
             }
@@ -817,59 +760,7 @@ impl<'a> TenantRun<'a> {
             | Step::UpdateStack { environment, stack, .. }
             | Step::RedeployStack { environment, stack, .. }
             | Step::RecoverStack { environment, stack, .. }
-            | Step::RecreateStack { environment, stack, .. } => {
-                let env = *environment;
-                let session = self.session(env).await?;
-                let want = self
-                    .desired
-                    .account(env)
-                    .stacks
-                    .iter()
-                    .find(|s| &s.stack_name == stack)
-                    .context("stack not in desired state")?
-                    .clone();
-                let mut stack_tags = crate::desired::managed_tags(&self.desired.id, env);
-                stack_tags.insert(tags::BLUEPRINT.to_string(), want.blueprint.clone());
-                stack_tags.insert(tags::VERSION.to_string(), want.version.clone());
-                if let Step::RedeployStack { .. } = step {
-                    // A changed stack tag makes CloudFormation update every taggable resource.
-                    stack_tags.insert(tags::REDEPLOYED_AT.to_string(), crate::state::now_rfc3339());
-                }
-                let timeout = Duration::from_secs(settings.stack_timeout_seconds);
-                let _wait = self.engine.progress.wait(format!(
-                    "{}: {env}: {} stack {stack} in account {}",
-                    self.desired.id,
-                    match step {
-                        Step::UpdateStack { .. } | Step::RedeployStack { .. } | Step::RecoverStack { .. } => "updating",
-                        _ => "creating",
-                    },
-                    session.account.account_id()
-                ));
-                let op = match step {
-                    Step::UpdateStack { .. } | Step::RedeployStack { .. } => Operation::Update,
-                    Step::RecoverStack { .. } => {
-                        cfn::continue_rollback(&session.cfn, stack, timeout).await?;
-                        Operation::Update
-                    }
-                    Step::RecreateStack { .. } => {
-                        cfn::delete(&session.cfn, stack, timeout).await?;
-                        Operation::Create
-                    }
-                    _ => Operation::Create,
-                };
-                let source = cfn::template_source(&session, &want.template).await?;
-                let result = cfn::deploy(&session.cfn, op, stack, &source, &stack_tags, timeout).await;
-                let (status, stack_id) = match &result {
-                    Ok(s) => (s.status.clone(), s.stack_id.clone()),
-                    Err(_) => ("FAILED".to_string(), String::new()),
-                };
-                self.record(env).stacks.insert(
-                    stack.clone(),
-                    StackRecord { blueprint: want.blueprint.clone(), version: want.version.clone(), status, stack_id },
-                );
-                self.dirty = true;
-                result?;
-            }
+            | Step::RecreateStack { environment, stack, .. } => self.deploy_stack(step, *environment, stack).await?,
             Step::CreateOrganization | Step::EnableServiceControlPolicies | Step::CreateOu { .. } => {
                 bail!("organization step in a tenant plan: {step}")
             }
@@ -877,43 +768,199 @@ impl<'a> TenantRun<'a> {
         Ok(())
     }
 
+    /// `CreateAccount` (unless it was requested up front), waited for; a request that FAILED for
+    /// a transient reason is sent again a bounded number of times. The account is bound in
+    /// state: through the guard on the file's tags when this run's own request created it, on
+    /// its live tags when it was found after a lost answer.
+    async fn create_account(&mut self, env: Environment, email: &str, account_name: &str) -> Result<()> {
+        let mut request_id = match self.creating.get(&env) {
+            Some((id, _)) => Some(id.clone()),
+            // Found already created after CreateAccount's answer was lost.
+            None if self.found_accounts.contains_key(&env) => None,
+            None => self.start_account(env, email, account_name, None).await?,
+        };
+        // A request that FAILED created no account. One that failed for a transient
+        // reason is sent again, with backoff, a bounded number of times.
+        let mut delays = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_secs(2))
+            .with_jitter()
+            .with_max_times(CREATE_ACCOUNT_RETRIES)
+            .build();
+        let mut created = None;
+        while let Some(rid) = request_id.clone() {
+            match self.await_account(env, &rid).await {
+                Ok(id) => {
+                    created = Some(id);
+                    break;
+                }
+                Err(e) => {
+                    let transient = matches!(&e, AwaitFailure::Failed(f) if f.is_transient());
+                    match delays.next().filter(|_| transient) {
+                        Some(delay) => {
+                            tracing::warn!(tenant = %self.desired.id, %env, "{e:#}; sending CreateAccount again in {} ms", delay.as_millis());
+                            // The failed request's slot is kept for the next one (never
+                            // given back and taken again while another is held).
+                            let slot = self.creating.remove(&env).map(|(_, slot)| slot);
+                            crate::shutdown::bounded(
+                                format_args!("waiting to send CreateAccount again"),
+                                tokio::time::sleep(delay),
+                            )
+                            .await?;
+                            request_id = self.start_account(env, email, account_name, slot).await?;
+                        }
+                        None => return Err(e.into()),
+                    }
+                }
+            }
+        }
+        self.creating.remove(&env);
+        match (created, self.found_accounts.remove(&env)) {
+            (Some(id), _) if !self.found_after_lost_answer.contains(&env) => {
+                // This run created the account, with the tenant's tags: the guard passes
+                // by construction, so no live tag read is needed before the first step
+                // touches it.
+                let want = self.desired.account(env);
+                let mut claim = self.desired.claim(env, self.tracked.record.accounts.get(&env));
+                claim.recorded = Some(&id);
+                let live = LiveAccount { id: &id, email: &want.email, name: &want.account_name, tags: &want.tags };
+                let v = VerifiedAccount::verify(&claim, &live)?;
+                self.bind_created(env, id);
+                self.verified.insert(env, v);
+            }
+            // Found after a lost answer: the guard reads its live tags first.
+            (Some(id), _) | (None, Some(id)) => self.verify_found(env, id).await?,
+            (None, None) => bail!("no {env} account was created or found"),
+        }
+        Ok(())
+    }
+
+    /// Waits for a `CreateAccount` request found running and binds its account: at once when it
+    /// is this tenant's recorded request, through the guard on live tags otherwise.
+    async fn await_request(&mut self, env: Environment, request_id: &str) -> Result<()> {
+        let id = self.await_account(env, request_id).await?;
+        if self.record(env).create_request_id.as_deref() == Some(request_id) {
+            self.bind_created(env, id);
+        } else {
+            // A request found by account name, not this tenant's recorded one: it may be
+            // another tenant's. Its account is checked by the guard before anything of it
+            // is recorded in state.
+            self.verify_found(env, id).await?;
+        }
+        Ok(())
+    }
+
+    /// `CreatePolicy` or `UpdatePolicy` for one of the account's SCPs, recorded in state.
+    async fn write_policy(&mut self, step: &Step, env: Environment, name: &str) -> Result<()> {
+        let org = self.engine.clients.org.clone();
+        let p = self
+            .desired
+            .account(env)
+            .policies
+            .iter()
+            .find(|p| p.name == name)
+            .context("policy not in desired state")?
+            .clone();
+        let id = match (step, self.policy_ids.get(name)) {
+            (Step::UpdatePolicy { policy_id, .. }, _) | (_, Some(policy_id)) => {
+                org::update_scp(&org, policy_id, &p.content).await?;
+                policy_id.clone()
+            }
+            _ => org::create_scp(&org, name, &p.content, &crate::desired::managed_tags(&self.desired.id, env)).await?,
+        };
+        self.policy_ids.insert(name.to_string(), id.clone());
+        self.record(env).policies.insert(name.to_string(), PolicyRecord { policy_id: id, digest: p.digest });
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Creates, updates, redeploys, recovers or replaces one stack from its rendered blueprint,
+    /// and records its status (also when it failed).
+    async fn deploy_stack(&mut self, step: &Step, env: Environment, stack: &str) -> Result<()> {
+        let settings = &self.engine.settings;
+        let session = self.session(env).await?;
+        let want = self
+            .desired
+            .account(env)
+            .stacks
+            .iter()
+            .find(|s| s.stack_name == stack)
+            .context("stack not in desired state")?
+            .clone();
+        let mut stack_tags = crate::desired::managed_tags(&self.desired.id, env);
+        stack_tags.insert(tags::BLUEPRINT.to_string(), want.blueprint.clone());
+        stack_tags.insert(tags::VERSION.to_string(), want.version.clone());
+        if let Step::RedeployStack { .. } = step {
+            // A changed stack tag makes CloudFormation update every taggable resource.
+            stack_tags.insert(tags::REDEPLOYED_AT.to_string(), crate::state::now_rfc3339());
+        }
+        let timeout = Duration::from_secs(settings.stack_timeout_seconds);
+        let _wait = self.engine.progress.wait(format!(
+            "{}: {env}: {} stack {stack} in account {}",
+            self.desired.id,
+            match step {
+                Step::UpdateStack { .. } | Step::RedeployStack { .. } | Step::RecoverStack { .. } => "updating",
+                _ => "creating",
+            },
+            session.account.account_id()
+        ));
+        let op = match step {
+            Step::UpdateStack { .. } | Step::RedeployStack { .. } => Operation::Update,
+            Step::RecoverStack { .. } => {
+                cfn::continue_rollback(&session.cfn, stack, timeout).await?;
+                Operation::Update
+            }
+            Step::RecreateStack { .. } => {
+                cfn::delete(&session.cfn, stack, timeout).await?;
+                Operation::Create
+            }
+            _ => Operation::Create,
+        };
+        let source = cfn::template_source(&session, &want.template).await?;
+        let result = cfn::deploy(&session.cfn, op, stack, &source, &stack_tags, timeout).await;
+        let (status, stack_id) = match &result {
+            Ok(s) => (s.status.clone(), s.stack_id.clone()),
+            Err(_) => ("FAILED".to_string(), String::new()),
+        };
+        self.record(env).stacks.insert(
+            stack.to_string(),
+            StackRecord { blueprint: want.blueprint.clone(), version: want.version.clone(), status, stack_id },
+        );
+        self.dirty = true;
+        result?;
+        Ok(())
+    }
+
     /// Polls `DescribeCreateAccountStatus` with exponential backoff until the request ends (at
     /// most `create_account_timeout_seconds`) and returns the created account's id. Nothing is
     /// recorded here: the caller binds the id ([`Self::bind_created`] for this tenant's own request,
     /// [`Self::verify_found`] for one found by name). A `FAILED` request is a [`CreateFailed`].
-    async fn await_account(&mut self, env: Environment, request_id: &str) -> Result<String> {
+    async fn await_account(&mut self, env: Environment, request_id: &str) -> Result<String, AwaitFailure> {
         let org = self.engine.clients.org.clone();
         let _wait =
             self.engine.progress.wait(format!("{}: {env}: waiting for account creation {request_id}", self.desired.id));
-        let poll = || async {
-            let status = org::create_status(&org, request_id).await?.with_context(|| {
-                format!(
-                    "Organizations does not know CreateAccount request {request_id}; re-run to look for the account"
-                )
-            })?;
-            match status.state {
-                CreateRequestState::InProgress => Err(StillCreating.into()),
-                _ => Ok::<_, anyhow::Error>(status),
-            }
-        };
-        let status = crate::shutdown::bounded(
+        let status = crate::poll::until_done(
             format_args!("waiting for CreateAccount request {request_id}"),
-            poll.retry(
-                ExponentialBuilder::default()
-                    .with_min_delay(Duration::from_millis(500))
-                    .with_max_delay(Duration::from_secs(30))
-                    .with_jitter()
-                    .with_total_delay(Some(Duration::from_secs(self.engine.settings.create_account_timeout_seconds)))
-                    .without_max_times(),
-            )
-            .when(|e: &anyhow::Error| e.downcast_ref::<StillCreating>().is_some()),
+            (Duration::from_millis(500), Duration::from_secs(30)),
+            Duration::from_secs(self.engine.settings.create_account_timeout_seconds),
+            || async {
+                let status = org::create_status(&org, request_id).await?.with_context(|| {
+                    format!(
+                        "Organizations does not know CreateAccount request {request_id}; re-run to look for the account"
+                    )
+                })?;
+                Ok(match status.state {
+                    CreateRequestState::InProgress => Look::NotYet,
+                    _ => Look::Done(status),
+                })
+            },
         )
-        .await?
-        .with_context(|| format!("waiting for CreateAccount request {request_id}"))?;
+        .await?;
         match status.state {
-            CreateRequestState::Succeeded => status.account_id.context("CreateAccount succeeded without an account id"),
+            CreateRequestState::Succeeded => {
+                Ok(status.account_id.context("CreateAccount succeeded without an account id")?)
+            }
             CreateRequestState::Failed(reason) => {
-                Err(CreateFailed { request_id: request_id.to_string(), reason }.into())
+                Err(AwaitFailure::Failed(CreateFailed { request_id: request_id.to_string(), reason }))
             }
             CreateRequestState::InProgress => unreachable!("polling ends only on a final state"),
         }
@@ -951,9 +998,16 @@ impl<'a> TenantRun<'a> {
     }
 }
 
+/// How waiting for a `CreateAccount` request ended, when it did not end with an account.
 #[derive(Debug, thiserror::Error)]
-#[error("account creation still in progress")]
-struct StillCreating;
+enum AwaitFailure {
+    /// The request ended `FAILED`.
+    #[error(transparent)]
+    Failed(CreateFailed),
+    /// Polling failed (an AWS error, the timeout, a stop).
+    #[error("{0:#}")]
+    Polling(#[from] anyhow::Error),
+}
 
 /// How many times a `CreateAccount` that FAILED for a transient reason is sent again in one run.
 const CREATE_ACCOUNT_RETRIES: usize = 2;

@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use aws_sdk_cloudformation::client::Waiters;
-use aws_sdk_cloudformation::types::{Capability, Tag};
+use aws_sdk_cloudformation::types::{Capability, StackDriftDetectionStatus, Tag};
 use aws_sdk_cloudformation::Client;
 
-use super::{aws_error, error_code};
-use crate::observe::{DriftedResource, ObservedStack, ResourceDrift};
+use super::types::{DriftedResource, ObservedStack, ResourceDrift};
+use super::{aws_error, Error, ErrorKind};
+use crate::poll::Look;
 
 /// Name prefix of workload stacks (`tenantry-wl-<workload>`).
 pub const WORKLOAD_STACK_PREFIX: &str = "tenantry-wl-";
@@ -37,7 +38,8 @@ pub async fn tenantry_stacks(cfn: &Client) -> Result<BTreeMap<String, ObservedSt
 pub async fn describe(cfn: &Client, name: &str) -> Result<Option<ObservedStack>> {
     match cfn.describe_stacks().stack_name(name).send().await {
         Ok(out) => Ok(out.stacks.unwrap_or_default().first().map(observed)),
-        Err(e) if error_code(&e) == Some("ValidationError") => Ok(None),
+        // DescribeStacks answers ValidationError for a stack that does not exist.
+        Err(e) if Error::kind_of_sdk(&e) == ErrorKind::Invalid => Ok(None),
         Err(e) => Err(aws_error("cloudformation:DescribeStacks", e)),
     }
 }
@@ -113,57 +115,41 @@ pub async fn detect_drift(cfn: &Client, name: &str, timeout: Duration) -> Result
     };
     let started = match start
         .retry(ExponentialBuilder::default().with_min_delay(Duration::from_millis(500)).with_jitter().with_max_times(5))
-        .when(|e| {
-            matches!(error_code(e), Some("Throttling") | Some("ThrottlingException") | Some("TooManyRequestsException"))
-        })
+        .when(|e| Error::kind_of_sdk(e) == ErrorKind::Throttled)
         .await
     {
         Ok(out) => out.stack_drift_detection_id.unwrap_or_default(),
         Err(e) => {
-            let status = e.raw_response().map(|r| r.status().as_u16());
-            let code = error_code(&e).map(str::to_string);
-            let unsupported = matches!(status, Some(500) | Some(501))
-                || matches!(
-                    code.as_deref(),
-                    Some("NotImplemented")
-                        | Some("InvalidAction")
-                        | Some("UnknownOperationException")
-                        | Some("InternalFailure")
-                );
-            if unsupported {
+            let e = Error::from_sdk("cloudformation:DetectStackDrift", e);
+            // Not implemented, or failed on the endpoint (sent without retries): a check not run.
+            if matches!(e.kind, ErrorKind::Unsupported | ErrorKind::AnswerLost) {
                 return Ok(ResourceDrift::Unsupported(format!(
                     "DetectStackDrift is not supported by this endpoint or failed on it ({})",
-                    code.unwrap_or_else(|| format!("HTTP {}", status.unwrap_or_default()))
+                    e.code.clone().unwrap_or_else(|| format!("HTTP {}", e.status.unwrap_or_default()))
                 )));
             }
-            return Err(aws_error("cloudformation:DetectStackDrift", e));
+            return Err(e.into());
         }
     };
-    let poll = || async {
-        let s = cfn
-            .describe_stack_drift_detection_status()
-            .stack_drift_detection_id(&started)
-            .send()
-            .await
-            .map_err(|e| aws_error("cloudformation:DescribeStackDriftDetectionStatus", e))?;
-        match s.detection_status().map(|d| d.as_str()) {
-            Some("DETECTION_IN_PROGRESS") => Err(anyhow::anyhow!("in progress")),
-            _ => Ok(s),
-        }
-    };
-    let status = crate::shutdown::bounded(
+    let status = crate::poll::until_done(
         format_args!("waiting for drift detection of stack {name}"),
-        poll.retry(
-            ExponentialBuilder::default()
-                .with_min_delay(Duration::from_millis(200))
-                .with_max_delay(Duration::from_secs(10))
-                .with_total_delay(Some(timeout))
-                .without_max_times(),
-        )
-        .when(|e| e.to_string() == "in progress"),
+        (Duration::from_millis(200), Duration::from_secs(10)),
+        timeout,
+        || async {
+            let s = cfn
+                .describe_stack_drift_detection_status()
+                .stack_drift_detection_id(&started)
+                .send()
+                .await
+                .map_err(|e| aws_error("cloudformation:DescribeStackDriftDetectionStatus", e))?;
+            Ok(match s.detection_status() {
+                Some(StackDriftDetectionStatus::DetectionInProgress) => Look::NotYet,
+                _ => Look::Done(s),
+            })
+        },
     )
-    .await??;
-    if status.detection_status().map(|d| d.as_str()) == Some("DETECTION_FAILED") {
+    .await?;
+    if status.detection_status() == Some(&StackDriftDetectionStatus::DetectionFailed) {
         return Ok(ResourceDrift::Unsupported(format!(
             "drift detection failed: {}",
             status.detection_status_reason.unwrap_or_default()
@@ -207,22 +193,37 @@ pub async fn detect_drift(cfn: &Client, name: &str, timeout: Duration) -> Result
 pub enum TemplateSource {
     /// `TemplateBody`.
     Body(String),
-    /// `TemplateURL` of the uploaded template.
-    Url(String),
+    /// `TemplateURL` of the uploaded template, and the template itself.
+    Url {
+        /// The object's URL.
+        url: String,
+        /// The template.
+        template: String,
+    },
 }
 
 impl TemplateSource {
+    /// `TemplateBody` for an inline template.
     fn body(&self) -> Option<String> {
         match self {
             TemplateSource::Body(b) => Some(b.clone()),
-            TemplateSource::Url(_) => None,
+            TemplateSource::Url { .. } => None,
         }
     }
 
+    /// `TemplateURL` for an uploaded template.
     fn url(&self) -> Option<String> {
         match self {
-            TemplateSource::Url(u) => Some(u.clone()),
+            TemplateSource::Url { url, .. } => Some(url.clone()),
             TemplateSource::Body(_) => None,
+        }
+    }
+
+    /// The template, however it is passed.
+    fn template(&self) -> &str {
+        match self {
+            TemplateSource::Body(b) => b,
+            TemplateSource::Url { template, .. } => template,
         }
     }
 }
@@ -248,12 +249,12 @@ pub async fn template_source(session: &crate::aws::member::MemberSession, templa
     let bucket = template_bucket(owner, region);
     match s3.head_bucket().bucket(&bucket).expected_bucket_owner(owner).send().await {
         Ok(_) => {}
-        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
+        Err(e) if Error::kind_of_sdk(&e) == ErrorKind::NotFound => {
             crate::aws::create_bucket(s3, &bucket, region)
                 .await
                 .with_context(|| format!("creating template bucket {bucket}"))?;
         }
-        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 403) => {
+        Err(e) if Error::kind_of_sdk(&e) == ErrorKind::AccessDenied => {
             anyhow::bail!("template bucket {bucket} exists but is not owned by account {owner} (or is not readable): refusing to upload templates to it")
         }
         Err(e) => {
@@ -275,7 +276,10 @@ pub async fn template_source(session: &crate::aws::member::MemberSession, templa
         .await
         .map_err(|e| aws_error("s3:PutObject", e))
         .with_context(|| format!("uploading a {} byte template to s3://{bucket}/{key}", template.len()))?;
-    Ok(TemplateSource::Url(format!("https://s3.{region}.amazonaws.com/{bucket}/{key}")))
+    Ok(TemplateSource::Url {
+        url: format!("https://s3.{region}.amazonaws.com/{bucket}/{key}"),
+        template: template.to_string(),
+    })
 }
 
 /// A fresh `ClientRequestToken`: the SDK sends the same one on each retry of a request, so
@@ -286,6 +290,11 @@ fn request_token() -> String {
 
 fn to_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
     tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
+}
+
+/// Whether the stack's template (`GetTemplate`) is exactly `template`.
+async fn runs_template(cfn: &Client, name: &str, template: &TemplateSource) -> Result<bool> {
+    Ok(template_body(cfn, name).await?.as_deref() == Some(template.template()))
 }
 
 /// Which stack operation to carry out.
@@ -310,7 +319,7 @@ pub async fn deploy(
 ) -> Result<ObservedStack> {
     let caps = vec![Capability::CapabilityIam, Capability::CapabilityNamedIam];
     // The waiter's last DescribeStacks answer, when it has one: no second DescribeStacks.
-    let mut last = None;
+    let last: Option<ObservedStack>;
     match op {
         Operation::Create => {
             match cfn
@@ -328,7 +337,7 @@ pub async fn deploy(
                 // The plan saw no such stack and the tenant's lease is held: an attempt of this
                 // request whose answer was lost created it (a CloudFormation that ignores the
                 // token says so on the SDK's retry). Wait for it like for our own.
-                Err(e) if error_code(&e) == Some("AlreadyExistsException") => {
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_already_exists_exception()) => {
                     tracing::warn!(stack = name, "CreateStack: the stack already exists (an earlier attempt of this request created it); waiting for it");
                 }
                 Err(e) => return Err(aws_error("cloudformation:CreateStack", e)),
@@ -360,26 +369,27 @@ pub async fn deploy(
                     .await?;
                     last = last_polled(waited);
                 }
-                // The same: an earlier attempt of this request started the update.
-                Err(e)
-                    if error_code(&e) == Some("ValidationError")
-                        && e.as_service_error()
-                            .and_then(|s| aws_sdk_cloudformation::error::ProvideErrorMetadata::message(s))
-                            .is_some_and(|m| m.contains("UPDATE_IN_PROGRESS")) =>
-                {
-                    tracing::warn!(stack = name, "UpdateStack: an update is already in progress (an earlier attempt of this request started it); waiting for it");
-                    let waited = crate::shutdown::bounded(
-                        format_args!("waiting for stack {name} to be updated"),
-                        cfn.wait_until_stack_update_complete().stack_name(name).wait(timeout),
-                    )
-                    .await?;
-                    last = last_polled(waited);
+                // CloudFormation refuses an update with ValidationError both while one is under
+                // way (an earlier attempt of this request started it: wait for it) and when the
+                // stack already runs this template with these tags ("no updates are to be
+                // performed": done). Which one is read from the stack, not from the message.
+                Err(e) if Error::kind_of_sdk(&e) == ErrorKind::Invalid => {
+                    let refused = Error::from_sdk("cloudformation:UpdateStack", e);
+                    let current = describe(cfn, name).await?.ok_or_else(|| refused.clone())?;
+                    if current.status.ends_with("_IN_PROGRESS") {
+                        tracing::warn!(stack = name, "UpdateStack: an update is already in progress (an earlier attempt of this request started it); waiting for it");
+                        let waited = crate::shutdown::bounded(
+                            format_args!("waiting for stack {name} to be updated"),
+                            cfn.wait_until_stack_update_complete().stack_name(name).wait(timeout),
+                        )
+                        .await?;
+                        last = last_polled(waited);
+                    } else if current.tags == *tags && runs_template(cfn, name, template).await? {
+                        last = Some(current);
+                    } else {
+                        return Err(refused.into());
+                    }
                 }
-                Err(e)
-                    if error_code(&e) == Some("ValidationError")
-                        && e.as_service_error()
-                            .and_then(|s| aws_sdk_cloudformation::error::ProvideErrorMetadata::message(s))
-                            .is_some_and(|m| m.contains("No updates are to be performed")) => {}
                 Err(e) => return Err(aws_error("cloudformation:UpdateStack", e)),
             }
         }
@@ -402,31 +412,21 @@ pub async fn deploy(
 /// Finishes a failed rollback (`ContinueUpdateRollback`) and waits, polling `DescribeStacks` with
 /// backoff (at most `timeout`), until the stack is UPDATE_ROLLBACK_COMPLETE.
 pub async fn continue_rollback(cfn: &Client, name: &str, timeout: Duration) -> Result<()> {
-    use backon::{ExponentialBuilder, Retryable};
     cfn.continue_update_rollback()
         .stack_name(name)
         .send()
         .await
         .map_err(|e| aws_error("cloudformation:ContinueUpdateRollback", e))?;
-    let poll = || async {
-        let s = describe(cfn, name).await?.with_context(|| format!("stack {name} vanished"))?;
-        if s.status.ends_with("_IN_PROGRESS") {
-            anyhow::bail!("in progress");
-        }
-        Ok(s)
-    };
-    let s = crate::shutdown::bounded(
+    let s = crate::poll::until_done(
         format_args!("waiting for stack {name} to finish its rollback"),
-        poll.retry(
-            ExponentialBuilder::default()
-                .with_min_delay(Duration::from_millis(500))
-                .with_max_delay(Duration::from_secs(30))
-                .with_total_delay(Some(timeout))
-                .without_max_times(),
-        )
-        .when(|e| e.to_string() == "in progress"),
+        (Duration::from_millis(500), Duration::from_secs(30)),
+        timeout,
+        || async {
+            let s = describe(cfn, name).await?.with_context(|| format!("stack {name} vanished"))?;
+            Ok(if s.status.ends_with("_IN_PROGRESS") { Look::NotYet } else { Look::Done(s) })
+        },
     )
-    .await??;
+    .await?;
     if s.status != "UPDATE_ROLLBACK_COMPLETE" {
         anyhow::bail!("stack {name} is {} after ContinueUpdateRollback", s.status);
     }
@@ -504,6 +504,20 @@ pub struct ChangeSetPreview {
     pub failed: Option<String>,
 }
 
+/// How a change set could not be made or carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    /// An AWS call failed.
+    #[error(transparent)]
+    Aws(#[from] Error),
+    /// A stop signal ended the wait (what CloudFormation was asked to do goes on).
+    #[error(transparent)]
+    Interrupted(#[from] crate::shutdown::Interrupted),
+    /// The stack or change set ended badly, or vanished.
+    #[error("{0:#}")]
+    Failed(anyhow::Error),
+}
+
 /// What [`create_change_set`] creates: change set `name` for `stack` (a `CREATE` change set when
 /// `creates_stack`), from `template` with stack `parameters` and `tags`.
 pub struct ChangeSetRequest<'a> {
@@ -524,7 +538,7 @@ pub async fn create_change_set(
     cfn: &Client,
     request: &ChangeSetRequest<'_>,
     timeout: Duration,
-) -> Result<ChangeSetPreview> {
+) -> Result<ChangeSetPreview, StackError> {
     use aws_sdk_cloudformation::types::{ChangeSetType, Parameter};
     let ChangeSetRequest { stack, name, creates_stack, template, parameters, tags } = *request;
     let params: Vec<Parameter> =
@@ -545,14 +559,14 @@ pub async fn create_change_set(
         Ok(_) => {}
         // Change set names are unique per run: an attempt of this request whose answer was lost
         // created it.
-        Err(e) if error_code(&e) == Some("AlreadyExistsException") => {
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_already_exists_exception()) => {
             tracing::warn!(
                 stack,
                 change_set = name,
                 "CreateChangeSet: already exists (an earlier attempt of this request created it)"
             );
         }
-        Err(e) => return Err(aws_error("cloudformation:CreateChangeSet", e)),
+        Err(e) => return Err(Error::from_sdk("cloudformation:CreateChangeSet", e).into()),
     }
     let _ = crate::shutdown::bounded(
         format_args!("waiting for change set {name} of stack {stack}"),
@@ -564,7 +578,7 @@ pub async fn create_change_set(
     let mut reason = String::new();
     let mut pages = cfn.describe_change_set().stack_name(stack).change_set_name(name).into_paginator().send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| aws_error("cloudformation:DescribeChangeSet", e))?;
+        let page = page.map_err(|e| Error::from_sdk("cloudformation:DescribeChangeSet", e))?;
         status = page.status().map(|s| s.as_str().to_string()).unwrap_or_default();
         reason = page.status_reason().unwrap_or_default().to_string();
         for c in page.changes() {
@@ -609,7 +623,7 @@ async fn ended_badly(cfn: &Client, stack: &str, status: &str, context: &str) -> 
 pub async fn delete_change_set(cfn: &Client, stack: &str, name: &str) -> Result<()> {
     match cfn.delete_change_set().stack_name(stack).change_set_name(name).send().await {
         Ok(_) => Ok(()),
-        Err(e) if matches!(error_code(&e), Some("ChangeSetNotFound") | Some("ChangeSetNotFoundException")) => Ok(()),
+        Err(e) if Error::kind_of_sdk(&e) == ErrorKind::NotFound => Ok(()),
         Err(e) => Err(aws_error("cloudformation:DeleteChangeSet", e)),
     }
 }
@@ -623,14 +637,14 @@ pub async fn execute_change_set(
     name: &str,
     creates_stack: bool,
     timeout: Duration,
-) -> Result<ObservedStack> {
+) -> Result<ObservedStack, StackError> {
     cfn.execute_change_set()
         .stack_name(stack)
         .change_set_name(name)
         .client_request_token(request_token())
         .send()
         .await
-        .map_err(|e| aws_error("cloudformation:ExecuteChangeSet", e))?;
+        .map_err(|e| Error::from_sdk("cloudformation:ExecuteChangeSet", e))?;
     let what = format!("waiting for stack {stack} to carry out change set {name}");
     let last = if creates_stack {
         last_polled(
@@ -645,12 +659,15 @@ pub async fn execute_change_set(
     };
     let observed = match last {
         Some(s) => s,
-        None => describe(cfn, stack).await?.with_context(|| format!("stack {stack} vanished"))?,
+        None => describe(cfn, stack)
+            .await
+            .and_then(|s| s.with_context(|| format!("stack {stack} vanished")))
+            .map_err(StackError::Failed)?,
     };
     if matches!(observed.status.as_str(), "CREATE_COMPLETE" | "UPDATE_COMPLETE") {
         Ok(observed)
     } else {
-        Err(ended_badly(cfn, stack, &observed.status, &format!("after change set {name}")).await)
+        Err(StackError::Failed(ended_badly(cfn, stack, &observed.status, &format!("after change set {name}")).await))
     }
 }
 
@@ -667,7 +684,8 @@ pub async fn outputs(cfn: &Client, stack: &str) -> Result<BTreeMap<String, Strin
                     .collect()
             })
             .unwrap_or_default()),
-        Err(e) if error_code(&e) == Some("ValidationError") => Ok(BTreeMap::new()),
+        // DescribeStacks answers ValidationError for a stack that does not exist.
+        Err(e) if Error::kind_of_sdk(&e) == ErrorKind::Invalid => Ok(BTreeMap::new()),
         Err(e) => Err(aws_error("cloudformation:DescribeStacks", e)),
     }
 }

@@ -10,7 +10,7 @@ use aws_credential_types::provider::{future, ProvideCredentials, SharedCredentia
 use aws_credential_types::Credentials;
 use backon::{ExponentialBuilder, Retryable};
 
-use super::{aws_error, error_code, Clients};
+use super::{aws_error, Clients, Error, ErrorKind};
 use crate::guard::{check_ownership, Claim, LiveAccount, Refusal};
 use crate::metrics::CountCalls;
 use crate::tenant::Environment;
@@ -107,9 +107,10 @@ impl MemberSession {
                     .with_total_delay(Some(retry_for))
                     .without_max_times(),
             )
-            .when(|e| matches!(error_code(e), Some("AccessDenied") | Some("AccessDeniedException")))
+            .when(|e| Error::kind_of_sdk(e) == ErrorKind::AccessDenied)
             .notify(|e, after| {
-                tracing::info!(account = %account.account_id, error = error_code(e).unwrap_or("?"), "role not assumable yet; retrying in {:.1} s", after.as_secs_f32())
+                let code = e.as_service_error().and_then(|s| s.meta().code()).unwrap_or("?");
+                tracing::info!(account = %account.account_id, error = code, "role not assumable yet; retrying in {:.1} s", after.as_secs_f32())
             });
         // AssumeRole changes nothing: a stop request may end the wait between tries.
         let assumed = crate::shutdown::bounded(format_args!("waiting for {arn} to be assumable"), retried)

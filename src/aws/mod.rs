@@ -2,8 +2,12 @@
 //! one paginated listing) turned into tenantry's plain data. No planning decisions here.
 
 pub mod cfn;
+pub mod error;
 pub mod member;
 pub mod org;
+pub mod types;
+
+pub use error::{kind_of, Classify, Error, ErrorKind};
 
 use std::time::Duration;
 
@@ -111,15 +115,16 @@ impl Clients {
     }
 
     /// The caller's ARN (STS `GetCallerIdentity`), recorded in the promotion ledger.
-    pub async fn caller_arn(&self) -> anyhow::Result<String> {
-        let out = self.sts.get_caller_identity().send().await.map_err(|e| aws_error("sts:GetCallerIdentity", e))?;
+    pub async fn caller_arn(&self) -> Result<String, Error> {
+        let out = self.sts.get_caller_identity().send().await.classify("sts:GetCallerIdentity")?;
         Ok(out.arn.unwrap_or_default())
     }
 
     /// The management account id (STS `GetCallerIdentity`).
-    pub async fn management_account_id(&self) -> anyhow::Result<String> {
-        let out = self.sts.get_caller_identity().send().await.map_err(|e| aws_error("sts:GetCallerIdentity", e))?;
-        out.account.ok_or_else(|| anyhow::anyhow!("sts:GetCallerIdentity returned no account id"))
+    pub async fn management_account_id(&self) -> Result<String, Error> {
+        let out = self.sts.get_caller_identity().send().await.classify("sts:GetCallerIdentity")?;
+        out.account
+            .ok_or_else(|| Error::new("sts:GetCallerIdentity", ErrorKind::Service, "no account id in the answer"))
     }
 }
 
@@ -135,7 +140,7 @@ pub fn s3_client(sdk: &SdkConfig) -> aws_sdk_s3::Client {
 /// Returns `true` when this call created it and `false` when the caller already owned it
 /// (`BucketAlreadyOwnedByYou`, e.g. a retry whose first answer was lost). Any other refusal, such
 /// as `BucketAlreadyExists` (the name is taken by another account), is an error naming the call.
-pub async fn create_bucket(s3: &aws_sdk_s3::Client, bucket: &str, region: &str) -> anyhow::Result<bool> {
+pub async fn create_bucket(s3: &aws_sdk_s3::Client, bucket: &str, region: &str) -> Result<bool, Error> {
     use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
     let mut req = s3.create_bucket().bucket(bucket);
     if region != "us-east-1" {
@@ -145,8 +150,8 @@ pub async fn create_bucket(s3: &aws_sdk_s3::Client, bucket: &str, region: &str) 
     }
     match req.send().await {
         Ok(_) => Ok(true),
-        Err(e) if matches!(e.as_service_error().and_then(|s| s.code()), Some("BucketAlreadyOwnedByYou")) => Ok(false),
-        Err(e) => Err(aws_error("s3:CreateBucket", e)),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_bucket_already_owned_by_you()) => Ok(false),
+        Err(e) => Err(Error::from_sdk("s3:CreateBucket", e)),
     }
 }
 
@@ -157,8 +162,7 @@ pub async fn make_bucket_private(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     expected_owner: Option<&str>,
-) -> anyhow::Result<()> {
-    use anyhow::Context;
+) -> Result<(), Error> {
     use aws_sdk_s3::types::{
         PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
         ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
@@ -176,60 +180,37 @@ pub async fn make_bucket_private(
         )
         .send()
         .await
-        .map_err(|e| aws_error("s3:PutPublicAccessBlock", e))?;
+        .classify("s3:PutPublicAccessBlock")?;
     let rule = ServerSideEncryptionRule::builder()
         .apply_server_side_encryption_by_default(
             ServerSideEncryptionByDefault::builder()
                 .sse_algorithm(ServerSideEncryption::Aes256)
                 .build()
-                .context("encryption rule")?,
+                .map_err(|e| Error::new("s3:PutBucketEncryption", ErrorKind::Service, e.to_string()))?,
         )
         .build();
     s3.put_bucket_encryption()
         .bucket(bucket)
         .set_expected_bucket_owner(expected_owner.map(str::to_string))
         .server_side_encryption_configuration(
-            ServerSideEncryptionConfiguration::builder().rules(rule).build().context("encryption config")?,
+            ServerSideEncryptionConfiguration::builder()
+                .rules(rule)
+                .build()
+                .map_err(|e| Error::new("s3:PutBucketEncryption", ErrorKind::Service, e.to_string()))?,
         )
         .send()
         .await
-        .map_err(|e| aws_error("s3:PutBucketEncryption", e))?;
+        .classify("s3:PutBucketEncryption")?;
     Ok(())
 }
 
-/// The AWS error code of a failed call, e.g. `AccessDenied`, if the service sent one.
-pub fn error_code<E: ProvideErrorMetadata>(e: &aws_sdk_organizations::error::SdkError<E>) -> Option<&str> {
-    e.as_service_error().and_then(|s| s.code())
-}
-
-/// Turns an SDK error into an error that names the API call and the service's code and message.
+/// Turns an SDK error into an [`Error`] (as `anyhow::Error`) that names the API call and the
+/// service's code and message.
 pub fn aws_error<E>(operation: &str, e: aws_sdk_organizations::error::SdkError<E>) -> anyhow::Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    match e.as_service_error() {
-        Some(s) if s.code().is_some() => {
-            anyhow::anyhow!("{operation} failed: {}: {}", s.code().unwrap_or_default(), s.message().unwrap_or_default())
-        }
-        _ => {
-            // The error's own chain of causes, without the SDK's debug dump.
-            let mut msg = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                msg.push_str(": ");
-                msg.push_str(&s.to_string());
-                source = s.source();
-            }
-            if matches!(
-                e,
-                aws_sdk_organizations::error::SdkError::DispatchFailure(_)
-                    | aws_sdk_organizations::error::SdkError::TimeoutError(_)
-            ) {
-                msg.push_str(" (is the endpoint reachable? check AWS_ENDPOINT_URL, the network and credentials)");
-            }
-            anyhow::anyhow!("{operation} failed: {msg}")
-        }
-    }
+    Error::from_sdk(operation, e).into()
 }
 
 #[cfg(test)]

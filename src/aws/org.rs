@@ -10,16 +10,18 @@ use aws_sdk_organizations::types::{
 };
 use aws_sdk_organizations::Client;
 
-use super::{aws_error, error_code, ORGANIZATIONS_MAX_ATTEMPTS};
-use crate::observe::{AccountSummary, CreateRequest, CreateRequestState, OrgOverview};
+use super::types::{AccountSummary, CreateRequest, CreateRequestState, OrgOverview};
+use super::{aws_error, Classify, Error, ErrorKind, ORGANIZATIONS_MAX_ATTEMPTS};
+use aws_sdk_organizations::error::SdkError;
 
 /// Describes the organization and its root (`DescribeOrganization`, `ListRoots`). `None` when the
 /// caller's account is not in an organization.
 pub async fn overview(org: &Client) -> Result<Option<OrgOverview>> {
-    let desc = match org.describe_organization().send().await {
+    let desc = match org.describe_organization().send().await.classify("organizations:DescribeOrganization") {
         Ok(d) => d,
-        Err(e) if error_code(&e) == Some("AWSOrganizationsNotInUseException") => return Ok(None),
-        Err(e) => return Err(aws_error("organizations:DescribeOrganization", e)),
+        // AWSOrganizationsNotInUseException
+        Err(e) if e.is(ErrorKind::NotFound) => return Ok(None),
+        Err(e) => return Err(e.into()),
     };
     let o = desc.organization.context("DescribeOrganization returned no organization")?;
     let roots = org.list_roots().send().await.map_err(|e| aws_error("organizations:ListRoots", e))?;
@@ -41,7 +43,7 @@ pub async fn overview(org: &Client) -> Result<Option<OrgOverview>> {
 pub async fn create_organization(org: &Client) -> Result<()> {
     match org.create_organization().feature_set(OrganizationFeatureSet::All).send().await {
         Ok(_) => Ok(()),
-        Err(e) if error_code(&e) == Some("AlreadyInOrganizationException") => Ok(()),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_already_in_organization_exception()) => Ok(()),
         Err(e) => Err(aws_error("organizations:CreateOrganization", e)),
     }
 }
@@ -50,7 +52,7 @@ pub async fn create_organization(org: &Client) -> Result<()> {
 pub async fn enable_scps(org: &Client, root_id: &str) -> Result<()> {
     match org.enable_policy_type().root_id(root_id).policy_type(PolicyType::ServiceControlPolicy).send().await {
         Ok(_) => Ok(()),
-        Err(e) if error_code(&e) == Some("PolicyTypeAlreadyEnabledException") => Ok(()),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_policy_type_already_enabled_exception()) => Ok(()),
         Err(e) => Err(aws_error("organizations:EnablePolicyType", e)),
     }
 }
@@ -75,7 +77,7 @@ pub async fn child_ous(org: &Client, parent_id: &str) -> Result<BTreeMap<String,
 pub async fn create_ou(org: &Client, parent_id: &str, name: &str) -> Result<String> {
     match org.create_organizational_unit().parent_id(parent_id).name(name).send().await {
         Ok(out) => out.organizational_unit.and_then(|o| o.id).context("CreateOrganizationalUnit returned no id"),
-        Err(e) if error_code(&e) == Some("DuplicateOrganizationalUnitException") => {
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_duplicate_organizational_unit_exception()) => {
             child_ous(org, parent_id).await?.remove(name).context("OU reported as duplicate but not listed")
         }
         Err(e) => Err(aws_error("organizations:CreateOrganizationalUnit", e)),
@@ -108,7 +110,7 @@ pub async fn accounts_for_parent(org: &Client, parent_id: &str) -> Result<Vec<St
 pub async fn describe_account(org: &Client, account_id: &str) -> Result<Option<AccountSummary>> {
     match org.describe_account().account_id(account_id).send().await {
         Ok(out) => Ok(out.account.map(summary)),
-        Err(e) if error_code(&e) == Some("AccountNotFoundException") => Ok(None),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_account_not_found_exception()) => Ok(None),
         Err(e) => Err(aws_error("organizations:DescribeAccount", e)),
     }
 }
@@ -165,7 +167,7 @@ where
             .with_jitter()
             .with_max_times(8),
     )
-    .when(|e| error_code(e) == Some("ConcurrentModificationException"))
+    .when(|e| Error::kind_of_sdk(e) == ErrorKind::Conflict)
     .notify(|_, after| {
         tracing::info!("organizations:{operation}: concurrent modification; retrying in {:.1} s", after.as_secs_f32())
     })
@@ -215,13 +217,19 @@ pub async fn ou_name(org: &Client, ou_id: &str) -> Result<String> {
 /// an error naming the code and reason (with what to do for `ACCOUNT_NUMBER_LIMIT_EXCEEDED`); no
 /// answer at all (timeout, dropped connection) or a 5xx
 /// gives [`CreateAccountUnanswered`].
-pub async fn create_account(org: &Client, email: &str, name: &str, tags: &BTreeMap<String, String>) -> Result<String> {
+pub async fn create_account(
+    org: &Client,
+    email: &str,
+    name: &str,
+    tags: &BTreeMap<String, String>,
+) -> std::result::Result<String, CreateAccountFailure> {
     use backon::{ExponentialBuilder, Retryable};
+    let tags = to_tags(tags).map_err(|e| CreateAccountFailure::Request(format!("{e:#}")))?;
     let send = || async {
         org.create_account()
             .email(email)
             .account_name(name)
-            .set_tags(Some(to_tags(tags)?))
+            .set_tags(Some(tags.clone()))
             .customize()
             .config_override(
                 aws_sdk_organizations::config::Builder::default()
@@ -229,14 +237,10 @@ pub async fn create_account(org: &Client, email: &str, name: &str, tags: &BTreeM
             )
             .send()
             .await
-            .map_err(anyhow::Error::from)
     };
-    let refused = |e: &anyhow::Error| {
-        let Some(sdk) = e.downcast_ref::<aws_sdk_organizations::error::SdkError<CreateAccountError>>() else {
-            return false;
-        };
-        matches!(error_code(sdk), Some("TooManyRequestsException" | "ConcurrentModificationException"))
-            || constraint_reason(sdk).as_deref() == Some("ACCOUNT_CREATION_RATE_LIMIT_EXCEEDED")
+    let refused = |e: &SdkError<CreateAccountError>| {
+        matches!(Error::kind_of_sdk(e), ErrorKind::Throttled | ErrorKind::Conflict)
+            || constraint_reason(e).as_deref() == Some("ACCOUNT_CREATION_RATE_LIMIT_EXCEEDED")
     };
     let out = send
         .retry(
@@ -248,42 +252,71 @@ pub async fn create_account(org: &Client, email: &str, name: &str, tags: &BTreeM
         )
         .when(refused)
         .notify(|e, after| {
-            tracing::info!("organizations:CreateAccount: {e}; sending again in {:.1} s", after.as_secs_f32())
+            let code = e.as_service_error().and_then(|s| s.meta().code()).unwrap_or("?");
+            tracing::info!(
+                "organizations:CreateAccount refused ({code}); sending again in {:.1} s",
+                after.as_secs_f32()
+            )
         })
         .await;
     match out {
-        Ok(out) => out.create_account_status.and_then(|s| s.id).context("CreateAccount returned no request id"),
-        Err(e) => match e.downcast::<aws_sdk_organizations::error::SdkError<CreateAccountError>>() {
-            // An answer from Organizations that refuses the request: nothing was created.
-            Ok(sdk) if error_code(&sdk).is_some() && sdk.raw_response().is_some_and(|r| r.status().as_u16() < 500) => {
-                let hint = match constraint_reason(&sdk).as_deref() {
-                    Some("ACCOUNT_NUMBER_LIMIT_EXCEEDED") => crate::observe::failure_hint("ACCOUNT_LIMIT_EXCEEDED"),
-                    Some("ACCOUNT_CREATION_RATE_LIMIT_EXCEEDED") => {
-                        " — AWS limits how fast accounts can be created; wait, then re-run"
-                    }
-                    _ => "",
-                };
-                let reason = constraint_reason(&sdk).map(|r| format!(" ({r})")).unwrap_or_default();
-                Err(aws_error("organizations:CreateAccount", sdk)
-                    .context(format!("CreateAccount for {email} refused{reason}{hint}")))
-            }
-            // No answer, or a 5xx: the request may have been carried out.
-            Ok(sdk) => Err(CreateAccountUnanswered {
+        // An answer without a request id: AWS may have started creating the account.
+        Ok(out) => out.create_account_status.and_then(|s| s.id).ok_or_else(|| {
+            CreateAccountFailure::Unanswered(CreateAccountUnanswered {
                 email: email.to_string(),
-                cause: aws_error("organizations:CreateAccount", sdk).to_string(),
-            }
-            .into()),
-            Err(other) => Err(other),
-        },
+                cause: "the answer carried no request id".into(),
+            })
+        }),
+        // No answer, or a 5xx: the request may have been carried out.
+        Err(sdk) if Error::kind_of_sdk(&sdk) == ErrorKind::AnswerLost => {
+            Err(CreateAccountFailure::Unanswered(CreateAccountUnanswered {
+                email: email.to_string(),
+                cause: Error::from_sdk("organizations:CreateAccount", sdk).to_string(),
+            }))
+        }
+        // An answer from Organizations that refuses the request: nothing was created.
+        Err(sdk) => {
+            let hint = match constraint_reason(&sdk).as_deref() {
+                Some("ACCOUNT_NUMBER_LIMIT_EXCEEDED") => failure_hint("ACCOUNT_LIMIT_EXCEEDED"),
+                Some("ACCOUNT_CREATION_RATE_LIMIT_EXCEEDED") => {
+                    " — AWS limits how fast accounts can be created; wait, then re-run"
+                }
+                _ => "",
+            };
+            let reason = constraint_reason(&sdk).map(|r| format!(" ({r})")).unwrap_or_default();
+            Err(CreateAccountFailure::Refused {
+                what: format!("CreateAccount for {email} refused{reason}{hint}"),
+                error: Error::from_sdk("organizations:CreateAccount", sdk),
+            })
+        }
     }
 }
 
 /// The reason of a `ConstraintViolationException`, e.g. `ACCOUNT_NUMBER_LIMIT_EXCEEDED`.
-fn constraint_reason(e: &aws_sdk_organizations::error::SdkError<CreateAccountError>) -> Option<String> {
+fn constraint_reason(e: &SdkError<CreateAccountError>) -> Option<String> {
     match e.as_service_error()? {
         CreateAccountError::ConstraintViolationException(c) => c.reason().map(|r| r.as_str().to_string()),
         _ => None,
     }
+}
+
+/// How a `CreateAccount` request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateAccountFailure {
+    /// No usable answer: the account may be being created.
+    #[error(transparent)]
+    Unanswered(CreateAccountUnanswered),
+    /// Organizations refused it: nothing was created.
+    #[error("{what}: {error}")]
+    Refused {
+        /// The request and why, with what to do.
+        what: String,
+        /// The AWS error.
+        error: Error,
+    },
+    /// The request could not be built (nothing was sent).
+    #[error("CreateAccount: {0}")]
+    Request(String),
 }
 
 /// `CreateAccount` got no usable answer (timeout, dropped connection, 5xx): AWS may have started
@@ -326,11 +359,7 @@ pub async fn create_status(org: &Client, request_id: &str) -> Result<Option<Crea
     let out = match org.describe_create_account_status().create_account_request_id(request_id).send().await {
         Ok(out) => out,
         // (Some emulators answer AccountNotFoundException.)
-        Err(e)
-            if matches!(error_code(&e), Some("CreateAccountStatusNotFoundException" | "AccountNotFoundException")) =>
-        {
-            return Ok(None)
-        }
+        Err(e) if Error::kind_of_sdk(&e) == ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(aws_error("organizations:DescribeCreateAccountStatus", e)),
     };
     let s = out.create_account_status.context("DescribeCreateAccountStatus returned no status")?;
@@ -346,7 +375,7 @@ pub async fn in_progress_creates(org: &Client) -> Result<Vec<CreateRequest>> {
             Ok(p) => p,
             // Some emulators lack this call; AWS has it. Without it, an account whose creation
             // is still running cannot be found by name (only through state).
-            Err(e) if matches!(error_code(&e), Some("InvalidAction") | Some("UnknownOperationException")) => {
+            Err(e) if Error::kind_of_sdk(&e) == ErrorKind::Unsupported => {
                 tracing::warn!("organizations:ListCreateAccountStatus is not supported by this endpoint; in-progress account creations are found through state only");
                 return Ok(out);
             }
@@ -418,7 +447,7 @@ pub async fn policy_account_targets(org: &Client, policy_id: &str) -> Result<Vec
 pub async fn policy(org: &Client, policy_id: &str) -> Result<Option<(String, String)>> {
     let out = match org.describe_policy().policy_id(policy_id).send().await {
         Ok(out) => out,
-        Err(e) if error_code(&e) == Some("PolicyNotFoundException") => return Ok(None),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_policy_not_found_exception()) => return Ok(None),
         Err(e) => return Err(aws_error("organizations:DescribePolicy", e)),
     };
     Ok(out.policy.map(|p| (p.policy_summary.and_then(|s| s.name).unwrap_or_default(), p.content.unwrap_or_default())))
@@ -458,7 +487,7 @@ pub async fn create_scp(org: &Client, name: &str, content: &str, tags: &BTreeMap
         .await
     {
         Ok(out) => out.policy.and_then(|p| p.policy_summary).and_then(|s| s.id).context("CreatePolicy returned no id"),
-        Err(e) if error_code(&e) == Some("DuplicatePolicyException") => {
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_duplicate_policy_exception()) => {
             let id = scps(org).await?.remove(name).context("policy reported as duplicate but not listed")?;
             update_scp(org, &id, content).await?;
             Ok(id)
@@ -483,7 +512,7 @@ pub async fn attach(org: &Client, policy_id: &str, target_id: &str) -> Result<()
     match while_contended("AttachPolicy", || org.attach_policy().policy_id(policy_id).target_id(target_id).send()).await
     {
         Ok(_) => Ok(()),
-        Err(e) if error_code(&e) == Some("DuplicatePolicyAttachmentException") => Ok(()),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_duplicate_policy_attachment_exception()) => Ok(()),
         Err(e) => Err(aws_error("organizations:AttachPolicy", e)),
     }
 }
@@ -492,7 +521,7 @@ pub async fn attach(org: &Client, policy_id: &str, target_id: &str) -> Result<()
 pub async fn delete_policy(org: &Client, policy_id: &str) -> Result<()> {
     match org.delete_policy().policy_id(policy_id).send().await {
         Ok(_) => Ok(()),
-        Err(e) if error_code(&e) == Some("PolicyNotFoundException") => Ok(()),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_policy_not_found_exception()) => Ok(()),
         Err(e) => Err(aws_error("organizations:DeletePolicy", e)),
     }
 }
@@ -501,7 +530,18 @@ pub async fn delete_policy(org: &Client, policy_id: &str) -> Result<()> {
 pub async fn detach(org: &Client, policy_id: &str, target_id: &str) -> Result<()> {
     match org.detach_policy().policy_id(policy_id).target_id(target_id).send().await {
         Ok(_) => Ok(()),
-        Err(e) if error_code(&e) == Some("PolicyNotAttachedException") => Ok(()),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_policy_not_attached_exception()) => Ok(()),
         Err(e) => Err(aws_error("organizations:DetachPolicy", e)),
+    }
+}
+
+/// What to do about a `CreateAccount` failure reason.
+pub fn failure_hint(reason: &str) -> &'static str {
+    match reason {
+        "ACCOUNT_LIMIT_EXCEEDED" => " — the organization reached its account quota (Organizations > Default maximum number of accounts); request an increase in Service Quotas, then re-run",
+        "EMAIL_ALREADY_EXISTS" => " — the email is in use by another AWS account; choose another email",
+        "INVALID_EMAIL" => " — AWS rejected the email address",
+        "CONCURRENT_ACCOUNT_MODIFICATION" | "INTERNAL_FAILURE" => " — a transient AWS failure; re-run to retry",
+        _ => "",
     }
 }

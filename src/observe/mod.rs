@@ -9,6 +9,10 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::aws::member::{MemberSession, VerifiedAccount};
+pub use crate::aws::org::failure_hint;
+pub use crate::aws::types::{
+    AccountSummary, CreateRequest, CreateRequestState, DriftedResource, ObservedStack, OrgOverview, ResourceDrift,
+};
 use crate::aws::{cfn, org, Clients};
 use crate::config::OrgSettings;
 use crate::desired::DesiredTenant;
@@ -16,105 +20,6 @@ use crate::guard::{Claim, LiveAccount};
 use crate::state::TenantRecord;
 use crate::tenant::Environment;
 pub use index::OrgIndex;
-
-/// The organization as a whole.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct OrgOverview {
-    /// Organization id (`o-...`).
-    pub organization_id: String,
-    /// Management account id.
-    pub management_account_id: String,
-    /// Whether all features (not only consolidated billing) are enabled.
-    pub all_features: bool,
-    /// Root id (`r-...`).
-    pub root_id: String,
-    /// Whether SCPs are enabled on the root.
-    pub scp_enabled: bool,
-}
-
-/// An account as `ListAccounts`/`DescribeAccount` shows it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct AccountSummary {
-    /// 12-digit account id.
-    pub id: String,
-    /// Account name.
-    pub name: String,
-    /// Root email.
-    pub email: String,
-    /// ACTIVE, SUSPENDED, PENDING_CLOSURE.
-    pub status: String,
-}
-
-/// A `CreateAccount` request.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct CreateRequest {
-    /// Request id (`car-...`).
-    pub request_id: String,
-    /// Account name requested.
-    pub account_name: String,
-    /// Account id, once known.
-    pub account_id: Option<String>,
-    /// Where it stands.
-    pub state: CreateRequestState,
-}
-
-/// State of a `CreateAccount` request.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub enum CreateRequestState {
-    /// Still running.
-    InProgress,
-    /// Done; the account exists.
-    Succeeded,
-    /// Failed with this `FailureReason`.
-    Failed(String),
-}
-
-/// A CloudFormation stack in a member account.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ObservedStack {
-    /// Stack name.
-    pub name: String,
-    /// Stack id (ARN).
-    pub stack_id: String,
-    /// e.g. CREATE_COMPLETE, ROLLBACK_COMPLETE.
-    pub status: String,
-    /// The `tenantry:version` tag: sha256 of the template deployed.
-    pub version: Option<String>,
-    /// All stack tags.
-    pub tags: BTreeMap<String, String>,
-    /// The template the stack runs (`GetTemplate`).
-    #[serde(skip)]
-    pub template_body: Option<String>,
-    /// Resource-level drift (checked by reconcile only).
-    pub resource_drift: ResourceDrift,
-}
-
-/// Result of CloudFormation drift detection on one stack.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-#[serde(tag = "state", content = "detail", rename_all = "snake_case")]
-pub enum ResourceDrift {
-    /// Not checked in this run (plan and apply do not run drift detection).
-    NotChecked,
-    /// The endpoint cannot detect drift; this is reported as a check not run, never as in sync.
-    Unsupported(String),
-    /// Every resource matches the template.
-    InSync,
-    /// Resources differ from the template.
-    Drifted(Vec<DriftedResource>),
-}
-
-/// One resource that drifted.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct DriftedResource {
-    /// Logical id in the template.
-    pub logical_id: String,
-    /// e.g. `AWS::SQS::Queue`.
-    pub resource_type: String,
-    /// MODIFIED or DELETED.
-    pub status: String,
-    /// `path: expected X found Y`.
-    pub differences: Vec<String>,
-}
 
 /// A tenant's account as found, with everything the planner compares.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -145,7 +50,7 @@ pub struct ObservedAccount {
 }
 
 /// How an account was found.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum FoundBy {
     /// State records its id.
@@ -179,6 +84,13 @@ pub enum AccountObservation {
         /// What and why, with what to do.
         reason: String,
     },
+}
+
+/// What [`Observer::locate`] found for an environment: an account and how, or an observation
+/// that ends the look (missing, being created, refused).
+enum Located {
+    Account(AccountSummary, FoundBy),
+    Not(AccountObservation),
 }
 
 /// Everything observed for one tenant.
@@ -220,6 +132,9 @@ impl Observer<'_> {
         Ok(ObservedTenant { tenant: desired.id.clone(), accounts })
     }
 
+    /// One environment of a tenant: the account found for it ([`Observer::locate`]), passed
+    /// through the guard, with its OU, tags, SCPs and stacks; or why it is missing, being created
+    /// or refused.
     async fn account(
         &self,
         desired: &DesiredTenant,
@@ -228,273 +143,28 @@ impl Observer<'_> {
         listing: &mut Option<(Vec<AccountSummary>, Vec<CreateRequest>)>,
     ) -> Result<AccountObservation> {
         let Some(overview) = self.org else { return Ok(AccountObservation::Missing) };
-        let want = desired.account(env);
-        let c = &self.clients.org;
-        let recorded = rec.and_then(|r| r.account_id.clone());
-        // 1. The account state records.
-        let (summary, found_by) = if let Some(id) = &recorded {
-            let indexed = self.index.as_deref().and_then(|i| i.account(id)).cloned();
-            let summary = match indexed {
-                Some(s) => Some(s),
-                None => org::describe_account(c, id).await?,
-            };
-            match summary {
-                Some(s) => (s, FoundBy::Recorded),
-                None => {
-                    return Ok(AccountObservation::Refused {
-                        account_id: Some(id.clone()),
-                        reason: format!("state records account {id}, which is not in the organization (closed or removed?); tenantry will not create a second account — investigate, then fix or delete the state record s3://<state bucket>/tenants/{}.json", desired.id),
-                    })
-                }
-            }
-        } else {
-            // 2. A create request state records.
-            let mut from_request = None;
-            if let Some(req) = rec.and_then(|r| r.create_request_id.as_deref()) {
-                match org::create_status(c, req).await? {
-                    // Unknown (expired after 90 days, or never carried out): look afresh below.
-                    None => {
-                        tracing::warn!(tenant = %desired.id, %env, request = req, "Organizations does not know the recorded CreateAccount request; looking for the account");
-                    }
-                    Some(status) => match (&status.state, &status.account_id) {
-                        (CreateRequestState::InProgress, _) => {
-                            return Ok(AccountObservation::Creating { request_id: req.to_string() })
-                        }
-                        (CreateRequestState::Succeeded, Some(id)) => {
-                            from_request = org::describe_account(c, id).await?.map(|s| (s, FoundBy::CreateRequest));
-                        }
-                        (CreateRequestState::Failed(reason), _) => {
-                            // A failed request created no account: look again, create again if needed.
-                            tracing::warn!(tenant = %desired.id, %env, request = req, "earlier CreateAccount failed: {reason}{}", failure_hint(reason));
-                        }
-                        _ => {}
-                    },
-                }
-            }
-            match from_request {
-                Some(found) => found,
-                None => {
-                    // 3. The organization, by email; or an in-progress request by account name.
-                    // The run's index is a snapshot: it is trusted only when state shows no
-                    // CreateAccount was ever started for this account (one started by another
-                    // process after the snapshot was taken would be missing from it).
-                    let started = rec.is_some_and(|r| r.create_started_at.is_some());
-                    let (found, creating) = match self.index.as_deref().filter(|_| !started) {
-                        Some(index) => {
-                            let found = index.account_by_email(&want.email).cloned();
-                            let creating = if found.is_none() {
-                                index
-                                    .creating(c)
-                                    .await?
-                                    .iter()
-                                    .find(|r| r.account_name == want.account_name)
-                                    .map(|r| r.request_id.clone())
-                            } else {
-                                None
-                            };
-                            (found, creating)
-                        }
-                        None => {
-                            if listing.is_none() {
-                                *listing = Some((org::list_accounts(c).await?, org::in_progress_creates(c).await?));
-                            }
-                            let (all, creating) = listing.as_ref().expect("just set");
-                            let found = all.iter().find(|a| a.email.eq_ignore_ascii_case(&want.email)).cloned();
-                            let creating = creating
-                                .iter()
-                                .find(|r| r.account_name == want.account_name)
-                                .map(|r| r.request_id.clone());
-                            (found, creating)
-                        }
-                    };
-                    match (found, creating) {
-                        (Some(a), _) => (a, FoundBy::Adopted),
-                        (None, Some(request_id)) => return Ok(AccountObservation::Creating { request_id }),
-                        (None, None) => {
-                            // 4. Never a second account: before the plan may say "create", look
-                            // for one this tenant environment already has under another email
-                            // (the file changed, state was lost): by name, by an email state
-                            // recorded, by its tenantry tags.
-                            let claim = desired.claim(env, rec);
-                            let fresh = started || self.index.is_none();
-                            let (mut found, own_scps) =
-                                self.identity_candidates(&claim, &want.account_name, fresh).await?;
-                            match found.len() {
-                                0 if own_scps.is_empty() => return Ok(AccountObservation::Missing),
-                                0 => {
-                                    return Ok(AccountObservation::Refused {
-                                        account_id: None,
-                                        reason: format!(
-                                            "no account of this tenant environment was found, but its SCPs exist ({}): its account was created once and has lost every mark of it (state, tags, name, email). tenantry will not create a second one: find the account and tag it {}={}, {}={env}; or, if it was closed for good, delete those SCPs",
-                                            own_scps.join(", "),
-                                            crate::tenant::tags::TENANT,
-                                            desired.id,
-                                            crate::tenant::tags::ENVIRONMENT
-                                        ),
-                                    })
-                                }
-                                1 => (found.remove(0).0, FoundBy::Identity),
-                                _ => {
-                                    let list: Vec<String> = found.iter().map(|(a, why)| format!("{} \"{}\" <{}> ({why})", a.id, a.name, a.email)).collect();
-                                    return Ok(AccountObservation::Refused {
-                                        account_id: None,
-                                        reason: format!("several accounts could be this tenant environment's: {}; tenantry will neither create another nor pick one — close or retag the ones that are not, then re-run", list.join("; ")),
-                                    });
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+        let (summary, found_by) = match self.locate(desired, env, rec, listing).await? {
+            Located::Account(summary, found_by) => (summary, found_by),
+            Located::Not(observation) => return Ok(observation),
         };
-        let tags = org::tags(c, &summary.id).await?;
-        let claim = desired.claim(env, rec);
-        let live = LiveAccount { id: &summary.id, email: &summary.email, name: &summary.name, tags: &tags };
-        let verified = match VerifiedAccount::verify(&claim, &live) {
+        let tags = org::tags(&self.clients.org, &summary.id).await?;
+        let verified = match self.guard(desired, env, rec, &summary, &tags, found_by) {
             Ok(v) => v,
-            Err(refusal) => {
-                let (t, e) = (crate::tenant::tags::TENANT, crate::tenant::tags::ENVIRONMENT);
-                let hint = match found_by {
-                    FoundBy::Adopted => format!("; an account with this tenant's email `{}` exists but is not tagged as this tenant's (or is not only this tenant's). To adopt it, tag it {t}={} and {e}={env}; otherwise change the email", want.email, desired.id),
-                    FoundBy::Identity => format!(
-                        "; account \"{}\" <{}> looks like this tenant's {env} account (by its name, tags or SCPs), so tenantry will not create a second one. If it is, set {env}.email = \"{}\" in tenants/{}.toml (a root email is changed by the account's owner, e.g. with the Account Management API's StartPrimaryEmailUpdate, then in the file); if it is not, rename and retag it",
-                        summary.name, summary.email, summary.email, desired.id
-                    ),
-                    _ => format!(
-                        "; tenantry will not touch it. If it is this tenant's {env} account, make its tags ({t}={}, {e}={env}), root email and name agree with tenants/{}.toml; if it is not, correct or delete the state record tenants/{}.json in the state bucket (tenantry rebuilds a missing record from observation)",
-                        desired.id, desired.id, desired.id
-                    ),
-                };
-                return Ok(AccountObservation::Refused {
-                    account_id: Some(summary.id.clone()),
-                    reason: format!("{refusal}{hint}"),
-                });
-            }
+            Err(refused) => return Ok(refused),
         };
-        // The account's stacks are in the region its tag (checked by the guard) or, for an
-        // account from before that tag, the stack ids state records name: a changed home_region
-        // would look for them elsewhere and create them all again.
-        let stacks_region = match tags.contains_key(crate::tenant::tags::HOME_REGION) {
-            true => None,
-            false => rec
-                .filter(|_| found_by == FoundBy::Recorded)
-                .and_then(|r| r.stacks.values().find_map(|s| arn_region(&s.stack_id))),
-        };
-        if let Some(region) = stacks_region.filter(|r| *r != self.settings.home_region) {
-            return Ok(AccountObservation::Refused {
-                account_id: Some(summary.id.clone()),
-                reason: format!(
-                    "account {}'s tenantry stacks are in region {region} (the stack ids state records), but tenantry.toml says home_region = \"{}\"; set home_region back to \"{region}\" (moving stacks to another region is not supported: it would create them all again)",
-                    summary.id,
-                    self.settings.home_region
-                ),
-            });
+        if let Some(refused) = self.stacks_elsewhere(&summary, &tags, rec, found_by) {
+            return Ok(refused);
         }
-        let parent_id = match self.index.as_deref().and_then(|i| i.parent(&summary.id)) {
-            Some(p) => p.to_string(),
-            None => org::parent(c, &summary.id).await?,
+        let (parent_id, parent_path, desired_ou_id) =
+            self.placement(overview, &summary.id, &desired.account(env).ou_path).await?;
+        let attached = org::attached_scps(&self.clients.org, &summary.id).await?;
+        let policies = self.policies(desired, env, rec, &attached).await?;
+        let stacks = match summary.status == "ACTIVE" {
+            true => self.stacks(&verified).await?,
+            false => BTreeMap::new(),
         };
-        let desired_ou_id = match self.index.as_deref().and_then(|i| i.ou(&want.ou_path)) {
-            Some(id) => Some(id),
-            None => self.find_ou(overview, &want.ou_path).await?,
-        };
-        let parent_path = if desired_ou_id.as_deref() == Some(parent_id.as_str()) {
-            None
-        } else {
-            match self.index.as_deref().and_then(|i| i.ou_path(&parent_id)) {
-                Some(p) => Some(p),
-                None => Some(self.ou_path_of(overview, &parent_id).await?),
-            }
-        };
-        let attached = org::attached_scps(c, &summary.id).await?;
-        // This account's SCPs: the ones attached to it and the ones state says tenantry created
-        // (an SCP detached out of band is still found). No organization-wide ListPolicies.
-        let prefix = crate::desired::policy_name(&desired.id, env, "");
-        let mut candidates: BTreeMap<String, Option<String>> = BTreeMap::new();
-        for (id, name) in attached.iter().filter(|(_, n)| n.starts_with(&prefix)) {
-            candidates.insert(name.clone(), Some(id.clone()));
-        }
-        for name in rec.map(|r| r.policies.keys()).into_iter().flatten() {
-            if name.starts_with(&prefix) && !candidates.contains_key(name) {
-                candidates.insert(name.clone(), None);
-            }
-        }
-        let mut policies = BTreeMap::new();
-        for (name, attached_id) in candidates {
-            let listed = want.policies.iter().any(|p| p.name == name);
-            match attached_id {
-                // Attached and not in the tenant file: it exists; its content does not matter.
-                Some(id) if !listed => {
-                    policies.insert(name, (id, String::new()));
-                }
-                _ => {
-                    let id = attached_id
-                        .unwrap_or_else(|| rec.map(|r| r.policies[&name].policy_id.clone()).unwrap_or_default());
-                    // An id from state is used only if the policy it names really is this one
-                    // (policy names are unique): state could point it at any policy.
-                    match org::policy(c, &id).await? {
-                        Some((real_name, content)) if real_name == name => {
-                            policies.insert(name, (id, if listed { content } else { String::new() }));
-                        }
-                        Some((real_name, _)) => {
-                            tracing::warn!(tenant = %desired.id, %env, policy = %id, "state records {id} as SCP {name}, but it is {real_name}: ignored");
-                        }
-                        None => {}
-                    }
-                }
-            }
-        }
-        let stacks = if summary.status == "ACTIVE" {
-            let session = MemberSession::assume(
-                self.clients,
-                &verified,
-                &self.settings.access_role,
-                &self.settings.home_region,
-                std::time::Duration::from_secs(self.settings.assume_role_timeout_seconds),
-            )
-            .await?;
-            let mut stacks = cfn::tenantry_stacks(&session.cfn).await?;
-            for (name, stack) in stacks.iter_mut() {
-                if stack.status.ends_with("_IN_PROGRESS") || stack.status == "DELETE_COMPLETE" {
-                    continue;
-                }
-                stack.template_body = cfn::template_body(&session.cfn, name).await?;
-                if self.detect_drift && (!stack.status.ends_with("_COMPLETE") || stack.status == "ROLLBACK_COMPLETE") {
-                    stack.resource_drift =
-                        ResourceDrift::Unsupported(format!("not checked: the stack is {}", stack.status));
-                } else if self.detect_drift {
-                    stack.resource_drift = cfn::detect_drift(
-                        &session.cfn,
-                        name,
-                        std::time::Duration::from_secs(self.settings.stack_timeout_seconds.min(600)),
-                    )
-                    .await?;
-                }
-            }
-            stacks
-        } else {
-            BTreeMap::new()
-        };
-        // An account tenantry created, found without state, that carries no home-region tag
-        // and no tenantry stack here: nothing tells where its stacks are. Creating them here
-        // could duplicate them in another region.
-        let managed = tags.get(crate::tenant::tags::MANAGED_BY).map(String::as_str) == Some("tenantry");
-        if managed
-            && found_by != FoundBy::Recorded
-            && !tags.contains_key(crate::tenant::tags::HOME_REGION)
-            && stacks.is_empty()
-            && summary.status == "ACTIVE"
-        {
-            return Ok(AccountObservation::Refused {
-                account_id: Some(summary.id.clone()),
-                reason: format!(
-                    "account {} was created by tenantry but carries no {} tag, state does not record it, and it has no tenantry stack in {}: its stacks may be in another region. Tag it {}=<the region of its tenantry stacks> and re-run",
-                    summary.id,
-                    crate::tenant::tags::HOME_REGION,
-                    self.settings.home_region,
-                    crate::tenant::tags::HOME_REGION
-                ),
-            });
+        if let Some(refused) = self.region_unknown(&summary, &tags, found_by, &stacks) {
+            return Ok(refused);
         }
         Ok(AccountObservation::Found(Box::new(ObservedAccount {
             account: summary,
@@ -508,6 +178,328 @@ impl Observer<'_> {
             stacks,
             found_by,
         })))
+    }
+
+    /// Finds the account of a tenant environment, in this order: the account state records; the
+    /// one its recorded `CreateAccount` request created (or `Creating` while it runs); the one
+    /// with the file's email, or an in-progress request for the file's account name; else, before
+    /// the plan may say "create", any account that is this environment's by its name, a recorded
+    /// email, its tags or its SCPs ([`Observer::identity`]).
+    async fn locate(
+        &self,
+        desired: &DesiredTenant,
+        env: Environment,
+        rec: Option<&crate::state::AccountRecord>,
+        listing: &mut Option<(Vec<AccountSummary>, Vec<CreateRequest>)>,
+    ) -> Result<Located> {
+        let c = &self.clients.org;
+        if let Some(id) = rec.and_then(|r| r.account_id.clone()) {
+            let indexed = self.index.as_deref().and_then(|i| i.account(&id)).cloned();
+            let summary = match indexed {
+                Some(s) => Some(s),
+                None => org::describe_account(c, &id).await?,
+            };
+            return Ok(match summary {
+                Some(s) => Located::Account(s, FoundBy::Recorded),
+                None => Located::Not(AccountObservation::Refused {
+                    account_id: Some(id.clone()),
+                    reason: format!("state records account {id}, which is not in the organization (closed or removed?); tenantry will not create a second account — investigate, then fix or delete the state record s3://<state bucket>/tenants/{}.json", desired.id),
+                }),
+            });
+        }
+        if let Some(located) = self.by_create_request(desired, env, rec).await? {
+            return Ok(located);
+        }
+        let want = desired.account(env);
+        // The run's index is a snapshot: it is trusted only when state shows no CreateAccount was
+        // ever started for this account (one started by another process after the snapshot was
+        // taken would be missing from it).
+        let started = rec.is_some_and(|r| r.create_started_at.is_some());
+        let (found, creating) = match self.index.as_deref().filter(|_| !started) {
+            Some(index) => {
+                let found = index.account_by_email(&want.email).cloned();
+                let creating = match found {
+                    Some(_) => None,
+                    None => index
+                        .creating(c)
+                        .await?
+                        .iter()
+                        .find(|r| r.account_name == want.account_name)
+                        .map(|r| r.request_id.clone()),
+                };
+                (found, creating)
+            }
+            None => {
+                if listing.is_none() {
+                    *listing = Some((org::list_accounts(c).await?, org::in_progress_creates(c).await?));
+                }
+                let (all, creating) = listing.as_ref().expect("just set");
+                let found = all.iter().find(|a| a.email.eq_ignore_ascii_case(&want.email)).cloned();
+                let creating =
+                    creating.iter().find(|r| r.account_name == want.account_name).map(|r| r.request_id.clone());
+                (found, creating)
+            }
+        };
+        match (found, creating) {
+            (Some(a), _) => Ok(Located::Account(a, FoundBy::Adopted)),
+            (None, Some(request_id)) => Ok(Located::Not(AccountObservation::Creating { request_id })),
+            (None, None) => self.identity(desired, env, rec, started || self.index.is_none()).await,
+        }
+    }
+
+    /// The account the recorded `CreateAccount` request created, or `Creating` while it runs;
+    /// `None` when there is no request, it is unknown to Organizations (expired after 90 days,
+    /// or never carried out) or it failed (it created nothing).
+    async fn by_create_request(
+        &self,
+        desired: &DesiredTenant,
+        env: Environment,
+        rec: Option<&crate::state::AccountRecord>,
+    ) -> Result<Option<Located>> {
+        let c = &self.clients.org;
+        let Some(req) = rec.and_then(|r| r.create_request_id.as_deref()) else { return Ok(None) };
+        let Some(status) = org::create_status(c, req).await? else {
+            tracing::warn!(tenant = %desired.id, %env, request = req, "Organizations does not know the recorded CreateAccount request; looking for the account");
+            return Ok(None);
+        };
+        match (&status.state, &status.account_id) {
+            (CreateRequestState::InProgress, _) => {
+                Ok(Some(Located::Not(AccountObservation::Creating { request_id: req.to_string() })))
+            }
+            (CreateRequestState::Succeeded, Some(id)) => {
+                Ok(org::describe_account(c, id).await?.map(|s| Located::Account(s, FoundBy::CreateRequest)))
+            }
+            (CreateRequestState::Failed(reason), _) => {
+                tracing::warn!(tenant = %desired.id, %env, request = req, "earlier CreateAccount failed: {reason}{}", failure_hint(reason));
+                Ok(None)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Never a second account: with no account by state, request or email, looks for one this
+    /// tenant environment already has under another email (the file changed, state was lost) by
+    /// name, by an email state recorded, by its tenantry tags; `Missing` only when there is none
+    /// and none of its SCPs exist. Several candidates, or SCPs without an account, are refused.
+    async fn identity(
+        &self,
+        desired: &DesiredTenant,
+        env: Environment,
+        rec: Option<&crate::state::AccountRecord>,
+        fresh: bool,
+    ) -> Result<Located> {
+        let claim = desired.claim(env, rec);
+        let (mut found, own_scps) = self.identity_candidates(&claim, &desired.account(env).account_name, fresh).await?;
+        let refused = |reason: String| Ok(Located::Not(AccountObservation::Refused { account_id: None, reason }));
+        match found.len() {
+            0 if own_scps.is_empty() => Ok(Located::Not(AccountObservation::Missing)),
+            0 => refused(format!(
+                "no account of this tenant environment was found, but its SCPs exist ({}): its account was created once and has lost every mark of it (state, tags, name, email). tenantry will not create a second one: find the account and tag it {}={}, {}={env}; or, if it was closed for good, delete those SCPs",
+                own_scps.join(", "),
+                crate::tenant::tags::TENANT,
+                desired.id,
+                crate::tenant::tags::ENVIRONMENT
+            )),
+            1 => Ok(Located::Account(found.remove(0).0, FoundBy::Identity)),
+            _ => {
+                let list: Vec<String> =
+                    found.iter().map(|(a, why)| format!("{} \"{}\" <{}> ({why})", a.id, a.name, a.email)).collect();
+                refused(format!("several accounts could be this tenant environment's: {}; tenantry will neither create another nor pick one — close or retag the ones that are not, then re-run", list.join("; ")))
+            }
+        }
+    }
+
+    /// The blast-radius guard on the account as found (its live tags, email and name): the
+    /// verified account, or the refusal with what to do, which depends on how it was found.
+    fn guard(
+        &self,
+        desired: &DesiredTenant,
+        env: Environment,
+        rec: Option<&crate::state::AccountRecord>,
+        summary: &AccountSummary,
+        tags: &BTreeMap<String, String>,
+        found_by: FoundBy,
+    ) -> Result<VerifiedAccount, AccountObservation> {
+        let claim = desired.claim(env, rec);
+        let live = LiveAccount { id: &summary.id, email: &summary.email, name: &summary.name, tags };
+        VerifiedAccount::verify(&claim, &live).map_err(|refusal| {
+            let want = desired.account(env);
+            let (t, e) = (crate::tenant::tags::TENANT, crate::tenant::tags::ENVIRONMENT);
+            let hint = match found_by {
+                FoundBy::Adopted => format!("; an account with this tenant's email `{}` exists but is not tagged as this tenant's (or is not only this tenant's). To adopt it, tag it {t}={} and {e}={env}; otherwise change the email", want.email, desired.id),
+                FoundBy::Identity => format!(
+                    "; account \"{}\" <{}> looks like this tenant's {env} account (by its name, tags or SCPs), so tenantry will not create a second one. If it is, set {env}.email = \"{}\" in tenants/{}.toml (a root email is changed by the account's owner, e.g. with the Account Management API's StartPrimaryEmailUpdate, then in the file); if it is not, rename and retag it",
+                    summary.name, summary.email, summary.email, desired.id
+                ),
+                _ => format!(
+                    "; tenantry will not touch it. If it is this tenant's {env} account, make its tags ({t}={}, {e}={env}), root email and name agree with tenants/{}.toml; if it is not, correct or delete the state record tenants/{}.json in the state bucket (tenantry rebuilds a missing record from observation)",
+                    desired.id, desired.id, desired.id
+                ),
+            };
+            AccountObservation::Refused { account_id: Some(summary.id.clone()), reason: format!("{refusal}{hint}") }
+        })
+    }
+
+    /// Refuses an account whose stacks are in another region than `home_region`: the region its
+    /// tag names (checked by the guard) or, for an account from before that tag, the region of
+    /// the stack ids state records. A changed home_region would look for them elsewhere and
+    /// create them all again.
+    fn stacks_elsewhere(
+        &self,
+        summary: &AccountSummary,
+        tags: &BTreeMap<String, String>,
+        rec: Option<&crate::state::AccountRecord>,
+        found_by: FoundBy,
+    ) -> Option<AccountObservation> {
+        let stacks_region = match tags.contains_key(crate::tenant::tags::HOME_REGION) {
+            true => None,
+            false => rec
+                .filter(|_| found_by == FoundBy::Recorded)
+                .and_then(|r| r.stacks.values().find_map(|s| arn_region(&s.stack_id))),
+        };
+        let region = stacks_region.filter(|r| *r != self.settings.home_region)?;
+        Some(AccountObservation::Refused {
+            account_id: Some(summary.id.clone()),
+            reason: format!(
+                "account {}'s tenantry stacks are in region {region} (the stack ids state records), but tenantry.toml says home_region = \"{}\"; set home_region back to \"{region}\" (moving stacks to another region is not supported: it would create them all again)",
+                summary.id,
+                self.settings.home_region
+            ),
+        })
+    }
+
+    /// Where the account is: its parent's id, the parent's path when it is not the desired OU,
+    /// and the desired OU's id if that OU exists (through the run's index where it has them).
+    async fn placement(
+        &self,
+        overview: &OrgOverview,
+        account_id: &str,
+        ou_path: &str,
+    ) -> Result<(String, Option<String>, Option<String>)> {
+        let c = &self.clients.org;
+        let parent_id = match self.index.as_deref().and_then(|i| i.parent(account_id)) {
+            Some(p) => p.to_string(),
+            None => org::parent(c, account_id).await?,
+        };
+        let desired_ou_id = match self.index.as_deref().and_then(|i| i.ou(ou_path)) {
+            Some(id) => Some(id),
+            None => self.find_ou(overview, ou_path).await?,
+        };
+        let parent_path = if desired_ou_id.as_deref() == Some(parent_id.as_str()) {
+            None
+        } else {
+            match self.index.as_deref().and_then(|i| i.ou_path(&parent_id)) {
+                Some(p) => Some(p),
+                None => Some(self.ou_path_of(overview, &parent_id).await?),
+            }
+        };
+        Ok((parent_id, parent_path, desired_ou_id))
+    }
+
+    /// This account's SCPs, name → (id, content): the ones attached to it and the ones state
+    /// says tenantry created (an SCP detached out of band is still found); content only for
+    /// those the tenant file lists (`DescribePolicy`). No organization-wide `ListPolicies`.
+    async fn policies(
+        &self,
+        desired: &DesiredTenant,
+        env: Environment,
+        rec: Option<&crate::state::AccountRecord>,
+        attached: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, (String, String)>> {
+        let want = desired.account(env);
+        let prefix = crate::desired::policy_name(&desired.id, env, "");
+        let mut candidates: BTreeMap<String, Option<String>> = BTreeMap::new();
+        for (id, name) in attached.iter().filter(|(_, n)| n.starts_with(&prefix)) {
+            candidates.insert(name.clone(), Some(id.clone()));
+        }
+        for name in rec.map(|r| r.policies.keys()).into_iter().flatten() {
+            if name.starts_with(&prefix) && !candidates.contains_key(name) {
+                candidates.insert(name.clone(), None);
+            }
+        }
+        let mut policies = BTreeMap::new();
+        for (name, attached_id) in candidates {
+            let listed = want.policies.iter().any(|p| p.name == name);
+            if let (Some(id), false) = (&attached_id, listed) {
+                // Attached and not in the tenant file: it exists; its content does not matter.
+                policies.insert(name, (id.clone(), String::new()));
+                continue;
+            }
+            let id =
+                attached_id.unwrap_or_else(|| rec.map(|r| r.policies[&name].policy_id.clone()).unwrap_or_default());
+            // An id from state is used only if the policy it names really is this one (policy
+            // names are unique): state could point it at any policy.
+            match org::policy(&self.clients.org, &id).await? {
+                Some((real_name, content)) if real_name == name => {
+                    policies.insert(name, (id, if listed { content } else { String::new() }));
+                }
+                Some((real_name, _)) => {
+                    tracing::warn!(tenant = %desired.id, %env, policy = %id, "state records {id} as SCP {name}, but it is {real_name}: ignored");
+                }
+                None => {}
+            }
+        }
+        Ok(policies)
+    }
+
+    /// The account's `tenantry-*` stacks with their templates (`GetTemplate`) and, in reconcile,
+    /// their resource drift, read through a session in the verified account.
+    async fn stacks(&self, verified: &VerifiedAccount) -> Result<BTreeMap<String, ObservedStack>> {
+        let session = MemberSession::assume(
+            self.clients,
+            verified,
+            &self.settings.access_role,
+            &self.settings.home_region,
+            std::time::Duration::from_secs(self.settings.assume_role_timeout_seconds),
+        )
+        .await?;
+        let mut stacks = cfn::tenantry_stacks(&session.cfn).await?;
+        for (name, stack) in stacks.iter_mut() {
+            if stack.status.ends_with("_IN_PROGRESS") || stack.status == "DELETE_COMPLETE" {
+                continue;
+            }
+            stack.template_body = cfn::template_body(&session.cfn, name).await?;
+            if self.detect_drift && (!stack.status.ends_with("_COMPLETE") || stack.status == "ROLLBACK_COMPLETE") {
+                stack.resource_drift =
+                    ResourceDrift::Unsupported(format!("not checked: the stack is {}", stack.status));
+            } else if self.detect_drift {
+                stack.resource_drift = cfn::detect_drift(
+                    &session.cfn,
+                    name,
+                    std::time::Duration::from_secs(self.settings.stack_timeout_seconds.min(600)),
+                )
+                .await?;
+            }
+        }
+        Ok(stacks)
+    }
+
+    /// Refuses an account tenantry created, found without state, that carries no home-region tag
+    /// and no tenantry stack here: nothing tells where its stacks are, and creating them here
+    /// could duplicate them in another region.
+    fn region_unknown(
+        &self,
+        summary: &AccountSummary,
+        tags: &BTreeMap<String, String>,
+        found_by: FoundBy,
+        stacks: &BTreeMap<String, ObservedStack>,
+    ) -> Option<AccountObservation> {
+        let managed = tags.get(crate::tenant::tags::MANAGED_BY).map(String::as_str) == Some("tenantry");
+        let unknown = managed
+            && found_by != FoundBy::Recorded
+            && !tags.contains_key(crate::tenant::tags::HOME_REGION)
+            && stacks.is_empty()
+            && summary.status == "ACTIVE";
+        unknown.then(|| AccountObservation::Refused {
+            account_id: Some(summary.id.clone()),
+            reason: format!(
+                "account {} was created by tenantry but carries no {} tag, state does not record it, and it has no tenantry stack in {}: its stacks may be in another region. Tag it {}=<the region of its tenantry stacks> and re-run",
+                summary.id,
+                crate::tenant::tags::HOME_REGION,
+                self.settings.home_region,
+                crate::tenant::tags::HOME_REGION
+            ),
+        })
     }
 
     /// Accounts that may be `claim`'s tenant environment's although none carries the file's email:
@@ -613,17 +605,6 @@ pub fn identity_matches(
             Some((a.clone(), why))
         })
         .collect()
-}
-
-/// What to do about a `CreateAccount` failure reason.
-pub fn failure_hint(reason: &str) -> &'static str {
-    match reason {
-        "ACCOUNT_LIMIT_EXCEEDED" => " — the organization reached its account quota (Organizations > Default maximum number of accounts); request an increase in Service Quotas, then re-run",
-        "EMAIL_ALREADY_EXISTS" => " — the email is in use by another AWS account; choose another email",
-        "INVALID_EMAIL" => " — AWS rejected the email address",
-        "CONCURRENT_ACCOUNT_MODIFICATION" | "INTERNAL_FAILURE" => " — a transient AWS failure; re-run to retry",
-        _ => "",
-    }
 }
 
 #[cfg(test)]

@@ -1,20 +1,21 @@
 //! The planner: a pure function of desired state and observed state that lists the steps that
 //! would make them equal, like `terraform plan`. No I/O here; unit-tested on plain data.
 
+pub mod saved;
 #[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::desired::{DesiredAccount, DesiredTenant};
 use crate::observe::{AccountObservation, FoundBy, ObservedAccount, ObservedTenant, OrgOverview, ResourceDrift};
 use crate::tenant::{tags, Environment};
 
 /// One change `apply` would make.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Step {
     /// `CreateOrganization` with all features.
@@ -261,23 +262,42 @@ fn short(v: &str) -> &str {
     &v[..v.len().min(12)]
 }
 
+/// What a step does, without its symbol and environment: the text after `<environment>: ` in
+/// the step's [`Display`](fmt::Display) form (all of it for organization steps).
+pub struct StepAction<'a>(pub &'a Step);
+
+impl Step {
+    /// What the step does, without its symbol and environment ([`StepAction`]).
+    pub fn action(&self) -> StepAction<'_> {
+        StepAction(self)
+    }
+}
+
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.environment() {
+            Some(env) => write!(f, "{} {env}: {}", self.symbol(), self.action()),
+            None => write!(f, "{} {}", self.symbol(), self.action()),
+        }
+    }
+}
+
+impl fmt::Display for StepAction<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use Step::*;
-        let sym = self.symbol();
-        match self {
-            CreateOrganization => write!(f, "{sym} create organization (all features)"),
-            EnableServiceControlPolicies => write!(f, "{sym} enable service control policies on the root"),
-            CreateOu { path } => write!(f, "{sym} create OU {path}"),
-            CreateAccount { environment, email, account_name } => {
-                write!(f, "{sym} {environment}: create account \"{account_name}\" <{email}>")
+        match self.0 {
+            CreateOrganization => write!(f, "create organization (all features)"),
+            EnableServiceControlPolicies => write!(f, "enable service control policies on the root"),
+            CreateOu { path, .. } => write!(f, "create OU {path}"),
+            CreateAccount { email, account_name, .. } => {
+                write!(f, "create account \"{account_name}\" <{email}>")
             }
-            AwaitAccount { environment, request_id } => {
-                write!(f, "{sym} {environment}: wait for account creation {request_id}")
+            AwaitAccount { request_id, .. } => {
+                write!(f, "wait for account creation {request_id}")
             }
-            RecordAccount { environment, account_id, found_by } => write!(
+            RecordAccount { account_id, found_by, .. } => write!(
                 f,
-                "{sym} {environment}: record account {account_id} in state (state did not hold it; found {})",
+                "record account {account_id} in state (state did not hold it; found {})",
                 match found_by {
                     FoundBy::Recorded => "in state",
                     FoundBy::Adopted => "by its email",
@@ -285,9 +305,9 @@ impl fmt::Display for Step {
                     FoundBy::Identity => "by its name or tags",
                 }
             ),
-            MoveAccount { environment, account_id, from_parent_id, from_path, to_ou_path } => write!(
+            MoveAccount { account_id, from_parent_id, from_path, to_ou_path, .. } => write!(
                 f,
-                "{sym} {environment}: move account {} from {} to OU {to_ou_path}",
+                "move account {} from {} to OU {to_ou_path}",
                 account_id.as_deref().unwrap_or("(known after apply)"),
                 match (from_path.as_deref(), from_parent_id.as_deref()) {
                     (Some(""), _) | (None, None) => "the root".to_string(),
@@ -296,7 +316,7 @@ impl fmt::Display for Step {
                     (None, Some(id)) => id.to_string(),
                 }
             ),
-            TagAccount { environment, account_id, tags } => {
+            TagAccount { account_id, tags, .. } => {
                 let changes: Vec<String> = tags
                     .iter()
                     .map(|(k, (old, new))| match old {
@@ -304,54 +324,54 @@ impl fmt::Display for Step {
                         None => format!("{k}: (none) -> \"{new}\""),
                     })
                     .collect();
-                write!(f, "{sym} {environment}: tag account {account_id}: {}", changes.join(", "))
+                write!(f, "tag account {account_id}: {}", changes.join(", "))
             }
-            UntagAccount { environment, account_id, tags } => {
+            UntagAccount { account_id, tags, .. } => {
                 let keys: Vec<String> = tags.iter().map(|(k, v)| format!("{k} (was \"{v}\")")).collect();
-                write!(f, "{sym} {environment}: remove tags from account {account_id}: {} (no longer in the tenant file)", keys.join(", "))
+                write!(f, "remove tags from account {account_id}: {} (no longer in the tenant file)", keys.join(", "))
             }
-            CreatePolicy { environment, name, source, digest } => {
-                write!(f, "{sym} {environment}: create SCP {name} from policies/{source}.json (sha256 {})", short(digest))
+            CreatePolicy { name, source, digest, .. } => {
+                write!(f, "create SCP {name} from policies/{source}.json (sha256 {})", short(digest))
             }
-            UpdatePolicy { environment, name, policy_id, digest } => {
-                write!(f, "{sym} {environment}: update SCP {name} ({policy_id}) to sha256 {}", short(digest))
+            UpdatePolicy { name, policy_id, digest, .. } => {
+                write!(f, "update SCP {name} ({policy_id}) to sha256 {}", short(digest))
             }
-            AttachPolicy { environment, name } => write!(f, "{sym} {environment}: attach SCP {name}"),
-            RemovePolicy { environment, name, policy_id, attached } => write!(
+            AttachPolicy { name, .. } => write!(f, "attach SCP {name}"),
+            RemovePolicy { name, policy_id, attached, .. } => write!(
                 f,
-                "{sym} {environment}: {}delete SCP {name} ({policy_id}): no longer in the tenant file",
+                "{}delete SCP {name} ({policy_id}): no longer in the tenant file",
                 if *attached { "detach and " } else { "" }
             ),
-            DetachForeignPolicy { environment, name, policy_id } => write!(
+            DetachForeignPolicy { name, policy_id, .. } => write!(
                 f,
-                "{sym} {environment}: detach SCP {name} ({policy_id}): another tenant's or environment's policy (it is left in place, not deleted)"
+                "detach SCP {name} ({policy_id}): another tenant's or environment's policy (it is left in place, not deleted)"
             ),
-            DeleteStack { environment, stack, blueprint } => write!(
+            DeleteStack { stack, blueprint, .. } => write!(
                 f,
-                "{sym} {environment}: delete stack {stack} (blueprint {blueprint} is no longer in the tenant file; retained resources are kept)"
+                "delete stack {stack} (blueprint {blueprint} is no longer in the tenant file; retained resources are kept)"
             ),
-            CreateStack { environment, stack, blueprint, version } => {
-                write!(f, "{sym} {environment}: create stack {stack} from blueprints/{blueprint}.json (version {})", short(version))
+            CreateStack { stack, blueprint, version, .. } => {
+                write!(f, "create stack {stack} from blueprints/{blueprint}.json (version {})", short(version))
             }
-            UpdateStack { environment, stack, from_version, version, .. } => write!(
+            UpdateStack { stack, from_version, version, .. } => write!(
                 f,
-                "{sym} {environment}: update stack {stack}: template (blueprint or parameters) changed, version {} -> {}",
+                "update stack {stack}: template (blueprint or parameters) changed, version {} -> {}",
                 from_version.as_deref().map(short).unwrap_or("(untagged)"),
                 short(version)
             ),
-            RedeployStack { environment, stack, version, cause, .. } => write!(
+            RedeployStack { stack, version, cause, .. } => write!(
                 f,
-                "{sym} {environment}: redeploy stack {stack} at version {}: {cause}",
+                "redeploy stack {stack} at version {}: {cause}",
                 short(version)
             ),
-            RecoverStack { environment, stack, version, .. } => write!(
+            RecoverStack { stack, version, .. } => write!(
                 f,
-                "{sym} {environment}: recover stack {stack} from UPDATE_ROLLBACK_FAILED (continue the rollback), then update it to version {}",
+                "recover stack {stack} from UPDATE_ROLLBACK_FAILED (continue the rollback), then update it to version {}",
                 short(version)
             ),
-            RecreateStack { environment, stack, status, version, .. } => write!(
+            RecreateStack { stack, status, version, .. } => write!(
                 f,
-                "{sym} {environment}: replace stack {stack} (found {status}, which cannot be updated) with version {}",
+                "replace stack {stack} (found {status}, which cannot be updated) with version {}",
                 short(version)
             ),
         }
@@ -359,7 +379,7 @@ impl fmt::Display for Step {
 }
 
 /// The plan for one tenant.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TenantPlan {
     /// Tenant id.
     pub tenant: String,
@@ -367,15 +387,80 @@ pub struct TenantPlan {
     pub steps: Vec<Step>,
     /// Reasons tenantry refuses to act on this tenant (blast-radius guard, collisions). A tenant
     /// with refusals is not applied.
-    pub refusals: Vec<String>,
+    pub refusals: Vec<Refusal>,
     /// Differences apply cannot make (an account's root email or name): shown, reported by
     /// reconcile, left to a person.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub manual: Vec<ManualChange>,
+    /// The observed facts the plan was made from ([`saved::facts`]); `apply` refuses the plan as
+    /// stale when one that a step depends on changed.
+    #[serde(default)]
+    pub facts: saved::Facts,
+}
+
+/// Why tenantry will not act on a tenant environment. In JSON it is one string, as shown:
+/// `"<environment>: <reason>"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "String", from = "String")]
+pub struct Refusal {
+    /// The environment concerned (none for a refusal read back as text).
+    pub environment: Option<Environment>,
+    /// What kind of refusal.
+    pub kind: RefusalKind,
+    /// What and why, with what to do.
+    pub reason: String,
+}
+
+/// Kinds of [`Refusal`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// The blast-radius guard, or a collision with another tenant's account, refused the account.
+    Guard,
+    /// The account is not ACTIVE (suspended, closing).
+    AccountNotActive,
+    /// The account would carry more SCPs than Organizations allows on one target.
+    TooManyPolicies,
+    /// Another operation is running on a stack.
+    StackBusy {
+        /// Stack name.
+        stack: String,
+        /// Its `*_IN_PROGRESS` status.
+        status: String,
+    },
+    /// Read back from text (a saved plan): the kind is not kept.
+    Other,
+}
+
+impl Refusal {
+    /// A refusal of `kind` for `environment`.
+    pub fn new(environment: Environment, kind: RefusalKind, reason: String) -> Refusal {
+        Refusal { environment: Some(environment), kind, reason }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.environment {
+            Some(env) => write!(f, "{env}: {}", self.reason),
+            None => f.write_str(&self.reason),
+        }
+    }
+}
+
+impl From<Refusal> for String {
+    fn from(r: Refusal) -> String {
+        r.to_string()
+    }
+}
+
+impl From<String> for Refusal {
+    fn from(reason: String) -> Refusal {
+        Refusal { environment: None, kind: RefusalKind::Other, reason }
+    }
 }
 
 /// Which property of an account differs from the tenant file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AccountField {
     /// The root user's email.
@@ -387,7 +472,7 @@ pub enum AccountField {
 /// A difference between an account and its tenant file that tenantry does not change itself:
 /// Organizations has no call for an account's root email or name (the Account Management API's
 /// `StartPrimaryEmailUpdate` needs a one-time password sent to the new address).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ManualChange {
     /// Environment.
     pub environment: Environment,
@@ -401,24 +486,30 @@ pub struct ManualChange {
     pub wanted: String,
 }
 
-impl fmt::Display for ManualChange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Self { environment, account_id, found, wanted, .. } = self;
+impl ManualChange {
+    /// What to do about it, without the environment: the text after `! <environment>: ` in its
+    /// [`Display`](fmt::Display) form.
+    pub fn action(&self) -> String {
+        let Self { account_id, found, wanted, .. } = self;
         match self.field {
-            AccountField::Email => write!(
-                f,
-                "! {environment}: account {account_id} has root email \"{found}\", the tenant file says \"{wanted}\": tenantry does not change root emails; change it as the account's root user (or with the Account Management API's StartPrimaryEmailUpdate), or set the file back. The account stays known by both emails."
+            AccountField::Email => format!(
+                "account {account_id} has root email \"{found}\", the tenant file says \"{wanted}\": tenantry does not change root emails; change it as the account's root user (or with the Account Management API's StartPrimaryEmailUpdate), or set the file back. The account stays known by both emails."
             ),
-            AccountField::Name => write!(
-                f,
-                "! {environment}: account {account_id} is named \"{found}\", the tenant file says \"{wanted}\": tenantry does not rename accounts; rename it (Account Management API PutAccountName, or the console), or set the file back."
+            AccountField::Name => format!(
+                "account {account_id} is named \"{found}\", the tenant file says \"{wanted}\": tenantry does not rename accounts; rename it (Account Management API PutAccountName, or the console), or set the file back."
             ),
         }
     }
 }
 
+impl fmt::Display for ManualChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "! {}: {}", self.environment, self.action())
+    }
+}
+
 /// A whole plan: organization-level steps, then per-tenant steps.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     /// Steps on the organization itself (organization, SCP type, OUs).
     pub organization: Vec<Step>,
@@ -471,7 +562,9 @@ pub fn tenant(desired: &DesiredTenant, observed: &ObservedTenant) -> TenantPlan 
     for want in &desired.accounts {
         let env = want.environment;
         match observed.accounts.get(&env).unwrap_or(&AccountObservation::Missing) {
-            AccountObservation::Refused { reason, .. } => refusals.push(format!("{env}: {reason}")),
+            AccountObservation::Refused { reason, .. } => {
+                refusals.push(Refusal::new(env, RefusalKind::Guard, reason.clone()))
+            }
             AccountObservation::Missing => {
                 steps.push(Step::CreateAccount {
                     environment: env,
@@ -486,9 +579,13 @@ pub fn tenant(desired: &DesiredTenant, observed: &ObservedTenant) -> TenantPlan 
             }
             AccountObservation::Found(found) => {
                 if found.account.status != "ACTIVE" {
-                    refusals.push(format!(
-                        "{env}: account {} is {}; tenantry only works on ACTIVE accounts",
-                        found.account.id, found.account.status
+                    refusals.push(Refusal::new(
+                        env,
+                        RefusalKind::AccountNotActive,
+                        format!(
+                            "account {} is {}; tenantry only works on ACTIVE accounts",
+                            found.account.id, found.account.status
+                        ),
                     ));
                     continue;
                 }
@@ -525,7 +622,7 @@ pub fn tenant(desired: &DesiredTenant, observed: &ObservedTenant) -> TenantPlan 
             }
         }
     }
-    TenantPlan { tenant: desired.id.clone(), steps, refusals, manual }
+    TenantPlan { tenant: desired.id.clone(), steps, refusals, manual, facts: saved::facts(observed) }
 }
 
 /// Steps after creating an account: it starts in the root, carries its tags from `CreateAccount`.
@@ -562,7 +659,7 @@ fn existing_account_steps(
     found: &ObservedAccount,
     policy_prefix: &str,
     steps: &mut Vec<Step>,
-    refusals: &mut Vec<String>,
+    refusals: &mut Vec<Refusal>,
 ) {
     let env = want.environment;
     let id = &found.account.id;
@@ -652,9 +749,13 @@ fn existing_account_steps(
     if attaching > 0 && total > MAX_SCPS_PER_TARGET {
         let mut names: Vec<&str> = found.attached.values().map(String::as_str).collect();
         names.sort_unstable();
-        refusals.push(format!(
-            "{env}: account {id} would carry {total} SCPs, over the Organizations limit of {MAX_SCPS_PER_TARGET} directly attached to one target (attached now: {}); list fewer policies in the tenant file, or detach the others",
-            names.join(", ")
+        refusals.push(Refusal::new(
+            env,
+            RefusalKind::TooManyPolicies,
+            format!(
+                "account {id} would carry {total} SCPs, over the Organizations limit of {MAX_SCPS_PER_TARGET} directly attached to one target (attached now: {}); list fewer policies in the tenant file, or detach the others",
+                names.join(", ")
+            ),
         ));
     }
     for s in &want.stacks {
@@ -665,9 +766,13 @@ fn existing_account_steps(
                 blueprint: s.blueprint.clone(),
                 version: s.version.clone(),
             }),
-            Some(o) if o.status.ends_with("_IN_PROGRESS") => refusals.push(format!(
-                "{env}: stack {} is {}: another operation is running on it; run again when it has finished",
-                s.stack_name, o.status
+            Some(o) if o.status.ends_with("_IN_PROGRESS") => refusals.push(Refusal::new(
+                env,
+                RefusalKind::StackBusy { stack: s.stack_name.clone(), status: o.status.clone() },
+                format!(
+                    "stack {} is {}: another operation is running on it; run again when it has finished",
+                    s.stack_name, o.status
+                ),
             )),
             Some(o) if o.status == "UPDATE_ROLLBACK_FAILED" => steps.push(Step::RecoverStack {
                 environment: env,

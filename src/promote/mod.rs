@@ -11,7 +11,6 @@
 //! This module is the pure part: releases, ledger records, gates and risk, all on plain data and
 //! unit-tested without AWS. `run.rs` does the I/O.
 
-pub mod cli;
 pub mod run;
 #[cfg(test)]
 mod tests;

@@ -246,7 +246,7 @@ impl Promoter<'_> {
     /// Errors if this run took `tenant`'s lease and has lost it since (no change may start).
     fn lease_held(&self, tenant: &str) -> Result<()> {
         let guard = self.held.lock().unwrap_or_else(|p| p.into_inner()).get(tenant).cloned();
-        guard.map_or(Ok(()), |g| g.check())
+        Ok(guard.map_or(Ok(()), |g| g.check())?)
     }
 
     /// Makes sure the state bucket exists, private, encrypted and versioned, once per run.
@@ -282,7 +282,7 @@ impl Promoter<'_> {
     /// Stores a record in the tenant's ledger (`PutObject` with `If-None-Match: *`).
     async fn store_record(&self, rec: &LedgerRecord) -> Result<()> {
         self.ensure_bucket().await?;
-        self.engine.store.put_new(&rec.key(), serde_json::to_vec_pretty(rec)?).await
+        Ok(self.engine.store.put_new(&rec.key(), serde_json::to_vec_pretty(rec)?).await?)
     }
 
     /// Appends a record to the tenant's ledger (`PutObject` with `If-None-Match: *`).
@@ -420,14 +420,14 @@ impl Promoter<'_> {
         self.ensure_bucket().await?;
         match self.engine.store.put_new(&key, serde_json::to_vec_pretty(r)?).await {
             Ok(()) => Ok(()),
-            Err(e) if e.downcast_ref::<crate::state::WriteConflict>().is_some() => {
+            Err(crate::state::Error::WriteConflict(_)) => {
                 let stored = self.artifact(&r.tenant, &r.digest).await?;
                 if stored.template != r.template {
                     bail!("artifact {key} exists with different content");
                 }
                 Ok(())
             }
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -615,7 +615,7 @@ impl Promoter<'_> {
         let preview = match cfn::create_change_set(&session.cfn, &request, self.timeout()).await {
             Ok(p) => p,
             Err(e) => {
-                if e.downcast_ref::<crate::shutdown::Interrupted>().is_some() {
+                if matches!(e, cfn::StackError::Interrupted(_)) {
                     // Stopped while it was being made ready: it is never executed, so it goes
                     // (with the empty stack a CREATE change set made).
                     let _ = cfn::delete_change_set(&session.cfn, &stack, &name).await;
@@ -630,7 +630,7 @@ impl Promoter<'_> {
                         let _ = cfn::delete(&session.cfn, &stack, self.timeout()).await;
                     }
                 }
-                return Err(e);
+                return Err(e.into());
             }
         };
         if let Some(why) = &preview.failed {
@@ -1019,26 +1019,7 @@ impl Promoter<'_> {
             }
             return Ok(p);
         }
-        let (mut risk, mut reasons) = classify(&preview.changes, &tenant.spec.promotion);
-        if let Some(Running::Unknown { .. }) = &p.running {
-            // Someone changed production outside tenantry: overwriting that is never routine.
-            risk = Risk::High;
-            reasons.push(format!(
-                "production runs {}: this change overwrites it",
-                p.running.as_ref().map(Running::describe).unwrap_or_default()
-            ));
-        } else if let Some(r) = history
-            .iter()
-            .rev()
-            .find(|r| matches!(r.kind, LedgerKind::Promoted | LedgerKind::RolledBack))
-            .filter(|r| r.detail["recovered"] == true && r.detail["intent"].is_null())
-        {
-            // Production's last change was to a stored release that no `executing` record of
-            // tenantry names: a deploy outside tenantry (or records lost); overwriting it is not
-            // routine either.
-            risk = Risk::High;
-            reasons.push(format!("production runs release {} without a record of tenantry executing it (changed outside tenantry, or records lost): this change overwrites it", short(&r.release)));
-        }
+        let (risk, reasons) = risk_of(tenant, &p.running, history, &preview.changes);
         p.risk = Some(risk);
         p.risk_reasons = reasons;
         if dry_run {
@@ -1071,8 +1052,25 @@ impl Promoter<'_> {
             )
             .await?;
         }
+        self.execute(tenant, prod, p, &preview, kind, needs_approval).await
+    }
+
+    /// Carries out an approved production change set: the `executing` intent, a last look at the
+    /// stop signal and the lease, `ExecuteChangeSet`, and the outcome record that names the
+    /// intent (or, when the outcome is not known yet, an intent left open for the next run).
+    async fn execute(
+        &self,
+        tenant: &Tenant,
+        prod: &MemberSession,
+        mut p: Promotion,
+        preview: &cfn::ChangeSetPreview,
+        kind: LedgerKind,
+        needs_approval: bool,
+    ) -> Result<Promotion> {
+        let stack = workload_stack(&p.workload);
+        let previous = p.previous_release.clone();
         if let Err(stopped) = crate::shutdown::check(format!("production: executing change set {}", preview.name)) {
-            self.discard(prod, &stack, &preview).await?;
+            self.discard(prod, &stack, preview).await?;
             return Err(stopped.into());
         }
         let intent = self
@@ -1090,7 +1088,7 @@ impl Promoter<'_> {
             .map_err(anyhow::Error::from)
             .and_then(|()| self.lease_held(&tenant.spec.id));
         if let Err(why) = last_look {
-            self.discard(prod, &stack, &preview).await?;
+            self.discard(prod, &stack, preview).await?;
             self.append(
                 &tenant.spec.id,
                 LedgerKind::PromotionFailed,
@@ -1107,7 +1105,7 @@ impl Promoter<'_> {
             "previous_release": previous,
             "previous_running": p.running,
             "changes": p.changes,
-            "risk": risk,
+            "risk": p.risk,
             "risk_reasons": p.risk_reasons,
             "approved": needs_approval,
             "gates": p.gates,
@@ -1117,68 +1115,134 @@ impl Promoter<'_> {
                 p.status = PromotionStatus::Promoted;
                 self.append(&tenant.spec.id, kind, Some(&p.workload), &p.release, done).await?;
             }
-            Err(e) if e.downcast_ref::<crate::shutdown::Interrupted>().is_some() => {
-                // A stop cut the wait short: what happened is what production shows.
-                match self.running(prod, &tenant.spec.id, &p.workload, &[], Some(&p.release)).await {
-                    Ok(Running::Release { release, stack_status }) if release == p.release => {
-                        p.status = PromotionStatus::Promoted;
-                        p.stack_status = Some(stack_status);
-                        let mut done = done;
-                        done["note"] = "the wait was ended by a stop signal; the stack shows the change made".into();
-                        self.append(&tenant.spec.id, kind, Some(&p.workload), &p.release, done).await?;
-                    }
-                    seen => {
-                        // Not done yet (or not readable now): the intent stays open and the next
-                        // promotion or rollback records the outcome from the stack.
-                        p.status = PromotionStatus::Failed;
-                        p.stack_status = seen.as_ref().ok().and_then(Running::stack_status).map(str::to_string);
-                        p.error = Some(format!(
-                            "{e:#}; production runs {}: the outcome of change set {} is recorded by the next `tenantry promote` or `rollback`",
-                            seen.as_ref().map(Running::describe).unwrap_or_else(|e| format!("(not readable: {e:#})")),
-                            preview.name
-                        ));
-                    }
-                }
+            Err(e @ cfn::StackError::Interrupted(_)) => {
+                self.after_interrupted(tenant, prod, &mut p, preview, kind, done, e.into()).await?
             }
-            Err(e) => {
-                p.status = PromotionStatus::Failed;
-                // Say what production is left with, as CloudFormation reports it.
-                let after = cfn::describe(&prod.cfn, &stack).await.ok().flatten().map(|s| s.status);
-                p.stack_status = after.clone();
-                p.error = Some(format!("{e:#}"));
-                if after.as_deref() == Some("REVIEW_IN_PROGRESS") {
-                    // The change set was never carried out (its stack was only ever reviewed):
-                    // nothing changed in production. Nothing of the attempt is left behind.
-                    if let Err(e) = self.discard(prod, &stack, &preview).await {
-                        tracing::warn!(
-                            stack,
-                            change_set = preview.name,
-                            "could not remove the change set that was not carried out: {e:#}"
-                        );
-                    }
-                    p.stack_status = cfn::describe(&prod.cfn, &stack).await.ok().flatten().map(|s| s.status);
-                } else if after.as_deref().is_some_and(|st| st.ends_with("_IN_PROGRESS")) {
-                    // Still going on in CloudFormation (a stop, or the wait timed out): its
-                    // outcome is not known yet. The intent stays open; the next promotion or
-                    // rollback records what production ends up running.
-                    p.error = Some(format!(
-                        "{e:#}; the production stack is still {}: its outcome is recorded by the next `tenantry promote` or `rollback` once it settles",
-                        after.as_deref().unwrap_or_default()
-                    ));
-                    return Ok(p);
-                }
-                self.append(
-                    &tenant.spec.id,
-                    LedgerKind::PromotionFailed,
-                    Some(&p.workload),
-                    &p.release,
-                    serde_json::json!({ "intent": intent.id, "previous_release": previous, "error": p.error, "stack_status": after }),
-                )
-                .await?;
-            }
+            Err(e) => self.after_failure(tenant, prod, &mut p, preview, &intent, e.into()).await?,
         }
         Ok(p)
     }
+
+    /// After a stop cut the wait for a production change set short: what happened is what
+    /// production shows. Done: recorded. Not done yet (or not readable now): the intent stays
+    /// open and the next promotion or rollback records the outcome from the stack.
+    #[allow(clippy::too_many_arguments)]
+    async fn after_interrupted(
+        &self,
+        tenant: &Tenant,
+        prod: &MemberSession,
+        p: &mut Promotion,
+        preview: &cfn::ChangeSetPreview,
+        kind: LedgerKind,
+        done: serde_json::Value,
+        e: anyhow::Error,
+    ) -> Result<()> {
+        // A stop cut the wait short: what happened is what production shows.
+        match self.running(prod, &tenant.spec.id, &p.workload, &[], Some(&p.release)).await {
+            Ok(Running::Release { release, stack_status }) if release == p.release => {
+                p.status = PromotionStatus::Promoted;
+                p.stack_status = Some(stack_status);
+                let mut done = done;
+                done["note"] = "the wait was ended by a stop signal; the stack shows the change made".into();
+                self.append(&tenant.spec.id, kind, Some(&p.workload), &p.release, done).await?;
+            }
+            seen => {
+                // Not done yet (or not readable now): the intent stays open and the next
+                // promotion or rollback records the outcome from the stack.
+                p.status = PromotionStatus::Failed;
+                p.stack_status = seen.as_ref().ok().and_then(Running::stack_status).map(str::to_string);
+                p.error = Some(format!(
+                    "{e:#}; production runs {}: the outcome of change set {} is recorded by the next `tenantry promote` or `rollback`",
+                    seen.as_ref().map(Running::describe).unwrap_or_else(|e| format!("(not readable: {e:#})")),
+                    preview.name
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// After a production change set failed: records `promotion_failed` with what production
+    /// is left with, as CloudFormation reports it; a change set never carried out is removed;
+    /// one still in progress leaves its intent open for the next run.
+    async fn after_failure(
+        &self,
+        tenant: &Tenant,
+        prod: &MemberSession,
+        p: &mut Promotion,
+        preview: &cfn::ChangeSetPreview,
+        intent: &LedgerRecord,
+        e: anyhow::Error,
+    ) -> Result<()> {
+        let stack = workload_stack(&p.workload);
+        let previous = p.previous_release.clone();
+        p.status = PromotionStatus::Failed;
+        // Say what production is left with, as CloudFormation reports it.
+        let after = cfn::describe(&prod.cfn, &stack).await.ok().flatten().map(|s| s.status);
+        p.stack_status = after.clone();
+        p.error = Some(format!("{e:#}"));
+        if after.as_deref() == Some("REVIEW_IN_PROGRESS") {
+            // The change set was never carried out (its stack was only ever reviewed):
+            // nothing changed in production. Nothing of the attempt is left behind.
+            if let Err(e) = self.discard(prod, &stack, preview).await {
+                tracing::warn!(
+                    stack,
+                    change_set = preview.name,
+                    "could not remove the change set that was not carried out: {e:#}"
+                );
+            }
+            p.stack_status = cfn::describe(&prod.cfn, &stack).await.ok().flatten().map(|s| s.status);
+        } else if after.as_deref().is_some_and(|st| st.ends_with("_IN_PROGRESS")) {
+            // Still going on in CloudFormation (a stop, or the wait timed out): its
+            // outcome is not known yet. The intent stays open; the next promotion or
+            // rollback records what production ends up running.
+            p.error = Some(format!(
+                "{e:#}; the production stack is still {}: its outcome is recorded by the next `tenantry promote` or `rollback` once it settles",
+                after.as_deref().unwrap_or_default()
+            ));
+            return Ok(());
+        }
+        self.append(
+            &tenant.spec.id,
+            LedgerKind::PromotionFailed,
+            Some(&p.workload),
+            &p.release,
+            serde_json::json!({ "intent": intent.id, "previous_release": previous, "error": p.error, "stack_status": after }),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// The risk of a production change: the change set's ([`classify`]), raised to high when
+/// production runs something tenantry did not put there (an unknown template, or a stored
+/// release no `executing` record names): overwriting that is never routine.
+fn risk_of(
+    tenant: &Tenant,
+    running: &Option<Running>,
+    history: &[&LedgerRecord],
+    changes: &[ResourceChange],
+) -> (Risk, Vec<String>) {
+    let (mut risk, mut reasons) = classify(changes, &tenant.spec.promotion);
+    if let Some(Running::Unknown { .. }) = running {
+        // Someone changed production outside tenantry: overwriting that is never routine.
+        risk = Risk::High;
+        reasons.push(format!(
+            "production runs {}: this change overwrites it",
+            running.as_ref().map(Running::describe).unwrap_or_default()
+        ));
+    } else if let Some(r) = history
+        .iter()
+        .rev()
+        .find(|r| matches!(r.kind, LedgerKind::Promoted | LedgerKind::RolledBack))
+        .filter(|r| r.detail["recovered"] == true && r.detail["intent"].is_null())
+    {
+        // Production's last change was to a stored release that no `executing` record of
+        // tenantry names: a deploy outside tenantry (or records lost); overwriting it is not
+        // routine either.
+        risk = Risk::High;
+        reasons.push(format!("production runs release {} without a record of tenantry executing it (changed outside tenantry, or records lost): this change overwrites it", short(&r.release)));
+    }
+    (risk, reasons)
 }
 
 /// Where a tenant's release artifact is stored.

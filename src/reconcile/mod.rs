@@ -31,16 +31,102 @@ pub enum Severity {
     Low,
 }
 
+/// What kind of difference a [`DriftItem`] is; in JSON its stable snake_case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DriftKind {
+    /// No account for the environment.
+    AccountMissing,
+    /// The account is not in its OU.
+    AccountMoved,
+    /// A tag has another value.
+    TagChanged,
+    /// A tag is missing.
+    TagMissing,
+    /// A tag tenantry set is no longer in the file.
+    TagUnexpected,
+    /// An SCP does not exist.
+    ScpMissing,
+    /// An SCP's content differs.
+    ScpModified,
+    /// An SCP is not attached.
+    ScpDetached,
+    /// An SCP tenantry made is no longer in the file.
+    ScpUnexpected,
+    /// Another tenant's or environment's SCP is attached.
+    ScpOtherTenant,
+    /// A stack does not exist.
+    StackMissing,
+    /// A stack runs an older version.
+    StackOutdated,
+    /// A stack's template or resources changed out of band.
+    StackModified,
+    /// A stack is in a failed state.
+    StackFailed,
+    /// A stack tenantry deployed is no longer in the file.
+    StackUnexpected,
+    /// The account was refused by the blast-radius guard.
+    AccountRefused,
+    /// The account is not ACTIVE.
+    AccountNotActive,
+    /// The account is still being created.
+    AccountCreating,
+    /// An SCP tenantry did not make is attached.
+    ScpForeign,
+    /// Another operation is running on a stack.
+    StackBusy,
+    /// The state bucket does not record the account.
+    StateMissing,
+    /// The root email differs from the file.
+    AccountEmailDiffers,
+    /// The account name differs from the file.
+    AccountNameDiffers,
+}
+
+impl DriftKind {
+    /// The stable snake_case name, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DriftKind::AccountMissing => "account_missing",
+            DriftKind::AccountMoved => "account_moved",
+            DriftKind::TagChanged => "tag_changed",
+            DriftKind::TagMissing => "tag_missing",
+            DriftKind::TagUnexpected => "tag_unexpected",
+            DriftKind::ScpMissing => "scp_missing",
+            DriftKind::ScpModified => "scp_modified",
+            DriftKind::ScpDetached => "scp_detached",
+            DriftKind::ScpUnexpected => "scp_unexpected",
+            DriftKind::ScpOtherTenant => "scp_other_tenant",
+            DriftKind::StackMissing => "stack_missing",
+            DriftKind::StackOutdated => "stack_outdated",
+            DriftKind::StackModified => "stack_modified",
+            DriftKind::StackFailed => "stack_failed",
+            DriftKind::StackUnexpected => "stack_unexpected",
+            DriftKind::AccountRefused => "account_refused",
+            DriftKind::AccountNotActive => "account_not_active",
+            DriftKind::AccountCreating => "account_creating",
+            DriftKind::ScpForeign => "scp_foreign",
+            DriftKind::StackBusy => "stack_busy",
+            DriftKind::StateMissing => "state_missing",
+            DriftKind::AccountEmailDiffers => "account_email_differs",
+            DriftKind::AccountNameDiffers => "account_name_differs",
+        }
+    }
+}
+
+impl std::fmt::Display for DriftKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One difference between a tenant file and its live accounts.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DriftItem {
     /// Environment concerned (none for tenant-wide items).
     pub environment: Option<Environment>,
-    /// Stable machine name: `account_missing`, `account_moved`, `tag_changed`, `tag_missing`,
-    /// `tag_unexpected`, `scp_missing`, `scp_modified`, `scp_detached`, `scp_unexpected`,
-    /// `stack_missing`, `stack_outdated`, `stack_modified`, `stack_failed`, `stack_unexpected`,
-    /// `account_refused`, `account_not_active`, `account_creating`, `scp_foreign`, `stack_busy`.
-    pub kind: String,
+    /// What kind of difference.
+    pub kind: DriftKind,
     /// What it is about: `account 123456789012`, `stack tenantry-baseline`, ...
     pub resource: String,
     /// What the tenant file wants.
@@ -266,7 +352,7 @@ pub fn assess(
         match obs {
             AccountObservation::Refused { account_id, reason } => items.push(DriftItem {
                 environment: Some(*env),
-                kind: "account_refused".into(),
+                kind: DriftKind::AccountRefused,
                 resource: account(account_id.as_deref()),
                 expected: format!(
                     "an account tagged {}={} that state records for this tenant",
@@ -282,7 +368,7 @@ pub fn assess(
                 if found.account.status != "ACTIVE" {
                     items.push(DriftItem {
                         environment: Some(*env),
-                        kind: "account_not_active".into(),
+                        kind: DriftKind::AccountNotActive,
                         resource: account(Some(&found.account.id)),
                         expected: "ACTIVE".into(),
                         found: found.account.status.clone(),
@@ -295,7 +381,7 @@ pub fn assess(
                     if !name.starts_with("tenantry-") && name != "FullAWSAccess" {
                         items.push(DriftItem {
                             environment: Some(*env),
-                            kind: "scp_foreign".into(),
+                            kind: DriftKind::ScpForeign,
                             resource: format!("SCP {name}"),
                             expected: "only the tenant file's SCPs (and FullAWSAccess) attached to the account".into(),
                             found: "attached".into(),
@@ -318,7 +404,7 @@ pub fn assess(
             }
             AccountObservation::Creating { request_id } => items.push(DriftItem {
                 environment: Some(*env),
-                kind: "account_creating".into(),
+                kind: DriftKind::AccountCreating,
                 resource: format!("create request {request_id}"),
                 expected: "an ACTIVE account".into(),
                 found: "CreateAccount still in progress".into(),
@@ -334,29 +420,29 @@ pub fn assess(
     }
     for m in &plan.manual {
         let (kind, what) = match m.field {
-            crate::plan::AccountField::Email => ("account_email_differs", "root email"),
-            crate::plan::AccountField::Name => ("account_name_differs", "account name"),
+            crate::plan::AccountField::Email => (DriftKind::AccountEmailDiffers, "root email"),
+            crate::plan::AccountField::Name => (DriftKind::AccountNameDiffers, "account name"),
         };
         items.push(DriftItem {
             environment: Some(m.environment),
-            kind: kind.into(),
+            kind,
             resource: format!("account {} {what}", m.account_id),
             expected: m.wanted.clone(),
             found: m.found.clone(),
             severity: Severity::Medium,
-            action: m.to_string().split_once(": ").map(|(_, a)| a.to_string()).unwrap_or_default(),
+            action: m.action(),
             remediable: false,
         });
     }
     for r in &plan.refusals {
         // Stacks another operation is working on: reported, left alone this time.
-        if let Some((env, rest)) = r.split_once(": stack ").filter(|(_, rest)| rest.contains("_IN_PROGRESS")) {
+        if let crate::plan::RefusalKind::StackBusy { stack, status } = &r.kind {
             items.push(DriftItem {
-                environment: Environment::ALL.into_iter().find(|e| e.as_str() == env),
-                kind: "stack_busy".into(),
-                resource: format!("stack {}", rest.split_whitespace().next().unwrap_or("")),
+                environment: r.environment,
+                kind: DriftKind::StackBusy,
+                resource: format!("stack {stack}"),
                 expected: "a complete stack".into(),
-                found: rest.to_string(),
+                found: format!("{stack} is {status}"),
                 severity: Severity::Medium,
                 action: "none now: checked again next time".into(),
                 remediable: false,
@@ -370,166 +456,112 @@ fn account(id: Option<&str>) -> String {
     format!("account {}", id.unwrap_or("(unknown)"))
 }
 
-/// Drift items of one planned step.
+/// What one difference is: its kind, the resource, what the file wants, what is there, and how
+/// serious it is.
+type Difference = (DriftKind, String, String, String, Severity);
+
+/// Drift items of one planned step: one per difference it makes good (one per tag for tag steps).
 fn item_of(step: &Step) -> Vec<DriftItem> {
-    let item = |env: Environment, kind: &str, resource: String, expected: String, found: String, severity: Severity| {
-        DriftItem {
+    let Some(env) = step.environment() else { return vec![] };
+    differences(step)
+        .into_iter()
+        .map(|(kind, resource, expected, found, severity)| DriftItem {
             environment: Some(env),
-            kind: kind.into(),
+            kind,
             resource,
             expected,
             found,
             severity,
-            action: step.to_string().split_once(": ").map(|(_, a)| a.to_string()).unwrap_or_else(|| step.to_string()),
+            action: step.action().to_string(),
             remediable: true,
-        }
+        })
+        .collect()
+}
+
+/// The differences a step makes good.
+fn differences(step: &Step) -> Vec<Difference> {
+    use DriftKind::*;
+    use Severity::*;
+    let one = |kind, resource: String, expected: &str, found: &str, severity| {
+        vec![(kind, resource, expected.to_string(), found.to_string(), severity)]
     };
     match step {
-        Step::CreateAccount { environment, email, .. } => vec![item(
-            *environment,
-            "account_missing",
-            format!("account <{email}>"),
-            "an ACTIVE member account".into(),
-            "no account".into(),
-            Severity::Critical,
-        )],
-        Step::AwaitAccount { .. } => vec![],
-        Step::RecordAccount { environment, account_id, .. } => vec![item(
-            *environment,
-            "state_missing",
+        Step::CreateAccount { email, .. } => {
+            one(AccountMissing, format!("account <{email}>"), "an ACTIVE member account", "no account", Critical)
+        }
+        Step::RecordAccount { account_id, .. } => one(
+            StateMissing,
             account(Some(account_id)),
-            "recorded in the state bucket".into(),
-            "not recorded (state lost or never written)".into(),
-            Severity::Medium,
-        )],
-        Step::MoveAccount { environment, account_id, from_path, from_parent_id, to_ou_path } => vec![item(
-            *environment,
-            "account_moved",
-            account(account_id.as_deref()),
-            format!("OU {to_ou_path}"),
-            match (from_path.as_deref(), from_parent_id.as_deref()) {
-                (Some(""), _) => "the root".into(),
+            "recorded in the state bucket",
+            "not recorded (state lost or never written)",
+            Medium,
+        ),
+        Step::MoveAccount { account_id, from_path, from_parent_id, to_ou_path, .. } => {
+            let from = match (from_path.as_deref(), from_parent_id.as_deref()) {
+                (Some(""), _) | (None, None) => "the root".to_string(),
                 (Some(p), _) => format!("OU {p}"),
                 (None, Some(id)) => id.to_string(),
-                (None, None) => "the root".into(),
-            },
-            Severity::High,
-        )],
-        Step::TagAccount { environment, account_id, tags } => tags
+            };
+            one(AccountMoved, account(account_id.as_deref()), &format!("OU {to_ou_path}"), &from, High)
+        }
+        Step::TagAccount { account_id, tags, .. } => tags
             .iter()
             .map(|(k, (old, new))| {
-                item(
-                    *environment,
-                    if old.is_some() { "tag_changed" } else { "tag_missing" },
-                    format!("account {account_id} tag {k}"),
-                    new.clone(),
-                    old.clone().unwrap_or_else(|| "(absent)".into()),
-                    if k.starts_with("tenantry:") { Severity::High } else { Severity::Medium },
-                )
+                let kind = if old.is_some() { TagChanged } else { TagMissing };
+                let severity = if k.starts_with("tenantry:") { High } else { Medium };
+                let found = old.clone().unwrap_or_else(|| "(absent)".into());
+                (kind, format!("account {account_id} tag {k}"), new.clone(), found, severity)
             })
             .collect(),
-        Step::UntagAccount { environment, account_id, tags } => tags
+        Step::UntagAccount { account_id, tags, .. } => tags
             .iter()
-            .map(|(k, v)| {
-                item(
-                    *environment,
-                    "tag_unexpected",
-                    format!("account {account_id} tag {k}"),
-                    "(absent)".into(),
-                    v.clone(),
-                    Severity::Low,
-                )
-            })
+            .map(|(k, v)| (TagUnexpected, format!("account {account_id} tag {k}"), "(absent)".into(), v.clone(), Low))
             .collect(),
-        Step::CreatePolicy { environment, name, .. } => vec![item(
-            *environment,
-            "scp_missing",
+        Step::CreatePolicy { name, .. } => {
+            one(ScpMissing, format!("SCP {name}"), "exists and is attached", "does not exist", High)
+        }
+        Step::UpdatePolicy { name, digest, .. } => {
+            let expected = format!("content sha256 {}", &digest[..12.min(digest.len())]);
+            one(ScpModified, format!("SCP {name}"), &expected, "other content", High)
+        }
+        Step::AttachPolicy { name, .. } => {
+            one(ScpDetached, format!("SCP {name}"), "attached to the account", "not attached", High)
+        }
+        Step::RemovePolicy { name, attached, .. } => {
+            let found = if *attached { "attached" } else { "exists" };
+            one(ScpUnexpected, format!("SCP {name}"), "absent (not in the tenant file)", found, Low)
+        }
+        Step::DetachForeignPolicy { name, .. } => one(
+            ScpOtherTenant,
             format!("SCP {name}"),
-            "exists and is attached".into(),
-            "does not exist".into(),
-            Severity::High,
-        )],
-        Step::UpdatePolicy { environment, name, digest, .. } => vec![item(
-            *environment,
-            "scp_modified",
-            format!("SCP {name}"),
-            format!("content sha256 {}", &digest[..12.min(digest.len())]),
-            "other content".into(),
-            Severity::High,
-        )],
-        Step::AttachPolicy { environment, name } => vec![item(
-            *environment,
-            "scp_detached",
-            format!("SCP {name}"),
-            "attached to the account".into(),
-            "not attached".into(),
-            Severity::High,
-        )],
-        Step::RemovePolicy { environment, name, attached, .. } => vec![item(
-            *environment,
-            "scp_unexpected",
-            format!("SCP {name}"),
-            "absent (not in the tenant file)".into(),
-            if *attached { "attached".into() } else { "exists".into() },
-            Severity::Low,
-        )],
-        Step::DetachForeignPolicy { environment, name, .. } => vec![item(
-            *environment,
-            "scp_other_tenant",
-            format!("SCP {name}"),
-            "only this tenant environment's tenantry SCPs attached".into(),
-            "attached".into(),
-            Severity::Critical,
-        )],
-        Step::CreateStack { environment, stack, .. } => vec![item(
-            *environment,
-            "stack_missing",
-            format!("stack {stack}"),
-            "deployed".into(),
-            "does not exist".into(),
-            Severity::High,
-        )],
-        Step::UpdateStack { environment, stack, from_version, version, .. } => vec![item(
-            *environment,
-            "stack_outdated",
-            format!("stack {stack}"),
-            format!("version {version}"),
-            format!("version {}", from_version.as_deref().unwrap_or("(untagged)")),
-            Severity::Medium,
-        )],
-        Step::RedeployStack { environment, stack, cause, version, .. } => vec![item(
-            *environment,
-            "stack_modified",
-            format!("stack {stack}"),
-            format!("template version {version}, resources as in the template"),
-            cause.clone(),
-            Severity::High,
-        )],
-        Step::RecoverStack { environment, stack, .. } => vec![item(
-            *environment,
-            "stack_failed",
-            format!("stack {stack}"),
-            "a complete stack".into(),
-            "UPDATE_ROLLBACK_FAILED".into(),
-            Severity::High,
-        )],
-        Step::RecreateStack { environment, stack, status, .. } => vec![item(
-            *environment,
-            "stack_failed",
-            format!("stack {stack}"),
-            "a complete stack".into(),
-            status.clone(),
-            Severity::High,
-        )],
-        Step::DeleteStack { environment, stack, .. } => vec![item(
-            *environment,
-            "stack_unexpected",
-            format!("stack {stack}"),
-            "absent (not in the tenant file)".into(),
-            "deployed".into(),
-            Severity::Low,
-        )],
-        Step::CreateOrganization | Step::EnableServiceControlPolicies | Step::CreateOu { .. } => vec![],
+            "only this tenant environment's tenantry SCPs attached",
+            "attached",
+            Critical,
+        ),
+        Step::CreateStack { stack, .. } => {
+            one(StackMissing, format!("stack {stack}"), "deployed", "does not exist", High)
+        }
+        Step::UpdateStack { stack, from_version, version, .. } => {
+            let found = format!("version {}", from_version.as_deref().unwrap_or("(untagged)"));
+            one(StackOutdated, format!("stack {stack}"), &format!("version {version}"), &found, Medium)
+        }
+        Step::RedeployStack { stack, cause, version, .. } => {
+            let expected = format!("template version {version}, resources as in the template");
+            one(StackModified, format!("stack {stack}"), &expected, cause, High)
+        }
+        Step::RecoverStack { stack, .. } => {
+            one(StackFailed, format!("stack {stack}"), "a complete stack", "UPDATE_ROLLBACK_FAILED", High)
+        }
+        Step::RecreateStack { stack, status, .. } => {
+            one(StackFailed, format!("stack {stack}"), "a complete stack", status, High)
+        }
+        Step::DeleteStack { stack, .. } => {
+            one(StackUnexpected, format!("stack {stack}"), "absent (not in the tenant file)", "deployed", Low)
+        }
+        Step::AwaitAccount { .. }
+        | Step::CreateOrganization
+        | Step::EnableServiceControlPolicies
+        | Step::CreateOu { .. } => vec![],
     }
 }
 

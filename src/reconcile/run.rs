@@ -81,7 +81,7 @@ async fn tenant(
     remediate: bool,
 ) -> (TenantReport, BTreeSet<String>) {
     let mode = RunMode { lease_wait: Duration::ZERO, detect_drift: true, execute: remediate, stop_on_signal: false };
-    let outcome = engine.run_tenant(d, overview, mode).await;
+    let outcome = engine.run_tenant(d, overview, mode, None).await;
     let mut report = TenantReport {
         tenant: d.id.clone(),
         status: TenantStatus::Error,

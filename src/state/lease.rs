@@ -8,12 +8,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
 use backon::{ConstantBuilder, Retryable};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use super::{now_unix, StateStore, WriteConflict};
+use super::{now_unix, Error, Result, StateStore, WriteConflict};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct LeaseBody {
@@ -69,10 +68,7 @@ impl StateStore {
                     .with_max_times((wait.as_millis() / 1000) as usize),
             )
             // A stop request ends the wait at the next try (at most a second away).
-            .when(|e| {
-                (e.downcast_ref::<LeaseHeld>().is_some() || e.downcast_ref::<WriteConflict>().is_some())
-                    && !crate::shutdown::requested()
-            })
+            .when(|e| matches!(e, Error::LeaseHeld(_) | Error::WriteConflict(_)) && !crate::shutdown::requested())
             .notify(|e, _| {
                 if !notified {
                     tracing::info!(tenant, "waiting for lease: {e}");
@@ -84,15 +80,14 @@ impl StateStore {
                 let _ = crate::shutdown::bounded("", tokio::time::sleep(d)).await;
             })
             .await
-            .map_err(|e| {
-                if crate::shutdown::requested() && e.downcast_ref::<LeaseHeld>().is_some() {
-                    anyhow::Error::new(crate::shutdown::Interrupted {
-                        what: format!("waiting for the lease of tenant {tenant} ({e})"),
+            .map_err(|e| match e {
+                Error::LeaseHeld(held) if crate::shutdown::requested() => {
+                    Error::Interrupted(crate::shutdown::Interrupted {
+                        what: format!("waiting for the lease of tenant {tenant} ({held})"),
                         began: true,
                     })
-                } else {
-                    e
                 }
+                e => e,
             })
     }
 
@@ -102,7 +97,7 @@ impl StateStore {
         let sent = std::time::Instant::now();
         match self.put_conditional(&key, bytes.clone(), None).await {
             Ok(etag) => return Ok(self.lease(tenant, etag, ttl, sent)),
-            Err(e) if e.downcast_ref::<WriteConflict>().is_some() => {}
+            Err(Error::WriteConflict(_)) => {}
             Err(e) => return Err(e),
         }
         let Some(stored) = self.get_object(&key).await? else {
@@ -110,8 +105,9 @@ impl StateStore {
             return Err(WriteConflict { bucket: self.bucket.clone(), key }.into());
         };
         let etag = stored.etag;
-        let current: LeaseBody = serde_json::from_slice(&stored.bytes).with_context(|| {
-            format!("s3://{}/{key} is not a tenantry lease; if no tenantry process is working on tenant `{tenant}`, delete it", self.bucket)
+        let current: LeaseBody = serde_json::from_slice(&stored.bytes).map_err(|cause| Error::Corrupt {
+            what: format!("s3://{}/{key} is not a tenantry lease; if no tenantry process is working on tenant `{tenant}`, delete it", self.bucket),
+            cause,
         })?;
         let now = now_unix();
         // A lease is renewed every third of its ttl, so it is never honoured for longer than
@@ -163,7 +159,7 @@ impl StateStore {
                         let body = store.lease_body(&tenant, ttl)?;
                         let mut etag = etag.lock().await;
                         *etag = store.put_conditional(&StateStore::lease_key(&tenant), body, Some(&etag)).await?;
-                        anyhow::Ok(())
+                        Ok::<(), Error>(())
                     }
                     .await;
                     if let Err(e) = renewal {
@@ -243,16 +239,16 @@ impl LeaseGuard {
     /// before any change, so that none starts without the lease.
     pub fn check(&self) -> Result<()> {
         if self.lost.load(Ordering::SeqCst) {
-            bail!("the lease on tenant `{}` was lost; stopping", self.tenant);
+            return Err(Error::LeaseLost(format!("the lease on tenant `{}` was lost; stopping", self.tenant)));
         }
         let since = self.renewed.lock().unwrap_or_else(|p| p.into_inner()).elapsed();
         if since > self.ttl * 2 / 3 {
-            bail!(
+            return Err(Error::LeaseLost(format!(
                 "the lease on tenant `{}` was last renewed {} s ago (lease_ttl_seconds {}): it may be taken over; stopping",
                 self.tenant,
                 since.as_secs(),
                 self.ttl.as_secs()
-            );
+            )));
         }
         Ok(())
     }
@@ -289,7 +285,7 @@ impl Lease {
                     .key(&key)
                     .send()
                     .await
-                    .map_err(|e| crate::aws::aws_error("s3:DeleteObject", e))?;
+                    .map_err(|e| crate::aws::Error::from_sdk("s3:DeleteObject", e))?;
             }
         }
         Ok(())

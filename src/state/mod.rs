@@ -9,14 +9,13 @@ mod lease;
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, Result};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{BucketVersioningStatus, ServerSideEncryption, VersioningConfiguration};
 use serde::{Deserialize, Serialize};
 
 pub use lease::{Lease, LeaseGuard, LeaseHeld};
 
-use crate::aws::{aws_error, error_code};
+use crate::aws::{Error as AwsError, ErrorKind};
 use crate::tenant::Environment;
 
 /// What tenantry knows about one tenant: `tenants/<id>.json` in the state bucket.
@@ -139,6 +138,43 @@ pub struct Tracked {
     pub etag: Option<String>,
 }
 
+/// Errors of the state store. Callers decide on the variant, never on the text.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An S3 call failed.
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    /// A conditional write lost a race.
+    #[error(transparent)]
+    WriteConflict(#[from] WriteConflict),
+    /// Another process holds the tenant's lease.
+    #[error(transparent)]
+    LeaseHeld(#[from] LeaseHeld),
+    /// The lease this process held was lost, or not renewed in time.
+    #[error("{0}")]
+    LeaseLost(String),
+    /// A stop signal ended a wait.
+    #[error(transparent)]
+    Interrupted(#[from] crate::shutdown::Interrupted),
+    /// A stored object is not what tenantry writes there.
+    #[error("{what}: {cause}")]
+    Corrupt {
+        /// The object and what it should be.
+        what: String,
+        /// The parse error.
+        cause: serde_json::Error,
+    },
+    /// A value could not be encoded as JSON.
+    #[error("encoding a state object: {0}")]
+    Encode(#[from] serde_json::Error),
+    /// An answer S3 accepted but that lacks what was asked for (named).
+    #[error("{0}")]
+    Answer(String),
+}
+
+/// Results of the state store.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
 /// A write lost a race: the object changed since it was read.
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -176,8 +212,8 @@ impl StateStore {
     pub async fn bucket_exists(&self) -> Result<bool> {
         match self.s3.head_bucket().bucket(&self.bucket).send().await {
             Ok(_) => Ok(true),
-            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(false),
-            Err(e) => Err(aws_error("s3:HeadBucket", e)),
+            Err(e) if AwsError::kind_of_sdk(&e) == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(AwsError::from_sdk("s3:HeadBucket", e).into()),
         }
     }
 
@@ -185,16 +221,18 @@ impl StateStore {
     /// of `tenants/`, one key): see [`Location`].
     pub async fn location(&self) -> Result<Location> {
         if let Some(bytes) = self.get_bytes(MARKER_KEY).await? {
-            let marker: StateMarker = serde_json::from_slice(&bytes)
-                .with_context(|| format!("s3://{}/{MARKER_KEY} is not a tenantry state marker", self.bucket))?;
+            let marker: StateMarker = serde_json::from_slice(&bytes).map_err(|cause| Error::Corrupt {
+                what: format!("s3://{}/{MARKER_KEY} is not a tenantry state marker", self.bucket),
+                cause,
+            })?;
             return Ok(Location::Marked(marker));
         }
         let page = self.s3.list_objects_v2().bucket(&self.bucket).prefix("tenants/").max_keys(1).send().await;
         match page {
             Ok(p) if p.key_count.unwrap_or(0) > 0 || !p.contents().is_empty() => Ok(Location::Unmarked),
             Ok(_) => Ok(Location::New),
-            Err(e) if error_code(&e) == Some("NoSuchBucket") => Ok(Location::New),
-            Err(e) => Err(aws_error("s3:ListObjectsV2", e)),
+            Err(e) if AwsError::kind_of_sdk(&e) == ErrorKind::NotFound => Ok(Location::New),
+            Err(e) => Err(AwsError::from_sdk("s3:ListObjectsV2", e).into()),
         }
     }
 
@@ -209,7 +247,7 @@ impl StateStore {
             created_at: now_rfc3339(),
         };
         match self.put_new(MARKER_KEY, serde_json::to_vec_pretty(&marker)?).await {
-            Err(e) if e.downcast_ref::<WriteConflict>().is_some() => Ok(()),
+            Err(Error::WriteConflict(_)) => Ok(()),
             other => other,
         }
     }
@@ -219,9 +257,7 @@ impl StateStore {
     /// (`GetBucketVersioning`, then `PutBucketVersioning` unless enabled; versioning found
     /// suspended is reported on stderr). Idempotent.
     pub async fn ensure_bucket(&self, region: &str) -> Result<()> {
-        if !self.bucket_exists().await?
-            && crate::aws::create_bucket(&self.s3, &self.bucket, region).await.context("creating the state bucket")?
-        {
+        if !self.bucket_exists().await? && crate::aws::create_bucket(&self.s3, &self.bucket, region).await? {
             tracing::info!(bucket = %self.bucket, "created state bucket");
         }
         crate::aws::make_bucket_private(&self.s3, &self.bucket, None).await?;
@@ -232,7 +268,7 @@ impl StateStore {
         let status = match self.s3.get_bucket_versioning().bucket(&self.bucket).send().await {
             Ok(v) => v.status,
             Err(e) => {
-                tracing::debug!(bucket = %self.bucket, "could not read the bucket's versioning: {}", aws_error("s3:GetBucketVersioning", e));
+                tracing::debug!(bucket = %self.bucket, "could not read the bucket's versioning: {}", AwsError::from_sdk("s3:GetBucketVersioning", e));
                 None
             }
         };
@@ -251,7 +287,7 @@ impl StateStore {
             )
             .send()
             .await
-            .map_err(|e| aws_error("s3:PutBucketVersioning", e))?;
+            .map_err(|e| AwsError::from_sdk("s3:PutBucketVersioning", e))?;
         Ok(())
     }
 
@@ -265,8 +301,10 @@ impl StateStore {
         match self.get(&key).await? {
             None => Ok(Tracked { record: TenantRecord { tenant: tenant.into(), ..Default::default() }, etag: None }),
             Some((bytes, etag)) => {
-                let record: TenantRecord = serde_json::from_slice(&bytes)
-                    .with_context(|| format!("state object s3://{}/{key} is not a valid tenant record", self.bucket))?;
+                let record: TenantRecord = serde_json::from_slice(&bytes).map_err(|cause| Error::Corrupt {
+                    what: format!("state object s3://{}/{key} is not a valid tenant record", self.bucket),
+                    cause,
+                })?;
                 Ok(Tracked { record, etag: Some(etag) })
             }
         }
@@ -327,7 +365,7 @@ impl StateStore {
             .body(ByteStream::from_static(b"{}"))
             .send()
             .await
-            .map_err(|e| aws_error("s3:PutObject", e))?;
+            .map_err(|e| AwsError::from_sdk("s3:PutObject", e))?;
         let head = self
             .s3
             .head_object()
@@ -335,14 +373,14 @@ impl StateStore {
             .key(&key)
             .send()
             .await
-            .map_err(|e| aws_error("s3:HeadObject", e));
+            .map_err(|e| AwsError::from_sdk("s3:HeadObject", e));
         if let Err(e) = self.s3.delete_object().bucket(&self.bucket).key(&key).send().await {
             tracing::debug!(key, "could not delete the clock object: {e}");
         }
         head?
             .last_modified
             .and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok())
-            .context("the state bucket gave no LastModified")
+            .ok_or_else(|| Error::Answer("the state bucket gave no LastModified".into()))
     }
 
     /// Keys under `prefix` with their `LastModified` (the storage's clock, RFC 3339, whole
@@ -359,8 +397,8 @@ impl StateStore {
                         .unwrap_or_default();
                     Some((o.key?, at))
                 })),
-                Err(e) if error_code(&e) == Some("NoSuchBucket") => return Ok(Vec::new()),
-                Err(e) => return Err(aws_error("s3:ListObjectsV2", e)),
+                Err(e) if AwsError::kind_of_sdk(&e) == ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(AwsError::from_sdk("s3:ListObjectsV2", e).into()),
             }
         }
         out.sort();
@@ -374,8 +412,8 @@ impl StateStore {
         while let Some(page) = pages.next().await {
             match page {
                 Ok(p) => out.extend(p.contents.unwrap_or_default().into_iter().filter_map(|o| o.key)),
-                Err(e) if error_code(&e) == Some("NoSuchBucket") => return Ok(Vec::new()),
-                Err(e) => return Err(aws_error("s3:ListObjectsV2", e)),
+                Err(e) if AwsError::kind_of_sdk(&e) == ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(AwsError::from_sdk("s3:ListObjectsV2", e).into()),
             }
         }
         out.sort();
@@ -393,11 +431,22 @@ impl StateStore {
             Ok(out) => {
                 let etag = out.e_tag.clone().unwrap_or_default();
                 let last_modified = out.last_modified.map(|t| t.secs().max(0) as u64);
-                let bytes = out.body.collect().await.context("reading state object")?.into_bytes().to_vec();
+                let bytes = out
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| Error::Answer(format!("reading state object s3://{}/{key}: {e}", self.bucket)))?
+                    .into_bytes()
+                    .to_vec();
                 Ok(Some(StoredObject { bytes, etag, last_modified }))
             }
-            Err(e) if matches!(error_code(&e), Some("NoSuchKey") | Some("NoSuchBucket")) => Ok(None),
-            Err(e) => Err(aws_error("s3:GetObject", e)),
+            Err(e)
+                if e.as_service_error().is_some_and(|s| s.is_no_such_key())
+                    || AwsError::kind_of_sdk(&e) == ErrorKind::NotFound =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(AwsError::from_sdk("s3:GetObject", e).into()),
         }
     }
 
@@ -408,12 +457,12 @@ impl StateStore {
     /// it again), so the write counts as done. Otherwise another writer won: [`WriteConflict`].
     async fn put_conditional(&self, key: &str, body: Vec<u8>, etag: Option<&str>) -> Result<String> {
         match self.try_put_conditional(key, body.clone(), etag).await {
-            Err(e) if e.downcast_ref::<WriteConflict>().is_some() => match self.get(key).await? {
+            Err(Error::WriteConflict(conflict)) => match self.get(key).await? {
                 Some((current, current_etag)) if current == body => {
                     tracing::debug!(key, "conditional write already carried out by an earlier attempt");
                     Ok(current_etag)
                 }
-                _ => Err(e),
+                _ => Err(conflict.into()),
             },
             other => other,
         }
@@ -437,7 +486,7 @@ impl StateStore {
             Err(e) if is_precondition_failure(&e) => {
                 Err(WriteConflict { bucket: self.bucket.clone(), key: key.into() }.into())
             }
-            Err(e) => Err(aws_error("s3:PutObject", e)),
+            Err(e) => Err(AwsError::from_sdk("s3:PutObject", e).into()),
         }
     }
 }
@@ -455,8 +504,7 @@ fn is_precondition_failure<E>(e: &aws_sdk_s3::error::SdkError<E>) -> bool
 where
     E: aws_sdk_s3::error::ProvideErrorMetadata,
 {
-    matches!(error_code(e), Some("PreconditionFailed") | Some("ConditionalRequestConflict"))
-        || e.raw_response().is_some_and(|r| matches!(r.status().as_u16(), 409 | 412))
+    AwsError::kind_of_sdk(e) == ErrorKind::Conflict
 }
 
 /// This machine's host name (`/proc/sys/kernel/hostname`, else `$HOSTNAME`, else `localhost`).

@@ -1,0 +1,172 @@
+//! `tenantry plan`: every tenant observed read-only and planned; the plan shown, as JSON, or saved
+//! to a file for `apply FILE`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use anyhow::Result;
+use futures::stream::{self, StreamExt};
+use serde::Serialize;
+
+use super::render::print_plan;
+use super::{plan_file, Output};
+use crate::apply::{Engine, StateLocationChanged};
+use crate::desired::DesiredTenant;
+use crate::observe::{ObservedTenant, OrgOverview};
+use crate::plan::saved::{self, SavedPlan};
+use crate::plan::{self, Plan};
+
+/// OU paths the tenants need → whether each exists.
+pub(super) async fn ou_existence(
+    engine: &Engine,
+    overview: Option<&OrgOverview>,
+    tenants: &[DesiredTenant],
+) -> Result<BTreeMap<String, bool>> {
+    let paths: BTreeSet<String> = tenants.iter().flat_map(|t| t.accounts.iter().map(|a| a.ou_path.clone())).collect();
+    let mut out = BTreeMap::new();
+    for p in paths {
+        let exists = match (overview, engine.index().and_then(|i| i.ou(&p))) {
+            (_, Some(_)) => true,
+            (Some(o), None) => engine.observer(Some(o)).find_ou(o, &p).await?.is_some(),
+            (None, None) => false,
+        };
+        out.insert(p, exists);
+    }
+    Ok(out)
+}
+
+/// Why observing one tenant failed.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ObserveError {
+    /// The state location changed: it concerns the whole run, not one tenant.
+    #[error(transparent)]
+    LocationChanged(StateLocationChanged),
+    /// Reading state or observing failed.
+    #[error("{0:#}")]
+    Failed(#[from] anyhow::Error),
+}
+
+/// Observes every tenant read-only, in parallel (bounded by `concurrency`), and turns each
+/// observation into `keep(desired, observed)` at once (so a caller that needs less than the
+/// whole observation does not hold every tenant's). A failure on one tenant is kept as that
+/// tenant's error. Sorted by tenant id.
+pub(super) async fn observe_each<T>(
+    engine: &Engine,
+    overview: Option<&OrgOverview>,
+    tenants: &[DesiredTenant],
+    keep: impl Fn(&DesiredTenant, ObservedTenant) -> T,
+) -> Vec<(String, Result<T, ObserveError>)> {
+    let store = &engine.store;
+    let keep = &keep;
+    let mut results: Vec<(String, Result<T, ObserveError>)> = stream::iter(tenants)
+        .map(|d| async move {
+            let r = crate::metrics::for_tenant(&d.id, async {
+                let tracked = store.read(&d.id).await.map_err(anyhow::Error::from)?;
+                let observed = engine.observer(overview).tenant(d, &tracked.record).await?;
+                match engine.state_location_changed(&observed).await? {
+                    Some(changed) => Err(ObserveError::LocationChanged(changed)),
+                    None => Ok(keep(d, observed)),
+                }
+            })
+            .await;
+            (d.id.clone(), r)
+        })
+        .buffer_unordered(engine.settings.concurrency)
+        .collect()
+        .await;
+    results.sort_by(|a, b| a.0.cmp(&b.0));
+    results
+}
+
+#[derive(Serialize)]
+struct PlanReport<'a> {
+    changes: bool,
+    /// Differences apply cannot make (each tenant's `manual`): `plan` exits 2 for them too.
+    manual_differences: bool,
+    plan: &'a Plan,
+    errors: BTreeMap<String, String>,
+    /// AWS requests this run made.
+    api_calls: crate::metrics::ApiCalls,
+}
+
+/// Observes every tenant and plans: the plan, and per-tenant errors.
+pub(super) async fn compute_plan(
+    engine: &Engine,
+    overview: Option<&OrgOverview>,
+    tenants: &[DesiredTenant],
+) -> Result<(Plan, BTreeMap<String, String>)> {
+    let ous = ou_existence(engine, overview, tenants).await?;
+    let mut plan = Plan { organization: plan::organization(overview, &ous), tenants: Vec::new() };
+    let mut errors = BTreeMap::new();
+    // Each tenant is planned as soon as it is observed; its observation (template bodies
+    // included) is dropped then, so memory does not hold every tenant's observation at once.
+    let results = observe_each(engine, overview, tenants, |d, observed| plan::tenant(d, &observed)).await;
+    for (id, r) in results {
+        match r {
+            Ok(p) => plan.tenants.push(p),
+            // A changed state location concerns the whole run, not one tenant: nothing goes on.
+            Err(ObserveError::LocationChanged(changed)) => return Err(changed.into()),
+            Err(e) => {
+                errors.insert(id, format!("{e:#}"));
+            }
+        }
+    }
+    Ok((plan, errors))
+}
+
+/// Exit code of a plan: 0 no changes, 2 changes, 1 errors or refusals.
+pub(super) fn plan_exit_code(plan: &Plan, errors: &BTreeMap<String, String>) -> u8 {
+    if !errors.is_empty() || plan.has_refusals() {
+        1
+    } else if plan.is_empty() && !plan.has_manual() {
+        0
+    } else {
+        2
+    }
+}
+
+/// `tenantry plan`; with `out` (the file and the input files' digests) the plan is saved there
+/// too, unless it has errors or refusals.
+pub(super) async fn cmd_plan(
+    engine: &Engine,
+    overview: Option<&OrgOverview>,
+    tenants: &[DesiredTenant],
+    output: Output,
+    out: Option<(&Path, BTreeMap<String, String>)>,
+) -> Result<u8> {
+    let (plan, errors) = compute_plan(engine, overview, tenants).await?;
+    if let Some((path, inputs)) = out {
+        if !errors.is_empty() || plan.has_refusals() {
+            eprintln!("The plan has errors or refusals; it was not saved to {}.", path.display());
+        } else {
+            let saved = SavedPlan {
+                format_version: saved::FORMAT_VERSION,
+                tenantry_version: env!("CARGO_PKG_VERSION").to_string(),
+                created_at: time::OffsetDateTime::now_utc()
+                    .replace_nanosecond(0)
+                    .unwrap_or_else(|_| time::OffsetDateTime::now_utc())
+                    .format(&time::format_description::well_known::Rfc3339)?,
+                management_account_id: engine.management_account_id.clone(),
+                state_bucket: engine.store.bucket().to_string(),
+                inputs,
+                plan: plan.clone(),
+            };
+            plan_file::write(path, &saved)?;
+            eprintln!("Saved the plan to {0}. To carry out exactly this plan: tenantry apply {0}", path.display());
+        }
+    }
+    match output {
+        Output::Json => crate::out!(
+            "{}",
+            serde_json::to_string_pretty(&PlanReport {
+                changes: !plan.is_empty(),
+                manual_differences: plan.has_manual(),
+                plan: &plan,
+                errors: errors.clone(),
+                api_calls: crate::metrics::api_calls()
+            })?
+        ),
+        Output::Text => print_plan(&plan, &errors),
+    }
+    Ok(plan_exit_code(&plan, &errors))
+}

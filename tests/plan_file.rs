@@ -1,0 +1,176 @@
+//! Saved plans against a real emulator process: `plan --out FILE` then `apply FILE` carries out
+//! exactly the plan shown, and refuses it as stale (changing nothing) after a tenant file edit
+//! or an out-of-band change to a fact one of its steps depends on.
+
+mod common;
+
+use common::{Aws, Emulator, Run, Workspace};
+
+/// The step lines of a `plan` (`  + ...` under `tenant X:`) as `X: + ...`, the form `apply`
+/// echoes them in.
+fn planned_steps(plan: &Run) -> Vec<String> {
+    let mut tenant = String::new();
+    let mut out = Vec::new();
+    for line in plan.stdout.lines() {
+        if let Some(t) = line.strip_prefix("tenant ").and_then(|l| l.strip_suffix(':')) {
+            tenant = t.to_string();
+        } else if line == "organization:" {
+            tenant = "organization".into();
+        } else if let Some(step) = line.strip_prefix("  ") {
+            out.push(format!("{tenant}: {step}"));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The step lines `apply` echoed as it carried them out.
+fn applied_steps(apply: &Run) -> Vec<String> {
+    let mut out: Vec<String> = apply
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with("tenant ") && !l.starts_with("Apply complete") && l.contains(": "))
+        .map(str::to_string)
+        .collect();
+    out.sort();
+    out
+}
+
+async fn account_of(aws: &Aws, tenant: &str, env: &str) -> String {
+    let all = aws.tenant_accounts().await;
+    let ids = &all[&(tenant.to_string(), env.to_string())];
+    assert_eq!(ids.len(), 1, "{tenant}/{env}: {ids:?}");
+    ids[0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_saved_plan_is_carried_out_exactly_as_shown_and_only_once() {
+    let emu = Emulator::start();
+    let ws = Workspace::new();
+    // Terraform's spelling, `-out FILE`, is accepted too.
+    let plan = ws.run(&emu.endpoint, &["plan", "-out", "onboard.plan"]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(plan.stderr.contains("Saved the plan to onboard.plan"), "{plan:?}");
+    let saved: serde_json::Value = serde_json::from_str(&ws.read("onboard.plan")).unwrap();
+    assert_eq!(saved["format_version"], 1);
+    assert!(saved["inputs"]["tenants/acme.toml"].is_string(), "inputs are digested: {saved}");
+
+    let apply = ws.run(&emu.endpoint, &["apply", "onboard.plan"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert_eq!(applied_steps(&apply), planned_steps(&plan), "apply carried out the saved plan, step for step");
+    assert!(!apply.stdout.contains("Plan:"), "a saved plan is not shown or planned again: {apply:?}");
+    assert_eq!(ws.run(&emu.endpoint, &["plan"]).code, 0, "converged");
+
+    // Carried out once: the same file again finds nothing left to do and changes nothing.
+    let again = ws.run(&emu.endpoint, &["apply", "onboard.plan"]);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(applied_steps(&again).is_empty(), "{again:?}");
+    let aws = Aws::new(&emu.endpoint).await;
+    aws.assert_one_account_each("acme", "after applying a saved plan twice").await;
+    aws.assert_one_account_each("globex", "after applying a saved plan twice").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_saved_plan_is_refused_as_stale_after_a_tenant_file_edit() {
+    let emu = Emulator::start();
+    let ws = Workspace::new();
+    assert_eq!(ws.run(&emu.endpoint, &["apply"]).code, 0);
+    let acme = ws.read("tenants/acme.toml");
+    ws.write("tenants/acme.toml", &acme.replace("\"confidential\"", "\"secret\""));
+    let plan = ws.run(&emu.endpoint, &["plan", "--out", "tag.plan"]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(plan.stdout.contains("\"confidential\" -> \"secret\""), "{plan:?}");
+
+    // Another tenant's file is edited after the plan was made: its emails and names are part of
+    // every tenant's claims, so the whole plan is stale.
+    let globex = ws.read("tenants/globex.toml");
+    ws.write("tenants/globex.toml", &format!("{globex}\n# edited\n"));
+    let apply = ws.run(&emu.endpoint, &["apply", "tag.plan"]);
+    assert_eq!(apply.code, 1, "{apply:?}");
+    assert!(apply.stderr.contains("tenants/globex.toml changed"), "names the file: {apply:?}");
+    assert!(apply.stderr.contains("the plan is stale"), "{apply:?}");
+    let aws = Aws::new(&emu.endpoint).await;
+    let prod = account_of(&aws, "acme", "production").await;
+    assert_eq!(aws.tags(&prod).await["data-classification"], "confidential", "nothing was changed");
+
+    // Put back, the same plan is carried out.
+    ws.write("tenants/globex.toml", &globex);
+    let apply = ws.run(&emu.endpoint, &["apply", "tag.plan"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert_eq!(aws.tags(&prod).await["data-classification"], "secret");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_saved_plan_is_refused_as_stale_after_an_out_of_band_change() {
+    let emu = Emulator::start();
+    let ws = Workspace::new();
+    assert_eq!(ws.run(&emu.endpoint, &["apply"]).code, 0);
+    // Both tenants' files change a tag; the plan covers both.
+    let acme = ws.read("tenants/acme.toml");
+    ws.write("tenants/acme.toml", &acme.replace("\"confidential\"", "\"secret\""));
+    let globex = ws.read("tenants/globex.toml");
+    assert!(globex.contains("cost-center = \"cc-2002\""), "the example globex file has this tag");
+    ws.write("tenants/globex.toml", &globex.replacen("cost-center = \"cc-2002\"", "cost-center = \"cc-2999\"", 1));
+    let plan = ws.run(&emu.endpoint, &["plan", "--out", "tags.plan", "--output", "json"]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+
+    // Someone changes the tag of acme's production account by hand after the plan was made.
+    let aws = Aws::new(&emu.endpoint).await;
+    let prod = account_of(&aws, "acme", "production").await;
+    aws.org
+        .tag_resource()
+        .resource_id(&prod)
+        .tags(aws_sdk_organizations::types::Tag::builder().key("data-classification").value("public").build().unwrap())
+        .send()
+        .await
+        .unwrap();
+
+    let apply = ws.run(&emu.endpoint, &["apply", "tags.plan", "--output", "json"]);
+    assert_eq!(apply.code, 1, "{apply:?}");
+    let report: serde_json::Value = serde_json::from_str(&apply.stdout).unwrap_or_else(|e| panic!("{e}: {apply:?}"));
+    let tenant = |id: &str| report["tenants"].as_array().unwrap().iter().find(|t| t["tenant"] == id).unwrap().clone();
+    let acme = tenant("acme");
+    assert_eq!(acme["stale"], true, "{report}");
+    let error = acme["error"].as_str().unwrap();
+    assert!(
+        error.contains("production: tag data-classification was \"confidential\", is now \"public\""),
+        "names the fact that changed: {error}"
+    );
+    assert_eq!(acme["applied"], serde_json::json!([]), "{report}");
+    assert_eq!(aws.tags(&prod).await["data-classification"], "public", "the stale plan changed nothing");
+    // globex's part of the plan still held: it was carried out.
+    assert!(tenant("globex")["error"].is_null(), "{report}");
+    let globex_prod = account_of(&aws, "globex", "production").await;
+    assert_eq!(aws.tags(&globex_prod).await["cost-center"], "cc-2999", "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_saved_plan_is_refused_for_other_credentials_or_another_format() {
+    let emu = Emulator::start();
+    let ws = Workspace::new();
+    assert_eq!(ws.run(&emu.endpoint, &["plan", "--out", "p.json"]).code, 2);
+    let text = ws.read("p.json");
+    let mut doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    doc["management_account_id"] = "999999999999".into();
+    ws.write("other.json", &doc.to_string());
+    let run = ws.run(&emu.endpoint, &["apply", "other.json"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("made for management account 999999999999"), "{run:?}");
+
+    doc["management_account_id"] = emu.management_account_id().into();
+    doc["format_version"] = 99.into();
+    ws.write("future.json", &doc.to_string());
+    let run = ws.run(&emu.endpoint, &["apply", "future.json"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("plan format version 99"), "{run:?}");
+
+    ws.write("broken.json", &text[..text.len() / 2]);
+    let run = ws.run(&emu.endpoint, &["apply", "broken.json"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("broken.json") && run.stderr.contains("line"), "names file and line: {run:?}");
+
+    let run = ws.run(&emu.endpoint, &["apply", "p.json", "acme"]);
+    assert_eq!(run.code, 64, "a plan file and tenant names together are a usage error: {run:?}");
+    let aws = Aws::new(&emu.endpoint).await;
+    assert!(aws.tenant_accounts().await.is_empty(), "nothing was created");
+}
