@@ -79,7 +79,7 @@ impl OrgSettings {
         let mut errors = Vec::new();
         let mut check = |ok: bool, field: &str, msg: &str| {
             if !ok {
-                let span = crate::tenant::span_of(source, &[field]);
+                let span = crate::diag::span_of(source, &[field]);
                 errors.push(Diagnostic::at_span(path, source, span, field, msg));
             }
         };
@@ -93,11 +93,7 @@ impl OrgSettings {
             "management_role",
             "not a valid IAM role name (1-64 of [A-Za-z0-9+=,.@_-])",
         );
-        check(
-            crate::tenant::valid_region(&settings.home_region),
-            "home_region",
-            "not an AWS region name such as `us-east-1`",
-        );
+        check(valid_region(&settings.home_region), "home_region", "not an AWS region name such as `us-east-1`");
         check(settings.concurrency >= 1, "concurrency", "must be at least 1");
         check(settings.account_creation_concurrency >= 1, "account_creation_concurrency", "must be at least 1");
         check(settings.request_timeout_seconds >= 1, "request_timeout_seconds", "must be at least 1 second");
@@ -106,7 +102,7 @@ impl OrgSettings {
             check(valid_bucket_name(b), "state_bucket", "not a valid S3 bucket name (3-63 of [a-z0-9.-])");
         }
         check(
-            settings.ou_root.is_empty() || crate::tenant::valid_ou_path(&settings.ou_root),
+            settings.ou_root.is_empty() || valid_ou_path(&settings.ou_root),
             "ou_root",
             "an OU path such as `Workloads` or `Workloads/Tenants` (no leading or trailing `/`)",
         );
@@ -138,7 +134,7 @@ impl OrgSettings {
 /// `x`"), else the field whose value the error's span points into (type errors, bad variants).
 pub(crate) fn field_of(e: &toml::de::Error, source: &str) -> String {
     let msg = e.message();
-    let at = e.span().and_then(|s| crate::tenant::field_at(source, s.start)).unwrap_or_default();
+    let at = e.span().and_then(|s| crate::diag::field_at(source, s.start)).unwrap_or_default();
     match msg.split('`').nth(1) {
         Some(f) if msg.starts_with("missing field") && !at.is_empty() => format!("{at}.{f}"),
         Some(f) if msg.contains("field") => {
@@ -167,4 +163,21 @@ fn valid_bucket_name(s: &str) -> bool {
 /// Default location of `tenantry.toml`: next to the tenants directory.
 pub fn default_settings_path(tenants_dir: &Path) -> PathBuf {
     tenants_dir.parent().map_or_else(|| PathBuf::from("tenantry.toml"), |p| p.join("tenantry.toml"))
+}
+
+/// Whether `s` is a region name such as `us-east-1` or `us-gov-west-1`.
+pub fn valid_region(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    (3..=4).contains(&parts.len())
+        && parts[0].len() == 2
+        && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
+        && parts.last().unwrap().chars().all(|c| c.is_ascii_digit())
+}
+
+/// Whether `s` is an OU path: `/`-separated names of 1-128 characters, no empty segment.
+pub fn valid_ou_path(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('/').all(|seg| {
+            (1..=128).contains(&seg.chars().count()) && seg.trim() == seg && !seg.chars().any(char::is_control)
+        })
 }

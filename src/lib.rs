@@ -9,6 +9,7 @@ pub mod desired;
 pub mod diag;
 pub mod faults;
 pub mod guard;
+pub mod inputs;
 pub mod metrics;
 pub mod observe;
 pub mod output;

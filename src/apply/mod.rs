@@ -345,37 +345,29 @@ impl Engine {
         mode: RunMode,
         approved: Option<&plan::TenantPlan>,
     ) -> TenantOutcome {
-        crate::metrics::for_tenant(&desired.id, self.run_tenant_counted(desired, overview, mode, approved)).await
-    }
-
-    async fn run_tenant_counted(
-        &self,
-        desired: &DesiredTenant,
-        overview: &OrgOverview,
-        mode: RunMode,
-        approved: Option<&plan::TenantPlan>,
-    ) -> TenantOutcome {
-        let mut outcome = TenantOutcome { tenant: desired.id.clone(), ..Default::default() };
-        let lease = self
-            .store
-            .acquire_lease(&desired.id, Duration::from_secs(self.settings.lease_ttl_seconds), mode.lease_wait)
-            .await;
-        let lease = match lease {
-            Ok(l) => l,
-            Err(e) => {
-                outcome.skipped_busy = mode.lease_wait.is_zero() && matches!(e, crate::state::Error::LeaseHeld(_));
+        crate::metrics::for_tenant(&desired.id, async {
+            let mut outcome = TenantOutcome { tenant: desired.id.clone(), ..Default::default() };
+            let lease = self
+                .store
+                .acquire_lease(&desired.id, Duration::from_secs(self.settings.lease_ttl_seconds), mode.lease_wait)
+                .await;
+            let lease = match lease {
+                Ok(l) => l,
+                Err(e) => {
+                    outcome.skipped_busy = mode.lease_wait.is_zero() && matches!(e, crate::state::Error::LeaseHeld(_));
+                    outcome.error = Some(format!("{e:#}"));
+                    return outcome;
+                }
+            };
+            if let Err(e) = self.run_leased(desired, overview, &lease, mode, approved, &mut outcome).await {
                 outcome.error = Some(format!("{e:#}"));
-                return outcome;
             }
-        };
-        if let Err(e) = self.run_leased(desired, overview, &lease, mode, approved, &mut outcome).await {
-            outcome.stale = e.is::<plan::saved::Stale>();
-            outcome.error = Some(format!("{e:#}"));
-        }
-        if let Err(e) = lease.release().await {
-            tracing::warn!(tenant = %desired.id, "could not release lease (it will expire): {e:#}");
-        }
-        outcome
+            if let Err(e) = lease.release().await {
+                tracing::warn!(tenant = %desired.id, "could not release lease (it will expire): {e:#}");
+            }
+            outcome
+        })
+        .await
     }
 
     async fn run_leased(
@@ -401,62 +393,20 @@ impl Engine {
         if !plan.refusals.is_empty() {
             bail!("{}", plan.refusals.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"));
         }
-        if let Some(approved) = approved {
-            plan::saved::check_tenant(approved, &plan)?;
+        if let Some(stale) = approved.and_then(|a| plan::saved::check_tenant(a, &plan).err()) {
+            outcome.stale = true;
+            return Err(stale.into());
         }
         let mut run = TenantRun::new(self, desired, overview, tracked, &observed);
-        // The CreateAccount requests of the plan go up front, so that AWS creates the accounts in
-        // parallel while the steps wait for them in order. Their creation slots are taken all at
-        // once (as many as the bound allows), never one while holding another: a tenant that
-        // held one slot and waited for a second could wait forever on tenants doing the same.
-        // Accounts beyond the slots taken are requested by their step, after the earlier ones
-        // were created and their slots given back.
-        let creates = plan.steps.iter().filter(|s| matches!(s, Step::CreateAccount { .. })).count();
-        let mut slots = if creates == 0 {
-            None
-        } else {
-            let want = creates.min(self.settings.account_creation_concurrency.max(1)) as u32;
-            Some(
-                crate::shutdown::bounded(
-                    "waiting for an account creation slot",
-                    self.create_slots.clone().acquire_many_owned(want),
-                )
-                .await??,
-            )
-        };
-        for step in &plan.steps {
-            if let Step::CreateAccount { environment, email, account_name } = step {
-                let Some(mut held) = slots.take() else { break };
-                let slot = held.split(1).expect("one of the slots taken");
-                slots = (held.num_permits() > 0).then_some(held);
-                if mode.stop_on_signal {
-                    if let Err(stopped) = crate::shutdown::check(step) {
-                        if let Err(save) = run.save_if_dirty().await {
-                            tracing::warn!(tenant = %desired.id, "could not record progress before stopping: {save:#}");
-                        }
-                        return Err(stopped.into());
-                    }
-                }
-                if let Err(e) = run.start_account(*environment, email, account_name, Some(slot)).await {
-                    if let Err(save) = run.save_if_dirty().await {
-                        tracing::warn!(tenant = %desired.id, "could not record progress after a failed step: {save:#}");
-                    }
-                    return Err(e.context(format!("{}: {step}", desired.id)));
-                }
-            }
-        }
+        run.request_accounts(&plan, mode).await?;
         for step in &plan.steps {
             lease.check()?;
             if mode.stop_on_signal && crate::shutdown::requested() {
-                if let Err(save) = run.save_if_dirty().await {
-                    tracing::warn!(tenant = %desired.id, "could not record progress before stopping: {save:#}");
-                }
+                run.save_after("a stop signal").await;
                 bail!("stopped by signal before: {step}; re-run to continue");
             }
             if let Err(e) = run.execute(step).await {
-                if let Err(save) = run.save_if_dirty().await {
-                    tracing::warn!(tenant = %desired.id, "could not record progress after a failed step: {save:#}");
-                }
+                run.save_after("a failed step").await;
                 return Err(e.context(format!("{}: {step}", desired.id)));
             }
             if self.echo_steps {
@@ -539,6 +489,52 @@ impl<'a> TenantRun<'a> {
     async fn save(&mut self) -> Result<()> {
         self.engine.store.write(&mut self.tracked).await?;
         self.dirty = false;
+        Ok(())
+    }
+
+    /// Writes the record if it changed, before the run ends early (`why`); a failure is logged,
+    /// not returned (the error that ends the run matters more).
+    async fn save_after(&mut self, why: &str) {
+        if let Err(save) = self.save_if_dirty().await {
+            tracing::warn!(tenant = %self.desired.id, "could not record progress after {why}: {save:#}");
+        }
+    }
+
+    /// Sends the plan's `CreateAccount` requests up front, so that AWS creates the accounts in
+    /// parallel while the steps wait for them in order. Their creation slots are taken all at
+    /// once (as many as `account_creation_concurrency` allows), never one while holding another:
+    /// a tenant that held one slot and waited for a second could wait forever on tenants doing
+    /// the same. Accounts beyond the slots taken are requested by their step, after the earlier
+    /// ones were created and their slots given back.
+    async fn request_accounts(&mut self, plan: &plan::TenantPlan, mode: RunMode) -> Result<()> {
+        let creates = plan.steps.iter().filter(|s| matches!(s, Step::CreateAccount { .. })).count();
+        if creates == 0 {
+            return Ok(());
+        }
+        let want = creates.min(self.engine.settings.account_creation_concurrency.max(1)) as u32;
+        let mut slots = Some(
+            crate::shutdown::bounded(
+                "waiting for an account creation slot",
+                self.engine.create_slots.clone().acquire_many_owned(want),
+            )
+            .await??,
+        );
+        for step in &plan.steps {
+            let Step::CreateAccount { environment, email, account_name } = step else { continue };
+            let Some(mut held) = slots.take() else { break };
+            let slot = held.split(1).expect("one of the slots taken");
+            slots = (held.num_permits() > 0).then_some(held);
+            if mode.stop_on_signal {
+                if let Err(stopped) = crate::shutdown::check(step) {
+                    self.save_after("a stop signal").await;
+                    return Err(stopped.into());
+                }
+            }
+            if let Err(e) = self.start_account(*environment, email, account_name, Some(slot)).await {
+                self.save_after("a failed step").await;
+                return Err(e.context(format!("{}: {step}", self.desired.id)));
+            }
+        }
         Ok(())
     }
 
@@ -678,7 +674,6 @@ impl<'a> TenantRun<'a> {
 
     /// Carries out one step of the plan, through the guard for every account it touches.
     async fn execute(&mut self, step: &Step) -> Result<()> {
-        let org = self.engine.clients.org.clone();
         match step {
             Step::CreateAccount { environment, email, account_name } => {
                 self.create_account(*environment, email, account_name).await?
@@ -692,6 +687,45 @@ impl<'a> TenantRun<'a> {
                 self.record(*environment).account_id = Some(account_id.clone());
                 self.dirty = true;
             }
+            Step::MoveAccount { .. } | Step::TagAccount { .. } | Step::UntagAccount { .. } => {
+                self.change_account(step).await?
+            }
+            Step::CreatePolicy { environment, name, .. } | Step::UpdatePolicy { environment, name, .. } => {
+                self.write_policy(step, *environment, name).await?
+            }
+            Step::AttachPolicy { .. } | Step::RemovePolicy { .. } | Step::DetachForeignPolicy { .. } => {
+                self.change_attachment(step).await?
+            }
+            Step::DeleteStack { environment, stack, .. } => {
+                let env = *environment;
+                let session = self.session(env).await?;
+                let _wait = self.engine.progress.wait(format!(
+                    "{}: {env}: deleting stack {stack} in account {}",
+                    self.desired.id,
+                    session.account.account_id()
+                ));
+                let timeout = Duration::from_secs(self.engine.settings.stack_timeout_seconds);
+                cfn::delete(&session.cfn, stack, timeout).await?;
+                self.record(env).stacks.remove(stack);
+                self.dirty = true;
+            }
+            Step::CreateStack { environment, stack, .. }
+            | Step::UpdateStack { environment, stack, .. }
+            | Step::RedeployStack { environment, stack, .. }
+            | Step::RecoverStack { environment, stack, .. }
+            | Step::RecreateStack { environment, stack, .. } => self.deploy_stack(step, *environment, stack).await?,
+            Step::CreateOrganization | Step::EnableServiceControlPolicies | Step::CreateOu { .. } => {
+                bail!("organization step in a tenant plan: {step}")
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves, tags or untags an account (`MoveAccount`, `TagResource`, `UntagResource`), through
+    /// the guard on its live tags.
+    async fn change_account(&mut self, step: &Step) -> Result<()> {
+        let org = self.engine.clients.org.clone();
+        match step {
             Step::MoveAccount { environment, to_ou_path, .. } => {
                 let env = *environment;
                 let v = self.verify(env).await?;
@@ -720,9 +754,16 @@ impl<'a> TenantRun<'a> {
                 }
                 self.dirty = true;
             }
-            Step::CreatePolicy { environment, name, .. } | Step::UpdatePolicy { environment, name, .. } => {
-                self.write_policy(step, *environment, name).await?
-            }
+            _ => bail!("not an account step: {step}"),
+        }
+        Ok(())
+    }
+
+    /// Attaches, removes or detaches an SCP (`AttachPolicy`, `DetachPolicy` + `DeletePolicy`,
+    /// `DetachPolicy`), through the guard on the account's live tags.
+    async fn change_attachment(&mut self, step: &Step) -> Result<()> {
+        let org = self.engine.clients.org.clone();
+        match step {
             Step::AttachPolicy { environment, name } => {
                 let v = self.verify(*environment).await?;
                 let id = self.policy_ids.get(name).with_context(|| format!("policy {name} has no id"))?;
@@ -743,27 +784,7 @@ impl<'a> TenantRun<'a> {
                 let v = self.verify(*environment).await?;
                 org::detach(&org, policy_id, v.account_id()).await?;
             }
-            Step::DeleteStack { environment, stack, .. } => {
-                let env = *environment;
-                let session = self.session(env).await?;
-                let _wait = self.engine.progress.wait(format!(
-                    "{}: {env}: deleting stack {stack} in account {}",
-                    self.desired.id,
-                    session.account.account_id()
-                ));
-                let timeout = Duration::from_secs(self.engine.settings.stack_timeout_seconds);
-                cfn::delete(&session.cfn, stack, timeout).await?;
-                self.record(env).stacks.remove(stack);
-                self.dirty = true;
-            }
-            Step::CreateStack { environment, stack, .. }
-            | Step::UpdateStack { environment, stack, .. }
-            | Step::RedeployStack { environment, stack, .. }
-            | Step::RecoverStack { environment, stack, .. }
-            | Step::RecreateStack { environment, stack, .. } => self.deploy_stack(step, *environment, stack).await?,
-            Step::CreateOrganization | Step::EnableServiceControlPolicies | Step::CreateOu { .. } => {
-                bail!("organization step in a tenant plan: {step}")
-            }
+            _ => bail!("not a policy attachment step: {step}"),
         }
         Ok(())
     }

@@ -98,38 +98,9 @@ pub async fn template_body(cfn: &Client, name: &str) -> Result<Option<String>> {
 /// polled with backoff (at most `timeout`), then `DescribeStackResourceDrifts`. An endpoint that
 /// does not implement drift detection gives [`ResourceDrift::Unsupported`], never "in sync".
 pub async fn detect_drift(cfn: &Client, name: &str, timeout: Duration) -> Result<ResourceDrift> {
-    use backon::{ExponentialBuilder, Retryable};
-    // No SDK retries here: an endpoint without drift detection answers 500 every time, and a
-    // transient failure on AWS is reported as a check not run rather than hidden.
-    // Throttling is still retried, with backoff.
-    let start = || async {
-        cfn.detect_stack_drift()
-            .stack_name(name)
-            .customize()
-            .config_override(
-                aws_sdk_cloudformation::config::Builder::default()
-                    .retry_config(aws_sdk_cloudformation::config::retry::RetryConfig::disabled()),
-            )
-            .send()
-            .await
-    };
-    let started = match start
-        .retry(ExponentialBuilder::default().with_min_delay(Duration::from_millis(500)).with_jitter().with_max_times(5))
-        .when(|e| Error::kind_of_sdk(e) == ErrorKind::Throttled)
-        .await
-    {
-        Ok(out) => out.stack_drift_detection_id.unwrap_or_default(),
-        Err(e) => {
-            let e = Error::from_sdk("cloudformation:DetectStackDrift", e);
-            // Not implemented, or failed on the endpoint (sent without retries): a check not run.
-            if matches!(e.kind, ErrorKind::Unsupported | ErrorKind::AnswerLost) {
-                return Ok(ResourceDrift::Unsupported(format!(
-                    "DetectStackDrift is not supported by this endpoint or failed on it ({})",
-                    e.code.clone().unwrap_or_else(|| format!("HTTP {}", e.status.unwrap_or_default()))
-                )));
-            }
-            return Err(e.into());
-        }
+    let started = match start_drift_detection(cfn, name).await? {
+        Ok(id) => id,
+        Err(not_run) => return Ok(not_run),
     };
     let status = crate::poll::until_done(
         format_args!("waiting for drift detection of stack {name}"),
@@ -155,6 +126,49 @@ pub async fn detect_drift(cfn: &Client, name: &str, timeout: Duration) -> Result
             status.detection_status_reason.unwrap_or_default()
         )));
     }
+    resource_drifts(cfn, name).await
+}
+
+/// `DetectStackDrift`: the detection id, or the check not run when the endpoint does not
+/// implement it or failed on it. Sent without SDK retries (an endpoint without drift detection
+/// answers 500 every time, and a transient failure on AWS is reported as a check not run rather
+/// than hidden); throttling is still retried, with backoff.
+async fn start_drift_detection(cfn: &Client, name: &str) -> Result<std::result::Result<String, ResourceDrift>> {
+    use backon::{ExponentialBuilder, Retryable};
+    let start = || async {
+        cfn.detect_stack_drift()
+            .stack_name(name)
+            .customize()
+            .config_override(
+                aws_sdk_cloudformation::config::Builder::default()
+                    .retry_config(aws_sdk_cloudformation::config::retry::RetryConfig::disabled()),
+            )
+            .send()
+            .await
+    };
+    let sent = start
+        .retry(ExponentialBuilder::default().with_min_delay(Duration::from_millis(500)).with_jitter().with_max_times(5))
+        .when(|e| Error::kind_of_sdk(e) == ErrorKind::Throttled)
+        .await;
+    match sent {
+        Ok(out) => Ok(Ok(out.stack_drift_detection_id.unwrap_or_default())),
+        Err(e) => {
+            let e = Error::from_sdk("cloudformation:DetectStackDrift", e);
+            if matches!(e.kind, ErrorKind::Unsupported | ErrorKind::AnswerLost) {
+                return Ok(Err(ResourceDrift::Unsupported(format!(
+                    "DetectStackDrift is not supported by this endpoint or failed on it ({})",
+                    e.code.clone().unwrap_or_else(|| format!("HTTP {}", e.status.unwrap_or_default()))
+                ))));
+            }
+            Err(e.into())
+        }
+    }
+}
+
+/// The resources a finished drift detection found MODIFIED or DELETED
+/// (`DescribeStackResourceDrifts`), with each property difference.
+async fn resource_drifts(cfn: &Client, name: &str) -> Result<ResourceDrift> {
+    use aws_sdk_cloudformation::types::StackResourceDriftStatus as Status;
     let out = cfn
         .describe_stack_resource_drifts()
         .stack_name(name)
@@ -165,7 +179,7 @@ pub async fn detect_drift(cfn: &Client, name: &str, timeout: Duration) -> Result
         .stack_resource_drifts
         .unwrap_or_default()
         .iter()
-        .filter(|d| matches!(d.stack_resource_drift_status().map(|s| s.as_str()), Some("MODIFIED") | Some("DELETED")))
+        .filter(|d| matches!(d.stack_resource_drift_status(), Some(Status::Modified | Status::Deleted)))
         .map(|d| DriftedResource {
             logical_id: d.logical_resource_id().unwrap_or_default().to_string(),
             resource_type: d.resource_type().unwrap_or_default().to_string(),
@@ -317,83 +331,12 @@ pub async fn deploy(
     tags: &BTreeMap<String, String>,
     timeout: Duration,
 ) -> Result<ObservedStack> {
-    let caps = vec![Capability::CapabilityIam, Capability::CapabilityNamedIam];
     // The waiter's last DescribeStacks answer, when it has one: no second DescribeStacks.
-    let last: Option<ObservedStack>;
-    match op {
-        Operation::Create => {
-            match cfn
-                .create_stack()
-                .stack_name(name)
-                .set_template_body(template.body())
-                .set_template_url(template.url())
-                .set_capabilities(Some(caps))
-                .set_tags(Some(to_tags(tags)))
-                .client_request_token(request_token())
-                .send()
-                .await
-            {
-                Ok(_) => {}
-                // The plan saw no such stack and the tenant's lease is held: an attempt of this
-                // request whose answer was lost created it (a CloudFormation that ignores the
-                // token says so on the SDK's retry). Wait for it like for our own.
-                Err(e) if e.as_service_error().is_some_and(|s| s.is_already_exists_exception()) => {
-                    tracing::warn!(stack = name, "CreateStack: the stack already exists (an earlier attempt of this request created it); waiting for it");
-                }
-                Err(e) => return Err(aws_error("cloudformation:CreateStack", e)),
-            }
-            let waited = crate::shutdown::bounded(
-                format_args!("waiting for stack {name} to be created"),
-                cfn.wait_until_stack_create_complete().stack_name(name).wait(timeout),
-            )
-            .await?;
-            last = last_polled(waited);
-        }
-        Operation::Update => {
-            match cfn
-                .update_stack()
-                .stack_name(name)
-                .set_template_body(template.body())
-                .set_template_url(template.url())
-                .set_capabilities(Some(caps))
-                .set_tags(Some(to_tags(tags)))
-                .client_request_token(request_token())
-                .send()
-                .await
-            {
-                Ok(_) => {
-                    let waited = crate::shutdown::bounded(
-                        format_args!("waiting for stack {name} to be updated"),
-                        cfn.wait_until_stack_update_complete().stack_name(name).wait(timeout),
-                    )
-                    .await?;
-                    last = last_polled(waited);
-                }
-                // CloudFormation refuses an update with ValidationError both while one is under
-                // way (an earlier attempt of this request started it: wait for it) and when the
-                // stack already runs this template with these tags ("no updates are to be
-                // performed": done). Which one is read from the stack, not from the message.
-                Err(e) if Error::kind_of_sdk(&e) == ErrorKind::Invalid => {
-                    let refused = Error::from_sdk("cloudformation:UpdateStack", e);
-                    let current = describe(cfn, name).await?.ok_or_else(|| refused.clone())?;
-                    if current.status.ends_with("_IN_PROGRESS") {
-                        tracing::warn!(stack = name, "UpdateStack: an update is already in progress (an earlier attempt of this request started it); waiting for it");
-                        let waited = crate::shutdown::bounded(
-                            format_args!("waiting for stack {name} to be updated"),
-                            cfn.wait_until_stack_update_complete().stack_name(name).wait(timeout),
-                        )
-                        .await?;
-                        last = last_polled(waited);
-                    } else if current.tags == *tags && runs_template(cfn, name, template).await? {
-                        last = Some(current);
-                    } else {
-                        return Err(refused.into());
-                    }
-                }
-                Err(e) => return Err(aws_error("cloudformation:UpdateStack", e)),
-            }
-        }
-    }
+    let request = StackRequest { name, template, tags, timeout };
+    let last = match op {
+        Operation::Create => create_stack(cfn, &request).await?,
+        Operation::Update => update_stack(cfn, &request).await?,
+    };
     let stack = match last {
         Some(s) => s,
         None => describe(cfn, name).await?.with_context(|| format!("stack {name} vanished"))?,
@@ -406,6 +349,93 @@ pub async fn deploy(
         Ok(stack)
     } else {
         Err(ended_badly(cfn, name, &stack.status, &format!("(wanted {expected})")).await)
+    }
+}
+
+/// The fields `CreateStack` and `UpdateStack` requests share (their builders are distinct types):
+/// the stack, its template (inline or by URL), the IAM capabilities, the tags and a fresh client
+/// request token (so that the SDK's retries of one request are one operation).
+macro_rules! stack_request {
+    ($builder:expr, $name:expr, $template:expr, $tags:expr) => {
+        $builder
+            .stack_name($name)
+            .set_template_body($template.body())
+            .set_template_url($template.url())
+            .set_capabilities(Some(capabilities()))
+            .set_tags(Some(to_tags($tags)))
+            .client_request_token(request_token())
+    };
+}
+
+/// What [`deploy`] sends: the stack, its template, its tags, and how long to wait for it.
+#[derive(Clone, Copy)]
+struct StackRequest<'a> {
+    name: &'a str,
+    template: &'a TemplateSource,
+    tags: &'a BTreeMap<String, String>,
+    timeout: Duration,
+}
+
+/// The capabilities tenantry's stacks are created and updated with.
+fn capabilities() -> Vec<Capability> {
+    vec![Capability::CapabilityIam, Capability::CapabilityNamedIam]
+}
+
+/// `CreateStack`, waited for; returns the waiter's last answer. A stack that already exists was
+/// created by an attempt of this request whose answer was lost (the plan saw no such stack and
+/// the tenant's lease is held; a CloudFormation that ignores the token says so on the SDK's
+/// retry): it is waited for like our own.
+async fn create_stack(cfn: &Client, request: &StackRequest<'_>) -> Result<Option<ObservedStack>> {
+    let StackRequest { name, template, tags, timeout } = *request;
+    let sent = stack_request!(cfn.create_stack(), name, template, tags).send().await;
+    match sent {
+        Ok(_) => {}
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_already_exists_exception()) => {
+            tracing::warn!(
+                stack = name,
+                "CreateStack: the stack already exists (an earlier attempt of this request created it); waiting for it"
+            );
+        }
+        Err(e) => return Err(aws_error("cloudformation:CreateStack", e)),
+    }
+    let waited = crate::shutdown::bounded(
+        format_args!("waiting for stack {name} to be created"),
+        cfn.wait_until_stack_create_complete().stack_name(name).wait(timeout),
+    )
+    .await?;
+    Ok(last_polled(waited))
+}
+
+/// `UpdateStack`, waited for; returns the waiter's last answer. CloudFormation refuses an update
+/// with `ValidationError` both while one is under way (an earlier attempt of this request started
+/// it: it is waited for) and when the stack already runs this template with these tags ("no
+/// updates are to be performed": done). Which one is read from the stack, not from the message.
+async fn update_stack(cfn: &Client, request: &StackRequest<'_>) -> Result<Option<ObservedStack>> {
+    let StackRequest { name, template, tags, timeout } = *request;
+    let sent = stack_request!(cfn.update_stack(), name, template, tags).send().await;
+    let wait_for_update = || async {
+        let waited = crate::shutdown::bounded(
+            format_args!("waiting for stack {name} to be updated"),
+            cfn.wait_until_stack_update_complete().stack_name(name).wait(timeout),
+        )
+        .await?;
+        anyhow::Ok(last_polled(waited))
+    };
+    match sent {
+        Ok(_) => wait_for_update().await,
+        Err(e) if Error::kind_of_sdk(&e) == ErrorKind::Invalid => {
+            let refused = Error::from_sdk("cloudformation:UpdateStack", e);
+            let current = describe(cfn, name).await?.ok_or_else(|| refused.clone())?;
+            if current.status.ends_with("_IN_PROGRESS") {
+                tracing::warn!(stack = name, "UpdateStack: an update is already in progress (an earlier attempt of this request started it); waiting for it");
+                wait_for_update().await
+            } else if current.tags == *tags && runs_template(cfn, name, template).await? {
+                Ok(Some(current))
+            } else {
+                Err(refused.into())
+            }
+        }
+        Err(e) => Err(aws_error("cloudformation:UpdateStack", e)),
     }
 }
 
@@ -551,7 +581,7 @@ pub async fn create_change_set(
         .set_template_body(template.body())
         .set_template_url(template.url())
         .set_parameters(Some(params))
-        .set_capabilities(Some(vec![Capability::CapabilityIam, Capability::CapabilityNamedIam]))
+        .set_capabilities(Some(capabilities()))
         .set_tags(Some(to_tags(tags)))
         .send()
         .await

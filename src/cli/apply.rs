@@ -104,12 +104,7 @@ pub(super) async fn cmd_apply(
     }
     use std::io::IsTerminal;
     if !from_file && !auto_approve && std::io::stdin().is_terminal() && output == Output::Text {
-        crate::out_nonl!("\nDo you want to perform these actions? Only 'yes' will be accepted: ");
-        use std::io::Write;
-        std::io::stdout().flush()?;
-        let mut answer = String::new();
-        std::io::stdin().read_line(&mut answer)?;
-        if answer.trim() != "yes" {
+        if !confirmed()? {
             crate::out!("Apply cancelled.");
             return Ok(1);
         }
@@ -176,4 +171,14 @@ pub(super) fn partition<'a>(
         ..Default::default()
     }));
     (to_apply, done)
+}
+
+/// Asks on the terminal, like `terraform apply`; only `yes` confirms.
+fn confirmed() -> Result<bool> {
+    use std::io::Write;
+    crate::out_nonl!("\nDo you want to perform these actions? Only 'yes' will be accepted: ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(answer.trim() == "yes")
 }

@@ -10,14 +10,13 @@ use clap::Parser;
 
 use crate::apply::Engine;
 use crate::aws::{org, Clients};
-use crate::config::OrgSettings;
 use crate::desired::{self, DesiredTenant};
 use crate::diag::{render_all, Diagnostic};
+use crate::inputs::{self, Inputs};
 use crate::observe::OrgOverview;
 use crate::plan::saved::{self, SavedPlan};
 use crate::progress::Progress;
 use crate::reconcile::run::{self, RemediatePolicy};
-use crate::render::Renderer;
 use crate::state::StateStore;
 use crate::tenant::{self, Tenant};
 
@@ -85,36 +84,6 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// Loaded, validated inputs.
-struct Inputs {
-    settings: OrgSettings,
-    renderer: Renderer,
-    tenants: Vec<Tenant>,
-}
-
-/// Loads tenantry.toml, templates and tenant files; every problem is printed at once.
-fn load_inputs(cli: &Cli) -> Result<Inputs, Vec<Diagnostic>> {
-    let mut errors = Vec::new();
-    let settings = OrgSettings::load(&cli.config).unwrap_or_else(|e| {
-        errors.extend(e);
-        OrgSettings::default()
-    });
-    let renderer = match Renderer::load(&cli.blueprints_dir, &cli.policies_dir) {
-        Ok(r) => r,
-        Err(e) => {
-            errors.extend(e);
-            return Err(errors);
-        }
-    };
-    let loaded = tenant::load(&cli.tenants_dir, &settings, &renderer);
-    errors.extend(loaded.errors);
-    if errors.is_empty() {
-        Ok(Inputs { settings, renderer, tenants: loaded.tenants })
-    } else {
-        Err(errors)
-    }
-}
-
 /// What every command that talks to AWS works with: the engine, the organization, the tenants
 /// selected (their files and their desired state).
 struct Session {
@@ -130,7 +99,7 @@ async fn run(cli: Cli) -> Result<u8> {
         crate::out!("{}", serde_json::to_string_pretty(&schema)?);
         return Ok(0);
     }
-    let inputs = match load_inputs(&cli) {
+    let inputs = match inputs::load(&cli.config, &cli.tenants_dir, &cli.blueprints_dir, &cli.policies_dir) {
         Ok(i) => i,
         Err(diags) => return Ok(report_input_errors(&cli, &diags)),
     };

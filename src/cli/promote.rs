@@ -440,6 +440,20 @@ struct ProductionRuns {
 }
 
 impl ProductionRuns {
+    /// A workload whose production stack could not be read, and why.
+    fn unreadable(workload: String, e: &anyhow::Error) -> ProductionRuns {
+        ProductionRuns {
+            workload,
+            running: None,
+            ledger_release: None,
+            ledger_mismatch: None,
+            recovered: Vec::new(),
+            error: Some(format!("{e:#}")),
+        }
+    }
+}
+
+impl ProductionRuns {
     fn line(&self) -> String {
         match (&self.running, &self.error) {
             (Some(r), _) => format!(
@@ -463,19 +477,7 @@ async fn production_of(p: &Promoter<'_>, t: &Tenant, records: &[crate::promote::
     }
     let session = match p.session(t, crate::tenant::Environment::Production).await {
         Ok(s) => s,
-        Err(e) => {
-            return names
-                .into_iter()
-                .map(|w| ProductionRuns {
-                    workload: w,
-                    running: None,
-                    ledger_release: None,
-                    ledger_mismatch: None,
-                    recovered: Vec::new(),
-                    error: Some(format!("{e:#}")),
-                })
-                .collect()
-        }
+        Err(e) => return names.into_iter().map(|w| ProductionRuns::unreadable(w, &e)).collect(),
     };
     let mut out = Vec::new();
     for w in names {
@@ -489,14 +491,7 @@ async fn production_of(p: &Promoter<'_>, t: &Tenant, records: &[crate::promote::
                 recovered: truth.recover,
                 error: None,
             },
-            Err(e) => ProductionRuns {
-                workload: w,
-                running: None,
-                ledger_release: None,
-                ledger_mismatch: None,
-                recovered: Vec::new(),
-                error: Some(format!("{e:#}")),
-            },
+            Err(e) => ProductionRuns::unreadable(w, &e),
         });
     }
     out

@@ -6,7 +6,7 @@ use super::*;
 use crate::desired::{DesiredPolicy, DesiredStack};
 use crate::observe::{AccountSummary, DriftedResource, FoundBy, ObservedStack};
 
-fn desired() -> DesiredTenant {
+pub(crate) fn desired() -> DesiredTenant {
     let account = |env: Environment, ou: &str, stacks: &[&str]| DesiredAccount {
         environment: env,
         email: format!("{env}@example.com"),
@@ -48,7 +48,7 @@ fn desired() -> DesiredTenant {
 }
 
 /// An observation in which `env`'s account matches `desired` exactly.
-fn in_sync(d: &DesiredTenant, env: Environment) -> ObservedAccount {
+pub(crate) fn in_sync(d: &DesiredTenant, env: Environment) -> ObservedAccount {
     let want = d.account(env);
     ObservedAccount {
         account: AccountSummary {
@@ -101,7 +101,7 @@ fn in_sync(d: &DesiredTenant, env: Environment) -> ObservedAccount {
     }
 }
 
-fn observed_with(d: &DesiredTenant, edit: impl Fn(Environment, &mut ObservedAccount)) -> ObservedTenant {
+pub(crate) fn observed_with(d: &DesiredTenant, edit: impl Fn(Environment, &mut ObservedAccount)) -> ObservedTenant {
     let mut accounts = BTreeMap::new();
     for env in Environment::ALL {
         let mut a = in_sync(d, env);

@@ -15,6 +15,7 @@ use super::{
 use crate::apply::Engine;
 use crate::aws::cfn::{self, ResourceChange};
 use crate::aws::member::{MemberSession, VerifiedAccount};
+use crate::aws::types::ObservedStack;
 use crate::desired::DesiredTenant;
 use crate::observe::ResourceDrift;
 use crate::render::Renderer;
@@ -568,35 +569,7 @@ impl Promoter<'_> {
         let stack = workload_stack(&release.workload);
         let current = cfn::describe(&session.cfn, &stack).await?;
         let previous = current.as_ref().and_then(|s| s.tags.get(tags::RELEASE).cloned());
-        if let Some(s) = &current {
-            match s.status.as_str() {
-                // Never created, nothing left in it: CloudFormation cannot update it; it is
-                // deleted and created again, as an operator would (never in a dry run).
-                "ROLLBACK_COMPLETE" if dry_run => bail!(
-                    "stack {stack} in {env} is ROLLBACK_COMPLETE (its creation failed): a promotion deletes it and creates it again; the dry run stops here"
-                ),
-                "ROLLBACK_COMPLETE" => cfn::delete(&session.cfn, &stack, self.timeout()).await?,
-                // An empty stack an earlier attempt created for review and never executed (a
-                // stopped or killed run): it never ran anything; deleted, with its change sets,
-                // and created afresh (never in a dry run).
-                "REVIEW_IN_PROGRESS" if dry_run => bail!(
-                    "stack {stack} in {env} is REVIEW_IN_PROGRESS (left by an earlier attempt that was never executed): a promotion deletes it first; the dry run stops here"
-                ),
-                "REVIEW_IN_PROGRESS" => cfn::delete(&session.cfn, &stack, self.timeout()).await?,
-                "ROLLBACK_FAILED" | "CREATE_FAILED" | "DELETE_FAILED" | "UPDATE_ROLLBACK_FAILED" => bail!(
-                    "stack {stack} in {env} is {} and may still hold resources: resolve it (continue the rollback or delete it) before deploying",
-                    s.status
-                ),
-                st if st.ends_with("_IN_PROGRESS") && st != "REVIEW_IN_PROGRESS" => {
-                    bail!("stack {stack} in {env} is busy ({st}); try again when it settles")
-                }
-                _ => {}
-            }
-        }
-        let creates = match &current {
-            None => true,
-            Some(s) => matches!(s.status.as_str(), "REVIEW_IN_PROGRESS" | "ROLLBACK_COMPLETE" | "DELETE_COMPLETE"),
-        };
+        let creates = self.prepare_stack(session, &stack, env, current.as_ref(), dry_run).await?;
         let spec = &tenant.spec.workloads[&release.workload];
         let params = stack_parameters(&release.template, spec.stack_parameters(env), env);
         let mut stack_tags = crate::desired::managed_tags(&tenant.spec.id, env);
@@ -617,17 +590,9 @@ impl Promoter<'_> {
             Err(e) => {
                 if matches!(e, cfn::StackError::Interrupted(_)) {
                     // Stopped while it was being made ready: it is never executed, so it goes
-                    // (with the empty stack a CREATE change set made).
-                    let _ = cfn::delete_change_set(&session.cfn, &stack, &name).await;
-                    if creates
-                        && cfn::describe(&session.cfn, &stack)
-                            .await
-                            .ok()
-                            .flatten()
-                            .is_some_and(|s| s.status == "REVIEW_IN_PROGRESS")
-                    {
-                        // (Its wait ends at once: a stop was requested.)
-                        let _ = cfn::delete(&session.cfn, &stack, self.timeout()).await;
+                    // (with the empty stack a CREATE change set made; its wait ends at once).
+                    if let Err(left) = self.discard_named(session, &stack, &name, creates).await {
+                        tracing::warn!(%env, stack, change_set = name, "could not remove the change set: {left:#}");
                     }
                 }
                 return Err(e.into());
@@ -642,14 +607,60 @@ impl Promoter<'_> {
         Ok((preview, previous))
     }
 
+    /// Makes a workload's stack ready for a change set: a stack that never got created
+    /// (`ROLLBACK_COMPLETE`) or that an earlier attempt left empty (`REVIEW_IN_PROGRESS`) is
+    /// deleted, as an operator would (never in a dry run); a failed or busy stack is refused.
+    /// Returns whether the change set creates the stack.
+    async fn prepare_stack(
+        &self,
+        session: &MemberSession,
+        stack: &str,
+        env: Environment,
+        current: Option<&ObservedStack>,
+        dry_run: bool,
+    ) -> Result<bool> {
+        if let Some(s) = current {
+            match s.status.as_str() {
+                // Never created, nothing left in it: CloudFormation cannot update it; it is
+                // deleted and created again, as an operator would (never in a dry run).
+                "ROLLBACK_COMPLETE" if dry_run => bail!(
+                    "stack {stack} in {env} is ROLLBACK_COMPLETE (its creation failed): a promotion deletes it and creates it again; the dry run stops here"
+                ),
+                "ROLLBACK_COMPLETE" => cfn::delete(&session.cfn, stack, self.timeout()).await?,
+                // An empty stack an earlier attempt created for review and never executed (a
+                // stopped or killed run): it never ran anything; deleted, with its change sets,
+                // and created afresh (never in a dry run).
+                "REVIEW_IN_PROGRESS" if dry_run => bail!(
+                    "stack {stack} in {env} is REVIEW_IN_PROGRESS (left by an earlier attempt that was never executed): a promotion deletes it first; the dry run stops here"
+                ),
+                "REVIEW_IN_PROGRESS" => cfn::delete(&session.cfn, stack, self.timeout()).await?,
+                "ROLLBACK_FAILED" | "CREATE_FAILED" | "DELETE_FAILED" | "UPDATE_ROLLBACK_FAILED" => bail!(
+                    "stack {stack} in {env} is {} and may still hold resources: resolve it (continue the rollback or delete it) before deploying",
+                    s.status
+                ),
+                st if st.ends_with("_IN_PROGRESS") && st != "REVIEW_IN_PROGRESS" => {
+                    bail!("stack {stack} in {env} is busy ({st}); try again when it settles")
+                }
+                _ => {}
+            }
+        }
+        Ok(match current {
+            None => true,
+            Some(s) => matches!(s.status.as_str(), "REVIEW_IN_PROGRESS" | "ROLLBACK_COMPLETE" | "DELETE_COMPLETE"),
+        })
+    }
+
     /// Removes a change set that will not be executed (`DeleteChangeSet`) and, when it was to
     /// create the stack, the empty stack it left in `REVIEW_IN_PROGRESS` (`DeleteStack`, waiting
     /// at most `stack_timeout_seconds`), so that nothing of an attempt stays behind.
     async fn discard(&self, session: &MemberSession, stack: &str, preview: &cfn::ChangeSetPreview) -> Result<()> {
-        cfn::delete_change_set(&session.cfn, stack, &preview.name).await?;
-        if preview.creates_stack
-            && cfn::describe(&session.cfn, stack).await?.is_some_and(|s| s.status == "REVIEW_IN_PROGRESS")
-        {
+        self.discard_named(session, stack, &preview.name, preview.creates_stack).await
+    }
+
+    /// [`Promoter::discard`] by the change set's name, and whether it was to create the stack.
+    async fn discard_named(&self, session: &MemberSession, stack: &str, name: &str, creates: bool) -> Result<()> {
+        cfn::delete_change_set(&session.cfn, stack, name).await?;
+        if creates && cfn::describe(&session.cfn, stack).await?.is_some_and(|s| s.status == "REVIEW_IN_PROGRESS") {
             cfn::delete(&session.cfn, stack, self.timeout()).await?;
         }
         Ok(())

@@ -10,8 +10,8 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use crate::desired::DesiredTenant;
-use crate::observe::{AccountObservation, AccountSummary, ObservedTenant, ResourceDrift};
-use crate::plan::{Step, TenantPlan};
+use crate::observe::{AccountObservation, AccountSummary, ObservedAccount, ObservedTenant, ResourceDrift};
+use crate::plan::{ManualChange, Refusal, RefusalKind, Step, TenantPlan};
 use crate::tenant::{tags, Environment};
 
 /// Version of the report document; bumped on any incompatible change.
@@ -364,44 +364,7 @@ pub fn assess(
                 action: "none: tenantry will not touch this account; investigate".into(),
                 remediable: false,
             }),
-            AccountObservation::Found(found) => {
-                if found.account.status != "ACTIVE" {
-                    items.push(DriftItem {
-                        environment: Some(*env),
-                        kind: DriftKind::AccountNotActive,
-                        resource: account(Some(&found.account.id)),
-                        expected: "ACTIVE".into(),
-                        found: found.account.status.clone(),
-                        severity: Severity::Critical,
-                        action: "none: tenantry never reopens, closes or replaces accounts; investigate".into(),
-                        remediable: false,
-                    });
-                }
-                for name in found.attached.values() {
-                    if !name.starts_with("tenantry-") && name != "FullAWSAccess" {
-                        items.push(DriftItem {
-                            environment: Some(*env),
-                            kind: DriftKind::ScpForeign,
-                            resource: format!("SCP {name}"),
-                            expected: "only the tenant file's SCPs (and FullAWSAccess) attached to the account".into(),
-                            found: "attached".into(),
-                            severity: Severity::Low,
-                            action: "none: not tenantry's policy; review whether this account should carry it".into(),
-                            remediable: false,
-                        });
-                    }
-                }
-                for (name, stack) in &found.stacks {
-                    if let ResourceDrift::Unsupported(reason) = &stack.resource_drift {
-                        not_run.push(CheckNotRun {
-                            environment: *env,
-                            check: "resource_drift".into(),
-                            stack: name.clone(),
-                            reason: reason.clone(),
-                        });
-                    }
-                }
-            }
+            AccountObservation::Found(found) => found_items(*env, found, &mut items, &mut not_run),
             AccountObservation::Creating { request_id } => items.push(DriftItem {
                 environment: Some(*env),
                 kind: DriftKind::AccountCreating,
@@ -415,41 +378,84 @@ pub fn assess(
             AccountObservation::Missing => {}
         }
     }
-    for step in &plan.steps {
-        items.extend(item_of(step));
-    }
-    for m in &plan.manual {
-        let (kind, what) = match m.field {
-            crate::plan::AccountField::Email => (DriftKind::AccountEmailDiffers, "root email"),
-            crate::plan::AccountField::Name => (DriftKind::AccountNameDiffers, "account name"),
-        };
+    items.extend(plan.steps.iter().flat_map(item_of));
+    items.extend(plan.manual.iter().map(manual_item));
+    items.extend(plan.refusals.iter().filter_map(busy_item));
+    (items, not_run)
+}
+
+/// What an account that was found shows beyond the plan: not ACTIVE, SCPs that are not
+/// tenantry's, and stacks whose drift could not be checked.
+fn found_items(env: Environment, found: &ObservedAccount, items: &mut Vec<DriftItem>, not_run: &mut Vec<CheckNotRun>) {
+    if found.account.status != "ACTIVE" {
         items.push(DriftItem {
-            environment: Some(m.environment),
-            kind,
-            resource: format!("account {} {what}", m.account_id),
-            expected: m.wanted.clone(),
-            found: m.found.clone(),
-            severity: Severity::Medium,
-            action: m.action(),
+            environment: Some(env),
+            kind: DriftKind::AccountNotActive,
+            resource: account(Some(&found.account.id)),
+            expected: "ACTIVE".into(),
+            found: found.account.status.clone(),
+            severity: Severity::Critical,
+            action: "none: tenantry never reopens, closes or replaces accounts; investigate".into(),
             remediable: false,
         });
     }
-    for r in &plan.refusals {
-        // Stacks another operation is working on: reported, left alone this time.
-        if let crate::plan::RefusalKind::StackBusy { stack, status } = &r.kind {
+    for name in found.attached.values() {
+        if !name.starts_with("tenantry-") && name != "FullAWSAccess" {
             items.push(DriftItem {
-                environment: r.environment,
-                kind: DriftKind::StackBusy,
-                resource: format!("stack {stack}"),
-                expected: "a complete stack".into(),
-                found: format!("{stack} is {status}"),
-                severity: Severity::Medium,
-                action: "none now: checked again next time".into(),
+                environment: Some(env),
+                kind: DriftKind::ScpForeign,
+                resource: format!("SCP {name}"),
+                expected: "only the tenant file's SCPs (and FullAWSAccess) attached to the account".into(),
+                found: "attached".into(),
+                severity: Severity::Low,
+                action: "none: not tenantry's policy; review whether this account should carry it".into(),
                 remediable: false,
             });
         }
     }
-    (items, not_run)
+    for (name, stack) in &found.stacks {
+        if let ResourceDrift::Unsupported(reason) = &stack.resource_drift {
+            not_run.push(CheckNotRun {
+                environment: env,
+                check: "resource_drift".into(),
+                stack: name.clone(),
+                reason: reason.clone(),
+            });
+        }
+    }
+}
+
+/// A difference apply does not make (a root email, an account name).
+fn manual_item(m: &ManualChange) -> DriftItem {
+    let (kind, what) = match m.field {
+        crate::plan::AccountField::Email => (DriftKind::AccountEmailDiffers, "root email"),
+        crate::plan::AccountField::Name => (DriftKind::AccountNameDiffers, "account name"),
+    };
+    DriftItem {
+        environment: Some(m.environment),
+        kind,
+        resource: format!("account {} {what}", m.account_id),
+        expected: m.wanted.clone(),
+        found: m.found.clone(),
+        severity: Severity::Medium,
+        action: m.action(),
+        remediable: false,
+    }
+}
+
+/// A stack another operation is working on: reported, left alone this time.
+fn busy_item(r: &Refusal) -> Option<DriftItem> {
+    let RefusalKind::StackBusy { stack, status } = &r.kind else { return None };
+    Some(DriftItem {
+        environment: r.environment,
+        kind: DriftKind::StackBusy,
+        resource: format!("stack {stack}"),
+        expected: "a complete stack".into(),
+        found: format!("{stack} is {status}"),
+        severity: Severity::Medium,
+        action: "none now: checked again next time".into(),
+        remediable: false,
+    })
 }
 
 fn account(id: Option<&str>) -> String {
@@ -538,6 +544,27 @@ fn differences(step: &Step) -> Vec<Difference> {
             "attached",
             Critical,
         ),
+        Step::CreateStack { .. }
+        | Step::UpdateStack { .. }
+        | Step::RedeployStack { .. }
+        | Step::RecoverStack { .. }
+        | Step::RecreateStack { .. }
+        | Step::DeleteStack { .. } => stack_difference(step).into_iter().collect(),
+        Step::AwaitAccount { .. }
+        | Step::CreateOrganization
+        | Step::EnableServiceControlPolicies
+        | Step::CreateOu { .. } => vec![],
+    }
+}
+
+/// The difference a stack step makes good.
+fn stack_difference(step: &Step) -> Option<Difference> {
+    use DriftKind::*;
+    use Severity::*;
+    let one = |kind, resource: String, expected: &str, found: &str, severity| {
+        Some((kind, resource, expected.to_string(), found.to_string(), severity))
+    };
+    match step {
         Step::CreateStack { stack, .. } => {
             one(StackMissing, format!("stack {stack}"), "deployed", "does not exist", High)
         }
@@ -558,10 +585,7 @@ fn differences(step: &Step) -> Vec<Difference> {
         Step::DeleteStack { stack, .. } => {
             one(StackUnexpected, format!("stack {stack}"), "absent (not in the tenant file)", "deployed", Low)
         }
-        Step::AwaitAccount { .. }
-        | Step::CreateOrganization
-        | Step::EnableServiceControlPolicies
-        | Step::CreateOu { .. } => vec![],
+        _ => None,
     }
 }
 
@@ -603,15 +627,4 @@ pub fn orphans(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::Report;
-
-    #[test]
-    fn a_report_that_could_not_be_stored_exits_1() {
-        let mut r =
-            Report::new("run".into(), "2026-11-30T00:00:00Z".into(), "2026-11-30T00:00:01Z".into(), vec![], vec![]);
-        assert_eq!(r.exit_code(), 0);
-        r.store_error = Some("s3:PutObject failed: AccessDenied".into());
-        assert_eq!(r.exit_code(), 1);
-    }
-}
+mod tests;

@@ -198,24 +198,7 @@ pub async fn watch(
                 .take(engine.settings.concurrency.saturating_sub(running.len()))
                 .collect();
             if !ready.is_empty() {
-                if overview.as_ref().is_none_or(|(_, at)| at.elapsed() >= interval) {
-                    match org::overview(&engine.clients.org).await {
-                        Ok(Some(o)) => overview = Some((std::sync::Arc::new(o), Instant::now())),
-                        Ok(None) => tracing::error!("no organization yet: run `tenantry apply` first"),
-                        Err(e) => tracing::error!("cannot read the organization: {e:#}"),
-                    }
-                }
-                // The organization index is at most half an interval old when a tenant starts,
-                // so two checks of one tenant (at least 0.9 intervals apart) never share one.
-                if let Some((o, _)) = &overview {
-                    if index_at.is_none_or(|at: Instant| at.elapsed() >= interval / 2) {
-                        if let Err(e) = engine.load_index(o, tenants).await {
-                            tracing::warn!("cannot list the organization, looking accounts up one by one: {e:#}");
-                            *engine.index.write().unwrap_or_else(|p| p.into_inner()) = None;
-                        }
-                        index_at = Some(Instant::now());
-                    }
-                }
+                refresh_organization(engine, tenants, interval, &mut overview, &mut index_at).await;
                 match &overview {
                     Some((o, _)) => {
                         for d in ready {
@@ -237,15 +220,7 @@ pub async fn watch(
         tokio::select! {
             Some((report, ids)) = inflight.next(), if !inflight.is_empty() => {
                 running.remove(&report.tenant);
-                let next = if report.status == TenantStatus::Error {
-                    let n = failures.entry(report.tenant.clone()).or_default();
-                    *n += 1;
-                    error_backoff(*n, interval)
-                } else {
-                    failures.remove(&report.tenant);
-                    jittered(interval)
-                };
-                due.insert(report.tenant.clone(), Instant::now() + next);
+                due.insert(report.tenant.clone(), Instant::now() + next_check(&report, &mut failures, interval));
                 finished.push((report, ids));
             }
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
@@ -253,22 +228,9 @@ pub async fn watch(
         let flush = !finished.is_empty() && (inflight.is_empty() || last_report.elapsed() >= interval);
         if flush {
             let batch = std::mem::take(&mut finished);
-            let claimed: BTreeSet<String> = batch.iter().flat_map(|(_, ids)| ids.iter().cloned()).collect();
-            let orphan_list = match &overview {
-                Some((o, _)) if check_orphans => find_orphans(engine, o, tenants, &claimed).await.unwrap_or_else(|e| {
-                    tracing::warn!("orphan check failed: {e:#}");
-                    Vec::new()
-                }),
-                _ => Vec::new(),
-            };
-            let run_id = uuid::Uuid::new_v4().simple().to_string();
-            let mut report = Report::new(
-                run_id.clone(),
-                std::mem::replace(&mut started_at, now_rfc3339()),
-                now_rfc3339(),
-                batch.into_iter().map(|(r, _)| r).collect(),
-                orphan_list,
-            );
+            let organization = overview.as_ref().map(|(o, _)| o.as_ref()).filter(|_| check_orphans);
+            let since = std::mem::replace(&mut started_at, now_rfc3339());
+            let mut report = batch_report(engine, tenants, organization, batch, since).await;
             store(engine, &mut report).await;
             on_report(&report);
             reports += 1;
@@ -277,6 +239,69 @@ pub async fn watch(
     }
     tracing::info!(reports, "stopped by signal after finishing the tenants in flight");
     Ok(())
+}
+
+/// Reads the organization again when it is an interval old (or was never read), and lists it
+/// again ([`Engine::load_index`]) when the index is half an interval old, so that two checks of
+/// one tenant (at least 0.9 intervals apart) never share one. Failures are logged: the tenants
+/// wait (no organization) or are looked up one by one (no index).
+async fn refresh_organization(
+    engine: &Engine,
+    tenants: &[DesiredTenant],
+    interval: Duration,
+    overview: &mut Option<(std::sync::Arc<OrgOverview>, Instant)>,
+    index_at: &mut Option<Instant>,
+) {
+    if overview.as_ref().is_none_or(|(_, at)| at.elapsed() >= interval) {
+        match org::overview(&engine.clients.org).await {
+            Ok(Some(o)) => *overview = Some((std::sync::Arc::new(o), Instant::now())),
+            Ok(None) => tracing::error!("no organization yet: run `tenantry apply` first"),
+            Err(e) => tracing::error!("cannot read the organization: {e:#}"),
+        }
+    }
+    if let Some((o, _)) = overview {
+        if index_at.is_none_or(|at: Instant| at.elapsed() >= interval / 2) {
+            if let Err(e) = engine.load_index(o, tenants).await {
+                tracing::warn!("cannot list the organization, looking accounts up one by one: {e:#}");
+                *engine.index.write().unwrap_or_else(|p| p.into_inner()) = None;
+            }
+            *index_at = Some(Instant::now());
+        }
+    }
+}
+
+/// When a tenant that just finished is checked again: an interval later (jittered), or after an
+/// error back-off that grows with its failures in a row.
+fn next_check(report: &TenantReport, failures: &mut BTreeMap<String, u32>, interval: Duration) -> Duration {
+    if report.status == TenantStatus::Error {
+        let n = failures.entry(report.tenant.clone()).or_default();
+        *n += 1;
+        error_backoff(*n, interval)
+    } else {
+        failures.remove(&report.tenant);
+        jittered(interval)
+    }
+}
+
+/// A report of the tenants finished since the last one (`since`), with the orphan check when
+/// `organization` is given.
+async fn batch_report(
+    engine: &Engine,
+    tenants: &[DesiredTenant],
+    organization: Option<&OrgOverview>,
+    batch: Vec<(TenantReport, BTreeSet<String>)>,
+    since: String,
+) -> Report {
+    let claimed: BTreeSet<String> = batch.iter().flat_map(|(_, ids)| ids.iter().cloned()).collect();
+    let orphan_list = match organization {
+        Some(o) => find_orphans(engine, o, tenants, &claimed).await.unwrap_or_else(|e| {
+            tracing::warn!("orphan check failed: {e:#}");
+            Vec::new()
+        }),
+        None => Vec::new(),
+    };
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    Report::new(run_id, since, now_rfc3339(), batch.into_iter().map(|(r, _)| r).collect(), orphan_list)
 }
 
 /// Stores a report in the state bucket and records where.

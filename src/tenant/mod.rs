@@ -8,7 +8,6 @@ mod validate;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::ops::Range;
 use std::path::PathBuf;
 
 use schemars::JsonSchema;
@@ -235,79 +234,4 @@ pub mod tags {
     pub const WORKLOAD: &str = "tenantry:workload";
     /// Workload stack tag: the release digest the stack runs.
     pub const RELEASE: &str = "tenantry:release";
-}
-
-/// Whether `s` is a region name such as `us-east-1` or `us-gov-west-1`.
-pub fn valid_region(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('-').collect();
-    (3..=4).contains(&parts.len())
-        && parts[0].len() == 2
-        && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
-        && parts.last().unwrap().chars().all(|c| c.is_ascii_digit())
-}
-
-/// Whether `s` is an OU path: `/`-separated names of 1-128 characters, no empty segment.
-pub fn valid_ou_path(s: &str) -> bool {
-    !s.is_empty()
-        && s.split('/').all(|seg| {
-            (1..=128).contains(&seg.chars().count()) && seg.trim() == seg && !seg.chars().any(char::is_control)
-        })
-}
-
-/// Byte span of the value at `path` (a dotted field path split in parts) in TOML `source`,
-/// falling back to the nearest enclosing table's key when the field is absent.
-pub fn span_of(source: &str, path: &[&str]) -> Option<Range<usize>> {
-    use toml::de::{DeTable, DeValue};
-    let doc = DeTable::parse(source).ok()?;
-    let mut table: &DeTable<'_> = doc.get_ref();
-    let mut best: Option<Range<usize>> = None;
-    for (i, part) in path.iter().enumerate() {
-        let Some((key, value)) = table.iter().find(|(k, _)| k.get_ref().as_ref() == *part) else {
-            return best;
-        };
-        best = Some(if i + 1 == path.len() { value.span() } else { key.span() });
-        match value.get_ref() {
-            DeValue::Table(t) => table = t,
-            _ if i + 1 == path.len() => break,
-            DeValue::Array(a) => {
-                // path continues with an index into the array
-                let idx: usize = path.get(i + 1)?.parse().ok()?;
-                return a.get(idx).map(|v| v.span()).or(best);
-            }
-            _ => return best,
-        }
-    }
-    best
-}
-
-/// The dotted path of the innermost field whose value contains byte `offset` of TOML `source`
-/// (e.g. `production.allowed_regions`), if the text parses.
-pub fn field_at(source: &str, offset: usize) -> Option<String> {
-    use toml::de::{DeTable, DeValue};
-    fn walk(table: &DeTable<'_>, offset: usize, path: &mut Vec<String>) -> bool {
-        for (key, value) in table.iter() {
-            let span = value.span();
-            let key_span = key.span();
-            if (span.start <= offset && offset < span.end.max(span.start + 1))
-                || (key_span.start <= offset && offset < key_span.end)
-            {
-                path.push(key.get_ref().to_string());
-                if let DeValue::Table(t) = value.get_ref() {
-                    walk(t, offset, path);
-                }
-                return true;
-            }
-            if let DeValue::Table(t) = value.get_ref() {
-                path.push(key.get_ref().to_string());
-                if walk(t, offset, path) {
-                    return true;
-                }
-                path.pop();
-            }
-        }
-        false
-    }
-    let doc = DeTable::parse(source).ok()?;
-    let mut path = Vec::new();
-    walk(doc.get_ref(), offset, &mut path).then(|| path.join("."))
 }

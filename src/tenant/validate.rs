@@ -4,14 +4,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::{span_of, valid_ou_path, valid_region, Environment, Tenant, TenantSpec};
-use crate::config::{field_of, OrgSettings};
-use crate::desired;
+use super::{Environment, Tenant, TenantSpec};
+use crate::config::{field_of, valid_ou_path, valid_region, OrgSettings};
+use crate::diag::span_of;
 use crate::diag::Diagnostic;
-use crate::render::{Kind, RenderFailure, Renderer};
-
-/// Placeholder management account id used when rendering without AWS (validation).
-pub const PLACEHOLDER_ACCOUNT_ID: &str = "000000000000";
+use crate::render::{Kind, Renderer};
 
 /// Longest account name AWS accepts, in characters.
 const ACCOUNT_NAME_MAX: usize = 50;
@@ -27,6 +24,8 @@ pub struct LoadedTenants {
     pub tenants: Vec<Tenant>,
     /// Every problem found, in file order.
     pub errors: Vec<Diagnostic>,
+    /// The text of each tenant's file, by path (for diagnostics of later checks).
+    pub sources: BTreeMap<PathBuf, String>,
 }
 
 /// Loads and checks every `*.toml` file of `dir` (hidden files, whose names start with `.`, are
@@ -46,42 +45,12 @@ pub fn load(dir: &Path, settings: &OrgSettings, renderer: &Renderer) -> LoadedTe
         }
     };
     paths.sort();
-    // (id) -> first file; (lowercase email) -> (file, field)
-    let mut ids: BTreeMap<String, PathBuf> = BTreeMap::new();
-    let mut emails: BTreeMap<String, (PathBuf, String)> = BTreeMap::new();
-    // Account names are matched when an account creation's answer is lost: they must be unique.
-    let mut names: BTreeMap<String, (PathBuf, String)> = BTreeMap::new();
+    let mut seen = Seen::default();
     for path in paths {
-        let source = match std::fs::read_to_string(&path) {
-            Ok(s) => s,
-            Err(e) => {
-                out.errors.push(Diagnostic::whole_file(&path, format!("cannot read: {e}")));
-                continue;
-            }
-        };
-        let mut unknown: Vec<String> = Vec::new();
-        let parsed = toml::de::Deserializer::parse(&source)
-            .and_then(|de| serde_ignored::deserialize(de, |p| unknown.push(p.to_string())));
-        let spec: TenantSpec = match parsed {
-            Ok(s) => s,
-            Err(e) => {
-                for field in &unknown {
-                    let parts: Vec<&str> = field.split('.').collect();
-                    out.errors.push(Diagnostic::at_span(
-                        &path,
-                        &source,
-                        span_of(&source, &parts),
-                        field.clone(),
-                        unknown_field_message(field),
-                    ));
-                }
-                out.errors.push(Diagnostic::at_span(
-                    &path,
-                    &source,
-                    e.span(),
-                    field_of(&e, &source),
-                    e.message().trim(),
-                ));
+        let (source, spec, unknown) = match parse(&path) {
+            Ok(parsed) => parsed,
+            Err(mut diagnostics) => {
+                out.errors.append(&mut diagnostics);
                 continue;
             }
         };
@@ -93,61 +62,10 @@ pub fn load(dir: &Path, settings: &OrgSettings, renderer: &Renderer) -> LoadedTe
         }
         check_spec(&spec, &path, settings, renderer, &mut err);
         check_workloads(&spec, renderer, &mut err);
-
-        if let Some(first) = ids.get(&spec.id) {
-            err("id".into(), format!("duplicate tenant id `{}`: also used by {}", spec.id, first.display()));
-        } else {
-            ids.insert(spec.id.clone(), path.clone());
-        }
-        for env in Environment::ALL {
-            let field = format!("{env}.email");
-            let key = spec.account(env).email.to_lowercase();
-            if let Some((file, other)) = emails.get(&key) {
-                err(
-                    field.clone(),
-                    format!(
-                        "email `{}` is already used by {} (field `{other}`); every account needs its own root email (compared case-insensitively)",
-                        spec.account(env).email,
-                        file.display()
-                    ),
-                );
-            } else {
-                emails.insert(key, (path.clone(), field));
-            }
-            let name = spec.account_name(env);
-            let field = spec.account_name_field(env);
-            if let Some((file, other)) = names.get(&name) {
-                err(
-                    field.clone(),
-                    format!(
-                        "account name `{name}` is already used by {} (field `{other}`); every account tenantry creates needs its own name (set `{env}.account_name`)",
-                        file.display()
-                    ),
-                );
-            } else {
-                names.insert(name, (path.clone(), field));
-            }
-        }
-
-        let tenant = Tenant { spec, path: path.clone() };
+        seen.check(&spec, &path, &mut err);
         if problems.is_empty() {
-            // Render everything once with a placeholder account id: catches undefined variables,
-            // invalid JSON and oversize documents before any AWS call.
-            if let Err(field_errors) = desired::build(&tenant, settings, renderer, PLACEHOLDER_ACCOUNT_ID) {
-                for fe in field_errors {
-                    let hint = match &fe.failure {
-                        RenderFailure::Template { .. } => format!(" (set it under [{}])", fe.field),
-                        _ => String::new(),
-                    };
-                    problems.push((fe.field, format!("cannot render: {}{hint}", fe.failure)));
-                }
-            }
-        }
-        if problems.is_empty() {
-            check_workload_releases(&tenant, settings, renderer, &mut problems);
-        }
-        if problems.is_empty() {
-            out.tenants.push(tenant);
+            out.tenants.push(Tenant { spec, path: path.clone() });
+            out.sources.insert(path.clone(), source.clone());
         }
         for (field, msg) in problems {
             let parts: Vec<&str> = field.split('.').collect();
@@ -158,6 +76,89 @@ pub fn load(dir: &Path, settings: &OrgSettings, renderer: &Renderer) -> LoadedTe
     out
 }
 
+/// Reads and parses one tenant file: its text, the spec, and the fields it has that the spec
+/// does not know. Errors: the file cannot be read or parsed (with every unknown field found).
+fn parse(path: &Path) -> Result<(String, TenantSpec, Vec<String>), Vec<Diagnostic>> {
+    let source =
+        std::fs::read_to_string(path).map_err(|e| vec![Diagnostic::whole_file(path, format!("cannot read: {e}"))])?;
+    let mut unknown: Vec<String> = Vec::new();
+    let parsed = toml::de::Deserializer::parse(&source)
+        .and_then(|de| serde_ignored::deserialize(de, |p| unknown.push(p.to_string())));
+    match parsed {
+        Ok(spec) => Ok((source, spec, unknown)),
+        Err(e) => {
+            let mut out: Vec<Diagnostic> = unknown
+                .iter()
+                .map(|field| {
+                    let parts: Vec<&str> = field.split('.').collect();
+                    Diagnostic::at_span(
+                        path,
+                        &source,
+                        span_of(&source, &parts),
+                        field.clone(),
+                        unknown_field_message(field),
+                    )
+                })
+                .collect();
+            out.push(Diagnostic::at_span(path, &source, e.span(), field_of(&e, &source), e.message().trim()));
+            Err(out)
+        }
+    }
+}
+
+/// What the files read so far claim, for the cross-file rules: tenant ids, root emails
+/// (case-insensitively) and account names are each used once. Account names are matched when an
+/// account creation's answer is lost, so they must be unique too.
+#[derive(Default)]
+struct Seen {
+    /// id → first file.
+    ids: BTreeMap<String, PathBuf>,
+    /// lowercase email → (file, field).
+    emails: BTreeMap<String, (PathBuf, String)>,
+    /// account name → (file, field).
+    names: BTreeMap<String, (PathBuf, String)>,
+}
+
+impl Seen {
+    /// Reports what `spec` claims that an earlier file claimed, and remembers the rest.
+    fn check(&mut self, spec: &TenantSpec, path: &Path, err: &mut impl FnMut(String, String)) {
+        if let Some(first) = self.ids.get(&spec.id) {
+            err("id".into(), format!("duplicate tenant id `{}`: also used by {}", spec.id, first.display()));
+        } else {
+            self.ids.insert(spec.id.clone(), path.to_path_buf());
+        }
+        for env in Environment::ALL {
+            let field = format!("{env}.email");
+            let key = spec.account(env).email.to_lowercase();
+            if let Some((file, other)) = self.emails.get(&key) {
+                err(
+                    field.clone(),
+                    format!(
+                        "email `{}` is already used by {} (field `{other}`); every account needs its own root email (compared case-insensitively)",
+                        spec.account(env).email,
+                        file.display()
+                    ),
+                );
+            } else {
+                self.emails.insert(key, (path.to_path_buf(), field));
+            }
+            let name = spec.account_name(env);
+            let field = spec.account_name_field(env);
+            if let Some((file, other)) = self.names.get(&name) {
+                err(
+                    field.clone(),
+                    format!(
+                        "account name `{name}` is already used by {} (field `{other}`); every account tenantry creates needs its own name (set `{env}.account_name`)",
+                        file.display()
+                    ),
+                );
+            } else {
+                self.names.insert(name, (path.to_path_buf(), field));
+            }
+        }
+    }
+}
+
 /// Checks one tenant file's values on their own (no cross-file rules).
 fn check_spec(
     spec: &TenantSpec,
@@ -166,6 +167,16 @@ fn check_spec(
     renderer: &Renderer,
     err: &mut impl FnMut(String, String),
 ) {
+    check_identity(spec, path, err);
+    for env in Environment::ALL {
+        check_account(spec, env, settings, err);
+        check_policies(spec, env, renderer, err);
+        check_blueprints(spec, env, renderer, err);
+    }
+}
+
+/// The tenant id (its form, its parts, the file name) and name.
+fn check_identity(spec: &TenantSpec, path: &Path, err: &mut impl FnMut(String, String)) {
     if !valid_tenant_id(&spec.id) {
         err(
             "id".into(),
@@ -187,154 +198,106 @@ fn check_spec(
     if spec.name.trim().is_empty() {
         err("name".into(), "must not be empty".into());
     }
-    for env in Environment::ALL {
-        let a = spec.account(env);
-        if !valid_email(&a.email) {
-            err(
-                format!("{env}.email"),
-                format!("`{}` is not a valid email address (6-64 characters, one `@`, a domain with a dot)", a.email),
-            );
+}
+
+/// One account's email, name, OU, regions and tags.
+fn check_account(spec: &TenantSpec, env: Environment, settings: &OrgSettings, err: &mut impl FnMut(String, String)) {
+    let a = spec.account(env);
+    if !valid_email(&a.email) {
+        err(
+            format!("{env}.email"),
+            format!("`{}` is not a valid email address (6-64 characters, one `@`, a domain with a dot)", a.email),
+        );
+    }
+    let name = spec.account_name(env);
+    let field = spec.account_name_field(env);
+    if name.chars().count() > ACCOUNT_NAME_MAX {
+        err(field, format!("account name `{name}` is {} characters; AWS allows at most {ACCOUNT_NAME_MAX} (set a shorter `{env}.account_name`)", name.chars().count()));
+    } else if !name.chars().all(|c| (' '..='~').contains(&c)) {
+        err(field, format!("account name `{name}` may only contain printable ASCII characters"));
+    }
+    if !valid_ou_path(&a.ou) {
+        err(format!("{env}.ou"), format!("`{}` is not an OU path such as `Tenants/Production`", a.ou));
+    }
+    if a.allowed_regions.is_empty() {
+        err(format!("{env}.allowed_regions"), "list at least one region".into());
+    }
+    if !a.allowed_regions.is_empty() && !a.allowed_regions.contains(&settings.home_region) {
+        err(
+            format!("{env}.allowed_regions"),
+            format!("must include the home region `{}` (tenantry.toml): the blueprint stacks and the agent pipeline run there", settings.home_region),
+        );
+    }
+    for (i, r) in a.allowed_regions.iter().enumerate() {
+        if !valid_region(r) {
+            err(format!("{env}.allowed_regions.{i}"), format!("`{r}` is not an AWS region name such as `us-east-1`"));
         }
-        let name = spec.account_name(env);
-        let field = spec.account_name_field(env);
-        if name.chars().count() > ACCOUNT_NAME_MAX {
-            err(field, format!("account name `{name}` is {} characters; AWS allows at most {ACCOUNT_NAME_MAX} (set a shorter `{env}.account_name`)", name.chars().count()));
-        } else if !name.chars().all(|c| (' '..='~').contains(&c)) {
-            err(field, format!("account name `{name}` may only contain printable ASCII characters"));
-        }
-        if !valid_ou_path(&a.ou) {
-            err(format!("{env}.ou"), format!("`{}` is not an OU path such as `Tenants/Production`", a.ou));
-        }
-        if a.allowed_regions.is_empty() {
-            err(format!("{env}.allowed_regions"), "list at least one region".into());
-        }
-        if !a.allowed_regions.is_empty() && !a.allowed_regions.contains(&settings.home_region) {
-            err(
-                format!("{env}.allowed_regions"),
-                format!("must include the home region `{}` (tenantry.toml): the blueprint stacks and the agent pipeline run there", settings.home_region),
-            );
-        }
-        for (i, r) in a.allowed_regions.iter().enumerate() {
-            if !valid_region(r) {
-                err(
-                    format!("{env}.allowed_regions.{i}"),
-                    format!("`{r}` is not an AWS region name such as `us-east-1`"),
-                );
-            }
-        }
-        if a.tags.len() > 47 {
-            err(format!("{env}.tags"), "at most 47 tags (AWS allows 50; tenantry sets 3)".into());
-        }
-        for (k, v) in &a.tags {
-            let f = format!("{env}.tags.{k}");
-            if k.starts_with("tenantry:") || k.to_lowercase().starts_with("aws:") {
-                err(f, format!("tag key `{k}` is reserved (`tenantry:` and `aws:` prefixes)"));
-            } else if !(1..=128).contains(&k.chars().count()) || v.chars().count() > 256 {
-                err(f, "tag keys are 1-128 characters, values at most 256".into());
-            }
-        }
-        if a.policies.len() > POLICIES_MAX {
-            err(format!("{env}.policies"), format!("at most {POLICIES_MAX} policies: AWS attaches at most 5 SCPs to an account and FullAWSAccess takes one"));
-        }
-        for (i, p) in a.policies.iter().enumerate() {
-            if !renderer.has(Kind::Policy, p) {
-                err(
-                    format!("{env}.policies.{i}"),
-                    format!(
-                        "unknown policy `{p}`: no file policies/{p}.json (known: {})",
-                        renderer.names(Kind::Policy).join(", ")
-                    ),
-                );
-            } else if a.policies[..i].contains(p) {
-                err(format!("{env}.policies.{i}"), format!("policy `{p}` is listed twice"));
-            }
-        }
-        if renderer.has(Kind::Blueprint, "baseline") && !a.blueprints.contains_key("baseline") {
-            err(
-                format!("{env}.blueprints"),
-                format!("every account gets the baseline: add a [{env}.blueprints.baseline] table"),
-            );
-        }
-        for (name, given) in &a.blueprints {
-            if let Some(specs) = renderer.params(name) {
-                for (key, value) in given {
-                    match specs.get(key) {
-                        None => err(
-                            format!("{env}.blueprints.{name}.{key}"),
-                            format!(
-                                "blueprint `{name}` has no parameter `{key}` (it takes: {})",
-                                specs.keys().cloned().collect::<Vec<_>>().join(", ")
-                            ),
-                        ),
-                        Some(spec) => {
-                            if let Err(why) = crate::params::check_value(spec, value) {
-                                err(format!("{env}.blueprints.{name}.{key}"), why);
-                            }
-                        }
-                    }
-                }
-                for (key, spec) in specs {
-                    if spec.default.is_none() && !given.contains_key(key) {
-                        err(
-                            format!("{env}.blueprints.{name}"),
-                            format!("missing parameter `{key}`: {}", spec.description),
-                        );
-                    }
-                }
-            }
-        }
-        for name in a.blueprints.keys() {
-            if !renderer.has(Kind::Blueprint, name) {
-                err(
-                    format!("{env}.blueprints.{name}"),
-                    format!(
-                        "unknown blueprint `{name}`: no file blueprints/{name}.json (known: {})",
-                        renderer.names(Kind::Blueprint).join(", ")
-                    ),
-                );
-            } else if name == "agent-pipeline" && env == Environment::Production {
-                err(
-                    format!("{env}.blueprints.{name}"),
-                    "the agent pipeline runs in the staging account only: agents never deploy to production directly"
-                        .into(),
-                );
-            }
+    }
+    if a.tags.len() > 47 {
+        err(format!("{env}.tags"), "at most 47 tags (AWS allows 50; tenantry sets 3)".into());
+    }
+    for (k, v) in &a.tags {
+        let f = format!("{env}.tags.{k}");
+        if k.starts_with("tenantry:") || k.to_lowercase().starts_with("aws:") {
+            err(f, format!("tag key `{k}` is reserved (`tenantry:` and `aws:` prefixes)"));
+        } else if !(1..=128).contains(&k.chars().count()) || v.chars().count() > 256 {
+            err(f, "tag keys are 1-128 characters, values at most 256".into());
         }
     }
 }
 
-/// Renders each workload's release (with a placeholder account id) and checks its stack
-/// parameters against the template's `Parameters` ([`crate::params::check_stack_parameters`]).
-fn check_workload_releases(
-    tenant: &Tenant,
-    settings: &OrgSettings,
-    renderer: &Renderer,
-    problems: &mut Vec<(String, String)>,
-) {
-    for (name, w) in &tenant.spec.workloads {
-        let release = match crate::promote::Release::render(
-            tenant,
-            name,
-            renderer,
-            &settings.home_region,
-            PLACEHOLDER_ACCOUNT_ID,
-        ) {
-            Ok(r) => r,
-            Err(e) => {
-                problems.push((format!("workloads.{name}"), format!("cannot render: {e}")));
-                continue;
-            }
-        };
-        let template: serde_json::Value = serde_json::from_str(&release.template).unwrap_or_default();
-        for env in Environment::ALL {
-            for (key, why) in crate::params::check_stack_parameters(&template, w.stack_parameters(env)) {
-                let field = if key.is_empty() {
-                    format!("workloads.{name}.{env}")
-                } else {
-                    format!("workloads.{name}.{env}.{key}")
-                };
-                problems.push((field, why));
-            }
+/// One account's SCPs: how many, known, not listed twice.
+fn check_policies(spec: &TenantSpec, env: Environment, renderer: &Renderer, err: &mut impl FnMut(String, String)) {
+    let a = spec.account(env);
+    if a.policies.len() > POLICIES_MAX {
+        err(format!("{env}.policies"), format!("at most {POLICIES_MAX} policies: AWS attaches at most 5 SCPs to an account and FullAWSAccess takes one"));
+    }
+    for (i, p) in a.policies.iter().enumerate() {
+        if !renderer.has(Kind::Policy, p) {
+            err(
+                format!("{env}.policies.{i}"),
+                format!(
+                    "unknown policy `{p}`: no file policies/{p}.json (known: {})",
+                    renderer.names(Kind::Policy).join(", ")
+                ),
+            );
+        } else if a.policies[..i].contains(p) {
+            err(format!("{env}.policies.{i}"), format!("policy `{p}` is listed twice"));
+        }
+    }
+}
+
+/// One account's blueprints: the baseline present, each known and allowed in the environment,
+/// and their parameters (known, valid, required ones given).
+fn check_blueprints(spec: &TenantSpec, env: Environment, renderer: &Renderer, err: &mut impl FnMut(String, String)) {
+    let a = spec.account(env);
+    if renderer.has(Kind::Blueprint, "baseline") && !a.blueprints.contains_key("baseline") {
+        err(
+            format!("{env}.blueprints"),
+            format!("every account gets the baseline: add a [{env}.blueprints.baseline] table"),
+        );
+    }
+    for (name, given) in &a.blueprints {
+        if let Some(specs) = renderer.params(name) {
+            let field = format!("{env}.blueprints.{name}");
+            check_parameters(name, specs, given, &field, err);
+        }
+    }
+    for name in a.blueprints.keys() {
+        if !renderer.has(Kind::Blueprint, name) {
+            err(
+                format!("{env}.blueprints.{name}"),
+                format!(
+                    "unknown blueprint `{name}`: no file blueprints/{name}.json (known: {})",
+                    renderer.names(Kind::Blueprint).join(", ")
+                ),
+            );
+        } else if name == "agent-pipeline" && env == Environment::Production {
+            err(
+                format!("{env}.blueprints.{name}"),
+                "the agent pipeline runs in the staging account only: agents never deploy to production directly"
+                    .into(),
+            );
         }
     }
 }
@@ -370,30 +333,16 @@ fn check_workloads(spec: &TenantSpec, renderer: &Renderer, err: &mut impl FnMut(
             );
         }
         if let Some(specs) = renderer.params(&w.blueprint) {
-            for (key, value) in &w.parameters {
-                match specs.get(key) {
-                    None => err(
-                        format!("{f}.parameters.{key}"),
-                        format!(
-                            "blueprint `{}` has no parameter `{key}` (it takes: {})",
-                            w.blueprint,
-                            specs.keys().cloned().collect::<Vec<_>>().join(", ")
-                        ),
-                    ),
-                    Some(s) => {
-                        if let Err(why) = crate::params::check_value(s, value) {
-                            err(format!("{f}.parameters.{key}"), why);
-                        }
-                    }
-                }
-            }
-            for (key, s) in specs {
-                if s.default.is_none() && !w.parameters.contains_key(key) {
-                    err(format!("{f}.parameters"), format!("missing parameter `{key}`: {}", s.description));
-                }
-            }
+            let field = format!("{f}.parameters");
+            check_parameters(&w.blueprint, specs, &w.parameters, &field, err);
         }
     }
+    check_promotion(spec, err);
+}
+
+/// The promotion policy: the soak's duration, the required checks' names, the high-risk
+/// resource types.
+fn check_promotion(spec: &TenantSpec, err: &mut impl FnMut(String, String)) {
     let p = &spec.promotion;
     if let Some(soak) = &p.soak {
         if humantime::parse_duration(soak).is_err() {
@@ -419,6 +368,39 @@ fn check_workloads(spec: &TenantSpec, renderer: &Renderer, err: &mut impl FnMut(
                 format!("promotion.high_risk_resource_types.{i}"),
                 format!("`{t}` is not a resource type such as `AWS::RDS::DBInstance` or `AWS::RDS::*`"),
             );
+        }
+    }
+}
+
+/// The parameters `given` to `blueprint` against its declarations `specs`: each one known
+/// (reported at `<field>.<key>`) with a valid value, and each required one given (reported at
+/// `field`).
+fn check_parameters(
+    blueprint: &str,
+    specs: &crate::params::ParamSpecs,
+    given: &toml::Table,
+    field: &str,
+    err: &mut impl FnMut(String, String),
+) {
+    for (key, value) in given {
+        match specs.get(key) {
+            None => err(
+                format!("{field}.{key}"),
+                format!(
+                    "blueprint `{blueprint}` has no parameter `{key}` (it takes: {})",
+                    specs.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ),
+            Some(spec) => {
+                if let Err(why) = crate::params::check_value(spec, value) {
+                    err(format!("{field}.{key}"), why);
+                }
+            }
+        }
+    }
+    for (key, spec) in specs {
+        if spec.default.is_none() && !given.contains_key(key) {
+            err(field.to_string(), format!("missing parameter `{key}`: {}", spec.description));
         }
     }
 }

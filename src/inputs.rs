@@ -1,0 +1,254 @@
+//! Loading every input without touching AWS: `tenantry.toml`, the blueprints and policies, and
+//! the tenant files, each checked on its own and then rendered once (SCPs, stacks and workload
+//! releases, with a placeholder account id), so that one run reports every problem of every
+//! file, each pointing at its file, line and field.
+
+use std::path::Path;
+
+use crate::config::OrgSettings;
+use crate::desired;
+use crate::diag::{span_of, Diagnostic};
+use crate::render::{RenderFailure, Renderer};
+use crate::tenant::{self, Environment, Tenant};
+
+/// Placeholder management account id used when rendering without AWS (validation).
+pub const PLACEHOLDER_ACCOUNT_ID: &str = "000000000000";
+
+/// Loaded, validated inputs.
+pub struct Inputs {
+    /// `tenantry.toml`.
+    pub settings: OrgSettings,
+    /// Blueprints and policies.
+    pub renderer: Renderer,
+    /// Every tenant whose file passed every check, sorted by id.
+    pub tenants: Vec<Tenant>,
+}
+
+/// Loads `config`, the templates of `blueprints` and `policies`, and the tenant files of
+/// `tenants`. Errors: every problem found, in file order (nothing is returned unless all passed).
+pub fn load(config: &Path, tenants: &Path, blueprints: &Path, policies: &Path) -> Result<Inputs, Vec<Diagnostic>> {
+    let mut errors = Vec::new();
+    let settings = OrgSettings::load(config).unwrap_or_else(|e| {
+        errors.extend(e);
+        OrgSettings::default()
+    });
+    let renderer = match Renderer::load(blueprints, policies) {
+        Ok(r) => r,
+        Err(e) => {
+            errors.extend(e);
+            return Err(errors);
+        }
+    };
+    let mut loaded = tenant::load(tenants, &settings, &renderer);
+    errors.append(&mut loaded.errors);
+    let mut passed = Vec::new();
+    for t in loaded.tenants {
+        let problems = render_problems(&t, &settings, &renderer);
+        if problems.is_empty() {
+            passed.push(t);
+            continue;
+        }
+        let source = loaded.sources.get(&t.path).map(String::as_str).unwrap_or_default();
+        for (field, msg) in problems {
+            let parts: Vec<&str> = field.split('.').collect();
+            errors.push(Diagnostic::at_span(&t.path, source, span_of(source, &parts), field, msg));
+        }
+    }
+    if errors.is_empty() {
+        Ok(Inputs { settings, renderer, tenants: passed })
+    } else {
+        Err(errors)
+    }
+}
+
+/// Renders everything of a tenant once with a placeholder account id: catches undefined
+/// variables, invalid JSON and oversize documents before any AWS call. Returns (field, problem)
+/// pairs.
+pub fn render_problems(tenant: &Tenant, settings: &OrgSettings, renderer: &Renderer) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    if let Err(field_errors) = desired::build(tenant, settings, renderer, PLACEHOLDER_ACCOUNT_ID) {
+        for fe in field_errors {
+            let hint = match &fe.failure {
+                RenderFailure::Template { .. } => format!(" (set it under [{}])", fe.field),
+                _ => String::new(),
+            };
+            problems.push((fe.field, format!("cannot render: {}{hint}", fe.failure)));
+        }
+        return problems;
+    }
+    check_workload_releases(tenant, settings, renderer, &mut problems);
+    problems
+}
+
+/// Renders each workload's release (with a placeholder account id) and checks its stack
+/// parameters against the template's `Parameters` ([`crate::params::check_stack_parameters`]).
+fn check_workload_releases(
+    tenant: &Tenant,
+    settings: &OrgSettings,
+    renderer: &Renderer,
+    problems: &mut Vec<(String, String)>,
+) {
+    for (name, w) in &tenant.spec.workloads {
+        let release = match crate::promote::Release::render(
+            tenant,
+            name,
+            renderer,
+            &settings.home_region,
+            PLACEHOLDER_ACCOUNT_ID,
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                problems.push((format!("workloads.{name}"), format!("cannot render: {e}")));
+                continue;
+            }
+        };
+        let template: serde_json::Value = serde_json::from_str(&release.template).unwrap_or_default();
+        for env in Environment::ALL {
+            for (key, why) in crate::params::check_stack_parameters(&template, w.stack_parameters(env)) {
+                let field = if key.is_empty() {
+                    format!("workloads.{name}.{env}")
+                } else {
+                    format!("workloads.{name}.{env}.{key}")
+                };
+                problems.push((field, why));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn repo(sub: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(sub)
+    }
+
+    /// A copy of the example inputs with `tenants/acme.toml` edited by `edit`.
+    fn with_acme(edit: impl Fn(&str) -> String) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("tenants")).unwrap();
+        for name in ["acme.toml", "globex.toml"] {
+            let text = std::fs::read_to_string(repo("tenants").join(name)).unwrap();
+            let text = if name == "acme.toml" { edit(&text) } else { text };
+            std::fs::write(dir.path().join("tenants").join(name), text).unwrap();
+        }
+        dir
+    }
+
+    fn load_from(tenants: &Path) -> Result<Inputs, Vec<Diagnostic>> {
+        load(&repo("tenantry.toml"), tenants, &repo("blueprints"), &repo("policies"))
+    }
+
+    #[test]
+    fn the_example_inputs_load_and_render_into_the_desired_state() {
+        let inputs = load_from(&repo("tenants")).unwrap_or_else(|e| panic!("{e:?}"));
+        let ids: Vec<&str> = inputs.tenants.iter().map(|t| t.spec.id.as_str()).collect();
+        assert_eq!(ids, ["acme", "globex"]);
+        let acme = &inputs.tenants[0];
+        let d = desired::build(acme, &inputs.settings, &inputs.renderer, "123456789012").unwrap();
+        let cases: Vec<(Environment, Vec<&str>, Vec<&str>)> = vec![
+            (
+                Environment::Production,
+                vec!["baseline"],
+                vec!["deny-leave-organization", "protect-tenantry", "region-allowlist"],
+            ),
+            (
+                Environment::Staging,
+                vec!["agent-pipeline", "baseline"],
+                vec!["deny-leave-organization", "protect-tenantry", "region-allowlist"],
+            ),
+        ];
+        for (env, blueprints, policies) in cases {
+            let a = d.account(env);
+            let mut got: Vec<&str> = a.stacks.iter().map(|s| s.blueprint.as_str()).collect();
+            got.sort();
+            assert_eq!(got, blueprints, "{env}");
+            let mut names: Vec<String> = a.policies.iter().map(|p| p.name.clone()).collect();
+            names.sort();
+            let want: Vec<String> = policies.iter().map(|p| format!("tenantry-acme-{env}-{p}")).collect();
+            assert_eq!(names, want, "{env}");
+            assert_eq!(a.tags.get("tenantry:tenant").map(String::as_str), Some("acme"), "{env}");
+            assert_eq!(a.tags.get("tenantry:environment").map(String::as_str), Some(env.as_str()), "{env}");
+            assert_eq!(a.account_name, format!("Acme Corp ({env})"));
+            assert!(a.stacks.iter().all(|s| s.version.len() == 64), "versions are sha256 of the templates");
+        }
+    }
+
+    #[test]
+    fn each_bad_tenant_file_is_one_diagnostic_naming_its_field_and_line() {
+        type Edit = fn(&str) -> String;
+        let cases: Vec<(&str, Edit, &str, &str)> = vec![
+            (
+                "bad email",
+                |t| t.replace("aws+acme-staging@example.com", "not-an-email"),
+                "staging.email",
+                "not a valid email",
+            ),
+            (
+                "unknown field",
+                |t| t.replace("drift = \"report\"", "drift = \"report\"\ncolour = \"red\""),
+                "colour",
+                "unknown field",
+            ),
+            (
+                "unknown policy",
+                |t| t.replacen("\"protect-tenantry\"", "\"no-such-policy\"", 1),
+                "production.policies.2",
+                "unknown policy",
+            ),
+            (
+                "region outside allowed",
+                |t| t.replace("allowed_regions = [\"us-east-1\"]", "allowed_regions = [\"eu-west-1\"]"),
+                "staging.allowed_regions",
+                "home region",
+            ),
+            (
+                "unknown blueprint parameter",
+                |t| t.replace("log_retention_days = 365", "log_retention_days = 365\nshoe_size = 9"),
+                "production.blueprints.baseline.shoe_size",
+                "no parameter",
+            ),
+            (
+                "agent pipeline in production",
+                |t| {
+                    t.replace("[production.blueprints.baseline]", "[production.blueprints.agent-pipeline]\nmax_iterations = 8\nmessage_retention_seconds = 345600\nlog_retention_days = 14\n\n[production.blueprints.baseline]")
+                },
+                "production.blueprints.agent-pipeline",
+                "staging account only",
+            ),
+            (
+                "email of another tenant",
+                |t| t.replace("aws+acme-staging@example.com", "CLOUD+globex-prod@example.org"),
+                "production.email",
+                "already used",
+            ),
+            ("bad soak", |t| t.replace("soak = \"30m\"", "soak = \"2M\""), "promotion.soak", "months"),
+        ];
+        for (what, edit, field, message) in cases {
+            let dir = with_acme(edit);
+            let errors = match load_from(&dir.path().join("tenants")) {
+                Ok(_) => panic!("{what}: loaded"),
+                Err(e) => e,
+            };
+            let hit = errors.iter().find(|d| d.field == field);
+            let hit = hit.unwrap_or_else(|| panic!("{what}: no diagnostic for `{field}` in {errors:#?}"));
+            assert!(hit.message.contains(message), "{what}: {}", hit.message);
+            assert!(hit.line > 0, "{what}: points at a line");
+            assert!(hit.file.ends_with("acme.toml") || field.ends_with("email"), "{what}: {}", hit.file.display());
+        }
+    }
+
+    #[test]
+    fn a_stack_parameter_the_rendered_release_does_not_declare_is_reported_at_its_field() {
+        // Found only by rendering the workload's release: the spec checks cannot see it.
+        let dir = with_acme(|t| {
+            t.replace("VisibilityTimeoutSeconds = \"60\"", "VisibilityTimeoutSeconds = \"60\"\nNoSuchParameter = \"1\"")
+        });
+        let errors = load_from(&dir.path().join("tenants")).err().expect("an undeclared stack parameter fails");
+        let field = "workloads.orders.production.NoSuchParameter";
+        assert!(errors.iter().any(|d| d.field == field && d.line > 0), "{errors:#?}");
+    }
+}
