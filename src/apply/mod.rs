@@ -939,7 +939,7 @@ impl<'a> TenantRun<'a> {
         let source = cfn::template_source(&session, &want.template).await?;
         let result = cfn::deploy(&session.cfn, op, stack, &source, &stack_tags, timeout).await;
         let (status, stack_id) = match &result {
-            Ok(s) => (s.status.clone(), s.stack_id.clone()),
+            Ok(s) => (s.status.to_string(), s.stack_id.clone()),
             Err(_) => ("FAILED".to_string(), String::new()),
         };
         self.record(env).stacks.insert(

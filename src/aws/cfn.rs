@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use aws_sdk_cloudformation::client::Waiters;
-use aws_sdk_cloudformation::types::{Capability, StackDriftDetectionStatus, Tag};
+use aws_sdk_cloudformation::types::{Capability, ChangeSetStatus, StackDriftDetectionStatus, Tag};
 use aws_sdk_cloudformation::Client;
 
-use super::types::{DriftedResource, ObservedStack, ResourceDrift};
+use super::types::{DriftedResource, ObservedStack, ResourceDrift, StackStatus};
 use super::{aws_error, Error, ErrorKind};
 use crate::poll::Look;
 
@@ -74,7 +74,7 @@ fn observed(s: &aws_sdk_cloudformation::types::Stack) -> ObservedStack {
     ObservedStack {
         name: s.stack_name().unwrap_or_default().to_string(),
         stack_id: s.stack_id().unwrap_or_default().to_string(),
-        status: s.stack_status().map(|x| x.as_str().to_string()).unwrap_or_default(),
+        status: s.stack_status().map_or(StackStatus::Unknown, |x| StackStatus::from(x.as_str())),
         version: tags.get(crate::tenant::tags::VERSION).cloned(),
         tags,
         template_body: None,
@@ -342,10 +342,10 @@ pub async fn deploy(
         None => describe(cfn, name).await?.with_context(|| format!("stack {name} vanished"))?,
     };
     let expected = match op {
-        Operation::Create => "CREATE_COMPLETE",
-        Operation::Update => "UPDATE_COMPLETE",
+        Operation::Create => StackStatus::CreateComplete,
+        Operation::Update => StackStatus::UpdateComplete,
     };
-    if stack.status == expected || (op == Operation::Update && stack.status == "CREATE_COMPLETE") {
+    if stack.status == expected || (op == Operation::Update && stack.status == StackStatus::CreateComplete) {
         Ok(stack)
     } else {
         Err(ended_badly(cfn, name, &stack.status, &format!("(wanted {expected})")).await)
@@ -426,7 +426,7 @@ async fn update_stack(cfn: &Client, request: &StackRequest<'_>) -> Result<Option
         Err(e) if Error::kind_of_sdk(&e) == ErrorKind::Invalid => {
             let refused = Error::from_sdk("cloudformation:UpdateStack", e);
             let current = describe(cfn, name).await?.ok_or_else(|| refused.clone())?;
-            if current.status.ends_with("_IN_PROGRESS") {
+            if current.status.is_in_progress() {
                 tracing::warn!(stack = name, "UpdateStack: an update is already in progress (an earlier attempt of this request started it); waiting for it");
                 wait_for_update().await
             } else if current.tags == *tags && runs_template(cfn, name, template).await? {
@@ -453,11 +453,11 @@ pub async fn continue_rollback(cfn: &Client, name: &str, timeout: Duration) -> R
         timeout,
         || async {
             let s = describe(cfn, name).await?.with_context(|| format!("stack {name} vanished"))?;
-            Ok(if s.status.ends_with("_IN_PROGRESS") { Look::NotYet } else { Look::Done(s) })
+            Ok(if s.status.is_in_progress() { Look::NotYet } else { Look::Done(s) })
         },
     )
     .await?;
-    if s.status != "UPDATE_ROLLBACK_COMPLETE" {
+    if s.status != StackStatus::UpdateRollbackComplete {
         anyhow::bail!("stack {name} is {} after ContinueUpdateRollback", s.status);
     }
     Ok(())
@@ -473,7 +473,7 @@ pub async fn delete(cfn: &Client, name: &str, timeout: Duration) -> Result<()> {
     .await?;
     match describe(cfn, name).await? {
         None => Ok(()),
-        Some(s) if s.status == "DELETE_COMPLETE" => Ok(()),
+        Some(s) if s.status.is_deleted() => Ok(()),
         Some(s) => anyhow::bail!("stack {name} is {} after DeleteStack", s.status),
     }
 }
@@ -490,7 +490,21 @@ pub async fn failure_events(cfn: &Client, name: &str) -> Result<Vec<String>> {
         .stack_events
         .unwrap_or_default()
         .iter()
-        .filter(|e| e.resource_status().is_some_and(|s| s.as_str().ends_with("_FAILED")))
+        .filter(|e| {
+            use aws_sdk_cloudformation::types::ResourceStatus::*;
+            matches!(
+                e.resource_status(),
+                Some(
+                    CreateFailed
+                        | DeleteFailed
+                        | UpdateFailed
+                        | ImportFailed
+                        | ImportRollbackFailed
+                        | RollbackFailed
+                        | UpdateRollbackFailed
+                )
+            )
+        })
         .take(10)
         .map(|e| {
             format!(
@@ -604,12 +618,12 @@ pub async fn create_change_set(
     )
     .await?;
     let mut changes = Vec::new();
-    let mut status = String::new();
+    let mut status = None;
     let mut reason = String::new();
     let mut pages = cfn.describe_change_set().stack_name(stack).change_set_name(name).into_paginator().send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| Error::from_sdk("cloudformation:DescribeChangeSet", e))?;
-        status = page.status().map(|s| s.as_str().to_string()).unwrap_or_default();
+        status = page.status().cloned();
         reason = page.status_reason().unwrap_or_default().to_string();
         for c in page.changes() {
             if let Some(rc) = c.resource_change() {
@@ -623,25 +637,28 @@ pub async fn create_change_set(
             }
         }
     }
-    let failed = match status.as_str() {
-        "CREATE_COMPLETE" => None,
-        "FAILED" if reason.contains("didn't contain changes") || reason.contains("No updates are to be performed") => {
+    let executable = status == Some(ChangeSetStatus::CreateComplete);
+    // A change set that would change nothing ends FAILED, with only the reason's text to tell it
+    // from a real failure: CloudFormation has no modelled error or status for it. (Reading the
+    // stack instead does not work on moto, whose change sets disagree with its stacks.)
+    let failed = match status {
+        Some(ChangeSetStatus::CreateComplete) => None,
+        Some(ChangeSetStatus::Failed)
+            if reason.contains("didn't contain changes") || reason.contains("No updates are to be performed") =>
+        {
             None
         }
-        other => Some(format!("change set {name} is {other}: {reason}")),
+        other => Some(format!(
+            "change set {name} is {}: {reason}",
+            other.as_ref().map_or("(no status)", ChangeSetStatus::as_str)
+        )),
     };
-    Ok(ChangeSetPreview {
-        name: name.to_string(),
-        creates_stack,
-        changes,
-        executable: status == "CREATE_COMPLETE",
-        failed,
-    })
+    Ok(ChangeSetPreview { name: name.to_string(), creates_stack, changes, executable, failed })
 }
 
 /// The error for a stack that ended in `status`, with its failed resources' events
 /// (`DescribeStackEvents`).
-async fn ended_badly(cfn: &Client, stack: &str, status: &str, context: &str) -> anyhow::Error {
+async fn ended_badly(cfn: &Client, stack: &str, status: &StackStatus, context: &str) -> anyhow::Error {
     let events = failure_events(cfn, stack).await.unwrap_or_default();
     anyhow::anyhow!(
         "stack {stack} ended in {status} {context}{}",
@@ -694,7 +711,7 @@ pub async fn execute_change_set(
             .and_then(|s| s.with_context(|| format!("stack {stack} vanished")))
             .map_err(StackError::Failed)?,
     };
-    if matches!(observed.status.as_str(), "CREATE_COMPLETE" | "UPDATE_COMPLETE") {
+    if observed.status.succeeded() {
         Ok(observed)
     } else {
         Err(StackError::Failed(ended_badly(cfn, stack, &observed.status, &format!("after change set {name}")).await))

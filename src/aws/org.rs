@@ -120,7 +120,7 @@ fn summary(a: aws_sdk_organizations::types::Account) -> AccountSummary {
         id: a.id.unwrap_or_default(),
         name: a.name.unwrap_or_default(),
         email: a.email.unwrap_or_default(),
-        status: a.status.as_ref().map(AccountStatus::as_str).unwrap_or("UNKNOWN").to_string(),
+        status: super::types::AccountStatus::from(a.status.as_ref().map(AccountStatus::as_str).unwrap_or("UNKNOWN")),
     }
 }
 

@@ -87,8 +87,8 @@ fn print_promotion(p: &Promotion) {
         PromotionStatus::DryRun => "dry run: change set previewed and deleted; nothing executed".to_string(),
         PromotionStatus::Refused => format!("REFUSED: {}", p.error.as_deref().unwrap_or("")),
         PromotionStatus::NeedsApproval => format!("WAITING FOR APPROVAL: {}", p.error.as_deref().unwrap_or("")),
-        PromotionStatus::Failed => match p.stack_status.as_deref() {
-            Some("UPDATE_ROLLBACK_COMPLETE") => format!(
+        PromotionStatus::Failed => match &p.stack_status {
+            Some(crate::aws::types::StackStatus::UpdateRollbackComplete) => format!(
                 "FAILED; CloudFormation rolled production back to {}: {}",
                 p.previous_release.as_deref().map(short).unwrap_or("its previous release"),
                 p.error.as_deref().unwrap_or("")

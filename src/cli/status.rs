@@ -107,7 +107,7 @@ fn found_row(tenant: &str, want: &DesiredAccount, f: &ObservedAccount) -> Status
         tenant: tenant.to_string(),
         environment: want.environment,
         account_id: Some(f.account.id.clone()),
-        account_status: f.account.status.clone(),
+        account_status: f.account.status.to_string(),
         ou: if f.desired_ou_id.as_deref() == Some(f.parent_id.as_str()) {
             want.ou_path.clone()
         } else {
@@ -122,7 +122,7 @@ fn found_row(tenant: &str, want: &DesiredAccount, f: &ObservedAccount) -> Status
                     stack: s.stack_name.clone(),
                     version: o.and_then(|o| o.version.clone()),
                     desired_version: s.version.clone(),
-                    status: o.map_or("MISSING".into(), |o| o.status.clone()),
+                    status: o.map_or("MISSING".into(), |o| o.status.to_string()),
                 }
             })
             .collect(),

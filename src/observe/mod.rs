@@ -11,7 +11,8 @@ use serde::Serialize;
 use crate::aws::member::{MemberSession, VerifiedAccount};
 pub use crate::aws::org::failure_hint;
 pub use crate::aws::types::{
-    AccountSummary, CreateRequest, CreateRequestState, DriftedResource, ObservedStack, OrgOverview, ResourceDrift,
+    AccountStatus, AccountSummary, CreateRequest, CreateRequestState, DriftedResource, ObservedStack, OrgOverview,
+    ResourceDrift,
 };
 use crate::aws::{cfn, org, Clients};
 use crate::config::OrgSettings;
@@ -159,7 +160,7 @@ impl Observer<'_> {
             self.placement(overview, &summary.id, &desired.account(env).ou_path).await?;
         let attached = org::attached_scps(&self.clients.org, &summary.id).await?;
         let policies = self.policies(desired, env, rec, &attached).await?;
-        let stacks = match summary.status == "ACTIVE" {
+        let stacks = match summary.status == AccountStatus::Active {
             true => self.stacks(&verified).await?,
             false => BTreeMap::new(),
         };
@@ -455,11 +456,11 @@ impl Observer<'_> {
         .await?;
         let mut stacks = cfn::tenantry_stacks(&session.cfn).await?;
         for (name, stack) in stacks.iter_mut() {
-            if stack.status.ends_with("_IN_PROGRESS") || stack.status == "DELETE_COMPLETE" {
+            if stack.status.is_in_progress() || stack.status.is_deleted() {
                 continue;
             }
             stack.template_body = cfn::template_body(&session.cfn, name).await?;
-            if self.detect_drift && (!stack.status.ends_with("_COMPLETE") || stack.status == "ROLLBACK_COMPLETE") {
+            if self.detect_drift && (!stack.status.is_complete() || stack.status.needs_replacement()) {
                 stack.resource_drift =
                     ResourceDrift::Unsupported(format!("not checked: the stack is {}", stack.status));
             } else if self.detect_drift {
@@ -489,7 +490,7 @@ impl Observer<'_> {
             && found_by != FoundBy::Recorded
             && !tags.contains_key(crate::tenant::tags::HOME_REGION)
             && stacks.is_empty()
-            && summary.status == "ACTIVE";
+            && summary.status == AccountStatus::Active;
         unknown.then(|| AccountObservation::Refused {
             account_id: Some(summary.id.clone()),
             reason: format!(

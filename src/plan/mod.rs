@@ -10,6 +10,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::aws::types::StackStatus;
 use crate::desired::{DesiredAccount, DesiredTenant};
 use crate::observe::{AccountObservation, FoundBy, ObservedAccount, ObservedTenant, OrgOverview, ResourceDrift};
 use crate::tenant::{tags, Environment};
@@ -578,7 +579,7 @@ pub fn tenant(desired: &DesiredTenant, observed: &ObservedTenant) -> TenantPlan 
                 new_account_steps(want, &mut steps);
             }
             AccountObservation::Found(found) => {
-                if found.account.status != "ACTIVE" {
+                if found.account.status != crate::aws::types::AccountStatus::Active {
                     refusals.push(Refusal::new(
                         env,
                         RefusalKind::AccountNotActive,
@@ -766,35 +767,36 @@ fn existing_account_steps(
                 blueprint: s.blueprint.clone(),
                 version: s.version.clone(),
             }),
-            Some(o) if o.status.ends_with("_IN_PROGRESS") => refusals.push(Refusal::new(
+            Some(o) if o.status.is_in_progress() => refusals.push(Refusal::new(
                 env,
-                RefusalKind::StackBusy { stack: s.stack_name.clone(), status: o.status.clone() },
+                RefusalKind::StackBusy { stack: s.stack_name.clone(), status: o.status.to_string() },
                 format!(
                     "stack {} is {}: another operation is running on it; run again when it has finished",
                     s.stack_name, o.status
                 ),
             )),
-            Some(o) if o.status == "UPDATE_ROLLBACK_FAILED" => steps.push(Step::RecoverStack {
+            Some(o) if o.status == StackStatus::UpdateRollbackFailed => steps.push(Step::RecoverStack {
                 environment: env,
                 stack: s.stack_name.clone(),
                 blueprint: s.blueprint.clone(),
                 version: s.version.clone(),
             }),
-            Some(o) if needs_replacement(&o.status) => steps.push(Step::RecreateStack {
+            Some(o) if o.status.needs_replacement() => steps.push(Step::RecreateStack {
                 environment: env,
                 stack: s.stack_name.clone(),
                 blueprint: s.blueprint.clone(),
-                status: o.status.clone(),
+                status: o.status.to_string(),
                 version: s.version.clone(),
             }),
-            Some(o) if o.version.as_deref() != Some(s.version.as_str()) || !o.status.ends_with("_COMPLETE") => steps
-                .push(Step::UpdateStack {
+            Some(o) if o.version.as_deref() != Some(s.version.as_str()) || !o.status.is_complete() => {
+                steps.push(Step::UpdateStack {
                     environment: env,
                     stack: s.stack_name.clone(),
                     blueprint: s.blueprint.clone(),
                     from_version: o.version.clone(),
                     version: s.version.clone(),
-                }),
+                })
+            }
             Some(o) => {
                 let mut causes = Vec::new();
                 if o.template_body.as_deref().is_some_and(|body| !same_json(body, &s.template)) {
@@ -848,7 +850,7 @@ fn existing_account_steps(
     for (name, o) in &found.stacks {
         let managed = o.tags.get(crate::tenant::tags::MANAGED_BY).map(String::as_str) == Some("tenantry");
         if let (true, Some(blueprint)) = (managed, o.tags.get(crate::tenant::tags::BLUEPRINT)) {
-            if !want.stacks.iter().any(|s| &s.stack_name == name) && o.status != "DELETE_COMPLETE" {
+            if !want.stacks.iter().any(|s| &s.stack_name == name) && !o.status.is_deleted() {
                 steps.push(Step::DeleteStack { environment: env, stack: name.clone(), blueprint: blueprint.clone() });
             }
         }
@@ -865,10 +867,6 @@ pub fn is_tenantry_policy_name(name: &str) -> bool {
 }
 
 /// Stack statuses CloudFormation cannot update: the stack must be deleted and created again.
-fn needs_replacement(status: &str) -> bool {
-    matches!(status, "ROLLBACK_COMPLETE" | "ROLLBACK_FAILED" | "CREATE_FAILED" | "DELETE_FAILED")
-}
-
 /// Whether two JSON documents are equal as values (whitespace and key order aside).
 fn same_json(a: &str, b: &str) -> bool {
     match (serde_json::from_str::<serde_json::Value>(a), serde_json::from_str::<serde_json::Value>(b)) {

@@ -15,6 +15,7 @@ pub mod run;
 #[cfg(test)]
 mod tests;
 
+use crate::aws::types::StackStatus;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -253,7 +254,7 @@ pub struct Gate {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StagingStack {
     /// Stack status.
-    pub status: String,
+    pub status: StackStatus,
     /// What it runs when that is not the release looked at: read from its template
     /// ([`Running::describe`] text), e.g. "release 24785d…" or "a template that is no stored
     /// release".
@@ -333,8 +334,7 @@ pub fn gates(i: &GateInputs<'_>) -> Vec<Gate> {
         Some(s) => {
             // UPDATE_ROLLBACK_COMPLETE is stable too: a later update failed and the stack was
             // rolled back to what it ran before, which the template comparison then shows.
-            let complete =
-                matches!(s.status.as_str(), "CREATE_COMPLETE" | "UPDATE_COMPLETE" | "UPDATE_ROLLBACK_COMPLETE");
+            let complete = s.status.runs_a_template();
             // What the stack runs is its template: equal to the artifact byte for byte.
             let runs = s.template_matches;
             let detail = if !runs {
@@ -518,7 +518,7 @@ pub enum Running {
         /// Release digest.
         release: String,
         /// Stack status.
-        stack_status: String,
+        stack_status: StackStatus,
     },
     /// The stack runs a template that is no stored release of the tenant (changed outside
     /// tenantry, or its artifact is gone).
@@ -526,12 +526,12 @@ pub enum Running {
         /// Its `tenantry:release` tag, if any.
         tag: Option<String>,
         /// Stack status.
-        stack_status: String,
+        stack_status: StackStatus,
     },
     /// An operation is in progress (`*_IN_PROGRESS`): what it will run is not known yet.
     Busy {
         /// Stack status.
-        stack_status: String,
+        stack_status: StackStatus,
     },
 }
 
@@ -545,7 +545,7 @@ impl Running {
     }
 
     /// The stack's status, when there is a stack that ran something.
-    pub fn stack_status(&self) -> Option<&str> {
+    pub fn stack_status(&self) -> Option<&StackStatus> {
         match self {
             Running::Release { stack_status, .. }
             | Running::Unknown { stack_status, .. }

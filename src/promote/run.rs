@@ -15,7 +15,7 @@ use super::{
 use crate::apply::Engine;
 use crate::aws::cfn::{self, ResourceChange};
 use crate::aws::member::{MemberSession, VerifiedAccount};
-use crate::aws::types::ObservedStack;
+use crate::aws::types::{ObservedStack, StackStatus};
 use crate::desired::DesiredTenant;
 use crate::observe::ResourceDrift;
 use crate::render::Renderer;
@@ -131,7 +131,7 @@ pub struct Promotion {
     /// A rollback to an earlier release rather than a promotion.
     pub rollback: bool,
     /// The production stack's status after a failed deploy.
-    pub stack_status: Option<String>,
+    pub stack_status: Option<StackStatus>,
     /// What the production stack ran before, read from the stack (`GetTemplate` matched byte for
     /// byte against the tenant's stored artifacts); `previous_release` is its release.
     pub running: Option<Running>,
@@ -317,10 +317,11 @@ impl Promoter<'_> {
     ) -> Result<Running> {
         let stack = workload_stack(workload);
         let Some(s) = cfn::describe(&session.cfn, &stack).await? else { return Ok(Running::Absent) };
-        match s.status.as_str() {
-            "REVIEW_IN_PROGRESS" | "ROLLBACK_COMPLETE" | "DELETE_COMPLETE" => return Ok(Running::Absent),
-            st if st.ends_with("_IN_PROGRESS") => return Ok(Running::Busy { stack_status: st.into() }),
-            _ => {}
+        if s.status.is_empty() {
+            return Ok(Running::Absent);
+        }
+        if s.status.is_in_progress() {
+            return Ok(Running::Busy { stack_status: s.status });
         }
         let body = cfn::template_body(&session.cfn, &stack).await?.unwrap_or_default();
         let tag = s.tags.get(tags::RELEASE).cloned();
@@ -620,25 +621,25 @@ impl Promoter<'_> {
         dry_run: bool,
     ) -> Result<bool> {
         if let Some(s) = current {
-            match s.status.as_str() {
+            match &s.status {
                 // Never created, nothing left in it: CloudFormation cannot update it; it is
                 // deleted and created again, as an operator would (never in a dry run).
-                "ROLLBACK_COMPLETE" if dry_run => bail!(
+                StackStatus::RollbackComplete if dry_run => bail!(
                     "stack {stack} in {env} is ROLLBACK_COMPLETE (its creation failed): a promotion deletes it and creates it again; the dry run stops here"
                 ),
-                "ROLLBACK_COMPLETE" => cfn::delete(&session.cfn, stack, self.timeout()).await?,
+                StackStatus::RollbackComplete => cfn::delete(&session.cfn, stack, self.timeout()).await?,
                 // An empty stack an earlier attempt created for review and never executed (a
                 // stopped or killed run): it never ran anything; deleted, with its change sets,
                 // and created afresh (never in a dry run).
-                "REVIEW_IN_PROGRESS" if dry_run => bail!(
+                StackStatus::ReviewInProgress if dry_run => bail!(
                     "stack {stack} in {env} is REVIEW_IN_PROGRESS (left by an earlier attempt that was never executed): a promotion deletes it first; the dry run stops here"
                 ),
-                "REVIEW_IN_PROGRESS" => cfn::delete(&session.cfn, stack, self.timeout()).await?,
-                "ROLLBACK_FAILED" | "CREATE_FAILED" | "DELETE_FAILED" | "UPDATE_ROLLBACK_FAILED" => bail!(
+                StackStatus::ReviewInProgress => cfn::delete(&session.cfn, stack, self.timeout()).await?,
+                st if st.needs_replacement() || *st == StackStatus::UpdateRollbackFailed => bail!(
                     "stack {stack} in {env} is {} and may still hold resources: resolve it (continue the rollback or delete it) before deploying",
                     s.status
                 ),
-                st if st.ends_with("_IN_PROGRESS") && st != "REVIEW_IN_PROGRESS" => {
+                st if st.is_in_progress() => {
                     bail!("stack {stack} in {env} is busy ({st}); try again when it settles")
                 }
                 _ => {}
@@ -646,7 +647,7 @@ impl Promoter<'_> {
         }
         Ok(match current {
             None => true,
-            Some(s) => matches!(s.status.as_str(), "REVIEW_IN_PROGRESS" | "ROLLBACK_COMPLETE" | "DELETE_COMPLETE"),
+            Some(s) => s.status.is_empty(),
         })
     }
 
@@ -660,7 +661,9 @@ impl Promoter<'_> {
     /// [`Promoter::discard`] by the change set's name, and whether it was to create the stack.
     async fn discard_named(&self, session: &MemberSession, stack: &str, name: &str, creates: bool) -> Result<()> {
         cfn::delete_change_set(&session.cfn, stack, name).await?;
-        if creates && cfn::describe(&session.cfn, stack).await?.is_some_and(|s| s.status == "REVIEW_IN_PROGRESS") {
+        if creates
+            && cfn::describe(&session.cfn, stack).await?.is_some_and(|s| s.status == StackStatus::ReviewInProgress)
+        {
             cfn::delete(&session.cfn, stack, self.timeout()).await?;
         }
         Ok(())
@@ -827,9 +830,9 @@ impl Promoter<'_> {
         let staging = self.session(tenant, Environment::Staging).await?;
         let stack = workload_stack(workload);
         let staging_stack = match cfn::describe(&staging.cfn, &stack).await? {
-            Some(s) if s.status != "REVIEW_IN_PROGRESS" => {
+            Some(s) if s.status != StackStatus::ReviewInProgress => {
                 let body = cfn::template_body(&staging.cfn, &stack).await?;
-                let (in_sync, drifted) = if s.status.ends_with("_COMPLETE") {
+                let (in_sync, drifted) = if s.status.is_complete() {
                     match cfn::detect_drift(&staging.cfn, &stack, self.timeout().min(Duration::from_secs(600))).await? {
                         ResourceDrift::InSync => (Ok(true), Vec::new()),
                         ResourceDrift::Drifted(list) => {
@@ -1161,7 +1164,7 @@ impl Promoter<'_> {
                 // Not done yet (or not readable now): the intent stays open and the next
                 // promotion or rollback records the outcome from the stack.
                 p.status = PromotionStatus::Failed;
-                p.stack_status = seen.as_ref().ok().and_then(Running::stack_status).map(str::to_string);
+                p.stack_status = seen.as_ref().ok().and_then(Running::stack_status).cloned();
                 p.error = Some(format!(
                     "{e:#}; production runs {}: the outcome of change set {} is recorded by the next `tenantry promote` or `rollback`",
                     seen.as_ref().map(Running::describe).unwrap_or_else(|e| format!("(not readable: {e:#})")),
@@ -1191,7 +1194,7 @@ impl Promoter<'_> {
         let after = cfn::describe(&prod.cfn, &stack).await.ok().flatten().map(|s| s.status);
         p.stack_status = after.clone();
         p.error = Some(format!("{e:#}"));
-        if after.as_deref() == Some("REVIEW_IN_PROGRESS") {
+        if after == Some(StackStatus::ReviewInProgress) {
             // The change set was never carried out (its stack was only ever reviewed):
             // nothing changed in production. Nothing of the attempt is left behind.
             if let Err(e) = self.discard(prod, &stack, preview).await {
@@ -1202,13 +1205,13 @@ impl Promoter<'_> {
                 );
             }
             p.stack_status = cfn::describe(&prod.cfn, &stack).await.ok().flatten().map(|s| s.status);
-        } else if after.as_deref().is_some_and(|st| st.ends_with("_IN_PROGRESS")) {
+        } else if after.as_ref().is_some_and(StackStatus::is_in_progress) {
             // Still going on in CloudFormation (a stop, or the wait timed out): its
             // outcome is not known yet. The intent stays open; the next promotion or
             // rollback records what production ends up running.
             p.error = Some(format!(
                 "{e:#}; the production stack is still {}: its outcome is recorded by the next `tenantry promote` or `rollback` once it settles",
-                after.as_deref().unwrap_or_default()
+                after.as_ref().map(StackStatus::as_str).unwrap_or_default()
             ));
             return Ok(());
         }

@@ -387,13 +387,13 @@ pub fn assess(
 /// What an account that was found shows beyond the plan: not ACTIVE, SCPs that are not
 /// tenantry's, and stacks whose drift could not be checked.
 fn found_items(env: Environment, found: &ObservedAccount, items: &mut Vec<DriftItem>, not_run: &mut Vec<CheckNotRun>) {
-    if found.account.status != "ACTIVE" {
+    if found.account.status != crate::aws::types::AccountStatus::Active {
         items.push(DriftItem {
             environment: Some(env),
             kind: DriftKind::AccountNotActive,
             resource: account(Some(&found.account.id)),
             expected: "ACTIVE".into(),
-            found: found.account.status.clone(),
+            found: found.account.status.to_string(),
             severity: Severity::Critical,
             action: "none: tenantry never reopens, closes or replaces accounts; investigate".into(),
             remediable: false,
@@ -617,7 +617,7 @@ pub fn orphans(
             account_id: a.id.clone(),
             name: a.name.clone(),
             email: a.email.clone(),
-            status: a.status.clone(),
+            status: a.status.to_string(),
             tenant_tag: tenant.clone(),
             environment_tag: t.get(tags::ENVIRONMENT).cloned(),
             reason,
