@@ -5,6 +5,7 @@ pub mod cfn;
 pub mod error;
 pub mod member;
 pub mod org;
+pub mod s3;
 pub mod types;
 
 pub use error::{kind_of, Classify, Error, ErrorKind};

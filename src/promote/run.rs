@@ -691,33 +691,16 @@ impl Promoter<'_> {
             .collect();
         let outputs = cfn::outputs(&staging.cfn, "tenantry-agent-pipeline").await?;
         let Some(bucket) = outputs.get("EvidenceBucketName") else { return Ok(out) };
-        let mut pages = staging.s3.list_objects_v2().bucket(bucket).prefix("verdicts/").into_paginator().send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| crate::aws::aws_error("s3:ListObjectsV2", e))?;
-            for obj in page.contents.unwrap_or_default() {
-                let Some(key) = obj.key else { continue };
-                let got = staging
-                    .s3
-                    .get_object()
-                    .bucket(bucket)
-                    .key(&key)
-                    .send()
-                    .await
-                    .map_err(|e| crate::aws::aws_error("s3:GetObject", e))?;
-                let bytes = got.body.collect().await.context("reading evidence")?.into_bytes();
-                let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
-                    tracing::warn!(bucket, key, "evidence object is not JSON; ignored");
-                    continue;
-                };
-                // Ordered by when S3 received it, never by a time the object claims.
-                let at = obj
-                    .last_modified
-                    .and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok())
-                    .unwrap_or_default();
-                match super::verdict(&key, &v, at, format!("s3://{bucket}/{key}")) {
-                    Ok(e) => out.push(e),
-                    Err(why) => tracing::warn!(bucket, key, "verdict ignored: {why}"),
-                }
+        for obj in crate::aws::s3::objects_under(&staging.s3, bucket, "verdicts/").await? {
+            let key = &obj.key;
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&obj.bytes) else {
+                tracing::warn!(bucket, key, "evidence object is not JSON; ignored");
+                continue;
+            };
+            // Ordered by when S3 received it, never by a time the object claims.
+            match super::verdict(key, &v, obj.last_modified.clone(), format!("s3://{bucket}/{key}")) {
+                Ok(e) => out.push(e),
+                Err(why) => tracing::warn!(bucket, key, "verdict ignored: {why}"),
             }
         }
         Ok(out)
