@@ -174,3 +174,44 @@ async fn a_saved_plan_is_refused_for_other_credentials_or_another_format() {
     let aws = Aws::new(&emu.endpoint).await;
     assert!(aws.tenant_accounts().await.is_empty(), "nothing was created");
 }
+
+/// The id of the OU at `path` (`A/B`), looked up from the root.
+async fn ou_id(aws: &Aws, path: &str) -> Option<String> {
+    let roots = aws.org.list_roots().send().await.unwrap();
+    let mut parent = roots.roots()[0].id().unwrap().to_string();
+    for seg in path.split('/') {
+        let ous = aws.org.list_organizational_units_for_parent().parent_id(&parent).send().await.unwrap();
+        parent = ous.organizational_units().iter().find(|o| o.name() == Some(seg))?.id()?.to_string();
+    }
+    Some(parent)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ou_deleted_after_the_plan_makes_it_stale_and_is_not_created_by_a_tenant_step() {
+    let emu = Emulator::start();
+    let ws = Workspace::new();
+    assert_eq!(ws.run(&emu.endpoint, &["apply"]).code, 0);
+    let aws = Aws::new(&emu.endpoint).await;
+    // An OU made by hand, and a new tenant whose production account goes there.
+    let tenants = ou_id(&aws, "Tenants").await.expect("Tenants OU");
+    aws.org.create_organizational_unit().parent_id(&tenants).name("Gold").send().await.unwrap();
+    ws.copy_of_acme("initech");
+    let text = ws.read("tenants/initech.toml").replacen("ou = \"Tenants/Production\"", "ou = \"Tenants/Gold\"", 1);
+    ws.write("tenants/initech.toml", &text);
+    let plan = ws.run(&emu.endpoint, &["plan", "initech", "-out", "gold.plan"]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    let saved: serde_json::Value = serde_json::from_str(&ws.read("gold.plan")).unwrap();
+    assert_eq!(saved["plan"]["organization"], serde_json::json!([]), "the OU exists when the plan is made");
+
+    // The OU is deleted before the plan is carried out: the plan is stale; no OU is made by a
+    // tenant's step outside the organization's lease.
+    let gold = ou_id(&aws, "Tenants/Gold").await.unwrap();
+    aws.org.delete_organizational_unit().organizational_unit_id(&gold).send().await.unwrap();
+    // An editor's backup file is not an input: it does not make the plan stale.
+    ws.write("tenants/initech.toml.bak", "not a tenant");
+    let apply = ws.run(&emu.endpoint, &["apply", "gold.plan"]);
+    assert_eq!(apply.code, 1, "{apply:?}");
+    assert!(apply.stderr.contains("the plan is stale") && apply.stderr.contains("create OU Tenants/Gold"), "{apply:?}");
+    assert!(ou_id(&aws, "Tenants/Gold").await.is_none(), "no OU was created");
+    assert!(aws.tenant_accounts().await.keys().all(|(t, _)| t != "initech"), "nothing of initech was created");
+}

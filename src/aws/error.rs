@@ -120,11 +120,6 @@ where
     }
 }
 
-/// The kind of the first AWS error in an error's chain, if there is one.
-pub fn kind_of(e: &anyhow::Error) -> Option<ErrorKind> {
-    e.chain().find_map(|c| c.downcast_ref::<Error>()).map(|e| e.kind)
-}
-
 /// The one table from error codes and HTTP statuses to kinds.
 fn classify(answered: bool, status: Option<u16>, code: Option<&str>) -> ErrorKind {
     use ErrorKind::*;

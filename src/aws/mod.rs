@@ -8,7 +8,7 @@ pub mod org;
 pub mod s3;
 pub mod types;
 
-pub use error::{kind_of, Classify, Error, ErrorKind};
+pub use error::{Classify, Error, ErrorKind};
 
 use std::time::Duration;
 

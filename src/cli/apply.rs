@@ -32,6 +32,11 @@ pub(super) async fn apply_organization(
     approved: &[plan::Step],
 ) -> Result<(OrgOverview, Vec<plan::Step>)> {
     if approved.is_empty() {
+        // Nothing approved for the organization: nothing may be needed either (an OU a tenant's
+        // step moves an account into, deleted since the plan, makes the plan stale rather than
+        // being created outside the organization's lease).
+        let ous = ou_existence(engine, overview, tenants).await?;
+        saved::check_organization(approved, &plan::organization(overview, &ous))?;
         return Ok((engine.apply_organization(approved, overview).await?, Vec::new()));
     }
     let s = &engine.settings;

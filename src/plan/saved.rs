@@ -173,8 +173,9 @@ pub fn check_tenant(approved: &TenantPlan, now: &TenantPlan) -> Result<(), Stale
     }
 }
 
-/// Checks organization steps: the approved ones against the ones made again under the
-/// organization's lease (none left to do is never stale).
+/// Checks organization steps: the approved ones against the ones made again (under the
+/// organization's lease when there are any). None left to do is never stale; steps needed now
+/// that none were approved for are.
 pub fn check_organization(approved: &[Step], now: &[Step]) -> Result<(), Stale> {
     if approved == now || now.is_empty() {
         return Ok(());
