@@ -275,3 +275,20 @@ async fn suspended_state_bucket_versioning_is_reported_and_enabled_again() {
     let v = aws.s3.get_bucket_versioning().bucket(&bucket).send().await.unwrap();
     assert_eq!(v.status, Some(aws_sdk_s3::types::BucketVersioningStatus::Enabled));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_conditional_write_over_an_object_deleted_since_it_was_read_is_a_write_conflict() {
+    // A lease released by its holder between another process's read and its takeover: S3 answers
+    // the `If-Match` write with 404 NoSuchKey, which is a lost race like a 412, not an error.
+    let emu = Emulator::start();
+    let ws = Workspace::new();
+    assert_eq!(ws.run(&emu.endpoint, &["apply", "acme"]).code, 0);
+    let aws = Aws::new(&emu.endpoint).await;
+    let bucket = Aws::state_bucket(&emu);
+    let store = tenantry::state::StateStore::new(aws.s3.clone(), bucket.clone());
+    let mut tracked = store.read("acme").await.unwrap();
+    assert!(tracked.etag.is_some(), "acme has a record");
+    aws.s3.delete_object().bucket(&bucket).key("tenants/acme.json").send().await.unwrap();
+    let err = store.write(&mut tracked).await.expect_err("the object changed since it was read");
+    assert!(matches!(err, tenantry::state::Error::WriteConflict(_)), "{err:#}");
+}

@@ -483,7 +483,12 @@ impl StateStore {
         };
         match req.send().await {
             Ok(out) => Ok(out.e_tag.unwrap_or_default()),
-            Err(e) if is_precondition_failure(&e) => {
+            // With `If-Match`, an object deleted since it was read answers 404 NoSuchKey: it
+            // changed since it was read, like a 412.
+            Err(e)
+                if is_precondition_failure(&e)
+                    || (etag.is_some() && AwsError::kind_of_sdk(&e) == ErrorKind::NotFound) =>
+            {
                 Err(WriteConflict { bucket: self.bucket.clone(), key: key.into() }.into())
             }
             Err(e) => Err(AwsError::from_sdk("s3:PutObject", e).into()),
