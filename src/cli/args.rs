@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Gives every tenant its own production and digital-twin staging AWS accounts and keeps them in
 /// their desired state.
@@ -184,18 +184,9 @@ pub enum Command {
         /// Release digest or prefix (default: the workload's latest staged release).
         #[arg(long, conflicts_with = "all")]
         release: Option<String>,
-        /// Workload (default: every workload of the tenant).
-        #[arg(long)]
-        workload: Option<String>,
-        /// Check the gates and preview the change set; execute nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Approve a promotion that needs approval (recorded in the ledger).
-        #[arg(long)]
-        approve: bool,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = Output::Text)]
-        output: Output,
+        /// Which workloads, and how.
+        #[command(flatten)]
+        how: ProductionChange,
     },
     /// Approve a release for production (recorded in the ledger); a later `promote` proceeds.
     Approve {
@@ -208,18 +199,9 @@ pub enum Command {
     Rollback {
         /// Tenant id.
         tenant: String,
-        /// Workload (default: every workload of the tenant).
-        #[arg(long)]
-        workload: Option<String>,
-        /// Preview only.
-        #[arg(long)]
-        dry_run: bool,
-        /// Approve it if it needs approval.
-        #[arg(long)]
-        approve: bool,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = Output::Text)]
-        output: Output,
+        /// Which workloads, and how.
+        #[command(flatten)]
+        how: ProductionChange,
     },
     /// The tenant's promotion ledger: stages, evidence, approvals, promotions, rollbacks.
     History {
@@ -237,6 +219,23 @@ pub enum Command {
         #[command(subcommand)]
         action: StateCommand,
     },
+}
+
+/// The options `promote` and `rollback` share: a change to production, per workload.
+#[derive(Debug, Args)]
+pub struct ProductionChange {
+    /// Workload (default: every workload of the tenant).
+    #[arg(long)]
+    pub workload: Option<String>,
+    /// Check the gates and preview the change set; execute nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Approve a change that needs approval (recorded in the ledger).
+    #[arg(long)]
+    pub approve: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
 }
 
 /// `tenantry state` subcommands.
@@ -284,9 +283,8 @@ impl Command {
             | Command::Reconcile { output, .. }
             | Command::Stage { output, .. }
             | Command::Converged { output, .. }
-            | Command::Promote { output, .. }
-            | Command::Rollback { output, .. }
             | Command::History { output, .. } => Some(*output),
+            Command::Promote { how, .. } | Command::Rollback { how, .. } => Some(how.output),
             _ => None,
         }
     }

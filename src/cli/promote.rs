@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 
-use super::args::{CheckResult, Command, Output};
+use super::args::{CheckResult, Command, Output, ProductionChange};
 use crate::desired::DesiredTenant;
 use crate::promote::run::{waves, workloads, Promoter, Promotion, PromotionStatus};
 use crate::promote::{short, Gate};
@@ -36,7 +36,7 @@ fn print_promotion(p: &Promotion) {
             (false, true) => format!("rollback to release {}", short(&p.release)),
             (false, false) => format!("release {}", short(&p.release)),
         },
-        match &p.running {
+        match p.running() {
             Some(
                 r @ (crate::promote::Running::Release { .. }
                 | crate::promote::Running::Unknown { .. }
@@ -45,10 +45,11 @@ fn print_promotion(p: &Promotion) {
             _ => " (not in production yet)".into(),
         }
     );
-    if let Some(m) = &p.ledger_mismatch {
+    let truth = p.truth.as_ref();
+    if let Some(m) = truth.and_then(|t| t.mismatch.as_ref()) {
         crate::out!("  LEDGER MISMATCH: {m}");
     }
-    for r in &p.recovered {
+    for r in truth.map(|t| t.recover.as_slice()).unwrap_or_default() {
         let kind = serde_json::to_value(r.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
         let verb = if p.recovered_written { "recorded" } else { "would record (nothing written in a dry run)" };
         crate::out!("  ledger: {verb} {kind} {} (recovered): {}", short(&r.release), r.note);
@@ -150,8 +151,8 @@ pub async fn run(p: &Promoter<'_>, tenants: &[Tenant], desired: &[DesiredTenant]
             let (t, d) = find(tenants, desired, &tenant)?;
             converged(p, t, d, workload, release, output).await
         }
-        Command::Promote { tenant, all, wave_size, canary, release, workload, dry_run, approve, output } => {
-            let how = How { workload, dry_run, approve, output };
+        Command::Promote { tenant, all, wave_size, canary, release, how } => {
+            let output = how.output;
             let done = match tenant {
                 Some(id) if !all => {
                     let (t, d) = find(tenants, desired, &id)?;
@@ -162,21 +163,13 @@ pub async fn run(p: &Promoter<'_>, tenants: &[Tenant], desired: &[DesiredTenant]
             emit(output, &done)?;
             Ok(exit_code(&done))
         }
-        Command::Rollback { tenant, workload, dry_run, approve, output } => {
+        Command::Rollback { tenant, how } => {
             let (t, _) = find(tenants, desired, &tenant)?;
-            rollback(p, t, workload, dry_run, approve, output).await
+            rollback(p, t, &how).await
         }
         Command::History { tenant, output } => history(p, find(tenants, desired, &tenant)?.0, output).await,
         _ => bail!("not a promotion command"),
     }
-}
-
-/// How `promote` was asked to work on each tenant.
-struct How {
-    workload: Option<String>,
-    dry_run: bool,
-    approve: bool,
-    output: Output,
 }
 
 /// `tenantry stage`.
@@ -238,7 +231,7 @@ async fn promote_one(
     t: &Tenant,
     d: &DesiredTenant,
     release: Option<&str>,
-    how: &How,
+    how: &ProductionChange,
 ) -> Result<Vec<Promotion>> {
     let mut done = Vec::new();
     let names = workloads(t, how.workload.as_deref())?;
@@ -264,7 +257,7 @@ async fn promote_all(
     desired: &[DesiredTenant],
     canary: &[String],
     wave_size: usize,
-    how: &How,
+    how: &ProductionChange,
 ) -> Result<Vec<Promotion>> {
     let (workload, dry_run, approve, output) = (&how.workload, how.dry_run, how.approve, how.output);
     let mut done: Vec<Promotion> = Vec::new();
@@ -325,20 +318,13 @@ async fn promote_all(
 }
 
 /// `tenantry rollback`.
-async fn rollback(
-    p: &Promoter<'_>,
-    t: &Tenant,
-    workload: Option<String>,
-    dry_run: bool,
-    approve: bool,
-    output: Output,
-) -> Result<u8> {
+async fn rollback(p: &Promoter<'_>, t: &Tenant, how: &ProductionChange) -> Result<u8> {
     let mut done = Vec::new();
-    let names = workloads(t, workload.as_deref())?;
+    let names = workloads(t, how.workload.as_deref())?;
     p.leased(&t.spec.id, async {
         for w in &names {
-            let pr = p.rollback(t, w, dry_run, approve).await?;
-            if output == Output::Text {
+            let pr = p.rollback(t, w, how.dry_run, how.approve).await?;
+            if how.output == Output::Text {
                 print_promotion(&pr);
             }
             done.push(pr);
@@ -346,7 +332,7 @@ async fn rollback(
         Ok(())
     })
     .await?;
-    emit(output, &done)?;
+    emit(how.output, &done)?;
     Ok(exit_code(&done))
 }
 
@@ -428,39 +414,29 @@ fn record_detail(r: &crate::promote::LedgerRecord) -> String {
 #[derive(serde::Serialize)]
 struct ProductionRuns {
     workload: String,
-    /// Read from the production stack; `None` when it could not be read (`error` says why).
-    running: Option<crate::promote::Running>,
-    /// What the ledger's last promotion or rollback says.
-    ledger_release: Option<String>,
-    /// The ledger and the stack disagree (the next `promote` or `rollback` records the truth).
-    ledger_mismatch: Option<String>,
-    /// What the next `promote` or `rollback` records (nothing is written by `history`).
-    recovered: Vec<crate::promote::Recovery>,
+    /// Read from the production stack, with what the ledger says and what the next `promote` or
+    /// `rollback` records (nothing is written by `history`); `None` when it could not be read
+    /// (`error` says why).
+    #[serde(flatten, serialize_with = "crate::promote::LedgerTruth::serialize_flat")]
+    truth: Option<crate::promote::LedgerTruth>,
     error: Option<String>,
 }
 
 impl ProductionRuns {
     /// A workload whose production stack could not be read, and why.
     fn unreadable(workload: String, e: &anyhow::Error) -> ProductionRuns {
-        ProductionRuns {
-            workload,
-            running: None,
-            ledger_release: None,
-            ledger_mismatch: None,
-            recovered: Vec::new(),
-            error: Some(format!("{e:#}")),
-        }
+        ProductionRuns { workload, truth: None, error: Some(format!("{e:#}")) }
     }
 }
 
 impl ProductionRuns {
     fn line(&self) -> String {
-        match (&self.running, &self.error) {
-            (Some(r), _) => format!(
+        match (&self.truth, &self.error) {
+            (Some(t), _) => format!(
                 "production, workload {}: runs {} (read from the stack){}",
                 self.workload,
-                r.describe(),
-                self.ledger_mismatch.as_deref().map(|m| format!("\n  LEDGER MISMATCH: {m}")).unwrap_or_default()
+                t.running.describe(),
+                t.mismatch.as_deref().map(|m| format!("\n  LEDGER MISMATCH: {m}")).unwrap_or_default()
             ),
             (None, e) => format!("production, workload {}: not read: {}", self.workload, e.as_deref().unwrap_or("")),
         }
@@ -483,14 +459,7 @@ async fn production_of(p: &Promoter<'_>, t: &Tenant, records: &[crate::promote::
     for w in names {
         let mut ledger = records.to_vec();
         out.push(match p.production_truth(&t.spec.id, &w, &session, &mut ledger, false).await {
-            Ok(truth) => ProductionRuns {
-                workload: w,
-                running: Some(truth.running),
-                ledger_release: truth.ledger_release,
-                ledger_mismatch: truth.mismatch,
-                recovered: truth.recover,
-                error: None,
-            },
+            Ok(truth) => ProductionRuns { workload: w, truth: Some(truth), error: None },
             Err(e) => ProductionRuns::unreadable(w, &e),
         });
     }

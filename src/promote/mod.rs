@@ -596,6 +596,26 @@ pub struct LedgerTruth {
     pub mismatch: Option<String>,
 }
 
+impl LedgerTruth {
+    /// Serializes `truth` flattened into the struct that holds it, with the same keys when
+    /// production was not read (`None`): `running`, `ledger_release` and `ledger_mismatch` `null`,
+    /// `recovered` `[]`. Errors: those of the serializer.
+    pub fn serialize_flat<S: serde::Serializer>(truth: &Option<LedgerTruth>, s: S) -> Result<S::Ok, S::Error> {
+        /// The keys of an unread [`LedgerTruth`].
+        #[derive(Serialize)]
+        struct Unread {
+            running: Option<Running>,
+            ledger_release: Option<String>,
+            recovered: [Recovery; 0],
+            ledger_mismatch: Option<String>,
+        }
+        match truth {
+            Some(t) => t.serialize(s),
+            None => Unread { running: None, ledger_release: None, recovered: [], ledger_mismatch: None }.serialize(s),
+        }
+    }
+}
+
 /// `executing` records of `history` whose outcome was never recorded (no record names them in
 /// `detail.intent`) and that came after the last `promoted` or `rolled_back` record (an older
 /// one was overtaken by a later change of production), oldest first.

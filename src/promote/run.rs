@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::{
     classify, gates, ledger_truth, rollback_target, short, workload_stack, Evidence, Gate, GateInputs, LedgerKind,
-    LedgerRecord, LedgerTruth, Recovery, Release, Risk, Running, StagingStack, LEDGER_SCHEMA,
+    LedgerRecord, LedgerTruth, Release, Risk, Running, StagingStack, LEDGER_SCHEMA,
 };
 use crate::apply::Engine;
 use crate::aws::cfn::{self, ResourceChange};
@@ -132,17 +132,13 @@ pub struct Promotion {
     pub rollback: bool,
     /// The production stack's status after a failed deploy.
     pub stack_status: Option<StackStatus>,
-    /// What the production stack ran before, read from the stack (`GetTemplate` matched byte for
-    /// byte against the tenant's stored artifacts); `previous_release` is its release.
-    pub running: Option<Running>,
-    /// What the ledger's last promotion or rollback said production runs.
-    pub ledger_release: Option<String>,
-    /// The ledger disagreed with the production stack (before recovery), readably.
-    pub ledger_mismatch: Option<String>,
-    /// Ledger records appended because the ledger lacked the outcome of a change production
-    /// shows (in a dry run: the records that would be appended).
-    pub recovered: Vec<Recovery>,
-    /// Whether `recovered` was written (false in a dry run).
+    /// What the production stack ran before (read from the stack: `GetTemplate` matched byte for
+    /// byte against the tenant's stored artifacts; `previous_release` is its release), what the
+    /// ledger said, and the records appended because the ledger lacked them (in a dry run: the
+    /// records that would be). In JSON flattened: `running`, `ledger_release`, `ledger_mismatch`,
+    /// `recovered`, each `null` (`[]`) when production was not read.
+    #[serde(flatten, serialize_with = "LedgerTruth::serialize_flat")]
+    pub truth: Option<LedgerTruth>,
     pub recovered_written: bool,
 }
 
@@ -162,10 +158,7 @@ impl Promotion {
             error: None,
             rollback: false,
             stack_status: None,
-            running: None,
-            ledger_release: None,
-            ledger_mismatch: None,
-            recovered: Vec::new(),
+            truth: None,
             recovered_written: false,
         }
     }
@@ -177,12 +170,14 @@ impl Promotion {
 
     fn with_truth(mut self, truth: &LedgerTruth, written: bool) -> Promotion {
         self.previous_release = truth.running.release().map(str::to_string);
-        self.running = Some(truth.running.clone());
-        self.ledger_release = truth.ledger_release.clone();
-        self.ledger_mismatch = truth.mismatch.clone();
-        self.recovered = truth.recover.clone();
+        self.truth = Some(truth.clone());
         self.recovered_written = written;
         self
+    }
+
+    /// What production ran before, if it was read.
+    pub fn running(&self) -> Option<&Running> {
+        self.truth.as_ref().map(|t| &t.running)
     }
 }
 
@@ -990,7 +985,7 @@ impl Promoter<'_> {
         kind: LedgerKind,
     ) -> Result<Promotion> {
         crate::shutdown::check(format!("production: change set for release {}", short(&p.release)))?;
-        if let Some(Running::Busy { stack_status }) = &p.running {
+        if let Some(Running::Busy { stack_status }) = p.running() {
             bail!(
                 "the production stack {} is busy ({stack_status}); try again when it settles",
                 workload_stack(&p.workload)
@@ -1010,13 +1005,13 @@ impl Promoter<'_> {
                 p.status = PromotionStatus::Refused;
                 p.error = Some(format!(
                     "CloudFormation found nothing to change, but production runs {}, not release {}: nothing was executed or recorded",
-                    p.running.as_ref().map(Running::describe).unwrap_or_else(|| "nothing".into()),
+                    p.running().map(Running::describe).unwrap_or_else(|| "nothing".into()),
                     short(&p.release)
                 ));
             }
             return Ok(p);
         }
-        let (risk, reasons) = risk_of(tenant, &p.running, history, &preview.changes);
+        let (risk, reasons) = risk_of(tenant, p.running(), history, &preview.changes);
         p.risk = Some(risk);
         p.risk_reasons = reasons;
         if dry_run {
@@ -1100,7 +1095,7 @@ impl Promoter<'_> {
         let done = serde_json::json!({
             "intent": intent.id,
             "previous_release": previous,
-            "previous_running": p.running,
+            "previous_running": p.running(),
             "changes": p.changes,
             "risk": p.risk,
             "risk_reasons": p.risk_reasons,
@@ -1215,7 +1210,7 @@ impl Promoter<'_> {
 /// release no `executing` record names): overwriting that is never routine.
 fn risk_of(
     tenant: &Tenant,
-    running: &Option<Running>,
+    running: Option<&Running>,
     history: &[&LedgerRecord],
     changes: &[ResourceChange],
 ) -> (Risk, Vec<String>) {
@@ -1225,7 +1220,7 @@ fn risk_of(
         risk = Risk::High;
         reasons.push(format!(
             "production runs {}: this change overwrites it",
-            running.as_ref().map(Running::describe).unwrap_or_default()
+            running.map(Running::describe).unwrap_or_default()
         ));
     } else if let Some(r) = history
         .iter()

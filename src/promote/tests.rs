@@ -440,3 +440,24 @@ fn production_put_back_further_than_one_release_never_makes_a_rollback_go_forwar
     assert_eq!(promotion_stack(&[&a, &b, &c, &back_a]), ["A"]);
     assert_eq!(rollback_target(&[&a, &b, &c, &back_a]), None);
 }
+
+#[test]
+fn a_promotion_has_the_same_json_keys_whether_production_was_read_or_not() {
+    let unread = serde_json::to_value(run::Promotion::new("acme", "api", "")).unwrap();
+    for key in ["running", "ledger_release", "ledger_mismatch"] {
+        assert_eq!(unread[key], serde_json::Value::Null, "{key} in {unread:#}");
+    }
+    assert_eq!(unread["recovered"], serde_json::json!([]), "{unread:#}");
+    let running = Running::Release { release: "A".into(), stack_status: StackStatus::UpdateComplete };
+    let truth = ledger_truth(&[], &running);
+    let read = serde_json::to_value(LedgerTruth::serialize_flat(&Some(truth), serde_json::value::Serializer).unwrap())
+        .unwrap();
+    let keys = |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    let mut promoted = keys(&unread);
+    promoted.retain(|k| ["running", "ledger_release", "ledger_mismatch", "recovered"].contains(&k.as_str()));
+    let mut flat = keys(&read);
+    flat.sort();
+    promoted.sort();
+    assert_eq!(flat, promoted);
+    assert_eq!(read["running"]["release"], "A", "{read:#}");
+}
