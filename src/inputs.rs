@@ -179,56 +179,21 @@ mod tests {
 
     #[test]
     fn each_bad_tenant_file_is_one_diagnostic_naming_its_field_and_line() {
-        type Edit = fn(&str) -> String;
-        let cases: Vec<(&str, Edit, &str, &str)> = vec![
-            (
-                "bad email",
-                |t| t.replace("aws+acme-staging@example.com", "not-an-email"),
-                "staging.email",
-                "not a valid email",
-            ),
-            (
-                "unknown field",
-                |t| t.replace("drift = \"report\"", "drift = \"report\"\ncolour = \"red\""),
-                "colour",
-                "unknown field",
-            ),
-            (
-                "unknown policy",
-                |t| t.replacen("\"protect-tenantry\"", "\"no-such-policy\"", 1),
-                "production.policies.2",
-                "unknown policy",
-            ),
-            (
-                "region outside allowed",
-                |t| t.replace("allowed_regions = [\"us-east-1\"]", "allowed_regions = [\"eu-west-1\"]"),
-                "staging.allowed_regions",
-                "home region",
-            ),
-            (
-                "unknown blueprint parameter",
-                |t| t.replace("log_retention_days = 365", "log_retention_days = 365\nshoe_size = 9"),
-                "production.blueprints.baseline.shoe_size",
-                "no parameter",
-            ),
-            (
-                "agent pipeline in production",
-                |t| {
-                    t.replace("[production.blueprints.baseline]", "[production.blueprints.agent-pipeline]\nmax_iterations = 8\nmessage_retention_seconds = 345600\nlog_retention_days = 14\n\n[production.blueprints.baseline]")
-                },
-                "production.blueprints.agent-pipeline",
-                "staging account only",
-            ),
-            (
-                "email of another tenant",
-                |t| t.replace("aws+acme-staging@example.com", "CLOUD+globex-prod@example.org"),
-                "production.email",
-                "already used",
-            ),
-            ("bad soak", |t| t.replace("soak = \"30m\"", "soak = \"2M\""), "promotion.soak", "months"),
+        const AGENT_PIPELINE: &str = "[production.blueprints.agent-pipeline]\nmax_iterations = 8\nmessage_retention_seconds = 345600\nlog_retention_days = 14\n\n[production.blueprints.baseline]";
+        // What is wrong, the text replaced in acme.toml and by what, the field named, the message.
+        #[rustfmt::skip]
+        let cases = [
+            ("bad email", "aws+acme-staging@example.com", "not-an-email", "staging.email", "not a valid email"),
+            ("unknown field", "drift = \"report\"", "drift = \"report\"\ncolour = \"red\"", "colour", "unknown field"),
+            ("unknown policy", "\"protect-tenantry\"", "\"no-such-policy\"", "production.policies.2", "unknown policy"),
+            ("region outside allowed", "allowed_regions = [\"us-east-1\"]", "allowed_regions = [\"eu-west-1\"]", "staging.allowed_regions", "home region"),
+            ("unknown blueprint parameter", "log_retention_days = 365", "log_retention_days = 365\nshoe_size = 9", "production.blueprints.baseline.shoe_size", "no parameter"),
+            ("agent pipeline in production", "[production.blueprints.baseline]", AGENT_PIPELINE, "production.blueprints.agent-pipeline", "staging account only"),
+            ("email of another tenant", "aws+acme-staging@example.com", "CLOUD+globex-prod@example.org", "production.email", "already used"),
+            ("bad soak", "soak = \"30m\"", "soak = \"2M\"", "promotion.soak", "months"),
         ];
-        for (what, edit, field, message) in cases {
-            let dir = with_acme(edit);
+        for (what, from, to, field, message) in cases {
+            let dir = with_acme(|t| t.replace(from, to));
             let errors = match load_from(&dir.path().join("tenants")) {
                 Ok(_) => panic!("{what}: loaded"),
                 Err(e) => e,

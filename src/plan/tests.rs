@@ -111,6 +111,19 @@ pub(crate) fn observed_with(d: &DesiredTenant, edit: impl Fn(Environment, &mut O
     ObservedTenant { tenant: d.id.clone(), accounts }
 }
 
+/// The plan for [`desired`] when only `env`'s account differs from it, by `edit`.
+fn plan_when(env: Environment, edit: impl Fn(&mut ObservedAccount)) -> TenantPlan {
+    let d = desired();
+    tenant(
+        &d,
+        &observed_with(&d, |e, a| {
+            if e == env {
+                edit(a)
+            }
+        }),
+    )
+}
+
 fn prod_steps(plan: &TenantPlan) -> Vec<&Step> {
     plan.steps.iter().filter(|s| s.environment() == Some(Environment::Production)).collect()
 }
@@ -161,15 +174,9 @@ fn in_sync_tenant_has_an_empty_plan() {
 
 #[test]
 fn account_in_another_ou_is_moved_back() {
-    let d = desired();
-    let plan = tenant(
-        &d,
-        &observed_with(&d, |env, a| {
-            if env == Environment::Production {
-                a.parent_id = "ou-elsewhere".into();
-            }
-        }),
-    );
+    let plan = plan_when(Environment::Production, |a| {
+        a.parent_id = "ou-elsewhere".into();
+    });
     assert_eq!(
         plan.steps,
         vec![Step::MoveAccount {
@@ -184,17 +191,11 @@ fn account_in_another_ou_is_moved_back() {
 
 #[test]
 fn changed_and_missing_tags_are_set_and_foreign_tags_are_left_alone() {
-    let d = desired();
-    let plan = tenant(
-        &d,
-        &observed_with(&d, |env, a| {
-            if env == Environment::Staging {
-                a.tags.insert("cost-center".into(), "cc-OLD".into());
-                a.tags.remove("tenantry:environment");
-                a.tags.insert("owner".into(), "someone".into());
-            }
-        }),
-    );
+    let plan = plan_when(Environment::Staging, |a| {
+        a.tags.insert("cost-center".into(), "cc-OLD".into());
+        a.tags.remove("tenantry:environment");
+        a.tags.insert("owner".into(), "someone".into());
+    });
     let Step::TagAccount { tags, .. } = &plan.steps[0] else { panic!("{:?}", plan.steps) };
     assert_eq!(plan.steps.len(), 1);
     assert_eq!(tags.len(), 2);
@@ -233,18 +234,12 @@ fn scp_content_is_compared_as_json_and_updated_when_different() {
 
 #[test]
 fn detached_scp_is_attached_stale_ones_removed_and_other_tenants_detached_first() {
-    let d = desired();
-    let plan = tenant(
-        &d,
-        &observed_with(&d, |env, a| {
-            if env == Environment::Production {
-                a.attached.retain(|_, name| !name.starts_with("tenantry-"));
-                a.attached.insert("p-old".into(), "tenantry-acme-production-retired".into());
-                a.attached.insert("p-other".into(), "tenantry-globex-production-x".into());
-                a.policies.insert("tenantry-acme-production-orphan".into(), ("p-orphan".into(), String::new()));
-            }
-        }),
-    );
+    let plan = plan_when(Environment::Production, |a| {
+        a.attached.retain(|_, name| !name.starts_with("tenantry-"));
+        a.attached.insert("p-old".into(), "tenantry-acme-production-retired".into());
+        a.attached.insert("p-other".into(), "tenantry-globex-production-x".into());
+        a.policies.insert("tenantry-acme-production-orphan".into(), ("p-orphan".into(), String::new()));
+    });
     assert_eq!(
         prod_steps(&plan),
         vec![
@@ -275,17 +270,11 @@ fn detached_scp_is_attached_stale_ones_removed_and_other_tenants_detached_first(
 
 #[test]
 fn tags_tenantry_set_earlier_but_no_longer_listed_are_removed() {
-    let d = desired();
-    let plan = tenant(
-        &d,
-        &observed_with(&d, |env, a| {
-            if env == Environment::Production {
-                a.recorded_tag_keys.insert("retired".into());
-                a.tags.insert("retired".into(), "x".into());
-                a.tags.insert("someone-elses".into(), "y".into());
-            }
-        }),
-    );
+    let plan = plan_when(Environment::Production, |a| {
+        a.recorded_tag_keys.insert("retired".into());
+        a.tags.insert("retired".into(), "x".into());
+        a.tags.insert("someone-elses".into(), "y".into());
+    });
     assert_eq!(
         plan.steps,
         vec![Step::UntagAccount {
@@ -332,16 +321,10 @@ fn stack_of_a_blueprint_no_longer_listed_is_deleted_only_if_tenantry_made_it() {
 
 #[test]
 fn missing_policy_is_created_then_attached() {
-    let d = desired();
-    let plan = tenant(
-        &d,
-        &observed_with(&d, |env, a| {
-            if env == Environment::Staging {
-                a.policies.clear();
-                a.attached.clear();
-            }
-        }),
-    );
+    let plan = plan_when(Environment::Staging, |a| {
+        a.policies.clear();
+        a.attached.clear();
+    });
     let kinds: Vec<_> = plan.steps.iter().map(|s| s.symbol()).collect();
     assert!(
         matches!(plan.steps[0], Step::CreatePolicy { .. }) && matches!(plan.steps[1], Step::AttachPolicy { .. }),
@@ -394,15 +377,9 @@ fn refused_account_yields_a_refusal_and_no_steps_for_it() {
 
 #[test]
 fn suspended_account_is_refused() {
-    let d = desired();
-    let plan = tenant(
-        &d,
-        &observed_with(&d, |env, a| {
-            if env == Environment::Staging {
-                a.account.status = "SUSPENDED".into();
-            }
-        }),
-    );
+    let plan = plan_when(Environment::Staging, |a| {
+        a.account.status = "SUSPENDED".into();
+    });
     assert_eq!(plan.refusals.len(), 1);
     assert!(plan.refusals[0].to_string().contains("SUSPENDED"));
 }
@@ -448,16 +425,9 @@ fn plan_json_names_each_action() {
 
 #[test]
 fn stack_whose_template_was_changed_out_of_band_is_redeployed_even_with_the_right_version_tag() {
-    let d = desired();
-    let plan = tenant(
-        &d,
-        &observed_with(&d, |env, a| {
-            if env == Environment::Production {
-                a.stacks.get_mut("tenantry-baseline").unwrap().template_body =
-                    Some(r#"{"Resources": {"X": {}}}"#.into());
-            }
-        }),
-    );
+    let plan = plan_when(Environment::Production, |a| {
+        a.stacks.get_mut("tenantry-baseline").unwrap().template_body = Some(r#"{"Resources": {"X": {}}}"#.into());
+    });
     assert!(
         matches!(&plan.steps[..], [Step::RedeployStack { cause, .. }] if cause.contains("changed outside tenantry")),
         "{:?}",
@@ -506,18 +476,12 @@ fn resource_drift_is_reverted_by_a_redeploy_and_unsupported_detection_plans_noth
 
 #[test]
 fn stack_whose_tenantry_tags_were_changed_is_redeployed() {
-    let d = desired();
-    let plan = tenant(
-        &d,
-        &observed_with(&d, |env, a| {
-            if env == Environment::Production {
-                let s = a.stacks.get_mut("tenantry-baseline").unwrap();
-                s.tags.insert("tenantry:tenant".into(), "evil".into());
-                s.tags.remove("tenantry:managed-by");
-                s.tags.insert("owner".into(), "mallory".into());
-            }
-        }),
-    );
+    let plan = plan_when(Environment::Production, |a| {
+        let s = a.stacks.get_mut("tenantry-baseline").unwrap();
+        s.tags.insert("tenantry:tenant".into(), "evil".into());
+        s.tags.remove("tenantry:managed-by");
+        s.tags.insert("owner".into(), "mallory".into());
+    });
     assert!(
         matches!(&plan.steps[..], [Step::RedeployStack { cause, .. }] if cause.contains("tenantry:tenant: evil (wanted acme)") && cause.contains("tenantry:managed-by: (absent)")),
         "{:?}",
