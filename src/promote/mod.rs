@@ -21,47 +21,18 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::aws::cfn::ResourceChange;
-use crate::render::{sha256_hex, Kind, RenderFailure, Renderer};
+use crate::render::{Kind, RenderFailure, Renderer};
+pub use crate::state::ledger::{
+    artifact_key, release_digest, LedgerKind, LedgerRecord, Release, ARTIFACT_SCHEMA, LEDGER_SCHEMA,
+};
 use crate::tenant::{PromotionPolicy, Tenant};
-
-/// Schema id of stored artifacts.
-pub const ARTIFACT_SCHEMA: &str = "tenantry.artifact/v1";
-/// Schema id of ledger records.
-pub const LEDGER_SCHEMA: &str = "tenantry.ledger/v1";
 
 /// The stack a workload runs as, in both accounts.
 pub fn workload_stack(workload: &str) -> String {
     format!("{}{workload}", crate::aws::cfn::WORKLOAD_STACK_PREFIX)
 }
 
-/// A rendered release: what staging proves and production receives byte for byte.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Release {
-    /// [`ARTIFACT_SCHEMA`].
-    pub schema: String,
-    /// Tenant id.
-    pub tenant: String,
-    /// Workload name.
-    pub workload: String,
-    /// Blueprint it was rendered from.
-    pub blueprint: String,
-    /// The blueprint parameters it was rendered with (defaults filled in).
-    pub parameters: serde_json::Value,
-    /// The rendered CloudFormation template, exactly as deployed.
-    pub template: String,
-    /// [`release_digest`] of `template` and `parameters`.
-    pub digest: String,
-}
-
-/// The release digest: sha256 of the template bytes, a NUL byte, and the parameters as compact
-/// JSON with sorted keys.
-pub fn release_digest(template: &str, parameters: &serde_json::Value) -> String {
-    let mut bytes = template.as_bytes().to_vec();
-    bytes.push(0);
-    bytes.extend(serde_json::to_vec(parameters).expect("JSON serializes"));
-    sha256_hex(&bytes)
-}
-
+/// Rendering is promotion's: the stored form is [`crate::state::ledger`]'s.
 impl Release {
     /// Renders `workload` of `tenant`. The context holds only what is the same in both
     /// environments (tenant, workload, parameters, home region, management account id), so the
@@ -99,80 +70,11 @@ impl Release {
             digest,
         })
     }
-
-    /// Whether the stored digest is the digest of the stored template and parameters.
-    pub fn verify(&self) -> bool {
-        release_digest(&self.template, &self.parameters) == self.digest
-    }
 }
 
 /// The first 12 characters of a digest, for display.
 pub fn short(digest: &str) -> &str {
     &digest[..digest.len().min(12)]
-}
-
-/// What a ledger record is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LedgerKind {
-    /// A release was deployed into staging.
-    Staged,
-    /// A check reported a result for a release.
-    Evidence,
-    /// Someone approved a release for production.
-    Approval,
-    /// A release went to production.
-    Promoted,
-    /// A production deploy failed (the record says what state the stack was left in).
-    PromotionFailed,
-    /// The previously promoted release went back to production.
-    RolledBack,
-    /// Intent: a production change set is about to be executed (`detail.as` says whether as a
-    /// promotion or a rollback). The outcome record (`promoted`, `rolled_back`,
-    /// `promotion_failed`) names it in `detail.intent`; an intent without an outcome is what a
-    /// process that died mid-change left, and the next promotion or rollback records its
-    /// outcome from what the production stack runs (see [`ledger_truth`]).
-    Executing,
-}
-
-/// One append-only ledger record (`ledger/<tenant>/<time>-<kind>-<id>.json`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct LedgerRecord {
-    /// [`LEDGER_SCHEMA`].
-    pub schema: String,
-    /// Record id (random).
-    pub id: String,
-    /// What happened.
-    pub kind: LedgerKind,
-    /// Tenant id.
-    pub tenant: String,
-    /// Workload, where it applies.
-    #[serde(default)]
-    pub workload: Option<String>,
-    /// Release digest.
-    pub release: String,
-    /// When (RFC 3339, UTC, nanoseconds).
-    pub at: String,
-    /// Who: the caller's ARN, or the evidence object that reported it.
-    pub by: String,
-    /// Kind-specific details (check result, changes, previous release, error, ...).
-    #[serde(default)]
-    pub detail: serde_json::Value,
-    /// When the state bucket stored it (its `LastModified`, whole seconds): the ledger is ordered
-    /// by this clock, not by `at`, which is the writer's, and the soak gate counts from it. Set
-    /// from the object when read, whatever the body says; shown by `history` (text and JSON),
-    /// never written into a record.
-    #[serde(default, skip_deserializing, skip_serializing_if = "String::is_empty")]
-    pub stored_at: String,
-}
-
-impl LedgerRecord {
-    /// The record's key: sorted by time, unique by id.
-    pub fn key(&self) -> String {
-        let kind =
-            serde_json::to_value(self.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-        format!("ledger/{}/{}-{kind}-{}.json", self.tenant, self.at, self.id)
-    }
 }
 
 /// A check result for a release, from the ledger or from the staging evidence bucket.

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::{
     classify, gates, ledger_truth, rollback_target, short, workload_stack, Evidence, Gate, GateInputs, LedgerKind,
-    LedgerRecord, LedgerTruth, Release, Risk, Running, StagingStack, LEDGER_SCHEMA,
+    LedgerRecord, LedgerTruth, Release, Risk, Running, StagingStack,
 };
 use crate::apply::Engine;
 use crate::aws::cfn::{self, ResourceChange};
@@ -38,21 +38,6 @@ pub struct Promoter<'a> {
     /// Set once the state bucket was made sure of in this run (it is checked once, not before
     /// every ledger record and artifact).
     pub bucket_ready: tokio::sync::OnceCell<()>,
-}
-
-/// Now as RFC 3339 with nanoseconds (ledger keys sort by it).
-fn now_nanos() -> String {
-    let n = time::OffsetDateTime::now_utc();
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
-        n.year(),
-        u8::from(n.month()),
-        n.day(),
-        n.hour(),
-        n.minute(),
-        n.second(),
-        n.nanosecond()
-    )
 }
 
 /// The outcome of staging one workload.
@@ -251,34 +236,11 @@ impl Promoter<'_> {
         Ok(())
     }
 
-    /// A new ledger record (not stored), timed by this host's clock (`at`; the order that counts is
-    /// the bucket's, see [`LedgerRecord::stored_at`]).
-    fn draft(
-        &self,
-        tenant: &str,
-        kind: LedgerKind,
-        workload: Option<&str>,
-        release: &str,
-        detail: serde_json::Value,
-    ) -> LedgerRecord {
-        LedgerRecord {
-            schema: LEDGER_SCHEMA.into(),
-            stored_at: String::new(),
-            id: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
-            kind,
-            tenant: tenant.into(),
-            workload: workload.map(str::to_string),
-            release: release.into(),
-            at: now_nanos(),
-            by: self.caller.into(),
-            detail,
-        }
-    }
-
-    /// Stores a record in the tenant's ledger (`PutObject` with `If-None-Match: *`).
+    /// Stores a record in the tenant's ledger ([`crate::state::StateStore::append_record`]),
+    /// the state bucket made sure of first.
     async fn store_record(&self, rec: &LedgerRecord) -> Result<()> {
         self.ensure_bucket().await?;
-        Ok(self.engine.store.put_new(&rec.key(), serde_json::to_vec_pretty(rec)?).await?)
+        Ok(self.engine.store.append_record(rec).await?)
     }
 
     /// Appends a record to the tenant's ledger (`PutObject` with `If-None-Match: *`).
@@ -290,7 +252,7 @@ impl Promoter<'_> {
         release: &str,
         detail: serde_json::Value,
     ) -> Result<LedgerRecord> {
-        let rec = self.draft(tenant, kind, workload, release, detail);
+        let rec = LedgerRecord::new(tenant, kind, workload, release, self.caller, detail);
         self.store_record(&rec).await?;
         Ok(rec)
     }
@@ -330,9 +292,13 @@ impl Promoter<'_> {
             if digest.len() != 64 || !digest.chars().all(|c| c.is_ascii_hexdigit()) {
                 continue;
             }
-            let Some(bytes) = self.engine.store.get_bytes(&artifact_key(tenant, digest)).await? else { continue };
-            let Ok(a) = serde_json::from_slice::<Release>(&bytes) else { continue };
-            if a.digest == digest && a.tenant == tenant && a.workload == workload && a.verify() && a.template == body {
+            let a = match self.engine.store.release(tenant, digest).await {
+                Ok(a) => a,
+                // Not stored, not valid, or not the release its key names: not a candidate.
+                Err(crate::state::Error::Release(_) | crate::state::Error::Corrupt { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if a.workload == workload && a.template == body {
                 return Ok(Running::Release { release: digest.to_string(), stack_status: s.status });
             }
         }
@@ -364,7 +330,7 @@ impl Promoter<'_> {
                 "changes": null,
                 "stack_status": running.stack_status(),
             });
-            let rec = self.draft(tenant, r.kind, Some(workload), &r.release, detail);
+            let rec = LedgerRecord::new(tenant, r.kind, Some(workload), &r.release, self.caller, detail);
             if write {
                 if let (LedgerKind::PromotionFailed, Some(intent)) = (r.kind, &r.intent) {
                     // Its change set was never carried out: nobody may execute it later.
@@ -391,69 +357,6 @@ impl Promoter<'_> {
         Ok(truth)
     }
 
-    /// Every ledger record of a tenant, oldest first (`ListObjectsV2`, `GetObject` each).
-    pub async fn ledger(&self, tenant: &str) -> Result<Vec<LedgerRecord>> {
-        let mut out = Vec::new();
-        for (key, stored_at) in self.engine.store.list_objects(&format!("ledger/{tenant}/")).await? {
-            if !key.ends_with(".json") {
-                tracing::warn!(key, "not a ledger record (no .json suffix); ignored");
-                continue;
-            }
-            let Some(bytes) = self.engine.store.get_bytes(&key).await? else { continue };
-            let mut rec: LedgerRecord =
-                serde_json::from_slice(&bytes).with_context(|| format!("ledger record {key} is not valid"))?;
-            rec.stored_at = stored_at;
-            out.push(rec);
-        }
-        // The storage's clock first (whole seconds), the writer's within a second.
-        out.sort_by(|a, b| (&a.stored_at, &a.at).cmp(&(&b.stored_at, &b.at)));
-        Ok(out)
-    }
-
-    /// Stores a release artifact once (`artifacts/<tenant>/<digest>.json`, `If-None-Match: *`);
-    /// an existing one must be the same release.
-    async fn store_artifact(&self, r: &Release) -> Result<()> {
-        let key = artifact_key(&r.tenant, &r.digest);
-        self.ensure_bucket().await?;
-        match self.engine.store.put_new(&key, serde_json::to_vec_pretty(r)?).await {
-            Ok(()) => Ok(()),
-            Err(crate::state::Error::WriteConflict(_)) => {
-                let stored = self.artifact(&r.tenant, &r.digest).await?;
-                if stored.template != r.template {
-                    bail!("artifact {key} exists with different content");
-                }
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Loads a stored artifact and verifies its digest.
-    pub async fn artifact(&self, tenant: &str, digest: &str) -> Result<Release> {
-        let key = artifact_key(tenant, digest);
-        let bytes = self.engine.store.get_bytes(&key).await?.with_context(|| format!("no stored artifact {key}"))?;
-        let r: Release = serde_json::from_slice(&bytes).with_context(|| format!("artifact {key} is not valid"))?;
-        if r.digest != digest || !r.verify() || r.tenant != tenant {
-            bail!("artifact {key} does not match its digest: refusing to deploy it");
-        }
-        Ok(r)
-    }
-
-    /// The full digest of a release of `tenant` named by a prefix (at least 8 characters).
-    pub async fn resolve(&self, tenant: &str, prefix: &str) -> Result<String> {
-        if prefix.len() < 8 || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
-            bail!("`{prefix}` is not a release digest (at least 8 hex characters)");
-        }
-        let keys = self.engine.store.list_keys(&format!("artifacts/{tenant}/{}", prefix.to_ascii_lowercase())).await?;
-        let digests: Vec<String> =
-            keys.iter().filter_map(|k| k.rsplit('/').next()?.strip_suffix(".json").map(str::to_string)).collect();
-        match digests.as_slice() {
-            [one] => Ok(one.clone()),
-            [] => bail!("tenant {tenant} has no release {prefix} (releases are created by `tenantry stage`)"),
-            _ => bail!("`{prefix}` matches {} releases; give more characters", digests.len()),
-        }
-    }
-
     /// `tenantry stage`: renders each selected workload, stores the artifact, deploys it into
     /// staging through a change set, and records it as staged.
     pub async fn stage(&self, tenant: &Tenant, workload: Option<&str>) -> Result<Vec<Staged>> {
@@ -470,7 +373,8 @@ impl Promoter<'_> {
                 self.management_account_id,
             )
             .map_err(|e| anyhow::anyhow!("{}: workloads.{w}: {e}", tenant.path.display()))?;
-            self.store_artifact(&release).await?;
+            self.ensure_bucket().await?;
+            self.engine.store.store_release(&release).await?;
             let (status, changes) = self.deploy(&session, tenant, &release, Environment::Staging).await?;
             let status = if status == "deployed" {
                 self.append(
@@ -488,7 +392,7 @@ impl Promoter<'_> {
                 // lost): record it now, read from the stack, so promotion sees what staging runs.
                 let ledger = match &ledger {
                     Some(l) => l,
-                    None => ledger.insert(self.ledger(&tenant.spec.id).await?),
+                    None => ledger.insert(self.engine.store.ledger(&tenant.spec.id).await?),
                 };
                 let last = ledger
                     .iter()
@@ -711,8 +615,8 @@ impl Promoter<'_> {
         url: Option<&str>,
         note: Option<&str>,
     ) -> Result<LedgerRecord> {
-        let digest = self.resolve(&tenant.spec.id, release).await?;
-        let artifact = self.artifact(&tenant.spec.id, &digest).await?;
+        let digest = self.engine.store.resolve_release(&tenant.spec.id, release).await?;
+        let artifact = self.engine.store.release(&tenant.spec.id, &digest).await?;
         if !tenant.spec.promotion.required_checks.iter().any(|c| c == check) {
             tracing::warn!(
                 tenant = %tenant.spec.id,
@@ -733,8 +637,8 @@ impl Promoter<'_> {
     /// `tenantry approve`: records an approval of a release for production, with the production
     /// stack parameters the tenant file gives now (a later change of them needs a new approval).
     pub async fn approve(&self, tenant: &Tenant, release: &str) -> Result<LedgerRecord> {
-        let digest = self.resolve(&tenant.spec.id, release).await?;
-        let artifact = self.artifact(&tenant.spec.id, &digest).await?;
+        let digest = self.engine.store.resolve_release(&tenant.spec.id, release).await?;
+        let artifact = self.engine.store.release(&tenant.spec.id, &digest).await?;
         let params = self.production_parameters(tenant, &artifact);
         self.append(
             &tenant.spec.id,
@@ -761,7 +665,7 @@ impl Promoter<'_> {
         ledger: &[LedgerRecord],
     ) -> Result<String> {
         match release {
-            Some(r) => self.resolve(&tenant.spec.id, r).await,
+            Some(r) => Ok(self.engine.store.resolve_release(&tenant.spec.id, r).await?),
             None => ledger
                 .iter()
                 .rev()
@@ -785,7 +689,7 @@ impl Promoter<'_> {
         workload: &str,
         release: Option<&str>,
     ) -> Result<Convergence> {
-        let mut ledger = self.ledger(&tenant.spec.id).await?;
+        let mut ledger = self.engine.store.ledger(&tenant.spec.id).await?;
         let digest = self.pick(tenant, workload, release, &ledger).await?;
         let production = self.session(tenant, Environment::Production).await?;
         let truth = self.production_truth(&tenant.spec.id, workload, &production, &mut ledger, false).await?;
@@ -804,7 +708,7 @@ impl Promoter<'_> {
         truth: LedgerTruth,
     ) -> Result<Convergence> {
         let digest = digest.to_string();
-        let artifact = self.artifact(&tenant.spec.id, &digest).await?;
+        let artifact = self.engine.store.release(&tenant.spec.id, &digest).await?;
         let staging = self.session(tenant, Environment::Staging).await?;
         let stack = workload_stack(workload);
         let staging_stack = match cfn::describe(&staging.cfn, &stack).await? {
@@ -881,7 +785,7 @@ impl Promoter<'_> {
         approve: bool,
     ) -> Result<Promotion> {
         crate::shutdown::check(format!("promoting workload {workload} of {}", tenant.spec.id))?;
-        let mut ledger = self.ledger(&tenant.spec.id).await?;
+        let mut ledger = self.engine.store.ledger(&tenant.spec.id).await?;
         let prod = self.session(tenant, Environment::Production).await?;
         let truth = self.production_truth(&tenant.spec.id, workload, &prod, &mut ledger, !dry_run).await?;
         let never_staged = release.is_none()
@@ -920,7 +824,7 @@ impl Promoter<'_> {
     /// promotion.
     pub async fn rollback(&self, tenant: &Tenant, workload: &str, dry_run: bool, approve: bool) -> Result<Promotion> {
         crate::shutdown::check(format!("rolling back workload {workload} of {}", tenant.spec.id))?;
-        let mut ledger = self.ledger(&tenant.spec.id).await?;
+        let mut ledger = self.engine.store.ledger(&tenant.spec.id).await?;
         let prod = self.session(tenant, Environment::Production).await?;
         let truth = self.production_truth(&tenant.spec.id, workload, &prod, &mut ledger, !dry_run).await?;
         let history: Vec<&LedgerRecord> = ledger.iter().filter(|r| r.workload.as_deref() == Some(workload)).collect();
@@ -991,7 +895,7 @@ impl Promoter<'_> {
                 workload_stack(&p.workload)
             );
         }
-        let artifact = self.artifact(&tenant.spec.id, &p.release).await?;
+        let artifact = self.engine.store.release(&tenant.spec.id, &p.release).await?;
         let stack = workload_stack(&p.workload);
         let (preview, _) = self.preview(prod, tenant, &artifact, Environment::Production, dry_run).await?;
         let previous = p.previous_release.clone();
@@ -1235,11 +1139,6 @@ fn risk_of(
         reasons.push(format!("production runs release {} without a record of tenantry executing it (changed outside tenantry, or records lost): this change overwrites it", short(&r.release)));
     }
     (risk, reasons)
-}
-
-/// Where a tenant's release artifact is stored.
-pub fn artifact_key(tenant: &str, digest: &str) -> String {
-    format!("artifacts/{tenant}/{digest}.json")
 }
 
 /// The workloads to work on: the one named, else all of the tenant's.

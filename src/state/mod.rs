@@ -6,6 +6,7 @@
 //! created with `If-None-Match: *`, carry an expiry, and a stale one is taken over with `If-Match`.
 
 mod lease;
+pub mod ledger;
 
 use std::collections::BTreeMap;
 
@@ -170,6 +171,9 @@ pub enum Error {
     /// An answer S3 accepted but that lacks what was asked for (named).
     #[error("{0}")]
     Answer(String),
+    /// A release artifact is missing, untrustworthy, or not named uniquely.
+    #[error(transparent)]
+    Release(#[from] ledger::ReleaseError),
 }
 
 /// Results of the state store.
