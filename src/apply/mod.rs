@@ -22,7 +22,7 @@ use crate::guard::LiveAccount;
 use crate::observe::{
     failure_hint, AccountObservation, CreateRequestState, ObservedTenant, Observer, OrgIndex, OrgOverview,
 };
-use crate::plan::{self, Step};
+use crate::plan::{self, Change, OrgStep, Step};
 use crate::poll::Look;
 use crate::progress::Progress;
 use crate::state::{AccountRecord, Lease, Location, PolicyRecord, StackRecord, StateStore, Tracked};
@@ -118,24 +118,23 @@ impl Engine {
     }
 
     /// Carries out organization-level steps and returns the organization afterwards.
-    pub async fn apply_organization(&self, steps: &[Step], root: Option<&OrgOverview>) -> Result<OrgOverview> {
+    pub async fn apply_organization(&self, steps: &[OrgStep], root: Option<&OrgOverview>) -> Result<OrgOverview> {
         let mut overview = root.cloned();
         for step in steps {
             crate::shutdown::check(format!("organization: {step}"))?;
             match step {
-                Step::CreateOrganization => {
+                OrgStep::CreateOrganization => {
                     org::create_organization(&self.clients.org).await?;
                     overview = org::overview(&self.clients.org).await?;
                 }
-                Step::EnableServiceControlPolicies => {
+                OrgStep::EnableServiceControlPolicies => {
                     let o = overview.as_ref().context("no organization")?;
                     org::enable_scps(&self.clients.org, &o.root_id).await?;
                 }
-                Step::CreateOu { path } => {
+                OrgStep::CreateOu { path } => {
                     let o = overview.as_ref().context("no organization")?;
                     self.ensure_ou(o, path).await?;
                 }
-                other => bail!("not an organization step: {other}"),
             }
             if self.echo_steps {
                 crate::out!("organization: {step}");
@@ -290,7 +289,7 @@ impl Engine {
             }
             let mut found = Vec::new();
             for step in &plan.steps {
-                let Step::RecordAccount { environment, account_id, .. } = step else { continue };
+                let Step { change: Change::RecordAccount { account_id, .. }, environment } = step else { continue };
                 let AccountObservation::Found(account) = &observed.accounts[environment] else { continue };
                 let want = desired.account(*environment);
                 let rec = tracked.record.accounts.entry(*environment).or_insert_with(|| AccountRecord { email: want.email.clone(), ..Default::default() });
@@ -507,7 +506,8 @@ impl<'a> TenantRun<'a> {
     /// the same. Accounts beyond the slots taken are requested by their step, after the earlier
     /// ones were created and their slots given back.
     async fn request_accounts(&mut self, plan: &plan::TenantPlan, mode: RunMode) -> Result<()> {
-        let creates = plan.steps.iter().filter(|s| matches!(s, Step::CreateAccount { .. })).count();
+        let creates =
+            plan.steps.iter().filter(|s| matches!(s, Step { change: Change::CreateAccount { .. }, .. })).count();
         if creates == 0 {
             return Ok(());
         }
@@ -520,7 +520,7 @@ impl<'a> TenantRun<'a> {
             .await??,
         );
         for step in &plan.steps {
-            let Step::CreateAccount { environment, email, account_name } = step else { continue };
+            let Step { change: Change::CreateAccount { email, account_name }, environment } = step else { continue };
             let Some(mut held) = slots.take() else { break };
             let slot = held.split(1).expect("one of the slots taken");
             slots = (held.num_permits() > 0).then_some(held);
@@ -674,30 +674,30 @@ impl<'a> TenantRun<'a> {
 
     /// Carries out one step of the plan, through the guard for every account it touches.
     async fn execute(&mut self, step: &Step) -> Result<()> {
-        match step {
-            Step::CreateAccount { environment, email, account_name } => {
-                self.create_account(*environment, email, account_name).await?
+        match &step.change {
+            Change::CreateAccount { email, account_name } => {
+                self.create_account(step.environment, email, account_name).await?
             }
-            Step::AwaitAccount { environment, request_id } => self.await_request(*environment, request_id).await?,
-            Step::RecordAccount { environment, account_id, .. } => {
+            Change::AwaitAccount { request_id } => self.await_request(step.environment, request_id).await?,
+            Change::RecordAccount { account_id, .. } => {
                 // Found by observation and passed the guard then; bound in state now.
-                if self.account_ids.get(environment) != Some(account_id) {
-                    bail!("{environment}: the plan records account {account_id}, but this run found another");
+                if self.account_ids.get(&step.environment) != Some(account_id) {
+                    bail!("{}: the plan records account {account_id}, but this run found another", step.environment);
                 }
-                self.record(*environment).account_id = Some(account_id.clone());
+                self.record(step.environment).account_id = Some(account_id.clone());
                 self.dirty = true;
             }
-            Step::MoveAccount { .. } | Step::TagAccount { .. } | Step::UntagAccount { .. } => {
+            Change::MoveAccount { .. } | Change::TagAccount { .. } | Change::UntagAccount { .. } => {
                 self.change_account(step).await?
             }
-            Step::CreatePolicy { environment, name, .. } | Step::UpdatePolicy { environment, name, .. } => {
-                self.write_policy(step, *environment, name).await?
+            Change::CreatePolicy { name, .. } | Change::UpdatePolicy { name, .. } => {
+                self.write_policy(step, step.environment, name).await?
             }
-            Step::AttachPolicy { .. } | Step::RemovePolicy { .. } | Step::DetachForeignPolicy { .. } => {
+            Change::AttachPolicy { .. } | Change::RemovePolicy { .. } | Change::DetachForeignPolicy { .. } => {
                 self.change_attachment(step).await?
             }
-            Step::DeleteStack { environment, stack, .. } => {
-                let env = *environment;
+            Change::DeleteStack { stack, .. } => {
+                let env = step.environment;
                 let session = self.session(env).await?;
                 let _wait = self.engine.progress.wait(format!(
                     "{}: {env}: deleting stack {stack} in account {}",
@@ -709,14 +709,11 @@ impl<'a> TenantRun<'a> {
                 self.record(env).stacks.remove(stack);
                 self.dirty = true;
             }
-            Step::CreateStack { environment, stack, .. }
-            | Step::UpdateStack { environment, stack, .. }
-            | Step::RedeployStack { environment, stack, .. }
-            | Step::RecoverStack { environment, stack, .. }
-            | Step::RecreateStack { environment, stack, .. } => self.deploy_stack(step, *environment, stack).await?,
-            Step::CreateOrganization | Step::EnableServiceControlPolicies | Step::CreateOu { .. } => {
-                bail!("organization step in a tenant plan: {step}")
-            }
+            Change::CreateStack { stack, .. }
+            | Change::UpdateStack { stack, .. }
+            | Change::RedeployStack { stack, .. }
+            | Change::RecoverStack { stack, .. }
+            | Change::RecreateStack { stack, .. } => self.deploy_stack(step, step.environment, stack).await?,
         }
         Ok(())
     }
@@ -725,9 +722,9 @@ impl<'a> TenantRun<'a> {
     /// the guard on its live tags.
     async fn change_account(&mut self, step: &Step) -> Result<()> {
         let org = self.engine.clients.org.clone();
-        match step {
-            Step::MoveAccount { environment, to_ou_path, .. } => {
-                let env = *environment;
+        match &step.change {
+            Change::MoveAccount { to_ou_path, .. } => {
+                let env = step.environment;
                 let v = self.verify(env).await?;
                 let from = self.parents.get(&env).cloned().unwrap_or_else(|| self.overview.root_id.clone());
                 let to = self.engine.ensure_ou(self.overview, to_ou_path).await?;
@@ -738,13 +735,13 @@ impl<'a> TenantRun<'a> {
                 self.record(env).ou_path = Some(to_ou_path.clone());
                 self.dirty = true;
             }
-            Step::TagAccount { environment, tags, .. } => {
-                let v = self.verify(*environment).await?;
+            Change::TagAccount { tags, .. } => {
+                let v = self.verify(step.environment).await?;
                 let set: BTreeMap<String, String> = tags.iter().map(|(k, (_, v))| (k.clone(), v.clone())).collect();
                 org::tag(&org, v.account_id(), &set).await?;
             }
-            Step::UntagAccount { environment, tags, .. } => {
-                let env = *environment;
+            Change::UntagAccount { tags, .. } => {
+                let env = step.environment;
                 let v = self.verify(env).await?;
                 let keys: Vec<String> = tags.keys().cloned().collect();
                 org::untag(&org, v.account_id(), &keys).await?;
@@ -763,14 +760,14 @@ impl<'a> TenantRun<'a> {
     /// `DetachPolicy`), through the guard on the account's live tags.
     async fn change_attachment(&mut self, step: &Step) -> Result<()> {
         let org = self.engine.clients.org.clone();
-        match step {
-            Step::AttachPolicy { environment, name } => {
-                let v = self.verify(*environment).await?;
+        match &step.change {
+            Change::AttachPolicy { name } => {
+                let v = self.verify(step.environment).await?;
                 let id = self.policy_ids.get(name).with_context(|| format!("policy {name} has no id"))?;
                 org::attach(&org, id, v.account_id()).await?;
             }
-            Step::RemovePolicy { environment, name, policy_id, attached } => {
-                let env = *environment;
+            Change::RemovePolicy { name, policy_id, attached } => {
+                let env = step.environment;
                 let v = self.verify(env).await?;
                 if *attached {
                     org::detach(&org, policy_id, v.account_id()).await?;
@@ -780,8 +777,8 @@ impl<'a> TenantRun<'a> {
                 self.record(env).policies.remove(name);
                 self.dirty = true;
             }
-            Step::DetachForeignPolicy { environment, policy_id, .. } => {
-                let v = self.verify(*environment).await?;
+            Change::DetachForeignPolicy { policy_id, .. } => {
+                let v = self.verify(step.environment).await?;
                 org::detach(&org, policy_id, v.account_id()).await?;
             }
             _ => bail!("not a policy attachment step: {step}"),
@@ -881,8 +878,8 @@ impl<'a> TenantRun<'a> {
             .find(|p| p.name == name)
             .context("policy not in desired state")?
             .clone();
-        let id = match (step, self.policy_ids.get(name)) {
-            (Step::UpdatePolicy { policy_id, .. }, _) | (_, Some(policy_id)) => {
+        let id = match (&step.change, self.policy_ids.get(name)) {
+            (Change::UpdatePolicy { policy_id, .. }, _) | (_, Some(policy_id)) => {
                 org::update_scp(&org, policy_id, &p.content).await?;
                 policy_id.clone()
             }
@@ -910,7 +907,7 @@ impl<'a> TenantRun<'a> {
         let mut stack_tags = crate::desired::managed_tags(&self.desired.id, env);
         stack_tags.insert(tags::BLUEPRINT.to_string(), want.blueprint.clone());
         stack_tags.insert(tags::VERSION.to_string(), want.version.clone());
-        if let Step::RedeployStack { .. } = step {
+        if let Change::RedeployStack { .. } = step.change {
             // A changed stack tag makes CloudFormation update every taggable resource.
             stack_tags.insert(tags::REDEPLOYED_AT.to_string(), crate::state::now_rfc3339());
         }
@@ -918,19 +915,19 @@ impl<'a> TenantRun<'a> {
         let _wait = self.engine.progress.wait(format!(
             "{}: {env}: {} stack {stack} in account {}",
             self.desired.id,
-            match step {
-                Step::UpdateStack { .. } | Step::RedeployStack { .. } | Step::RecoverStack { .. } => "updating",
+            match &step.change {
+                Change::UpdateStack { .. } | Change::RedeployStack { .. } | Change::RecoverStack { .. } => "updating",
                 _ => "creating",
             },
             session.account.account_id()
         ));
-        let op = match step {
-            Step::UpdateStack { .. } | Step::RedeployStack { .. } => Operation::Update,
-            Step::RecoverStack { .. } => {
+        let op = match &step.change {
+            Change::UpdateStack { .. } | Change::RedeployStack { .. } => Operation::Update,
+            Change::RecoverStack { .. } => {
                 cfn::continue_rollback(&session.cfn, stack, timeout).await?;
                 Operation::Update
             }
-            Step::RecreateStack { .. } => {
+            Change::RecreateStack { .. } => {
                 cfn::delete(&session.cfn, stack, timeout).await?;
                 Operation::Create
             }

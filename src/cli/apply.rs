@@ -29,8 +29,8 @@ pub(super) async fn apply_organization(
     engine: &Engine,
     overview: Option<&OrgOverview>,
     tenants: &[DesiredTenant],
-    approved: &[plan::Step],
-) -> Result<(OrgOverview, Vec<plan::Step>)> {
+    approved: &[plan::OrgStep],
+) -> Result<(OrgOverview, Vec<plan::OrgStep>)> {
     if approved.is_empty() {
         // Nothing approved for the organization: nothing may be needed either (an OU a tenant's
         // step moves an account into, deleted since the plan, makes the plan stale rather than
@@ -65,7 +65,7 @@ pub(super) async fn apply_organization(
 
 #[derive(Serialize)]
 struct ApplyReport {
-    organization: Vec<plan::Step>,
+    organization: Vec<plan::OrgStep>,
     tenants: Vec<TenantOutcome>,
     /// AWS requests this run made (the preview included).
     api_calls: crate::metrics::ApiCalls,

@@ -22,11 +22,11 @@ pub(super) fn print_plan(plan: &Plan, errors: &BTreeMap<String, String>) {
             crate::out!("  {s}");
         }
     }
-    let mut counts = (plan.organization.iter().filter(|s| s.symbol() == "+").count(), 0, 0);
+    let mut counts = (plan.organization.len(), 0, 0);
     for t in &plan.tenants {
         print_tenant_plan(t);
         for s in &t.steps {
-            match s.symbol() {
+            match s.change.symbol() {
                 "+" => counts.0 += 1,
                 "-" => counts.2 += 1,
                 _ => counts.1 += 1,

@@ -15,10 +15,10 @@ use crate::desired::{DesiredAccount, DesiredTenant};
 use crate::observe::{AccountObservation, FoundBy, ObservedAccount, ObservedTenant, OrgOverview, ResourceDrift};
 use crate::tenant::{tags, Environment};
 
-/// One change `apply` would make.
+/// One change on the organization itself, made before any tenant's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
-pub enum Step {
+pub enum OrgStep {
     /// `CreateOrganization` with all features.
     CreateOrganization,
     /// `EnablePolicyType SERVICE_CONTROL_POLICY` on the root.
@@ -28,10 +28,42 @@ pub enum Step {
         /// Full OU path.
         path: String,
     },
+}
+
+impl fmt::Display for OrgStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OrgStep::CreateOrganization => write!(f, "+ create organization (all features)"),
+            OrgStep::EnableServiceControlPolicies => write!(f, "+ enable service control policies on the root"),
+            OrgStep::CreateOu { path } => write!(f, "+ create OU {path}"),
+        }
+    }
+}
+
+/// One change `apply` would make in one of a tenant's accounts: the account's environment and
+/// the change. In JSON flat, as `{"action": "create_stack", "stack": ..., "environment": ...}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    /// What changes.
+    #[serde(flatten)]
+    pub change: Change,
+    /// The account's environment.
+    pub environment: Environment,
+}
+
+impl Step {
+    /// `change` in the account of `environment`.
+    pub fn new(environment: Environment, change: Change) -> Step {
+        Step { change, environment }
+    }
+}
+
+/// What a [`Step`] changes, and the AWS calls it makes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Change {
     /// `CreateAccount`, then poll `DescribeCreateAccountStatus`.
     CreateAccount {
-        /// Environment.
-        environment: Environment,
         /// Root email.
         email: String,
         /// Account name.
@@ -39,8 +71,6 @@ pub enum Step {
     },
     /// Poll a `CreateAccount` request that is already running.
     AwaitAccount {
-        /// Environment.
-        environment: Environment,
         /// Request id.
         request_id: String,
     },
@@ -48,8 +78,6 @@ pub enum Step {
     /// or what else identifies the tenant environment) but state did not record it, e.g. after the
     /// state object was lost. No AWS call; the account passed the guard.
     RecordAccount {
-        /// Environment.
-        environment: Environment,
         /// Account id.
         account_id: String,
         /// How it was found.
@@ -57,8 +85,6 @@ pub enum Step {
     },
     /// `MoveAccount` into the desired OU.
     MoveAccount {
-        /// Environment.
-        environment: Environment,
         /// Account id; `None` until created.
         account_id: Option<String>,
         /// Current parent id; `None` for a new account (the root).
@@ -70,8 +96,6 @@ pub enum Step {
     },
     /// `TagResource` with the tags that are missing or differ.
     TagAccount {
-        /// Environment.
-        environment: Environment,
         /// Account id.
         account_id: String,
         /// Tags to set: key → (found, wanted).
@@ -79,8 +103,6 @@ pub enum Step {
     },
     /// `UntagResource`: tags tenantry set earlier that the tenant file no longer lists.
     UntagAccount {
-        /// Environment.
-        environment: Environment,
         /// Account id.
         account_id: String,
         /// Keys to remove, with the values found.
@@ -88,8 +110,6 @@ pub enum Step {
     },
     /// `CreatePolicy` for an SCP.
     CreatePolicy {
-        /// Environment.
-        environment: Environment,
         /// Policy name.
         name: String,
         /// Source file in `policies/`.
@@ -99,8 +119,6 @@ pub enum Step {
     },
     /// `UpdatePolicy`: the SCP's content differs from the rendered file.
     UpdatePolicy {
-        /// Environment.
-        environment: Environment,
         /// Policy name.
         name: String,
         /// Policy id.
@@ -110,16 +128,12 @@ pub enum Step {
     },
     /// `AttachPolicy` to the account.
     AttachPolicy {
-        /// Environment.
-        environment: Environment,
         /// Policy name.
         name: String,
     },
     /// `DetachPolicy` (if attached) and `DeletePolicy`: an SCP tenantry made for this account
     /// that the tenant file no longer lists.
     RemovePolicy {
-        /// Environment.
-        environment: Environment,
         /// Policy name.
         name: String,
         /// Policy id.
@@ -131,8 +145,6 @@ pub enum Step {
     /// `tenantry-<tenant>-<environment>-*`) attached to this account. It is detached only, never
     /// deleted: it belongs to someone else.
     DetachForeignPolicy {
-        /// Environment.
-        environment: Environment,
         /// Policy name.
         name: String,
         /// Policy id.
@@ -140,8 +152,6 @@ pub enum Step {
     },
     /// `CreateStack` from the rendered blueprint.
     CreateStack {
-        /// Environment.
-        environment: Environment,
         /// Stack name.
         stack: String,
         /// Blueprint.
@@ -151,8 +161,6 @@ pub enum Step {
     },
     /// `UpdateStack` to the rendered blueprint.
     UpdateStack {
-        /// Environment.
-        environment: Environment,
         /// Stack name.
         stack: String,
         /// Blueprint.
@@ -166,8 +174,6 @@ pub enum Step {
     /// so CloudFormation re-applies every resource: the stack runs another template than its
     /// version tag says, or its resources drifted.
     RedeployStack {
-        /// Environment.
-        environment: Environment,
         /// Stack name.
         stack: String,
         /// Blueprint.
@@ -180,8 +186,6 @@ pub enum Step {
     /// `ContinueUpdateRollback`, then `UpdateStack`: the stack is stuck in UPDATE_ROLLBACK_FAILED,
     /// where CloudFormation accepts no update until the rollback is finished.
     RecoverStack {
-        /// Environment.
-        environment: Environment,
         /// Stack name.
         stack: String,
         /// Blueprint.
@@ -192,8 +196,6 @@ pub enum Step {
     /// `DeleteStack`: a stack tenantry deployed from a blueprint the tenant file no longer lists.
     /// Resources with `DeletionPolicy: Retain` (the buckets) are kept.
     DeleteStack {
-        /// Environment.
-        environment: Environment,
         /// Stack name.
         stack: String,
         /// Blueprint it was deployed from.
@@ -202,8 +204,6 @@ pub enum Step {
     /// `DeleteStack` then `CreateStack`: the stack never reached a usable state (e.g.
     /// ROLLBACK_COMPLETE after a failed create), which CloudFormation cannot update.
     RecreateStack {
-        /// Environment.
-        environment: Environment,
         /// Stack name.
         stack: String,
         /// Blueprint.
@@ -215,42 +215,12 @@ pub enum Step {
     },
 }
 
-impl Step {
-    /// The environment the step acts on, if any.
-    pub fn environment(&self) -> Option<Environment> {
-        use Step::*;
-        match self {
-            CreateOrganization | EnableServiceControlPolicies | CreateOu { .. } => None,
-            CreateAccount { environment, .. }
-            | AwaitAccount { environment, .. }
-            | RecordAccount { environment, .. }
-            | MoveAccount { environment, .. }
-            | TagAccount { environment, .. }
-            | UntagAccount { environment, .. }
-            | CreatePolicy { environment, .. }
-            | UpdatePolicy { environment, .. }
-            | AttachPolicy { environment, .. }
-            | RemovePolicy { environment, .. }
-            | DetachForeignPolicy { environment, .. }
-            | CreateStack { environment, .. }
-            | UpdateStack { environment, .. }
-            | RedeployStack { environment, .. }
-            | RecoverStack { environment, .. }
-            | DeleteStack { environment, .. }
-            | RecreateStack { environment, .. } => Some(*environment),
-        }
-    }
-
+impl Change {
     /// `+` create, `~` change, `-` remove, `-/+` replace, `…` wait: as in Terraform's plan.
     pub fn symbol(&self) -> &'static str {
-        use Step::*;
+        use Change::*;
         match self {
-            CreateOrganization
-            | CreateOu { .. }
-            | CreateAccount { .. }
-            | CreatePolicy { .. }
-            | CreateStack { .. }
-            | AttachPolicy { .. } => "+",
+            CreateAccount { .. } | CreatePolicy { .. } | CreateStack { .. } | AttachPolicy { .. } => "+",
             RemovePolicy { .. } | UntagAccount { .. } | DeleteStack { .. } | DetachForeignPolicy { .. } => "-",
             RecreateStack { .. } => "-/+",
             AwaitAccount { .. } => "…",
@@ -263,33 +233,18 @@ fn short(v: &str) -> &str {
     &v[..v.len().min(12)]
 }
 
-/// What a step does, without its symbol and environment: the text after `<environment>: ` in
-/// the step's [`Display`](fmt::Display) form (all of it for organization steps).
-pub struct StepAction<'a>(pub &'a Step);
-
-impl Step {
-    /// What the step does, without its symbol and environment ([`StepAction`]).
-    pub fn action(&self) -> StepAction<'_> {
-        StepAction(self)
-    }
-}
-
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.environment() {
-            Some(env) => write!(f, "{} {env}: {}", self.symbol(), self.action()),
-            None => write!(f, "{} {}", self.symbol(), self.action()),
-        }
+        write!(f, "{} {}: {}", self.change.symbol(), self.environment, self.change)
     }
 }
 
-impl fmt::Display for StepAction<'_> {
+/// What the change does, without its symbol and environment: the text after
+/// `<symbol> <environment>: ` in its [`Step`]'s form.
+impl fmt::Display for Change {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use Step::*;
-        match self.0 {
-            CreateOrganization => write!(f, "create organization (all features)"),
-            EnableServiceControlPolicies => write!(f, "enable service control policies on the root"),
-            CreateOu { path, .. } => write!(f, "create OU {path}"),
+        use Change::*;
+        match self {
             CreateAccount { email, account_name, .. } => {
                 write!(f, "create account \"{account_name}\" <{email}>")
             }
@@ -513,7 +468,7 @@ impl fmt::Display for ManualChange {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     /// Steps on the organization itself (organization, SCP type, OUs).
-    pub organization: Vec<Step>,
+    pub organization: Vec<OrgStep>,
     /// One entry per tenant.
     pub tenants: Vec<TenantPlan>,
 }
@@ -537,19 +492,19 @@ impl Plan {
 
 /// Organization-level steps: the organization with all features and SCPs, and every OU path some
 /// tenant needs (`ou_exists`: full path → whether it exists).
-pub fn organization(org: Option<&OrgOverview>, ou_exists: &BTreeMap<String, bool>) -> Vec<Step> {
+pub fn organization(org: Option<&OrgOverview>, ou_exists: &BTreeMap<String, bool>) -> Vec<OrgStep> {
     let mut steps = Vec::new();
     match org {
         None => {
-            steps.push(Step::CreateOrganization);
-            steps.push(Step::EnableServiceControlPolicies);
+            steps.push(OrgStep::CreateOrganization);
+            steps.push(OrgStep::EnableServiceControlPolicies);
         }
-        Some(o) if !o.scp_enabled => steps.push(Step::EnableServiceControlPolicies),
+        Some(o) if !o.scp_enabled => steps.push(OrgStep::EnableServiceControlPolicies),
         Some(_) => {}
     }
     for (path, exists) in ou_exists {
         if !exists {
-            steps.push(Step::CreateOu { path: path.clone() });
+            steps.push(OrgStep::CreateOu { path: path.clone() });
         }
     }
     steps
@@ -567,15 +522,17 @@ pub fn tenant(desired: &DesiredTenant, observed: &ObservedTenant) -> TenantPlan 
                 refusals.push(Refusal::new(env, RefusalKind::Guard, reason.clone()))
             }
             AccountObservation::Missing => {
-                steps.push(Step::CreateAccount {
+                steps.push(Step {
+                    change: Change::CreateAccount {
+                        email: want.email.clone(),
+                        account_name: want.account_name.clone(),
+                    },
                     environment: env,
-                    email: want.email.clone(),
-                    account_name: want.account_name.clone(),
                 });
                 new_account_steps(want, &mut steps);
             }
             AccountObservation::Creating { request_id } => {
-                steps.push(Step::AwaitAccount { environment: env, request_id: request_id.clone() });
+                steps.push(Step { change: Change::AwaitAccount { request_id: request_id.clone() }, environment: env });
                 new_account_steps(want, &mut steps);
             }
             AccountObservation::Found(found) => {
@@ -591,10 +548,12 @@ pub fn tenant(desired: &DesiredTenant, observed: &ObservedTenant) -> TenantPlan 
                     continue;
                 }
                 if found.found_by != FoundBy::Recorded {
-                    steps.push(Step::RecordAccount {
+                    steps.push(Step {
+                        change: Change::RecordAccount {
+                            account_id: found.account.id.clone(),
+                            found_by: found.found_by,
+                        },
                         environment: env,
-                        account_id: found.account.id.clone(),
-                        found_by: found.found_by,
                     });
                 }
                 let (account, id) = (&found.account, &found.account.id);
@@ -629,28 +588,30 @@ pub fn tenant(desired: &DesiredTenant, observed: &ObservedTenant) -> TenantPlan 
 /// Steps after creating an account: it starts in the root, carries its tags from `CreateAccount`.
 fn new_account_steps(want: &DesiredAccount, steps: &mut Vec<Step>) {
     let env = want.environment;
-    steps.push(Step::MoveAccount {
+    steps.push(Step {
+        change: Change::MoveAccount {
+            account_id: None,
+            from_parent_id: None,
+            from_path: Some(String::new()),
+            to_ou_path: want.ou_path.clone(),
+        },
         environment: env,
-        account_id: None,
-        from_parent_id: None,
-        from_path: Some(String::new()),
-        to_ou_path: want.ou_path.clone(),
     });
     for p in &want.policies {
-        steps.push(Step::CreatePolicy {
+        steps.push(Step {
+            change: Change::CreatePolicy { name: p.name.clone(), source: p.source.clone(), digest: p.digest.clone() },
             environment: env,
-            name: p.name.clone(),
-            source: p.source.clone(),
-            digest: p.digest.clone(),
         });
-        steps.push(Step::AttachPolicy { environment: env, name: p.name.clone() });
+        steps.push(Step { change: Change::AttachPolicy { name: p.name.clone() }, environment: env });
     }
     for s in &want.stacks {
-        steps.push(Step::CreateStack {
+        steps.push(Step {
+            change: Change::CreateStack {
+                stack: s.stack_name.clone(),
+                blueprint: s.blueprint.clone(),
+                version: s.version.clone(),
+            },
             environment: env,
-            stack: s.stack_name.clone(),
-            blueprint: s.blueprint.clone(),
-            version: s.version.clone(),
         });
     }
 }
@@ -665,12 +626,14 @@ fn existing_account_steps(
     let env = want.environment;
     let id = &found.account.id;
     if found.desired_ou_id.as_deref() != Some(found.parent_id.as_str()) {
-        steps.push(Step::MoveAccount {
+        steps.push(Step {
+            change: Change::MoveAccount {
+                account_id: Some(id.clone()),
+                from_parent_id: Some(found.parent_id.clone()),
+                from_path: found.parent_path.clone(),
+                to_ou_path: want.ou_path.clone(),
+            },
             environment: env,
-            account_id: Some(id.clone()),
-            from_parent_id: Some(found.parent_id.clone()),
-            from_path: found.parent_path.clone(),
-            to_ou_path: want.ou_path.clone(),
         });
     }
     let tag_changes: BTreeMap<String, (Option<String>, String)> = want
@@ -680,7 +643,7 @@ fn existing_account_steps(
         .map(|(k, v)| (k.clone(), (found.tags.get(k).cloned(), v.clone())))
         .collect();
     if !tag_changes.is_empty() {
-        steps.push(Step::TagAccount { environment: env, account_id: id.clone(), tags: tag_changes });
+        steps.push(Step { change: Change::TagAccount { account_id: id.clone(), tags: tag_changes }, environment: env });
     }
     let stale_tags: BTreeMap<String, String> = found
         .recorded_tag_keys
@@ -689,7 +652,8 @@ fn existing_account_steps(
         .filter_map(|k| found.tags.get(k).map(|v| (k.clone(), v.clone())))
         .collect();
     if !stale_tags.is_empty() {
-        steps.push(Step::UntagAccount { environment: env, account_id: id.clone(), tags: stale_tags });
+        steps
+            .push(Step { change: Change::UntagAccount { account_id: id.clone(), tags: stale_tags }, environment: env });
     }
     let attached_names: BTreeSet<&str> = found.attached.values().map(String::as_str).collect();
     // Removals first, so that the account never carries more SCPs than the quota in between.
@@ -706,44 +670,45 @@ fn existing_account_steps(
     for (name, (policy_id, attached)) in stale {
         if !want.policies.iter().any(|p| p.name == name) {
             detached += usize::from(attached);
-            steps.push(Step::RemovePolicy {
+            steps.push(Step {
+                change: Change::RemovePolicy { name: name.to_string(), policy_id: policy_id.to_string(), attached },
                 environment: env,
-                name: name.to_string(),
-                policy_id: policy_id.to_string(),
-                attached,
             });
         }
     }
     for (policy_id, name) in &found.attached {
         if is_tenantry_policy_name(name) && !name.starts_with(policy_prefix) {
             detached += 1;
-            steps.push(Step::DetachForeignPolicy {
+            steps.push(Step {
+                change: Change::DetachForeignPolicy { name: name.clone(), policy_id: policy_id.clone() },
                 environment: env,
-                name: name.clone(),
-                policy_id: policy_id.clone(),
             });
         }
     }
     let mut attaching = 0;
     for p in &want.policies {
         match found.policies.get(&p.name) {
-            None => steps.push(Step::CreatePolicy {
+            None => steps.push(Step {
+                change: Change::CreatePolicy {
+                    name: p.name.clone(),
+                    source: p.source.clone(),
+                    digest: p.digest.clone(),
+                },
                 environment: env,
-                name: p.name.clone(),
-                source: p.source.clone(),
-                digest: p.digest.clone(),
             }),
-            Some((policy_id, content)) if !same_json(content, &p.content) => steps.push(Step::UpdatePolicy {
+            Some((policy_id, content)) if !same_json(content, &p.content) => steps.push(Step {
+                change: Change::UpdatePolicy {
+                    name: p.name.clone(),
+                    policy_id: policy_id.clone(),
+                    digest: p.digest.clone(),
+                },
                 environment: env,
-                name: p.name.clone(),
-                policy_id: policy_id.clone(),
-                digest: p.digest.clone(),
             }),
             Some(_) => {}
         }
         if !attached_names.contains(p.name.as_str()) {
             attaching += 1;
-            steps.push(Step::AttachPolicy { environment: env, name: p.name.clone() });
+            steps.push(Step { change: Change::AttachPolicy { name: p.name.clone() }, environment: env });
         }
     }
     let total = found.attached.len() + attaching - detached;
@@ -761,11 +726,13 @@ fn existing_account_steps(
     }
     for s in &want.stacks {
         match found.stacks.get(&s.stack_name) {
-            None => steps.push(Step::CreateStack {
+            None => steps.push(Step {
+                change: Change::CreateStack {
+                    stack: s.stack_name.clone(),
+                    blueprint: s.blueprint.clone(),
+                    version: s.version.clone(),
+                },
                 environment: env,
-                stack: s.stack_name.clone(),
-                blueprint: s.blueprint.clone(),
-                version: s.version.clone(),
             }),
             Some(o) if o.status.is_in_progress() => refusals.push(Refusal::new(
                 env,
@@ -775,26 +742,32 @@ fn existing_account_steps(
                     s.stack_name, o.status
                 ),
             )),
-            Some(o) if o.status == StackStatus::UpdateRollbackFailed => steps.push(Step::RecoverStack {
-                environment: env,
-                stack: s.stack_name.clone(),
-                blueprint: s.blueprint.clone(),
-                version: s.version.clone(),
-            }),
-            Some(o) if o.status.needs_replacement() => steps.push(Step::RecreateStack {
-                environment: env,
-                stack: s.stack_name.clone(),
-                blueprint: s.blueprint.clone(),
-                status: o.status.to_string(),
-                version: s.version.clone(),
-            }),
-            Some(o) if o.version.as_deref() != Some(s.version.as_str()) || !o.status.is_complete() => {
-                steps.push(Step::UpdateStack {
-                    environment: env,
+            Some(o) if o.status == StackStatus::UpdateRollbackFailed => steps.push(Step {
+                change: Change::RecoverStack {
                     stack: s.stack_name.clone(),
                     blueprint: s.blueprint.clone(),
-                    from_version: o.version.clone(),
                     version: s.version.clone(),
+                },
+                environment: env,
+            }),
+            Some(o) if o.status.needs_replacement() => steps.push(Step {
+                change: Change::RecreateStack {
+                    stack: s.stack_name.clone(),
+                    blueprint: s.blueprint.clone(),
+                    status: o.status.to_string(),
+                    version: s.version.clone(),
+                },
+                environment: env,
+            }),
+            Some(o) if o.version.as_deref() != Some(s.version.as_str()) || !o.status.is_complete() => {
+                steps.push(Step {
+                    change: Change::UpdateStack {
+                        stack: s.stack_name.clone(),
+                        blueprint: s.blueprint.clone(),
+                        from_version: o.version.clone(),
+                        version: s.version.clone(),
+                    },
+                    environment: env,
                 })
             }
             Some(o) => {
@@ -836,12 +809,14 @@ fn existing_account_steps(
                     causes.push(format!("resource drift ({})", list.join(", ")));
                 }
                 if !causes.is_empty() {
-                    steps.push(Step::RedeployStack {
+                    steps.push(Step {
+                        change: Change::RedeployStack {
+                            stack: s.stack_name.clone(),
+                            blueprint: s.blueprint.clone(),
+                            version: s.version.clone(),
+                            cause: causes.join("; "),
+                        },
                         environment: env,
-                        stack: s.stack_name.clone(),
-                        blueprint: s.blueprint.clone(),
-                        version: s.version.clone(),
-                        cause: causes.join("; "),
                     });
                 }
             }
@@ -851,7 +826,10 @@ fn existing_account_steps(
         let managed = o.tags.get(crate::tenant::tags::MANAGED_BY).map(String::as_str) == Some("tenantry");
         if let (true, Some(blueprint)) = (managed, o.tags.get(crate::tenant::tags::BLUEPRINT)) {
             if !want.stacks.iter().any(|s| &s.stack_name == name) && !o.status.is_deleted() {
-                steps.push(Step::DeleteStack { environment: env, stack: name.clone(), blueprint: blueprint.clone() });
+                steps.push(Step {
+                    change: Change::DeleteStack { stack: name.clone(), blueprint: blueprint.clone() },
+                    environment: env,
+                });
             }
         }
     }

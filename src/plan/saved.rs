@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Plan, Step, TenantPlan};
+use super::{OrgStep, Plan, Step, TenantPlan};
 use crate::observe::{AccountObservation, ObservedTenant};
 use crate::render::sha256_hex;
 
@@ -109,14 +109,12 @@ fn short(v: &str) -> &str {
 impl Step {
     /// Whether this step depends on the fact `key` (see [`Facts`]): facts of the account of its
     /// environment (its status, parent and tags) for every step of an environment; the SCPs
-    /// attached to it for policy steps; its stack for stack steps. Organization steps depend on
-    /// no tenant fact.
+    /// attached to it for policy steps; its stack for stack steps.
     pub fn depends_on(&self, key: &str) -> bool {
-        use Step::*;
-        let Some(env) = self.environment() else { return false };
-        let Some(subject) = key.strip_prefix(&format!("{env}: ")) else { return false };
+        use super::Change::*;
+        let Some(subject) = key.strip_prefix(&format!("{}: ", self.environment)) else { return false };
         let account = subject == "account" || subject == "parent" || subject.starts_with("tag ");
-        match self {
+        match &self.change {
             CreatePolicy { name, .. }
             | UpdatePolicy { name, .. }
             | AttachPolicy { name, .. }
@@ -158,13 +156,11 @@ pub fn check_tenant(approved: &TenantPlan, now: &TenantPlan) -> Result<(), Stale
         }
     }
     if changes.is_empty() && approved.steps != now.steps {
-        let gone = approved.steps.iter().filter(|s| !now.steps.contains(s)).map(|s| format!("no longer: {s}"));
-        let new = now.steps.iter().filter(|s| !approved.steps.contains(s)).map(|s| format!("now also: {s}"));
-        let mut each: Vec<String> = gone.chain(new).collect();
-        if each.is_empty() {
-            each.push("the same steps in another order".into());
-        }
-        changes.push(format!("tenant {}: the plan differs: {}", approved.tenant, each.join(", ")));
+        changes.push(format!(
+            "tenant {}: the plan differs: {}",
+            approved.tenant,
+            differences(&approved.steps, &now.steps)
+        ));
     }
     if changes.is_empty() {
         Ok(())
@@ -176,13 +172,23 @@ pub fn check_tenant(approved: &TenantPlan, now: &TenantPlan) -> Result<(), Stale
 /// Checks organization steps: the approved ones against the ones made again (under the
 /// organization's lease when there are any). None left to do is never stale; steps needed now
 /// that none were approved for are.
-pub fn check_organization(approved: &[Step], now: &[Step]) -> Result<(), Stale> {
+pub fn check_organization(approved: &[OrgStep], now: &[OrgStep]) -> Result<(), Stale> {
     if approved == now || now.is_empty() {
         return Ok(());
     }
+    Err(Stale { changes: vec![format!("organization: {}", differences(approved, now))] })
+}
+
+/// How two lists of steps differ, readably: each step approved that is `no longer` needed, each
+/// needed `now also`, or the same steps in another order.
+fn differences<T: PartialEq + std::fmt::Display>(approved: &[T], now: &[T]) -> String {
     let gone = approved.iter().filter(|s| !now.contains(s)).map(|s| format!("no longer: {s}"));
     let new = now.iter().filter(|s| !approved.contains(s)).map(|s| format!("now also: {s}"));
-    Err(Stale { changes: vec![format!("organization: {}", gone.chain(new).collect::<Vec<_>>().join(", "))] })
+    let each: Vec<String> = gone.chain(new).collect();
+    match each.is_empty() {
+        true => "the same steps in another order".into(),
+        false => each.join(", "),
+    }
 }
 
 /// Checks a saved plan's inputs against the input files now: names each file added, removed
@@ -209,6 +215,7 @@ pub fn check_inputs(saved: &BTreeMap<String, String>, now: &BTreeMap<String, Str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::Change;
     use crate::tenant::Environment;
 
     fn plan(steps: Vec<Step>, facts: &[(&str, &str)]) -> TenantPlan {
@@ -222,10 +229,12 @@ mod tests {
     }
 
     fn tag_step() -> Step {
-        Step::TagAccount {
+        Step {
+            change: Change::TagAccount {
+                account_id: "111111111111".into(),
+                tags: [("owner".to_string(), (Some("a".to_string()), "b".to_string()))].into(),
+            },
             environment: Environment::Production,
-            account_id: "111111111111".into(),
-            tags: [("owner".to_string(), (Some("a".to_string()), "b".to_string()))].into(),
         }
     }
 
@@ -259,10 +268,12 @@ mod tests {
     #[test]
     fn other_steps_under_the_same_facts_make_the_plan_stale() {
         let approved = plan(vec![tag_step()], &[]);
-        let untag = Step::UntagAccount {
+        let untag = Step {
+            change: Change::UntagAccount {
+                account_id: "111111111111".into(),
+                tags: [("owner".to_string(), "a".to_string())].into(),
+            },
             environment: Environment::Production,
-            account_id: "111111111111".into(),
-            tags: [("owner".to_string(), "a".to_string())].into(),
         };
         let now = plan(vec![untag], &[]);
         let stale = check_tenant(&approved, &now).unwrap_err();
@@ -275,17 +286,19 @@ mod tests {
         let approved = plan(vec![tag_step()], &[("production: tag owner", "a")]);
         let done = plan(vec![], &[("production: tag owner", "b")]);
         assert_eq!(check_tenant(&approved, &done), Ok(()));
-        assert_eq!(check_organization(&[Step::CreateOrganization], &[]), Ok(()));
+        assert_eq!(check_organization(&[OrgStep::CreateOrganization], &[]), Ok(()));
     }
 
     #[test]
     fn a_stack_step_depends_on_its_stack_only() {
-        let step = Step::UpdateStack {
+        let step = Step {
+            change: Change::UpdateStack {
+                stack: "tenantry-baseline".into(),
+                blueprint: "baseline".into(),
+                from_version: None,
+                version: "v2".into(),
+            },
             environment: Environment::Staging,
-            stack: "tenantry-baseline".into(),
-            blueprint: "baseline".into(),
-            from_version: None,
-            version: "v2".into(),
         };
         assert!(step.depends_on("staging: stack tenantry-baseline"));
         assert!(step.depends_on("staging: account"));

@@ -125,7 +125,7 @@ fn plan_when(env: Environment, edit: impl Fn(&mut ObservedAccount)) -> TenantPla
 }
 
 fn prod_steps(plan: &TenantPlan) -> Vec<&Step> {
-    plan.steps.iter().filter(|s| s.environment() == Some(Environment::Production)).collect()
+    plan.steps.iter().filter(|s| s.environment == Environment::Production).collect()
 }
 
 #[test]
@@ -157,7 +157,9 @@ fn nothing_observed_creates_both_accounts_and_everything_in_them() {
         .steps
         .iter()
         .filter_map(|s| match s {
-            Step::CreateStack { environment: Environment::Staging, stack, .. } => Some(stack.as_str()),
+            Step { change: Change::CreateStack { stack, .. }, environment: Environment::Staging } => {
+                Some(stack.as_str())
+            }
             _ => None,
         })
         .collect();
@@ -179,12 +181,14 @@ fn account_in_another_ou_is_moved_back() {
     });
     assert_eq!(
         plan.steps,
-        vec![Step::MoveAccount {
-            environment: Environment::Production,
-            account_id: Some("111".into()),
-            from_parent_id: Some("ou-elsewhere".into()),
-            from_path: None,
-            to_ou_path: "Tenants/Production".into(),
+        vec![Step {
+            change: Change::MoveAccount {
+                account_id: Some("111".into()),
+                from_parent_id: Some("ou-elsewhere".into()),
+                from_path: None,
+                to_ou_path: "Tenants/Production".into()
+            },
+            environment: Environment::Production
         }]
     );
 }
@@ -196,7 +200,7 @@ fn changed_and_missing_tags_are_set_and_foreign_tags_are_left_alone() {
         a.tags.remove("tenantry:environment");
         a.tags.insert("owner".into(), "someone".into());
     });
-    let Step::TagAccount { tags, .. } = &plan.steps[0] else { panic!("{:?}", plan.steps) };
+    let Step { change: Change::TagAccount { tags, .. }, .. } = &plan.steps[0] else { panic!("{:?}", plan.steps) };
     assert_eq!(plan.steps.len(), 1);
     assert_eq!(tags.len(), 2);
     assert_eq!(tags["cost-center"], (Some("cc-OLD".to_string()), "cc-1".to_string()));
@@ -229,7 +233,7 @@ fn scp_content_is_compared_as_json_and_updated_when_different() {
             }
         }),
     );
-    assert!(matches!(prod_steps(&plan)[..], [Step::UpdatePolicy { .. }]), "{:?}", plan.steps);
+    assert!(matches!(prod_steps(&plan)[..], [Step { change: Change::UpdatePolicy { .. }, .. }]), "{:?}", plan.steps);
 }
 
 #[test]
@@ -243,26 +247,32 @@ fn detached_scp_is_attached_stale_ones_removed_and_other_tenants_detached_first(
     assert_eq!(
         prod_steps(&plan),
         vec![
-            &Step::RemovePolicy {
-                environment: Environment::Production,
-                name: "tenantry-acme-production-orphan".into(),
-                policy_id: "p-orphan".into(),
-                attached: false,
+            &Step {
+                change: Change::RemovePolicy {
+                    name: "tenantry-acme-production-orphan".into(),
+                    policy_id: "p-orphan".into(),
+                    attached: false
+                },
+                environment: Environment::Production
             },
-            &Step::RemovePolicy {
-                environment: Environment::Production,
-                name: "tenantry-acme-production-retired".into(),
-                policy_id: "p-old".into(),
-                attached: true,
+            &Step {
+                change: Change::RemovePolicy {
+                    name: "tenantry-acme-production-retired".into(),
+                    policy_id: "p-old".into(),
+                    attached: true
+                },
+                environment: Environment::Production
             },
-            &Step::DetachForeignPolicy {
-                environment: Environment::Production,
-                name: "tenantry-globex-production-x".into(),
-                policy_id: "p-other".into(),
+            &Step {
+                change: Change::DetachForeignPolicy {
+                    name: "tenantry-globex-production-x".into(),
+                    policy_id: "p-other".into()
+                },
+                environment: Environment::Production
             },
-            &Step::AttachPolicy {
-                environment: Environment::Production,
-                name: "tenantry-acme-production-deny-leave".into()
+            &Step {
+                change: Change::AttachPolicy { name: "tenantry-acme-production-deny-leave".into() },
+                environment: Environment::Production
             },
         ]
     );
@@ -277,10 +287,12 @@ fn tags_tenantry_set_earlier_but_no_longer_listed_are_removed() {
     });
     assert_eq!(
         plan.steps,
-        vec![Step::UntagAccount {
-            environment: Environment::Production,
-            account_id: "111".into(),
-            tags: BTreeMap::from([("retired".to_string(), "x".to_string())]),
+        vec![Step {
+            change: Change::UntagAccount {
+                account_id: "111".into(),
+                tags: BTreeMap::from([("retired".to_string(), "x".to_string())])
+            },
+            environment: Environment::Production
         }]
     );
 }
@@ -311,10 +323,9 @@ fn stack_of_a_blueprint_no_longer_listed_is_deleted_only_if_tenantry_made_it() {
     );
     assert_eq!(
         plan.steps,
-        vec![Step::DeleteStack {
-            environment: Environment::Production,
-            stack: "tenantry-old".into(),
-            blueprint: "old".into()
+        vec![Step {
+            change: Change::DeleteStack { stack: "tenantry-old".into(), blueprint: "old".into() },
+            environment: Environment::Production
         }]
     );
 }
@@ -325,9 +336,10 @@ fn missing_policy_is_created_then_attached() {
         a.policies.clear();
         a.attached.clear();
     });
-    let kinds: Vec<_> = plan.steps.iter().map(|s| s.symbol()).collect();
+    let kinds: Vec<_> = plan.steps.iter().map(|s| s.change.symbol()).collect();
     assert!(
-        matches!(plan.steps[0], Step::CreatePolicy { .. }) && matches!(plan.steps[1], Step::AttachPolicy { .. }),
+        matches!(plan.steps[0], Step { change: Change::CreatePolicy { .. }, .. })
+            && matches!(plan.steps[1], Step { change: Change::AttachPolicy { .. }, .. }),
         "{:?}",
         plan.steps
     );
@@ -351,12 +363,14 @@ fn stacks_are_created_updated_or_replaced_by_what_was_found() {
     );
     assert_eq!(plan.steps.len(), 3, "{:?}", plan.steps);
     assert!(
-        matches!(&plan.steps[0], Step::RecreateStack { environment: Environment::Production, status, .. } if status == "ROLLBACK_COMPLETE")
+        matches!(&plan.steps[0], Step { change: Change::RecreateStack { status, .. }, environment: Environment::Production } if status == "ROLLBACK_COMPLETE")
     );
     assert!(
-        matches!(&plan.steps[1], Step::UpdateStack { from_version: Some(v), version, .. } if v == "old" && version == "v-baseline")
+        matches!(&plan.steps[1], Step { change: Change::UpdateStack { from_version: Some(v), version, .. }, .. } if v == "old" && version == "v-baseline")
     );
-    assert!(matches!(&plan.steps[2], Step::CreateStack { stack, .. } if stack == "tenantry-agent-pipeline"));
+    assert!(
+        matches!(&plan.steps[2], Step { change: Change::CreateStack { stack, .. }, .. } if stack == "tenantry-agent-pipeline")
+    );
 }
 
 #[test]
@@ -390,8 +404,11 @@ fn creation_in_progress_is_awaited_not_repeated() {
     let mut observed = observed_with(&d, |_, _| {});
     observed.accounts.insert(Environment::Staging, AccountObservation::Creating { request_id: "car-1".into() });
     let plan = tenant(&d, &observed);
-    assert!(!plan.steps.iter().any(|s| matches!(s, Step::CreateAccount { .. })));
-    assert_eq!(plan.steps[0], Step::AwaitAccount { environment: Environment::Staging, request_id: "car-1".into() });
+    assert!(!plan.steps.iter().any(|s| matches!(s, Step { change: Change::CreateAccount { .. }, .. })));
+    assert_eq!(
+        plan.steps[0],
+        Step { change: Change::AwaitAccount { request_id: "car-1".into() }, environment: Environment::Staging }
+    );
 }
 
 #[test]
@@ -400,9 +417,9 @@ fn organization_steps_create_what_is_missing() {
     assert_eq!(
         organization(None, &ous),
         vec![
-            Step::CreateOrganization,
-            Step::EnableServiceControlPolicies,
-            Step::CreateOu { path: "Tenants/Staging".into() }
+            OrgStep::CreateOrganization,
+            OrgStep::EnableServiceControlPolicies,
+            OrgStep::CreateOu { path: "Tenants/Staging".into() }
         ]
     );
     let mut o = OrgOverview {
@@ -412,14 +429,14 @@ fn organization_steps_create_what_is_missing() {
         root_id: "r-1".into(),
         scp_enabled: false,
     };
-    assert_eq!(organization(Some(&o), &BTreeMap::new()), vec![Step::EnableServiceControlPolicies]);
+    assert_eq!(organization(Some(&o), &BTreeMap::new()), vec![OrgStep::EnableServiceControlPolicies]);
     o.scp_enabled = true;
     assert!(organization(Some(&o), &BTreeMap::new()).is_empty());
 }
 
 #[test]
 fn plan_json_names_each_action() {
-    let step = Step::CreateOu { path: "A/B".into() };
+    let step = OrgStep::CreateOu { path: "A/B".into() };
     assert_eq!(serde_json::to_value(&step).unwrap(), serde_json::json!({"action": "create_ou", "path": "A/B"}));
 }
 
@@ -429,7 +446,7 @@ fn stack_whose_template_was_changed_out_of_band_is_redeployed_even_with_the_righ
         a.stacks.get_mut("tenantry-baseline").unwrap().template_body = Some(r#"{"Resources": {"X": {}}}"#.into());
     });
     assert!(
-        matches!(&plan.steps[..], [Step::RedeployStack { cause, .. }] if cause.contains("changed outside tenantry")),
+        matches!(&plan.steps[..], [Step { change: Change::RedeployStack { cause, .. }, .. }] if cause.contains("changed outside tenantry")),
         "{:?}",
         plan.steps
     );
@@ -470,7 +487,7 @@ fn resource_drift_is_reverted_by_a_redeploy_and_unsupported_detection_plans_noth
     );
     assert_eq!(plan.steps.len(), 1, "{:?}", plan.steps);
     assert!(
-        matches!(&plan.steps[0], Step::RedeployStack { environment: Environment::Staging, cause, .. } if cause.contains("Bucket MODIFIED"))
+        matches!(&plan.steps[0], Step { change: Change::RedeployStack { cause, .. }, environment: Environment::Staging } if cause.contains("Bucket MODIFIED"))
     );
 }
 
@@ -483,7 +500,7 @@ fn stack_whose_tenantry_tags_were_changed_is_redeployed() {
         s.tags.insert("owner".into(), "mallory".into());
     });
     assert!(
-        matches!(&plan.steps[..], [Step::RedeployStack { cause, .. }] if cause.contains("tenantry:tenant: evil (wanted acme)") && cause.contains("tenantry:managed-by: (absent)")),
+        matches!(&plan.steps[..], [Step { change: Change::RedeployStack { cause, .. }, .. }] if cause.contains("tenantry:tenant: evil (wanted acme)") && cause.contains("tenantry:managed-by: (absent)")),
         "{:?}",
         plan.steps
     );
@@ -502,11 +519,13 @@ fn stuck_rollback_is_recovered_and_a_busy_stack_is_left_alone() {
     );
     assert_eq!(
         plan.steps,
-        vec![Step::RecoverStack {
-            environment: Environment::Production,
-            stack: "tenantry-baseline".into(),
-            blueprint: "baseline".into(),
-            version: "v-baseline".into(),
+        vec![Step {
+            change: Change::RecoverStack {
+                stack: "tenantry-baseline".into(),
+                blueprint: "baseline".into(),
+                version: "v-baseline".into()
+            },
+            environment: Environment::Production
         }]
     );
     assert_eq!(plan.refusals.len(), 1);
@@ -531,7 +550,10 @@ fn an_account_state_did_not_record_is_recorded_first() {
         );
         assert_eq!(
             p.steps,
-            vec![Step::RecordAccount { environment: Environment::Staging, account_id: "222".into(), found_by }],
+            vec![Step {
+                change: Change::RecordAccount { account_id: "222".into(), found_by },
+                environment: Environment::Staging
+            }],
             "{found_by:?}"
         );
         assert!(p.steps[0].to_string().contains("record account 222 in state"));
@@ -604,8 +626,25 @@ fn the_scp_quota_per_target_is_checked_before_attaching() {
     );
     assert!(plan.refusals.is_empty(), "{:?}", plan.refusals);
     assert!(
-        matches!(prod_steps(&plan)[..], [Step::DetachForeignPolicy { .. }, Step::AttachPolicy { .. }]),
+        matches!(
+            prod_steps(&plan)[..],
+            [Step { change: Change::DetachForeignPolicy { .. }, .. }, Step { change: Change::AttachPolicy { .. }, .. }]
+        ),
         "{:?}",
         plan.steps
     );
+}
+
+#[test]
+fn a_step_is_one_flat_json_object_with_its_action_and_environment() {
+    let step = Step::new(Environment::Staging, Change::AttachPolicy { name: "tenantry-acme-staging-x".into() });
+    let json = serde_json::to_value(&step).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({"action": "attach_policy", "environment": "staging", "name": "tenantry-acme-staging-x"})
+    );
+    assert_eq!(serde_json::from_value::<Step>(json).unwrap(), step);
+    let org = serde_json::to_value(OrgStep::CreateOu { path: "clients/acme".into() }).unwrap();
+    assert_eq!(org, serde_json::json!({"action": "create_ou", "path": "clients/acme"}));
+    assert_eq!(step.to_string(), "+ staging: attach SCP tenantry-acme-staging-x");
 }

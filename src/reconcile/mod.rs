@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::desired::DesiredTenant;
 use crate::observe::{AccountObservation, AccountSummary, ObservedAccount, ObservedTenant, ResourceDrift};
-use crate::plan::{ManualChange, Refusal, RefusalKind, Step, TenantPlan};
+use crate::plan::{Change, ManualChange, Refusal, RefusalKind, Step, TenantPlan};
 use crate::tenant::{tags, Environment};
 
 /// Version of the report document; bumped on any incompatible change.
@@ -468,17 +468,16 @@ type Difference = (DriftKind, String, String, String, Severity);
 
 /// Drift items of one planned step: one per difference it makes good (one per tag for tag steps).
 fn item_of(step: &Step) -> Vec<DriftItem> {
-    let Some(env) = step.environment() else { return vec![] };
     differences(step)
         .into_iter()
         .map(|(kind, resource, expected, found, severity)| DriftItem {
-            environment: Some(env),
+            environment: Some(step.environment),
             kind,
             resource,
             expected,
             found,
             severity,
-            action: step.action().to_string(),
+            action: step.change.to_string(),
             remediable: true,
         })
         .collect()
@@ -491,18 +490,18 @@ fn differences(step: &Step) -> Vec<Difference> {
     let one = |kind, resource: String, expected: &str, found: &str, severity| {
         vec![(kind, resource, expected.to_string(), found.to_string(), severity)]
     };
-    match step {
-        Step::CreateAccount { email, .. } => {
+    match &step.change {
+        Change::CreateAccount { email, .. } => {
             one(AccountMissing, format!("account <{email}>"), "an ACTIVE member account", "no account", Critical)
         }
-        Step::RecordAccount { account_id, .. } => one(
+        Change::RecordAccount { account_id, .. } => one(
             StateMissing,
             account(Some(account_id)),
             "recorded in the state bucket",
             "not recorded (state lost or never written)",
             Medium,
         ),
-        Step::MoveAccount { account_id, from_path, from_parent_id, to_ou_path, .. } => {
+        Change::MoveAccount { account_id, from_path, from_parent_id, to_ou_path, .. } => {
             let from = match (from_path.as_deref(), from_parent_id.as_deref()) {
                 (Some(""), _) | (None, None) => "the root".to_string(),
                 (Some(p), _) => format!("OU {p}"),
@@ -510,7 +509,7 @@ fn differences(step: &Step) -> Vec<Difference> {
             };
             one(AccountMoved, account(account_id.as_deref()), &format!("OU {to_ou_path}"), &from, High)
         }
-        Step::TagAccount { account_id, tags, .. } => tags
+        Change::TagAccount { account_id, tags, .. } => tags
             .iter()
             .map(|(k, (old, new))| {
                 let kind = if old.is_some() { TagChanged } else { TagMissing };
@@ -519,41 +518,38 @@ fn differences(step: &Step) -> Vec<Difference> {
                 (kind, format!("account {account_id} tag {k}"), new.clone(), found, severity)
             })
             .collect(),
-        Step::UntagAccount { account_id, tags, .. } => tags
+        Change::UntagAccount { account_id, tags, .. } => tags
             .iter()
             .map(|(k, v)| (TagUnexpected, format!("account {account_id} tag {k}"), "(absent)".into(), v.clone(), Low))
             .collect(),
-        Step::CreatePolicy { name, .. } => {
+        Change::CreatePolicy { name, .. } => {
             one(ScpMissing, format!("SCP {name}"), "exists and is attached", "does not exist", High)
         }
-        Step::UpdatePolicy { name, digest, .. } => {
+        Change::UpdatePolicy { name, digest, .. } => {
             let expected = format!("content sha256 {}", &digest[..12.min(digest.len())]);
             one(ScpModified, format!("SCP {name}"), &expected, "other content", High)
         }
-        Step::AttachPolicy { name, .. } => {
+        Change::AttachPolicy { name, .. } => {
             one(ScpDetached, format!("SCP {name}"), "attached to the account", "not attached", High)
         }
-        Step::RemovePolicy { name, attached, .. } => {
+        Change::RemovePolicy { name, attached, .. } => {
             let found = if *attached { "attached" } else { "exists" };
             one(ScpUnexpected, format!("SCP {name}"), "absent (not in the tenant file)", found, Low)
         }
-        Step::DetachForeignPolicy { name, .. } => one(
+        Change::DetachForeignPolicy { name, .. } => one(
             ScpOtherTenant,
             format!("SCP {name}"),
             "only this tenant environment's tenantry SCPs attached",
             "attached",
             Critical,
         ),
-        Step::CreateStack { .. }
-        | Step::UpdateStack { .. }
-        | Step::RedeployStack { .. }
-        | Step::RecoverStack { .. }
-        | Step::RecreateStack { .. }
-        | Step::DeleteStack { .. } => stack_difference(step).into_iter().collect(),
-        Step::AwaitAccount { .. }
-        | Step::CreateOrganization
-        | Step::EnableServiceControlPolicies
-        | Step::CreateOu { .. } => vec![],
+        Change::CreateStack { .. }
+        | Change::UpdateStack { .. }
+        | Change::RedeployStack { .. }
+        | Change::RecoverStack { .. }
+        | Change::RecreateStack { .. }
+        | Change::DeleteStack { .. } => stack_difference(step).into_iter().collect(),
+        Change::AwaitAccount { .. } => vec![],
     }
 }
 
@@ -564,25 +560,25 @@ fn stack_difference(step: &Step) -> Option<Difference> {
     let one = |kind, resource: String, expected: &str, found: &str, severity| {
         Some((kind, resource, expected.to_string(), found.to_string(), severity))
     };
-    match step {
-        Step::CreateStack { stack, .. } => {
+    match &step.change {
+        Change::CreateStack { stack, .. } => {
             one(StackMissing, format!("stack {stack}"), "deployed", "does not exist", High)
         }
-        Step::UpdateStack { stack, from_version, version, .. } => {
+        Change::UpdateStack { stack, from_version, version, .. } => {
             let found = format!("version {}", from_version.as_deref().unwrap_or("(untagged)"));
             one(StackOutdated, format!("stack {stack}"), &format!("version {version}"), &found, Medium)
         }
-        Step::RedeployStack { stack, cause, version, .. } => {
+        Change::RedeployStack { stack, cause, version, .. } => {
             let expected = format!("template version {version}, resources as in the template");
             one(StackModified, format!("stack {stack}"), &expected, cause, High)
         }
-        Step::RecoverStack { stack, .. } => {
+        Change::RecoverStack { stack, .. } => {
             one(StackFailed, format!("stack {stack}"), "a complete stack", "UPDATE_ROLLBACK_FAILED", High)
         }
-        Step::RecreateStack { stack, status, .. } => {
+        Change::RecreateStack { stack, status, .. } => {
             one(StackFailed, format!("stack {stack}"), "a complete stack", status, High)
         }
-        Step::DeleteStack { stack, .. } => {
+        Change::DeleteStack { stack, .. } => {
             one(StackUnexpected, format!("stack {stack}"), "absent (not in the tenant file)", "deployed", Low)
         }
         _ => None,
