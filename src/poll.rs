@@ -16,23 +16,35 @@ pub enum Look<T> {
     NotYet,
 }
 
-enum Stop {
+enum Stop<E> {
     NotYet,
-    Failed(anyhow::Error),
+    Failed(E),
+}
+
+/// What was waited for did not finish in time.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{what}: not finished within {seconds} s")]
+pub struct TimedOut {
+    /// What was waited for.
+    pub what: String,
+    /// How long, in seconds.
+    pub seconds: u64,
 }
 
 /// Looks with `look` until it says [`Look::Done`], pausing between looks from `min_delay`
 /// doubling up to `max_delay` (with jitter), for at most `total`. Errors: a look's error (at
-/// once), `what` not finished within `total`, or [`crate::shutdown::Interrupted`] on a stop.
-pub async fn until_done<T, F, Fut>(
+/// once), [`TimedOut`] when `what` did not finish within `total`, or
+/// [`crate::shutdown::Interrupted`] on a stop.
+pub async fn until_done<T, E, F, Fut>(
     what: impl Display,
     (min_delay, max_delay): (Duration, Duration),
     total: Duration,
     look: F,
-) -> anyhow::Result<T>
+) -> Result<T, E>
 where
+    E: From<TimedOut> + From<crate::shutdown::Interrupted>,
     F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<Look<T>>>,
+    Fut: Future<Output = Result<Look<T>, E>>,
 {
     let mut look = look;
     let once = || {
@@ -55,6 +67,6 @@ where
     match crate::shutdown::bounded(&what, once.retry(backoff).when(|e| matches!(e, Stop::NotYet))).await? {
         Ok(v) => Ok(v),
         Err(Stop::Failed(e)) => Err(e),
-        Err(Stop::NotYet) => Err(anyhow::anyhow!("{what}: not finished within {} s", total.as_secs())),
+        Err(Stop::NotYet) => Err(TimedOut { what, seconds: total.as_secs() }.into()),
     }
 }

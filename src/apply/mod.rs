@@ -9,13 +9,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::Semaphore;
 
 use crate::aws::cfn::{self, Operation};
-use crate::aws::member::{MemberSession, VerifiedAccount};
-use crate::aws::{org, Clients};
+use crate::aws::member::{MemberSession, SessionError, VerifiedAccount};
+use crate::aws::{org, Clients, OrMissing};
 use crate::config::OrgSettings;
 use crate::desired::DesiredTenant;
 use crate::guard::LiveAccount;
@@ -27,6 +26,86 @@ use crate::poll::Look;
 use crate::progress::Progress;
 use crate::state::{AccountRecord, Lease, Location, PolicyRecord, StackRecord, StateStore, Tracked};
 use crate::tenant::{tags, Environment};
+
+/// Why applying a tenant's plan (or the organization's steps) failed. `TenantOutcome::error`
+/// holds its text; decisions match on the variant.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An AWS call failed.
+    #[error(transparent)]
+    Aws(#[from] crate::aws::Error),
+    /// Reading or writing state failed: a lost race, a lease held elsewhere or lost, ...
+    #[error(transparent)]
+    State(#[from] crate::state::Error),
+    /// Observing the tenant failed.
+    #[error(transparent)]
+    Observe(#[from] crate::observe::Error),
+    /// A member account could not be verified or reached; the guard refusing it is one case.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// The guard refused an account this run created (checked on the run's own data).
+    #[error(transparent)]
+    Guard(#[from] crate::guard::Refusal),
+    /// A stack operation failed, timed out or was stopped.
+    #[error(transparent)]
+    Stack(#[from] cfn::StackError),
+    /// A `CreateAccount` request could not be sent, or was refused.
+    #[error(transparent)]
+    CreateAccount(#[from] org::CreateAccountFailure),
+    /// A `CreateAccount` request ended `FAILED`.
+    #[error(transparent)]
+    CreateFailed(#[from] CreateFailed),
+    /// A `CreateAccount` answer was lost and neither the account nor its request shows yet.
+    #[error("{0}; nothing found yet; re-run: it looks for the account again before sending another request")]
+    CreateUnanswered(org::CreateAccountUnanswered),
+    /// A stop signal ended a wait.
+    #[error(transparent)]
+    Interrupted(#[from] crate::shutdown::Interrupted),
+    /// A wait did not end in time.
+    #[error(transparent)]
+    TimedOut(#[from] crate::poll::TimedOut),
+    /// The state bucket is a new location, yet tenantry's accounts exist.
+    #[error(transparent)]
+    StateLocationChanged(#[from] StateLocationChanged),
+    /// The approved plan no longer holds.
+    #[error(transparent)]
+    Stale(#[from] plan::saved::Stale),
+    /// The plan refuses the tenant (the guard, collisions, quotas, busy stacks).
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Refused(Vec<plan::Refusal>),
+    /// There is no organization (yet).
+    #[error("there is no organization yet: run `tenantry apply` first")]
+    NoOrganization,
+    /// The account creation slots were closed (the run is ending).
+    #[error("no account creation slot: {0}")]
+    NoSlot(#[from] tokio::sync::AcquireError),
+    /// A stop signal arrived between steps: the next one was not started.
+    #[error(transparent)]
+    Stopped(#[from] crate::shutdown::Stopped),
+    /// What this run holds disagrees with the plan it carries out (named).
+    #[error("{0}")]
+    Inconsistent(String),
+    /// A step failed: the tenant, the step, and why.
+    #[error("{tenant}: {step}: {error}")]
+    Step {
+        /// Tenant id.
+        tenant: String,
+        /// The step, as the plan shows it.
+        step: String,
+        /// Why it failed.
+        error: Box<Error>,
+    },
+}
+
+impl Error {
+    /// `self`, as the failure of `step` of `tenant`.
+    fn in_step(self, tenant: &str, step: &dyn std::fmt::Display) -> Error {
+        Error::Step { tenant: tenant.to_string(), step: step.to_string(), error: Box::new(self) }
+    }
+}
+
+/// Results of the executor.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything one run shares across tenants.
 pub struct Engine {
@@ -128,11 +207,11 @@ impl Engine {
                     overview = org::overview(&self.clients.org).await?;
                 }
                 OrgStep::EnableServiceControlPolicies => {
-                    let o = overview.as_ref().context("no organization")?;
+                    let o = overview.as_ref().ok_or(Error::NoOrganization)?;
                     org::enable_scps(&self.clients.org, &o.root_id).await?;
                 }
                 OrgStep::CreateOu { path } => {
-                    let o = overview.as_ref().context("no organization")?;
+                    let o = overview.as_ref().ok_or(Error::NoOrganization)?;
                     self.ensure_ou(o, path).await?;
                 }
             }
@@ -140,7 +219,7 @@ impl Engine {
                 crate::out!("organization: {step}");
             }
         }
-        overview.context("no organization after applying organization steps")
+        overview.ok_or(Error::NoOrganization)
     }
 
     /// Creates every missing OU on `path`; returns the id of the last one.
@@ -263,9 +342,7 @@ impl Engine {
         desired: &DesiredTenant,
         lease_held: bool,
     ) -> Result<crate::state::TenantRecord> {
-        let overview = org::overview(&self.clients.org)
-            .await?
-            .context("there is no organization yet: run `tenantry apply` first")?;
+        let overview = org::overview(&self.clients.org).await?.ok_or(Error::NoOrganization)?;
         let s = &self.settings;
         let lease = match lease_held {
             true => None,
@@ -285,7 +362,7 @@ impl Engine {
             self.check_state_location(&observed).await?;
             let plan = plan::tenant(desired, &observed);
             if !plan.refusals.is_empty() {
-                bail!("{}", plan.refusals.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"));
+                return Err(Error::Refused(plan.refusals));
             }
             let mut found = Vec::new();
             for step in &plan.steps {
@@ -390,7 +467,7 @@ impl Engine {
             return Ok(());
         }
         if !plan.refusals.is_empty() {
-            bail!("{}", plan.refusals.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"));
+            return Err(Error::Refused(plan.refusals.clone()));
         }
         if let Some(stale) = approved.and_then(|a| plan::saved::check_tenant(a, &plan).err()) {
             outcome.stale = true;
@@ -402,11 +479,11 @@ impl Engine {
             lease.check()?;
             if mode.stop_on_signal && crate::shutdown::requested() {
                 run.save_after("a stop signal").await;
-                bail!("stopped by signal before: {step}; re-run to continue");
+                return Err(crate::shutdown::Stopped { what: step.to_string() }.into());
             }
             if let Err(e) = run.execute(step).await {
                 run.save_after("a failed step").await;
-                return Err(e.context(format!("{}: {step}", desired.id)));
+                return Err(e.in_step(&desired.id, step));
             }
             if self.echo_steps {
                 crate::out!("{}: {step}", desired.id);
@@ -532,7 +609,7 @@ impl<'a> TenantRun<'a> {
             }
             if let Err(e) = self.start_account(*environment, email, account_name, Some(slot)).await {
                 self.save_after("a failed step").await;
-                return Err(e.context(format!("{}: {step}", self.desired.id)));
+                return Err(e.in_step(&self.desired.id, step));
             }
         }
         Ok(())
@@ -595,11 +672,7 @@ impl<'a> TenantRun<'a> {
                         self.found_accounts.insert(env, id);
                         return Ok(None);
                     }
-                    None => {
-                        return Err(anyhow::Error::new(e).context(
-                            "nothing found yet; re-run: it looks for the account again before sending another request",
-                        ))
-                    }
+                    None => return Err(Error::CreateUnanswered(e)),
                 }
             }
             Err(e) => return Err(e.into()),
@@ -639,7 +712,7 @@ impl<'a> TenantRun<'a> {
     }
 
     fn account_id(&self, env: Environment) -> Result<String> {
-        self.account_ids.get(&env).cloned().with_context(|| format!("no {env} account id yet"))
+        self.account_ids.get(&env).cloned().ok_or_else(|| Error::Inconsistent(format!("no {env} account id yet")))
     }
 
     /// The guard, run on live tags right before the account is touched.
@@ -682,7 +755,10 @@ impl<'a> TenantRun<'a> {
             Change::RecordAccount { account_id, .. } => {
                 // Found by observation and passed the guard then; bound in state now.
                 if self.account_ids.get(&step.environment) != Some(account_id) {
-                    bail!("{}: the plan records account {account_id}, but this run found another", step.environment);
+                    return Err(Error::Inconsistent(format!(
+                        "{}: the plan records account {account_id}, but this run found another",
+                        step.environment
+                    )));
                 }
                 self.record(step.environment).account_id = Some(account_id.clone());
                 self.dirty = true;
@@ -751,7 +827,7 @@ impl<'a> TenantRun<'a> {
                 }
                 self.dirty = true;
             }
-            _ => bail!("not an account step: {step}"),
+            _ => return Err(Error::Inconsistent(format!("not an account step: {step}"))),
         }
         Ok(())
     }
@@ -763,7 +839,8 @@ impl<'a> TenantRun<'a> {
         match &step.change {
             Change::AttachPolicy { name } => {
                 let v = self.verify(step.environment).await?;
-                let id = self.policy_ids.get(name).with_context(|| format!("policy {name} has no id"))?;
+                let id =
+                    self.policy_ids.get(name).ok_or_else(|| Error::Inconsistent(format!("policy {name} has no id")))?;
                 org::attach(&org, id, v.account_id()).await?;
             }
             Change::RemovePolicy { name, policy_id, attached } => {
@@ -781,7 +858,7 @@ impl<'a> TenantRun<'a> {
                 let v = self.verify(step.environment).await?;
                 org::detach(&org, policy_id, v.account_id()).await?;
             }
-            _ => bail!("not a policy attachment step: {step}"),
+            _ => return Err(Error::Inconsistent(format!("not a policy attachment step: {step}"))),
         }
         Ok(())
     }
@@ -812,7 +889,7 @@ impl<'a> TenantRun<'a> {
                     break;
                 }
                 Err(e) => {
-                    let transient = matches!(&e, AwaitFailure::Failed(f) if f.is_transient());
+                    let transient = matches!(&e, Error::CreateFailed(f) if f.is_transient());
                     match delays.next().filter(|_| transient) {
                         Some(delay) => {
                             tracing::warn!(tenant = %self.desired.id, %env, "{e:#}; sending CreateAccount again in {} ms", delay.as_millis());
@@ -826,7 +903,7 @@ impl<'a> TenantRun<'a> {
                             .await?;
                             request_id = self.start_account(env, email, account_name, slot).await?;
                         }
-                        None => return Err(e.into()),
+                        None => return Err(e),
                     }
                 }
             }
@@ -847,7 +924,7 @@ impl<'a> TenantRun<'a> {
             }
             // Found after a lost answer: the guard reads its live tags first.
             (Some(id), _) | (None, Some(id)) => self.verify_found(env, id).await?,
-            (None, None) => bail!("no {env} account was created or found"),
+            (None, None) => return Err(Error::Inconsistent(format!("no {env} account was created or found"))),
         }
         Ok(())
     }
@@ -876,7 +953,7 @@ impl<'a> TenantRun<'a> {
             .policies
             .iter()
             .find(|p| p.name == name)
-            .context("policy not in desired state")?
+            .ok_or_else(|| Error::Inconsistent(format!("policy {name} is not in the tenant's desired state")))?
             .clone();
         let id = match (&step.change, self.policy_ids.get(name)) {
             (Change::UpdatePolicy { policy_id, .. }, _) | (_, Some(policy_id)) => {
@@ -902,7 +979,7 @@ impl<'a> TenantRun<'a> {
             .stacks
             .iter()
             .find(|s| s.stack_name == stack)
-            .context("stack not in desired state")?
+            .ok_or_else(|| Error::Inconsistent(format!("stack {stack} is not in the tenant's desired state")))?
             .clone();
         let mut stack_tags = crate::desired::managed_tags(&self.desired.id, env);
         stack_tags.insert(tags::BLUEPRINT.to_string(), want.blueprint.clone());
@@ -952,7 +1029,7 @@ impl<'a> TenantRun<'a> {
     /// most `create_account_timeout_seconds`) and returns the created account's id. Nothing is
     /// recorded here: the caller binds the id ([`Self::bind_created`] for this tenant's own request,
     /// [`Self::verify_found`] for one found by name). A `FAILED` request is a [`CreateFailed`].
-    async fn await_account(&mut self, env: Environment, request_id: &str) -> Result<String, AwaitFailure> {
+    async fn await_account(&mut self, env: Environment, request_id: &str) -> Result<String> {
         let org = self.engine.clients.org.clone();
         let _wait =
             self.engine.progress.wait(format!("{}: {env}: waiting for account creation {request_id}", self.desired.id));
@@ -961,12 +1038,12 @@ impl<'a> TenantRun<'a> {
             (Duration::from_millis(500), Duration::from_secs(30)),
             Duration::from_secs(self.engine.settings.create_account_timeout_seconds),
             || async {
-                let status = org::create_status(&org, request_id).await?.with_context(|| {
-                    format!(
+                let status = org::create_status(&org, request_id).await?.ok_or_else(|| {
+                    Error::Inconsistent(format!(
                         "Organizations does not know CreateAccount request {request_id}; re-run to look for the account"
-                    )
+                    ))
                 })?;
-                Ok(match status.state {
+                Ok::<_, Error>(match status.state {
                     CreateRequestState::InProgress => Look::NotYet,
                     _ => Look::Done(status),
                 })
@@ -975,10 +1052,10 @@ impl<'a> TenantRun<'a> {
         .await?;
         match status.state {
             CreateRequestState::Succeeded => {
-                Ok(status.account_id.context("CreateAccount succeeded without an account id")?)
+                Ok(status.account_id.or_missing("organizations:DescribeCreateAccountStatus", "account id")?)
             }
             CreateRequestState::Failed(reason) => {
-                Err(AwaitFailure::Failed(CreateFailed { request_id: request_id.to_string(), reason }))
+                Err(CreateFailed { request_id: request_id.to_string(), reason }.into())
             }
             CreateRequestState::InProgress => unreachable!("polling ends only on a final state"),
         }
@@ -1014,17 +1091,6 @@ impl<'a> TenantRun<'a> {
         }
         Ok(())
     }
-}
-
-/// How waiting for a `CreateAccount` request ended, when it did not end with an account.
-#[derive(Debug, thiserror::Error)]
-enum AwaitFailure {
-    /// The request ended `FAILED`.
-    #[error(transparent)]
-    Failed(CreateFailed),
-    /// Polling failed (an AWS error, the timeout, a stop).
-    #[error("{0:#}")]
-    Polling(#[from] anyhow::Error),
 }
 
 /// How many times a `CreateAccount` that FAILED for a transient reason is sent again in one run.

@@ -4,13 +4,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
 use aws_sdk_cloudformation::client::Waiters;
 use aws_sdk_cloudformation::types::{Capability, ChangeSetStatus, StackDriftDetectionStatus, Tag};
 use aws_sdk_cloudformation::Client;
 
 use super::types::{DriftedResource, ObservedStack, ResourceDrift, StackStatus};
-use super::{aws_error, Error, ErrorKind};
+use super::{Classify, Error, ErrorKind};
 use crate::poll::Look;
 
 /// Name prefix of workload stacks (`tenantry-wl-<workload>`).
@@ -18,11 +17,11 @@ pub const WORKLOAD_STACK_PREFIX: &str = "tenantry-wl-";
 
 /// Stacks in the account whose names start with `tenantry-`, workload stacks aside
 /// (`DescribeStacks`, all pages).
-pub async fn tenantry_stacks(cfn: &Client) -> Result<BTreeMap<String, ObservedStack>> {
+pub async fn tenantry_stacks(cfn: &Client) -> Result<BTreeMap<String, ObservedStack>, Error> {
     let mut out = BTreeMap::new();
     let mut pages = cfn.describe_stacks().into_paginator().send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| aws_error("cloudformation:DescribeStacks", e))?;
+        let page = page.classify("cloudformation:DescribeStacks")?;
         for s in page.stacks.unwrap_or_default() {
             let name = s.stack_name().unwrap_or_default().to_string();
             // Workload stacks (`tenantry-wl-*`) belong to `stage`/`promote`, not to apply.
@@ -35,12 +34,12 @@ pub async fn tenantry_stacks(cfn: &Client) -> Result<BTreeMap<String, ObservedSt
 }
 
 /// One stack by name (`DescribeStacks`); `None` when it does not exist.
-pub async fn describe(cfn: &Client, name: &str) -> Result<Option<ObservedStack>> {
+pub async fn describe(cfn: &Client, name: &str) -> Result<Option<ObservedStack>, Error> {
     match cfn.describe_stacks().stack_name(name).send().await {
         Ok(out) => Ok(out.stacks.unwrap_or_default().first().map(observed)),
         // DescribeStacks answers ValidationError for a stack that does not exist.
         Err(e) if Error::kind_of_sdk(&e) == ErrorKind::Invalid => Ok(None),
-        Err(e) => Err(aws_error("cloudformation:DescribeStacks", e)),
+        Err(e) => Err(Error::from_sdk("cloudformation:DescribeStacks", e)),
     }
 }
 
@@ -83,21 +82,21 @@ fn observed(s: &aws_sdk_cloudformation::types::Stack) -> ObservedStack {
 }
 
 /// The template a stack runs (`GetTemplate`, stage Original).
-pub async fn template_body(cfn: &Client, name: &str) -> Result<Option<String>> {
+pub async fn template_body(cfn: &Client, name: &str) -> Result<Option<String>, Error> {
     let out = cfn
         .get_template()
         .stack_name(name)
         .template_stage(aws_sdk_cloudformation::types::TemplateStage::Original)
         .send()
         .await
-        .map_err(|e| aws_error("cloudformation:GetTemplate", e))?;
+        .classify("cloudformation:GetTemplate")?;
     Ok(out.template_body)
 }
 
 /// Resource-level drift of a stack: `DetectStackDrift`, then `DescribeStackDriftDetectionStatus`
 /// polled with backoff (at most `timeout`), then `DescribeStackResourceDrifts`. An endpoint that
 /// does not implement drift detection gives [`ResourceDrift::Unsupported`], never "in sync".
-pub async fn detect_drift(cfn: &Client, name: &str, timeout: Duration) -> Result<ResourceDrift> {
+pub async fn detect_drift(cfn: &Client, name: &str, timeout: Duration) -> Result<ResourceDrift, StackError> {
     let started = match start_drift_detection(cfn, name).await? {
         Ok(id) => id,
         Err(not_run) => return Ok(not_run),
@@ -112,8 +111,8 @@ pub async fn detect_drift(cfn: &Client, name: &str, timeout: Duration) -> Result
                 .stack_drift_detection_id(&started)
                 .send()
                 .await
-                .map_err(|e| aws_error("cloudformation:DescribeStackDriftDetectionStatus", e))?;
-            Ok(match s.detection_status() {
+                .classify("cloudformation:DescribeStackDriftDetectionStatus")?;
+            Ok::<_, StackError>(match s.detection_status() {
                 Some(StackDriftDetectionStatus::DetectionInProgress) => Look::NotYet,
                 _ => Look::Done(s),
             })
@@ -126,14 +125,14 @@ pub async fn detect_drift(cfn: &Client, name: &str, timeout: Duration) -> Result
             status.detection_status_reason.unwrap_or_default()
         )));
     }
-    resource_drifts(cfn, name).await
+    Ok(resource_drifts(cfn, name).await?)
 }
 
 /// `DetectStackDrift`: the detection id, or the check not run when the endpoint does not
 /// implement it or failed on it. Sent without SDK retries (an endpoint without drift detection
 /// answers 500 every time, and a transient failure on AWS is reported as a check not run rather
 /// than hidden); throttling is still retried, with backoff.
-async fn start_drift_detection(cfn: &Client, name: &str) -> Result<std::result::Result<String, ResourceDrift>> {
+async fn start_drift_detection(cfn: &Client, name: &str) -> Result<Result<String, ResourceDrift>, Error> {
     use backon::{ExponentialBuilder, Retryable};
     let start = || async {
         cfn.detect_stack_drift()
@@ -160,21 +159,21 @@ async fn start_drift_detection(cfn: &Client, name: &str) -> Result<std::result::
                     e.code.clone().unwrap_or_else(|| format!("HTTP {}", e.status.unwrap_or_default()))
                 ))));
             }
-            Err(e.into())
+            Err(e)
         }
     }
 }
 
 /// The resources a finished drift detection found MODIFIED or DELETED
 /// (`DescribeStackResourceDrifts`), with each property difference.
-async fn resource_drifts(cfn: &Client, name: &str) -> Result<ResourceDrift> {
+async fn resource_drifts(cfn: &Client, name: &str) -> Result<ResourceDrift, Error> {
     use aws_sdk_cloudformation::types::StackResourceDriftStatus as Status;
     let out = cfn
         .describe_stack_resource_drifts()
         .stack_name(name)
         .send()
         .await
-        .map_err(|e| aws_error("cloudformation:DescribeStackResourceDrifts", e))?;
+        .classify("cloudformation:DescribeStackResourceDrifts")?;
     let drifted: Vec<DriftedResource> = out
         .stack_resource_drifts
         .unwrap_or_default()
@@ -253,7 +252,10 @@ pub fn template_bucket(account_id: &str, region: &str) -> String {
 /// account (`HeadBucket` with `ExpectedBucketOwner`; a 403 is an error, only a 404 creates it
 /// with `CreateBucket`) and made private and encrypted on every upload (`PutPublicAccessBlock`,
 /// `PutBucketEncryption`). Every call names the expected owner.
-pub async fn template_source(session: &crate::aws::member::MemberSession, template: &str) -> Result<TemplateSource> {
+pub async fn template_source(
+    session: &crate::aws::member::MemberSession,
+    template: &str,
+) -> Result<TemplateSource, StackError> {
     if template.len() <= crate::render::TEMPLATE_BODY_MAX_BYTES {
         return Ok(TemplateSource::Body(template.to_string()));
     }
@@ -264,16 +266,12 @@ pub async fn template_source(session: &crate::aws::member::MemberSession, templa
     match s3.head_bucket().bucket(&bucket).expected_bucket_owner(owner).send().await {
         Ok(_) => {}
         Err(e) if Error::kind_of_sdk(&e) == ErrorKind::NotFound => {
-            crate::aws::create_bucket(s3, &bucket, region)
-                .await
-                .with_context(|| format!("creating template bucket {bucket}"))?;
+            crate::aws::create_bucket(s3, &bucket, region).await?;
         }
         Err(e) if Error::kind_of_sdk(&e) == ErrorKind::AccessDenied => {
-            anyhow::bail!("template bucket {bucket} exists but is not owned by account {owner} (or is not readable): refusing to upload templates to it")
+            return Err(StackError::TemplateBucketNotOwned { bucket, owner: owner.to_string() })
         }
-        Err(e) => {
-            return Err(aws_error("s3:HeadBucket", e)).with_context(|| format!("checking template bucket {bucket}"))
-        }
+        Err(e) => return Err(Error::from_sdk("s3:HeadBucket", e).into()),
     }
     // Made private and encrypted every time (both idempotent), so a bucket whose creation was
     // interrupted is never left open.
@@ -288,8 +286,7 @@ pub async fn template_source(session: &crate::aws::member::MemberSession, templa
         .body(aws_sdk_s3::primitives::ByteStream::from(template.as_bytes().to_vec()))
         .send()
         .await
-        .map_err(|e| aws_error("s3:PutObject", e))
-        .with_context(|| format!("uploading a {} byte template to s3://{bucket}/{key}", template.len()))?;
+        .classify("s3:PutObject")?;
     Ok(TemplateSource::Url {
         url: format!("https://s3.{region}.amazonaws.com/{bucket}/{key}"),
         template: template.to_string(),
@@ -307,7 +304,7 @@ fn to_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
 }
 
 /// Whether the stack's template (`GetTemplate`) is exactly `template`.
-async fn runs_template(cfn: &Client, name: &str, template: &TemplateSource) -> Result<bool> {
+async fn runs_template(cfn: &Client, name: &str, template: &TemplateSource) -> Result<bool, Error> {
     Ok(template_body(cfn, name).await?.as_deref() == Some(template.template()))
 }
 
@@ -330,7 +327,7 @@ pub async fn deploy(
     template: &TemplateSource,
     tags: &BTreeMap<String, String>,
     timeout: Duration,
-) -> Result<ObservedStack> {
+) -> Result<ObservedStack, StackError> {
     // The waiter's last DescribeStacks answer, when it has one: no second DescribeStacks.
     let request = StackRequest { name, template, tags, timeout };
     let last = match op {
@@ -339,7 +336,7 @@ pub async fn deploy(
     };
     let stack = match last {
         Some(s) => s,
-        None => describe(cfn, name).await?.with_context(|| format!("stack {name} vanished"))?,
+        None => describe(cfn, name).await?.ok_or_else(|| StackError::Vanished { stack: name.to_string() })?,
     };
     let expected = match op {
         Operation::Create => StackStatus::CreateComplete,
@@ -348,7 +345,7 @@ pub async fn deploy(
     if stack.status == expected || (op == Operation::Update && stack.status == StackStatus::CreateComplete) {
         Ok(stack)
     } else {
-        Err(ended_badly(cfn, name, &stack.status, &format!("(wanted {expected})")).await)
+        Err(ended_badly(cfn, name, stack.status, format!("(wanted {expected})")).await)
     }
 }
 
@@ -385,7 +382,7 @@ fn capabilities() -> Vec<Capability> {
 /// created by an attempt of this request whose answer was lost (the plan saw no such stack and
 /// the tenant's lease is held; a CloudFormation that ignores the token says so on the SDK's
 /// retry): it is waited for like our own.
-async fn create_stack(cfn: &Client, request: &StackRequest<'_>) -> Result<Option<ObservedStack>> {
+async fn create_stack(cfn: &Client, request: &StackRequest<'_>) -> Result<Option<ObservedStack>, StackError> {
     let StackRequest { name, template, tags, timeout } = *request;
     let sent = stack_request!(cfn.create_stack(), name, template, tags).send().await;
     match sent {
@@ -396,7 +393,7 @@ async fn create_stack(cfn: &Client, request: &StackRequest<'_>) -> Result<Option
                 "CreateStack: the stack already exists (an earlier attempt of this request created it); waiting for it"
             );
         }
-        Err(e) => return Err(aws_error("cloudformation:CreateStack", e)),
+        Err(e) => return Err(Error::from_sdk("cloudformation:CreateStack", e).into()),
     }
     let waited = crate::shutdown::bounded(
         format_args!("waiting for stack {name} to be created"),
@@ -410,7 +407,7 @@ async fn create_stack(cfn: &Client, request: &StackRequest<'_>) -> Result<Option
 /// with `ValidationError` both while one is under way (an earlier attempt of this request started
 /// it: it is waited for) and when the stack already runs this template with these tags ("no
 /// updates are to be performed": done). Which one is read from the stack, not from the message.
-async fn update_stack(cfn: &Client, request: &StackRequest<'_>) -> Result<Option<ObservedStack>> {
+async fn update_stack(cfn: &Client, request: &StackRequest<'_>) -> Result<Option<ObservedStack>, StackError> {
     let StackRequest { name, template, tags, timeout } = *request;
     let sent = stack_request!(cfn.update_stack(), name, template, tags).send().await;
     let wait_for_update = || async {
@@ -419,13 +416,13 @@ async fn update_stack(cfn: &Client, request: &StackRequest<'_>) -> Result<Option
             cfn.wait_until_stack_update_complete().stack_name(name).wait(timeout),
         )
         .await?;
-        anyhow::Ok(last_polled(waited))
+        Ok::<_, StackError>(last_polled(waited))
     };
     match sent {
         Ok(_) => wait_for_update().await,
         Err(e) if Error::kind_of_sdk(&e) == ErrorKind::Invalid => {
             let refused = Error::from_sdk("cloudformation:UpdateStack", e);
-            let current = describe(cfn, name).await?.ok_or_else(|| refused.clone())?;
+            let Some(current) = describe(cfn, name).await? else { return Err(refused.into()) };
             if current.status.is_in_progress() {
                 tracing::warn!(stack = name, "UpdateStack: an update is already in progress (an earlier attempt of this request started it); waiting for it");
                 wait_for_update().await
@@ -435,37 +432,33 @@ async fn update_stack(cfn: &Client, request: &StackRequest<'_>) -> Result<Option
                 Err(refused.into())
             }
         }
-        Err(e) => Err(aws_error("cloudformation:UpdateStack", e)),
+        Err(e) => Err(Error::from_sdk("cloudformation:UpdateStack", e).into()),
     }
 }
 
 /// Finishes a failed rollback (`ContinueUpdateRollback`) and waits, polling `DescribeStacks` with
 /// backoff (at most `timeout`), until the stack is UPDATE_ROLLBACK_COMPLETE.
-pub async fn continue_rollback(cfn: &Client, name: &str, timeout: Duration) -> Result<()> {
-    cfn.continue_update_rollback()
-        .stack_name(name)
-        .send()
-        .await
-        .map_err(|e| aws_error("cloudformation:ContinueUpdateRollback", e))?;
+pub async fn continue_rollback(cfn: &Client, name: &str, timeout: Duration) -> Result<(), StackError> {
+    cfn.continue_update_rollback().stack_name(name).send().await.classify("cloudformation:ContinueUpdateRollback")?;
     let s = crate::poll::until_done(
         format_args!("waiting for stack {name} to finish its rollback"),
         (Duration::from_millis(500), Duration::from_secs(30)),
         timeout,
         || async {
-            let s = describe(cfn, name).await?.with_context(|| format!("stack {name} vanished"))?;
-            Ok(if s.status.is_in_progress() { Look::NotYet } else { Look::Done(s) })
+            let s = describe(cfn, name).await?.ok_or_else(|| StackError::Vanished { stack: name.to_string() })?;
+            Ok::<_, StackError>(if s.status.is_in_progress() { Look::NotYet } else { Look::Done(s) })
         },
     )
     .await?;
     if s.status != StackStatus::UpdateRollbackComplete {
-        anyhow::bail!("stack {name} is {} after ContinueUpdateRollback", s.status);
+        return Err(ended_badly(cfn, name, s.status, "after ContinueUpdateRollback".into()).await);
     }
     Ok(())
 }
 
 /// Deletes a stack (`DeleteStack`) and waits until it is gone (at most `timeout`).
-pub async fn delete(cfn: &Client, name: &str, timeout: Duration) -> Result<()> {
-    cfn.delete_stack().stack_name(name).send().await.map_err(|e| aws_error("cloudformation:DeleteStack", e))?;
+pub async fn delete(cfn: &Client, name: &str, timeout: Duration) -> Result<(), StackError> {
+    cfn.delete_stack().stack_name(name).send().await.classify("cloudformation:DeleteStack")?;
     let _ = crate::shutdown::bounded(
         format_args!("waiting for stack {name} to be deleted"),
         cfn.wait_until_stack_delete_complete().stack_name(name).wait(timeout),
@@ -474,18 +467,14 @@ pub async fn delete(cfn: &Client, name: &str, timeout: Duration) -> Result<()> {
     match describe(cfn, name).await? {
         None => Ok(()),
         Some(s) if s.status.is_deleted() => Ok(()),
-        Some(s) => anyhow::bail!("stack {name} is {} after DeleteStack", s.status),
+        Some(s) => Err(ended_badly(cfn, name, s.status, "after DeleteStack".into()).await),
     }
 }
 
 /// The events of resources that failed, newest first: `LogicalId (Type) STATUS: reason`.
-pub async fn failure_events(cfn: &Client, name: &str) -> Result<Vec<String>> {
-    let out = cfn
-        .describe_stack_events()
-        .stack_name(name)
-        .send()
-        .await
-        .map_err(|e| aws_error("cloudformation:DescribeStackEvents", e))?;
+pub async fn failure_events(cfn: &Client, name: &str) -> Result<Vec<String>, Error> {
+    let out =
+        cfn.describe_stack_events().stack_name(name).send().await.classify("cloudformation:DescribeStackEvents")?;
     Ok(out
         .stack_events
         .unwrap_or_default()
@@ -557,9 +546,38 @@ pub enum StackError {
     /// A stop signal ended the wait (what CloudFormation was asked to do goes on).
     #[error(transparent)]
     Interrupted(#[from] crate::shutdown::Interrupted),
-    /// The stack or change set ended badly, or vanished.
-    #[error("{0:#}")]
-    Failed(anyhow::Error),
+    /// A wait did not end in time.
+    #[error(transparent)]
+    TimedOut(#[from] crate::poll::TimedOut),
+    /// The stack ended in a status other than the one wanted.
+    #[error(
+        "stack {stack} ended in {status} {after}{}",
+        if events.is_empty() { String::new() } else { format!("; failed resources:\n  {}", events.join("\n  ")) }
+    )]
+    Ended {
+        /// Stack name.
+        stack: String,
+        /// The status it ended in.
+        status: StackStatus,
+        /// After what, readably (`after change set …`, `(wanted UPDATE_COMPLETE)`).
+        after: String,
+        /// Its failed resources' events, newest first (`DescribeStackEvents`).
+        events: Vec<String>,
+    },
+    /// The stack was gone when it was read after the operation.
+    #[error("stack {stack} vanished")]
+    Vanished {
+        /// Stack name.
+        stack: String,
+    },
+    /// The account's template bucket exists but belongs to another account (or cannot be read).
+    #[error("template bucket {bucket} exists but is not owned by account {owner} (or is not readable): refusing to upload templates to it")]
+    TemplateBucketNotOwned {
+        /// Bucket name.
+        bucket: String,
+        /// The account it should belong to.
+        owner: String,
+    },
 }
 
 /// What [`create_change_set`] creates: change set `name` for `stack` (a `CREATE` change set when
@@ -656,22 +674,19 @@ pub async fn create_change_set(
     Ok(ChangeSetPreview { name: name.to_string(), creates_stack, changes, executable, failed })
 }
 
-/// The error for a stack that ended in `status`, with its failed resources' events
-/// (`DescribeStackEvents`).
-async fn ended_badly(cfn: &Client, stack: &str, status: &StackStatus, context: &str) -> anyhow::Error {
+/// The error for a stack that ended in `status` `after` something, with its failed resources'
+/// events (`DescribeStackEvents`; none if they cannot be read).
+async fn ended_badly(cfn: &Client, stack: &str, status: StackStatus, after: String) -> StackError {
     let events = failure_events(cfn, stack).await.unwrap_or_default();
-    anyhow::anyhow!(
-        "stack {stack} ended in {status} {context}{}",
-        if events.is_empty() { String::new() } else { format!("; failed resources:\n  {}", events.join("\n  ")) }
-    )
+    StackError::Ended { stack: stack.to_string(), status, after, events }
 }
 
 /// Deletes a change set (`DeleteChangeSet`); one already gone is fine.
-pub async fn delete_change_set(cfn: &Client, stack: &str, name: &str) -> Result<()> {
+pub async fn delete_change_set(cfn: &Client, stack: &str, name: &str) -> Result<(), Error> {
     match cfn.delete_change_set().stack_name(stack).change_set_name(name).send().await {
         Ok(_) => Ok(()),
         Err(e) if Error::kind_of_sdk(&e) == ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(aws_error("cloudformation:DeleteChangeSet", e)),
+        Err(e) => Err(Error::from_sdk("cloudformation:DeleteChangeSet", e)),
     }
 }
 
@@ -706,20 +721,17 @@ pub async fn execute_change_set(
     };
     let observed = match last {
         Some(s) => s,
-        None => describe(cfn, stack)
-            .await
-            .and_then(|s| s.with_context(|| format!("stack {stack} vanished")))
-            .map_err(StackError::Failed)?,
+        None => describe(cfn, stack).await?.ok_or_else(|| StackError::Vanished { stack: stack.to_string() })?,
     };
     if observed.status.succeeded() {
         Ok(observed)
     } else {
-        Err(StackError::Failed(ended_badly(cfn, stack, &observed.status, &format!("after change set {name}")).await))
+        Err(ended_badly(cfn, stack, observed.status, format!("after change set {name}")).await)
     }
 }
 
 /// A stack's outputs, key → value (`DescribeStacks`); empty when the stack does not exist.
-pub async fn outputs(cfn: &Client, stack: &str) -> Result<BTreeMap<String, String>> {
+pub async fn outputs(cfn: &Client, stack: &str) -> Result<BTreeMap<String, String>, Error> {
     match cfn.describe_stacks().stack_name(stack).send().await {
         Ok(out) => Ok(out
             .stacks()
@@ -733,6 +745,6 @@ pub async fn outputs(cfn: &Client, stack: &str) -> Result<BTreeMap<String, Strin
             .unwrap_or_default()),
         // DescribeStacks answers ValidationError for a stack that does not exist.
         Err(e) if Error::kind_of_sdk(&e) == ErrorKind::Invalid => Ok(BTreeMap::new()),
-        Err(e) => Err(aws_error("cloudformation:DescribeStacks", e)),
+        Err(e) => Err(Error::from_sdk("cloudformation:DescribeStacks", e)),
     }
 }

@@ -105,6 +105,19 @@ impl Error {
     }
 }
 
+/// `.or_missing("service:Operation", "what")` on a part of an answer the SDK accepted: an
+/// [`ErrorKind::Service`] error that says the answer lacked `what` when it is `None`.
+pub trait OrMissing<T> {
+    /// The value, or an error naming the operation and what its answer lacked.
+    fn or_missing(self, operation: &str, what: &str) -> Result<T, Error>;
+}
+
+impl<T> OrMissing<T> for Option<T> {
+    fn or_missing(self, operation: &str, what: &str) -> Result<T, Error> {
+        self.ok_or_else(|| Error::new(operation, ErrorKind::Service, format!("the answer has no {what}")))
+    }
+}
+
 /// `.classify("service:Operation")` on the result of an SDK call: its error as an [`Error`].
 pub trait Classify<T> {
     /// The result with its error classified ([`Error::from_sdk`]).

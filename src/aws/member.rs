@@ -4,16 +4,35 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
 use aws_config::Region;
 use aws_credential_types::provider::{future, ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials;
 use backon::{ExponentialBuilder, Retryable};
 
-use super::{aws_error, Clients, Error, ErrorKind};
+use super::{Clients, Error, ErrorKind};
 use crate::guard::{check_ownership, Claim, LiveAccount, Refusal};
 use crate::metrics::CountCalls;
 use crate::tenant::Environment;
+
+/// Why a member account could not be verified or reached.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// An AWS call failed (`ListTagsForResource`, `DescribeAccount`, `AssumeRole`).
+    #[error(transparent)]
+    Aws(#[from] Error),
+    /// The account is not a member of the organization.
+    #[error("account {account_id} is not in the organization")]
+    NotInOrganization {
+        /// Account id.
+        account_id: String,
+    },
+    /// The blast-radius guard refused the account.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// A stop signal ended the wait for the role to become assumable.
+    #[error(transparent)]
+    Interrupted(#[from] crate::shutdown::Interrupted),
+}
 
 /// An account that passed the blast-radius guard for one tenant environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,17 +45,17 @@ pub struct VerifiedAccount {
 impl VerifiedAccount {
     /// The guard on live data, right before an account is touched: the account's tags
     /// (`ListTagsForResource`) and root email and name (`DescribeAccount`) are read and checked
-    /// against `claim`. Errors: the account is not in the organization, an AWS call failed, or
-    /// the guard refuses ([`Refusal`]).
+    /// against `claim`. Errors: [`SessionError::NotInOrganization`], [`SessionError::Aws`], or
+    /// the guard refuses ([`SessionError::Refused`]).
     pub async fn verify_live(
         org: &aws_sdk_organizations::Client,
         claim: &Claim<'_>,
         account_id: &str,
-    ) -> Result<VerifiedAccount> {
+    ) -> Result<VerifiedAccount, SessionError> {
         let live_tags = super::org::tags(org, account_id).await?;
         let summary = super::org::describe_account(org, account_id)
             .await?
-            .with_context(|| format!("account {account_id} is not in the organization"))?;
+            .ok_or_else(|| SessionError::NotInOrganization { account_id: account_id.to_string() })?;
         let live = LiveAccount { id: account_id, email: &summary.email, name: &summary.name, tags: &live_tags };
         Ok(VerifiedAccount::verify(claim, &live)?)
     }
@@ -85,14 +104,15 @@ impl MemberSession {
     /// `tenantry-<tenant>-<environment>`, sessions of 3,600 s refreshed by the SDK's
     /// `AssumeRoleProvider`). The first `AssumeRole` is retried on `AccessDenied` with
     /// exponential backoff for up to `retry_for` — a new account's role can take minutes to
-    /// become assumable; other errors fail at once.
+    /// become assumable; other errors fail at once. Errors: [`SessionError::Aws`] (the role
+    /// could not be assumed), [`SessionError::Interrupted`].
     pub async fn assume(
         clients: &Clients,
         account: &VerifiedAccount,
         role_name: &str,
         region: &str,
         retry_for: Duration,
-    ) -> Result<MemberSession> {
+    ) -> Result<MemberSession, SessionError> {
         let arn = format!("arn:aws:iam::{}:role/{role_name}", account.account_id);
         let session = format!("tenantry-{}-{}", account.tenant, account.environment);
         let call = || async {
@@ -115,8 +135,7 @@ impl MemberSession {
         // AssumeRole changes nothing: a stop request may end the wait between tries.
         let assumed = crate::shutdown::bounded(format_args!("waiting for {arn} to be assumable"), retried)
             .await?
-            .map_err(|e| aws_error("sts:AssumeRole", e))
-            .with_context(|| format!("assuming {arn}"))?;
+            .map_err(|e| Error::from_sdk("sts:AssumeRole", e))?;
         let seed = assumed.credentials.map(|c| {
             Credentials::new(
                 c.access_key_id,

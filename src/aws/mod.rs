@@ -8,13 +8,12 @@ pub mod org;
 pub mod s3;
 pub mod types;
 
-pub use error::{Classify, Error, ErrorKind};
+pub use error::{Classify, Error, ErrorKind, OrMissing};
 
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_organizations::error::ProvideErrorMetadata;
 
 use crate::config::OrgSettings;
 use crate::metrics::CountCalls;
@@ -50,8 +49,9 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 /// unless the environment sets `AWS_RETRY_MODE` (`standard` or `adaptive`) or `AWS_MAX_ATTEMPTS`
 /// (a whole number from 1), which replace the mode or the attempts of every client, as for the
 /// AWS CLI. The profile file's `retry_mode` and `max_attempts` are not read.
-/// Errors: an unknown mode, or attempts that are not a whole number from 1 (naming the variable).
-pub fn retry_config(default_attempts: u32) -> anyhow::Result<RetryConfig> {
+/// Errors: [`InvalidRetrySetting`] for an unknown mode, or attempts that are not a whole number
+/// from 1 (naming the variable).
+pub fn retry_config(default_attempts: u32) -> Result<RetryConfig, InvalidRetrySetting> {
     retry_config_from(
         std::env::var("AWS_RETRY_MODE").ok().as_deref(),
         std::env::var("AWS_MAX_ATTEMPTS").ok().as_deref(),
@@ -59,18 +59,44 @@ pub fn retry_config(default_attempts: u32) -> anyhow::Result<RetryConfig> {
     )
 }
 
-fn retry_config_from(mode: Option<&str>, attempts: Option<&str>, default_attempts: u32) -> anyhow::Result<RetryConfig> {
+/// An `AWS_RETRY_MODE` or `AWS_MAX_ATTEMPTS` the SDK cannot use: the variable, its value, and
+/// what it should be.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{variable}={value:?}: expected {expected}")]
+pub struct InvalidRetrySetting {
+    /// The environment variable.
+    pub variable: &'static str,
+    /// Its value.
+    pub value: String,
+    /// What it should be.
+    pub expected: &'static str,
+}
+
+fn retry_config_from(
+    mode: Option<&str>,
+    attempts: Option<&str>,
+    default_attempts: u32,
+) -> Result<RetryConfig, InvalidRetrySetting> {
     use std::str::FromStr;
     let mode = match mode.map(str::trim).filter(|m| !m.is_empty()) {
         None => aws_config::retry::RetryMode::Standard,
-        Some(m) => aws_config::retry::RetryMode::from_str(m)
-            .map_err(|_| anyhow::anyhow!("AWS_RETRY_MODE={m:?}: expected `standard` or `adaptive`"))?,
+        Some(m) => aws_config::retry::RetryMode::from_str(m).map_err(|_| InvalidRetrySetting {
+            variable: "AWS_RETRY_MODE",
+            value: m.into(),
+            expected: "`standard` or `adaptive`",
+        })?,
     };
     let attempts = match attempts.map(str::trim).filter(|a| !a.is_empty()) {
         None => default_attempts,
         Some(a) => match a.parse::<u32>() {
             Ok(n) if n >= 1 => n,
-            _ => anyhow::bail!("AWS_MAX_ATTEMPTS={a:?}: expected a whole number of attempts from 1"),
+            _ => {
+                return Err(InvalidRetrySetting {
+                    variable: "AWS_MAX_ATTEMPTS",
+                    value: a.into(),
+                    expected: "a whole number of attempts from 1",
+                })
+            }
         },
     };
     let config = match mode {
@@ -85,7 +111,7 @@ impl Clients {
     /// `home_region` of `tenantry.toml`. Every attempt of a request is abandoned (and retried by
     /// the SDK) after `request_timeout_seconds`; connecting after 10 s. Retries: [`retry_config`].
     /// Errors: an invalid `AWS_RETRY_MODE` or `AWS_MAX_ATTEMPTS`.
-    pub async fn load(settings: &OrgSettings) -> anyhow::Result<Clients> {
+    pub async fn load(settings: &OrgSettings) -> Result<Clients, InvalidRetrySetting> {
         let region = aws_config::meta::region::RegionProviderChain::default_provider()
             .or_else(Region::new(settings.home_region.clone()));
         let sdk = aws_config::defaults(BehaviorVersion::latest())
@@ -203,15 +229,6 @@ pub async fn make_bucket_private(
         .await
         .classify("s3:PutBucketEncryption")?;
     Ok(())
-}
-
-/// Turns an SDK error into an [`Error`] (as `anyhow::Error`) that names the API call and the
-/// service's code and message.
-pub fn aws_error<E>(operation: &str, e: aws_sdk_organizations::error::SdkError<E>) -> anyhow::Error
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    Error::from_sdk(operation, e).into()
 }
 
 #[cfg(test)]

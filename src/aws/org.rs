@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, Result};
 use aws_sdk_organizations::operation::create_account::CreateAccountError;
 use aws_sdk_organizations::types::{
     AccountStatus, CreateAccountState, OrganizationFeatureSet, PolicyType, PolicyTypeStatus, Tag,
@@ -11,7 +10,10 @@ use aws_sdk_organizations::types::{
 use aws_sdk_organizations::Client;
 
 use super::types::{AccountSummary, CreateRequest, CreateRequestState, OrgOverview};
-use super::{aws_error, Classify, Error, ErrorKind, ORGANIZATIONS_MAX_ATTEMPTS};
+use super::{Classify, Error, ErrorKind, OrMissing, ORGANIZATIONS_MAX_ATTEMPTS};
+
+/// Results of the Organizations adapters.
+type Result<T, E = Error> = std::result::Result<T, E>;
 use aws_sdk_organizations::error::SdkError;
 
 /// Describes the organization and its root (`DescribeOrganization`, `ListRoots`). `None` when the
@@ -21,11 +23,11 @@ pub async fn overview(org: &Client) -> Result<Option<OrgOverview>> {
         Ok(d) => d,
         // AWSOrganizationsNotInUseException
         Err(e) if e.is(ErrorKind::NotFound) => return Ok(None),
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(e),
     };
-    let o = desc.organization.context("DescribeOrganization returned no organization")?;
-    let roots = org.list_roots().send().await.map_err(|e| aws_error("organizations:ListRoots", e))?;
-    let root = roots.roots.unwrap_or_default().into_iter().next().context("the organization has no root")?;
+    let o = desc.organization.or_missing("organizations:DescribeOrganization", "organization")?;
+    let roots = org.list_roots().send().await.classify("organizations:ListRoots")?;
+    let root = roots.roots.unwrap_or_default().into_iter().next().or_missing("organizations:ListRoots", "root")?;
     let scp_enabled = root.policy_types().iter().any(|p| {
         p.r#type() == Some(&PolicyType::ServiceControlPolicy) && p.status() == Some(&PolicyTypeStatus::Enabled)
     });
@@ -44,7 +46,7 @@ pub async fn create_organization(org: &Client) -> Result<()> {
     match org.create_organization().feature_set(OrganizationFeatureSet::All).send().await {
         Ok(_) => Ok(()),
         Err(e) if e.as_service_error().is_some_and(|s| s.is_already_in_organization_exception()) => Ok(()),
-        Err(e) => Err(aws_error("organizations:CreateOrganization", e)),
+        Err(e) => Err(Error::from_sdk("organizations:CreateOrganization", e)),
     }
 }
 
@@ -53,7 +55,7 @@ pub async fn enable_scps(org: &Client, root_id: &str) -> Result<()> {
     match org.enable_policy_type().root_id(root_id).policy_type(PolicyType::ServiceControlPolicy).send().await {
         Ok(_) => Ok(()),
         Err(e) if e.as_service_error().is_some_and(|s| s.is_policy_type_already_enabled_exception()) => Ok(()),
-        Err(e) => Err(aws_error("organizations:EnablePolicyType", e)),
+        Err(e) => Err(Error::from_sdk("organizations:EnablePolicyType", e)),
     }
 }
 
@@ -62,7 +64,7 @@ pub async fn child_ous(org: &Client, parent_id: &str) -> Result<BTreeMap<String,
     let mut out = BTreeMap::new();
     let mut pages = org.list_organizational_units_for_parent().parent_id(parent_id).into_paginator().send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| aws_error("organizations:ListOrganizationalUnitsForParent", e))?;
+        let page = page.classify("organizations:ListOrganizationalUnitsForParent")?;
         for ou in page.organizational_units.unwrap_or_default() {
             if let (Some(name), Some(id)) = (ou.name, ou.id) {
                 out.insert(name, id);
@@ -76,11 +78,16 @@ pub async fn child_ous(org: &Client, parent_id: &str) -> Result<BTreeMap<String,
 /// meanwhile (another process), returns that one's id.
 pub async fn create_ou(org: &Client, parent_id: &str, name: &str) -> Result<String> {
     match org.create_organizational_unit().parent_id(parent_id).name(name).send().await {
-        Ok(out) => out.organizational_unit.and_then(|o| o.id).context("CreateOrganizationalUnit returned no id"),
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_duplicate_organizational_unit_exception()) => {
-            child_ous(org, parent_id).await?.remove(name).context("OU reported as duplicate but not listed")
+        Ok(out) => {
+            out.organizational_unit.and_then(|o| o.id).or_missing("organizations:CreateOrganizationalUnit", "OU id")
         }
-        Err(e) => Err(aws_error("organizations:CreateOrganizationalUnit", e)),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_duplicate_organizational_unit_exception()) => {
+            child_ous(org, parent_id)
+                .await?
+                .remove(name)
+                .or_missing("organizations:ListOrganizationalUnitsForParent", "OU reported as a duplicate")
+        }
+        Err(e) => Err(Error::from_sdk("organizations:CreateOrganizationalUnit", e)),
     }
 }
 
@@ -89,7 +96,7 @@ pub async fn list_accounts(org: &Client) -> Result<Vec<AccountSummary>> {
     let mut out = Vec::new();
     let mut pages = org.list_accounts().into_paginator().send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| aws_error("organizations:ListAccounts", e))?;
+        let page = page.classify("organizations:ListAccounts")?;
         out.extend(page.accounts.unwrap_or_default().into_iter().map(summary));
     }
     Ok(out)
@@ -100,7 +107,7 @@ pub async fn accounts_for_parent(org: &Client, parent_id: &str) -> Result<Vec<St
     let mut out = Vec::new();
     let mut pages = org.list_accounts_for_parent().parent_id(parent_id).into_paginator().send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| aws_error("organizations:ListAccountsForParent", e))?;
+        let page = page.classify("organizations:ListAccountsForParent")?;
         out.extend(page.accounts.unwrap_or_default().into_iter().filter_map(|a| a.id));
     }
     Ok(out)
@@ -111,7 +118,7 @@ pub async fn describe_account(org: &Client, account_id: &str) -> Result<Option<A
     match org.describe_account().account_id(account_id).send().await {
         Ok(out) => Ok(out.account.map(summary)),
         Err(e) if e.as_service_error().is_some_and(|s| s.is_account_not_found_exception()) => Ok(None),
-        Err(e) => Err(aws_error("organizations:DescribeAccount", e)),
+        Err(e) => Err(Error::from_sdk("organizations:DescribeAccount", e)),
     }
 }
 
@@ -129,7 +136,7 @@ pub async fn tags(org: &Client, resource_id: &str) -> Result<BTreeMap<String, St
     let mut out = BTreeMap::new();
     let mut pages = org.list_tags_for_resource().resource_id(resource_id).into_paginator().send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| aws_error("organizations:ListTagsForResource", e))?;
+        let page = page.classify("organizations:ListTagsForResource")?;
         for t in page.tags.unwrap_or_default() {
             out.insert(t.key, t.value);
         }
@@ -142,7 +149,7 @@ pub async fn tag(org: &Client, resource_id: &str, tags: &BTreeMap<String, String
     let tags = to_tags(tags)?;
     while_contended("TagResource", || org.tag_resource().resource_id(resource_id).set_tags(Some(tags.clone())).send())
         .await
-        .map_err(|e| aws_error("organizations:TagResource", e))?;
+        .classify("organizations:TagResource")?;
     Ok(())
 }
 
@@ -181,19 +188,31 @@ pub async fn untag(org: &Client, resource_id: &str, keys: &[String]) -> Result<(
         .set_tag_keys(Some(keys.to_vec()))
         .send()
         .await
-        .map_err(|e| aws_error("organizations:UntagResource", e))?;
+        .classify("organizations:UntagResource")?;
     Ok(())
 }
 
 fn to_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>> {
-    tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build().context("building a tag")).collect()
+    tags.iter()
+        .map(|(k, v)| {
+            Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .map_err(|e| Error::new("organizations:TagResource", ErrorKind::Invalid, e.to_string()))
+        })
+        .collect()
 }
 
 /// The parent (root or OU) id of an account or OU (`ListParents`).
 pub async fn parent(org: &Client, child_id: &str) -> Result<String> {
-    let out =
-        org.list_parents().child_id(child_id).send().await.map_err(|e| aws_error("organizations:ListParents", e))?;
-    out.parents.unwrap_or_default().into_iter().next().and_then(|p| p.id).context("ListParents returned no parent")
+    let out = org.list_parents().child_id(child_id).send().await.classify("organizations:ListParents")?;
+    out.parents
+        .unwrap_or_default()
+        .into_iter()
+        .next()
+        .and_then(|p| p.id)
+        .or_missing("organizations:ListParents", "parent")
 }
 
 /// An OU's name (`DescribeOrganizationalUnit`).
@@ -203,7 +222,7 @@ pub async fn ou_name(org: &Client, ou_id: &str) -> Result<String> {
         .organizational_unit_id(ou_id)
         .send()
         .await
-        .map_err(|e| aws_error("organizations:DescribeOrganizationalUnit", e))?;
+        .classify("organizations:DescribeOrganizationalUnit")?;
     Ok(out.organizational_unit.and_then(|o| o.name).unwrap_or_default())
 }
 
@@ -360,9 +379,9 @@ pub async fn create_status(org: &Client, request_id: &str) -> Result<Option<Crea
         Ok(out) => out,
         // (Some emulators answer AccountNotFoundException.)
         Err(e) if Error::kind_of_sdk(&e) == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(aws_error("organizations:DescribeCreateAccountStatus", e)),
+        Err(e) => return Err(Error::from_sdk("organizations:DescribeCreateAccountStatus", e)),
     };
-    let s = out.create_account_status.context("DescribeCreateAccountStatus returned no status")?;
+    let s = out.create_account_status.or_missing("organizations:DescribeCreateAccountStatus", "status")?;
     Ok(Some(create_request(s)))
 }
 
@@ -379,7 +398,7 @@ pub async fn in_progress_creates(org: &Client) -> Result<Vec<CreateRequest>> {
                 tracing::warn!("organizations:ListCreateAccountStatus is not supported by this endpoint; in-progress account creations are found through state only");
                 return Ok(out);
             }
-            Err(e) => return Err(aws_error("organizations:ListCreateAccountStatus", e)),
+            Err(e) => return Err(Error::from_sdk("organizations:ListCreateAccountStatus", e)),
         };
         out.extend(page.create_account_statuses.unwrap_or_default().into_iter().map(create_request));
     }
@@ -408,7 +427,7 @@ pub async fn move_account(org: &Client, account_id: &str, from: &str, to: &str) 
         org.move_account().account_id(account_id).source_parent_id(from).destination_parent_id(to).send()
     })
     .await
-    .map_err(|e| aws_error("organizations:MoveAccount", e))?;
+    .classify("organizations:MoveAccount")?;
     Ok(())
 }
 
@@ -417,7 +436,7 @@ pub async fn scps(org: &Client) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     let mut pages = org.list_policies().filter(PolicyType::ServiceControlPolicy).into_paginator().send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| aws_error("organizations:ListPolicies", e))?;
+        let page = page.classify("organizations:ListPolicies")?;
         for p in page.policies.unwrap_or_default() {
             if let (Some(name), Some(id)) = (p.name, p.id) {
                 out.insert(name, id);
@@ -433,7 +452,7 @@ pub async fn policy_account_targets(org: &Client, policy_id: &str) -> Result<Vec
     let mut out = Vec::new();
     let mut pages = org.list_targets_for_policy().policy_id(policy_id).into_paginator().send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| aws_error("organizations:ListTargetsForPolicy", e))?;
+        let page = page.classify("organizations:ListTargetsForPolicy")?;
         for t in page.targets.unwrap_or_default() {
             if t.r#type == Some(aws_sdk_organizations::types::TargetType::Account) {
                 out.extend(t.target_id);
@@ -448,7 +467,7 @@ pub async fn policy(org: &Client, policy_id: &str) -> Result<Option<(String, Str
     let out = match org.describe_policy().policy_id(policy_id).send().await {
         Ok(out) => out,
         Err(e) if e.as_service_error().is_some_and(|s| s.is_policy_not_found_exception()) => return Ok(None),
-        Err(e) => return Err(aws_error("organizations:DescribePolicy", e)),
+        Err(e) => return Err(Error::from_sdk("organizations:DescribePolicy", e)),
     };
     Ok(out.policy.map(|p| (p.policy_summary.and_then(|s| s.name).unwrap_or_default(), p.content.unwrap_or_default())))
 }
@@ -463,7 +482,7 @@ pub async fn attached_scps(org: &Client, target_id: &str) -> Result<BTreeMap<Str
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| aws_error("organizations:ListPoliciesForTarget", e))?;
+        let page = page.classify("organizations:ListPoliciesForTarget")?;
         for p in page.policies.unwrap_or_default() {
             if let (Some(id), Some(name)) = (p.id, p.name) {
                 out.insert(id, name);
@@ -486,24 +505,26 @@ pub async fn create_scp(org: &Client, name: &str, content: &str, tags: &BTreeMap
         .send()
         .await
     {
-        Ok(out) => out.policy.and_then(|p| p.policy_summary).and_then(|s| s.id).context("CreatePolicy returned no id"),
+        Ok(out) => out
+            .policy
+            .and_then(|p| p.policy_summary)
+            .and_then(|s| s.id)
+            .or_missing("organizations:CreatePolicy", "policy id"),
         Err(e) if e.as_service_error().is_some_and(|s| s.is_duplicate_policy_exception()) => {
-            let id = scps(org).await?.remove(name).context("policy reported as duplicate but not listed")?;
+            let id = scps(org)
+                .await?
+                .remove(name)
+                .or_missing("organizations:ListPolicies", "policy reported as a duplicate")?;
             update_scp(org, &id, content).await?;
             Ok(id)
         }
-        Err(e) => Err(aws_error("organizations:CreatePolicy", e)),
+        Err(e) => Err(Error::from_sdk("organizations:CreatePolicy", e)),
     }
 }
 
 /// Replaces an SCP's document (`UpdatePolicy`).
 pub async fn update_scp(org: &Client, policy_id: &str, content: &str) -> Result<()> {
-    org.update_policy()
-        .policy_id(policy_id)
-        .content(content)
-        .send()
-        .await
-        .map_err(|e| aws_error("organizations:UpdatePolicy", e))?;
+    org.update_policy().policy_id(policy_id).content(content).send().await.classify("organizations:UpdatePolicy")?;
     Ok(())
 }
 
@@ -513,7 +534,7 @@ pub async fn attach(org: &Client, policy_id: &str, target_id: &str) -> Result<()
     {
         Ok(_) => Ok(()),
         Err(e) if e.as_service_error().is_some_and(|s| s.is_duplicate_policy_attachment_exception()) => Ok(()),
-        Err(e) => Err(aws_error("organizations:AttachPolicy", e)),
+        Err(e) => Err(Error::from_sdk("organizations:AttachPolicy", e)),
     }
 }
 
@@ -522,7 +543,7 @@ pub async fn delete_policy(org: &Client, policy_id: &str) -> Result<()> {
     match org.delete_policy().policy_id(policy_id).send().await {
         Ok(_) => Ok(()),
         Err(e) if e.as_service_error().is_some_and(|s| s.is_policy_not_found_exception()) => Ok(()),
-        Err(e) => Err(aws_error("organizations:DeletePolicy", e)),
+        Err(e) => Err(Error::from_sdk("organizations:DeletePolicy", e)),
     }
 }
 
@@ -531,7 +552,7 @@ pub async fn detach(org: &Client, policy_id: &str, target_id: &str) -> Result<()
     match org.detach_policy().policy_id(policy_id).target_id(target_id).send().await {
         Ok(_) => Ok(()),
         Err(e) if e.as_service_error().is_some_and(|s| s.is_policy_not_attached_exception()) => Ok(()),
-        Err(e) => Err(aws_error("organizations:DetachPolicy", e)),
+        Err(e) => Err(Error::from_sdk("organizations:DetachPolicy", e)),
     }
 }
 

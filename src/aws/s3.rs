@@ -1,10 +1,9 @@
 //! Amazon S3 adapter for buckets in member accounts (the staging evidence bucket). The state
 //! bucket has its own store (`crate::state`).
 
-use anyhow::Result;
 use aws_sdk_s3::Client;
 
-use super::Classify;
+use super::{Classify, Error, ErrorKind};
 
 /// An object as read: its key, its bytes, and when S3 stored it (`LastModified`, RFC 3339).
 pub struct StoredObject {
@@ -18,7 +17,7 @@ pub struct StoredObject {
 
 /// Every object under `prefix` in `bucket` (`ListObjectsV2`, all pages; `GetObject` for each),
 /// in key order. Errors: an S3 call failed, or a body could not be read (named by key).
-pub async fn objects_under(s3: &Client, bucket: &str, prefix: &str) -> Result<Vec<StoredObject>> {
+pub async fn objects_under(s3: &Client, bucket: &str, prefix: &str) -> Result<Vec<StoredObject>, Error> {
     let mut out = Vec::new();
     let mut pages = s3.list_objects_v2().bucket(bucket).prefix(prefix).into_paginator().send();
     while let Some(page) = pages.next().await {
@@ -30,7 +29,9 @@ pub async fn objects_under(s3: &Client, bucket: &str, prefix: &str) -> Result<Ve
                 .body
                 .collect()
                 .await
-                .map_err(|e| anyhow::anyhow!("reading s3://{bucket}/{key}: {e}"))?
+                .map_err(|e| {
+                    Error::new("s3:GetObject", ErrorKind::AnswerLost, format!("reading s3://{bucket}/{key}: {e}"))
+                })?
                 .into_bytes()
                 .to_vec();
             let last_modified = obj

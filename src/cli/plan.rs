@@ -42,8 +42,8 @@ pub(super) enum ObserveError {
     #[error(transparent)]
     LocationChanged(StateLocationChanged),
     /// Reading state or observing failed.
-    #[error("{0:#}")]
-    Failed(#[from] anyhow::Error),
+    #[error(transparent)]
+    Failed(#[from] crate::apply::Error),
 }
 
 /// Observes every tenant read-only, in parallel (bounded by `concurrency`), and turns each
@@ -61,8 +61,9 @@ pub(super) async fn observe_each<T>(
     let mut results: Vec<(String, Result<T, ObserveError>)> = stream::iter(tenants)
         .map(|d| async move {
             let r = crate::metrics::for_tenant(&d.id, async {
-                let tracked = store.read(&d.id).await.map_err(anyhow::Error::from)?;
-                let observed = engine.observer(overview).tenant(d, &tracked.record).await?;
+                let tracked = store.read(&d.id).await.map_err(crate::apply::Error::from)?;
+                let observed =
+                    engine.observer(overview).tenant(d, &tracked.record).await.map_err(crate::apply::Error::from)?;
                 match engine.state_location_changed(&observed).await? {
                     Some(changed) => Err(ObserveError::LocationChanged(changed)),
                     None => Ok(keep(d, observed)),

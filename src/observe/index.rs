@@ -17,7 +17,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
-use anyhow::Result;
+use crate::aws::Error;
+
+/// Results of the index: its listings are Organizations calls.
+type Result<T, E = Error> = std::result::Result<T, E>;
 use aws_sdk_organizations::Client;
 use tokio::sync::OnceCell;
 

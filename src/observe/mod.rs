@@ -5,10 +5,10 @@ pub mod index;
 
 use std::collections::BTreeMap;
 
-use anyhow::Result;
 use serde::Serialize;
 
-use crate::aws::member::{MemberSession, VerifiedAccount};
+use crate::aws::cfn::StackError;
+use crate::aws::member::{MemberSession, SessionError, VerifiedAccount};
 pub use crate::aws::org::failure_hint;
 pub use crate::aws::types::{
     AccountStatus, AccountSummary, CreateRequest, CreateRequestState, DriftedResource, ObservedStack, OrgOverview,
@@ -21,6 +21,24 @@ use crate::guard::{Claim, LiveAccount};
 use crate::state::TenantRecord;
 use crate::tenant::Environment;
 pub use index::OrgIndex;
+
+/// Why observing a tenant failed. (The guard refusing an account is no error: it is an
+/// [`AccountObservation::Refused`].)
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An Organizations or CloudFormation read failed.
+    #[error(transparent)]
+    Aws(#[from] crate::aws::Error),
+    /// A session in a member account could not be had (to read its stacks).
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// Drift detection failed, timed out, or was stopped.
+    #[error(transparent)]
+    Stack(#[from] StackError),
+}
+
+/// Results of observation.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A tenant's account as found, with everything the planner compares.
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -190,14 +190,14 @@ impl Promoter<'_> {
         let claim = desired.claim(env, rec);
         let verified = VerifiedAccount::verify_live(&self.engine.clients.org, &claim, &id).await?;
         let s = &self.engine.settings;
-        MemberSession::assume(
+        Ok(MemberSession::assume(
             &self.engine.clients,
             &verified,
             &s.access_role,
             &s.home_region,
             Duration::from_secs(s.assume_role_timeout_seconds),
         )
-        .await
+        .await?)
     }
 
     /// Runs `work` under `tenant`'s lease, the one `apply` and `reconcile` take too, so that one
