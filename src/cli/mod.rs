@@ -279,7 +279,7 @@ async fn dispatch(cli: Cli, inputs: &Inputs, session: Session, saved: Option<Sav
             if watch {
                 // One line per report in watch mode, for line-based log collectors.
                 run::watch(&engine, &desired_tenants, all, policy, interval, |r| render::print_report(r, output, true))
-                    .await?;
+                    .await;
                 return Ok(0);
             }
             let Some(overview) = overview else {

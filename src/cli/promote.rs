@@ -424,7 +424,7 @@ struct ProductionRuns {
 
 impl ProductionRuns {
     /// A workload whose production stack could not be read, and why.
-    fn unreadable(workload: String, e: &anyhow::Error) -> ProductionRuns {
+    fn unreadable(workload: String, e: &crate::promote::run::Error) -> ProductionRuns {
         ProductionRuns { workload, truth: None, error: Some(format!("{e:#}")) }
     }
 }
@@ -466,7 +466,7 @@ async fn production_of(p: &Promoter<'_>, t: &Tenant, records: &[crate::promote::
     out
 }
 
-fn failed(tenant: &str, workload: &str, e: anyhow::Error) -> Promotion {
+fn failed(tenant: &str, workload: &str, e: crate::promote::run::Error) -> Promotion {
     let mut p = Promotion::new(tenant, workload, "");
     p.status = PromotionStatus::Failed;
     p.error = Some(format!("{e:#}"));

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use super::{
@@ -20,6 +19,53 @@ use crate::desired::DesiredTenant;
 use crate::observe::ResourceDrift;
 use crate::render::Renderer;
 use crate::tenant::{tags, Approval, Environment, Tenant};
+
+/// Why a stage, promotion, rollback or ledger command failed. Gates that refuse are no error:
+/// they are a [`Promotion`] with status `Refused` or `NeedsApproval`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An AWS call failed.
+    #[error(transparent)]
+    Aws(#[from] crate::aws::Error),
+    /// The state store failed (the ledger, an artifact, the lease).
+    #[error(transparent)]
+    State(#[from] crate::state::Error),
+    /// Rebuilding a tenant's record, or making the state bucket ready, failed.
+    #[error(transparent)]
+    Apply(#[from] crate::apply::Error),
+    /// A member account could not be verified or reached.
+    #[error(transparent)]
+    Session(#[from] crate::aws::member::SessionError),
+    /// A change set or stack operation failed, timed out or was stopped.
+    #[error(transparent)]
+    Stack(#[from] cfn::StackError),
+    /// A stop signal arrived before a change began.
+    #[error(transparent)]
+    Stopped(#[from] crate::shutdown::Stopped),
+    /// A workload's release could not be rendered.
+    #[error("{}: workloads.{workload}: {error}", file.display())]
+    Render {
+        /// The tenant file.
+        file: std::path::PathBuf,
+        /// The workload.
+        workload: String,
+        /// Why.
+        error: Box<crate::render::RenderFailure>,
+    },
+    /// What was asked cannot be done as things are (named, with what to do).
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Results of promotion.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Refuses with a formatted reason ([`Error::Refused`]).
+macro_rules! refuse {
+    ($($arg:tt)*) => {
+        return Err(Error::Refused(format!($($arg)*)))
+    };
+}
 
 /// What promotion needs from the run.
 pub struct Promoter<'a> {
@@ -177,16 +223,18 @@ impl Promoter<'_> {
     /// then `AssumeRole`.
     pub async fn session(&self, tenant: &Tenant, env: Environment) -> Result<MemberSession> {
         crate::shutdown::check(format!("{env}: a session in the account of {}", tenant.spec.id))?;
-        let desired = self.desired.iter().find(|d| d.id == tenant.spec.id).context("tenant not built")?;
+        let Some(desired) = self.desired.iter().find(|d| d.id == tenant.spec.id) else {
+            refuse!("tenant {} is not among the tenants of this run", tenant.spec.id)
+        };
         let mut record = self.engine.store.read(&tenant.spec.id).await?.record;
         if record.accounts.get(&env).and_then(|r| r.account_id.as_ref()).is_none() {
             let held = self.held.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&tenant.spec.id);
             record = self.engine.rebuild_record(desired, held).await?;
         }
         let rec = record.accounts.get(&env);
-        let id = rec.and_then(|r| r.account_id.clone()).with_context(|| {
-            format!("tenant {} has no {env} account yet: run `tenantry apply` first", tenant.spec.id)
-        })?;
+        let Some(id) = rec.and_then(|r| r.account_id.clone()) else {
+            refuse!("tenant {} has no {env} account yet: run `tenantry apply` first", tenant.spec.id)
+        };
         let claim = desired.claim(env, rec);
         let verified = VerifiedAccount::verify_live(&self.engine.clients.org, &claim, &id).await?;
         let s = &self.engine.settings;
@@ -372,7 +420,11 @@ impl Promoter<'_> {
                 &self.engine.settings.home_region,
                 self.management_account_id,
             )
-            .map_err(|e| anyhow::anyhow!("{}: workloads.{w}: {e}", tenant.path.display()))?;
+            .map_err(|error| Error::Render {
+                file: tenant.path.clone(),
+                workload: w.clone(),
+                error: Box::new(error),
+            })?;
             self.ensure_bucket().await?;
             self.engine.store.store_release(&release).await?;
             let (status, changes) = self.deploy(&session, tenant, &release, Environment::Staging).await?;
@@ -439,7 +491,7 @@ impl Promoter<'_> {
             return Ok(("unchanged".into(), Vec::new()));
         }
         let last_look = crate::shutdown::check(format!("{env}: executing change set {}", preview.name))
-            .map_err(anyhow::Error::from)
+            .map_err(Error::from)
             .and_then(|()| self.lease_held(&tenant.spec.id));
         if let Err(why) = last_look {
             self.discard(session, &workload_stack(&release.workload), &preview).await?;
@@ -502,7 +554,7 @@ impl Promoter<'_> {
             if let Err(e) = self.discard(session, &stack, &preview).await {
                 tracing::warn!(%env, stack, change_set = preview.name, "could not remove the failed change set: {e:#}");
             }
-            bail!("{env}: {why}");
+            refuse!("{env}: {why}");
         }
         Ok((preview, previous))
     }
@@ -523,23 +575,23 @@ impl Promoter<'_> {
             match &s.status {
                 // Never created, nothing left in it: CloudFormation cannot update it; it is
                 // deleted and created again, as an operator would (never in a dry run).
-                StackStatus::RollbackComplete if dry_run => bail!(
+                StackStatus::RollbackComplete if dry_run => refuse!(
                     "stack {stack} in {env} is ROLLBACK_COMPLETE (its creation failed): a promotion deletes it and creates it again; the dry run stops here"
                 ),
                 StackStatus::RollbackComplete => cfn::delete(&session.cfn, stack, self.timeout()).await?,
                 // An empty stack an earlier attempt created for review and never executed (a
                 // stopped or killed run): it never ran anything; deleted, with its change sets,
                 // and created afresh (never in a dry run).
-                StackStatus::ReviewInProgress if dry_run => bail!(
+                StackStatus::ReviewInProgress if dry_run => refuse!(
                     "stack {stack} in {env} is REVIEW_IN_PROGRESS (left by an earlier attempt that was never executed): a promotion deletes it first; the dry run stops here"
                 ),
                 StackStatus::ReviewInProgress => cfn::delete(&session.cfn, stack, self.timeout()).await?,
-                st if st.needs_replacement() || *st == StackStatus::UpdateRollbackFailed => bail!(
+                st if st.needs_replacement() || *st == StackStatus::UpdateRollbackFailed => refuse!(
                     "stack {stack} in {env} is {} and may still hold resources: resolve it (continue the rollback or delete it) before deploying",
                     s.status
                 ),
                 st if st.is_in_progress() => {
-                    bail!("stack {stack} in {env} is busy ({st}); try again when it settles")
+                    refuse!("stack {stack} in {env} is busy ({st}); try again when it settles")
                 }
                 _ => {}
             }
@@ -671,11 +723,11 @@ impl Promoter<'_> {
                 .rev()
                 .find(|r| r.kind == LedgerKind::Staged && r.workload.as_deref() == Some(workload))
                 .map(|r| r.release.clone())
-                .with_context(|| {
-                    format!(
+                .ok_or_else(|| {
+                    Error::Refused(format!(
                         "workload {workload} of {} was never staged: run `tenantry stage {}`",
                         tenant.spec.id, tenant.spec.id
-                    )
+                    ))
                 }),
         }
     }
@@ -890,7 +942,7 @@ impl Promoter<'_> {
     ) -> Result<Promotion> {
         crate::shutdown::check(format!("production: change set for release {}", short(&p.release)))?;
         if let Some(Running::Busy { stack_status }) = p.running() {
-            bail!(
+            refuse!(
                 "the production stack {} is busy ({stack_status}); try again when it settles",
                 workload_stack(&p.workload)
             );
@@ -981,7 +1033,7 @@ impl Promoter<'_> {
         // The last boundary, right before the change: a stop or a lost lease since the intent was
         // written means it is never executed, and the intent is answered at once.
         let last_look = crate::shutdown::check(format!("production: executing change set {}", preview.name))
-            .map_err(anyhow::Error::from)
+            .map_err(Error::from)
             .and_then(|()| self.lease_held(&tenant.spec.id));
         if let Err(why) = last_look {
             self.discard(prod, &stack, preview).await?;
@@ -1031,7 +1083,7 @@ impl Promoter<'_> {
         preview: &cfn::ChangeSetPreview,
         kind: LedgerKind,
         done: serde_json::Value,
-        e: anyhow::Error,
+        e: Error,
     ) -> Result<()> {
         // A stop cut the wait short: what happened is what production shows.
         match self.running(prod, &tenant.spec.id, &p.workload, &[], Some(&p.release)).await {
@@ -1067,7 +1119,7 @@ impl Promoter<'_> {
         p: &mut Promotion,
         preview: &cfn::ChangeSetPreview,
         intent: &LedgerRecord,
-        e: anyhow::Error,
+        e: Error,
     ) -> Result<()> {
         let stack = workload_stack(&p.workload);
         let previous = p.previous_release.clone();
@@ -1145,13 +1197,13 @@ fn risk_of(
 pub fn workloads(tenant: &Tenant, only: Option<&str>) -> Result<Vec<String>> {
     match only {
         Some(w) if tenant.spec.workloads.contains_key(w) => Ok(vec![w.to_string()]),
-        Some(w) => bail!(
+        Some(w) => refuse!(
             "tenant {} has no workload `{w}` (it has: {})",
             tenant.spec.id,
             tenant.spec.workloads.keys().cloned().collect::<Vec<_>>().join(", ")
         ),
         None if tenant.spec.workloads.is_empty() => {
-            bail!("tenant {} declares no workloads ([workloads.<name>] in {})", tenant.spec.id, tenant.path.display())
+            refuse!("tenant {} declares no workloads ([workloads.<name>] in {})", tenant.spec.id, tenant.path.display())
         }
         None => Ok(tenant.spec.workloads.keys().cloned().collect()),
     }

@@ -6,12 +6,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
 use futures::stream::{self, StreamExt};
 
 use super::{assess, orphans, Remediation, Report, TenantReport, TenantStatus};
 use crate::apply::{Engine, RunMode};
-use crate::aws::org;
+use crate::aws::{org, Error as AwsError};
 use crate::desired::DesiredTenant;
 use crate::observe::{AccountObservation, OrgOverview};
 use crate::state::now_rfc3339;
@@ -48,7 +47,7 @@ pub async fn cycle(
     all_tenants: Option<&[DesiredTenant]>,
     policy: RemediatePolicy,
     store_report: bool,
-) -> Result<Report> {
+) -> Result<Report, AwsError> {
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     let started_at = now_rfc3339();
     let results: Vec<(TenantReport, BTreeSet<String>)> = stream::iter(tenants.iter().copied())
@@ -141,7 +140,7 @@ async fn find_orphans(
     overview: &OrgOverview,
     all: &[DesiredTenant],
     claimed: &BTreeSet<String>,
-) -> Result<Vec<super::Orphan>> {
+) -> Result<Vec<super::Orphan>, AwsError> {
     let c = &engine.clients.org;
     let mut tagged = Vec::new();
     let accounts = match engine.index() {
@@ -172,7 +171,7 @@ pub async fn watch(
     policy: RemediatePolicy,
     interval: Duration,
     mut on_report: impl FnMut(&Report),
-) -> Result<()> {
+) {
     use futures::stream::FuturesUnordered;
     let mut due: BTreeMap<String, Instant> = tenants.iter().map(|d| (d.id.clone(), Instant::now())).collect();
     let mut failures: BTreeMap<String, u32> = BTreeMap::new();
@@ -238,7 +237,6 @@ pub async fn watch(
         }
     }
     tracing::info!(reports, "stopped by signal after finishing the tenants in flight");
-    Ok(())
 }
 
 /// Reads the organization again when it is an interval old (or was never read), and lists it
