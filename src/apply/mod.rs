@@ -5,6 +5,10 @@
 //! take the tenant's lease, read state, observe, plan, execute, record. It is idempotent and can
 //! be called any number of times.
 
+mod context;
+
+pub use context::Context;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,8 +18,7 @@ use tokio::sync::Semaphore;
 
 use crate::aws::cfn::{self, Operation};
 use crate::aws::member::{MemberSession, SessionError, VerifiedAccount};
-use crate::aws::{org, Clients, OrMissing};
-use crate::config::OrgSettings;
+use crate::aws::{org, OrMissing};
 use crate::desired::DesiredTenant;
 use crate::guard::LiveAccount;
 use crate::observe::{
@@ -24,7 +27,7 @@ use crate::observe::{
 use crate::plan::{self, Change, OrgStep, Step};
 use crate::poll::Look;
 use crate::progress::Progress;
-use crate::state::{AccountRecord, Lease, Location, PolicyRecord, StackRecord, StateStore, Tracked};
+use crate::state::{AccountRecord, Lease, Location, PolicyRecord, StackRecord, Tracked};
 use crate::tenant::{tags, Environment};
 
 /// Why applying a tenant's plan (or the organization's steps) failed. `TenantOutcome::error`
@@ -109,22 +112,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything one run shares across tenants.
 pub struct Engine {
-    /// Management account clients.
-    pub clients: Clients,
-    /// `tenantry.toml`.
-    pub settings: OrgSettings,
-    /// State store.
-    pub store: StateStore,
+    /// What apply shares with promotion: clients, settings, state store, state location.
+    pub ctx: Context,
     /// Bounds the `CreateAccount` requests in flight (`account_creation_concurrency`).
     pub create_slots: Arc<Semaphore>,
     /// Progress display.
     pub progress: Progress,
     /// Print each step on stdout as it is carried out (text output).
     pub echo_steps: bool,
-    /// The management account tenantry runs in.
-    pub management_account_id: String,
-    /// What the state bucket was as a state location when first asked in this run.
-    pub state_location: tokio::sync::OnceCell<Location>,
     /// The organization-wide listings, once [`Engine::load_index`] ran (once per one-shot run;
     /// once per interval in watch mode). Without one, every account is looked up on its own.
     pub index: std::sync::RwLock<Option<Arc<OrgIndex>>>,
@@ -169,14 +164,14 @@ pub struct RunMode {
 impl Engine {
     /// Observer for this run.
     pub fn observer<'a>(&'a self, org: Option<&'a OrgOverview>) -> Observer<'a> {
-        Observer { clients: &self.clients, settings: &self.settings, org, detect_drift: false, index: self.index() }
+        self.ctx.observer(org, self.index())
     }
 
     /// Lists the organization once for this run ([`OrgIndex::load`] over the OU paths of
     /// `tenants`); later observations use it. Attributed to the run (`-`), not to a tenant.
     pub async fn load_index(&self, overview: &OrgOverview, tenants: &[DesiredTenant]) -> Result<()> {
         let paths = tenants.iter().flat_map(|t| t.accounts.iter().map(|a| a.ou_path.clone())).collect();
-        let index = crate::metrics::for_tenant("-", OrgIndex::load(&self.clients.org, overview, &paths)).await?;
+        let index = crate::metrics::for_tenant("-", OrgIndex::load(&self.ctx.clients.org, overview, &paths)).await?;
         *self.index.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(index));
         Ok(())
     }
@@ -189,7 +184,7 @@ impl Engine {
     /// The mode of `apply`: wait for the lease, no drift detection, execute.
     pub fn apply_mode(&self) -> RunMode {
         RunMode {
-            lease_wait: Duration::from_secs(self.settings.lease_wait_seconds),
+            lease_wait: Duration::from_secs(self.ctx.settings.lease_wait_seconds),
             detect_drift: false,
             execute: true,
             stop_on_signal: true,
@@ -203,12 +198,12 @@ impl Engine {
             crate::shutdown::check(format!("organization: {step}"))?;
             match step {
                 OrgStep::CreateOrganization => {
-                    org::create_organization(&self.clients.org).await?;
-                    overview = org::overview(&self.clients.org).await?;
+                    org::create_organization(&self.ctx.clients.org).await?;
+                    overview = org::overview(&self.ctx.clients.org).await?;
                 }
                 OrgStep::EnableServiceControlPolicies => {
                     let o = overview.as_ref().ok_or(Error::NoOrganization)?;
-                    org::enable_scps(&self.clients.org, &o.root_id).await?;
+                    org::enable_scps(&self.ctx.clients.org, &o.root_id).await?;
                 }
                 OrgStep::CreateOu { path } => {
                     let o = overview.as_ref().ok_or(Error::NoOrganization)?;
@@ -235,9 +230,9 @@ impl Engine {
                 parent = id;
                 continue;
             }
-            parent = match org::child_ous(&self.clients.org, &parent).await?.remove(seg) {
+            parent = match org::child_ous(&self.ctx.clients.org, &parent).await?.remove(seg) {
                 Some(id) => id,
-                None => org::create_ou(&self.clients.org, &parent, seg).await?,
+                None => org::create_ou(&self.ctx.clients.org, &parent, seg).await?,
             };
             if let Some(i) = self.index() {
                 i.insert_ou(&so_far, &parent);
@@ -246,67 +241,16 @@ impl Engine {
         Ok(parent)
     }
 
-    /// Makes sure the state bucket exists, private, encrypted and versioned
-    /// ([`StateStore::ensure_bucket`]), and marks a new state location as such
-    /// ([`StateStore::mark`]; a bucket that holds records but no marker is left unmarked: only
-    /// `tenantry state init` or `state migrate` mark it). Called before the first write of a run.
-    pub async fn ensure_state_bucket(&self) -> Result<()> {
-        self.store.ensure_bucket(&self.settings.home_region).await?;
-        if *self.location().await? == Location::New {
-            self.store.mark(&self.management_account_id, &self.settings.home_region).await?;
-        }
-        Ok(())
-    }
-
-    /// What the state bucket is as a state location, read once per run ([`StateStore::location`]).
-    pub async fn location(&self) -> Result<&Location> {
-        Ok(self.state_location.get_or_try_init(|| self.store.location()).await?)
-    }
-
-    /// Refuses to go on when the state bucket is a new location (no marker, no tenant records)
-    /// but `observed` shows accounts tenantry created (tagged `tenantry:managed-by=tenantry`)
-    /// that state does not record: the state location changed (`state_bucket` or `home_region`)
-    /// or the bucket was lost, and going on would take an empty state for the truth. Errors:
-    /// [`StateLocationChanged`], or the S3 error reading the location.
-    pub async fn check_state_location(&self, observed: &ObservedTenant) -> Result<()> {
-        match self.state_location_changed(observed).await? {
-            Some(changed) => Err(changed.into()),
-            None => Ok(()),
-        }
-    }
-
-    /// What [`Engine::check_state_location`] refuses, as a value: `Some` when the state location
-    /// changed. Errors: the S3 error reading the location.
-    pub async fn state_location_changed(&self, observed: &ObservedTenant) -> Result<Option<StateLocationChanged>> {
-        let unknown: Vec<String> = observed
-            .accounts
-            .iter()
-            .filter_map(|(env, obs)| match obs {
-                AccountObservation::Found(f)
-                    if f.found_by != crate::observe::FoundBy::Recorded
-                        && f.tags.get(tags::MANAGED_BY).map(String::as_str) == Some("tenantry") =>
-                {
-                    Some(format!("{} {env} {}", observed.tenant, f.account.id))
-                }
-                _ => None,
-            })
-            .collect();
-        if unknown.is_empty() || *self.location().await? != Location::New {
-            return Ok(None);
-        }
-        Ok(Some(StateLocationChanged { bucket: self.store.bucket().to_string(), accounts: unknown }))
-    }
-
     /// The run-wide form of [`Engine::check_state_location`], made before any command works on
     /// tenants: when the state bucket is a new location, no account of the organization may carry
     /// tenantry's tags (`ListTagsForResource` on every account, through the run's index when there
     /// is one; only ever on a new location, i.e. a first run). Errors: [`StateLocationChanged`].
     pub async fn check_new_location(&self, overview: Option<&OrgOverview>) -> Result<()> {
         let Some(overview) = overview else { return Ok(()) };
-        if *self.location().await? != Location::New {
+        if *self.ctx.location().await? != Location::New {
             return Ok(());
         }
-        let c = &self.clients.org;
+        let c = &self.ctx.clients.org;
         let management = overview.management_account_id.as_str();
         let tags_by_account = match self.index() {
             Some(index) => index.account_tags(c, management).await?.clone(),
@@ -326,74 +270,7 @@ impl Engine {
         if managed.is_empty() {
             return Ok(());
         }
-        Err(StateLocationChanged { bucket: self.store.bucket().to_string(), accounts: managed }.into())
-    }
-
-    /// Rebuilds a tenant's state record from observation when it does not record an account
-    /// that exists (the state object was lost or deleted): under the tenant's lease, reads state,
-    /// observes the tenant (every account through the guard), writes the ids of the accounts
-    /// found, and says so on stderr. Returns the record. Errors: no organization, the lease is held
-    /// past `lease_wait_seconds`, an account is refused by the guard, an AWS call failed.
-    ///
-    /// `lease_held`: the caller holds the tenant's lease already (it is then neither taken nor
-    /// released here).
-    pub async fn rebuild_record(
-        &self,
-        desired: &DesiredTenant,
-        lease_held: bool,
-    ) -> Result<crate::state::TenantRecord> {
-        let overview = org::overview(&self.clients.org).await?.ok_or(Error::NoOrganization)?;
-        let s = &self.settings;
-        let lease = match lease_held {
-            true => None,
-            false => Some(
-                self.store
-                    .acquire_lease(
-                        &desired.id,
-                        Duration::from_secs(s.lease_ttl_seconds),
-                        Duration::from_secs(s.lease_wait_seconds),
-                    )
-                    .await?,
-            ),
-        };
-        let rebuilt = async {
-            let mut tracked = self.store.read(&desired.id).await?;
-            let observed = self.observer(Some(&overview)).tenant(desired, &tracked.record).await?;
-            self.check_state_location(&observed).await?;
-            let plan = plan::tenant(desired, &observed);
-            if !plan.refusals.is_empty() {
-                return Err(Error::Refused(plan.refusals));
-            }
-            let mut found = Vec::new();
-            for step in &plan.steps {
-                let Step { change: Change::RecordAccount { account_id, .. }, environment } = step else { continue };
-                let AccountObservation::Found(account) = &observed.accounts[environment] else { continue };
-                let want = desired.account(*environment);
-                let rec = tracked.record.accounts.entry(*environment).or_insert_with(|| AccountRecord { email: want.email.clone(), ..Default::default() });
-                rec.account_id = Some(account_id.clone());
-                // What apply records at its end, as far as observation tells: the file's tags the
-                // account carries are taken as tenantry's (so that one the file drops later is
-                // removed), and its OU when it is the file's.
-                rec.tag_keys = want.tags.keys().filter(|k| account.tags.contains_key(*k)).cloned().collect();
-                if account.desired_ou_id.as_deref() == Some(account.parent_id.as_str()) {
-                    rec.ou_path = Some(want.ou_path.clone());
-                }
-                found.push(format!("{environment} {account_id}"));
-            }
-            if !found.is_empty() {
-                self.store.write(&mut tracked).await?;
-                eprintln!("state: tenant {} had no record of account(s) {}; rebuilt from observation in s3://{}/tenants/{}.json", desired.id, found.join(", "), self.store.bucket(), desired.id);
-            }
-            Ok(tracked.record)
-        }
-        .await;
-        if let Some(Err(e)) = match lease {
-            Some(l) => Some(l.release().await),
-            None => None,
-        } {
-            tracing::warn!(tenant = %desired.id, "could not release lease (it will expire): {e:#}");
-        }
-        rebuilt
+        Err(StateLocationChanged { bucket: self.ctx.store.bucket().to_string(), accounts: managed }.into())
     }
 
     /// Applies one tenant's approved plan ([`Engine::run_tenant`] in [`Engine::apply_mode`]):
@@ -424,8 +301,9 @@ impl Engine {
         crate::metrics::for_tenant(&desired.id, async {
             let mut outcome = TenantOutcome { tenant: desired.id.clone(), ..Default::default() };
             let lease = self
+                .ctx
                 .store
-                .acquire_lease(&desired.id, Duration::from_secs(self.settings.lease_ttl_seconds), mode.lease_wait)
+                .acquire_lease(&desired.id, Duration::from_secs(self.ctx.settings.lease_ttl_seconds), mode.lease_wait)
                 .await;
             let lease = match lease {
                 Ok(l) => l,
@@ -455,11 +333,11 @@ impl Engine {
         approved: Option<&plan::TenantPlan>,
         outcome: &mut TenantOutcome,
     ) -> Result<()> {
-        let tracked = self.store.read(&desired.id).await?;
+        let tracked = self.ctx.store.read(&desired.id).await?;
         let mut observer = self.observer(Some(overview));
         observer.detect_drift = mode.detect_drift;
         let observed = observer.tenant(desired, &tracked.record).await?;
-        self.check_state_location(&observed).await?;
+        self.ctx.check_state_location(&observed).await?;
         let plan = plan::tenant(desired, &observed);
         outcome.observed = Some(observed.clone());
         outcome.plan = Some(plan.clone());
@@ -563,7 +441,7 @@ impl<'a> TenantRun<'a> {
     }
 
     async fn save(&mut self) -> Result<()> {
-        self.engine.store.write(&mut self.tracked).await?;
+        self.engine.ctx.store.write(&mut self.tracked).await?;
         self.dirty = false;
         Ok(())
     }
@@ -588,7 +466,7 @@ impl<'a> TenantRun<'a> {
         if creates == 0 {
             return Ok(());
         }
-        let want = creates.min(self.engine.settings.account_creation_concurrency.max(1)) as u32;
+        let want = creates.min(self.engine.ctx.settings.account_creation_concurrency.max(1)) as u32;
         let mut slots = Some(
             crate::shutdown::bounded(
                 "waiting for an account creation slot",
@@ -650,7 +528,7 @@ impl<'a> TenantRun<'a> {
         // account with fresh listings (a crash may fall between the call and the record).
         self.record(env).create_started_at = Some(crate::state::now_rfc3339());
         self.save().await?;
-        let org = self.engine.clients.org.clone();
+        let org = self.engine.ctx.clients.org.clone();
         let request_id = match org::create_account(&org, email, account_name, &self.desired.account(env).tags).await {
             Ok(id) => id,
             Err(org::CreateAccountFailure::Unanswered(e)) => {
@@ -722,7 +600,7 @@ impl<'a> TenantRun<'a> {
         }
         let id = self.account_id(env)?;
         let claim = self.desired.claim(env, self.tracked.record.accounts.get(&env));
-        let v = VerifiedAccount::verify_live(&self.engine.clients.org, &claim, &id).await?;
+        let v = VerifiedAccount::verify_live(&self.engine.ctx.clients.org, &claim, &id).await?;
         self.verified.insert(env, v.clone());
         Ok(v)
     }
@@ -732,9 +610,9 @@ impl<'a> TenantRun<'a> {
             return Ok(s.clone());
         }
         let verified = self.verify(env).await?;
-        let s = &self.engine.settings;
+        let s = &self.engine.ctx.settings;
         let session = MemberSession::assume(
-            &self.engine.clients,
+            &self.engine.ctx.clients,
             &verified,
             &s.access_role,
             &s.home_region,
@@ -780,7 +658,7 @@ impl<'a> TenantRun<'a> {
                     self.desired.id,
                     session.account.account_id()
                 ));
-                let timeout = Duration::from_secs(self.engine.settings.stack_timeout_seconds);
+                let timeout = Duration::from_secs(self.engine.ctx.settings.stack_timeout_seconds);
                 cfn::delete(&session.cfn, stack, timeout).await?;
                 self.record(env).stacks.remove(stack);
                 self.dirty = true;
@@ -797,7 +675,7 @@ impl<'a> TenantRun<'a> {
     /// Moves, tags or untags an account (`MoveAccount`, `TagResource`, `UntagResource`), through
     /// the guard on its live tags.
     async fn change_account(&mut self, step: &Step) -> Result<()> {
-        let org = self.engine.clients.org.clone();
+        let org = self.engine.ctx.clients.org.clone();
         match &step.change {
             Change::MoveAccount { to_ou_path, .. } => {
                 let env = step.environment;
@@ -835,7 +713,7 @@ impl<'a> TenantRun<'a> {
     /// Attaches, removes or detaches an SCP (`AttachPolicy`, `DetachPolicy` + `DeletePolicy`,
     /// `DetachPolicy`), through the guard on the account's live tags.
     async fn change_attachment(&mut self, step: &Step) -> Result<()> {
-        let org = self.engine.clients.org.clone();
+        let org = self.engine.ctx.clients.org.clone();
         match &step.change {
             Change::AttachPolicy { name } => {
                 let v = self.verify(step.environment).await?;
@@ -946,7 +824,7 @@ impl<'a> TenantRun<'a> {
 
     /// `CreatePolicy` or `UpdatePolicy` for one of the account's SCPs, recorded in state.
     async fn write_policy(&mut self, step: &Step, env: Environment, name: &str) -> Result<()> {
-        let org = self.engine.clients.org.clone();
+        let org = self.engine.ctx.clients.org.clone();
         let p = self
             .desired
             .account(env)
@@ -971,7 +849,7 @@ impl<'a> TenantRun<'a> {
     /// Creates, updates, redeploys, recovers or replaces one stack from its rendered blueprint,
     /// and records its status (also when it failed).
     async fn deploy_stack(&mut self, step: &Step, env: Environment, stack: &str) -> Result<()> {
-        let settings = &self.engine.settings;
+        let settings = &self.engine.ctx.settings;
         let session = self.session(env).await?;
         let want = self
             .desired
@@ -1030,13 +908,13 @@ impl<'a> TenantRun<'a> {
     /// recorded here: the caller binds the id ([`Self::bind_created`] for this tenant's own request,
     /// [`Self::verify_found`] for one found by name). A `FAILED` request is a [`CreateFailed`].
     async fn await_account(&mut self, env: Environment, request_id: &str) -> Result<String> {
-        let org = self.engine.clients.org.clone();
+        let org = self.engine.ctx.clients.org.clone();
         let _wait =
             self.engine.progress.wait(format!("{}: {env}: waiting for account creation {request_id}", self.desired.id));
         let status = crate::poll::until_done(
             format_args!("waiting for CreateAccount request {request_id}"),
             (Duration::from_millis(500), Duration::from_secs(30)),
-            Duration::from_secs(self.engine.settings.create_account_timeout_seconds),
+            Duration::from_secs(self.engine.ctx.settings.create_account_timeout_seconds),
             || async {
                 let status = org::create_status(&org, request_id).await?.ok_or_else(|| {
                     Error::Inconsistent(format!(

@@ -39,8 +39,9 @@ pub(super) async fn apply_organization(
         saved::check_organization(approved, &plan::organization(overview, &ous))?;
         return Ok((engine.apply_organization(approved, overview).await?, Vec::new()));
     }
-    let s = &engine.settings;
+    let s = &engine.ctx.settings;
     let lease = engine
+        .ctx
         .store
         .acquire_lease(
             ORGANIZATION_LEASE,
@@ -49,7 +50,7 @@ pub(super) async fn apply_organization(
         )
         .await?;
     let applied = async {
-        let now = org::overview(&engine.clients.org).await?;
+        let now = org::overview(&engine.ctx.clients.org).await?;
         let ous = ou_existence(engine, now.as_ref(), tenants).await?;
         let steps = plan::organization(now.as_ref(), &ous);
         saved::check_organization(approved, &steps)?;
@@ -119,7 +120,7 @@ pub(super) async fn cmd_apply(
         }
     }
     let (to_apply, skipped) = partition(tenants, &preview, &errors);
-    engine.ensure_state_bucket().await?;
+    engine.ctx.ensure_state_bucket().await?;
     let (overview, org_steps) = apply_organization(engine, overview, tenants, &preview.organization).await?;
     if engine.index().is_none() {
         engine.load_index(&overview, tenants).await?;
@@ -133,7 +134,7 @@ pub(super) async fn cmd_apply(
             o.plan = None;
             o
         })
-        .buffer_unordered(engine.settings.concurrency)
+        .buffer_unordered(engine.ctx.settings.concurrency)
         .collect()
         .await;
     outcomes.extend(skipped);

@@ -209,30 +209,33 @@ async fn connect(cli: &Cli, inputs: &Inputs, saved: Option<&SavedPlan>) -> Resul
     if let Some(s) = saved.filter(|s| s.state_bucket != bucket) {
         bail!("the plan was made with state bucket {}; tenantry.toml now gives {bucket}", s.state_bucket);
     }
-    let engine = Engine {
+    let ctx = crate::apply::Context {
         store: StateStore::new(clients.s3.clone(), bucket),
         clients,
         settings: inputs.settings.clone(),
+        management_account_id: management_account_id.clone(),
+        state_location: Default::default(),
+    };
+    let engine = Engine {
+        ctx,
         create_slots: Arc::new(tokio::sync::Semaphore::new(inputs.settings.account_creation_concurrency)),
         progress: Progress::new(true),
         echo_steps: matches!(cli.command, Command::Apply { output: Output::Text, .. }),
         index: Default::default(),
-        management_account_id: management_account_id.clone(),
-        state_location: Default::default(),
     };
-    let overview = org::overview(&engine.clients.org).await?;
+    let overview = org::overview(&engine.ctx.clients.org).await?;
     check_organization(overview.as_ref(), &management_account_id)?;
     if let Command::State { .. } = &cli.command {
         return Ok(Session { engine, overview, selected, desired: desired_tenants });
     }
-    if let crate::state::Location::Marked(m) = engine.location().await? {
-        if m.home_region != engine.settings.home_region {
+    if let crate::state::Location::Marked(m) = engine.ctx.location().await? {
+        if m.home_region != engine.ctx.settings.home_region {
             bail!(
                 "the state in s3://{} was started with home_region `{}`, and tenantry's stacks are there; tenantry.toml says `{}`. \
                  Set home_region back to `{}` (moving stacks to another region is not supported: it would create every stack again)",
-                engine.store.bucket(),
+                engine.ctx.store.bucket(),
                 m.home_region,
-                engine.settings.home_region,
+                engine.ctx.settings.home_region,
                 m.home_region
             );
         }
@@ -299,11 +302,10 @@ async fn dispatch(cli: Cli, inputs: &Inputs, session: Session, saved: Option<Sav
         | Command::Approve { .. }
         | Command::Rollback { .. }
         | Command::History { .. } => {
-            let caller = engine.clients.caller_arn().await?;
+            let caller = engine.ctx.clients.caller_arn().await?;
             let promoter = crate::promote::run::Promoter {
-                engine: &engine,
+                ctx: &engine.ctx,
                 renderer: &inputs.renderer,
-                management_account_id: &engine.management_account_id,
                 caller: &caller,
                 desired: &desired_tenants,
                 held: Default::default(),

@@ -56,7 +56,7 @@ pub(super) async fn observe_each<T>(
     tenants: &[DesiredTenant],
     keep: impl Fn(&DesiredTenant, ObservedTenant) -> T,
 ) -> Vec<(String, Result<T, ObserveError>)> {
-    let store = &engine.store;
+    let store = &engine.ctx.store;
     let keep = &keep;
     let mut results: Vec<(String, Result<T, ObserveError>)> = stream::iter(tenants)
         .map(|d| async move {
@@ -64,7 +64,7 @@ pub(super) async fn observe_each<T>(
                 let tracked = store.read(&d.id).await.map_err(crate::apply::Error::from)?;
                 let observed =
                     engine.observer(overview).tenant(d, &tracked.record).await.map_err(crate::apply::Error::from)?;
-                match engine.state_location_changed(&observed).await? {
+                match engine.ctx.state_location_changed(&observed).await? {
                     Some(changed) => Err(ObserveError::LocationChanged(changed)),
                     None => Ok(keep(d, observed)),
                 }
@@ -72,7 +72,7 @@ pub(super) async fn observe_each<T>(
             .await;
             (d.id.clone(), r)
         })
-        .buffer_unordered(engine.settings.concurrency)
+        .buffer_unordered(engine.ctx.settings.concurrency)
         .collect()
         .await;
     results.sort_by(|a, b| a.0.cmp(&b.0));
@@ -147,8 +147,8 @@ pub(super) async fn cmd_plan(
                     .replace_nanosecond(0)
                     .unwrap_or_else(|_| time::OffsetDateTime::now_utc())
                     .format(&time::format_description::well_known::Rfc3339)?,
-                management_account_id: engine.management_account_id.clone(),
-                state_bucket: engine.store.bucket().to_string(),
+                management_account_id: engine.ctx.management_account_id.clone(),
+                state_bucket: engine.ctx.store.bucket().to_string(),
                 inputs,
                 plan: plan.clone(),
             };

@@ -338,7 +338,7 @@ async fn rollback(p: &Promoter<'_>, t: &Tenant, how: &ProductionChange) -> Resul
 
 /// `tenantry history`: the ledger, and what production runs for each workload.
 async fn history(p: &Promoter<'_>, t: &Tenant, output: Output) -> Result<u8> {
-    let records = p.engine.store.ledger(&t.spec.id).await?;
+    let records = p.ctx.store.ledger(&t.spec.id).await?;
     let production = production_of(p, t, &records).await;
     match output {
         Output::Json => crate::out!(

@@ -8,12 +8,12 @@ use crate::state::StateStore;
 
 /// `tenantry state init` and `tenantry state migrate`.
 pub(super) async fn cmd_state(engine: &Engine, action: &StateCommand) -> Result<u8> {
-    let store = &engine.store;
-    let home = &engine.settings.home_region;
+    let store = &engine.ctx.store;
+    let home = &engine.ctx.settings.home_region;
     match action {
         StateCommand::Init => {
-            engine.store.ensure_bucket(home).await?;
-            engine.store.mark(&engine.management_account_id, home).await?;
+            engine.ctx.store.ensure_bucket(home).await?;
+            engine.ctx.store.mark(&engine.ctx.management_account_id, home).await?;
             crate::out!("state location: s3://{} (home region {home}); accounts found that it does not record are recorded by the next `apply`", store.bucket());
             Ok(0)
         }
@@ -21,7 +21,7 @@ pub(super) async fn cmd_state(engine: &Engine, action: &StateCommand) -> Result<
             if from == store.bucket() {
                 bail!("--from names the configured state bucket itself ({from})");
             }
-            let source = StateStore::new(engine.clients.s3.clone(), from.clone());
+            let source = StateStore::new(engine.ctx.clients.s3.clone(), from.clone());
             match source.location().await? {
                 crate::state::Location::Marked(m) if &m.home_region != home => bail!(
                     "the state in s3://{from} belongs to home_region `{}`, where tenantry's stacks are; tenantry.toml says `{home}`. Set home_region = \"{}\" first",
@@ -31,7 +31,7 @@ pub(super) async fn cmd_state(engine: &Engine, action: &StateCommand) -> Result<
                 crate::state::Location::New => bail!("s3://{from} holds no tenantry state (no marker, no tenant records)"),
                 _ => {}
             }
-            engine.store.ensure_bucket(home).await?;
+            engine.ctx.store.ensure_bucket(home).await?;
             let (mut copied, mut same, mut conflicts) = (0, 0, Vec::new());
             for key in source.list_keys("").await? {
                 // Leases belong to running processes; the marker is written anew below.
@@ -61,7 +61,7 @@ pub(super) async fn cmd_state(engine: &Engine, action: &StateCommand) -> Result<
                 eprintln!("the destination was not marked as the state location; resolve them, then run `tenantry state migrate` again");
                 return Ok(1);
             }
-            engine.store.mark(&engine.management_account_id, home).await?;
+            engine.ctx.store.mark(&engine.ctx.management_account_id, home).await?;
             crate::out!("state location: s3://{} (home region {home})", store.bucket());
             Ok(0)
         }

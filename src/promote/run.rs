@@ -11,7 +11,7 @@ use super::{
     classify, gates, ledger_truth, rollback_target, short, workload_stack, Evidence, Gate, GateInputs, LedgerKind,
     LedgerRecord, LedgerTruth, Release, Risk, Running, StagingStack,
 };
-use crate::apply::Engine;
+use crate::apply::Context;
 use crate::aws::cfn::{self, ResourceChange};
 use crate::aws::member::{MemberSession, VerifiedAccount};
 use crate::aws::types::{ObservedStack, StackStatus};
@@ -69,12 +69,10 @@ macro_rules! refuse {
 
 /// What promotion needs from the run.
 pub struct Promoter<'a> {
-    /// Clients, settings, state store.
-    pub engine: &'a Engine,
+    /// Clients, settings, state store: what apply uses too.
+    pub ctx: &'a Context,
     /// Blueprints, to render releases.
     pub renderer: &'a Renderer,
-    /// Management account id (render context).
-    pub management_account_id: &'a str,
     /// The caller's ARN, recorded as `by` in the ledger.
     pub caller: &'a str,
     /// The desired state of every tenant of the run (the guard's claims; rebuilding state).
@@ -214,11 +212,11 @@ impl Promotion {
 
 impl Promoter<'_> {
     fn timeout(&self) -> Duration {
-        Duration::from_secs(self.engine.settings.stack_timeout_seconds)
+        Duration::from_secs(self.ctx.settings.stack_timeout_seconds)
     }
 
     /// A session in one of `tenant`'s accounts: the account id from state (rebuilt from
-    /// observation, and said so, when state has none: see [`Engine::rebuild_record`]), its live
+    /// observation, and said so, when state has none: see [`Context::rebuild_record`]), its live
     /// tags, root email and name checked by the guard (`ListTagsForResource`, `DescribeAccount`),
     /// then `AssumeRole`.
     pub async fn session(&self, tenant: &Tenant, env: Environment) -> Result<MemberSession> {
@@ -226,20 +224,20 @@ impl Promoter<'_> {
         let Some(desired) = self.desired.iter().find(|d| d.id == tenant.spec.id) else {
             refuse!("tenant {} is not among the tenants of this run", tenant.spec.id)
         };
-        let mut record = self.engine.store.read(&tenant.spec.id).await?.record;
+        let mut record = self.ctx.store.read(&tenant.spec.id).await?.record;
         if record.accounts.get(&env).and_then(|r| r.account_id.as_ref()).is_none() {
             let held = self.held.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&tenant.spec.id);
-            record = self.engine.rebuild_record(desired, held).await?;
+            record = self.ctx.rebuild_record(desired, held).await?;
         }
         let rec = record.accounts.get(&env);
         let Some(id) = rec.and_then(|r| r.account_id.clone()) else {
             refuse!("tenant {} has no {env} account yet: run `tenantry apply` first", tenant.spec.id)
         };
         let claim = desired.claim(env, rec);
-        let verified = VerifiedAccount::verify_live(&self.engine.clients.org, &claim, &id).await?;
-        let s = &self.engine.settings;
+        let verified = VerifiedAccount::verify_live(&self.ctx.clients.org, &claim, &id).await?;
+        let s = &self.ctx.settings;
         Ok(MemberSession::assume(
-            &self.engine.clients,
+            &self.ctx.clients,
             &verified,
             &s.access_role,
             &s.home_region,
@@ -254,9 +252,9 @@ impl Promoter<'_> {
     /// [`crate::state::LeaseHeld`] past the wait; `work`'s error.
     pub async fn leased<T>(&self, tenant: &str, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
         crate::shutdown::check(format!("taking the lease of tenant {tenant}"))?;
-        let s = &self.engine.settings;
+        let s = &self.ctx.settings;
         let lease = self
-            .engine
+            .ctx
             .store
             .acquire_lease(tenant, Duration::from_secs(s.lease_ttl_seconds), Duration::from_secs(s.lease_wait_seconds))
             .await?;
@@ -280,7 +278,7 @@ impl Promoter<'_> {
 
     /// Makes sure the state bucket exists, private, encrypted and versioned, once per run.
     async fn ensure_bucket(&self) -> Result<()> {
-        self.bucket_ready.get_or_try_init(|| self.engine.ensure_state_bucket()).await?;
+        self.bucket_ready.get_or_try_init(|| self.ctx.ensure_state_bucket()).await?;
         Ok(())
     }
 
@@ -288,7 +286,7 @@ impl Promoter<'_> {
     /// the state bucket made sure of first.
     async fn store_record(&self, rec: &LedgerRecord) -> Result<()> {
         self.ensure_bucket().await?;
-        Ok(self.engine.store.append_record(rec).await?)
+        Ok(self.ctx.store.append_record(rec).await?)
     }
 
     /// Appends a record to the tenant's ledger (`PutObject` with `If-None-Match: *`).
@@ -340,7 +338,7 @@ impl Promoter<'_> {
             if digest.len() != 64 || !digest.chars().all(|c| c.is_ascii_hexdigit()) {
                 continue;
             }
-            let a = match self.engine.store.release(tenant, digest).await {
+            let a = match self.ctx.store.release(tenant, digest).await {
                 Ok(a) => a,
                 // Not stored, not valid, or not the release its key names: not a candidate.
                 Err(crate::state::Error::Release(_) | crate::state::Error::Corrupt { .. }) => continue,
@@ -417,8 +415,8 @@ impl Promoter<'_> {
                 tenant,
                 &w,
                 self.renderer,
-                &self.engine.settings.home_region,
-                self.management_account_id,
+                &self.ctx.settings.home_region,
+                &self.ctx.management_account_id,
             )
             .map_err(|error| Error::Render {
                 file: tenant.path.clone(),
@@ -426,7 +424,7 @@ impl Promoter<'_> {
                 error: Box::new(error),
             })?;
             self.ensure_bucket().await?;
-            self.engine.store.store_release(&release).await?;
+            self.ctx.store.store_release(&release).await?;
             let (status, changes) = self.deploy(&session, tenant, &release, Environment::Staging).await?;
             let status = if status == "deployed" {
                 self.append(
@@ -444,7 +442,7 @@ impl Promoter<'_> {
                 // lost): record it now, read from the stack, so promotion sees what staging runs.
                 let ledger = match &ledger {
                     Some(l) => l,
-                    None => ledger.insert(self.engine.store.ledger(&tenant.spec.id).await?),
+                    None => ledger.insert(self.ctx.store.ledger(&tenant.spec.id).await?),
                 };
                 let last = ledger
                     .iter()
@@ -667,8 +665,8 @@ impl Promoter<'_> {
         url: Option<&str>,
         note: Option<&str>,
     ) -> Result<LedgerRecord> {
-        let digest = self.engine.store.resolve_release(&tenant.spec.id, release).await?;
-        let artifact = self.engine.store.release(&tenant.spec.id, &digest).await?;
+        let digest = self.ctx.store.resolve_release(&tenant.spec.id, release).await?;
+        let artifact = self.ctx.store.release(&tenant.spec.id, &digest).await?;
         if !tenant.spec.promotion.required_checks.iter().any(|c| c == check) {
             tracing::warn!(
                 tenant = %tenant.spec.id,
@@ -689,8 +687,8 @@ impl Promoter<'_> {
     /// `tenantry approve`: records an approval of a release for production, with the production
     /// stack parameters the tenant file gives now (a later change of them needs a new approval).
     pub async fn approve(&self, tenant: &Tenant, release: &str) -> Result<LedgerRecord> {
-        let digest = self.engine.store.resolve_release(&tenant.spec.id, release).await?;
-        let artifact = self.engine.store.release(&tenant.spec.id, &digest).await?;
+        let digest = self.ctx.store.resolve_release(&tenant.spec.id, release).await?;
+        let artifact = self.ctx.store.release(&tenant.spec.id, &digest).await?;
         let params = self.production_parameters(tenant, &artifact);
         self.append(
             &tenant.spec.id,
@@ -717,7 +715,7 @@ impl Promoter<'_> {
         ledger: &[LedgerRecord],
     ) -> Result<String> {
         match release {
-            Some(r) => Ok(self.engine.store.resolve_release(&tenant.spec.id, r).await?),
+            Some(r) => Ok(self.ctx.store.resolve_release(&tenant.spec.id, r).await?),
             None => ledger
                 .iter()
                 .rev()
@@ -741,7 +739,7 @@ impl Promoter<'_> {
         workload: &str,
         release: Option<&str>,
     ) -> Result<Convergence> {
-        let mut ledger = self.engine.store.ledger(&tenant.spec.id).await?;
+        let mut ledger = self.ctx.store.ledger(&tenant.spec.id).await?;
         let digest = self.pick(tenant, workload, release, &ledger).await?;
         let production = self.session(tenant, Environment::Production).await?;
         let truth = self.production_truth(&tenant.spec.id, workload, &production, &mut ledger, false).await?;
@@ -760,7 +758,7 @@ impl Promoter<'_> {
         truth: LedgerTruth,
     ) -> Result<Convergence> {
         let digest = digest.to_string();
-        let artifact = self.engine.store.release(&tenant.spec.id, &digest).await?;
+        let artifact = self.ctx.store.release(&tenant.spec.id, &digest).await?;
         let staging = self.session(tenant, Environment::Staging).await?;
         let stack = workload_stack(workload);
         let staging_stack = match cfn::describe(&staging.cfn, &stack).await? {
@@ -805,7 +803,7 @@ impl Promoter<'_> {
             .find(|r| r.kind == LedgerKind::Staged && r.release == digest)
             .map(|r| r.stored_at.clone())
             .filter(|at| !at.is_empty());
-        let now = self.engine.store.now().await?;
+        let now = self.ctx.store.now().await?;
         let g = gates(&GateInputs {
             digest: &digest,
             staged_at: staged_at.as_deref(),
@@ -837,7 +835,7 @@ impl Promoter<'_> {
         approve: bool,
     ) -> Result<Promotion> {
         crate::shutdown::check(format!("promoting workload {workload} of {}", tenant.spec.id))?;
-        let mut ledger = self.engine.store.ledger(&tenant.spec.id).await?;
+        let mut ledger = self.ctx.store.ledger(&tenant.spec.id).await?;
         let prod = self.session(tenant, Environment::Production).await?;
         let truth = self.production_truth(&tenant.spec.id, workload, &prod, &mut ledger, !dry_run).await?;
         let never_staged = release.is_none()
@@ -876,7 +874,7 @@ impl Promoter<'_> {
     /// promotion.
     pub async fn rollback(&self, tenant: &Tenant, workload: &str, dry_run: bool, approve: bool) -> Result<Promotion> {
         crate::shutdown::check(format!("rolling back workload {workload} of {}", tenant.spec.id))?;
-        let mut ledger = self.engine.store.ledger(&tenant.spec.id).await?;
+        let mut ledger = self.ctx.store.ledger(&tenant.spec.id).await?;
         let prod = self.session(tenant, Environment::Production).await?;
         let truth = self.production_truth(&tenant.spec.id, workload, &prod, &mut ledger, !dry_run).await?;
         let history: Vec<&LedgerRecord> = ledger.iter().filter(|r| r.workload.as_deref() == Some(workload)).collect();
@@ -947,7 +945,7 @@ impl Promoter<'_> {
                 workload_stack(&p.workload)
             );
         }
-        let artifact = self.engine.store.release(&tenant.spec.id, &p.release).await?;
+        let artifact = self.ctx.store.release(&tenant.spec.id, &p.release).await?;
         let stack = workload_stack(&p.workload);
         let (preview, _) = self.preview(prod, tenant, &artifact, Environment::Production, dry_run).await?;
         let previous = p.previous_release.clone();

@@ -52,7 +52,7 @@ pub async fn cycle(
     let started_at = now_rfc3339();
     let results: Vec<(TenantReport, BTreeSet<String>)> = stream::iter(tenants.iter().copied())
         .map(|d| tenant(engine, overview, d, policy.applies_to(d)))
-        .buffer_unordered(engine.settings.concurrency)
+        .buffer_unordered(engine.ctx.settings.concurrency)
         .collect()
         .await;
     let mut claimed = BTreeSet::new();
@@ -141,7 +141,7 @@ async fn find_orphans(
     all: &[DesiredTenant],
     claimed: &BTreeSet<String>,
 ) -> Result<Vec<super::Orphan>, AwsError> {
-    let c = &engine.clients.org;
+    let c = &engine.ctx.clients.org;
     let mut tagged = Vec::new();
     let accounts = match engine.index() {
         Some(i) => i.accounts().cloned().collect::<Vec<_>>(),
@@ -194,7 +194,7 @@ pub async fn watch(
             let ready: Vec<&DesiredTenant> = tenants
                 .iter()
                 .filter(|d| due[&d.id] <= now && !running.contains(&d.id))
-                .take(engine.settings.concurrency.saturating_sub(running.len()))
+                .take(engine.ctx.settings.concurrency.saturating_sub(running.len()))
                 .collect();
             if !ready.is_empty() {
                 refresh_organization(engine, tenants, interval, &mut overview, &mut index_at).await;
@@ -251,7 +251,7 @@ async fn refresh_organization(
     index_at: &mut Option<Instant>,
 ) {
     if overview.as_ref().is_none_or(|(_, at)| at.elapsed() >= interval) {
-        match org::overview(&engine.clients.org).await {
+        match org::overview(&engine.ctx.clients.org).await {
             Ok(Some(o)) => *overview = Some((std::sync::Arc::new(o), Instant::now())),
             Ok(None) => tracing::error!("no organization yet: run `tenantry apply` first"),
             Err(e) => tracing::error!("cannot read the organization: {e:#}"),
@@ -306,9 +306,9 @@ async fn batch_report(
 async fn store(engine: &Engine, report: &mut Report) {
     let stored = async {
         // Not marked as the state location here: a report is no proof that state is whole.
-        engine.store.ensure_bucket(&engine.settings.home_region).await?;
+        engine.ctx.store.ensure_bucket(&engine.ctx.settings.home_region).await?;
         let body = serde_json::to_vec_pretty(&*report)?;
-        engine.store.put_report(&report.run_id, &report.started_at, body).await
+        engine.ctx.store.put_report(&report.run_id, &report.started_at, body).await
     }
     .await;
     match stored {
