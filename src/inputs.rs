@@ -118,6 +118,7 @@ fn check_workload_releases(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
     use std::path::PathBuf;
 
     use super::*;
@@ -174,6 +175,59 @@ mod tests {
             assert_eq!(a.tags.get("tenantry:environment").map(String::as_str), Some(env.as_str()), "{env}");
             assert_eq!(a.account_name, format!("Acme Corp ({env})"));
             assert!(a.stacks.iter().all(|s| s.version.len() == 64), "versions are sha256 of the templates");
+        }
+    }
+
+    /// What `desired::build` made of acme in one environment, part by part: each part's text or
+    /// digest, so that two builds can be compared part for part.
+    fn parts(d: &desired::DesiredTenant) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for a in &d.accounts {
+            let env = a.environment;
+            out.insert(format!("{env} email"), a.email.clone());
+            out.insert(format!("{env} name"), a.account_name.clone());
+            out.insert(format!("{env} ou"), a.ou_path.clone());
+            out.insert(format!("{env} tags"), format!("{:?}", a.tags));
+            for p in &a.policies {
+                out.insert(format!("{env} policy {}", p.source), p.digest.clone());
+            }
+            for s in &a.stacks {
+                out.insert(format!("{env} stack {}", s.blueprint), s.version.clone());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn each_tenant_file_change_changes_exactly_the_desired_parts_it_concerns() {
+        let build = |edit: &dyn Fn(&str) -> String| {
+            let dir = with_acme(edit);
+            let inputs = load_from(&dir.path().join("tenants")).unwrap_or_else(|e| panic!("{e:?}"));
+            let acme = inputs.tenants.iter().find(|t| t.spec.id == "acme").unwrap();
+            parts(&desired::build(acme, &inputs.settings, &inputs.renderer, "123456789012").unwrap())
+        };
+        let before = build(&|t| t.to_string());
+        // The text replaced in acme.toml, by what, and the parts of the desired state that change.
+        #[rustfmt::skip]
+        let cases: [(&str, &str, &[&str]); 7] = [
+            ("log_retention_days = 365", "log_retention_days = 400", &["production stack baseline"]),
+            ("message_retention_seconds = 345600", "message_retention_seconds = 86400", &["staging stack agent-pipeline"]),
+            ("data-classification = \"confidential\"", "data-classification = \"secret\"", &["production tags"]),
+            ("allowed_regions = [\"us-east-1\", \"eu-west-1\"]", "allowed_regions = [\"us-east-1\"]", &["production policy region-allowlist"]),
+            ("ou = \"Tenants/Staging\"", "ou = \"Tenants/Twins\"", &["staging ou"]),
+            ("aws+acme-production@example.com", "aws+acme-prod@example.com", &["production email"]),
+            ("name = \"Acme Corp\"", "name = \"Acme Corporation\"", &["production name", "staging name", "production stack baseline", "staging stack baseline"]),
+        ];
+        for (from, to, want) in cases {
+            let after = build(&|t: &str| {
+                assert!(t.contains(from), "acme.toml has `{from}`");
+                t.replacen(from, to, 1)
+            });
+            let changed: Vec<&str> =
+                before.iter().filter(|(k, v)| after.get(*k) != Some(*v)).map(|(k, _)| k.as_str()).collect();
+            let mut want = want.to_vec();
+            want.sort_unstable();
+            assert_eq!(changed, want, "`{from}` -> `{to}`");
         }
     }
 

@@ -96,6 +96,9 @@ impl Renderer {
             let mut paths: Vec<PathBuf> = entries
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                // Hidden files (an editor's `.baseline.json.swp` aside, a `.draft.json`) are not
+                // templates, as they are not inputs of a saved plan.
+                .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| !n.starts_with('.')))
                 .collect();
             paths.sort();
             for path in paths {

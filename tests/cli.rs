@@ -62,13 +62,7 @@ async fn a_closed_pipe_and_a_tenant_named_twice() {
         2,
         "the plan and the summary name acme once each: {apply:?}"
     );
-    let mut child = ws
-        .command(&emu.endpoint)
-        .args(["status"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = ws.spawn(&emu.endpoint, &["status"]);
     // The reader goes away at once: every line tenantry writes meets a closed pipe.
     drop(child.stdout.take());
     let status = child.wait().unwrap();
@@ -161,13 +155,7 @@ fn stopped_by_signal(
     let log = ws.path().join(format!("signal-{}.log", args[0]));
     let rules = serde_json::json!([{"action": action, "fault": "latency", "ms": ms}]);
     let proxy = common::FaultProxy::start_logged(&emu.endpoint, &rules, Some(&log));
-    let child = ws
-        .command(&proxy.endpoint)
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = ws.spawn(&proxy.endpoint, args);
     std::thread::sleep(after);
     let killed = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(killed.success());

@@ -476,13 +476,7 @@ async fn an_account_found_by_email_after_a_lost_answer_that_is_another_tenants_i
     let rules = serde_json::json!([{"service": "organizations", "action": "CreateAccount", "fault": "reset", "ms": 4000, "nth": [1]}]);
     let log = ws.path().join("held.log");
     let proxy = FaultProxy::start_logged(&emu.endpoint, &rules, Some(&log));
-    let child = ws
-        .command(&proxy.endpoint)
-        .args(["apply", "acme", "--auto-approve"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = ws.spawn(&proxy.endpoint, &["apply", "acme", "--auto-approve"]);
     // The first CreateAccount is being held: which account it asks for, from the proxy's log.
     let deadline = Instant::now() + Duration::from_secs(60);
     let env = loop {

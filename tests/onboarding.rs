@@ -214,20 +214,8 @@ async fn apply_killed_after_recording_the_request_resumes_without_duplicate() {
 async fn two_concurrent_applies_on_one_tenant_share_it_through_the_lease() {
     let emu = Emulator::start();
     let ws = Workspace::new();
-    let a = ws
-        .command(&emu.endpoint)
-        .args(["apply", "acme"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let b = ws
-        .command(&emu.endpoint)
-        .args(["apply", "acme"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let a = ws.spawn(&emu.endpoint, &["apply", "acme"]);
+    let b = ws.spawn(&emu.endpoint, &["apply", "acme"]);
     let (a, b): (common::Run, common::Run) =
         (a.wait_with_output().unwrap().into(), b.wait_with_output().unwrap().into());
     assert_eq!((a.code, b.code), (0, 0), "{a:?}\n{b:?}");
@@ -410,14 +398,7 @@ async fn two_shards_together_cover_every_tenant_exactly_once() {
     let all: std::collections::BTreeSet<String> =
         ["acme", "globex"].iter().map(|s| s.to_string()).chain((0..8).map(|i| format!("t{i}"))).collect();
     // Both shards at the same moment, as two replicas would run.
-    let spawn = |shard: &str| {
-        ws.command(&emu.endpoint)
-            .args(["plan", "--output", "json", "--shard", shard])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let spawn = |shard: &str| ws.spawn(&emu.endpoint, &["plan", "--output", "json", "--shard", shard]);
     let (a, b) = (spawn("0/2"), spawn("1/2"));
     let mut seen: Vec<String> = Vec::new();
     for child in [a, b] {
@@ -526,13 +507,7 @@ async fn onboarding_completes_for_any_concurrency_and_account_creation_bound() {
                 &format!("\naccount_creation_concurrency = {slots}\n"),
             ),
         );
-        let mut child = ws
-            .command(&emu.endpoint)
-            .args(["apply", "--auto-approve"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = ws.spawn(&emu.endpoint, &["apply", "--auto-approve"]);
         let started = std::time::Instant::now();
         while child.try_wait().unwrap().is_none() {
             if started.elapsed() > std::time::Duration::from_secs(300) {

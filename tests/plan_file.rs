@@ -89,6 +89,12 @@ async fn a_saved_plan_is_refused_as_stale_after_a_tenant_file_edit() {
     assert_eq!(apply.code, 1, "{apply:?}");
     assert!(apply.stderr.contains("tenants/globex.toml changed"), "names the file: {apply:?}");
     assert!(apply.stderr.contains("the plan is stale"), "{apply:?}");
+    // In JSON, the same marker as a tenant refused as stale, with the changes as a list.
+    let apply = ws.run(&emu.endpoint, &["apply", "tag.plan", "--output", "json"]);
+    assert_eq!(apply.code, 1, "{apply:?}");
+    let doc: serde_json::Value = serde_json::from_str(&apply.stdout).unwrap_or_else(|e| panic!("{e}: {apply:?}"));
+    assert_eq!(doc["stale"], true, "{doc}");
+    assert_eq!(doc["stale_changes"], serde_json::json!(["tenants/globex.toml changed"]), "{doc}");
     let aws = Aws::new(&emu.endpoint).await;
     let prod = account_of(&aws, "acme", "production").await;
     assert_eq!(aws.tags(&prod).await["data-classification"], "confidential", "nothing was changed");
@@ -136,6 +142,11 @@ async fn a_saved_plan_is_refused_as_stale_after_an_out_of_band_change() {
         error.contains("production: tag data-classification was \"confidential\", is now \"public\""),
         "names the fact that changed: {error}"
     );
+    assert_eq!(
+        acme["stale_changes"],
+        serde_json::json!(["production: tag data-classification was \"confidential\", is now \"public\""]),
+        "{report}"
+    );
     assert_eq!(acme["applied"], serde_json::json!([]), "{report}");
     assert_eq!(aws.tags(&prod).await["data-classification"], "public", "the stale plan changed nothing");
     // globex's part of the plan still held: it was carried out.
@@ -171,6 +182,33 @@ async fn a_saved_plan_is_refused_for_other_credentials_or_another_format() {
 
     let run = ws.run(&emu.endpoint, &["apply", "p.json", "acme"]);
     assert_eq!(run.code, 64, "a plan file and tenant names together are a usage error: {run:?}");
+
+    // A plan listing a tenant twice (hand-made: the last entry would win) is refused.
+    let mut twice: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let acme = twice["plan"]["tenants"].as_array().unwrap().iter().find(|t| t["tenant"] == "acme").unwrap().clone();
+    let mut empty = acme.clone();
+    empty["steps"] = serde_json::json!([]);
+    twice["plan"]["tenants"].as_array_mut().unwrap().extend([acme, empty]);
+    ws.write("twice.json", &twice.to_string());
+    let run = ws.run(&emu.endpoint, &["apply", "twice.json"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("tenant acme is in the plan twice"), "{run:?}");
+
+    // Another tool's plan (Terraform's JSON also has a format_version) is named as such.
+    ws.write("tf.json", r#"{"format_version": "1.2", "terraform_version": "1.9.0"}"#);
+    let run = ws.run(&emu.endpoint, &["apply", "tf.json"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("not a plan file saved by `tenantry plan -out`"), "{run:?}");
+
+    // A plan file name `apply` would take for a tenant id is refused both ways: `plan -out acme`
+    // and, for a file named like a tenant, `apply acme` (which would plan acme afresh).
+    let run = ws.run(&emu.endpoint, &["plan", "-out", "acme"]);
+    assert_eq!(run.code, 64, "{run:?}");
+    assert!(run.stderr.contains("`acme.plan` or `./acme`"), "{run:?}");
+    ws.write("acme", &text);
+    let run = ws.run(&emu.endpoint, &["apply", "acme", "--auto-approve"]);
+    assert_eq!(run.code, 64, "{run:?}");
+    assert!(run.stderr.contains("tenantry apply ./acme"), "{run:?}");
     let aws = Aws::new(&emu.endpoint).await;
     assert!(aws.tenant_accounts().await.is_empty(), "nothing was created");
 }

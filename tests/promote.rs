@@ -50,14 +50,7 @@ impl Fixture {
             }
         }
         let proxy = FaultProxy::start(&self.emu.endpoint, &rules);
-        let child = self
-            .ws
-            .command(&proxy.endpoint)
-            .args(args)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = self.ws.spawn(&proxy.endpoint, args);
         write!(std::fs::File::create(&pid_file).unwrap(), "{}", child.id()).unwrap();
         let out = child.wait_with_output().unwrap();
         let _ = std::fs::remove_file(&pid_file);
@@ -688,13 +681,7 @@ async fn a_delayed_ledger_write_a_second_process_and_a_deleted_record_cannot_mak
         &f.emu.endpoint,
         &serde_json::json!([{"service": "s3", "contains": "\"kind\": \"promoted\"", "fault": "latency", "ms": 8000}]),
     );
-    let first =
-        f.ws.command(&proxy.endpoint)
-            .args(["promote", "acme"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+    let first = f.ws.spawn(&proxy.endpoint, &["promote", "acme"]);
     // Wait until C runs in production (the first process is then writing its record).
     let want = f.artifact("acme", &c).await;
     for _ in 0..120 {
@@ -759,14 +746,7 @@ async fn two_promotions_at_once_execute_one_change_set() {
         &f.emu.endpoint,
         &serde_json::json!([{"service": "cloudformation", "action": "ExecuteChangeSet", "fault": "latency", "ms": 3000}]),
     );
-    let spawn = || {
-        f.ws.command(&proxy.endpoint)
-            .args(["promote", "acme", "--approve"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let spawn = || f.ws.spawn(&proxy.endpoint, &["promote", "acme", "--approve"]);
     let (a, b) = (spawn(), spawn());
     let (a, b) = (Run::from(a.wait_with_output().unwrap()), Run::from(b.wait_with_output().unwrap()));
     drop(proxy);
@@ -1065,4 +1045,39 @@ async fn a_promotion_whose_lease_renewal_hangs_executes_nothing() {
         .find(|r| r["kind"] == "promotion_failed" && r["release"] == d1.as_str())
         .expect("the intent is answered");
     assert_eq!(failed["detail"]["note"], "not executed");
+}
+
+/// Puts `body` at `key` in the state bucket, as anyone with write access to it could.
+async fn put_state_object(f: &Fixture, key: &str, body: Vec<u8>) {
+    f.aws.s3.put_object().bucket(Aws::state_bucket(&f.emu)).key(key).body(body.into()).send().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn artifacts_and_ledger_records_copied_from_another_tenant_are_refused_or_ignored() {
+    let f = onboarded("0s", true).await;
+    let acme = f.stage("acme");
+    let globex = f.stage("globex");
+    let bucket = Aws::state_bucket(&f.emu);
+
+    // Globex's artifact copied under acme's key is refused, and said to be globex's.
+    let theirs = f.aws.state_object(&bucket, &format!("artifacts/globex/{globex}.json")).await.unwrap();
+    put_state_object(&f, &format!("artifacts/acme/{globex}.json"), serde_json::to_vec(&theirs).unwrap()).await;
+    let run = f.run(&["evidence", "acme", &globex, "--check", "tests", "--result", "pass"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("is a release of tenant globex"), "{run:?}");
+
+    // A key that extends acme's digest does not make the full digest ambiguous.
+    put_state_object(&f, &format!("artifacts/acme/{acme}00.json"), b"{}".to_vec()).await;
+    let run = f.run(&["evidence", "acme", &acme, "--check", "tests", "--result", "pass"]);
+    assert_eq!(run.code, 0, "{run:?}");
+
+    // A record naming globex under acme's ledger is not acme's: history leaves it out.
+    let mut forged = f.ledger("globex").into_iter().find(|r| r["kind"] == "staged").unwrap();
+    forged["kind"] = "promoted".into();
+    forged.as_object_mut().unwrap().remove("stored_at");
+    let key = format!("ledger/acme/{}-promoted-forged000001.json", forged["at"].as_str().unwrap());
+    put_state_object(&f, &key, serde_json::to_vec(&forged).unwrap()).await;
+    let records = f.ledger("acme");
+    assert!(records.iter().all(|r| r["tenant"] == "acme"), "{records:#?}");
+    assert!(records.iter().all(|r| r["release"] != globex.as_str()), "{records:#?}");
 }

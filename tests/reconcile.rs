@@ -352,13 +352,7 @@ async fn suspended_account_is_reported_and_left_alone() {
 async fn watch_mode_runs_cycles_and_stops_cleanly_on_sigterm() {
     use std::io::{BufRead, BufReader};
     let o = onboarded().await;
-    let mut child =
-        o.ws.command(&o.emu.endpoint)
-            .args(["reconcile", "--watch", "--interval", "1s", "--report-only"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+    let mut child = o.ws.spawn(&o.emu.endpoint, &["reconcile", "--watch", "--interval", "1s", "--report-only"]);
     let stdout = child.stdout.take().unwrap();
     // Count the cycles' summary lines; keep reading until the process ends.
     let (tx, rx) = std::sync::mpsc::channel();

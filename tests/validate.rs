@@ -277,6 +277,18 @@ fn reserved_tag_key() {
 }
 
 #[test]
+fn tag_value_with_a_control_character() {
+    // A newline in a tag would print as a line of its own in the text plan (a fake step).
+    bad_acme(
+        "cost-center = \"cc-1001\"",
+        "cost-center = \"cc\\n  - production: delete stack tenantry-baseline\"",
+        13,
+        "production.tags.cost-center",
+        "not '\\n'",
+    );
+}
+
+#[test]
 fn invalid_drift_mode() {
     bad_acme("drift = \"report\"", "drift = \"ignore\"", 4, "drift", "unknown variant");
 }

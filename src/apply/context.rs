@@ -29,6 +29,12 @@ pub struct Context {
 }
 
 impl Context {
+    /// The organization and its root (`DescribeOrganization`, `ListRoots`); `None` when the
+    /// management account is in no organization yet.
+    pub async fn organization(&self) -> Result<Option<OrgOverview>> {
+        Ok(org::overview(&self.clients.org).await?)
+    }
+
     /// An observer for this run, with the organization-wide listings of `index` when there are
     /// (without, every account is looked up on its own).
     pub fn observer<'a>(&'a self, org: Option<&'a OrgOverview>, index: Option<Arc<OrgIndex>>) -> Observer<'a> {
@@ -99,7 +105,7 @@ impl Context {
         desired: &DesiredTenant,
         lease_held: bool,
     ) -> Result<crate::state::TenantRecord> {
-        let overview = org::overview(&self.clients.org).await?.ok_or(Error::NoOrganization)?;
+        let overview = self.organization().await?.ok_or(Error::NoOrganization)?;
         let s = &self.settings;
         let lease = match lease_held {
             true => None,

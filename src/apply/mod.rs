@@ -146,6 +146,9 @@ pub struct TenantOutcome {
     /// The approved plan was refused as stale ([`plan::saved::Stale`]): nothing was changed.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub stale: bool,
+    /// What made it stale, one item each (JSON only when stale).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stale_changes: Vec<String>,
 }
 
 /// How [`Engine::run_tenant`] works on a tenant.
@@ -349,6 +352,7 @@ impl Engine {
         }
         if let Some(stale) = approved.and_then(|a| plan::saved::check_tenant(a, &plan).err()) {
             outcome.stale = true;
+            outcome.stale_changes = stale.changes.clone();
             return Err(stale.into());
         }
         let mut run = TenantRun::new(self, desired, overview, tracked, &observed);

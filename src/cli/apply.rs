@@ -11,7 +11,6 @@ use super::plan::{compute_plan, ou_existence};
 use super::render::{print_outcomes, print_plan};
 use super::Output;
 use crate::apply::{Engine, TenantOutcome};
-use crate::aws::org;
 use crate::desired::DesiredTenant;
 use crate::observe::OrgOverview;
 use crate::plan::saved::{self, SavedPlan};
@@ -50,7 +49,7 @@ pub(super) async fn apply_organization(
         )
         .await?;
     let applied = async {
-        let now = org::overview(&engine.ctx.clients.org).await?;
+        let now = engine.ctx.organization().await?;
         let ous = ou_existence(engine, now.as_ref(), tenants).await?;
         let steps = plan::organization(now.as_ref(), &ous);
         saved::check_organization(approved, &steps)?;

@@ -1,6 +1,7 @@
 //! The command line: parses arguments, loads inputs, runs a command and maps the result to an
 //! exit code (0 ok, 1 error, 2 changes pending for `plan`, like `terraform plan -detailed-exitcode`).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 
 use crate::apply::Engine;
-use crate::aws::{org, Clients};
+use crate::aws::Clients;
 use crate::desired::{self, DesiredTenant};
 use crate::diag::{render_all, Diagnostic};
 use crate::inputs::{self, Inputs};
@@ -62,7 +63,8 @@ pub fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             if json {
-                render::print_json_error(&format!("{e:#}"), &[]);
+                let stale = e.chain().find_map(|c| c.downcast_ref::<saved::Stale>());
+                render::print_json_error(&format!("{e:#}"), &[], stale);
             }
             ExitCode::from(1)
         }
@@ -99,6 +101,12 @@ async fn run(cli: Cli) -> Result<u8> {
         crate::out!("{}", serde_json::to_string_pretty(&schema)?);
         return Ok(0);
     }
+    if let Some(code) = plan_file::refuse_ambiguous_names(&cli.command) {
+        return Ok(code);
+    }
+    // The digests of the input files are taken before the files are loaded: a file changed in
+    // between makes the saved plan stale, never approved with content it was not made from.
+    let digests = plan_file::wants_digests(&cli.command).then(|| plan_file::input_digests(&cli));
     let inputs = match inputs::load(&cli.config, &cli.tenants_dir, &cli.blueprints_dir, &cli.policies_dir) {
         Ok(i) => i,
         Err(diags) => return Ok(report_input_errors(&cli, &diags)),
@@ -126,8 +134,10 @@ async fn run(cli: Cli) -> Result<u8> {
             }
             let path = Path::new(&tenants[0]);
             let saved = plan_file::read(path)?;
-            if let Err(stale) = saved::check_inputs(&saved.inputs, &plan_file::input_digests(&cli)?) {
-                bail!("{}: {stale}", path.display());
+            let now =
+                digests.as_ref().expect("taken for `apply FILE`").as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?;
+            if let Err(stale) = saved::check_inputs(&saved.inputs, now) {
+                return Err(anyhow::Error::new(stale).context(path.display().to_string()));
             }
             Some(saved)
         }
@@ -141,7 +151,7 @@ async fn run(cli: Cli) -> Result<u8> {
     if let Command::State { action } = &cli.command {
         return state::cmd_state(&session.engine, action).await;
     }
-    dispatch(cli, &inputs, session, saved).await
+    dispatch(cli, &inputs, session, saved, digests.and_then(Result::ok)).await
 }
 
 /// Prints every problem of the input files (and, with `--output json`, the JSON error
@@ -154,6 +164,7 @@ fn report_input_errors(cli: &Cli, diags: &[Diagnostic]) -> u8 {
         render::print_json_error(
             &format!("{} error(s) in the input files; nothing was sent to AWS", diags.len()),
             &each,
+            None,
         );
     }
     1
@@ -223,7 +234,7 @@ async fn connect(cli: &Cli, inputs: &Inputs, saved: Option<&SavedPlan>) -> Resul
         echo_steps: matches!(cli.command, Command::Apply { output: Output::Text, .. }),
         index: Default::default(),
     };
-    let overview = org::overview(&engine.ctx.clients.org).await?;
+    let overview = engine.ctx.organization().await?;
     check_organization(overview.as_ref(), &management_account_id)?;
     if let Command::State { .. } = &cli.command {
         return Ok(Session { engine, overview, selected, desired: desired_tenants });
@@ -254,12 +265,18 @@ async fn connect(cli: &Cli, inputs: &Inputs, saved: Option<&SavedPlan>) -> Resul
 }
 
 /// Runs a command that works on tenants.
-async fn dispatch(cli: Cli, inputs: &Inputs, session: Session, saved: Option<SavedPlan>) -> Result<u8> {
+async fn dispatch(
+    cli: Cli,
+    inputs: &Inputs,
+    session: Session,
+    saved: Option<SavedPlan>,
+    digests: Option<BTreeMap<String, String>>,
+) -> Result<u8> {
     let Session { engine, overview, selected, desired: desired_tenants } = session;
     match cli.command {
         Command::Plan { output, ref out, .. } => {
             let out = match out {
-                Some(path) => Some((path.as_path(), plan_file::input_digests(&cli)?)),
+                Some(path) => Some((path.as_path(), digests.map_or_else(|| plan_file::input_digests(&cli), Ok)?)),
                 None => None,
             };
             self::plan::cmd_plan(&engine, overview.as_ref(), &desired_tenants, output, out).await

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use super::Cli;
+use super::{Cli, Command, EXIT_USAGE};
 use crate::plan::saved::{SavedPlan, FORMAT_VERSION};
 use crate::render::sha256_hex;
 
@@ -15,6 +15,35 @@ use crate::render::sha256_hex;
 /// neither `.` nor `/`, so anything with one of them is a file (`./tfplan` for a name without).
 pub fn is_plan_file(arg: &str) -> bool {
     arg.contains('.') || arg.contains('/')
+}
+
+/// Refuses (with the exit code 64, said on stderr) a plan file name that `apply` would take for
+/// a tenant id: `plan -out NAME` where NAME has no `.` or `/`, and `apply NAME` where NAME has
+/// none either but is a file here (a saved plan applied as `apply acme` would otherwise plan
+/// tenant `acme` afresh and apply that). `None`: the names are fine.
+pub fn refuse_ambiguous_names(command: &Command) -> Option<u8> {
+    match command {
+        Command::Plan { out: Some(path), .. } if !is_plan_file(&path.to_string_lossy()) => {
+            let name = path.display();
+            eprintln!("error: plan file name `{name}` has no `.` or `/`, so `tenantry apply {name}` would take it for a tenant id: name it `{name}.plan` or `./{name}`");
+            Some(EXIT_USAGE)
+        }
+        Command::Apply { tenants, .. } => {
+            let file = tenants.iter().find(|t| !is_plan_file(t) && Path::new(t).is_file())?;
+            eprintln!("error: `{file}` is a file here and would be taken for a tenant id: to apply the saved plan, write `tenantry apply ./{file}`; to apply tenant {file}, run from another directory");
+            Some(EXIT_USAGE)
+        }
+        _ => None,
+    }
+}
+
+/// Whether `command` needs the digests of the input files: `plan -out` and `apply FILE`.
+pub fn wants_digests(command: &Command) -> bool {
+    match command {
+        Command::Plan { out, .. } => out.is_some(),
+        Command::Apply { tenants, .. } => tenants.iter().any(|t| is_plan_file(t)),
+        _ => false,
+    }
 }
 
 /// sha256 of every input file, as the loaders read them: the settings file (`config`), the
@@ -56,6 +85,9 @@ pub fn read(path: &Path) -> Result<SavedPlan> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read plan file {}", path.display()))?;
     let version: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("{}: not a plan file saved by `tenantry plan --out`", path.display()))?;
+    if version.get("tenantry_version").is_none() {
+        bail!("{}: not a plan file saved by `tenantry plan -out` (it has no `tenantry_version`)", path.display());
+    }
     let found = version.get("format_version");
     if found.and_then(|v| v.as_u64()) != Some(u64::from(FORMAT_VERSION)) {
         bail!(
@@ -64,8 +96,17 @@ pub fn read(path: &Path) -> Result<SavedPlan> {
             found.map(|v| v.to_string()).unwrap_or_else(|| "(none)".into())
         );
     }
-    serde_json::from_str(&text)
-        .with_context(|| format!("{}: not a plan file saved by `tenantry plan --out`", path.display()))
+    let saved: SavedPlan = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a plan file saved by `tenantry plan --out`", path.display()))?;
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(twice) = saved.plan.tenants.iter().find(|t| !seen.insert(&t.tenant)) {
+        bail!(
+            "{}: tenant {} is in the plan twice; `tenantry plan -out` never writes that",
+            path.display(),
+            twice.tenant
+        );
+    }
+    Ok(saved)
 }
 
 /// Writes a saved plan to `path` (through a new temporary file beside it, created exclusively,
@@ -80,8 +121,11 @@ pub fn write(path: &Path, saved: &SavedPlan) -> Result<()> {
         .write(true)
         .create_new(true)
         .open(&tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    file.write_all(body.as_bytes()).with_context(|| format!("cannot write {}", tmp.display()))?;
+        .with_context(|| format!("cannot write plan file {}", path.display()))?;
+    if let Err(e) = file.write_all(body.as_bytes()) {
+        let _ = std::fs::remove_file(&tmp);
+        bail!("cannot write plan file {}: {e}", path.display());
+    }
     drop(file);
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);

@@ -10,8 +10,14 @@ use crate::reconcile::{Remediation, Report, TenantStatus};
 
 /// A command that fails with `--output json` still prints a JSON document on stdout:
 /// `{"error": "...", "diagnostics": [...]}`, so that a consumer never parses an empty output.
-pub(super) fn print_json_error(error: &str, diagnostics: &[String]) {
-    let doc = serde_json::json!({ "error": error, "diagnostics": diagnostics });
+/// A saved plan refused as stale as a whole (its input files, the organization's steps) adds
+/// `"stale": true` and `"stale_changes"`, as a tenant refused as stale does in its outcome.
+pub(super) fn print_json_error(error: &str, diagnostics: &[String], stale: Option<&crate::plan::saved::Stale>) {
+    let mut doc = serde_json::json!({ "error": error, "diagnostics": diagnostics });
+    if let Some(s) = stale {
+        doc["stale"] = true.into();
+        doc["stale_changes"] = serde_json::json!(s.changes);
+    }
     crate::out!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
 }
 
@@ -67,12 +73,18 @@ pub(super) fn print_outcomes(outcomes: &[TenantOutcome], preview: &Plan) {
     for o in outcomes {
         match &o.error {
             Some(e) => eprintln!("tenant {}: FAILED: {e}", o.tenant),
-            None if o.applied.is_empty() => crate::out!("tenant {}: no changes", o.tenant),
+            None if o.applied.is_empty() => {
+                crate::out!("tenant {}: nothing to apply (no changes in its plan)", o.tenant)
+            }
             None => crate::out!("tenant {}: {} change(s) applied", o.tenant, o.applied.len()),
         }
     }
     let failed = outcomes.iter().filter(|o| o.error.is_some()).count();
-    crate::out!("\nApply complete: {} tenant(s) converged, {failed} failed.", outcomes.len() - failed);
+    let changed = outcomes.iter().filter(|o| o.error.is_none() && !o.applied.is_empty()).count();
+    crate::out!(
+        "\nApply complete: {changed} tenant(s) changed, {} with nothing to apply, {failed} failed.",
+        outcomes.len() - failed - changed
+    );
     let manual: usize = preview.tenants.iter().map(|t| t.manual.len()).sum();
     if manual > 0 {
         crate::out!("{manual} difference(s) marked ! above are left for a person: tenantry does not change root emails or account names.");

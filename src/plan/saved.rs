@@ -135,7 +135,8 @@ impl Step {
     }
 }
 
-/// Checks a tenant's approved plan against the plan made again under its lease: stale when a
+/// Checks a tenant's approved plan against the plan made again under its lease (the changes
+/// named without the tenant, whose outcome carries them): stale when a
 /// fact one of the approved steps depends on changed, or when the steps differ. Returns what
 /// changed. A plan that now has nothing to do is never stale: carrying it out changes nothing
 /// (another run made the changes meanwhile).
@@ -152,15 +153,11 @@ pub fn check_tenant(approved: &TenantPlan, now: &TenantPlan) -> Result<(), Stale
         let (was, is) = (approved.facts.get(key), now.facts.get(key));
         if was != is {
             let show = |v: Option<&String>| v.map(|v| format!("\"{v}\"")).unwrap_or_else(|| "(none)".into());
-            changes.push(format!("tenant {}: {key} was {}, is now {}", approved.tenant, show(was), show(is)));
+            changes.push(format!("{key} was {}, is now {}", show(was), show(is)));
         }
     }
     if changes.is_empty() && approved.steps != now.steps {
-        changes.push(format!(
-            "tenant {}: the plan differs: {}",
-            approved.tenant,
-            differences(&approved.steps, &now.steps)
-        ));
+        changes.push(format!("the plan differs: {}", differences(&approved.steps, &now.steps)));
     }
     if changes.is_empty() {
         Ok(())

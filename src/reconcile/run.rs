@@ -251,7 +251,7 @@ async fn refresh_organization(
     index_at: &mut Option<Instant>,
 ) {
     if overview.as_ref().is_none_or(|(_, at)| at.elapsed() >= interval) {
-        match org::overview(&engine.ctx.clients.org).await {
+        match engine.ctx.organization().await {
             Ok(Some(o)) => *overview = Some((std::sync::Arc::new(o), Instant::now())),
             Ok(None) => tracing::error!("no organization yet: run `tenantry apply` first"),
             Err(e) => tracing::error!("cannot read the organization: {e:#}"),

@@ -168,12 +168,20 @@ pub enum ReleaseError {
         /// The object key.
         key: String,
     },
-    /// The stored artifact is not the release its key names (its digest does not verify, or it
-    /// is another tenant's).
-    #[error("artifact {key} does not match its digest: refusing to deploy it")]
+    /// The stored artifact is not the release its key names: its digest does not verify (it
+    /// was changed since it was stored).
+    #[error("artifact {key} does not match its digest: refusing to deploy it (it was changed since `tenantry stage` stored it; delete the object and stage the release again)")]
     Mismatch {
         /// The object key.
         key: String,
+    },
+    /// The stored artifact is another tenant's release (copied under this tenant's key).
+    #[error("artifact {key} is a release of tenant {owner}, not of this tenant: refusing to deploy it")]
+    OtherTenant {
+        /// The object key.
+        key: String,
+        /// The tenant the artifact names.
+        owner: String,
     },
     /// An artifact with the same digest is stored with another template.
     #[error("artifact {key} exists with different content")]
@@ -214,7 +222,7 @@ impl StateStore {
 
     /// Every ledger record of a tenant, ordered by when the bucket stored it, then by the
     /// writer's `at` within a second (`ListObjectsV2`, `GetObject` each). A key without the
-    /// `.json` suffix is skipped with a warning. Errors: [`Error::Corrupt`] for a record that is
+    /// `.json` suffix, or a record that names another tenant, is skipped with a warning. Errors: [`Error::Corrupt`] for a record that is
     /// not one; S3 errors.
     pub async fn ledger(&self, tenant: &str) -> Result<Vec<LedgerRecord>> {
         let mut out = Vec::new();
@@ -226,6 +234,14 @@ impl StateStore {
             let Some(bytes) = self.get_bytes(&key).await? else { continue };
             let mut rec: LedgerRecord = serde_json::from_slice(&bytes)
                 .map_err(|cause| Error::Corrupt { what: format!("ledger record {key} is not valid"), cause })?;
+            if rec.tenant != tenant {
+                tracing::warn!(
+                    key,
+                    record_tenant = rec.tenant,
+                    "a record of another tenant under this tenant's ledger; ignored"
+                );
+                continue;
+            }
             rec.stored_at = stored_at;
             out.push(rec);
         }
@@ -256,7 +272,10 @@ impl StateStore {
         let Some(bytes) = self.get_bytes(&key).await? else { return Err(ReleaseError::Missing { key }.into()) };
         let r: Release = serde_json::from_slice(&bytes)
             .map_err(|cause| Error::Corrupt { what: format!("artifact {key} is not valid"), cause })?;
-        if r.digest != digest || !r.verify() || r.tenant != tenant {
+        if r.tenant != tenant {
+            return Err(ReleaseError::OtherTenant { key, owner: r.tenant }.into());
+        }
+        if r.digest != digest || !r.verify() {
             return Err(ReleaseError::Mismatch { key }.into());
         }
         Ok(r)
@@ -270,9 +289,17 @@ impl StateStore {
         if prefix.len() < 8 || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(ReleaseError::NotADigest { prefix: prefix.into() }.into());
         }
-        let keys = self.list_keys(&format!("artifacts/{tenant}/{}", prefix.to_ascii_lowercase())).await?;
-        let mut digests: Vec<String> =
-            keys.iter().filter_map(|k| k.rsplit('/').next()?.strip_suffix(".json").map(str::to_string)).collect();
+        let prefix_lower = prefix.to_ascii_lowercase();
+        let keys = self.list_keys(&format!("artifacts/{tenant}/{prefix_lower}")).await?;
+        // Only keys that name a digest count (64 hex characters); a full digest is itself.
+        let mut digests: Vec<String> = keys
+            .iter()
+            .filter_map(|k| k.rsplit('/').next()?.strip_suffix(".json").map(str::to_string))
+            .filter(|d| d.len() == 64 && d.chars().all(|c| c.is_ascii_hexdigit()))
+            .collect();
+        if digests.contains(&prefix_lower) {
+            return Ok(prefix_lower);
+        }
         match digests.len() {
             1 => Ok(digests.remove(0)),
             0 => Err(ReleaseError::NoMatch { tenant: tenant.into(), prefix: prefix.into() }.into()),

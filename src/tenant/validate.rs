@@ -242,8 +242,17 @@ fn check_account(spec: &TenantSpec, env: Environment, settings: &OrgSettings, er
             err(f, format!("tag key `{k}` is reserved (`tenantry:` and `aws:` prefixes)"));
         } else if !(1..=128).contains(&k.chars().count()) || v.chars().count() > 256 {
             err(f, "tag keys are 1-128 characters, values at most 256".into());
+        } else if let Some(c) = k.chars().chain(v.chars()).find(|c| !tag_char(*c)) {
+            err(f, format!("tag keys and values may hold letters, digits, spaces and `_ . : / = + - @` only, not {c:?} (Organizations' TagResource refuses it)"));
         }
     }
+}
+
+/// Whether Organizations accepts `c` in a tag key or value: `[\p{L}\p{Z}\p{N}_.:/=+\-@]`
+/// (letters, separators such as the space but no control character, digits, and the listed
+/// punctuation).
+fn tag_char(c: char) -> bool {
+    c.is_alphanumeric() || (c.is_whitespace() && !c.is_control()) || "_.:/=+-@".contains(c)
 }
 
 /// One account's SCPs: how many, known, not listed twice.

@@ -215,6 +215,12 @@ impl Workspace {
         c
     }
 
+    /// Starts `tenantry ARGS` with its stdout and stderr piped, for a test that signals it,
+    /// reads it as it runs, or runs another process beside it.
+    pub fn spawn(&self, endpoint: &str, args: &[&str]) -> std::process::Child {
+        self.command(endpoint).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start tenantry")
+    }
+
     /// Runs `tenantry ARGS` to completion.
     pub fn run(&self, endpoint: &str, args: &[&str]) -> Run {
         let out = self.command(endpoint).args(args).output().expect("run tenantry");
@@ -257,13 +263,7 @@ impl Workspace {
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
         ));
         let proxy = FaultProxy::start_logged(upstream, &rules, Some(&log));
-        let child = self
-            .command(&proxy.endpoint)
-            .args(args)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = self.spawn(&proxy.endpoint, args);
         let started = std::time::Instant::now();
         while !std::fs::read_to_string(&log).unwrap_or_default().contains(signal_at) {
             assert!(started.elapsed() < std::time::Duration::from_secs(120), "{signal_at} never sent");
