@@ -85,6 +85,9 @@ pub enum Error {
     /// A stop signal arrived between steps: the next one was not started.
     #[error(transparent)]
     Stopped(#[from] crate::shutdown::Stopped),
+    /// The tenant was not applied because planning it failed (the planning error's text).
+    #[error("not applied: planning it failed: {0}")]
+    NotPlanned(String),
     /// What this run holds disagrees with the plan it carries out (named).
     #[error("{0}")]
     Inconsistent(String),
@@ -104,6 +107,14 @@ impl Error {
     /// `self`, as the failure of `step` of `tenant`.
     fn in_step(self, tenant: &str, step: &dyn std::fmt::Display) -> Error {
         Error::Step { tenant: tenant.to_string(), step: step.to_string(), error: Box::new(self) }
+    }
+}
+
+/// An outcome's error as its text (`null` when there is none).
+fn error_text<S: serde::Serializer>(error: &Option<Error>, s: S) -> std::result::Result<S::Ok, S::Error> {
+    match error {
+        Some(e) => s.collect_str(e),
+        None => s.serialize_none(),
     }
 }
 
@@ -132,8 +143,9 @@ pub struct TenantOutcome {
     pub tenant: String,
     /// Steps carried out, as shown in the plan.
     pub applied: Vec<Step>,
-    /// The error that stopped it, if any.
-    pub error: Option<String>,
+    /// The error that stopped it, if any (in JSON, its text).
+    #[serde(serialize_with = "error_text")]
+    pub error: Option<Error>,
     /// What was observed (under the lease), if observation finished.
     #[serde(skip)]
     pub observed: Option<ObservedTenant>,
@@ -312,12 +324,12 @@ impl Engine {
                 Ok(l) => l,
                 Err(e) => {
                     outcome.skipped_busy = mode.lease_wait.is_zero() && matches!(e, crate::state::Error::LeaseHeld(_));
-                    outcome.error = Some(format!("{e:#}"));
+                    outcome.error = Some(e.into());
                     return outcome;
                 }
             };
             if let Err(e) = self.run_leased(desired, overview, &lease, mode, approved, &mut outcome).await {
-                outcome.error = Some(format!("{e:#}"));
+                outcome.error = Some(e);
             }
             if let Err(e) = lease.release().await {
                 tracing::warn!(tenant = %desired.id, "could not release lease (it will expire): {e:#}");

@@ -172,7 +172,7 @@ pub(super) fn partition<'a>(
         .collect();
     done.extend(errors.iter().map(|(id, e)| TenantOutcome {
         tenant: id.clone(),
-        error: Some(format!("not applied: planning it failed: {e}")),
+        error: Some(crate::apply::Error::NotPlanned(e.clone())),
         ..Default::default()
     }));
     (to_apply, done)

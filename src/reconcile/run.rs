@@ -87,7 +87,7 @@ async fn tenant(
         items: Vec::new(),
         checks_not_run: Vec::new(),
         remediation: Remediation::NotRequested,
-        error: outcome.error.clone(),
+        error: outcome.error.as_ref().map(ToString::to_string),
     };
     let mut ids = BTreeSet::new();
     let (Some(observed), Some(plan)) = (&outcome.observed, &outcome.plan) else {
@@ -121,7 +121,7 @@ async fn tenant(
         if plan.refusals.is_empty() {
             report.status = TenantStatus::Error;
         }
-        Remediation::Failed { reason: e.clone() }
+        Remediation::Failed { reason: e.to_string() }
     } else {
         Remediation::Applied { steps: outcome.applied.clone() }
     };
