@@ -24,24 +24,11 @@ use crate::tenant::{tags, Approval, Environment, Tenant};
 /// they are a [`Promotion`] with status `Refused` or `NeedsApproval`.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// An AWS call failed.
-    #[error(transparent)]
-    Aws(#[from] crate::aws::Error),
-    /// The state store failed (the ledger, an artifact, the lease).
-    #[error(transparent)]
-    State(#[from] crate::state::Error),
-    /// Rebuilding a tenant's record, or making the state bucket ready, failed.
+    /// What apply can fail with too, through the same adapters, state store and guard: an AWS
+    /// call, the state store (the ledger, an artifact, the lease), a member session, a change
+    /// set or stack operation, a stop signal, rebuilding a tenant's record.
     #[error(transparent)]
     Apply(#[from] crate::apply::Error),
-    /// A member account could not be verified or reached.
-    #[error(transparent)]
-    Session(#[from] crate::aws::member::SessionError),
-    /// A change set or stack operation failed, timed out or was stopped.
-    #[error(transparent)]
-    Stack(#[from] cfn::StackError),
-    /// A stop signal arrived before a change began.
-    #[error(transparent)]
-    Stopped(#[from] crate::shutdown::Stopped),
     /// A workload's release could not be rendered.
     #[error("{}: workloads.{workload}: {error}", file.display())]
     Render {
@@ -56,6 +43,24 @@ pub enum Error {
     #[error("{0}")]
     Refused(String),
 }
+
+/// The failures promotion shares with apply become [`Error::Apply`].
+macro_rules! shared_with_apply {
+    ($($from:ty),*) => {$(
+        impl From<$from> for Error {
+            fn from(e: $from) -> Error {
+                Error::Apply(e.into())
+            }
+        }
+    )*};
+}
+shared_with_apply!(
+    crate::aws::Error,
+    crate::state::Error,
+    crate::aws::member::SessionError,
+    cfn::StackError,
+    crate::shutdown::Stopped
+);
 
 /// Results of promotion.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
