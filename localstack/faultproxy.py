@@ -40,6 +40,9 @@ Faults:
                request as IN_PROGRESS (an emulator that creates accounts at once never shows one)
   lose         forward the request (it is carried out), then drop the connection: the answer is
                lost
+  rewrite      forward the request with every "from" in its body replaced by "to" (as an
+               endpoint that answers for another resource would: e.g. STS AssumeRole into the
+               role of another account than the one asked for)
   kill         SIGKILL the client process, whose pid is read from the rule's "pid_file"
                (waiting up to 10 s for the file), then drop the connection. "when": "before"
                (default: the request never reaches upstream) or "after" (it is forwarded and
@@ -278,6 +281,8 @@ class Handler(BaseHTTPRequestHandler):
                     st.pop("AccountId", None)
                 data = json.dumps(listed).encode()
             return self._send(status, headers, data)
+        if fault == "rewrite":
+            body = body.replace(rule["from"].encode(), rule["to"].encode())
         status, headers, data = self._forward(body)
         if fault in ("create_slow", "create_failed") and status == 200:
             try:

@@ -479,3 +479,71 @@ async fn a_changed_home_region_is_refused_per_account_even_without_the_marker() 
     assert_eq!(plan.code, 1, "{plan:?}");
     assert!(plan.stdout.contains("set home_region back to \"us-east-1\""), "{plan:?}");
 }
+
+/// The one account of `tenant`'s `env`.
+async fn only_account(aws: &Aws, tenant: &str, env: &str) -> String {
+    let all = aws.tenant_accounts().await;
+    let ids = &all[&(tenant.to_string(), env.to_string())];
+    assert_eq!(ids.len(), 1, "{tenant}/{env}: {ids:?}");
+    ids[0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_session_that_lands_in_another_account_is_refused_before_any_use() {
+    let (emu, ws, aws) = onboarded().await;
+    let acme = only_account(&aws, "acme", "production").await;
+    let globex = only_account(&aws, "globex", "production").await;
+    let before = aws.stacks(&globex).await;
+    // acme's baseline changes, so apply would update acme's production stack.
+    let file = ws.read("tenants/acme.toml");
+    ws.write("tenants/acme.toml", &file.replace("log_retention_days = 365", "log_retention_days = 400"));
+    // STS answers AssumeRole into acme's production role with globex's production account, as a
+    // confused endpoint would.
+    let rules = serde_json::json!([{"service": "sts", "action": "AssumeRole", "contains": acme, "fault": "rewrite", "from": acme, "to": globex}]);
+    let (run, log) = ws.run_through_proxy(&emu.endpoint, &rules, 1, &["apply", "acme", "--auto-approve"]);
+    assert!(log.contains("FAULT rewrite sts:AssumeRole"), "the role was assumed through the proxy: {log}");
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains(&format!("gave credentials of account {globex}")), "{run:?}");
+    assert_eq!(aws.stacks(&globex).await, before, "globex's stacks are untouched");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stack_found_on_create_is_adopted_only_when_it_is_this_tenant_environments() {
+    let (emu, ws, aws) = onboarded().await;
+    let staging = only_account(&aws, "acme", "staging").await;
+    let cfn = aws.member_cfn(&staging).await;
+    // The agent pipeline is gone; apply will create it again.
+    cfn.delete_stack().stack_name("tenantry-agent-pipeline").send().await.unwrap();
+    for _ in 0..100 {
+        if aws.stacks(&staging).await.get("tenantry-agent-pipeline").is_none_or(|(s, _)| s.starts_with("DELETE")) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // While its CreateStack is held, a stack of that name appears, tagged as globex's.
+    let log = ws.path().join("hold.log");
+    let rules = serde_json::json!([{"service": "cloudformation", "action": "CreateStack", "contains": "tenantry-agent-pipeline", "fault": "latency", "ms": 4000}]);
+    let proxy = common::FaultProxy::start_logged(&emu.endpoint, &rules, Some(&log));
+    let child = ws.spawn(&proxy.endpoint, &["apply", "acme", "--auto-approve"]);
+    let started = std::time::Instant::now();
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("FAULT latency cloudformation:CreateStack") {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "CreateStack never sent");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let tag = |k: &str, v: &str| aws_sdk_cloudformation::types::Tag::builder().key(k).value(v).build();
+    cfn.create_stack()
+        .stack_name("tenantry-agent-pipeline")
+        .template_body(r#"{"Resources": {"H": {"Type": "AWS::CloudFormation::WaitConditionHandle"}}}"#)
+        .tags(tag("tenantry:tenant", "globex"))
+        .tags(tag("tenantry:environment", "staging"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", std::fs::read_to_string(&log).unwrap_or_default()));
+    let run = common::Run::from(child.wait_with_output().unwrap());
+    drop(proxy);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains("already exists and is not this tenant environment's (tenantry:tenant is globex)"),
+        "{run:?}"
+    );
+}

@@ -134,6 +134,7 @@ async fn onboarding_creates_four_accounts_with_ou_tags_scps_and_stacks_then_conv
         "organizations:ListPoliciesForTarget": 2,
         "organizations:DescribePolicy": 6,
         "sts:AssumeRole": 2,
+        "sts:GetCallerIdentity": 2,
         "cloudformation:DescribeStacks": 2,
         "cloudformation:GetTemplate": 3,
     });

@@ -15,22 +15,31 @@ use crate::poll::Look;
 /// Name prefix of workload stacks (`tenantry-wl-<workload>`).
 pub const WORKLOAD_STACK_PREFIX: &str = "tenantry-wl-";
 
-/// Stacks in the account whose names start with `tenantry-`, workload stacks aside
-/// (`DescribeStacks`, all pages).
+/// Stacks in the account whose names start with `tenantry-`, workload stacks and deleted stacks
+/// aside (`DescribeStacks`, all pages; see [`is_apply_stack`]).
 pub async fn tenantry_stacks(cfn: &Client) -> Result<BTreeMap<String, ObservedStack>, Error> {
     let mut out = BTreeMap::new();
     let mut pages = cfn.describe_stacks().into_paginator().send();
     while let Some(page) = pages.next().await {
         let page = page.classify("cloudformation:DescribeStacks")?;
         for s in page.stacks.unwrap_or_default() {
-            let name = s.stack_name().unwrap_or_default().to_string();
-            // Workload stacks (`tenantry-wl-*`) belong to `stage`/`promote`, not to apply.
-            if name.starts_with("tenantry-") && !name.starts_with(WORKLOAD_STACK_PREFIX) {
-                out.insert(name, observed(&s));
+            let stack = observed(&s);
+            if is_apply_stack(&stack) {
+                out.insert(stack.name.clone(), stack);
             }
         }
     }
     Ok(out)
+}
+
+/// Whether a listed stack is one of apply's: named `tenantry-*` but not a workload stack
+/// (`tenantry-wl-*`, which belong to `stage` and `promote`), and not `DELETE_COMPLETE` (an
+/// unnamed `DescribeStacks` may list deleted stacks, as LocalStack does: such a stack is gone,
+/// and counting it would hide that it must be created again).
+pub fn is_apply_stack(stack: &ObservedStack) -> bool {
+    stack.name.starts_with("tenantry-")
+        && !stack.name.starts_with(WORKLOAD_STACK_PREFIX)
+        && stack.status != StackStatus::DeleteComplete
 }
 
 /// One stack by name (`DescribeStacks`); `None` when it does not exist.
@@ -381,13 +390,27 @@ fn capabilities() -> Vec<Capability> {
 /// `CreateStack`, waited for; returns the waiter's last answer. A stack that already exists was
 /// created by an attempt of this request whose answer was lost (the plan saw no such stack and
 /// the tenant's lease is held; a CloudFormation that ignores the token says so on the SDK's
-/// retry): it is waited for like our own.
+/// retry): it is waited for like our own, once its `tenantry:tenant` and `tenantry:environment`
+/// tags are this request's ([`StackError::NotOurs`] otherwise).
 async fn create_stack(cfn: &Client, request: &StackRequest<'_>) -> Result<Option<ObservedStack>, StackError> {
     let StackRequest { name, template, tags, timeout } = *request;
     let sent = stack_request!(cfn.create_stack(), name, template, tags).send().await;
     match sent {
         Ok(_) => {}
         Err(e) if e.as_service_error().is_some_and(|s| s.is_already_exists_exception()) => {
+            // Ours only if it carries this request's tenant and environment: anything else
+            // there (made by hand, or by another tenant's session) is never adopted.
+            let existing = describe(cfn, name).await?;
+            for key in [crate::tenant::tags::TENANT, crate::tenant::tags::ENVIRONMENT] {
+                let found = existing.as_ref().and_then(|s| s.tags.get(key));
+                if found != tags.get(key) {
+                    return Err(StackError::NotOurs {
+                        stack: name.to_string(),
+                        tag: key,
+                        found: found.cloned().unwrap_or_else(|| "(none)".into()),
+                    });
+                }
+            }
             tracing::warn!(
                 stack = name,
                 "CreateStack: the stack already exists (an earlier attempt of this request created it); waiting for it"
@@ -570,6 +593,19 @@ pub enum StackError {
         /// Stack name.
         stack: String,
     },
+    /// `CreateStack` answered that the stack exists, and the one there is not this tenant
+    /// environment's (its tag says otherwise): it is not adopted.
+    #[error(
+        "stack {stack} already exists and is not this tenant environment's ({tag} is {found}): refusing to adopt it"
+    )]
+    NotOurs {
+        /// Stack name.
+        stack: String,
+        /// The tag that differs.
+        tag: &'static str,
+        /// Its value on the stack found.
+        found: String,
+    },
     /// The account's template bucket exists but belongs to another account (or cannot be read).
     #[error("template bucket {bucket} exists but is not owned by account {owner} (or is not readable): refusing to upload templates to it")]
     TemplateBucketNotOwned {
@@ -746,5 +782,34 @@ pub async fn outputs(cfn: &Client, stack: &str) -> Result<BTreeMap<String, Strin
         // DescribeStacks answers ValidationError for a stack that does not exist.
         Err(e) if Error::kind_of_sdk(&e) == ErrorKind::Invalid => Ok(BTreeMap::new()),
         Err(e) => Err(Error::from_sdk("cloudformation:DescribeStacks", e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apply_counts_its_own_live_stacks_only() {
+        let stack = |name: &str, status: StackStatus| ObservedStack {
+            name: name.into(),
+            stack_id: "arn".into(),
+            status,
+            version: None,
+            tags: BTreeMap::new(),
+            template_body: None,
+            resource_drift: ResourceDrift::NotChecked,
+        };
+        let cases = [
+            ("tenantry-baseline", StackStatus::CreateComplete, true),
+            ("tenantry-baseline", StackStatus::RollbackComplete, true),
+            ("tenantry-baseline", StackStatus::DeleteInProgress, true),
+            ("tenantry-baseline", StackStatus::DeleteComplete, false),
+            ("tenantry-wl-orders", StackStatus::UpdateComplete, false),
+            ("someone-elses", StackStatus::CreateComplete, false),
+        ];
+        for (name, status, want) in cases {
+            assert_eq!(is_apply_stack(&stack(name, status.clone())), want, "{name} {status}");
+        }
     }
 }

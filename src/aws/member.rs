@@ -32,6 +32,15 @@ pub enum SessionError {
     /// A stop signal ended the wait for the role to become assumable.
     #[error(transparent)]
     Interrupted(#[from] crate::shutdown::Interrupted),
+    /// The credentials `AssumeRole` gave act in another account than the one asked for (an
+    /// endpoint answering for another role): nothing may be done with them.
+    #[error("AssumeRole into account {expected} gave credentials of account {actual} (GetCallerIdentity): refusing to act in it; check the STS endpoint and the role")]
+    WrongAccount {
+        /// The account the role was assumed in.
+        expected: String,
+        /// The account the credentials act in.
+        actual: String,
+    },
 }
 
 /// An account that passed the blast-radius guard for one tenant environment.
@@ -104,8 +113,10 @@ impl MemberSession {
     /// `tenantry-<tenant>-<environment>`, sessions of 3,600 s refreshed by the SDK's
     /// `AssumeRoleProvider`). The first `AssumeRole` is retried on `AccessDenied` with
     /// exponential backoff for up to `retry_for` — a new account's role can take minutes to
-    /// become assumable; other errors fail at once. Errors: [`SessionError::Aws`] (the role
-    /// could not be assumed), [`SessionError::Interrupted`].
+    /// become assumable; other errors fail at once. The credentials are then checked to act in
+    /// the verified account (STS `GetCallerIdentity`, once per session). Errors:
+    /// [`SessionError::Aws`] (the role could not be assumed), [`SessionError::WrongAccount`],
+    /// [`SessionError::Interrupted`].
     pub async fn assume(
         clients: &Clients,
         account: &VerifiedAccount,
@@ -161,6 +172,15 @@ impl MemberSession {
             .credentials_provider(SharedCredentialsProvider::new(provider))
             .region(Region::new(region.to_string()))
             .build();
+        // The session must act in the account it was assumed for: asked once, before any use.
+        let sts =
+            aws_sdk_sts::Client::from_conf(aws_sdk_sts::config::Builder::from(&conf).interceptor(CountCalls).build());
+        let identity =
+            sts.get_caller_identity().send().await.map_err(|e| Error::from_sdk("sts:GetCallerIdentity", e))?;
+        let actual = identity.account.unwrap_or_default();
+        if actual != account.account_id {
+            return Err(SessionError::WrongAccount { expected: account.account_id.clone(), actual });
+        }
         let cfn_conf = aws_sdk_cloudformation::config::Builder::from(&conf).interceptor(CountCalls).build();
         Ok(MemberSession {
             account: account.clone(),
