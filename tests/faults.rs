@@ -241,7 +241,9 @@ async fn latency_and_requests_past_the_attempt_timeout_are_waited_out_or_retried
         .map(|l| &l[..l.len().min(120)])
         .collect();
     let retried = |op: &str| abandoned.iter().filter(|l| l.ends_with(op)).count();
-    assert_eq!((retried("organizations:ListAccounts"), retried("cloudformation:DescribeStacks")), (1, 2), "each of the three hung attempts was retried after the 2 s attempt timeout, while the proxy still held it: {abandoned:?}\n{}", debug.join("\n"));
+    // At least once each: a retry can itself be held (the held calls are counted by order, and
+    // which DescribeStacks comes second depends on the run), and then it is retried too.
+    assert!(retried("organizations:ListAccounts") >= 1 && retried("cloudformation:DescribeStacks") >= 2, "each of the three hung attempts was retried after the 2 s attempt timeout, while the proxy still held it: {abandoned:?}\n{}", debug.join("\n"));
     let requests = text.lines().filter(|l| !l.starts_with("FAULT")).count();
     eprintln!("latency: {slowed} of {requests} requests slowed, 3 of them held past the 2 s attempt timeout and retried by the SDK; one run");
     assert!(slowed * 100 >= requests * 10, "about a fifth slowed: {slowed} of {requests}");
