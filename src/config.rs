@@ -36,6 +36,15 @@ pub struct OrgSettings {
     pub assume_role_timeout_seconds: u64,
     /// Seconds to wait for one CloudFormation stack operation.
     pub stack_timeout_seconds: u64,
+    /// Seconds before the second look (`DescribeStacks`, `DescribeChangeSet`) at a running stack
+    /// operation; each pause then doubles, with jitter, up to `stack_poll_max_delay_seconds`.
+    /// Unset: 30 s growing to 120 s (the SDK's CloudFormation waiters) against AWS; 0.25 s
+    /// growing to 2 s when an endpoint override (`AWS_ENDPOINT_URL`, or
+    /// `AWS_ENDPOINT_URL_CLOUDFORMATION`) points tenantry at a local emulator.
+    pub stack_poll_min_delay_seconds: Option<f64>,
+    /// The longest pause between two looks at a running stack operation, in seconds; see
+    /// `stack_poll_min_delay_seconds`.
+    pub stack_poll_max_delay_seconds: Option<f64>,
     /// Seconds one attempt of an AWS request may take before the SDK abandons it and retries
     /// (its operation attempt timeout; connecting has its own 10 s).
     pub request_timeout_seconds: u64,
@@ -56,6 +65,8 @@ impl Default for OrgSettings {
             create_account_timeout_seconds: 1800,
             assume_role_timeout_seconds: 300,
             stack_timeout_seconds: 3600,
+            stack_poll_min_delay_seconds: None,
+            stack_poll_max_delay_seconds: None,
             request_timeout_seconds: 60,
         }
     }
@@ -98,6 +109,19 @@ impl OrgSettings {
         check(settings.account_creation_concurrency >= 1, "account_creation_concurrency", "must be at least 1");
         check(settings.request_timeout_seconds >= 1, "request_timeout_seconds", "must be at least 1 second");
         check(settings.lease_ttl_seconds >= 30, "lease_ttl_seconds", "must be at least 30 seconds");
+        for (field, value) in [
+            ("stack_poll_min_delay_seconds", settings.stack_poll_min_delay_seconds),
+            ("stack_poll_max_delay_seconds", settings.stack_poll_max_delay_seconds),
+        ] {
+            check(
+                value.is_none_or(|v| (0.01..=3600.0).contains(&v)),
+                field,
+                "must be a number of seconds from 0.01 to 3600",
+            );
+        }
+        if let (Some(min), Some(max)) = (settings.stack_poll_min_delay_seconds, settings.stack_poll_max_delay_seconds) {
+            check(min <= max, "stack_poll_max_delay_seconds", "must not be less than stack_poll_min_delay_seconds");
+        }
         if let Some(b) = &settings.state_bucket {
             check(valid_bucket_name(b), "state_bucket", "not a valid S3 bucket name (3-63 of [a-z0-9.-])");
         }
@@ -180,4 +204,25 @@ pub fn valid_ou_path(s: &str) -> bool {
         && s.split('/').all(|seg| {
             (1..=128).contains(&seg.chars().count()) && seg.trim() == seg && !seg.chars().any(char::is_control)
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OrgSettings;
+    use std::path::Path;
+
+    #[test]
+    fn stack_poll_delays_are_checked() {
+        let parse = |text: &str| OrgSettings::parse(Path::new("tenantry.toml"), text);
+        let ok = parse("stack_poll_min_delay_seconds = 0.25\nstack_poll_max_delay_seconds = 2\n").unwrap();
+        assert_eq!((ok.stack_poll_min_delay_seconds, ok.stack_poll_max_delay_seconds), (Some(0.25), Some(2.0)));
+        for (text, field) in [
+            ("stack_poll_min_delay_seconds = 0\n", "stack_poll_min_delay_seconds"),
+            ("stack_poll_max_delay_seconds = 7200\n", "stack_poll_max_delay_seconds"),
+            ("stack_poll_min_delay_seconds = 10\nstack_poll_max_delay_seconds = 5\n", "stack_poll_max_delay_seconds"),
+        ] {
+            let errors = parse(text).unwrap_err();
+            assert!(errors.iter().any(|e| e.to_string().contains(field)), "{text}: {errors:?}");
+        }
+    }
 }

@@ -35,6 +35,11 @@ impl Context {
         Ok(org::overview(&self.clients.org).await?)
     }
 
+    /// How to wait for one stack operation ([`Clients::stack_wait`]).
+    pub fn stack_wait(&self) -> crate::aws::cfn::Wait {
+        self.clients.stack_wait(&self.settings)
+    }
+
     /// An observer for this run, with the organization-wide listings of `index` when there are
     /// (without, every account is looked up on its own).
     pub fn observer<'a>(&'a self, org: Option<&'a OrgOverview>, index: Option<Arc<OrgIndex>>) -> Observer<'a> {

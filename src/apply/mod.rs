@@ -674,8 +674,7 @@ impl<'a> TenantRun<'a> {
                     self.desired.id,
                     session.account.account_id()
                 ));
-                let timeout = Duration::from_secs(self.engine.ctx.settings.stack_timeout_seconds);
-                cfn::delete(&session.cfn, stack, timeout).await?;
+                cfn::delete(&session.cfn, stack, self.engine.ctx.stack_wait()).await?;
                 self.record(env).stacks.remove(stack);
                 self.dirty = true;
             }
@@ -865,7 +864,6 @@ impl<'a> TenantRun<'a> {
     /// Creates, updates, redeploys, recovers or replaces one stack from its rendered blueprint,
     /// and records its status (also when it failed).
     async fn deploy_stack(&mut self, step: &Step, env: Environment, stack: &str) -> Result<()> {
-        let settings = &self.engine.ctx.settings;
         let session = self.session(env).await?;
         let want = self
             .desired
@@ -882,7 +880,7 @@ impl<'a> TenantRun<'a> {
             // A changed stack tag makes CloudFormation update every taggable resource.
             stack_tags.insert(tags::REDEPLOYED_AT.to_string(), crate::state::now_rfc3339());
         }
-        let timeout = Duration::from_secs(settings.stack_timeout_seconds);
+        let wait = self.engine.ctx.stack_wait();
         let _wait = self.engine.progress.wait(format!(
             "{}: {env}: {} stack {stack} in account {}",
             self.desired.id,
@@ -895,17 +893,17 @@ impl<'a> TenantRun<'a> {
         let op = match &step.change {
             Change::UpdateStack { .. } | Change::RedeployStack { .. } => Operation::Update,
             Change::RecoverStack { .. } => {
-                cfn::continue_rollback(&session.cfn, stack, timeout).await?;
+                cfn::continue_rollback(&session.cfn, stack, wait).await?;
                 Operation::Update
             }
             Change::RecreateStack { .. } => {
-                cfn::delete(&session.cfn, stack, timeout).await?;
+                cfn::delete(&session.cfn, stack, wait).await?;
                 Operation::Create
             }
             _ => Operation::Create,
         };
         let source = cfn::template_source(&session, &want.template).await?;
-        let result = cfn::deploy(&session.cfn, op, stack, &source, &stack_tags, timeout).await;
+        let result = cfn::deploy(&session.cfn, op, stack, &source, &stack_tags, wait).await;
         let (status, stack_id) = match &result {
             Ok(s) => (s.status.to_string(), s.stack_id.clone()),
             Err(_) => ("FAILED".to_string(), String::new()),

@@ -1,10 +1,10 @@
-//! AWS CloudFormation adapter (member accounts). Stacks are created and updated with the SDK's
-//! waiters; a failure is reported with the stack events that caused it.
+//! AWS CloudFormation adapter (member accounts). Stack operations are waited for by polling
+//! `DescribeStacks` / `DescribeChangeSet` with backoff ([`Wait`]); a failure is reported with the
+//! stack events that caused it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_sdk_cloudformation::client::Waiters;
 use aws_sdk_cloudformation::types::{Capability, ChangeSetStatus, StackDriftDetectionStatus, Tag};
 use aws_sdk_cloudformation::Client;
 
@@ -52,28 +52,47 @@ pub async fn describe(cfn: &Client, name: &str) -> Result<Option<ObservedStack>,
     }
 }
 
-type StackWait = Result<
-    aws_smithy_runtime_api::client::waiters::FinalPoll<
-        aws_sdk_cloudformation::operation::describe_stacks::DescribeStacksOutput,
-        aws_sdk_cloudformation::error::SdkError<
-            aws_sdk_cloudformation::operation::describe_stacks::DescribeStacksError,
-        >,
-    >,
-    aws_smithy_runtime_api::client::waiters::error::WaiterError<
-        aws_sdk_cloudformation::operation::describe_stacks::DescribeStacksOutput,
-        aws_sdk_cloudformation::operation::describe_stacks::DescribeStacksError,
-    >,
->;
+/// How long to wait for one stack operation, and how often to look while it runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Wait {
+    /// The longest wait for the operation (`stack_timeout_seconds`).
+    pub timeout: Duration,
+    /// The pause before the second look; it doubles (with jitter) after each look...
+    pub min_delay: Duration,
+    /// ...up to this.
+    pub max_delay: Duration,
+}
 
-/// The stack in a waiter's final `DescribeStacks` answer (success or failure state), if any.
-fn last_polled(waited: StackWait) -> Option<ObservedStack> {
-    use aws_smithy_runtime_api::client::waiters::error::WaiterError;
-    let output = match &waited {
-        Ok(p) => p.as_result().ok(),
-        Err(WaiterError::FailureState(f)) => f.final_poll().as_result().ok(),
-        Err(_) => None,
-    };
-    output.and_then(|o| o.stacks().first()).map(observed)
+impl Wait {
+    /// The pauses of the SDK's CloudFormation waiters (30 s, growing to 120 s): what AWS's own
+    /// tools use against a real CloudFormation, whose operations take tens of seconds.
+    pub const AWS_DELAYS: (Duration, Duration) = (Duration::from_secs(30), Duration::from_secs(120));
+    /// The pauses against a local emulator, which finishes an operation within about 2 s.
+    pub const LOCAL_DELAYS: (Duration, Duration) = (Duration::from_millis(250), Duration::from_secs(2));
+
+    /// The same pauses, with a shorter longest wait.
+    pub fn at_most(self, timeout: Duration) -> Wait {
+        Wait { timeout: self.timeout.min(timeout), ..self }
+    }
+}
+
+/// Looks at stack `name` (`DescribeStacks`) right away, then after each pause of `wait`, until
+/// no operation is in progress (`*_IN_PROGRESS`, `REVIEW_IN_PROGRESS` included); returns its last
+/// state, or `None` once it no longer exists. Errors: [`StackError::TimedOut`] after
+/// `wait.timeout`, [`StackError::Interrupted`] on a stop signal, or the call's error.
+pub async fn wait_for_stack(
+    cfn: &Client,
+    name: &str,
+    what: impl std::fmt::Display,
+    wait: Wait,
+) -> Result<Option<ObservedStack>, StackError> {
+    crate::poll::until_done(what, (wait.min_delay, wait.max_delay), wait.timeout, || async {
+        Ok::<_, StackError>(match describe(cfn, name).await? {
+            Some(s) if s.status.is_in_progress() => Look::NotYet,
+            found => Look::Done(found),
+        })
+    })
+    .await
 }
 
 fn observed(s: &aws_sdk_cloudformation::types::Stack) -> ObservedStack {
@@ -320,14 +339,14 @@ async fn runs_template(cfn: &Client, name: &str, template: &TemplateSource) -> R
 /// Which stack operation to carry out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
-    /// `CreateStack`, waited on with `wait_until_stack_create_complete`.
+    /// `CreateStack`, waited for until it is no longer in progress.
     Create,
-    /// `UpdateStack`, waited on with `wait_until_stack_update_complete`. "No updates are to be
+    /// `UpdateStack`, waited for likewise. "No updates are to be
     /// performed" counts as success.
     Update,
 }
 
-/// Creates or updates a stack from an inline template and waits for it (at most `timeout`).
+/// Creates or updates a stack from an inline template and waits for it ([`Wait`]).
 /// On failure the error lists the failed resources' events (`DescribeStackEvents`).
 pub async fn deploy(
     cfn: &Client,
@@ -335,18 +354,15 @@ pub async fn deploy(
     name: &str,
     template: &TemplateSource,
     tags: &BTreeMap<String, String>,
-    timeout: Duration,
+    wait: Wait,
 ) -> Result<ObservedStack, StackError> {
-    // The waiter's last DescribeStacks answer, when it has one: no second DescribeStacks.
-    let request = StackRequest { name, template, tags, timeout };
+    // The wait's last DescribeStacks answer: no second DescribeStacks.
+    let request = StackRequest { name, template, tags, wait };
     let last = match op {
         Operation::Create => create_stack(cfn, &request).await?,
         Operation::Update => update_stack(cfn, &request).await?,
     };
-    let stack = match last {
-        Some(s) => s,
-        None => describe(cfn, name).await?.ok_or_else(|| StackError::Vanished { stack: name.to_string() })?,
-    };
+    let stack = last.ok_or_else(|| StackError::Vanished { stack: name.to_string() })?;
     let expected = match op {
         Operation::Create => StackStatus::CreateComplete,
         Operation::Update => StackStatus::UpdateComplete,
@@ -373,13 +389,13 @@ macro_rules! stack_request {
     };
 }
 
-/// What [`deploy`] sends: the stack, its template, its tags, and how long to wait for it.
+/// What [`deploy`] sends: the stack, its template, its tags, and how to wait for it.
 #[derive(Clone, Copy)]
 struct StackRequest<'a> {
     name: &'a str,
     template: &'a TemplateSource,
     tags: &'a BTreeMap<String, String>,
-    timeout: Duration,
+    wait: Wait,
 }
 
 /// The capabilities tenantry's stacks are created and updated with.
@@ -387,13 +403,13 @@ fn capabilities() -> Vec<Capability> {
     vec![Capability::CapabilityIam, Capability::CapabilityNamedIam]
 }
 
-/// `CreateStack`, waited for; returns the waiter's last answer. A stack that already exists was
+/// `CreateStack`, waited for; returns the stack's last state (`None`: gone). A stack that already exists was
 /// created by an attempt of this request whose answer was lost (the plan saw no such stack and
 /// the tenant's lease is held; a CloudFormation that ignores the token says so on the SDK's
 /// retry): it is waited for like our own, once its `tenantry:tenant` and `tenantry:environment`
 /// tags are this request's ([`StackError::NotOurs`] otherwise).
 async fn create_stack(cfn: &Client, request: &StackRequest<'_>) -> Result<Option<ObservedStack>, StackError> {
-    let StackRequest { name, template, tags, timeout } = *request;
+    let StackRequest { name, template, tags, wait } = *request;
     let sent = stack_request!(cfn.create_stack(), name, template, tags).send().await;
     match sent {
         Ok(_) => {}
@@ -418,29 +434,17 @@ async fn create_stack(cfn: &Client, request: &StackRequest<'_>) -> Result<Option
         }
         Err(e) => return Err(Error::from_sdk("cloudformation:CreateStack", e).into()),
     }
-    let waited = crate::shutdown::bounded(
-        format_args!("waiting for stack {name} to be created"),
-        cfn.wait_until_stack_create_complete().stack_name(name).wait(timeout),
-    )
-    .await?;
-    Ok(last_polled(waited))
+    wait_for_stack(cfn, name, format_args!("waiting for stack {name} to be created"), wait).await
 }
 
-/// `UpdateStack`, waited for; returns the waiter's last answer. CloudFormation refuses an update
+/// `UpdateStack`, waited for; returns the stack's last state (`None`: gone). CloudFormation refuses an update
 /// with `ValidationError` both while one is under way (an earlier attempt of this request started
 /// it: it is waited for) and when the stack already runs this template with these tags ("no
 /// updates are to be performed": done). Which one is read from the stack, not from the message.
 async fn update_stack(cfn: &Client, request: &StackRequest<'_>) -> Result<Option<ObservedStack>, StackError> {
-    let StackRequest { name, template, tags, timeout } = *request;
+    let StackRequest { name, template, tags, wait } = *request;
     let sent = stack_request!(cfn.update_stack(), name, template, tags).send().await;
-    let wait_for_update = || async {
-        let waited = crate::shutdown::bounded(
-            format_args!("waiting for stack {name} to be updated"),
-            cfn.wait_until_stack_update_complete().stack_name(name).wait(timeout),
-        )
-        .await?;
-        Ok::<_, StackError>(last_polled(waited))
-    };
+    let wait_for_update = || wait_for_stack(cfn, name, format!("waiting for stack {name} to be updated"), wait);
     match sent {
         Ok(_) => wait_for_update().await,
         Err(e) if Error::kind_of_sdk(&e) == ErrorKind::Invalid => {
@@ -459,35 +463,23 @@ async fn update_stack(cfn: &Client, request: &StackRequest<'_>) -> Result<Option
     }
 }
 
-/// Finishes a failed rollback (`ContinueUpdateRollback`) and waits, polling `DescribeStacks` with
-/// backoff (at most `timeout`), until the stack is UPDATE_ROLLBACK_COMPLETE.
-pub async fn continue_rollback(cfn: &Client, name: &str, timeout: Duration) -> Result<(), StackError> {
+/// Finishes a failed rollback (`ContinueUpdateRollback`) and waits ([`Wait`]) until the stack
+/// is UPDATE_ROLLBACK_COMPLETE.
+pub async fn continue_rollback(cfn: &Client, name: &str, wait: Wait) -> Result<(), StackError> {
     cfn.continue_update_rollback().stack_name(name).send().await.classify("cloudformation:ContinueUpdateRollback")?;
-    let s = crate::poll::until_done(
-        format_args!("waiting for stack {name} to finish its rollback"),
-        (Duration::from_millis(500), Duration::from_secs(30)),
-        timeout,
-        || async {
-            let s = describe(cfn, name).await?.ok_or_else(|| StackError::Vanished { stack: name.to_string() })?;
-            Ok::<_, StackError>(if s.status.is_in_progress() { Look::NotYet } else { Look::Done(s) })
-        },
-    )
-    .await?;
+    let s = wait_for_stack(cfn, name, format_args!("waiting for stack {name} to finish its rollback"), wait)
+        .await?
+        .ok_or_else(|| StackError::Vanished { stack: name.to_string() })?;
     if s.status != StackStatus::UpdateRollbackComplete {
         return Err(ended_badly(cfn, name, s.status, "after ContinueUpdateRollback".into()).await);
     }
     Ok(())
 }
 
-/// Deletes a stack (`DeleteStack`) and waits until it is gone (at most `timeout`).
-pub async fn delete(cfn: &Client, name: &str, timeout: Duration) -> Result<(), StackError> {
+/// Deletes a stack (`DeleteStack`) and waits ([`Wait`]) until it is gone.
+pub async fn delete(cfn: &Client, name: &str, wait: Wait) -> Result<(), StackError> {
     cfn.delete_stack().stack_name(name).send().await.classify("cloudformation:DeleteStack")?;
-    let _ = crate::shutdown::bounded(
-        format_args!("waiting for stack {name} to be deleted"),
-        cfn.wait_until_stack_delete_complete().stack_name(name).wait(timeout),
-    )
-    .await?;
-    match describe(cfn, name).await? {
+    match wait_for_stack(cfn, name, format_args!("waiting for stack {name} to be deleted"), wait).await? {
         None => Ok(()),
         Some(s) if s.status.is_deleted() => Ok(()),
         Some(s) => Err(ended_badly(cfn, name, s.status, "after DeleteStack".into()).await),
@@ -629,13 +621,13 @@ pub struct ChangeSetRequest<'a> {
 
 /// Creates a change set for `stack` from an inline template with stack parameters and tags
 /// (`CreateChangeSet`, type `CREATE` when `creates_stack`), waits until it is ready
-/// (`DescribeChangeSet` through the SDK waiter, at most `timeout`) and returns its changes. A
+/// (`DescribeChangeSet` polled as [`Wait`] says) and returns its changes. A
 /// change set that failed because the template and parameters change nothing comes back with no
 /// changes and no failure.
 pub async fn create_change_set(
     cfn: &Client,
     request: &ChangeSetRequest<'_>,
-    timeout: Duration,
+    wait: Wait,
 ) -> Result<ChangeSetPreview, StackError> {
     use aws_sdk_cloudformation::types::{ChangeSetType, Parameter};
     let ChangeSetRequest { stack, name, creates_stack, template, parameters, tags } = *request;
@@ -666,9 +658,23 @@ pub async fn create_change_set(
         }
         Err(e) => return Err(Error::from_sdk("cloudformation:CreateChangeSet", e).into()),
     }
-    let _ = crate::shutdown::bounded(
+    crate::poll::until_done(
         format_args!("waiting for change set {name} of stack {stack}"),
-        cfn.wait_until_change_set_create_complete().stack_name(stack).change_set_name(name).wait(timeout),
+        (wait.min_delay, wait.max_delay),
+        wait.timeout,
+        || async {
+            let out = cfn
+                .describe_change_set()
+                .stack_name(stack)
+                .change_set_name(name)
+                .send()
+                .await
+                .classify("cloudformation:DescribeChangeSet")?;
+            Ok::<_, StackError>(match out.status() {
+                Some(ChangeSetStatus::CreatePending | ChangeSetStatus::CreateInProgress) => Look::NotYet,
+                _ => Look::Done(()),
+            })
+        },
     )
     .await?;
     let mut changes = Vec::new();
@@ -726,7 +732,7 @@ pub async fn delete_change_set(cfn: &Client, stack: &str, name: &str) -> Result<
     }
 }
 
-/// Executes a change set (`ExecuteChangeSet`) and waits for the stack (at most `timeout`). A stack
+/// Executes a change set (`ExecuteChangeSet`) and waits for the stack ([`Wait`]). A stack
 /// that does not end in CREATE_COMPLETE / UPDATE_COMPLETE is an error listing the failed
 /// resources' events; CloudFormation has then rolled the stack back to what it ran before.
 pub async fn execute_change_set(
@@ -734,7 +740,7 @@ pub async fn execute_change_set(
     stack: &str,
     name: &str,
     creates_stack: bool,
-    timeout: Duration,
+    wait: Wait,
 ) -> Result<ObservedStack, StackError> {
     cfn.execute_change_set()
         .stack_name(stack)
@@ -743,22 +749,13 @@ pub async fn execute_change_set(
         .send()
         .await
         .map_err(|e| Error::from_sdk("cloudformation:ExecuteChangeSet", e))?;
-    let what = format!("waiting for stack {stack} to carry out change set {name}");
-    let last = if creates_stack {
-        last_polled(
-            crate::shutdown::bounded(what, cfn.wait_until_stack_create_complete().stack_name(stack).wait(timeout))
-                .await?,
-        )
-    } else {
-        last_polled(
-            crate::shutdown::bounded(what, cfn.wait_until_stack_update_complete().stack_name(stack).wait(timeout))
-                .await?,
-        )
-    };
-    let observed = match last {
-        Some(s) => s,
-        None => describe(cfn, stack).await?.ok_or_else(|| StackError::Vanished { stack: stack.to_string() })?,
-    };
+    let what = format!(
+        "waiting for stack {stack} to be {} by change set {name}",
+        if creates_stack { "created" } else { "updated" }
+    );
+    let observed = wait_for_stack(cfn, stack, what, wait)
+        .await?
+        .ok_or_else(|| StackError::Vanished { stack: stack.to_string() })?;
     if observed.status.succeeded() {
         Ok(observed)
     } else {

@@ -31,6 +31,10 @@ pub struct Clients {
     pub sts: aws_sdk_sts::Client,
     /// Amazon S3 (state store), path-style when an endpoint override is set (local emulators).
     pub s3: aws_sdk_s3::Client,
+    /// How often stack operations are looked at (pauses, in [`cfn::Wait`]): from `tenantry.toml`,
+    /// else [`cfn::Wait::AWS_DELAYS`], or [`cfn::Wait::LOCAL_DELAYS`] when an endpoint override
+    /// is in effect for CloudFormation.
+    pub stack_poll_delays: (Duration, Duration),
 }
 
 /// Attempts for calls to Organizations, whose rate limits are low: the SDK's standard retry mode,
@@ -125,7 +129,9 @@ impl Clients {
             )
             .load()
             .await;
-        Ok(Self::from_sdk(sdk, retry_config(ORGANIZATIONS_MAX_ATTEMPTS)?))
+        let mut clients = Self::from_sdk(sdk, retry_config(ORGANIZATIONS_MAX_ATTEMPTS)?);
+        clients.stack_poll_delays = stack_poll_delays(settings, &clients.sdk);
+        Ok(clients)
     }
 
     /// Builds the service clients from an SDK config, Organizations with `org_retry`.
@@ -137,7 +143,18 @@ impl Clients {
             org: aws_sdk_organizations::Client::from_conf(org_conf),
             sts: aws_sdk_sts::Client::from_conf(sts_conf),
             s3: s3_client(&sdk),
+            stack_poll_delays: cfn::Wait::AWS_DELAYS,
             sdk,
+        }
+    }
+
+    /// How to wait for one stack operation: at most `stack_timeout_seconds`, looking as
+    /// [`Clients::stack_poll_delays`] says.
+    pub fn stack_wait(&self, settings: &OrgSettings) -> cfn::Wait {
+        cfn::Wait {
+            timeout: Duration::from_secs(settings.stack_timeout_seconds),
+            min_delay: self.stack_poll_delays.0,
+            max_delay: self.stack_poll_delays.1,
         }
     }
 
@@ -153,6 +170,18 @@ impl Clients {
         out.account
             .ok_or_else(|| Error::new("sts:GetCallerIdentity", ErrorKind::Service, "no account id in the answer"))
     }
+}
+
+/// The pauses between looks at a running stack operation: `stack_poll_*_delay_seconds` where set;
+/// otherwise the SDK waiters' against AWS, and short ones when an endpoint override for
+/// CloudFormation is in effect (a local emulator finishes within seconds; polling AWS that often
+/// would only add requests).
+fn stack_poll_delays(settings: &OrgSettings, sdk: &SdkConfig) -> (Duration, Duration) {
+    let local = sdk.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_CLOUDFORMATION").is_some();
+    let (min, max) = if local { cfn::Wait::LOCAL_DELAYS } else { cfn::Wait::AWS_DELAYS };
+    let min = settings.stack_poll_min_delay_seconds.map_or(min, Duration::from_secs_f64);
+    let max = settings.stack_poll_max_delay_seconds.map_or(max, Duration::from_secs_f64);
+    (min, max.max(min))
 }
 
 /// An S3 client for `sdk`; path-style addressing when any endpoint override is in effect, as local
@@ -235,6 +264,28 @@ pub async fn make_bucket_private(
 mod tests {
     use super::retry_config_from;
     use aws_config::retry::RetryMode;
+
+    #[test]
+    fn stack_polls_are_the_sdk_waiters_against_aws_and_short_against_an_emulator() {
+        use super::{cfn::Wait, stack_poll_delays, OrgSettings, SdkConfig};
+        use std::time::Duration;
+        let settings = OrgSettings::default();
+        let aws = SdkConfig::builder().build();
+        let local = SdkConfig::builder().endpoint_url("http://127.0.0.1:4566").build();
+        if std::env::var_os("AWS_ENDPOINT_URL_CLOUDFORMATION").is_none() {
+            assert_eq!(stack_poll_delays(&settings, &aws), (Duration::from_secs(30), Duration::from_secs(120)));
+        }
+        assert_eq!(stack_poll_delays(&settings, &local), Wait::LOCAL_DELAYS);
+        let set = OrgSettings {
+            stack_poll_min_delay_seconds: Some(5.0),
+            stack_poll_max_delay_seconds: Some(60.0),
+            ..OrgSettings::default()
+        };
+        assert_eq!(stack_poll_delays(&set, &local), (Duration::from_secs(5), Duration::from_secs(60)));
+        // A longest pause below the default first one is raised to it.
+        let only_max = OrgSettings { stack_poll_max_delay_seconds: Some(1.0), ..OrgSettings::default() };
+        assert_eq!(stack_poll_delays(&only_max, &local).1, Duration::from_secs(1));
+    }
 
     #[test]
     fn retry_defaults_to_standard_mode_with_the_clients_attempts() {

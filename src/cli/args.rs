@@ -28,6 +28,11 @@ pub struct Cli {
     /// running, and talk to it with test credentials instead of AWS.
     #[arg(long, global = true)]
     pub local: bool,
+    /// Which local emulator `--local` starts: `moto` (one process, Organizations included),
+    /// `ministack`, or `localstack` (LocalStack for every service but Organizations, which moto
+    /// serves beside it). See `localstack/README.md`.
+    #[arg(long, global = true, value_enum, default_value_t = Emulator::Moto, env = "TENANTRY_EMULATOR")]
+    pub emulator: Emulator,
     /// Work only on this process's share of the tenants: `K/N` (0-based), split by a stable hash
     /// of the tenant id, so N replicas together cover every tenant exactly once.
     #[arg(long, global = true, env = "TENANTRY_SHARD")]
@@ -35,6 +40,28 @@ pub struct Cli {
     /// The command.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The local emulators `--local` can start (`localstack/start.sh NAME`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Emulator {
+    /// moto: every API tenantry uses, Organizations included, in one process.
+    Moto,
+    /// ministack: change sets and drift detection closest to AWS; an organization exists already.
+    Ministack,
+    /// LocalStack community, with moto for Organizations.
+    Localstack,
+}
+
+impl Emulator {
+    /// The name `localstack/start.sh` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Emulator::Moto => "moto",
+            Emulator::Ministack => "ministack",
+            Emulator::Localstack => "localstack",
+        }
+    }
 }
 
 /// Log line formats.

@@ -144,7 +144,7 @@ async fn run(cli: Cli) -> Result<u8> {
         _ => None,
     };
     if cli.local {
-        start_local_emulator(&cli.config)?;
+        start_local_emulator(&cli.config, cli.emulator)?;
     }
     crate::shutdown::listen();
     let session = connect(&cli, &inputs, saved.as_ref()).await?;
@@ -374,24 +374,42 @@ fn select(all: &[Tenant], names: &[String]) -> Result<Vec<Tenant>> {
     Ok(out)
 }
 
-/// Runs `localstack/start.sh` next to the config file and points the AWS SDK at it with test
-/// credentials (never real ones: `--local` must not reach AWS).
-fn start_local_emulator(config: &Path) -> Result<()> {
+/// Runs `localstack/start.sh EMULATOR` next to the config file and points the AWS SDK at the
+/// endpoints it prints (`AWS_ENDPOINT_URL=…`, and `AWS_ENDPOINT_URL_ORGANIZATIONS=…` for
+/// LocalStack) with test credentials (never real ones: `--local` must not reach AWS, so every
+/// other `AWS_ENDPOINT_URL_*` of the environment is dropped).
+fn start_local_emulator(config: &Path, emulator: args::Emulator) -> Result<()> {
     let root = config.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let script = root.join("localstack/start.sh");
     let out = std::process::Command::new("bash")
         .arg(&script)
+        .arg(emulator.name())
         .stderr(std::process::Stdio::inherit())
         .output()
         .with_context(|| format!("running {}", script.display()))?;
     if !out.status.success() {
         bail!("{} failed ({})", script.display(), out.status);
     }
-    let endpoint = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    tracing::info!(%endpoint, "using the local emulator");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let endpoints: Vec<(&str, &str)> = printed
+        .lines()
+        .filter_map(|l| l.trim().split_once('='))
+        .filter(|(k, _)| *k == "AWS_ENDPOINT_URL" || k.starts_with("AWS_ENDPOINT_URL_"))
+        .collect();
+    if !endpoints.iter().any(|(k, _)| *k == "AWS_ENDPOINT_URL") {
+        bail!("{} printed no AWS_ENDPOINT_URL=… line: {printed:?}", script.display());
+    }
+    tracing::info!(emulator = emulator.name(), ?endpoints, "using the local emulator");
     // SAFETY of set_var: called before any other thread reads the environment (the SDK config is
     // loaded after this, on this task).
-    std::env::set_var("AWS_ENDPOINT_URL", &endpoint);
+    let inherited: Vec<String> =
+        std::env::vars().map(|(k, _)| k).filter(|k| k.starts_with("AWS_ENDPOINT_URL_")).collect();
+    for k in inherited {
+        std::env::remove_var(k);
+    }
+    for (k, v) in endpoints {
+        std::env::set_var(k, v);
+    }
     std::env::set_var("AWS_ACCESS_KEY_ID", "test");
     std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
     std::env::remove_var("AWS_SESSION_TOKEN");

@@ -216,8 +216,8 @@ impl Promotion {
 }
 
 impl Promoter<'_> {
-    fn timeout(&self) -> Duration {
-        Duration::from_secs(self.ctx.settings.stack_timeout_seconds)
+    fn wait(&self) -> cfn::Wait {
+        self.ctx.stack_wait()
     }
 
     /// A session in one of `tenant`'s accounts: the account id from state (rebuilt from
@@ -505,7 +505,7 @@ impl Promoter<'_> {
             &workload_stack(&release.workload),
             &preview.name,
             preview.creates_stack,
-            self.timeout(),
+            self.wait(),
         )
         .await?;
         Ok(("deployed".into(), preview.changes))
@@ -540,7 +540,7 @@ impl Promoter<'_> {
             parameters: &params,
             tags: &stack_tags,
         };
-        let preview = match cfn::create_change_set(&session.cfn, &request, self.timeout()).await {
+        let preview = match cfn::create_change_set(&session.cfn, &request, self.wait()).await {
             Ok(p) => p,
             Err(e) => {
                 if matches!(e, cfn::StackError::Interrupted(_)) {
@@ -581,14 +581,14 @@ impl Promoter<'_> {
                 StackStatus::RollbackComplete if dry_run => refuse!(
                     "stack {stack} in {env} is ROLLBACK_COMPLETE (its creation failed): a promotion deletes it and creates it again; the dry run stops here"
                 ),
-                StackStatus::RollbackComplete => cfn::delete(&session.cfn, stack, self.timeout()).await?,
+                StackStatus::RollbackComplete => cfn::delete(&session.cfn, stack, self.wait()).await?,
                 // An empty stack an earlier attempt created for review and never executed (a
                 // stopped or killed run): it never ran anything; deleted, with its change sets,
                 // and created afresh (never in a dry run).
                 StackStatus::ReviewInProgress if dry_run => refuse!(
                     "stack {stack} in {env} is REVIEW_IN_PROGRESS (left by an earlier attempt that was never executed): a promotion deletes it first; the dry run stops here"
                 ),
-                StackStatus::ReviewInProgress => cfn::delete(&session.cfn, stack, self.timeout()).await?,
+                StackStatus::ReviewInProgress => cfn::delete(&session.cfn, stack, self.wait()).await?,
                 st if st.needs_replacement() || *st == StackStatus::UpdateRollbackFailed => refuse!(
                     "stack {stack} in {env} is {} and may still hold resources: resolve it (continue the rollback or delete it) before deploying",
                     s.status
@@ -618,7 +618,7 @@ impl Promoter<'_> {
         if creates
             && cfn::describe(&session.cfn, stack).await?.is_some_and(|s| s.status == StackStatus::ReviewInProgress)
         {
-            cfn::delete(&session.cfn, stack, self.timeout()).await?;
+            cfn::delete(&session.cfn, stack, self.wait()).await?;
         }
         Ok(())
     }
@@ -770,7 +770,9 @@ impl Promoter<'_> {
             Some(s) if s.status != StackStatus::ReviewInProgress => {
                 let body = cfn::template_body(&staging.cfn, &stack).await?;
                 let (in_sync, drifted) = if s.status.is_complete() {
-                    match cfn::detect_drift(&staging.cfn, &stack, self.timeout().min(Duration::from_secs(600))).await? {
+                    match cfn::detect_drift(&staging.cfn, &stack, self.wait().timeout.min(Duration::from_secs(600)))
+                        .await?
+                    {
                         ResourceDrift::InSync => (Ok(true), Vec::new()),
                         ResourceDrift::Drifted(list) => {
                             (Ok(false), list.iter().map(|d| format!("{} {}", d.logical_id, d.status)).collect())
@@ -1061,7 +1063,7 @@ impl Promoter<'_> {
             "approved": needs_approval,
             "gates": p.gates,
         });
-        match cfn::execute_change_set(&prod.cfn, &stack, &preview.name, preview.creates_stack, self.timeout()).await {
+        match cfn::execute_change_set(&prod.cfn, &stack, &preview.name, preview.creates_stack, self.wait()).await {
             Ok(_) => {
                 p.status = PromotionStatus::Promoted;
                 self.append(&tenant.spec.id, kind, Some(&p.workload), &p.release, done).await?;
