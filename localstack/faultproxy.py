@@ -48,6 +48,10 @@ Faults:
                (default: the request never reaches upstream) or "after" (it is forwarded and
                carried out, and its answer is lost)
 
+FAULTPROXY_ROUTE (JSON, optional) sends some services elsewhere than UPSTREAM, e.g.
+{"organizations": "http://127.0.0.1:4567"} in front of LocalStack, whose community edition has no
+Organizations (moto serves it there).
+
 FAULTPROXY_SEED (default 1) seeds the random choices, so a run is reproducible for a given
 sequence of requests. With FAULTPROXY_LOG=<file>, every request is appended to that file as one
 line (method, path, service:operation, URL-decoded body), every injected fault as a line
@@ -69,6 +73,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PORT, UPSTREAM, RULES = int(sys.argv[1]), urllib.parse.urlparse(sys.argv[2]), json.loads(sys.argv[3])
 LOG = os.environ.get("FAULTPROXY_LOG")
+ROUTE = {k: urllib.parse.urlparse(v) for k, v in json.loads(os.environ.get("FAULTPROXY_ROUTE") or "{}").items()}
 LOCK = threading.Lock()
 RNG = random.Random(int(os.environ.get("FAULTPROXY_SEED", "1")))
 COUNTS = [0] * len(RULES)
@@ -178,7 +183,8 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
     def _forward(self, body):
-        conn = http.client.HTTPConnection(UPSTREAM.hostname, UPSTREAM.port, timeout=60)
+        upstream = ROUTE.get(self._service, UPSTREAM)
+        conn = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=60)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("transfer-encoding", "content-length")}
         headers["Content-Length"] = str(len(body))
         conn.request(self.command, self.path, body=body, headers=headers)
@@ -206,6 +212,7 @@ class Handler(BaseHTTPRequestHandler):
         text = urllib.parse.unquote_plus(body.decode("utf-8", "replace"))
         service, action = classify(self, body)
         self._op = f"{service}:{action}"
+        self._service = service
         log(f"{self.command} {self.path} {service}:{action} {text}")
         if action == "DescribeCreateAccountStatus":
             with LOCK:

@@ -547,3 +547,40 @@ async fn a_stack_found_on_create_is_adopted_only_when_it_is_this_tenant_environm
         "{run:?}"
     );
 }
+
+/// Credentials of one account and an Organizations endpoint that creates the organization for
+/// another (a member account's credentials where no organization is visible yet, or an endpoint
+/// whose STS and Organizations disagree): the first `apply` stops right after
+/// `CreateOrganization`, before the state bucket (named after the credentials' account) or
+/// anything else is made. Organizations here is a moto of its own whose account is
+/// 111111111111; STS is the suite's emulator.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_organization_of_another_account_stops_apply_before_the_state_bucket() {
+    let emu = Emulator::start();
+    let other = Emulator::start_moto_as("111111111111");
+    let ws = Workspace::new();
+    let out = ws
+        .command(&emu.endpoint)
+        .env("AWS_ENDPOINT_URL_ORGANIZATIONS", &other.endpoint)
+        .args(["apply", "--auto-approve"])
+        .output()
+        .unwrap();
+    let run = common::Run::from(out);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr
+            .contains(&format!("these credentials are of account {}, but organization", emu.management_account_id()))
+            && run.stderr.contains("has management account 111111111111"),
+        "{run:?}"
+    );
+    let aws = Aws::new(&emu.endpoint).await;
+    let bucket = Aws::state_bucket(&emu);
+    assert!(aws.s3.head_bucket().bucket(&bucket).send().await.is_err(), "no state bucket {bucket} was created");
+    let orgs = Aws::new(&other.endpoint).await;
+    let accounts = orgs.accounts().await;
+    assert_eq!(accounts.len(), 1, "no account was created: {accounts:?}");
+    let ous = orgs.org.list_roots().send().await.unwrap();
+    let root = ous.roots()[0].id().unwrap().to_string();
+    let children = orgs.org.list_organizational_units_for_parent().parent_id(root).send().await.unwrap();
+    assert!(children.organizational_units().is_empty(), "no OU was created");
+}

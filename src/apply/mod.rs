@@ -79,6 +79,19 @@ pub enum Error {
     /// There is no organization (yet).
     #[error("there is no organization yet: run `tenantry apply` first")]
     NoOrganization,
+    /// The organization's management account is not the account of these credentials.
+    #[error(
+        "these credentials are of account {caller}, but organization {organization} has management account {management}: \
+         tenantry runs with credentials of the management account (check AWS_PROFILE, or that STS and Organizations are the same AWS)"
+    )]
+    NotManagementAccount {
+        /// The account of the credentials (`GetCallerIdentity`).
+        caller: String,
+        /// The organization's id.
+        organization: String,
+        /// Its management account.
+        management: String,
+    },
     /// The account creation slots were closed (the run is ending).
     #[error("no account creation slot: {0}")]
     NoSlot(#[from] tokio::sync::AcquireError),
@@ -206,6 +219,28 @@ impl Engine {
         }
     }
 
+    /// Creates the organization (`CreateOrganization`, all features; one created meanwhile is
+    /// taken) and returns it (`DescribeOrganization`, `ListRoots`). Errors:
+    /// [`Error::NotManagementAccount`] when its management account is not the account of these
+    /// credentials (`GetCallerIdentity`, read at the start of the run): tenantry then stops before
+    /// it writes anything, the state bucket included.
+    pub async fn create_organization(&self) -> Result<OrgOverview> {
+        crate::shutdown::check(format!("organization: {}", OrgStep::CreateOrganization))?;
+        org::create_organization(&self.ctx.clients.org).await?;
+        let overview = org::overview(&self.ctx.clients.org).await?.ok_or(Error::NoOrganization)?;
+        if overview.management_account_id != self.ctx.management_account_id {
+            return Err(Error::NotManagementAccount {
+                caller: self.ctx.management_account_id.clone(),
+                organization: overview.organization_id,
+                management: overview.management_account_id,
+            });
+        }
+        if self.echo_steps {
+            crate::out!("organization: {}", OrgStep::CreateOrganization);
+        }
+        Ok(overview)
+    }
+
     /// Carries out organization-level steps and returns the organization afterwards.
     pub async fn apply_organization(&self, steps: &[OrgStep], root: Option<&OrgOverview>) -> Result<OrgOverview> {
         let mut overview = root.cloned();
@@ -213,8 +248,8 @@ impl Engine {
             crate::shutdown::check(format!("organization: {step}"))?;
             match step {
                 OrgStep::CreateOrganization => {
-                    org::create_organization(&self.ctx.clients.org).await?;
-                    overview = org::overview(&self.ctx.clients.org).await?;
+                    overview = Some(self.create_organization().await?);
+                    continue; // echoed by create_organization
                 }
                 OrgStep::EnableServiceControlPolicies => {
                     let o = overview.as_ref().ok_or(Error::NoOrganization)?;

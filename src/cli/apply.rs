@@ -119,8 +119,22 @@ pub(super) async fn cmd_apply(
         }
     }
     let (to_apply, skipped) = partition(tenants, &preview, &errors);
+    // A new organization is created before the state bucket, which is named after the management
+    // account: only the organization can say whether these credentials are its management
+    // account's, and a refusal must leave no bucket behind. (Its other steps need the bucket,
+    // for the organization's lease.)
+    let create = plan::OrgStep::CreateOrganization;
+    let created = match overview {
+        None if preview.organization.contains(&create) => Some(engine.create_organization().await?),
+        _ => None,
+    };
+    let overview = created.as_ref().or(overview);
+    let rest: Vec<plan::OrgStep> = preview.organization.iter().filter(|s| **s != create).cloned().collect();
     engine.ctx.ensure_state_bucket().await?;
-    let (overview, org_steps) = apply_organization(engine, overview, tenants, &preview.organization).await?;
+    let (overview, mut org_steps) = apply_organization(engine, overview, tenants, &rest).await?;
+    if created.is_some() {
+        org_steps.insert(0, create);
+    }
     if engine.index().is_none() {
         engine.load_index(&overview, tenants).await?;
     }

@@ -1,5 +1,6 @@
 //! Test harness: starts a real AWS emulator process per test (moto by default, ministack with
-//! `TENANTRY_EMULATOR=ministack`) on a free loopback port, runs the real `tenantry` binary against
+//! `TENANTRY_EMULATOR=ministack`, LocalStack with moto for Organizations with
+//! `TENANTRY_EMULATOR=localstack`) on a free loopback port, runs the real `tenantry` binary against
 //! it in a scratch copy of the repository's example files, and reads the results back with the AWS
 //! SDK directly. No mocks.
 
@@ -10,7 +11,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region};
@@ -26,13 +27,65 @@ pub fn emulator_kind() -> String {
     std::env::var("TENANTRY_EMULATOR").unwrap_or_else(|_| "moto".into())
 }
 
-/// A running emulator process, killed on drop.
+/// A running emulator, its processes killed on drop.
 pub struct Emulator {
     child: Child,
+    /// moto serving Organizations beside LocalStack (LocalStack's community edition has none).
+    organizations: Option<Child>,
     /// `http://127.0.0.1:<port>`.
     pub endpoint: String,
-    /// `moto` or `ministack`.
+    /// Where Organizations requests go when not to `endpoint` (LocalStack: moto's endpoint).
+    pub organizations_endpoint: Option<String>,
+    /// `moto`, `ministack` or `localstack`.
     pub kind: String,
+}
+
+/// Endpoint → its Organizations endpoint, for emulators that serve Organizations elsewhere: read
+/// by [`Workspace::command`] (which passes `AWS_ENDPOINT_URL_ORGANIZATIONS`), [`Aws::new`] and
+/// [`FaultProxy`] (which routes Organizations requests there).
+static ORGANIZATIONS_ENDPOINTS: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
+
+/// The Organizations endpoint of `endpoint`, when an emulator serves Organizations elsewhere.
+pub fn organizations_endpoint(endpoint: &str) -> Option<String> {
+    ORGANIZATIONS_ENDPOINTS.lock().unwrap().get(endpoint).cloned()
+}
+
+/// A child process of an emulator: `program` with `args` and `env`, logging to
+/// `tenantry-emulator-<port>.log` in the temp directory, in a process group of its own (so that
+/// whatever it starts is stopped with it).
+fn spawn_emulator(program: &Path, args: &[&str], env: &[(&str, String)], port: u16) -> Child {
+    use std::os::unix::process::CommandExt;
+    let log = std::fs::File::create(std::env::temp_dir().join(format!("tenantry-emulator-{port}.log"))).unwrap();
+    let mut cmd = Command::new(program);
+    cmd.args(args).env_remove("MOTO_ACCOUNT_ID").process_group(0);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdout(log.try_clone().unwrap()).stderr(log).stdin(Stdio::null()).spawn().expect("start emulator")
+}
+
+/// Stops an emulator process and its process group.
+fn stop_emulator(child: &mut Child) {
+    // `--` before the negative id: procps-ng's kill reads `kill -KILL -123` as `kill(-1, SIGKILL)`,
+    // which is every process there is.
+    let _ = Command::new("kill").args(["-s", "KILL", "--", &format!("-{}", child.id())]).status();
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Waits up to 60 s for `port` to answer HTTP; false when `child` exited first or time ran out.
+fn wait_until_answering(child: &mut Child, port: u16) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if answers(port) {
+            return true;
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            return false; // port taken meanwhile
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
 }
 
 impl Emulator {
@@ -48,41 +101,84 @@ impl Emulator {
                 .expect("run localstack/install.sh");
             assert!(st.success(), "localstack/install.sh {kind} failed");
         });
+        let venv = |name: &str| repo().join(format!("localstack/.venv-{name}/bin"));
         for _attempt in 0..5 {
             let port = free_port();
-            let venv = repo().join(format!("localstack/.venv-{kind}/bin"));
-            let log =
-                std::fs::File::create(std::env::temp_dir().join(format!("tenantry-emulator-{port}.log"))).unwrap();
-            let mut cmd = match kind.as_str() {
-                "moto" => {
-                    let mut c = Command::new(venv.join("moto_server"));
-                    c.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
-                    c
+            let p = port.to_string();
+            let mut child = match kind.as_str() {
+                "moto" => spawn_emulator(&venv("moto").join("moto_server"), &["-H", "127.0.0.1", "-p", &p], &[], port),
+                "ministack" => spawn_emulator(
+                    &venv("ministack").join("ministack"),
+                    &[],
+                    &[("GATEWAY_PORT", p.clone()), ("BIND_HOST", "127.0.0.1".into())],
+                    port,
+                ),
+                // As localstack/start.sh does: LocalStack on the host, data in a scratch directory.
+                "localstack" => {
+                    let root = std::env::temp_dir().join(format!("tenantry-localstack-{port}"));
+                    let _ = std::fs::remove_dir_all(&root);
+                    std::fs::create_dir_all(&root).unwrap();
+                    spawn_emulator(
+                        &venv("localstack").join("python"),
+                        &["-m", "localstack.runtime.main"],
+                        &[
+                            ("GATEWAY_LISTEN", format!("127.0.0.1:{port}")),
+                            ("OVERRIDE_IN_DOCKER", "0".into()),
+                            ("FILESYSTEM_ROOT", root.display().to_string()),
+                            ("DISABLE_EVENTS", "1".into()),
+                            ("SKIP_SSL_CERT_DOWNLOAD", "1".into()),
+                        ],
+                        port,
+                    )
                 }
-                "ministack" => {
-                    let mut c = Command::new(venv.join("ministack"));
-                    c.env("GATEWAY_PORT", port.to_string()).env("BIND_HOST", "127.0.0.1");
-                    c
-                }
-                other => panic!("unknown TENANTRY_EMULATOR={other} (moto|ministack)"),
+                other => panic!("unknown TENANTRY_EMULATOR={other} (moto|ministack|localstack)"),
             };
-            let mut child =
-                cmd.stdout(log.try_clone().unwrap()).stderr(log).stdin(Stdio::null()).spawn().expect("start emulator");
-            let endpoint = format!("http://127.0.0.1:{port}");
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline {
-                if answers(port) {
-                    return Emulator { child, endpoint, kind };
-                }
-                if let Ok(Some(_)) = child.try_wait() {
-                    break; // port taken meanwhile: try another
-                }
-                std::thread::sleep(Duration::from_millis(100));
+            if !wait_until_answering(&mut child, port) {
+                stop_emulator(&mut child);
+                continue;
             }
-            let _ = child.kill();
-            let _ = child.wait();
+            let endpoint = format!("http://127.0.0.1:{port}");
+            let mut emu = Emulator { child, organizations: None, endpoint, organizations_endpoint: None, kind };
+            if emu.kind == "localstack" {
+                // moto for Organizations, as the account LocalStack uses for the access key `test`.
+                let org_port = free_port();
+                let mut moto = spawn_emulator(
+                    &venv("moto").join("moto_server"),
+                    &["-H", "127.0.0.1", "-p", &org_port.to_string()],
+                    &[("MOTO_ACCOUNT_ID", "000000000000".into())],
+                    org_port,
+                );
+                assert!(wait_until_answering(&mut moto, org_port), "moto for Organizations did not start");
+                let org_endpoint = format!("http://127.0.0.1:{org_port}");
+                ORGANIZATIONS_ENDPOINTS.lock().unwrap().insert(emu.endpoint.clone(), org_endpoint.clone());
+                emu.organizations = Some(moto);
+                emu.organizations_endpoint = Some(org_endpoint);
+            }
+            return emu;
         }
         panic!("emulator {kind} did not start");
+    }
+
+    /// A moto of its own (whatever the suite's emulator), whose default account is `account`:
+    /// for a test that needs an Organizations endpoint that disagrees with the emulator's STS.
+    pub fn start_moto_as(account: &str) -> Emulator {
+        let st = Command::new("bash").arg(repo().join("localstack/install.sh")).arg("moto").status().unwrap();
+        assert!(st.success(), "localstack/install.sh moto failed");
+        let port = free_port();
+        let mut child = spawn_emulator(
+            &repo().join("localstack/.venv-moto/bin/moto_server"),
+            &["-H", "127.0.0.1", "-p", &port.to_string()],
+            &[("MOTO_ACCOUNT_ID", account.to_string())],
+            port,
+        );
+        assert!(wait_until_answering(&mut child, port), "moto as {account} did not start");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        Emulator { child, organizations: None, endpoint, organizations_endpoint: None, kind: "moto".into() }
+    }
+
+    /// Which emulator serves Organizations: `moto` (also beside LocalStack) or `ministack`.
+    pub fn organizations_kind(&self) -> &str {
+        organizations_kind()
     }
 
     /// The management account id the emulator uses.
@@ -97,8 +193,21 @@ impl Emulator {
 
 impl Drop for Emulator {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        ORGANIZATIONS_ENDPOINTS.lock().unwrap().remove(&self.endpoint);
+        stop_emulator(&mut self.child);
+        if let Some(moto) = &mut self.organizations {
+            stop_emulator(moto);
+        }
+    }
+}
+
+/// Which emulator serves Organizations in this suite: `moto` (also beside LocalStack) or
+/// `ministack`. Tests of Organizations behaviour one emulator lacks ask this, not the suite's kind.
+pub fn organizations_kind() -> &'static str {
+    if emulator_kind() == "ministack" {
+        "ministack"
+    } else {
+        "moto"
     }
 }
 
@@ -212,6 +321,9 @@ impl Workspace {
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("TENANTRY_LOG", "tenantry=info,warn")
             .stdin(Stdio::null());
+        if let Some(org) = organizations_endpoint(endpoint) {
+            c.env("AWS_ENDPOINT_URL_ORGANIZATIONS", org);
+        }
         c
     }
 
@@ -392,7 +504,12 @@ impl Aws {
             .load()
             .await;
         let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
-        Aws { org: aws_sdk_organizations::Client::new(&sdk), sts: aws_sdk_sts::Client::new(&sdk), s3, sdk }
+        let mut org = aws_sdk_organizations::config::Builder::from(&sdk);
+        if let Some(endpoint) = organizations_endpoint(endpoint) {
+            org = org.endpoint_url(endpoint);
+        }
+        let org = aws_sdk_organizations::Client::from_conf(org.build());
+        Aws { org, sts: aws_sdk_sts::Client::new(&sdk), s3, sdk }
     }
 
     /// Accounts tagged `tenantry:tenant`, as (tenant, environment) → account ids.
@@ -582,6 +699,9 @@ impl FaultProxy {
         let port = free_port();
         let mut cmd = Command::new("python3");
         cmd.env("FAULTPROXY_SEED", seed.to_string());
+        if let Some(org) = organizations_endpoint(upstream) {
+            cmd.env("FAULTPROXY_ROUTE", serde_json::json!({ "organizations": org }).to_string());
+        }
         if let Some(log) = log {
             cmd.env("FAULTPROXY_LOG", log);
         }
