@@ -439,37 +439,50 @@ async fn each_gate_refuses_promotion_on_its_own() {
     // Staging again puts the release back.
     assert_eq!(f.stage("acme"), d2);
 
-    // A release whose staging deploy fails (a bucket name it needs is taken) is never recorded
-    // as staged, so it cannot be promoted.
-    f.set_parameters("acme", "max_receive_count = 9\narchive_bucket = true\n");
-    let staging_id = f.account("acme", "staging").await;
-    let squatted = format!("acme-orders-archive-{staging_id}-staging");
-    f.aws.s3.create_bucket().bucket(&squatted).send().await.unwrap();
-    let failed = f.run(&["stage", "acme"]);
-    assert_eq!(failed.code, 1, "the staging deploy fails: {failed:?}");
-    // (ministack rolls the stack back, with only a stack-level failure event; moto fails
-    // ExecuteChangeSet itself with the bucket error.)
-    assert!(
-        failed.stderr.contains("UPDATE_ROLLBACK_COMPLETE") || failed.stderr.contains("BucketAlreadyExists"),
-        "the failure is reported: {failed:?}"
-    );
-    let digests = f.run(&["history", "acme", "--output", "json"]);
-    let d3 =
-        f.aws.s3.list_objects_v2().bucket(Aws::state_bucket(&f.emu)).prefix("artifacts/acme/").send().await.unwrap();
-    let d3 = d3
-        .contents()
-        .iter()
-        .filter_map(|o| o.key()?.strip_prefix("artifacts/acme/")?.strip_suffix(".json").map(str::to_string))
-        .find(|d| *d != d1 && *d != d2)
-        .expect("the failed release's artifact is stored");
-    assert!(!digests.stdout.contains(&d3), "a failed stage is not in the ledger as staged");
-    f.pass_all("acme", &d3);
-    let run = f.run(&["promote", "acme", "--release", &d3[..12]]);
-    assert_eq!(run.code, 2, "{run:?}");
-    assert!(run.stdout.contains("[FAIL] staged") && run.stdout.contains("never staged"), "{run:?}");
-    f.aws.s3.delete_bucket().bucket(&squatted).send().await.unwrap();
-    f.set_parameters("acme", "max_receive_count = 9\n");
-    assert_eq!(f.stage("acme"), d2);
+    if common::emulator_kind() == "localstack" {
+        // LocalStack's CloudFormation takes a bucket whose name is already held, so this deploy
+        // does not fail there: the failed staging deploy is checked on moto and ministack.
+        eprintln!("LocalStack: a taken bucket name does not fail a stack; failed staging deploy not checked here");
+    } else {
+        // A release whose staging deploy fails (a bucket name it needs is taken) is never recorded
+        // as staged, so it cannot be promoted.
+        f.set_parameters("acme", "max_receive_count = 9\narchive_bucket = true\n");
+        let staging_id = f.account("acme", "staging").await;
+        let squatted = format!("acme-orders-archive-{staging_id}-staging");
+        f.aws.s3.create_bucket().bucket(&squatted).send().await.unwrap();
+        let failed = f.run(&["stage", "acme"]);
+        assert_eq!(failed.code, 1, "the staging deploy fails: {failed:?}");
+        // (ministack rolls the stack back, with only a stack-level failure event; moto fails
+        // ExecuteChangeSet itself with the bucket error.)
+        assert!(
+            failed.stderr.contains("UPDATE_ROLLBACK_COMPLETE") || failed.stderr.contains("BucketAlreadyExists"),
+            "the failure is reported: {failed:?}"
+        );
+        let digests = f.run(&["history", "acme", "--output", "json"]);
+        let d3 = f
+            .aws
+            .s3
+            .list_objects_v2()
+            .bucket(Aws::state_bucket(&f.emu))
+            .prefix("artifacts/acme/")
+            .send()
+            .await
+            .unwrap();
+        let d3 = d3
+            .contents()
+            .iter()
+            .filter_map(|o| o.key()?.strip_prefix("artifacts/acme/")?.strip_suffix(".json").map(str::to_string))
+            .find(|d| *d != d1 && *d != d2)
+            .expect("the failed release's artifact is stored");
+        assert!(!digests.stdout.contains(&d3), "a failed stage is not in the ledger as staged");
+        f.pass_all("acme", &d3);
+        let run = f.run(&["promote", "acme", "--release", &d3[..12]]);
+        assert_eq!(run.code, 2, "{run:?}");
+        assert!(run.stdout.contains("[FAIL] staged") && run.stdout.contains("never staged"), "{run:?}");
+        f.aws.s3.delete_bucket().bucket(&squatted).send().await.unwrap();
+        f.set_parameters("acme", "max_receive_count = 9\n");
+        assert_eq!(f.stage("acme"), d2);
+    }
 
     // Twin parity: production's baseline no longer runs the current version.
     let prod = f.aws.member_cfn(&f.account("acme", "production").await).await;
@@ -517,6 +530,13 @@ async fn high_risk_needs_approval_and_a_failed_deploy_leaves_the_previous_releas
     let (_, _, body) = f.workload("acme", "production").await.unwrap();
     assert_eq!(body, f.artifact("acme", &d2).await);
 
+    if common::emulator_kind() == "localstack" {
+        // LocalStack takes a bucket name that is already held (and ends a failed update in
+        // ROLLBACK_COMPLETE rather than UPDATE_ROLLBACK_COMPLETE): the failed production deploy and
+        // its rollback are checked on ministack (and the failure on moto).
+        eprintln!("LocalStack: failed production deploy and rollback not checked here");
+        return;
+    }
     // The third release adds a bucket whose name someone already holds: the production deploy
     // fails, CloudFormation rolls back, production keeps the second release.
     f.set_parameters("acme", "max_receive_count = 5\nworker_role = true\narchive_bucket = true\n");
@@ -874,10 +894,23 @@ async fn a_stop_signal_during_a_production_change_is_recorded_as_what_production
     f.settled("acme", "production").await;
     assert_eq!(f.workload("acme", "production").await.unwrap().2, f.artifact("acme", &d2).await, "{run:?}");
     let after = f.run(&["promote", "acme"]);
-    assert!(
-        after.stdout.contains("already runs this release") && !after.stdout.contains("LEDGER MISMATCH"),
-        "{run:?}\n{after:?}"
-    );
+    if common::stack_operations_finish_at_once() {
+        // The stopped run saw the stack finished and recorded the outcome itself.
+        assert!(
+            after.stdout.contains("already runs this release") && !after.stdout.contains("LEDGER MISMATCH"),
+            "{run:?}\n{after:?}"
+        );
+    } else {
+        // As on AWS, the stack was still updating when the stopped run looked: it left the intent
+        // open, and this run records the outcome from the production stack, saying why.
+        assert!(run.stdout.contains("is recorded by the next `tenantry promote`"), "{run:?}");
+        assert!(
+            after.stdout.contains("already runs this release")
+                && after.stdout.contains("recorded promoted")
+                && after.stdout.contains("had no outcome record (its run stopped before writing one"),
+            "{run:?}\n{after:?}"
+        );
+    }
     let ledger = f.ledger("acme");
     assert!(
         !ledger.iter().any(|r| r["kind"] == "promotion_failed"),

@@ -426,6 +426,12 @@ async fn tenant_whose_account_denies_assume_role_is_an_error_and_the_others_are_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn stack_tags_changed_out_of_band() {
+    if !common::update_stack_applies_tags() {
+        // LocalStack answers a tags-only UpdateStack with "No updates are to be performed": a
+        // stack's tags cannot be changed out of band there, nor put back.
+        eprintln!("not run on {}: UpdateStack does not change a stack's tags there", common::emulator_kind());
+        return;
+    }
     let o = onboarded().await;
     let id = o.account("globex", "staging").await;
     let cfn = o.aws.member_cfn(&id).await;

@@ -201,6 +201,19 @@ impl Drop for Emulator {
     }
 }
 
+/// Whether the emulator gives a stack the `Tags` of an `UpdateStack`. LocalStack 4.13 does not:
+/// a stack keeps the tags it was created with (a change set's tags are applied), so tenantry's
+/// version tag stays behind after apply updates a stack, and the next plan shows the update again.
+pub fn update_stack_applies_tags() -> bool {
+    emulator_kind() != "localstack"
+}
+
+/// Whether a stack operation is finished when the request that started it is answered (moto,
+/// ministack), rather than going on afterwards as on AWS (LocalStack, 0.07-2 s).
+pub fn stack_operations_finish_at_once() -> bool {
+    emulator_kind() != "localstack"
+}
+
 /// Which emulator serves Organizations in this suite: `moto` (also beside LocalStack) or
 /// `ministack`. Tests of Organizations behaviour one emulator lacks ask this, not the suite's kind.
 pub fn organizations_kind() -> &'static str {
