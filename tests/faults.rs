@@ -439,7 +439,7 @@ async fn state_and_lease_writes_whose_answer_is_lost_count_as_done() {
 /// ministack has no ListCreateAccountStatus, so it never finds a creation by name.
 #[tokio::test(flavor = "multi_thread")]
 async fn another_tenants_creation_found_by_account_name_is_refused_and_never_recorded() {
-    if common::emulator_kind() != "moto" {
+    if common::organizations_kind() != "moto" {
         eprintln!("skipped: this emulator has no ListCreateAccountStatus");
         return;
     }

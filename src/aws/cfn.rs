@@ -69,11 +69,6 @@ impl Wait {
     pub const AWS_DELAYS: (Duration, Duration) = (Duration::from_secs(30), Duration::from_secs(120));
     /// The pauses against a local emulator, which finishes an operation within about 2 s.
     pub const LOCAL_DELAYS: (Duration, Duration) = (Duration::from_millis(250), Duration::from_secs(2));
-
-    /// The same pauses, with a shorter longest wait.
-    pub fn at_most(self, timeout: Duration) -> Wait {
-        Wait { timeout: self.timeout.min(timeout), ..self }
-    }
 }
 
 /// Looks at stack `name` (`DescribeStacks`) right away, then after each pause of `wait`, until

@@ -176,11 +176,6 @@ impl Emulator {
         Emulator { child, organizations: None, endpoint, organizations_endpoint: None, kind: "moto".into() }
     }
 
-    /// Which emulator serves Organizations: `moto` (also beside LocalStack) or `ministack`.
-    pub fn organizations_kind(&self) -> &str {
-        organizations_kind()
-    }
-
     /// The management account id the emulator uses.
     pub fn management_account_id(&self) -> &'static str {
         if self.kind == "moto" {
