@@ -41,6 +41,16 @@ except Exception:
 PY
 }
 
+# Whether moto answers on port $1 (its /moto-api/data.json, which LocalStack and ministack lack).
+is_moto() { python3 - "http://127.0.0.1:$1/moto-api/data.json" <<'PY'
+import json, sys, urllib.request
+try:
+    json.load(urllib.request.urlopen(sys.argv[1], timeout=2))
+except Exception:
+    sys.exit(1)
+PY
+}
+
 # Starts emulator $1 on port $2 unless something answers there; waits up to 60 s for it.
 start_one() {
   local which="$1" p="$2"
@@ -79,6 +89,10 @@ start_one() {
 
 case "$name" in
   moto|ministack)
+    if answers "$port" && is_localstack "$port"; then
+      echo "localstack: LocalStack answers on 127.0.0.1:$port and has no Organizations: use --emulator localstack (tenantry) or start.sh localstack, or set PORT" >&2
+      exit 1
+    fi
     if ! answers "$port"; then
       "$here/install.sh" "$name"
       start_one "$([[ "$name" == moto ]] && echo moto-default || echo ministack)" "$port"
@@ -89,6 +103,10 @@ case "$name" in
     org_port=$((port + 1))
     if answers "$port" && ! is_localstack "$port"; then
       echo "localstack: something other than LocalStack answers on 127.0.0.1:$port (stop it with localstack/stop.sh, or set PORT)" >&2
+      exit 1
+    fi
+    if answers "$org_port" && ! is_moto "$org_port"; then
+      echo "localstack: something other than moto answers on 127.0.0.1:$org_port, where Organizations is expected (stop it, or set PORT)" >&2
       exit 1
     fi
     if ! answers "$port" || ! answers "$org_port"; then

@@ -181,7 +181,8 @@ fn stack_poll_delays(settings: &OrgSettings, sdk: &SdkConfig) -> (Duration, Dura
     let (min, max) = if local { cfn::Wait::LOCAL_DELAYS } else { cfn::Wait::AWS_DELAYS };
     let min = settings.stack_poll_min_delay_seconds.map_or(min, Duration::from_secs_f64);
     let max = settings.stack_poll_max_delay_seconds.map_or(max, Duration::from_secs_f64);
-    (min, max.max(min))
+    // A longest pause set below the first one lowers the first one too.
+    (min.min(max), max)
 }
 
 /// An S3 client for `sdk`; path-style addressing when any endpoint override is in effect, as local
@@ -282,9 +283,9 @@ mod tests {
             ..OrgSettings::default()
         };
         assert_eq!(stack_poll_delays(&set, &local), (Duration::from_secs(5), Duration::from_secs(60)));
-        // A longest pause below the default first one is raised to it.
-        let only_max = OrgSettings { stack_poll_max_delay_seconds: Some(1.0), ..OrgSettings::default() };
-        assert_eq!(stack_poll_delays(&only_max, &local).1, Duration::from_secs(1));
+        // A longest pause set below the default first one lowers the first one too.
+        let only_max = OrgSettings { stack_poll_max_delay_seconds: Some(0.1), ..OrgSettings::default() };
+        assert_eq!(stack_poll_delays(&only_max, &local), (Duration::from_millis(100), Duration::from_millis(100)));
     }
 
     #[test]

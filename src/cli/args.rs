@@ -24,14 +24,15 @@ pub struct Cli {
     /// Log line format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// Start the embedded local AWS emulator (`localstack/start.sh`, 127.0.0.1:4566) if it is not
-    /// running, and talk to it with test credentials instead of AWS.
+    /// Start the embedded local AWS emulator (`localstack/start.sh`, 127.0.0.1:4566, or `PORT`)
+    /// if it is not running, and talk to it with test credentials instead of AWS.
     #[arg(long, global = true)]
     pub local: bool,
-    /// Which local emulator `--local` starts: `moto` (one process, Organizations included),
-    /// `ministack`, or `localstack` (LocalStack for every service but Organizations, which moto
-    /// serves beside it). See `localstack/README.md`.
-    #[arg(long, global = true, value_enum, default_value_t = Emulator::Moto, env = "TENANTRY_EMULATOR")]
+    /// Which local emulator `--local` starts (only with `--local`): `moto` (one process,
+    /// Organizations included), `ministack`, or `localstack` (LocalStack for every service but
+    /// Organizations, which moto serves beside it on PORT+1). The environment variable `PORT`
+    /// moves it from 127.0.0.1:4566. See `localstack/README.md`.
+    #[arg(long, global = true, value_enum, default_value_t = Emulator::Moto, requires = "local")]
     pub emulator: Emulator,
     /// Work only on this process's share of the tenants: `K/N` (0-based), split by a stable hash
     /// of the tenant id, so N replicas together cover every tenant exactly once.

@@ -339,7 +339,7 @@ fn check_organization(overview: Option<&OrgOverview>, caller: &str) -> Result<()
     let Some(o) = overview else { return Ok(()) };
     if !o.management_account_id.is_empty() && o.management_account_id != caller {
         bail!(
-            "these credentials are of account {caller}, a member of organization {}; tenantry runs with credentials of its management account {} (check AWS_PROFILE)",
+            "these credentials are of account {caller}, which is not the management account of organization {} (that is {}): tenantry runs with credentials of the management account (check AWS_PROFILE, or that STS and Organizations are the same AWS)",
             o.organization_id,
             o.management_account_id
         );
