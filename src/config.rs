@@ -40,7 +40,7 @@ pub struct OrgSettings {
     /// operation; each pause then doubles, with jitter, up to `stack_poll_max_delay_seconds`.
     /// Unset: 30 s growing to 120 s (the SDK's CloudFormation waiters) against AWS; 0.25 s
     /// growing to 2 s when an endpoint override (`AWS_ENDPOINT_URL`, or
-    /// `AWS_ENDPOINT_URL_CLOUDFORMATION`) points tenantry at a local emulator.
+    /// `AWS_ENDPOINT_URL_CLOUDFORMATION`) names a local host (loopback, `localhost`, `localstack`).
     pub stack_poll_min_delay_seconds: Option<f64>,
     /// The longest pause between two looks at a running stack operation, in seconds; see
     /// `stack_poll_min_delay_seconds`.

@@ -220,13 +220,14 @@ impl Engine {
     }
 
     /// Creates the organization (`CreateOrganization`, all features; one created meanwhile is
-    /// taken) and returns it (`DescribeOrganization`, `ListRoots`). Errors:
+    /// taken) and returns it (`DescribeOrganization`, `ListRoots`) and whether this call created
+    /// it. Errors:
     /// [`Error::NotManagementAccount`] when its management account is not the account of these
     /// credentials (`GetCallerIdentity`, read at the start of the run): tenantry then stops before
     /// it writes anything, the state bucket included.
-    pub async fn create_organization(&self) -> Result<OrgOverview> {
+    pub async fn create_organization(&self) -> Result<(OrgOverview, bool)> {
         crate::shutdown::check(format!("organization: {}", OrgStep::CreateOrganization))?;
-        org::create_organization(&self.ctx.clients.org).await?;
+        let created = org::create_organization(&self.ctx.clients.org).await?;
         let overview = org::overview(&self.ctx.clients.org).await?.ok_or(Error::NoOrganization)?;
         if overview.management_account_id != self.ctx.management_account_id {
             return Err(Error::NotManagementAccount {
@@ -235,10 +236,10 @@ impl Engine {
                 management: overview.management_account_id,
             });
         }
-        if self.echo_steps {
+        if self.echo_steps && created {
             crate::out!("organization: {}", OrgStep::CreateOrganization);
         }
-        Ok(overview)
+        Ok((overview, created))
     }
 
     /// Carries out organization-level steps and returns the organization afterwards.
@@ -248,7 +249,7 @@ impl Engine {
             crate::shutdown::check(format!("organization: {step}"))?;
             match step {
                 OrgStep::CreateOrganization => {
-                    overview = Some(self.create_organization().await?);
+                    overview = Some(self.create_organization().await?.0);
                     continue; // echoed by create_organization
                 }
                 OrgStep::EnableServiceControlPolicies => {

@@ -173,16 +173,31 @@ impl Clients {
 }
 
 /// The pauses between looks at a running stack operation: `stack_poll_*_delay_seconds` where set;
-/// otherwise the SDK waiters' against AWS, and short ones when an endpoint override for
-/// CloudFormation is in effect (a local emulator finishes within seconds; polling AWS that often
-/// would only add requests).
+/// otherwise the SDK waiters' against AWS, and short ones when CloudFormation's endpoint override
+/// (`AWS_ENDPOINT_URL_CLOUDFORMATION`, else the SDK config's `AWS_ENDPOINT_URL`) is a local
+/// emulator ([`is_local_endpoint`]): it finishes within seconds, while polling AWS (a VPC or FIPS
+/// endpoint included) that often would only add requests.
 fn stack_poll_delays(settings: &OrgSettings, sdk: &SdkConfig) -> (Duration, Duration) {
-    let local = sdk.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_CLOUDFORMATION").is_some();
+    let endpoint =
+        std::env::var("AWS_ENDPOINT_URL_CLOUDFORMATION").ok().or_else(|| sdk.endpoint_url().map(str::to_string));
+    let local = endpoint.as_deref().is_some_and(is_local_endpoint);
     let (min, max) = if local { cfn::Wait::LOCAL_DELAYS } else { cfn::Wait::AWS_DELAYS };
     let min = settings.stack_poll_min_delay_seconds.map_or(min, Duration::from_secs_f64);
     let max = settings.stack_poll_max_delay_seconds.map_or(max, Duration::from_secs_f64);
     // A longest pause set below the first one lowers the first one too.
     (min.min(max), max)
+}
+
+/// Whether an endpoint URL is a local emulator: its host is a loopback address, `localhost`, or
+/// `localstack` (LocalStack's usual name on a Docker network).
+pub fn is_local_endpoint(endpoint: &str) -> bool {
+    let Ok(parsed) = url::Url::parse(endpoint) else { return false };
+    match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => matches!(name, "localhost" | "localstack"),
+        None => false,
+    }
 }
 
 /// An S3 client for `sdk`; path-style addressing when any endpoint override is in effect, as local
@@ -277,6 +292,24 @@ mod tests {
             assert_eq!(stack_poll_delays(&settings, &aws), (Duration::from_secs(30), Duration::from_secs(120)));
         }
         assert_eq!(stack_poll_delays(&settings, &local), Wait::LOCAL_DELAYS);
+        // An override that is AWS itself (a VPC endpoint) keeps the waiters' pauses.
+        if std::env::var_os("AWS_ENDPOINT_URL_CLOUDFORMATION").is_none() {
+            let vpc = SdkConfig::builder()
+                .endpoint_url("https://vpce-0abc.cloudformation.us-east-1.vpce.amazonaws.com")
+                .build();
+            assert_eq!(stack_poll_delays(&settings, &vpc), Wait::AWS_DELAYS);
+        }
+        for (url, local) in [
+            ("http://127.0.0.1:4566", true),
+            ("http://localhost:4566", true),
+            ("http://[::1]:4566", true),
+            ("http://localstack:4566", true),
+            ("https://cloudformation.us-east-1.amazonaws.com", false),
+            ("http://10.0.0.5:4566", false),
+            ("not a url", false),
+        ] {
+            assert_eq!(super::is_local_endpoint(url), local, "{url}");
+        }
         let set = OrgSettings {
             stack_poll_min_delay_seconds: Some(5.0),
             stack_poll_max_delay_seconds: Some(60.0),

@@ -40,12 +40,12 @@ pub async fn overview(org: &Client) -> Result<Option<OrgOverview>> {
     }))
 }
 
-/// Creates an organization with all features (`CreateOrganization`). An organization that already
-/// exists (created concurrently) is not an error.
-pub async fn create_organization(org: &Client) -> Result<()> {
+/// Creates an organization with all features (`CreateOrganization`). Returns `false` when one
+/// already existed (created concurrently: `AlreadyInOrganizationException`), which is not an error.
+pub async fn create_organization(org: &Client) -> Result<bool> {
     match org.create_organization().feature_set(OrganizationFeatureSet::All).send().await {
-        Ok(_) => Ok(()),
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_already_in_organization_exception()) => Ok(()),
+        Ok(_) => Ok(true),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_already_in_organization_exception()) => Ok(false),
         Err(e) => Err(Error::from_sdk("organizations:CreateOrganization", e)),
     }
 }

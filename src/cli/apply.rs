@@ -128,11 +128,11 @@ pub(super) async fn cmd_apply(
         None if preview.organization.contains(&create) => Some(engine.create_organization().await?),
         _ => None,
     };
-    let overview = created.as_ref().or(overview);
+    let overview = created.as_ref().map(|(o, _)| o).or(overview);
     let rest: Vec<plan::OrgStep> = preview.organization.iter().filter(|s| **s != create).cloned().collect();
     engine.ctx.ensure_state_bucket().await?;
     let (overview, mut org_steps) = apply_organization(engine, overview, tenants, &rest).await?;
-    if created.is_some() {
+    if created.is_some_and(|(_, by_this_run)| by_this_run) {
         org_steps.insert(0, create);
     }
     if engine.index().is_none() {

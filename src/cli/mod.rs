@@ -396,6 +396,12 @@ fn start_local_emulator(config: &Path, emulator: args::Emulator) -> Result<()> {
         .filter_map(|l| l.trim().split_once('='))
         .filter(|(k, _)| *k == "AWS_ENDPOINT_URL" || k.starts_with("AWS_ENDPOINT_URL_"))
         .collect();
+    if let Some((k, v)) = endpoints.iter().find(|(_, v)| !crate::aws::is_local_endpoint(v)) {
+        bail!(
+            "{} printed {k}={v:?}, which is not a local endpoint: --local never talks to anything else",
+            script.display()
+        );
+    }
     if !endpoints.iter().any(|(k, _)| *k == "AWS_ENDPOINT_URL") {
         bail!("{} printed no AWS_ENDPOINT_URL=… line: {printed:?}", script.display());
     }
@@ -414,6 +420,11 @@ fn start_local_emulator(config: &Path, emulator: args::Emulator) -> Result<()> {
     std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
     std::env::remove_var("AWS_SESSION_TOKEN");
     std::env::remove_var("AWS_PROFILE");
+    // Nothing from the profile files either (`ignore_configured_endpoint_urls`, `endpoint_url`,
+    // `[services]`), and endpoints are never ignored.
+    std::env::remove_var("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS");
+    std::env::set_var("AWS_CONFIG_FILE", "/dev/null");
+    std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
     if std::env::var_os("AWS_REGION").is_none() {
         std::env::set_var("AWS_REGION", "us-east-1");
     }
