@@ -481,18 +481,11 @@ async fn a_changed_home_region_is_refused_per_account_even_without_the_marker() 
 }
 
 /// The one account of `tenant`'s `env`.
-async fn only_account(aws: &Aws, tenant: &str, env: &str) -> String {
-    let all = aws.tenant_accounts().await;
-    let ids = &all[&(tenant.to_string(), env.to_string())];
-    assert_eq!(ids.len(), 1, "{tenant}/{env}: {ids:?}");
-    ids[0].clone()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_member_session_that_lands_in_another_account_is_refused_before_any_use() {
     let (emu, ws, aws) = onboarded().await;
-    let acme = only_account(&aws, "acme", "production").await;
-    let globex = only_account(&aws, "globex", "production").await;
+    let acme = aws.only_account("acme", "production").await;
+    let globex = aws.only_account("globex", "production").await;
     let before = aws.stacks(&globex).await;
     // acme's baseline changes, so apply would update acme's production stack.
     let file = ws.read("tenants/acme.toml");
@@ -510,7 +503,7 @@ async fn a_member_session_that_lands_in_another_account_is_refused_before_any_us
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stack_found_on_create_is_adopted_only_when_it_is_this_tenant_environments() {
     let (emu, ws, aws) = onboarded().await;
-    let staging = only_account(&aws, "acme", "staging").await;
+    let staging = aws.only_account("acme", "staging").await;
     let cfn = aws.member_cfn(&staging).await;
     // The agent pipeline is gone; apply will create it again.
     cfn.delete_stack().stack_name("tenantry-agent-pipeline").send().await.unwrap();

@@ -36,13 +36,6 @@ fn applied_steps(apply: &Run) -> Vec<String> {
     out
 }
 
-async fn account_of(aws: &Aws, tenant: &str, env: &str) -> String {
-    let all = aws.tenant_accounts().await;
-    let ids = &all[&(tenant.to_string(), env.to_string())];
-    assert_eq!(ids.len(), 1, "{tenant}/{env}: {ids:?}");
-    ids[0].clone()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_saved_plan_is_carried_out_exactly_as_shown_and_only_once() {
     let emu = Emulator::start();
@@ -96,7 +89,7 @@ async fn a_saved_plan_is_refused_as_stale_after_a_tenant_file_edit() {
     assert_eq!(doc["stale"], true, "{doc}");
     assert_eq!(doc["stale_changes"], serde_json::json!(["tenants/globex.toml changed"]), "{doc}");
     let aws = Aws::new(&emu.endpoint).await;
-    let prod = account_of(&aws, "acme", "production").await;
+    let prod = aws.only_account("acme", "production").await;
     assert_eq!(aws.tags(&prod).await["data-classification"], "confidential", "nothing was changed");
 
     // Put back, the same plan is carried out.
@@ -122,7 +115,7 @@ async fn a_saved_plan_is_refused_as_stale_after_an_out_of_band_change() {
 
     // Someone changes the tag of acme's production account by hand after the plan was made.
     let aws = Aws::new(&emu.endpoint).await;
-    let prod = account_of(&aws, "acme", "production").await;
+    let prod = aws.only_account("acme", "production").await;
     aws.org
         .tag_resource()
         .resource_id(&prod)
@@ -151,7 +144,7 @@ async fn a_saved_plan_is_refused_as_stale_after_an_out_of_band_change() {
     assert_eq!(aws.tags(&prod).await["data-classification"], "public", "the stale plan changed nothing");
     // globex's part of the plan still held: it was carried out.
     assert!(tenant("globex")["error"].is_null(), "{report}");
-    let globex_prod = account_of(&aws, "globex", "production").await;
+    let globex_prod = aws.only_account("globex", "production").await;
     assert_eq!(aws.tags(&globex_prod).await["cost-center"], "cc-2999", "{report}");
 }
 

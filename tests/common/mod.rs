@@ -520,6 +520,14 @@ impl Aws {
         Aws { org, sts: aws_sdk_sts::Client::new(&sdk), s3, sdk }
     }
 
+    /// The one account tagged for `tenant` and `env`; panics unless there is exactly one.
+    pub async fn only_account(&self, tenant: &str, env: &str) -> String {
+        let all = self.tenant_accounts().await;
+        let ids = all.get(&(tenant.to_string(), env.to_string())).cloned().unwrap_or_default();
+        assert_eq!(ids.len(), 1, "{tenant}/{env}: {ids:?}");
+        ids[0].clone()
+    }
+
     /// Accounts tagged `tenantry:tenant`, as (tenant, environment) → account ids.
     pub async fn tenant_accounts(&self) -> BTreeMap<(String, String), Vec<String>> {
         let mut out: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
