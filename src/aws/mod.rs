@@ -31,10 +31,6 @@ pub struct Clients {
     pub sts: aws_sdk_sts::Client,
     /// Amazon S3 (state store), path-style when an endpoint override is set (local emulators).
     pub s3: aws_sdk_s3::Client,
-    /// How often stack operations are looked at (pauses, in [`cfn::Wait`]): from `tenantry.toml`,
-    /// else [`cfn::Wait::AWS_DELAYS`], or [`cfn::Wait::LOCAL_DELAYS`] when an endpoint override
-    /// is in effect for CloudFormation.
-    pub stack_poll_delays: (Duration, Duration),
 }
 
 /// Attempts for calls to Organizations, whose rate limits are low: the SDK's standard retry mode,
@@ -129,9 +125,7 @@ impl Clients {
             )
             .load()
             .await;
-        let mut clients = Self::from_sdk(sdk, retry_config(ORGANIZATIONS_MAX_ATTEMPTS)?);
-        clients.stack_poll_delays = stack_poll_delays(settings, &clients.sdk);
-        Ok(clients)
+        Ok(Self::from_sdk(sdk, retry_config(ORGANIZATIONS_MAX_ATTEMPTS)?))
     }
 
     /// Builds the service clients from an SDK config, Organizations with `org_retry`.
@@ -143,19 +137,15 @@ impl Clients {
             org: aws_sdk_organizations::Client::from_conf(org_conf),
             sts: aws_sdk_sts::Client::from_conf(sts_conf),
             s3: s3_client(&sdk),
-            stack_poll_delays: cfn::Wait::AWS_DELAYS,
             sdk,
         }
     }
 
-    /// How to wait for one stack operation: at most `stack_timeout_seconds`, looking as
-    /// [`Clients::stack_poll_delays`] says.
+    /// How to wait for one stack operation: at most `stack_timeout_seconds`, with the pauses of
+    /// [`stack_poll_delays`] for this SDK config.
     pub fn stack_wait(&self, settings: &OrgSettings) -> cfn::Wait {
-        cfn::Wait {
-            timeout: Duration::from_secs(settings.stack_timeout_seconds),
-            min_delay: self.stack_poll_delays.0,
-            max_delay: self.stack_poll_delays.1,
-        }
+        let (min_delay, max_delay) = stack_poll_delays(settings, &self.sdk);
+        cfn::Wait { timeout: Duration::from_secs(settings.stack_timeout_seconds), min_delay, max_delay }
     }
 
     /// The caller's ARN (STS `GetCallerIdentity`), recorded in the promotion ledger.

@@ -34,8 +34,6 @@ pub struct Emulator {
     organizations: Option<Child>,
     /// `http://127.0.0.1:<port>`.
     pub endpoint: String,
-    /// Where Organizations requests go when not to `endpoint` (LocalStack: moto's endpoint).
-    pub organizations_endpoint: Option<String>,
     /// `moto`, `ministack` or `localstack`.
     pub kind: String,
 }
@@ -62,6 +60,20 @@ fn spawn_emulator(program: &Path, args: &[&str], env: &[(&str, String)], port: u
         cmd.env(k, v);
     }
     cmd.stdout(log.try_clone().unwrap()).stderr(log).stdin(Stdio::null()).spawn().expect("start emulator")
+}
+
+/// Starts the installed moto on a free port as account `account` (`MOTO_ACCOUNT_ID`) and waits
+/// until it answers; returns it and its endpoint.
+fn start_moto(account: &str) -> (Child, String) {
+    let port = free_port();
+    let mut child = spawn_emulator(
+        &repo().join("localstack/.venv-moto/bin/moto_server"),
+        &["-H", "127.0.0.1", "-p", &port.to_string()],
+        &[("MOTO_ACCOUNT_ID", account.to_string())],
+        port,
+    );
+    assert!(wait_until_answering(&mut child, port), "moto as {account} did not start");
+    (child, format!("http://127.0.0.1:{port}"))
 }
 
 /// Stops an emulator process and its process group.
@@ -138,21 +150,12 @@ impl Emulator {
                 continue;
             }
             let endpoint = format!("http://127.0.0.1:{port}");
-            let mut emu = Emulator { child, organizations: None, endpoint, organizations_endpoint: None, kind };
+            let mut emu = Emulator { child, organizations: None, endpoint, kind };
             if emu.kind == "localstack" {
                 // moto for Organizations, as the account LocalStack uses for the access key `test`.
-                let org_port = free_port();
-                let mut moto = spawn_emulator(
-                    &venv("moto").join("moto_server"),
-                    &["-H", "127.0.0.1", "-p", &org_port.to_string()],
-                    &[("MOTO_ACCOUNT_ID", "000000000000".into())],
-                    org_port,
-                );
-                assert!(wait_until_answering(&mut moto, org_port), "moto for Organizations did not start");
-                let org_endpoint = format!("http://127.0.0.1:{org_port}");
-                ORGANIZATIONS_ENDPOINTS.lock().unwrap().insert(emu.endpoint.clone(), org_endpoint.clone());
+                let (moto, org_endpoint) = start_moto("000000000000");
+                ORGANIZATIONS_ENDPOINTS.lock().unwrap().insert(emu.endpoint.clone(), org_endpoint);
                 emu.organizations = Some(moto);
-                emu.organizations_endpoint = Some(org_endpoint);
             }
             return emu;
         }
@@ -164,16 +167,8 @@ impl Emulator {
     pub fn start_moto_as(account: &str) -> Emulator {
         let st = Command::new("bash").arg(repo().join("localstack/install.sh")).arg("moto").status().unwrap();
         assert!(st.success(), "localstack/install.sh moto failed");
-        let port = free_port();
-        let mut child = spawn_emulator(
-            &repo().join("localstack/.venv-moto/bin/moto_server"),
-            &["-H", "127.0.0.1", "-p", &port.to_string()],
-            &[("MOTO_ACCOUNT_ID", account.to_string())],
-            port,
-        );
-        assert!(wait_until_answering(&mut child, port), "moto as {account} did not start");
-        let endpoint = format!("http://127.0.0.1:{port}");
-        Emulator { child, organizations: None, endpoint, organizations_endpoint: None, kind: "moto".into() }
+        let (child, endpoint) = start_moto(account);
+        Emulator { child, organizations: None, endpoint, kind: "moto".into() }
     }
 
     /// The management account id the emulator uses.
