@@ -79,12 +79,14 @@ pub struct DesiredAccount {
     pub stacks: Vec<DesiredStack>,
 }
 
-/// A rendered SCP for one account.
+/// A rendered SCP for one account. SCPs are content-addressed: every account whose rendered
+/// document is the same shares one policy, named after the document's digest.
 #[derive(Debug, Clone, Serialize)]
 pub struct DesiredPolicy {
     /// Name of the policy file in `policies/`.
     pub source: String,
-    /// Organizations policy name: `tenantry-<tenant>-<environment>-<source>`.
+    /// Organizations policy name: `tenantry-<source>-<first 16 hex digits of digest>`
+    /// ([`policy_name`]).
     pub name: String,
     /// Minified policy document.
     #[serde(skip)]
@@ -126,9 +128,41 @@ pub fn managed_tags(tenant_id: &str, env: Environment) -> BTreeMap<String, Strin
     ])
 }
 
-/// The name of the SCP tenantry creates for one policy file in one account.
-pub fn policy_name(tenant_id: &str, env: Environment, source: &str) -> String {
-    format!("tenantry-{tenant_id}-{env}-{source}")
+/// How many hex digits of a document's sha256 name its SCP (64 bits: two different documents of
+/// one organization never share a name).
+pub const POLICY_DIGEST_DIGITS: usize = 16;
+
+/// The name of the SCP holding the document of policy file `source` whose sha256 (hex) is
+/// `digest`: `tenantry-<source>-<first 16 hex digits>`. The same document gets the same name
+/// for every tenant, so one SCP serves every account that renders it identically; another
+/// document gets another SCP, so no tenant's change alters a policy another tenant uses.
+pub fn policy_name(source: &str, digest: &str) -> String {
+    format!("tenantry-{source}-{}", &digest[..POLICY_DIGEST_DIGITS.min(digest.len())])
+}
+
+/// The policy file of a content-addressed SCP name ([`policy_name`]) and the digest prefix it
+/// carries; `None` for any other name.
+pub fn shared_policy_parts(name: &str) -> Option<(&str, &str)> {
+    let (source, hex) = name.strip_prefix("tenantry-")?.rsplit_once('-')?;
+    let is_digest =
+        hex.len() == POLICY_DIGEST_DIGITS && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    (is_digest && !source.is_empty()).then_some((source, hex))
+}
+
+/// The name prefix of the per-account SCPs earlier versions created, one per policy file and
+/// account: `tenantry-<tenant>-<environment>-`. `apply` replaces them by shared ones.
+pub fn legacy_policy_prefix(tenant_id: &str, env: Environment) -> String {
+    format!("tenantry-{tenant_id}-{env}-")
+}
+
+/// The tags of a content-addressed SCP: tenantry's mark, the policy file and the full digest
+/// (no tenant: the policy is every tenant's whose document it is).
+pub fn policy_tags(source: &str, digest: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (tags::MANAGED_BY.to_string(), "tenantry".to_string()),
+        (tags::POLICY_FILE.to_string(), source.to_string()),
+        (tags::POLICY_SHA256.to_string(), digest.to_string()),
+    ])
 }
 
 /// The name of the stack a blueprint is deployed as.
@@ -185,7 +219,7 @@ pub fn build(
             match renderer.render(Kind::Policy, source, &policy_ctx) {
                 Ok(r) => policies.push(DesiredPolicy {
                     source: source.clone(),
-                    name: policy_name(&tenant.spec.id, env, source),
+                    name: policy_name(source, &r.digest),
                     content: r.body,
                     digest: r.digest,
                 }),

@@ -167,10 +167,17 @@ mod tests {
             let mut got: Vec<&str> = a.stacks.iter().map(|s| s.blueprint.as_str()).collect();
             got.sort();
             assert_eq!(got, blueprints, "{env}");
+            // Content-addressed: `tenantry-<file>-<first 16 hex digits of the document's sha256>`.
             let mut names: Vec<String> = a.policies.iter().map(|p| p.name.clone()).collect();
             names.sort();
-            let want: Vec<String> = policies.iter().map(|p| format!("tenantry-acme-{env}-{p}")).collect();
+            let want: Vec<String> =
+                a.policies.iter().map(|p| format!("tenantry-{}-{}", p.source, &p.digest[..16])).collect();
+            let mut want = want;
+            want.sort();
             assert_eq!(names, want, "{env}");
+            let sources: Vec<&str> =
+                names.iter().filter_map(|n| crate::desired::shared_policy_parts(n)).map(|(s, _)| s).collect();
+            assert_eq!(sources, policies, "{env}");
             assert_eq!(a.tags.get("tenantry:tenant").map(String::as_str), Some("acme"), "{env}");
             assert_eq!(a.tags.get("tenantry:environment").map(String::as_str), Some(env.as_str()), "{env}");
             assert_eq!(a.account_name, format!("Acme Corp ({env})"));

@@ -19,10 +19,11 @@ use tokio::sync::Semaphore;
 use crate::aws::cfn::{self, Operation};
 use crate::aws::member::{MemberSession, SessionError, VerifiedAccount};
 use crate::aws::{org, OrMissing};
-use crate::desired::DesiredTenant;
+use crate::desired::{DesiredPolicy, DesiredTenant};
 use crate::guard::LiveAccount;
 use crate::observe::{
     failure_hint, AccountObservation, CreateRequestState, ObservedTenant, Observer, OrgIndex, OrgOverview,
+    PolicyDocument,
 };
 use crate::plan::{self, Change, OrgStep, Step};
 use crate::poll::Look;
@@ -242,8 +243,21 @@ impl Engine {
         Ok((overview, created))
     }
 
-    /// Carries out organization-level steps and returns the organization afterwards.
-    pub async fn apply_organization(&self, steps: &[OrgStep], root: Option<&OrgOverview>) -> Result<OrgOverview> {
+    /// Carries out organization-level steps and returns the organization afterwards. The
+    /// documents of content-addressed SCPs are taken from `tenants`.
+    pub async fn apply_organization(
+        &self,
+        steps: &[OrgStep],
+        root: Option<&OrgOverview>,
+        tenants: &[DesiredTenant],
+    ) -> Result<OrgOverview> {
+        let policy = |name: &str| {
+            tenants
+                .iter()
+                .flat_map(|t| t.accounts.iter().flat_map(|a| &a.policies))
+                .find(|p| p.name == name)
+                .ok_or_else(|| Error::Inconsistent(format!("SCP {name} is no tenant's")))
+        };
         let mut overview = root.cloned();
         for step in steps {
             crate::shutdown::check(format!("organization: {step}"))?;
@@ -260,12 +274,42 @@ impl Engine {
                     let o = overview.as_ref().ok_or(Error::NoOrganization)?;
                     self.ensure_ou(o, path).await?;
                 }
+                OrgStep::CreatePolicy { name, .. } => {
+                    self.ensure_scp(policy(name)?).await?;
+                }
+                OrgStep::RestorePolicy { name, policy_id, .. } => {
+                    self.restore_scp(policy(name)?, policy_id).await?;
+                }
             }
             if self.echo_steps {
                 crate::out!("organization: {step}");
             }
         }
         overview.ok_or(Error::NoOrganization)
+    }
+
+    /// Creates the content-addressed SCP `p` (`CreatePolicy`, tagged [`crate::desired::policy_tags`]);
+    /// when it exists already (another run made it meanwhile), sets its document to `p`'s
+    /// (`ListPolicies`, `UpdatePolicy`: its name says that is its document). Returns its id.
+    pub async fn ensure_scp(&self, p: &DesiredPolicy) -> Result<String> {
+        let tags = crate::desired::policy_tags(&p.source, &p.digest);
+        let id = org::create_scp(&self.ctx.clients.org, &p.name, &p.content, &tags).await?;
+        if let Some(i) = self.index() {
+            i.set_shared_scp(&p.name, Some(PolicyDocument { policy_id: id.clone(), content: p.content.clone() }));
+        }
+        Ok(id)
+    }
+
+    /// Sets the content-addressed SCP `policy_id` back to `p`'s document (`UpdatePolicy`).
+    pub async fn restore_scp(&self, p: &DesiredPolicy, policy_id: &str) -> Result<()> {
+        org::update_scp(&self.ctx.clients.org, policy_id, &p.content).await?;
+        if let Some(i) = self.index() {
+            i.set_shared_scp(
+                &p.name,
+                Some(PolicyDocument { policy_id: policy_id.to_string(), content: p.content.clone() }),
+            );
+        }
+        Ok(())
     }
 
     /// Creates every missing OU on `path`; returns the id of the last one.
@@ -479,9 +523,19 @@ impl<'a> TenantRun<'a> {
             if let AccountObservation::Found(found) = obs {
                 run.account_ids.insert(*env, found.account.id.clone());
                 run.parents.insert(*env, found.parent_id.clone());
-                for (name, (id, _)) in &found.policies {
+                for (id, name) in found
+                    .attached
+                    .iter()
+                    .map(|(id, n)| (id, n))
+                    .chain(found.detached_scps.iter().map(|(n, id)| (id, n)))
+                {
                     run.policy_ids.insert(name.clone(), id.clone());
                 }
+            }
+        }
+        for (name, doc) in &observed.scps {
+            if let Some(doc) = doc.as_ref().filter(|d| !d.policy_id.is_empty()) {
+                run.policy_ids.insert(name.clone(), doc.policy_id.clone());
             }
         }
         run
@@ -696,8 +750,12 @@ impl<'a> TenantRun<'a> {
             Change::MoveAccount { .. } | Change::TagAccount { .. } | Change::UntagAccount { .. } => {
                 self.change_account(step).await?
             }
-            Change::CreatePolicy { name, .. } | Change::UpdatePolicy { name, .. } => {
-                self.write_policy(step, step.environment, name).await?
+            Change::CreatePolicy { name, .. } => {
+                let id = self.engine.ensure_scp(self.desired_policy(name)?).await?;
+                self.policy_ids.insert(name.clone(), id);
+            }
+            Change::UpdatePolicy { name, policy_id, .. } => {
+                self.engine.restore_scp(self.desired_policy(name)?, policy_id).await?;
             }
             Change::AttachPolicy { .. } | Change::RemovePolicy { .. } | Change::DetachForeignPolicy { .. } => {
                 self.change_attachment(step).await?
@@ -767,18 +825,42 @@ impl<'a> TenantRun<'a> {
         let org = self.engine.ctx.clients.org.clone();
         match &step.change {
             Change::AttachPolicy { name } => {
-                let v = self.verify(step.environment).await?;
-                let id =
-                    self.policy_ids.get(name).ok_or_else(|| Error::Inconsistent(format!("policy {name} has no id")))?;
-                org::attach(&org, id, v.account_id()).await?;
+                let env = step.environment;
+                let v = self.verify(env).await?;
+                let p = self.desired_policy(name)?;
+                let id = match self.policy_ids.get(name) {
+                    Some(id) => id.clone(),
+                    // Deleted since it was observed (another tenant's last detach): it is made again.
+                    None => self.engine.ensure_scp(p).await?,
+                };
+                let id = match org::attach(&org, &id, v.account_id()).await? {
+                    org::Attached::Yes => id,
+                    org::Attached::NoSuchPolicy => {
+                        let id = self.engine.ensure_scp(p).await?;
+                        match org::attach(&org, &id, v.account_id()).await? {
+                            org::Attached::Yes => id,
+                            org::Attached::NoSuchPolicy => {
+                                return Err(Error::Inconsistent(format!(
+                                    "SCP {name} ({id}) vanished twice while being attached"
+                                )))
+                            }
+                        }
+                    }
+                };
+                self.policy_ids.insert(name.clone(), id.clone());
+                let digest = p.digest.clone();
+                self.record(env).policies.insert(name.clone(), PolicyRecord { policy_id: id, digest });
+                self.dirty = true;
             }
-            Change::RemovePolicy { name, policy_id, attached } => {
+            Change::RemovePolicy { name, policy_id, attached, .. } => {
                 let env = step.environment;
                 let v = self.verify(env).await?;
                 if *attached {
                     org::detach(&org, policy_id, v.account_id()).await?;
                 }
-                org::delete_policy(&org, policy_id).await?;
+                if org::delete_policy(&org, policy_id).await? == org::Deleted::InUse {
+                    tracing::info!(tenant = %self.desired.id, %env, policy = %policy_id, "SCP {name} is still attached elsewhere: kept");
+                }
                 self.policy_ids.remove(name);
                 self.record(env).policies.remove(name);
                 self.dirty = true;
@@ -873,28 +955,15 @@ impl<'a> TenantRun<'a> {
         Ok(())
     }
 
-    /// `CreatePolicy` or `UpdatePolicy` for one of the account's SCPs, recorded in state.
-    async fn write_policy(&mut self, step: &Step, env: Environment, name: &str) -> Result<()> {
-        let org = self.engine.ctx.clients.org.clone();
-        let p = self
-            .desired
-            .account(env)
-            .policies
+    /// The tenant's rendered SCP named `name` (any environment's: the name is the document's).
+    fn desired_policy(&self, name: &str) -> Result<&'a DesiredPolicy> {
+        let desired: &'a DesiredTenant = self.desired;
+        desired
+            .accounts
             .iter()
+            .flat_map(|a| &a.policies)
             .find(|p| p.name == name)
-            .ok_or_else(|| Error::Inconsistent(format!("policy {name} is not in the tenant's desired state")))?
-            .clone();
-        let id = match (&step.change, self.policy_ids.get(name)) {
-            (Change::UpdatePolicy { policy_id, .. }, _) | (_, Some(policy_id)) => {
-                org::update_scp(&org, policy_id, &p.content).await?;
-                policy_id.clone()
-            }
-            _ => org::create_scp(&org, name, &p.content, &crate::desired::managed_tags(&self.desired.id, env)).await?,
-        };
-        self.policy_ids.insert(name.to_string(), id.clone());
-        self.record(env).policies.insert(name.to_string(), PolicyRecord { policy_id: id, digest: p.digest });
-        self.dirty = true;
-        Ok(())
+            .ok_or_else(|| Error::Inconsistent(format!("SCP {name} is not in the tenant's desired state")))
     }
 
     /// Creates, updates, redeploys, recovers or replaces one stack from its rendered blueprint,

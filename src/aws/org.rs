@@ -528,21 +528,46 @@ pub async fn update_scp(org: &Client, policy_id: &str, content: &str) -> Result<
     Ok(())
 }
 
-/// Attaches a policy to a target (`AttachPolicy`); already attached is fine.
-pub async fn attach(org: &Client, policy_id: &str, target_id: &str) -> Result<()> {
+/// What [`attach`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attached {
+    /// The policy is attached to the target (now, or it was already).
+    Yes,
+    /// There is no policy with that id (`PolicyNotFoundException`): nothing was attached.
+    NoSuchPolicy,
+}
+
+/// Attaches a policy to a target (`AttachPolicy`); already attached is fine. Errors: the call's,
+/// but a policy that does not exist, which is [`Attached::NoSuchPolicy`].
+pub async fn attach(org: &Client, policy_id: &str, target_id: &str) -> Result<Attached> {
     match while_contended("AttachPolicy", || org.attach_policy().policy_id(policy_id).target_id(target_id).send()).await
     {
-        Ok(_) => Ok(()),
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_duplicate_policy_attachment_exception()) => Ok(()),
+        Ok(_) => Ok(Attached::Yes),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_duplicate_policy_attachment_exception()) => {
+            Ok(Attached::Yes)
+        }
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_policy_not_found_exception()) => Ok(Attached::NoSuchPolicy),
         Err(e) => Err(Error::from_sdk("organizations:AttachPolicy", e)),
     }
 }
 
-/// Deletes a policy (`DeletePolicy`); already gone is fine. It must be detached everywhere.
-pub async fn delete_policy(org: &Client, policy_id: &str) -> Result<()> {
+/// What [`delete_policy`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deleted {
+    /// The policy is gone (now, or it was already).
+    Yes,
+    /// It is still attached to some target (`PolicyInUseException`) and was left in place.
+    InUse,
+}
+
+/// Deletes a policy (`DeletePolicy`); already gone is fine, and one still attached somewhere is
+/// left ([`Deleted::InUse`]: Organizations deletes only policies attached to nothing, which is
+/// what makes deleting a shared SCP after a detach safe). Errors: the call's.
+pub async fn delete_policy(org: &Client, policy_id: &str) -> Result<Deleted> {
     match org.delete_policy().policy_id(policy_id).send().await {
-        Ok(_) => Ok(()),
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_policy_not_found_exception()) => Ok(()),
+        Ok(_) => Ok(Deleted::Yes),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_policy_not_found_exception()) => Ok(Deleted::Yes),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_policy_in_use_exception()) => Ok(Deleted::InUse),
         Err(e) => Err(Error::from_sdk("organizations:DeletePolicy", e)),
     }
 }

@@ -7,7 +7,7 @@ use anyhow::Result;
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
-use super::plan::{compute_plan, ou_existence};
+use super::plan::{compute_plan, ou_existence, scp_existence};
 use super::render::{print_outcomes, print_plan};
 use super::Output;
 use crate::apply::{Engine, TenantOutcome};
@@ -35,8 +35,9 @@ pub(super) async fn apply_organization(
         // step moves an account into, deleted since the plan, makes the plan stale rather than
         // being created outside the organization's lease).
         let ous = ou_existence(engine, overview, tenants).await?;
-        saved::check_organization(approved, &plan::organization(overview, &ous))?;
-        return Ok((engine.apply_organization(approved, overview).await?, Vec::new()));
+        let scps = scp_existence(engine, overview, tenants).await?;
+        saved::check_organization(approved, &plan::organization(overview, &ous, &scps))?;
+        return Ok((engine.apply_organization(approved, overview, tenants).await?, Vec::new()));
     }
     let s = &engine.ctx.settings;
     let lease = engine
@@ -51,10 +52,11 @@ pub(super) async fn apply_organization(
     let applied = async {
         let now = engine.ctx.organization().await?;
         let ous = ou_existence(engine, now.as_ref(), tenants).await?;
-        let steps = plan::organization(now.as_ref(), &ous);
+        let scps = scp_existence(engine, now.as_ref(), tenants).await?;
+        let steps = plan::organization(now.as_ref(), &ous, &scps);
         saved::check_organization(approved, &steps)?;
-        // The approved steps, or none when another run made them meanwhile.
-        Ok((engine.apply_organization(&steps, now.as_ref()).await?, steps))
+        // The approved steps still needed (another run may have made some meanwhile).
+        Ok((engine.apply_organization(&steps, now.as_ref(), tenants).await?, steps))
     }
     .await;
     if let Err(e) = lease.release().await {

@@ -35,6 +35,43 @@ pub(super) async fn ou_existence(
     Ok(out)
 }
 
+/// The content-addressed SCPs the tenants want, by name, each as found: through the run's
+/// index, read once per run (see [`crate::observe::OrgIndex::shared_scp`]); without one,
+/// `ListPolicies` and a `DescribePolicy` for each.
+pub(super) async fn scp_existence(
+    engine: &Engine,
+    overview: Option<&OrgOverview>,
+    tenants: &[DesiredTenant],
+) -> Result<BTreeMap<String, plan::WantedScp>> {
+    let mut out: BTreeMap<String, plan::WantedScp> = BTreeMap::new();
+    for p in tenants.iter().flat_map(|t| t.accounts.iter().flat_map(|a| &a.policies)) {
+        match out.get_mut(&p.name) {
+            Some(w) => w.accounts += 1,
+            None => {
+                out.insert(p.name.clone(), plan::WantedScp { policy: p.clone(), accounts: 1, found: None });
+            }
+        }
+    }
+    if overview.is_none() {
+        return Ok(out);
+    }
+    let c = &engine.ctx.clients.org;
+    let mut listing: Option<BTreeMap<String, String>> = None;
+    for (name, w) in out.iter_mut() {
+        w.found = match engine.index() {
+            Some(index) => index.shared_scp(c, name, None).await?,
+            None => {
+                if listing.is_none() {
+                    listing = Some(crate::aws::org::scps(c).await?);
+                }
+                let id = listing.as_ref().and_then(|l| l.get(name));
+                crate::observe::index::read_scp(c, name, id.map(String::as_str)).await?
+            }
+        };
+    }
+    Ok(out)
+}
+
 /// Why observing one tenant failed.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum ObserveError {
@@ -97,11 +134,14 @@ pub(super) async fn compute_plan(
     tenants: &[DesiredTenant],
 ) -> Result<(Plan, BTreeMap<String, String>)> {
     let ous = ou_existence(engine, overview, tenants).await?;
-    let mut plan = Plan { organization: plan::organization(overview, &ous), tenants: Vec::new() };
+    let mut plan = Plan { organization: Vec::new(), tenants: Vec::new() };
     let mut errors = BTreeMap::new();
     // Each tenant is planned as soon as it is observed; its observation (template bodies
     // included) is dropped then, so memory does not hold every tenant's observation at once.
-    let results = observe_each(engine, overview, tenants, |d, observed| plan::tenant(d, &observed)).await;
+    // Its plan takes the organization's steps (SCPs created or restored) as done.
+    let results =
+        observe_each(engine, overview, tenants, |d, observed| plan::tenant(d, &observed.after_organization_steps(d)))
+            .await;
     for (id, r) in results {
         match r {
             Ok(p) => plan.tenants.push(p),
@@ -112,6 +152,9 @@ pub(super) async fn compute_plan(
             }
         }
     }
+    // After the tenants: their observations have read the SCPs they want already.
+    let scps = scp_existence(engine, overview, tenants).await?;
+    plan.organization = plan::organization(overview, &ous, &scps);
     Ok((plan, errors))
 }
 

@@ -7,7 +7,9 @@
 //!   way), and the accounts in each of those OUs (`ListAccountsForParent`), which gives every
 //!   correctly placed account's parent without a `ListParents` per account;
 //! - the `CreateAccount` requests in progress (`ListCreateAccountStatus`), loaded only when some
-//!   tenant has an account that is neither recorded nor found.
+//!   tenant has an account that is neither recorded nor found;
+//! - the content-addressed SCPs the tenants want (`DescribePolicy` once per distinct policy per
+//!   run, through the id it is attached with; `ListPolicies` only for one attached nowhere seen).
 //!
 //! An index is a snapshot: what it does not know (an account created after it was taken, an
 //! account outside the tenants' OUs) the observer asks AWS directly. It is never used to decide
@@ -15,7 +17,7 @@
 //! [`crate::state::AccountRecord::create_started_at`]).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::aws::Error;
 
@@ -24,8 +26,11 @@ type Result<T, E = Error> = std::result::Result<T, E>;
 use aws_sdk_organizations::Client;
 use tokio::sync::OnceCell;
 
-use super::{AccountSummary, CreateRequest, OrgOverview};
+use super::{AccountSummary, CreateRequest, OrgOverview, PolicyDocument};
 use crate::aws::org;
+
+/// One content-addressed SCP looked up (or to be looked up) by this run.
+type ScpCell = Arc<OnceCell<Option<PolicyDocument>>>;
 
 /// Organization-wide listings for one run (see the module documentation).
 #[derive(Debug)]
@@ -36,6 +41,7 @@ pub struct OrgIndex {
     creating: OnceCell<Vec<CreateRequest>>,
     tags: OnceCell<BTreeMap<String, BTreeMap<String, String>>>,
     scps: OnceCell<BTreeMap<String, String>>,
+    shared_scps: Mutex<BTreeMap<String, ScpCell>>,
 }
 
 impl OrgIndex {
@@ -74,6 +80,7 @@ impl OrgIndex {
             creating: OnceCell::new(),
             tags: OnceCell::new(),
             scps: OnceCell::new(),
+            shared_scps: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -134,6 +141,35 @@ impl OrgIndex {
         self.scps.get_or_try_init(|| org::scps(c)).await
     }
 
+    /// The content-addressed SCP `name` and its document, or `None` when there is none: read once
+    /// per run whichever tenant asks first (`DescribePolicy` on `attached_id`, the id it is
+    /// attached to some account with, else on the id `ListPolicies` gives).
+    pub async fn shared_scp(
+        &self,
+        c: &Client,
+        name: &str,
+        attached_id: Option<&str>,
+    ) -> Result<Option<PolicyDocument>> {
+        let cell =
+            self.shared_scps.lock().unwrap_or_else(|p| p.into_inner()).entry(name.to_string()).or_default().clone();
+        let found = cell
+            .get_or_try_init(|| async {
+                let id = match attached_id {
+                    Some(id) => Some(id.to_string()),
+                    None => self.scps(c).await?.get(name).cloned(),
+                };
+                read_scp(c, name, id.as_deref()).await
+            })
+            .await?;
+        Ok(found.clone())
+    }
+
+    /// Records what this run made of the content-addressed SCP `name` (created or restored).
+    pub fn set_shared_scp(&self, name: &str, found: Option<PolicyDocument>) {
+        let cell = Arc::new(OnceCell::new_with(Some(found)));
+        self.shared_scps.lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_string(), cell);
+    }
+
     /// `CreateAccount` requests in progress (`ListCreateAccountStatus`), listed on first use.
     pub async fn creating(&self, c: &Client) -> Result<&[CreateRequest]> {
         Ok(self.creating.get_or_try_init(|| org::in_progress_creates(c)).await?.as_slice())
@@ -151,4 +187,15 @@ pub async fn tags_of<'a>(
         out.insert(id.clone(), org::tags(c, id).await?);
     }
     Ok(out)
+}
+
+/// The SCP `id` if it is the one named `name` (`DescribePolicy`): names are unique, and an id
+/// from state or a listing is trusted only as far as the policy it names. `None` without an id,
+/// for no such policy, or for a policy of another name.
+pub async fn read_scp(c: &Client, name: &str, id: Option<&str>) -> Result<Option<PolicyDocument>> {
+    let Some(id) = id else { return Ok(None) };
+    Ok(match org::policy(c, id).await? {
+        Some((real_name, content)) if real_name == name => Some(PolicyDocument { policy_id: id.to_string(), content }),
+        _ => None,
+    })
 }

@@ -58,10 +58,10 @@ pub struct ObservedAccount {
     pub desired_ou_id: Option<String>,
     /// SCPs attached directly, policy id → name.
     pub attached: BTreeMap<String, String>,
-    /// This account's SCPs (named `tenantry-<tenant>-<environment>-*`) that exist, attached to
-    /// it or recorded in state, policy name → (id, content); content is read only for the ones
-    /// the tenant file lists.
-    pub policies: BTreeMap<String, (String, String)>,
+    /// tenantry SCPs that state records as attached to this account but that are not (detached
+    /// out of band, or by a run that stopped before deleting them) and still exist under that
+    /// name: name → id.
+    pub detached_scps: BTreeMap<String, String>,
     /// The account's `tenantry-*` stacks.
     pub stacks: BTreeMap<String, ObservedStack>,
     /// Whether it was found through state (`Recorded`) or by email and tags (`Adopted`).
@@ -119,6 +119,33 @@ pub struct ObservedTenant {
     pub tenant: String,
     /// One entry per environment.
     pub accounts: BTreeMap<Environment, AccountObservation>,
+    /// The content-addressed SCPs the tenant file wants (both environments), by name: the
+    /// policy and its document, or `None` when it does not exist. They are the organization's,
+    /// shared with every tenant whose document is the same.
+    pub scps: BTreeMap<String, Option<PolicyDocument>>,
+}
+
+impl ObservedTenant {
+    /// The observation as it will be once the organization's steps have run: every SCP the
+    /// tenant wants exists with the document it should have (`apply` creates and restores
+    /// content-addressed SCPs as organization steps, before any tenant's).
+    pub fn after_organization_steps(mut self, desired: &DesiredTenant) -> ObservedTenant {
+        for p in desired.accounts.iter().flat_map(|a| &a.policies) {
+            let id = self.scps.get(&p.name).cloned().flatten().map(|d| d.policy_id).unwrap_or_default();
+            self.scps.insert(p.name.clone(), Some(PolicyDocument { policy_id: id, content: p.content.clone() }));
+        }
+        self
+    }
+}
+
+/// An SCP as Organizations holds it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PolicyDocument {
+    /// Policy id (`p-...`).
+    pub policy_id: String,
+    /// The document, as Organizations returns it.
+    #[serde(skip)]
+    pub content: String,
 }
 
 /// Read-only context shared by the observation of every tenant in one run.
@@ -148,7 +175,53 @@ impl Observer<'_> {
             let obs = self.account(desired, env, rec, &mut listing).await?;
             accounts.insert(env, obs);
         }
-        Ok(ObservedTenant { tenant: desired.id.clone(), accounts })
+        let scps = self.shared_scps(desired, &accounts).await?;
+        Ok(ObservedTenant { tenant: desired.id.clone(), accounts, scps })
+    }
+
+    /// The content-addressed SCPs `desired` wants, name → the policy and its document (`None`:
+    /// there is none). Through the run's index each is read once per run; the id it is attached
+    /// to one of the tenant's accounts with saves a listing.
+    async fn shared_scps(
+        &self,
+        desired: &DesiredTenant,
+        accounts: &BTreeMap<Environment, AccountObservation>,
+    ) -> Result<BTreeMap<String, Option<PolicyDocument>>> {
+        let c = &self.clients.org;
+        let attached: BTreeMap<&str, &str> = accounts
+            .values()
+            .filter_map(|o| match o {
+                AccountObservation::Found(f) => Some(f.attached.iter().map(|(id, name)| (name.as_str(), id.as_str()))),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let mut listing: Option<BTreeMap<String, String>> = None;
+        let mut out = BTreeMap::new();
+        for p in desired.accounts.iter().flat_map(|a| &a.policies) {
+            if out.contains_key(&p.name) || self.org.is_none() {
+                out.entry(p.name.clone()).or_insert(None);
+                continue;
+            }
+            let hint = attached.get(p.name.as_str()).copied();
+            let found = match self.index.as_deref() {
+                Some(index) => index.shared_scp(c, &p.name, hint).await?,
+                None => {
+                    let id = match hint {
+                        Some(id) => Some(id.to_string()),
+                        None => {
+                            if listing.is_none() {
+                                listing = Some(org::scps(c).await?);
+                            }
+                            listing.as_ref().and_then(|l| l.get(&p.name).cloned())
+                        }
+                    };
+                    index::read_scp(c, &p.name, id.as_deref()).await?
+                }
+            };
+            out.insert(p.name.clone(), found);
+        }
+        Ok(out)
     }
 
     /// One environment of a tenant: the account found for it ([`Observer::locate`]), passed
@@ -177,7 +250,7 @@ impl Observer<'_> {
         let (parent_id, parent_path, desired_ou_id) =
             self.placement(overview, &summary.id, &desired.account(env).ou_path).await?;
         let attached = org::attached_scps(&self.clients.org, &summary.id).await?;
-        let policies = self.policies(desired, env, rec, &attached).await?;
+        let detached_scps = self.detached_scps(desired, env, rec, &attached).await?;
         let stacks = match summary.status == AccountStatus::Active {
             true => self.stacks(&verified).await?,
             false => BTreeMap::new(),
@@ -193,7 +266,7 @@ impl Observer<'_> {
             recorded_tag_keys: rec.map(|r| r.tag_keys.clone()).unwrap_or_default(),
             desired_ou_id,
             attached,
-            policies,
+            detached_scps,
             stacks,
             found_by,
         })))
@@ -415,50 +488,29 @@ impl Observer<'_> {
         Ok((parent_id, parent_path, desired_ou_id))
     }
 
-    /// This account's SCPs, name → (id, content): the ones attached to it and the ones state
-    /// says tenantry created (an SCP detached out of band is still found); content only for
-    /// those the tenant file lists (`DescribePolicy`). No organization-wide `ListPolicies`.
-    async fn policies(
+    /// The tenantry SCPs state records for this account that are not attached to it and still
+    /// exist under their name (`DescribePolicy` each: state could name any policy id), name →
+    /// id. Only names tenantry gives: content-addressed ones and this tenant environment's
+    /// per-account ones of earlier versions.
+    async fn detached_scps(
         &self,
         desired: &DesiredTenant,
         env: Environment,
         rec: Option<&crate::state::AccountRecord>,
         attached: &BTreeMap<String, String>,
-    ) -> Result<BTreeMap<String, (String, String)>> {
-        let want = desired.account(env);
-        let prefix = crate::desired::policy_name(&desired.id, env, "");
-        let mut candidates: BTreeMap<String, Option<String>> = BTreeMap::new();
-        for (id, name) in attached.iter().filter(|(_, n)| n.starts_with(&prefix)) {
-            candidates.insert(name.clone(), Some(id.clone()));
-        }
-        for name in rec.map(|r| r.policies.keys()).into_iter().flatten() {
-            if name.starts_with(&prefix) && !candidates.contains_key(name) {
-                candidates.insert(name.clone(), None);
-            }
-        }
-        let mut policies = BTreeMap::new();
-        for (name, attached_id) in candidates {
-            let listed = want.policies.iter().any(|p| p.name == name);
-            if let (Some(id), false) = (&attached_id, listed) {
-                // Attached and not in the tenant file: it exists; its content does not matter.
-                policies.insert(name, (id.clone(), String::new()));
+    ) -> Result<BTreeMap<String, String>> {
+        let legacy = crate::desired::legacy_policy_prefix(&desired.id, env);
+        let mut out = BTreeMap::new();
+        for (name, r) in rec.map(|r| &r.policies).into_iter().flatten() {
+            let ours = crate::desired::shared_policy_parts(name).is_some() || name.starts_with(&legacy);
+            if !ours || attached.values().any(|n| n == name) {
                 continue;
             }
-            let id =
-                attached_id.unwrap_or_else(|| rec.map(|r| r.policies[&name].policy_id.clone()).unwrap_or_default());
-            // An id from state is used only if the policy it names really is this one (policy
-            // names are unique): state could point it at any policy.
-            match org::policy(&self.clients.org, &id).await? {
-                Some((real_name, content)) if real_name == name => {
-                    policies.insert(name, (id, if listed { content } else { String::new() }));
-                }
-                Some((real_name, _)) => {
-                    tracing::warn!(tenant = %desired.id, %env, policy = %id, "state records {id} as SCP {name}, but it is {real_name}: ignored");
-                }
-                None => {}
+            if let Some(doc) = index::read_scp(&self.clients.org, name, Some(&r.policy_id)).await? {
+                out.insert(name.clone(), doc.policy_id);
             }
         }
-        Ok(policies)
+        Ok(out)
     }
 
     /// The account's `tenantry-*` stacks with their templates (`GetTemplate`) and, in reconcile,
@@ -548,10 +600,15 @@ impl Observer<'_> {
                 (accounts, tags, org::scps(c).await?)
             }
         };
-        // Accounts carrying this tenant environment's SCPs (`tenantry-<tenant>-<env>-*`).
-        let prefix = crate::desired::policy_name(claim.tenant, claim.environment, "");
+        // Accounts carrying this tenant environment's per-account SCPs of earlier versions
+        // (`tenantry-<tenant>-<env>-*`; content-addressed SCPs are no one tenant's).
+        let prefix = crate::desired::legacy_policy_prefix(claim.tenant, claim.environment);
         let mut with_scps = std::collections::BTreeSet::new();
-        let own_scps: Vec<String> = scps.keys().filter(|name| name.starts_with(&prefix)).cloned().collect();
+        let own_scps: Vec<String> = scps
+            .keys()
+            .filter(|name| name.starts_with(&prefix) && crate::desired::shared_policy_parts(name).is_none())
+            .cloned()
+            .collect();
         for name in &own_scps {
             with_scps.extend(org::policy_account_targets(c, &scps[name]).await?);
         }

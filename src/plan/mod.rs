@@ -11,8 +11,10 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::aws::types::StackStatus;
-use crate::desired::{DesiredAccount, DesiredTenant};
-use crate::observe::{AccountObservation, FoundBy, ObservedAccount, ObservedTenant, OrgOverview, ResourceDrift};
+use crate::desired::{DesiredAccount, DesiredPolicy, DesiredTenant};
+use crate::observe::{
+    AccountObservation, FoundBy, ObservedAccount, ObservedTenant, OrgOverview, PolicyDocument, ResourceDrift,
+};
 use crate::tenant::{tags, Environment};
 
 /// One change on the organization itself, made before any tenant's.
@@ -28,6 +30,27 @@ pub enum OrgStep {
         /// Full OU path.
         path: String,
     },
+    /// `CreatePolicy`: a content-addressed SCP some account needs that does not exist yet.
+    CreatePolicy {
+        /// Policy name, `tenantry-<source>-<digest prefix>`.
+        name: String,
+        /// Source file in `policies/`.
+        source: String,
+        /// sha256 of the document.
+        digest: String,
+        /// How many of the run's accounts want it.
+        accounts: usize,
+    },
+    /// `UpdatePolicy` back to the document its name is the digest of: it was changed out of
+    /// band. Every account it is attached to wants exactly that document.
+    RestorePolicy {
+        /// Policy name.
+        name: String,
+        /// Policy id.
+        policy_id: String,
+        /// sha256 of the document it must hold.
+        digest: String,
+    },
 }
 
 impl fmt::Display for OrgStep {
@@ -36,6 +59,17 @@ impl fmt::Display for OrgStep {
             OrgStep::CreateOrganization => write!(f, "+ create organization (all features)"),
             OrgStep::EnableServiceControlPolicies => write!(f, "+ enable service control policies on the root"),
             OrgStep::CreateOu { path } => write!(f, "+ create OU {path}"),
+            OrgStep::CreatePolicy { name, source, digest, accounts } => write!(
+                f,
+                "+ create SCP {name} from policies/{source}.json (sha256 {}; for {accounts} account{})",
+                short(digest),
+                if *accounts == 1 { "" } else { "s" }
+            ),
+            OrgStep::RestorePolicy { name, policy_id, digest } => write!(
+                f,
+                "~ restore SCP {name} ({policy_id}) to its document (sha256 {}): it was changed out of band",
+                short(digest)
+            ),
         }
     }
 }
@@ -108,7 +142,8 @@ pub enum Change {
         /// Keys to remove, with the values found.
         tags: BTreeMap<String, String>,
     },
-    /// `CreatePolicy` for an SCP.
+    /// `CreatePolicy` for a content-addressed SCP the account needs that does not exist (in
+    /// `reconcile`; `apply` creates them as organization steps).
     CreatePolicy {
         /// Policy name.
         name: String,
@@ -117,7 +152,8 @@ pub enum Change {
         /// sha256 of the content.
         digest: String,
     },
-    /// `UpdatePolicy`: the SCP's content differs from the rendered file.
+    /// `UpdatePolicy` back to the document a content-addressed SCP's name is the digest of: it
+    /// was changed out of band (in `reconcile`; `apply` restores them as organization steps).
     UpdatePolicy {
         /// Policy name.
         name: String,
@@ -131,8 +167,11 @@ pub enum Change {
         /// Policy name.
         name: String,
     },
-    /// `DetachPolicy` (if attached) and `DeletePolicy`: an SCP tenantry made for this account
-    /// that the tenant file no longer lists.
+    /// `DetachPolicy` (if attached), then `DeletePolicy` unless another account still has it
+    /// attached (Organizations refuses to delete a policy in use, and tenantry leaves it): a
+    /// tenantry SCP the account no longer needs, because the tenant file no longer lists the
+    /// policy file, its document changed (another content-addressed SCP replaces it), or it is
+    /// a per-account SCP of an earlier version.
     RemovePolicy {
         /// Policy name.
         name: String,
@@ -140,6 +179,10 @@ pub enum Change {
         policy_id: String,
         /// Whether it is attached to the account now.
         attached: bool,
+        /// The SCP that takes its place, when one does (attached before this one is detached,
+        /// unless the account has no free SCP slot for both).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replaced_by: Option<String>,
     },
     /// `DetachPolicy`: an SCP of another tenant or environment (named
     /// `tenantry-<tenant>-<environment>-*`) attached to this account. It is detached only, never
@@ -289,15 +332,26 @@ impl fmt::Display for Change {
             CreatePolicy { name, source, digest, .. } => {
                 write!(f, "create SCP {name} from policies/{source}.json (sha256 {})", short(digest))
             }
-            UpdatePolicy { name, policy_id, digest, .. } => {
-                write!(f, "update SCP {name} ({policy_id}) to sha256 {}", short(digest))
-            }
-            AttachPolicy { name, .. } => write!(f, "attach SCP {name}"),
-            RemovePolicy { name, policy_id, attached, .. } => write!(
+            UpdatePolicy { name, policy_id, digest, .. } => write!(
                 f,
-                "{}delete SCP {name} ({policy_id}): no longer in the tenant file",
-                if *attached { "detach and " } else { "" }
+                "restore SCP {name} ({policy_id}) to its document (sha256 {}): it was changed out of band",
+                short(digest)
             ),
+            AttachPolicy { name, .. } => write!(f, "attach SCP {name}"),
+            RemovePolicy { name, policy_id, attached, replaced_by } => {
+                let why = match replaced_by {
+                    Some(new) => format!("replaced by {new}"),
+                    None if crate::desired::shared_policy_parts(name).is_some() => {
+                        "no longer in the tenant file".to_string()
+                    }
+                    None => "a per-account SCP of an earlier tenantry, no longer in the tenant file".to_string(),
+                };
+                write!(
+                    f,
+                    "{}delete SCP {name} ({policy_id}) unless another account uses it: {why}",
+                    if *attached { "detach and " } else { "" }
+                )
+            }
             DetachForeignPolicy { name, policy_id, .. } => write!(
                 f,
                 "detach SCP {name} ({policy_id}): another tenant's or environment's policy (it is left in place, not deleted)"
@@ -490,9 +544,25 @@ impl Plan {
     }
 }
 
-/// Organization-level steps: the organization with all features and SCPs, and every OU path some
-/// tenant needs (`ou_exists`: full path → whether it exists).
-pub fn organization(org: Option<&OrgOverview>, ou_exists: &BTreeMap<String, bool>) -> Vec<OrgStep> {
+/// A content-addressed SCP some tenant of the run wants, as found.
+#[derive(Debug, Clone)]
+pub struct WantedScp {
+    /// The rendered policy (any of the identical ones).
+    pub policy: DesiredPolicy,
+    /// How many of the run's accounts want it.
+    pub accounts: usize,
+    /// The policy as found, if it exists.
+    pub found: Option<PolicyDocument>,
+}
+
+/// Organization-level steps: the organization with all features and SCPs, every OU path some
+/// tenant needs (`ou_exists`: full path → whether it exists), and the content-addressed SCPs the
+/// tenants want that do not exist or were changed out of band (`scps`, by name).
+pub fn organization(
+    org: Option<&OrgOverview>,
+    ou_exists: &BTreeMap<String, bool>,
+    scps: &BTreeMap<String, WantedScp>,
+) -> Vec<OrgStep> {
     let mut steps = Vec::new();
     match org {
         None => {
@@ -507,6 +577,23 @@ pub fn organization(org: Option<&OrgOverview>, ou_exists: &BTreeMap<String, bool
             steps.push(OrgStep::CreateOu { path: path.clone() });
         }
     }
+    for (name, w) in scps {
+        let p = &w.policy;
+        match &w.found {
+            None => steps.push(OrgStep::CreatePolicy {
+                name: name.clone(),
+                source: p.source.clone(),
+                digest: p.digest.clone(),
+                accounts: w.accounts,
+            }),
+            Some(doc) if !same_json(&doc.content, &p.content) => steps.push(OrgStep::RestorePolicy {
+                name: name.clone(),
+                policy_id: doc.policy_id.clone(),
+                digest: p.digest.clone(),
+            }),
+            Some(_) => {}
+        }
+    }
     steps
 }
 
@@ -515,6 +602,8 @@ pub fn tenant(desired: &DesiredTenant, observed: &ObservedTenant) -> TenantPlan 
     let mut steps = Vec::new();
     let mut refusals = Vec::new();
     let mut manual = Vec::new();
+    // Content-addressed SCPs this plan creates or restores (once, whichever account needs it first).
+    let mut shared = BTreeSet::new();
     for want in &desired.accounts {
         let env = want.environment;
         match observed.accounts.get(&env).unwrap_or(&AccountObservation::Missing) {
@@ -529,11 +618,11 @@ pub fn tenant(desired: &DesiredTenant, observed: &ObservedTenant) -> TenantPlan 
                     },
                     environment: env,
                 });
-                new_account_steps(want, &mut steps);
+                new_account_steps(want, observed, &mut shared, &mut steps);
             }
             AccountObservation::Creating { request_id } => {
                 steps.push(Step { change: Change::AwaitAccount { request_id: request_id.clone() }, environment: env });
-                new_account_steps(want, &mut steps);
+                new_account_steps(want, observed, &mut shared, &mut steps);
             }
             AccountObservation::Found(found) => {
                 if found.account.status != crate::aws::types::AccountStatus::Active {
@@ -577,8 +666,10 @@ pub fn tenant(desired: &DesiredTenant, observed: &ObservedTenant) -> TenantPlan 
                         wanted,
                     });
                 }
-                let prefix = crate::desired::policy_name(&desired.id, env, "");
-                existing_account_steps(want, found, &prefix, &mut steps, &mut refusals);
+                let legacy = crate::desired::legacy_policy_prefix(&desired.id, env);
+                existing_account_steps(want, found, &mut steps);
+                policy_steps(want, found, &legacy, observed, &mut shared, &mut steps, &mut refusals);
+                stack_steps(want, found, &mut steps, &mut refusals);
             }
         }
     }
@@ -586,7 +677,12 @@ pub fn tenant(desired: &DesiredTenant, observed: &ObservedTenant) -> TenantPlan 
 }
 
 /// Steps after creating an account: it starts in the root, carries its tags from `CreateAccount`.
-fn new_account_steps(want: &DesiredAccount, steps: &mut Vec<Step>) {
+fn new_account_steps(
+    want: &DesiredAccount,
+    observed: &ObservedTenant,
+    shared: &mut BTreeSet<String>,
+    steps: &mut Vec<Step>,
+) {
     let env = want.environment;
     steps.push(Step {
         change: Change::MoveAccount {
@@ -598,10 +694,7 @@ fn new_account_steps(want: &DesiredAccount, steps: &mut Vec<Step>) {
         environment: env,
     });
     for p in &want.policies {
-        steps.push(Step {
-            change: Change::CreatePolicy { name: p.name.clone(), source: p.source.clone(), digest: p.digest.clone() },
-            environment: env,
-        });
+        steps.extend(shared_policy_step(p, observed, shared).map(|change| Step { change, environment: env }));
         steps.push(Step { change: Change::AttachPolicy { name: p.name.clone() }, environment: env });
     }
     for s in &want.stacks {
@@ -616,13 +709,8 @@ fn new_account_steps(want: &DesiredAccount, steps: &mut Vec<Step>) {
     }
 }
 
-fn existing_account_steps(
-    want: &DesiredAccount,
-    found: &ObservedAccount,
-    policy_prefix: &str,
-    steps: &mut Vec<Step>,
-    refusals: &mut Vec<Refusal>,
-) {
+/// The account steps of an existing account: its OU and tags.
+fn existing_account_steps(want: &DesiredAccount, found: &ObservedAccount, steps: &mut Vec<Step>) {
     let env = want.environment;
     let id = &found.account.id;
     if found.desired_ou_id.as_deref() != Some(found.parent_id.as_str()) {
@@ -655,75 +743,130 @@ fn existing_account_steps(
         steps
             .push(Step { change: Change::UntagAccount { account_id: id.clone(), tags: stale_tags }, environment: env });
     }
+}
+
+/// `CreatePolicy` or `UpdatePolicy` (restore) for the content-addressed SCP `p` when the
+/// observation shows it missing or changed, and no earlier step of the plan made it so.
+fn shared_policy_step(p: &DesiredPolicy, observed: &ObservedTenant, shared: &mut BTreeSet<String>) -> Option<Change> {
+    let change = match observed.scps.get(&p.name).and_then(Option::as_ref) {
+        None => Change::CreatePolicy { name: p.name.clone(), source: p.source.clone(), digest: p.digest.clone() },
+        Some(doc) if !same_json(&doc.content, &p.content) => {
+            Change::UpdatePolicy { name: p.name.clone(), policy_id: doc.policy_id.clone(), digest: p.digest.clone() }
+        }
+        Some(_) => return None,
+    };
+    shared.insert(p.name.clone()).then_some(change)
+}
+
+/// The SCP steps of an existing account. The SCPs it should not carry are removed first (the
+/// policy files the tenant file no longer lists, another tenant environment's per-account SCPs),
+/// so that the 5-per-account quota has room; then, policy file by policy file, the SCP it should
+/// carry is attached and only then the one it replaces (an older document of the same file, or
+/// the file's per-account SCP of an earlier version) detached, so that no moment finds the
+/// account without the file's policy — unless the account has no free slot for both, when the
+/// old one goes first.
+fn policy_steps(
+    want: &DesiredAccount,
+    found: &ObservedAccount,
+    legacy_prefix: &str,
+    observed: &ObservedTenant,
+    shared: &mut BTreeSet<String>,
+    steps: &mut Vec<Step>,
+    refusals: &mut Vec<Refusal>,
+) {
+    let env = want.environment;
+    let id = &found.account.id;
+    let wanted = |name: &str| want.policies.iter().any(|p| p.name == name);
+    let source_wanted = |source: &str| want.policies.iter().find(|p| p.source == source);
     let attached_names: BTreeSet<&str> = found.attached.values().map(String::as_str).collect();
-    // Removals first, so that the account never carries more SCPs than the quota in between.
-    let mut stale: BTreeMap<&str, (&str, bool)> = BTreeMap::new();
-    for (name, (policy_id, _)) in &found.policies {
-        stale.insert(name, (policy_id, attached_names.contains(name.as_str())));
-    }
+    let mut first: Vec<Change> = Vec::new();
+    let mut replaced: BTreeMap<&str, Vec<Change>> = BTreeMap::new();
     for (policy_id, name) in &found.attached {
-        if name.starts_with(policy_prefix) {
-            stale.insert(name, (policy_id, true));
+        if wanted(name) {
+            continue;
+        }
+        let source = match crate::desired::shared_policy_parts(name) {
+            Some((source, _)) => source,
+            None => match name.strip_prefix(legacy_prefix) {
+                Some(source) => source,
+                None if is_legacy_policy_name(name) => {
+                    first.push(Change::DetachForeignPolicy { name: name.clone(), policy_id: policy_id.clone() });
+                    continue;
+                }
+                // FullAWSAccess, and any SCP tenantry did not make: not tenantry's to touch.
+                None => continue,
+            },
+        };
+        let remove = |replaced_by: Option<String>| Change::RemovePolicy {
+            name: name.clone(),
+            policy_id: policy_id.clone(),
+            attached: true,
+            replaced_by,
+        };
+        match source_wanted(source) {
+            Some(p) if !attached_names.contains(p.name.as_str()) => {
+                replaced.entry(&p.source).or_default().push(remove(Some(p.name.clone())))
+            }
+            _ => first.push(remove(None)),
         }
     }
-    let mut detached = 0;
-    for (name, (policy_id, attached)) in stale {
-        if !want.policies.iter().any(|p| p.name == name) {
-            detached += usize::from(attached);
-            steps.push(Step {
-                change: Change::RemovePolicy { name: name.to_string(), policy_id: policy_id.to_string(), attached },
-                environment: env,
+    for (name, policy_id) in &found.detached_scps {
+        if !wanted(name) {
+            first.push(Change::RemovePolicy {
+                name: name.clone(),
+                policy_id: policy_id.clone(),
+                attached: false,
+                replaced_by: None,
             });
         }
     }
-    for (policy_id, name) in &found.attached {
-        if is_tenantry_policy_name(name) && !name.starts_with(policy_prefix) {
-            detached += 1;
-            steps.push(Step {
-                change: Change::DetachForeignPolicy { name: name.clone(), policy_id: policy_id.clone() },
-                environment: env,
-            });
-        }
-    }
-    let mut attaching = 0;
+    let detaches = |c: &Change| match c {
+        Change::RemovePolicy { attached, .. } => usize::from(*attached),
+        _ => 1,
+    };
+    let mut count = found.attached.len() - first.iter().map(detaches).sum::<usize>();
+    let mut peak = count;
+    steps.extend(first.into_iter().map(|change| Step { change, environment: env }));
     for p in &want.policies {
-        match found.policies.get(&p.name) {
-            None => steps.push(Step {
-                change: Change::CreatePolicy {
-                    name: p.name.clone(),
-                    source: p.source.clone(),
-                    digest: p.digest.clone(),
-                },
-                environment: env,
-            }),
-            Some((policy_id, content)) if !same_json(content, &p.content) => steps.push(Step {
-                change: Change::UpdatePolicy {
-                    name: p.name.clone(),
-                    policy_id: policy_id.clone(),
-                    digest: p.digest.clone(),
-                },
-                environment: env,
-            }),
-            Some(_) => {}
+        steps.extend(shared_policy_step(p, observed, shared).map(|change| Step { change, environment: env }));
+        if attached_names.contains(p.name.as_str()) {
+            continue;
         }
-        if !attached_names.contains(p.name.as_str()) {
-            attaching += 1;
-            steps.push(Step { change: Change::AttachPolicy { name: p.name.clone() }, environment: env });
+        let old = replaced.remove(p.source.as_str()).unwrap_or_default();
+        let freed: usize = old.iter().map(detaches).sum();
+        let attach = Step { change: Change::AttachPolicy { name: p.name.clone() }, environment: env };
+        let old = old.into_iter().map(|change| Step { change, environment: env });
+        if count + 1 > MAX_SCPS_PER_TARGET && freed > 0 {
+            // No free slot: the old one must go before its replacement comes.
+            steps.extend(old);
+            steps.push(attach);
+            count = count - freed + 1;
+        } else {
+            steps.push(attach);
+            count += 1;
+            peak = peak.max(count);
+            steps.extend(old);
+            count -= freed;
         }
+        peak = peak.max(count);
     }
-    let total = found.attached.len() + attaching - detached;
-    if attaching > 0 && total > MAX_SCPS_PER_TARGET {
+    if peak > MAX_SCPS_PER_TARGET {
         let mut names: Vec<&str> = found.attached.values().map(String::as_str).collect();
         names.sort_unstable();
         refusals.push(Refusal::new(
             env,
             RefusalKind::TooManyPolicies,
             format!(
-                "account {id} would carry {total} SCPs, over the Organizations limit of {MAX_SCPS_PER_TARGET} directly attached to one target (attached now: {}); list fewer policies in the tenant file, or detach the others",
+                "account {id} would carry {peak} SCPs, over the Organizations limit of {MAX_SCPS_PER_TARGET} directly attached to one target (attached now: {}); list fewer policies in the tenant file, or detach the others",
                 names.join(", ")
             ),
         ));
     }
+}
+
+/// The stack steps of an existing account.
+fn stack_steps(want: &DesiredAccount, found: &ObservedAccount, steps: &mut Vec<Step>, refusals: &mut Vec<Refusal>) {
+    let env = want.environment;
     for s in &want.stacks {
         match found.stacks.get(&s.stack_name) {
             None => steps.push(Step {
@@ -839,9 +982,13 @@ fn existing_account_steps(
 /// quota, not adjustable; `FullAWSAccess` counts).
 pub const MAX_SCPS_PER_TARGET: usize = 5;
 
-/// Whether `name` has the shape of an SCP tenantry makes: `tenantry-<tenant>-<environment>-<file>`.
-pub fn is_tenantry_policy_name(name: &str) -> bool {
-    name.strip_prefix("tenantry-").is_some_and(|rest| rest.contains("-production-") || rest.contains("-staging-"))
+/// Whether `name` has the shape of the per-account SCPs earlier versions of tenantry made,
+/// `tenantry-<tenant>-<environment>-<file>`, and not that of a content-addressed one.
+pub fn is_legacy_policy_name(name: &str) -> bool {
+    crate::desired::shared_policy_parts(name).is_none()
+        && name
+            .strip_prefix("tenantry-")
+            .is_some_and(|rest| rest.contains("-production-") || rest.contains("-staging-"))
 }
 
 /// Stack statuses CloudFormation cannot update: the stack must be deleted and created again.

@@ -81,8 +81,8 @@ pub fn facts(observed: &ObservedTenant) -> Facts {
                 for (id, name) in &found.attached {
                     put(format!("attached {id}"), name.clone());
                 }
-                for (name, (id, content)) in &found.policies {
-                    put(format!("scp {name}"), format!("{id} content {}", short(&sha256_hex(content.as_bytes()))));
+                for (name, id) in &found.detached_scps {
+                    put(format!("scp {name}"), format!("{id} detached"));
                 }
                 for (name, s) in &found.stacks {
                     let template = s.template_body.as_deref().map(|b| short(&sha256_hex(b.as_bytes())).to_string());
@@ -167,10 +167,10 @@ pub fn check_tenant(approved: &TenantPlan, now: &TenantPlan) -> Result<(), Stale
 }
 
 /// Checks organization steps: the approved ones against the ones made again (under the
-/// organization's lease when there are any). None left to do is never stale; steps needed now
-/// that none were approved for are.
+/// organization's lease when there are any). Approved steps another run has made meanwhile are
+/// simply not needed any more; a step needed now that was not approved makes the plan stale.
 pub fn check_organization(approved: &[OrgStep], now: &[OrgStep]) -> Result<(), Stale> {
-    if approved == now || now.is_empty() {
+    if now.iter().all(|s| approved.contains(s)) {
         return Ok(());
     }
     Err(Stale { changes: vec![format!("organization: {}", differences(approved, now))] })

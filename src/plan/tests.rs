@@ -18,12 +18,7 @@ pub(crate) fn desired() -> DesiredTenant {
             ("tenantry:managed-by".to_string(), "tenantry".to_string()),
             ("cost-center".to_string(), "cc-1".to_string()),
         ]),
-        policies: vec![DesiredPolicy {
-            source: "deny-leave".into(),
-            name: format!("tenantry-acme-{env}-deny-leave"),
-            content: r#"{"Version":"2012-10-17","Statement":[]}"#.into(),
-            digest: "d1".into(),
-        }],
+        policies: vec![policy("deny-leave", r#"{"Version":"2012-10-17","Statement":[]}"#)],
         stacks: stacks
             .iter()
             .map(|b| DesiredStack {
@@ -44,6 +39,17 @@ pub(crate) fn desired() -> DesiredTenant {
         ],
         claims: Default::default(),
         home_region: "us-east-1".into(),
+    }
+}
+
+/// A rendered policy of file `source` with document `content`, named by its digest.
+pub(crate) fn policy(source: &str, content: &str) -> DesiredPolicy {
+    let digest = crate::render::sha256_hex(content.as_bytes());
+    DesiredPolicy {
+        source: source.into(),
+        name: crate::desired::policy_name(source, &digest),
+        content: content.into(),
+        digest,
     }
 }
 
@@ -68,11 +74,7 @@ pub(crate) fn in_sync(d: &DesiredTenant, env: Environment) -> ObservedAccount {
             .map(|p| (format!("p-{}", p.name), p.name.clone()))
             .chain([("p-FullAWSAccess".to_string(), "FullAWSAccess".to_string())])
             .collect(),
-        policies: want
-            .policies
-            .iter()
-            .map(|p| (p.name.clone(), (format!("p-{}", p.name), p.content.clone())))
-            .collect(),
+        detached_scps: BTreeMap::new(),
         stacks: want
             .stacks
             .iter()
@@ -108,7 +110,18 @@ pub(crate) fn observed_with(d: &DesiredTenant, edit: impl Fn(Environment, &mut O
         edit(env, &mut a);
         accounts.insert(env, AccountObservation::Found(Box::new(a)));
     }
-    ObservedTenant { tenant: d.id.clone(), accounts }
+    ObservedTenant { tenant: d.id.clone(), accounts, scps: existing_scps(d) }
+}
+
+/// Every SCP `d` wants, existing with its document, attached with id `p-<name>`.
+pub(crate) fn existing_scps(d: &DesiredTenant) -> BTreeMap<String, Option<PolicyDocument>> {
+    d.accounts
+        .iter()
+        .flat_map(|a| &a.policies)
+        .map(|p| {
+            (p.name.clone(), Some(PolicyDocument { policy_id: format!("p-{}", p.name), content: p.content.clone() }))
+        })
+        .collect()
 }
 
 /// The plan for [`desired`] when only `env`'s account differs from it, by `edit`.
@@ -131,7 +144,7 @@ fn prod_steps(plan: &TenantPlan) -> Vec<&Step> {
 #[test]
 fn nothing_observed_creates_both_accounts_and_everything_in_them() {
     let d = desired();
-    let observed = ObservedTenant { tenant: "acme".into(), accounts: BTreeMap::new() };
+    let observed = ObservedTenant { tenant: "acme".into(), accounts: BTreeMap::new(), scps: BTreeMap::new() };
     let plan = tenant(&d, &observed);
     assert!(plan.refusals.is_empty());
     let kinds: Vec<String> =
@@ -146,7 +159,6 @@ fn nothing_observed_creates_both_accounts_and_everything_in_them() {
             "create_stack",
             "create_account",
             "move_account",
-            "create_policy",
             "attach_policy",
             "create_stack",
             "create_stack"
@@ -208,73 +220,156 @@ fn changed_and_missing_tags_are_set_and_foreign_tags_are_left_alone() {
 }
 
 #[test]
-fn scp_content_is_compared_as_json_and_updated_when_different() {
+fn shared_scp_content_is_compared_as_json_and_restored_when_changed_out_of_band() {
     let d = desired();
+    let name = d.account(Environment::Production).policies[0].name.clone();
+    let with_content = |content: &str| {
+        let mut o = observed_with(&d, |_, _| {});
+        o.scps.insert(name.clone(), Some(PolicyDocument { policy_id: "p-1".into(), content: content.into() }));
+        o
+    };
     // Same document, other whitespace: no change.
-    let plan = tenant(
-        &d,
-        &observed_with(&d, |_, a| {
-            for (_, content) in a.policies.values_mut() {
-                *content = "{ \"Statement\": [], \"Version\": \"2012-10-17\" }".into();
-            }
-        }),
-    );
+    let plan = tenant(&d, &with_content("{ \"Statement\": [], \"Version\": \"2012-10-17\" }"));
     assert!(plan.steps.is_empty(), "{:?}", plan.steps);
-    // Edited document: update.
-    let plan = tenant(
-        &d,
-        &observed_with(&d, |env, a| {
-            if env == Environment::Production {
-                for (_, content) in a.policies.values_mut() {
-                    *content =
-                        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#
-                            .into();
-                }
-            }
-        }),
+    // Edited document: restored once, though both accounts use it.
+    let tampered =
+        with_content(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#);
+    let plan = tenant(&d, &tampered);
+    assert_eq!(
+        plan.steps,
+        vec![Step {
+            change: Change::UpdatePolicy {
+                name: name.clone(),
+                policy_id: "p-1".into(),
+                digest: d.accounts[0].policies[0].digest.clone()
+            },
+            environment: Environment::Production
+        }]
     );
-    assert!(matches!(prod_steps(&plan)[..], [Step { change: Change::UpdatePolicy { .. }, .. }]), "{:?}", plan.steps);
+    // In apply's plan the organization's steps restore it: the tenant has nothing to do.
+    assert!(tenant(&d, &tampered.after_organization_steps(&d)).steps.is_empty());
 }
 
 #[test]
-fn detached_scp_is_attached_stale_ones_removed_and_other_tenants_detached_first() {
+fn stale_scps_go_first_and_a_replaced_one_only_after_its_replacement_is_attached() {
+    let d = desired();
+    let new = d.account(Environment::Production).policies[0].name.clone();
     let plan = plan_when(Environment::Production, |a| {
         a.attached.retain(|_, name| !name.starts_with("tenantry-"));
+        // The file's per-account SCP of an earlier version, one of a file no longer listed,
+        // another tenant's, and one state recorded that was detached out of band.
+        a.attached.insert("p-legacy".into(), "tenantry-acme-production-deny-leave".into());
         a.attached.insert("p-old".into(), "tenantry-acme-production-retired".into());
         a.attached.insert("p-other".into(), "tenantry-globex-production-x".into());
-        a.policies.insert("tenantry-acme-production-orphan".into(), ("p-orphan".into(), String::new()));
+        a.detached_scps.insert("tenantry-acme-production-orphan".into(), "p-orphan".into());
     });
+    let prod = Environment::Production;
     assert_eq!(
         prod_steps(&plan),
         vec![
-            &Step {
-                change: Change::RemovePolicy {
-                    name: "tenantry-acme-production-orphan".into(),
-                    policy_id: "p-orphan".into(),
-                    attached: false
-                },
-                environment: Environment::Production
-            },
-            &Step {
-                change: Change::RemovePolicy {
+            &Step::new(
+                prod,
+                Change::RemovePolicy {
                     name: "tenantry-acme-production-retired".into(),
                     policy_id: "p-old".into(),
-                    attached: true
-                },
-                environment: Environment::Production
-            },
-            &Step {
-                change: Change::DetachForeignPolicy {
+                    attached: true,
+                    replaced_by: None
+                }
+            ),
+            &Step::new(
+                prod,
+                Change::DetachForeignPolicy {
                     name: "tenantry-globex-production-x".into(),
                     policy_id: "p-other".into()
-                },
-                environment: Environment::Production
-            },
-            &Step {
-                change: Change::AttachPolicy { name: "tenantry-acme-production-deny-leave".into() },
-                environment: Environment::Production
-            },
+                }
+            ),
+            &Step::new(
+                prod,
+                Change::RemovePolicy {
+                    name: "tenantry-acme-production-orphan".into(),
+                    policy_id: "p-orphan".into(),
+                    attached: false,
+                    replaced_by: None
+                }
+            ),
+            &Step::new(prod, Change::AttachPolicy { name: new.clone() }),
+            &Step::new(
+                prod,
+                Change::RemovePolicy {
+                    name: "tenantry-acme-production-deny-leave".into(),
+                    policy_id: "p-legacy".into(),
+                    attached: true,
+                    replaced_by: Some(new.clone())
+                }
+            ),
         ]
+    );
+    let text: Vec<String> = plan.steps.iter().map(ToString::to_string).collect();
+    assert!(text[4].ends_with(&format!("unless another account uses it: replaced by {new}")), "{text:?}");
+}
+
+#[test]
+fn a_changed_document_gets_its_own_scp_and_leaves_the_other_environment_alone() {
+    let mut d = desired();
+    let old = d.account(Environment::Production).policies[0].name.clone();
+    let observed = observed_with(&d, |_, _| {});
+    let changed = policy(
+        "deny-leave",
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"s3:*","Resource":"*"}]}"#,
+    );
+    d.accounts[0].policies = vec![changed.clone()];
+    let mut observed = observed;
+    observed.scps = existing_scps(&d);
+    observed.scps.insert(changed.name.clone(), None);
+    let plan = tenant(&d, &observed);
+    let prod = Environment::Production;
+    assert_eq!(
+        plan.steps,
+        vec![
+            Step::new(
+                prod,
+                Change::CreatePolicy {
+                    name: changed.name.clone(),
+                    source: "deny-leave".into(),
+                    digest: changed.digest.clone()
+                }
+            ),
+            Step::new(prod, Change::AttachPolicy { name: changed.name.clone() }),
+            Step::new(
+                prod,
+                Change::RemovePolicy {
+                    name: old.clone(),
+                    policy_id: format!("p-{old}"),
+                    attached: true,
+                    replaced_by: Some(changed.name.clone())
+                }
+            ),
+        ],
+        "only production changes; staging keeps the SCP it shared"
+    );
+    assert_ne!(changed.name, old);
+}
+
+#[test]
+fn without_a_free_slot_the_replaced_scp_goes_before_its_replacement() {
+    let d = desired();
+    let new = d.account(Environment::Production).policies[0].name.clone();
+    let plan = plan_when(Environment::Production, |a| {
+        a.attached.retain(|_, name| !name.starts_with("tenantry-"));
+        for i in 0..3 {
+            a.attached.insert(format!("p-x{i}"), format!("team-guardrail-{i}"));
+        }
+        a.attached.insert("p-legacy".into(), "tenantry-acme-production-deny-leave".into());
+    });
+    assert!(plan.refusals.is_empty(), "{:?}", plan.refusals);
+    assert!(
+        matches!(
+            &prod_steps(&plan)[..],
+            [Step { change: Change::RemovePolicy { replaced_by: Some(r), .. }, .. }, Step { change: Change::AttachPolicy { name }, .. }]
+                if *r == new && *name == new
+        ),
+        "{:?}",
+        plan.steps
     );
 }
 
@@ -332,13 +427,20 @@ fn stack_of_a_blueprint_no_longer_listed_is_deleted_only_if_tenantry_made_it() {
 
 #[test]
 fn missing_policy_is_created_then_attached() {
-    let plan = plan_when(Environment::Staging, |a| {
-        a.policies.clear();
-        a.attached.clear();
+    let d = desired();
+    let mut observed = observed_with(&d, |env, a| {
+        if env == Environment::Staging {
+            a.attached.clear();
+        }
     });
+    for v in observed.scps.values_mut() {
+        *v = None;
+    }
+    let plan = tenant(&d, &observed);
+    assert_eq!(plan.steps.len(), 2, "{:?}", plan.steps);
     let kinds: Vec<_> = plan.steps.iter().map(|s| s.change.symbol()).collect();
     assert!(
-        matches!(plan.steps[0], Step { change: Change::CreatePolicy { .. }, .. })
+        matches!(plan.steps[0], Step { change: Change::CreatePolicy { .. }, environment: Environment::Production })
             && matches!(plan.steps[1], Step { change: Change::AttachPolicy { .. }, .. }),
         "{:?}",
         plan.steps
@@ -415,7 +517,7 @@ fn creation_in_progress_is_awaited_not_repeated() {
 fn organization_steps_create_what_is_missing() {
     let ous = BTreeMap::from([("Tenants/Production".to_string(), true), ("Tenants/Staging".to_string(), false)]);
     assert_eq!(
-        organization(None, &ous),
+        organization(None, &ous, &BTreeMap::new()),
         vec![
             OrgStep::CreateOrganization,
             OrgStep::EnableServiceControlPolicies,
@@ -429,9 +531,38 @@ fn organization_steps_create_what_is_missing() {
         root_id: "r-1".into(),
         scp_enabled: false,
     };
-    assert_eq!(organization(Some(&o), &BTreeMap::new()), vec![OrgStep::EnableServiceControlPolicies]);
+    assert_eq!(organization(Some(&o), &BTreeMap::new(), &BTreeMap::new()), vec![OrgStep::EnableServiceControlPolicies]);
     o.scp_enabled = true;
-    assert!(organization(Some(&o), &BTreeMap::new()).is_empty());
+    assert!(organization(Some(&o), &BTreeMap::new(), &BTreeMap::new()).is_empty());
+    // Content-addressed SCPs: created when missing, restored when changed, else left alone.
+    let p = policy("deny-leave", r#"{"Version":"2012-10-17","Statement":[]}"#);
+    let q = policy("region", r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny"}]}"#);
+    let r = policy("protect", r#"{"Statement":[]}"#);
+    let doc = |id: &str, content: &str| Some(PolicyDocument { policy_id: id.into(), content: content.into() });
+    let scps = BTreeMap::from([
+        (p.name.clone(), WantedScp { policy: p.clone(), accounts: 4, found: None }),
+        (
+            q.name.clone(),
+            WantedScp { policy: q.clone(), accounts: 1, found: doc("p-q", r#"{"Statement":"tampered"}"#) },
+        ),
+        (r.name.clone(), WantedScp { policy: r.clone(), accounts: 2, found: doc("p-r", r#"{ "Statement": [] }"#) }),
+    ]);
+    let steps = organization(Some(&o), &BTreeMap::new(), &scps);
+    assert_eq!(steps.len(), 2, "{steps:?}");
+    assert!(steps.contains(&OrgStep::CreatePolicy {
+        name: p.name.clone(),
+        source: "deny-leave".into(),
+        digest: p.digest.clone(),
+        accounts: 4
+    }));
+    assert!(steps.contains(&OrgStep::RestorePolicy {
+        name: q.name.clone(),
+        policy_id: "p-q".into(),
+        digest: q.digest.clone()
+    }));
+    assert!(steps.iter().any(|s| s
+        .to_string()
+        .starts_with(&format!("+ create SCP {} from policies/deny-leave.json (sha256 ", p.name))));
 }
 
 #[test]

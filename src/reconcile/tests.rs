@@ -132,7 +132,7 @@ fn missing_refused_and_creating_accounts_are_reported() {
         let mut accounts = BTreeMap::new();
         accounts.insert(Environment::Production, obs);
         accounts.insert(Environment::Staging, AccountObservation::Found(Box::new(in_sync(&d, Environment::Staging))));
-        ObservedTenant { tenant: "acme".into(), accounts }
+        ObservedTenant { tenant: "acme".into(), accounts, scps: crate::plan::tests::existing_scps(&d) }
     };
     let missing = kinds(&with(AccountObservation::Missing)).0;
     assert!(missing.contains(&AccountMissing), "{missing:?}");

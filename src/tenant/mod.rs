@@ -234,4 +234,8 @@ pub mod tags {
     pub const WORKLOAD: &str = "tenantry:workload";
     /// Workload stack tag: the release digest the stack runs.
     pub const RELEASE: &str = "tenantry:release";
+    /// SCP tag: the policy file in `policies/` the document was rendered from.
+    pub const POLICY_FILE: &str = "tenantry:policy-file";
+    /// SCP tag: the sha256 of the document (its name carries the first 16 hex digits).
+    pub const POLICY_SHA256: &str = "tenantry:sha256";
 }
