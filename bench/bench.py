@@ -7,14 +7,16 @@ For each N it starts a new emulator (localstack/start.sh on a free port), genera
 request ceiling, then runs, in order:
 
   onboard    tenantry apply --auto-approve --output json   (from nothing: organization, OUs,
-             2N accounts, 6N SCPs, baseline in 2N accounts, agent pipeline in N)
+             2N accounts, one SCP per distinct document (six here, whatever N), baseline in 2N
+             accounts, agent pipeline in N; the SCPs are counted afterwards)
   plan       tenantry plan --output json                   (no-op: must exit 0)
   reconcile  tenantry reconcile --report-only --output json (live reads and drift detection)
 
 and records for each: wall seconds, tenantry's CPU seconds and peak RSS (wait4), the emulator's
 CPU seconds (/proc), and tenantry's own count of AWS requests (`api_calls` in its JSON output:
 total, per tenant, by operation). One JSON file per run goes to bench/results/, and a table is
-printed. Only the Python standard library is used.
+printed. Only the Python standard library is used, but for counting the SCPs (boto3 from the
+moto virtualenv that localstack/install.sh makes).
 """
 
 import argparse
@@ -41,8 +43,14 @@ def free_port():
         return s.getsockname()[1]
 
 
+# Production allow-lists vary among tenants as they would among clients: the region allow-list
+# renders one document per distinct list, shared by every account with that list.
+PRODUCTION_REGIONS = ['"us-east-1", "eu-west-1"', '"us-east-1", "eu-central-1"', '"us-east-1", "us-west-2"']
+
+
 def tenant_file(i, width):
     t = f"t{i:0{width}d}"
+    regions = PRODUCTION_REGIONS[i % len(PRODUCTION_REGIONS)]
     return f'''# Synthetic benchmark tenant.
 id = "{t}"
 name = "Bench tenant {i}"
@@ -51,7 +59,7 @@ drift = "report"
 [production]
 email = "aws+{t}-production@example.com"
 ou = "Tenants/Production"
-allowed_regions = ["us-east-1", "eu-west-1"]
+allowed_regions = [{regions}]
 policies = ["deny-leave-organization", "region-allowlist", "protect-tenantry"]
 
 [production.tags]
@@ -103,6 +111,26 @@ def workspace(n, small_stacks):
     for i in range(1, n + 1):
         (ws / "tenants" / f"t{i:0{width}d}.toml").write_text(tenant_file(i, width))
     return ws
+
+
+SCP_COUNT = """
+import json, sys, boto3
+c = boto3.client("organizations", endpoint_url=sys.argv[1], region_name="us-east-1",
+                 aws_access_key_id="test", aws_secret_access_key="test")
+names = [p["Name"] for page in c.get_paginator("list_policies").paginate(Filter="SERVICE_CONTROL_POLICY")
+         for p in page["Policies"]]
+print(json.dumps({"total": len(names), "tenantry": sum(n.startswith("tenantry-") for n in names)}))
+"""
+
+
+def scp_count(endpoint):
+    """SCPs of the organization after onboarding (ListPolicies through boto3 from the moto
+    virtualenv, which any endpoint answers): all of them, and tenantry's."""
+    python = ROOT / "localstack/.venv-moto/bin/python"
+    out = subprocess.run([str(python), "-c", SCP_COUNT, endpoint], capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        return {"error": out.stderr.strip()[-500:]}
+    return json.loads(out.stdout)
 
 
 def proc_cpu_seconds(pid):
@@ -265,11 +293,15 @@ def bench(n, binary, emulator, keep, small_stacks=False):
                 r["requests_per_second"] = round(r["calls"]["total"] / r["wall_seconds"], 1)
             result["phases"][name] = r
             print(f"  N={n} {name}: {r['wall_seconds']} s, exit {r['exit_code']}, {r['calls'].get('total')} requests", file=sys.stderr)
+            if name == "onboard":
+                # Content-addressed SCPs: their number follows the distinct documents, not N.
+                result["scps_after_onboarding"] = scp_count(endpoint)
+                print(f"  N={n} SCPs after onboarding: {result['scps_after_onboarding']}", file=sys.stderr)
             if not r["ok"]:
                 print(r["stderr_tail"], file=sys.stderr)
                 break
         # The same probe on the now populated organization: how the emulator's own cost per
-        # request grows with what it holds (2N accounts, 6N SCPs, 3N stacks).
+        # request grows with what it holds (2N accounts, a handful of SCPs, 3N stacks).
         result["emulator_ceiling_rps_after"] = {
             "sts_get_caller_identity_1_conn": ceiling(endpoint, 1),
             "sts_get_caller_identity_4_conn": ceiling(endpoint, 4),
@@ -298,6 +330,9 @@ def table(results):
         lines.append(f"{r['emulator']:<10} {r['tenants']:>5} emulator ceiling req/s (GetCallerIdentity, plain HTTP, 1 / 4 connections): "
                      f"empty {r['emulator_ceiling_rps']['sts_get_caller_identity_1_conn']} / {r['emulator_ceiling_rps']['sts_get_caller_identity_4_conn']}, "
                      f"after onboarding {r.get('emulator_ceiling_rps_after', {}).get('sts_get_caller_identity_1_conn')} / {r.get('emulator_ceiling_rps_after', {}).get('sts_get_caller_identity_4_conn')}")
+        if "scps_after_onboarding" in r:
+            s = r["scps_after_onboarding"]
+            lines.append(f"{r['emulator']:<10} {r['tenants']:>5} SCPs after onboarding: {s.get('tenantry')} tenantry's of {s.get('total')} ({2 * r['tenants']} accounts)")
     return "\n".join(lines)
 
 

@@ -128,9 +128,7 @@ pub fn managed_tags(tenant_id: &str, env: Environment) -> BTreeMap<String, Strin
     ])
 }
 
-/// How many hex digits of a document's sha256 name its SCP (64 bits: two different documents of
-/// one organization never share a name).
-pub const POLICY_DIGEST_DIGITS: usize = 16;
+pub use crate::tenant::POLICY_DIGEST_DIGITS;
 
 /// The name of the SCP holding the document of policy file `source` whose sha256 (hex) is
 /// `digest`: `tenantry-<source>-<first 16 hex digits>`. The same document gets the same name
@@ -269,4 +267,27 @@ fn ordered_blueprints(map: &BTreeMap<String, toml::Table>) -> Vec<(&String, &tom
     let mut v: Vec<_> = map.iter().collect();
     v.sort_by_key(|(name, _)| (name.as_str() != "baseline", (*name).clone()));
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_content_addressed_scp_name_is_told_from_every_other_name() {
+        let digest = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let name = policy_name("deny-leave-organization", digest);
+        assert_eq!(name, "tenantry-deny-leave-organization-0123456789abcdef");
+        assert_eq!(shared_policy_parts(&name), Some(("deny-leave-organization", "0123456789abcdef")));
+        for other in [
+            "tenantry-acme-production-deny-leave-organization", // per-account, earlier versions
+            "tenantry-deny-0123456789ABCDEF",                   // not lower-case hex
+            "tenantry-deny-0123456789abcde",                    // 15 digits
+            "tenantry--0123456789abcdef",                       // no file name
+            "FullAWSAccess",
+            "team-deny-0123456789abcdef",
+        ] {
+            assert_eq!(shared_policy_parts(other), None, "{other}");
+        }
+    }
 }

@@ -217,20 +217,22 @@ async fn another_tenants_scp_on_an_account_is_drift_detached_and_the_quota_is_ch
     let accounts = aws.tenant_accounts().await;
     let id = |t: &str, e: &str| accounts[&(t.to_string(), e.to_string())][0].clone();
     let (acme_staging, globex_staging) = (id("acme", "staging"), id("globex", "staging"));
-    let foreign = "tenantry-globex-staging-deny-leave-organization";
-    let foreign_id = policy_id(&aws, foreign).await;
+    // globex's region allow-list (its own document: other regions than acme's) on acme's account.
+    let foreign = aws.attached_scp_for(&globex_staging, "region-allowlist").await;
+    assert_ne!(foreign, aws.attached_scp_for(&acme_staging, "region-allowlist").await);
+    let foreign_id = policy_id(&aws, &foreign).await;
     aws.org.attach_policy().policy_id(&foreign_id).target_id(&acme_staging).send().await.unwrap();
 
     let plan = ws.run(&emu.endpoint, &["plan", "acme"]);
     assert_eq!(plan.code, 2, "{plan:?}");
-    assert!(plan.stdout.contains(&format!("staging: detach SCP {foreign}")), "{plan:?}");
+    assert!(plan.stdout.contains(&format!("staging: detach and delete SCP {foreign}")), "{plan:?}");
     let report = ws.run(&emu.endpoint, &["reconcile", "acme", "--report-only", "--output", "json"]);
     assert_eq!(report.code, 2, "{report:?}");
-    assert!(report.stdout.contains("\"scp_other_tenant\""), "{report:?}");
+    assert!(report.stdout.contains("\"scp_unexpected\""), "{report:?}");
     let fixed = ws.run(&emu.endpoint, &["reconcile", "acme", "--remediate"]);
     assert_eq!(fixed.code, 2, "drift was found (and fixed): {fixed:?}");
-    assert!(!aws.attached_scps(&acme_staging).await.contains(&foreign.to_string()), "detached from acme's account");
-    assert!(aws.attached_scps(&globex_staging).await.contains(&foreign.to_string()), "left in place on globex's");
+    assert!(!aws.attached_scps(&acme_staging).await.contains(&foreign), "detached from acme's account");
+    assert!(aws.attached_scps(&globex_staging).await.contains(&foreign), "left in place on globex's, not deleted");
     assert_eq!(ws.run(&emu.endpoint, &["plan"]).code, 0);
 
     // The quota: with two other SCPs attached and one of acme's detached, attaching it again
@@ -249,7 +251,7 @@ async fn another_tenants_scp_on_an_account_is_drift_detached_and_the_quota_is_ch
             .unwrap();
         extra.push(created.policy().unwrap().policy_summary().unwrap().id().unwrap().to_string());
     }
-    let own = policy_id(&aws, "tenantry-acme-staging-deny-leave-organization").await;
+    let own = policy_id(&aws, &aws.attached_scp_for(&acme_staging, "deny-leave-organization").await).await;
     aws.org.detach_policy().policy_id(&own).target_id(&acme_staging).send().await.unwrap();
     for p in &extra {
         aws.org.attach_policy().policy_id(p).target_id(&acme_staging).send().await.unwrap();
@@ -365,15 +367,64 @@ async fn an_untagged_renamed_account_is_still_found_by_its_scps_and_never_duplic
     assert_eq!(ws.run(&emu.endpoint, &["apply", "acme", "--auto-approve"]).code, 1);
     assert!(aws.accounts_with_email("aws+acme-prod2@example.com").await.is_empty(), "no second production account");
 
-    // Its SCPs detached too (left in place): their existence still says the account was made.
-    for name in aws.attached_scps(&old).await.into_iter().filter(|n| n.starts_with("tenantry-acme-production-")) {
+    // Its SCPs detached too: the history of its state record still names the account.
+    for name in aws.attached_scps(&old).await.into_iter().filter(|n| n.starts_with("tenantry-")) {
         let id = policy_id(&aws, &name).await;
         aws.org.detach_policy().policy_id(id).target_id(&old).send().await.unwrap();
     }
     let plan = ws.run(&emu.endpoint, &["plan", "acme"]);
     assert_eq!(plan.code, 1, "{plan:?}");
     assert!(!plan.stdout.contains("production: create account"), "{plan:?}");
+    assert!(plan.stdout.contains(&format!("refusing to touch account {old}")), "{plan:?}");
+    assert_eq!(ws.run(&emu.endpoint, &["apply", "acme", "--auto-approve"]).code, 1);
+    assert!(aws.accounts_with_email("aws+acme-prod2@example.com").await.is_empty(), "no second production account");
+
+    // Per-account SCPs of earlier versions (`tenantry-<tenant>-<environment>-<file>`) that exist
+    // without an account are proof too: with the record's history gone as well.
+    let bucket = Aws::state_bucket(&emu);
+    aws.delete_all_versions(&bucket, "tenants/acme.json").await;
+    let legacy = "tenantry-acme-production-deny-leave-organization";
+    aws.org
+        .create_policy()
+        .name(legacy)
+        .description("Managed by tenantry; do not edit by hand")
+        .r#type(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy)
+        .content(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"organizations:LeaveOrganization","Resource":"*"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    let plan = ws.run(&emu.endpoint, &["plan", "acme"]);
+    assert_eq!(plan.code, 1, "{plan:?}");
     assert!(plan.stdout.contains("but its SCPs exist"), "{plan:?}");
+    assert!(aws.accounts_with_email("aws+acme-prod2@example.com").await.is_empty(), "no second production account");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_account_that_lost_its_tags_but_carries_tenantry_scps_is_never_duplicated() {
+    let (emu, ws, aws) = onboarded().await;
+    let old = aws.tenant_accounts().await[&("acme".to_string(), "production".to_string())][0].clone();
+    // The state bucket is gone for good (history included: another location, say), the account's
+    // tags removed, and the file's email and account name changed. Only tenantry's SCPs on an
+    // account no tenant's tags claim are left to say that it was a tenant's.
+    let keys = ["tenantry:tenant", "tenantry:environment", "tenantry:managed-by", "tenantry:home-region"];
+    aws.org
+        .untag_resource()
+        .resource_id(&old)
+        .set_tag_keys(Some(keys.iter().map(|k| k.to_string()).collect()))
+        .send()
+        .await
+        .unwrap();
+    let bucket = Aws::state_bucket(&emu);
+    aws.delete_all_versions(&bucket, "tenants/acme.json").await;
+    let file = ws
+        .read("tenants/acme.toml")
+        .replace("aws+acme-production@example.com", "aws+acme-prod2@example.com")
+        .replace("[production]\n", "[production]\naccount_name = \"Acme Corporation Prod\"\n");
+    ws.write("tenants/acme.toml", &file);
+    let plan = ws.run(&emu.endpoint, &["plan", "acme"]);
+    assert_eq!(plan.code, 1, "{plan:?}");
+    assert!(!plan.stdout.contains("production: create account"), "{plan:?}");
+    assert!(plan.stdout.contains(&format!("refusing to touch account {old}")), "{plan:?}");
     assert_eq!(ws.run(&emu.endpoint, &["apply", "acme", "--auto-approve"]).code, 1);
     assert!(aws.accounts_with_email("aws+acme-prod2@example.com").await.is_empty(), "no second production account");
 }
@@ -383,9 +434,11 @@ async fn an_scp_id_forged_in_state_never_redirects_a_write_to_another_policy() {
     let (emu, ws, aws) = onboarded().await;
     let bucket = Aws::state_bucket(&emu);
     let acme_prod = aws.tenant_accounts().await[&("acme".to_string(), "production".to_string())][0].clone();
-    let own = "tenantry-acme-production-region-allowlist";
+    let globex_prod = aws.tenant_accounts().await[&("globex".to_string(), "production".to_string())][0].clone();
+    let own = aws.attached_scp_for(&acme_prod, "region-allowlist").await;
+    let own = own.as_str();
     let own_id = policy_id(&aws, own).await;
-    let victim = policy_id(&aws, "tenantry-globex-production-region-allowlist").await;
+    let victim = policy_id(&aws, &aws.attached_scp_for(&globex_prod, "region-allowlist").await).await;
     // acme's region allowlist detached out of band, and acme's state pointing its name at globex's.
     aws.org.detach_policy().policy_id(&own_id).target_id(&acme_prod).send().await.unwrap();
     let mut forged = aws.state_object(&bucket, "tenants/acme.json").await.unwrap();

@@ -165,16 +165,19 @@ async fn account_moved_to_another_ou() {
 async fn scp_detached() {
     let o = onboarded().await;
     let id = o.account("acme", "production").await;
-    let p = policy_id(&o.aws, "tenantry-acme-production-region-allowlist").await;
+    let name = o.aws.attached_scp_for(&id, "region-allowlist").await;
+    let p = policy_id(&o.aws, &name).await;
     o.aws.org.detach_policy().policy_id(&p).target_id(&id).send().await.unwrap();
     o.expect_fixed("acme", "scp_detached");
-    assert!(o.aws.attached_scps(&id).await.contains(&"tenantry-acme-production-region-allowlist".to_string()));
+    assert!(o.aws.attached_scps(&id).await.contains(&name));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn scp_content_edited() {
     let o = onboarded().await;
-    let p = policy_id(&o.aws, "tenantry-globex-staging-deny-leave-organization").await;
+    // The deny-leave SCP every account shares: restored once, for everyone.
+    let staging = o.account("globex", "staging").await;
+    let p = policy_id(&o.aws, &o.aws.attached_scp_for(&staging, "deny-leave-organization").await).await;
     let allow_all = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
     o.aws.org.update_policy().policy_id(&p).content(allow_all).send().await.unwrap();
     o.expect_fixed("globex", "scp_modified");

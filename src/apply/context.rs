@@ -43,7 +43,14 @@ impl Context {
     /// An observer for this run, with the organization-wide listings of `index` when there are
     /// (without, every account is looked up on its own).
     pub fn observer<'a>(&'a self, org: Option<&'a OrgOverview>, index: Option<Arc<OrgIndex>>) -> Observer<'a> {
-        Observer { clients: &self.clients, settings: &self.settings, org, detect_drift: false, index }
+        Observer {
+            clients: &self.clients,
+            settings: &self.settings,
+            org,
+            detect_drift: false,
+            index,
+            store: Some(&self.store),
+        }
     }
 
     /// Makes sure the state bucket exists, private, encrypted and versioned

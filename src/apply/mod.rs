@@ -523,12 +523,8 @@ impl<'a> TenantRun<'a> {
             if let AccountObservation::Found(found) = obs {
                 run.account_ids.insert(*env, found.account.id.clone());
                 run.parents.insert(*env, found.parent_id.clone());
-                for (id, name) in found
-                    .attached
-                    .iter()
-                    .map(|(id, n)| (id, n))
-                    .chain(found.detached_scps.iter().map(|(n, id)| (id, n)))
-                {
+                let detached = found.detached_scps.iter().map(|(name, id)| (id, name));
+                for (id, name) in found.attached.iter().chain(detached) {
                     run.policy_ids.insert(name.clone(), id.clone());
                 }
             }

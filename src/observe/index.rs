@@ -28,9 +28,14 @@ use tokio::sync::OnceCell;
 
 use super::{AccountSummary, CreateRequest, OrgOverview, PolicyDocument};
 use crate::aws::org;
+use crate::state::StateStore;
+use crate::tenant::Environment;
 
 /// One content-addressed SCP looked up (or to be looked up) by this run.
 type ScpCell = Arc<OnceCell<Option<PolicyDocument>>>;
+
+/// The account ids earlier versions of one tenant's state record name, read once per run.
+type EarlierCell = Arc<OnceCell<BTreeMap<Environment, String>>>;
 
 /// Organization-wide listings for one run (see the module documentation).
 #[derive(Debug)]
@@ -42,6 +47,8 @@ pub struct OrgIndex {
     tags: OnceCell<BTreeMap<String, BTreeMap<String, String>>>,
     scps: OnceCell<BTreeMap<String, String>>,
     shared_scps: Mutex<BTreeMap<String, ScpCell>>,
+    unmarked: OnceCell<BTreeSet<String>>,
+    earlier: Mutex<BTreeMap<String, EarlierCell>>,
 }
 
 impl OrgIndex {
@@ -81,6 +88,8 @@ impl OrgIndex {
             tags: OnceCell::new(),
             scps: OnceCell::new(),
             shared_scps: Mutex::new(BTreeMap::new()),
+            unmarked: OnceCell::new(),
+            earlier: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -164,6 +173,25 @@ impl OrgIndex {
         Ok(found.clone())
     }
 
+    /// Accounts that carry a content-addressed tenantry SCP but no `tenantry:tenant` tag
+    /// ([`unmarked_tenantry_accounts`]), listed on first use like [`OrgIndex::account_tags`].
+    pub async fn unmarked_tenantry_accounts(&self, c: &Client, management: &str) -> Result<&BTreeSet<String>> {
+        let tags = self.account_tags(c, management).await?;
+        self.unmarked.get_or_try_init(|| unmarked_tenantry_accounts(c, tags)).await
+    }
+
+    /// The account ids earlier versions of `tenant`'s state record name
+    /// ([`StateStore::earlier_account_ids`]), read once per run: a record's history only grows.
+    pub async fn earlier_account_ids(
+        &self,
+        store: &StateStore,
+        tenant: &str,
+    ) -> std::result::Result<BTreeMap<Environment, String>, crate::state::Error> {
+        let cell =
+            self.earlier.lock().unwrap_or_else(|p| p.into_inner()).entry(tenant.to_string()).or_default().clone();
+        Ok(cell.get_or_try_init(|| store.earlier_account_ids(tenant)).await?.clone())
+    }
+
     /// Records what this run made of the content-addressed SCP `name` (created or restored).
     pub fn set_shared_scp(&self, name: &str, found: Option<PolicyDocument>) {
         let cell = Arc::new(OnceCell::new_with(Some(found)));
@@ -198,4 +226,22 @@ pub async fn read_scp(c: &Client, name: &str, id: Option<&str>) -> Result<Option
         Some((real_name, content)) if real_name == name => Some(PolicyDocument { policy_id: id.to_string(), content }),
         _ => None,
     })
+}
+
+/// Of the accounts in `tags` (account id → its tags), those without a `tenantry:tenant` tag that
+/// carry a content-addressed tenantry SCP (`ListPoliciesForTarget` on each untagged one): a
+/// tenant's account that has lost its tags. Content-addressed SCPs do not say whose it was, so
+/// such an account may be any tenant environment's that is about to create one.
+pub async fn unmarked_tenantry_accounts(
+    c: &Client,
+    tags: &BTreeMap<String, BTreeMap<String, String>>,
+) -> Result<BTreeSet<String>> {
+    let mut out = BTreeSet::new();
+    for (id, _) in tags.iter().filter(|(_, t)| !t.contains_key(crate::tenant::tags::TENANT)) {
+        let attached = org::attached_scps(c, id).await?;
+        if attached.values().any(|name| crate::desired::shared_policy_parts(name).is_some()) {
+            out.insert(id.clone());
+        }
+    }
+    Ok(out)
 }

@@ -35,6 +35,9 @@ pub enum Error {
     /// Drift detection failed, timed out, or was stopped.
     #[error(transparent)]
     Stack(#[from] StackError),
+    /// The history of a tenant's state record could not be read.
+    #[error(transparent)]
+    State(#[from] Box<crate::state::Error>),
 }
 
 /// Results of observation.
@@ -58,9 +61,9 @@ pub struct ObservedAccount {
     pub desired_ou_id: Option<String>,
     /// SCPs attached directly, policy id → name.
     pub attached: BTreeMap<String, String>,
-    /// tenantry SCPs that state records as attached to this account but that are not (detached
-    /// out of band, or by a run that stopped before deleting them) and still exist under that
-    /// name: name → id.
+    /// tenantry SCPs that state records as attached to this account, that the tenant file no
+    /// longer wants, and that are not attached (detached out of band, or by a run that stopped
+    /// before deleting them) but still exist under that name: name → id.
     pub detached_scps: BTreeMap<String, String>,
     /// The account's `tenantry-*` stacks.
     pub stacks: BTreeMap<String, ObservedStack>,
@@ -160,6 +163,9 @@ pub struct Observer<'a> {
     pub detect_drift: bool,
     /// The run's organization-wide listings; without it every account is looked up on its own.
     pub index: Option<std::sync::Arc<OrgIndex>>,
+    /// The state store, whose record history is the last place an account id of a tenant
+    /// environment that lost every other mark is looked for.
+    pub store: Option<&'a crate::state::StateStore>,
 }
 
 impl Observer<'_> {
@@ -371,8 +377,10 @@ impl Observer<'_> {
 
     /// Never a second account: with no account by state, request or email, looks for one this
     /// tenant environment already has under another email (the file changed, state was lost) by
-    /// name, by an email state recorded, by its tenantry tags; `Missing` only when there is none
-    /// and none of its SCPs exist. Several candidates, or SCPs without an account, are refused.
+    /// name, by an email state recorded, by its tenantry tags, by tenantry's SCPs on an account
+    /// without tags, and last by the account id an earlier version of its state record names;
+    /// `Missing` only when there is none and none of its per-account SCPs of earlier versions
+    /// exist. Several candidates, or such SCPs without an account, are refused.
     async fn identity(
         &self,
         desired: &DesiredTenant,
@@ -384,7 +392,10 @@ impl Observer<'_> {
         let (mut found, own_scps) = self.identity_candidates(&claim, &desired.account(env).account_name, fresh).await?;
         let refused = |reason: String| Ok(Located::Not(AccountObservation::Refused { account_id: None, reason }));
         match found.len() {
-            0 if own_scps.is_empty() => Ok(Located::Not(AccountObservation::Missing)),
+            0 if own_scps.is_empty() => match self.recorded_earlier(desired, env).await? {
+                Some(summary) => Ok(Located::Account(summary, FoundBy::Identity)),
+                None => Ok(Located::Not(AccountObservation::Missing)),
+            },
             0 => refused(format!(
                 "no account of this tenant environment was found, but its SCPs exist ({}): its account was created once and has lost every mark of it (state, tags, name, email). tenantry will not create a second one: find the account and tag it {}={}, {}={env}; or, if it was closed for good, delete those SCPs",
                 own_scps.join(", "),
@@ -399,6 +410,22 @@ impl Observer<'_> {
                 refused(format!("several accounts could be this tenant environment's: {}; tenantry will neither create another nor pick one — close or retag the ones that are not, then re-run", list.join("; ")))
             }
         }
+    }
+
+    /// The account an earlier version of the tenant's state record names for `env`
+    /// ([`crate::state::StateStore::earlier_account_ids`], once per run through the index), if
+    /// it is still in the organization.
+    async fn recorded_earlier(&self, desired: &DesiredTenant, env: Environment) -> Result<Option<AccountSummary>> {
+        let Some(store) = self.store else { return Ok(None) };
+        let earlier = match self.index.as_deref() {
+            Some(index) => index.earlier_account_ids(store, &desired.id).await,
+            None => store.earlier_account_ids(&desired.id).await,
+        };
+        let Some(id) = earlier.map_err(Box::new)?.remove(&env) else { return Ok(None) };
+        if let Some(a) = self.index.as_deref().and_then(|i| i.account(&id)) {
+            return Ok(Some(a.clone()));
+        }
+        Ok(org::describe_account(&self.clients.org, &id).await?)
     }
 
     /// The blast-radius guard on the account as found (its live tags, email and name): the
@@ -488,8 +515,8 @@ impl Observer<'_> {
         Ok((parent_id, parent_path, desired_ou_id))
     }
 
-    /// The tenantry SCPs state records for this account that are not attached to it and still
-    /// exist under their name (`DescribePolicy` each: state could name any policy id), name →
+    /// The tenantry SCPs state records for this account that it no longer wants, are not
+    /// attached to it and still exist under their name (`DescribePolicy` each: state could name any policy id), name →
     /// id. Only names tenantry gives: content-addressed ones and this tenant environment's
     /// per-account ones of earlier versions.
     async fn detached_scps(
@@ -500,10 +527,11 @@ impl Observer<'_> {
         attached: &BTreeMap<String, String>,
     ) -> Result<BTreeMap<String, String>> {
         let legacy = crate::desired::legacy_policy_prefix(&desired.id, env);
+        let wanted = |name: &str| desired.account(env).policies.iter().any(|p| p.name == name);
         let mut out = BTreeMap::new();
         for (name, r) in rec.map(|r| &r.policies).into_iter().flatten() {
             let ours = crate::desired::shared_policy_parts(name).is_some() || name.starts_with(&legacy);
-            if !ours || attached.values().any(|n| n == name) {
+            if !ours || wanted(name) || attached.values().any(|n| n == name) {
                 continue;
             }
             if let Some(doc) = index::read_scp(&self.clients.org, name, Some(&r.policy_id)).await? {
@@ -588,16 +616,18 @@ impl Observer<'_> {
     ) -> Result<(Vec<(AccountSummary, &'static str)>, Vec<String>)> {
         let c = &self.clients.org;
         let management = self.org.map(|o| o.management_account_id.as_str()).unwrap_or_default();
-        let (accounts, tags, scps) = match self.index.as_deref().filter(|_| !fresh) {
+        let (accounts, tags, scps, unmarked) = match self.index.as_deref().filter(|_| !fresh) {
             Some(index) => (
                 index.accounts().cloned().collect::<Vec<_>>(),
                 index.account_tags(c, management).await?.clone(),
                 index.scps(c).await?.clone(),
+                index.unmarked_tenantry_accounts(c, management).await?.clone(),
             ),
             None => {
                 let accounts = org::list_accounts(c).await?;
                 let tags = index::tags_of(c, accounts.iter().map(|a| &a.id), management).await?;
-                (accounts, tags, org::scps(c).await?)
+                let unmarked = index::unmarked_tenantry_accounts(c, &tags).await?;
+                (accounts, tags, org::scps(c).await?, unmarked)
             }
         };
         // Accounts carrying this tenant environment's per-account SCPs of earlier versions
@@ -612,7 +642,7 @@ impl Observer<'_> {
         for name in &own_scps {
             with_scps.extend(org::policy_account_targets(c, &scps[name]).await?);
         }
-        Ok((identity_matches(claim, account_name, &accounts, &tags, &with_scps), own_scps))
+        Ok((identity_matches(claim, account_name, &accounts, &tags, &with_scps, &unmarked), own_scps))
     }
 
     /// The path of an OU id (`""` for the root), walking up with `ListParents` and
@@ -658,6 +688,7 @@ pub fn identity_matches(
     accounts: &[AccountSummary],
     tags: &BTreeMap<String, BTreeMap<String, String>>,
     with_scps: &std::collections::BTreeSet<String>,
+    unmarked: &std::collections::BTreeSet<String>,
 ) -> Vec<(AccountSummary, &'static str)> {
     use crate::tenant::tags::{ENVIRONMENT, TENANT};
     accounts
@@ -675,6 +706,8 @@ pub fn identity_matches(
                 "an email recorded for this tenant environment"
             } else if with_scps.contains(&a.id) {
                 "carries this tenant environment's SCPs"
+            } else if unmarked.contains(&a.id) {
+                "carries tenantry's SCPs but no tenant's tags"
             } else {
                 return None;
             };

@@ -342,7 +342,7 @@ impl fmt::Display for Change {
                 let why = match replaced_by {
                     Some(new) => format!("replaced by {new}"),
                     None if crate::desired::shared_policy_parts(name).is_some() => {
-                        "no longer in the tenant file".to_string()
+                        "the tenant file does not ask for it here".to_string()
                     }
                     None => "a per-account SCP of an earlier tenantry, no longer in the tenant file".to_string(),
                 };

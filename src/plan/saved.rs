@@ -320,4 +320,15 @@ mod tests {
             ["policies/x.json was removed", "tenants/acme.toml changed", "tenants/new.toml was added"]
         );
     }
+
+    #[test]
+    fn organization_steps_another_run_made_meanwhile_are_not_stale_but_new_ones_are() {
+        let a = OrgStep::CreateOu { path: "A".into() };
+        let b = OrgStep::CreateOu { path: "B".into() };
+        let (both, just_a, just_b) = (vec![a.clone(), b.clone()], vec![a.clone()], vec![b.clone()]);
+        assert!(check_organization(&both, &just_b).is_ok());
+        assert!(check_organization(&just_a, &[]).is_ok());
+        let stale = check_organization(&just_a, &both).unwrap_err();
+        assert_eq!(stale.changes, ["organization: now also: + create OU B"]);
+    }
 }

@@ -51,7 +51,7 @@ pub enum DriftKind {
     ScpModified,
     /// An SCP is not attached.
     ScpDetached,
-    /// An SCP tenantry made is no longer in the file.
+    /// A tenantry SCP the account does not need is attached (or recorded and left over).
     ScpUnexpected,
     /// Another tenant's or environment's SCP is attached.
     ScpOtherTenant,
@@ -532,9 +532,13 @@ fn differences(step: &Step) -> Vec<Difference> {
         Change::AttachPolicy { name, .. } => {
             one(ScpDetached, format!("SCP {name}"), "attached to the account", "not attached", High)
         }
-        Change::RemovePolicy { name, attached, .. } => {
+        Change::RemovePolicy { name, attached, replaced_by, .. } => {
             let found = if *attached { "attached" } else { "exists" };
-            one(ScpUnexpected, format!("SCP {name}"), "absent (not in the tenant file)", found, Low)
+            let expected = match replaced_by {
+                Some(new) => format!("replaced by {new} (the document the tenant file renders now)"),
+                None => "not attached (the tenant file does not ask for it here)".to_string(),
+            };
+            one(ScpUnexpected, format!("SCP {name}"), &expected, found, Low)
         }
         Change::DetachForeignPolicy { name, .. } => one(
             ScpOtherTenant,

@@ -19,6 +19,9 @@ pub use lease::{Lease, LeaseGuard, LeaseHeld};
 use crate::aws::{Error as AwsError, ErrorKind};
 use crate::tenant::Environment;
 
+/// How many versions of a tenant record [`StateStore::earlier_account_ids`] lists at most.
+pub const EARLIER_VERSIONS_READ: i32 = 100;
+
 /// What tenantry knows about one tenant: `tenants/<id>.json` in the state bucket.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct TenantRecord {
@@ -293,6 +296,66 @@ impl StateStore {
             .await
             .map_err(|e| AwsError::from_sdk("s3:PutBucketVersioning", e))?;
         Ok(())
+    }
+
+    /// The account id, per environment, that the newest version of `tenant`'s record naming one
+    /// gives (`ListObjectVersions` of the record's key, one page of at most
+    /// [`EARLIER_VERSIONS_READ`] versions, then `GetObject` of each, newest first, until both
+    /// environments have one). For a tenant environment none of whose marks is left: a record
+    /// deleted or rewritten (lost state) still says which account it had, for as long as the
+    /// versioned bucket keeps its history. Versions that are not valid records are skipped.
+    /// Empty for a bucket or key with no history (a new tenant: one request).
+    pub async fn earlier_account_ids(&self, tenant: &str) -> Result<BTreeMap<Environment, String>> {
+        let key = Self::record_key(tenant);
+        let mut found = BTreeMap::new();
+        let listed = match self
+            .s3
+            .list_object_versions()
+            .bucket(&self.bucket)
+            .prefix(&key)
+            .max_keys(EARLIER_VERSIONS_READ)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if AwsError::kind_of_sdk(&e) == ErrorKind::NotFound => return Ok(found),
+            Err(e) => return Err(AwsError::from_sdk("s3:ListObjectVersions", e).into()),
+        };
+        let mut versions: Vec<_> = listed
+            .versions()
+            .iter()
+            .filter(|v| v.key() == Some(key.as_str()))
+            .filter_map(|v| Some((v.last_modified().map(|t| t.secs()).unwrap_or(0), v.version_id()?.to_string())))
+            .collect();
+        // Newest first; S3 lists a key's versions newest first, which a stable sort keeps for ties.
+        versions.sort_by_key(|v| std::cmp::Reverse(v.0));
+        for (_, version) in versions {
+            if found.len() == Environment::ALL.len() {
+                break;
+            }
+            let out = self
+                .s3
+                .get_object()
+                .bucket(&self.bucket)
+                .key(&key)
+                .version_id(&version)
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("s3:GetObject", e))?;
+            let bytes = out
+                .body
+                .collect()
+                .await
+                .map_err(|e| Error::Answer(format!("reading s3://{}/{key} version {version}: {e}", self.bucket)))?
+                .into_bytes();
+            let Ok(record) = serde_json::from_slice::<TenantRecord>(&bytes) else { continue };
+            for (env, account) in record.accounts {
+                if let Some(id) = account.account_id {
+                    found.entry(env).or_insert(id);
+                }
+            }
+        }
+        Ok(found)
     }
 
     fn record_key(tenant: &str) -> String {

@@ -213,7 +213,11 @@ impl Tenant {
     }
 }
 
-/// Tag keys tenantry sets on every account it manages.
+/// How many hex digits of a policy document's sha256 name its SCP (64 bits: two different
+/// documents of one organization never share a name).
+pub const POLICY_DIGEST_DIGITS: usize = 16;
+
+/// Tag keys tenantry sets on the accounts, stacks and SCPs it manages.
 pub mod tags {
     /// The tenant id.
     pub const TENANT: &str = "tenantry:tenant";

@@ -255,7 +255,11 @@ fn tag_char(c: char) -> bool {
     c.is_alphanumeric() || (c.is_whitespace() && !c.is_control()) || "_.:/=+-@".contains(c)
 }
 
-/// One account's SCPs: how many, known, not listed twice.
+/// The longest policy file name (without `.json`) whose SCP name fits Organizations' 128
+/// characters: `tenantry-` + name + `-` + 16 hex digits.
+pub const POLICY_FILE_NAME_MAX: usize = 128 - "tenantry-".len() - 1 - super::POLICY_DIGEST_DIGITS;
+
+/// One account's SCPs: how many, known, not listed twice, names short enough.
 fn check_policies(spec: &TenantSpec, env: Environment, renderer: &Renderer, err: &mut impl FnMut(String, String)) {
     let a = spec.account(env);
     if a.policies.len() > POLICIES_MAX {
@@ -272,6 +276,11 @@ fn check_policies(spec: &TenantSpec, env: Environment, renderer: &Renderer, err:
             );
         } else if a.policies[..i].contains(p) {
             err(format!("{env}.policies.{i}"), format!("policy `{p}` is listed twice"));
+        } else if p.chars().count() > POLICY_FILE_NAME_MAX {
+            err(
+                format!("{env}.policies.{i}"),
+                format!("policy file name `{p}` is longer than {POLICY_FILE_NAME_MAX} characters: its SCP, `tenantry-{p}-<16 hex digits>`, would pass Organizations' 128-character limit on policy names"),
+            );
         }
     }
 }

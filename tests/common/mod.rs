@@ -606,6 +606,35 @@ impl Aws {
         v
     }
 
+    /// Every SCP of the organization whose name starts with `tenantry-`, name → id.
+    pub async fn tenantry_scps(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let mut pages = self
+            .org
+            .list_policies()
+            .filter(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            for p in page.unwrap().policies.unwrap_or_default() {
+                if let (Some(name), Some(id)) = (p.name, p.id) {
+                    if name.starts_with("tenantry-") {
+                        out.insert(name, id);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The content-addressed SCP for policy file `file` attached to account `id`
+    /// (`tenantry-<file>-<16 hex digits>`); panics unless there is exactly one.
+    pub async fn attached_scp_for(&self, id: &str, file: &str) -> String {
+        let found: Vec<String> = self.attached_scps(id).await.into_iter().filter(|n| is_scp_of_file(n, file)).collect();
+        assert_eq!(found.len(), 1, "one SCP of policies/{file}.json attached to {id}: {found:?}");
+        found[0].clone()
+    }
+
     /// CloudFormation in a member account (assumes OrganizationAccountAccessRole).
     pub async fn member_cfn(&self, account_id: &str) -> aws_sdk_cloudformation::Client {
         aws_sdk_cloudformation::Client::new(&self.member_config(account_id).await)
@@ -677,6 +706,16 @@ impl Aws {
         out
     }
 
+    /// Deletes every version and delete marker of `key`: its history is gone too.
+    pub async fn delete_all_versions(&self, bucket: &str, key: &str) {
+        let listed = self.s3.list_object_versions().bucket(bucket).prefix(key).send().await.unwrap();
+        let versions = listed.versions().iter().filter(|v| v.key() == Some(key)).filter_map(|v| v.version_id());
+        let markers = listed.delete_markers().iter().filter(|m| m.key() == Some(key)).filter_map(|m| m.version_id());
+        for version in versions.chain(markers) {
+            self.s3.delete_object().bucket(bucket).key(key).version_id(version).send().await.unwrap();
+        }
+    }
+
     /// A state object from the state bucket, parsed.
     pub async fn state_object(&self, bucket: &str, key: &str) -> Option<serde_json::Value> {
         let out = self.s3.get_object().bucket(bucket).key(key).send().await.ok()?;
@@ -737,4 +776,11 @@ impl Drop for FaultProxy {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether `name` is the content-addressed SCP name of policy file `file`:
+/// `tenantry-<file>-<16 lower-case hex digits>`.
+pub fn is_scp_of_file(name: &str, file: &str) -> bool {
+    name.strip_prefix(&format!("tenantry-{file}-"))
+        .is_some_and(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
 }
