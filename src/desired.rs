@@ -139,9 +139,15 @@ pub fn policy_name(source: &str, digest: &str) -> String {
 }
 
 /// The policy file of a content-addressed SCP name ([`policy_name`]) and the digest prefix it
-/// carries; `None` for any other name.
+/// carries; `None` for any other name, the per-account names of earlier versions included (a
+/// `production` or `staging` part: policy file names may have none, see
+/// [`crate::tenant::validate::valid_policy_file_name`]).
 pub fn shared_policy_parts(name: &str) -> Option<(&str, &str)> {
-    let (source, hex) = name.strip_prefix("tenantry-")?.rsplit_once('-')?;
+    let rest = name.strip_prefix("tenantry-")?;
+    if rest.split('-').any(|part| part == "production" || part == "staging") {
+        return None;
+    }
+    let (source, hex) = rest.rsplit_once('-')?;
     let is_digest =
         hex.len() == POLICY_DIGEST_DIGITS && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     (is_digest && !source.is_empty()).then_some((source, hex))
@@ -281,6 +287,7 @@ mod tests {
         assert_eq!(shared_policy_parts(&name), Some(("deny-leave-organization", "0123456789abcdef")));
         for other in [
             "tenantry-acme-production-deny-leave-organization", // per-account, earlier versions
+            "tenantry-acme-staging-deny-0123456789abcdef",      // per-account, of a digest-like file
             "tenantry-deny-0123456789ABCDEF",                   // not lower-case hex
             "tenantry-deny-0123456789abcde",                    // 15 digits
             "tenantry--0123456789abcdef",                       // no file name

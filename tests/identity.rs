@@ -427,6 +427,23 @@ async fn an_account_that_lost_its_tags_but_carries_tenantry_scps_is_never_duplic
     assert!(plan.stdout.contains(&format!("refusing to touch account {old}")), "{plan:?}");
     assert_eq!(ws.run(&emu.endpoint, &["apply", "acme", "--auto-approve"]).code, 1);
     assert!(aws.accounts_with_email("aws+acme-prod2@example.com").await.is_empty(), "no second production account");
+
+    // The same with its tenant tag forged to name a tenant no file declares: tags prove nothing.
+    let globex = aws.tenant_accounts().await[&("globex".to_string(), "production".to_string())][0].clone();
+    let ghost = aws_sdk_organizations::types::Tag::builder().key("tenantry:tenant").value("ghost").build().unwrap();
+    aws.org.tag_resource().resource_id(&globex).tags(ghost).send().await.unwrap();
+    aws.delete_all_versions(&bucket, "tenants/globex.json").await;
+    let file = ws
+        .read("tenants/globex.toml")
+        .replace("cloud+globex-prod@example.org", "cloud+globex-prod2@example.org")
+        .replace("account_name = \"Globex Production\"", "account_name = \"Globex Prod 2\"");
+    ws.write("tenants/globex.toml", &file);
+    let plan = ws.run(&emu.endpoint, &["plan", "globex"]);
+    assert_eq!(plan.code, 1, "{plan:?}");
+    // (acme's old account above, no file declaring its email now, is a candidate too.)
+    assert!(!plan.stdout.contains("production: create account") && plan.stdout.contains(&globex), "{plan:?}");
+    assert_eq!(ws.run(&emu.endpoint, &["apply", "globex", "--auto-approve"]).code, 1);
+    assert!(aws.accounts_with_email("cloud+globex-prod2@example.org").await.is_empty(), "no second production account");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -151,11 +151,14 @@ async fn onboarding_creates_four_accounts_with_ou_tags_scps_and_stacks_then_conv
     assert_eq!(calls["by_operation"]["organizations:DescribePolicy"]["requests"], 5, "{calls:#}");
     assert_eq!(describes, 5, "{calls:#}");
     let run_level = calls["by_tenant"]["-"].as_object().expect("run-level requests");
-    for op in ["organizations:ListPolicies", "organizations:DescribeAccount", "organizations:ListParents"] {
+    for op in ["organizations:DescribeAccount", "organizations:ListParents"] {
         assert!(!calls["by_operation"].as_object().unwrap().contains_key(op), "no {op} in a no-op plan: {calls:#}");
     }
+    // One `ListPolicies` for the run: SCPs attached to nothing that no tenant wants are deleted.
+    assert_eq!(calls["by_operation"]["organizations:ListPolicies"]["requests"], 1, "{calls:#}");
+    assert_eq!(run_level["organizations:ListPolicies"], 1, "{calls:#}");
     assert!(
-        run_level.values().map(|v| v.as_u64().unwrap()).sum::<u64>() <= 12,
+        run_level.values().map(|v| v.as_u64().unwrap()).sum::<u64>() <= 13,
         "run-level listings stay a handful: {run_level:?}"
     );
 

@@ -147,6 +147,19 @@ fn unknown_policy() {
 }
 
 #[test]
+fn policy_file_names_that_would_make_an_ambiguous_scp_name() {
+    // `tenantry-<file>-<digest>` must never read as another file's digest, nor as a per-account
+    // SCP name of an earlier version (`tenantry-<tenant>-<environment>-<file>`).
+    for name in ["deny-0123456789abcdef", "deny-production-writes"] {
+        let ws = Workspace::new();
+        ws.write(&format!("policies/{name}.json"), &ws.read("policies/deny-leave-organization.json"));
+        let text = ws.read("tenants/acme.toml").replacen("\"deny-leave-organization\"", &format!("\"{name}\""), 1);
+        ws.write("tenants/acme.toml", &text);
+        check(&ws, "tenants/acme.toml", 10, "production.policies.0", "must not look like another SCP");
+    }
+}
+
+#[test]
 fn policy_listed_twice() {
     bad_acme("\"region-allowlist\"", "\"deny-leave-organization\"", 10, "production.policies.1", "listed twice");
 }

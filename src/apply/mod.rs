@@ -280,6 +280,14 @@ impl Engine {
                 OrgStep::RestorePolicy { name, policy_id, .. } => {
                     self.restore_scp(policy(name)?, policy_id).await?;
                 }
+                OrgStep::DeletePolicy { name, policy_id } => {
+                    if org::delete_policy(&self.ctx.clients.org, policy_id).await? == org::Deleted::InUse {
+                        tracing::info!(policy = %policy_id, "SCP {name} was attached meanwhile: kept");
+                    }
+                    if let Some(i) = self.index() {
+                        i.set_shared_scp(name, None);
+                    }
+                }
             }
             if self.echo_steps {
                 crate::out!("organization: {step}");

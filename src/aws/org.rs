@@ -462,6 +462,16 @@ pub async fn policy_account_targets(org: &Client, policy_id: &str) -> Result<Vec
     Ok(out)
 }
 
+/// Whether a policy is attached to any root, OU or account (`ListTargetsForPolicy`, one result).
+/// A policy that does not exist is attached to nothing.
+pub async fn attached_anywhere(org: &Client, policy_id: &str) -> Result<bool> {
+    match org.list_targets_for_policy().policy_id(policy_id).max_results(1).send().await {
+        Ok(out) => Ok(!out.targets().is_empty() || out.next_token().is_some()),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_policy_not_found_exception()) => Ok(false),
+        Err(e) => Err(Error::from_sdk("organizations:ListTargetsForPolicy", e)),
+    }
+}
+
 /// A policy's name and document (`DescribePolicy`); `None` when there is no such policy.
 pub async fn policy(org: &Client, policy_id: &str) -> Result<Option<(String, String)>> {
     let out = match org.describe_policy().policy_id(policy_id).send().await {

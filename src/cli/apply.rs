@@ -164,7 +164,7 @@ pub(super) async fn cmd_apply(
                 api_calls: crate::metrics::api_calls()
             })?
         ),
-        Output::Text => print_outcomes(&outcomes, &preview),
+        Output::Text => print_outcomes(&outcomes, &preview, org_steps.len()),
     }
     Ok(if failed > 0 { 1 } else { 0 })
 }

@@ -37,12 +37,14 @@ pub(super) async fn ou_existence(
 
 /// The content-addressed SCPs the tenants want, by name, each as found: through the run's
 /// index, read once per run (see [`crate::observe::OrgIndex::shared_scp`]); without one,
-/// `ListPolicies` and a `DescribePolicy` for each.
+/// `ListPolicies` and a `DescribePolicy` for each. And the content-addressed SCPs no tenant of
+/// the run wants that are attached to nothing (`ListPolicies`, once per run through the index,
+/// and `ListTargetsForPolicy` for each such SCP).
 pub(super) async fn scp_existence(
     engine: &Engine,
     overview: Option<&OrgOverview>,
     tenants: &[DesiredTenant],
-) -> Result<BTreeMap<String, plan::WantedScp>> {
+) -> Result<plan::OrgScps> {
     let mut out: BTreeMap<String, plan::WantedScp> = BTreeMap::new();
     for p in tenants.iter().flat_map(|t| t.accounts.iter().flat_map(|a| &a.policies)) {
         match out.get_mut(&p.name) {
@@ -53,23 +55,27 @@ pub(super) async fn scp_existence(
         }
     }
     if overview.is_none() {
-        return Ok(out);
+        return Ok(plan::OrgScps { wanted: out, unused: BTreeMap::new() });
     }
     let c = &engine.ctx.clients.org;
-    let mut listing: Option<BTreeMap<String, String>> = None;
+    let listing = match engine.index() {
+        Some(index) => index.scps(c).await?.clone(),
+        None => crate::aws::org::scps(c).await?,
+    };
     for (name, w) in out.iter_mut() {
         w.found = match engine.index() {
             Some(index) => index.shared_scp(c, name, None).await?,
-            None => {
-                if listing.is_none() {
-                    listing = Some(crate::aws::org::scps(c).await?);
-                }
-                let id = listing.as_ref().and_then(|l| l.get(name));
-                crate::observe::index::read_scp(c, name, id.map(String::as_str)).await?
-            }
+            None => crate::observe::index::read_scp(c, name, listing.get(name).map(String::as_str)).await?,
         };
     }
-    Ok(out)
+    let mut unused = BTreeMap::new();
+    for (name, id) in &listing {
+        let shared = crate::desired::shared_policy_parts(name).is_some();
+        if shared && !out.contains_key(name) && !crate::aws::org::attached_anywhere(c, id).await? {
+            unused.insert(name.clone(), id.clone());
+        }
+    }
+    Ok(plan::OrgScps { wanted: out, unused })
 }
 
 /// Why observing one tenant failed.

@@ -28,15 +28,16 @@ pub(super) fn print_plan(plan: &Plan, errors: &BTreeMap<String, String>) {
             crate::out!("  {s}");
         }
     }
-    let mut counts = (plan.organization.len(), 0, 0);
+    let mut counts = (0, 0, 0);
+    let symbols = plan.organization.iter().map(|s| s.symbol());
     for t in &plan.tenants {
         print_tenant_plan(t);
-        for s in &t.steps {
-            match s.change.symbol() {
-                "+" => counts.0 += 1,
-                "-" => counts.2 += 1,
-                _ => counts.1 += 1,
-            }
+    }
+    for symbol in symbols.chain(plan.tenants.iter().flat_map(|t| t.steps.iter().map(|s| s.change.symbol()))) {
+        match symbol {
+            "+" => counts.0 += 1,
+            "-" => counts.2 += 1,
+            _ => counts.1 += 1,
         }
     }
     for (id, e) in errors {
@@ -68,8 +69,9 @@ pub(super) fn print_tenant_plan(t: &TenantPlan) {
     }
 }
 
-/// `apply`'s text summary: one line per tenant, the totals, and the differences left to a person.
-pub(super) fn print_outcomes(outcomes: &[TenantOutcome], preview: &Plan) {
+/// `apply`'s text summary: one line per tenant, the totals (the organization's steps carried out
+/// included), and the differences left to a person.
+pub(super) fn print_outcomes(outcomes: &[TenantOutcome], preview: &Plan, organization_steps: usize) {
     for o in outcomes {
         match &o.error {
             Some(e) => eprintln!("tenant {}: FAILED: {e}", o.tenant),
@@ -81,8 +83,12 @@ pub(super) fn print_outcomes(outcomes: &[TenantOutcome], preview: &Plan) {
     }
     let failed = outcomes.iter().filter(|o| o.error.is_some()).count();
     let changed = outcomes.iter().filter(|o| o.error.is_none() && !o.applied.is_empty()).count();
+    let organization = match organization_steps {
+        0 => String::new(),
+        n => format!("{n} organization step(s), "),
+    };
     crate::out!(
-        "\nApply complete: {changed} tenant(s) changed, {} with nothing to apply, {failed} failed.",
+        "\nApply complete: {organization}{changed} tenant(s) changed, {} with nothing to apply, {failed} failed.",
         outcomes.len() - failed - changed
     );
     let manual: usize = preview.tenants.iter().map(|t| t.manual.len()).sum();

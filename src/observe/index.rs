@@ -28,6 +28,7 @@ use tokio::sync::OnceCell;
 
 use super::{AccountSummary, CreateRequest, OrgOverview, PolicyDocument};
 use crate::aws::org;
+use crate::guard::Claims;
 use crate::state::StateStore;
 use crate::tenant::Environment;
 
@@ -173,11 +174,11 @@ impl OrgIndex {
         Ok(found.clone())
     }
 
-    /// Accounts that carry a content-addressed tenantry SCP but no `tenantry:tenant` tag
-    /// ([`unmarked_tenantry_accounts`]), listed on first use like [`OrgIndex::account_tags`].
-    pub async fn unmarked_tenantry_accounts(&self, c: &Client, management: &str) -> Result<&BTreeSet<String>> {
-        let tags = self.account_tags(c, management).await?;
-        self.unmarked.get_or_try_init(|| unmarked_tenantry_accounts(c, tags)).await
+    /// Accounts that carry a content-addressed tenantry SCP and whose root email no tenant file
+    /// declares ([`unmarked_tenantry_accounts`]), listed on first use like
+    /// [`OrgIndex::account_tags`].
+    pub async fn unmarked_tenantry_accounts(&self, c: &Client, claims: &Claims) -> Result<&BTreeSet<String>> {
+        self.unmarked.get_or_try_init(|| unmarked_tenantry_accounts(c, self.accounts.values(), claims)).await
     }
 
     /// The account ids earlier versions of `tenant`'s state record name
@@ -228,19 +229,24 @@ pub async fn read_scp(c: &Client, name: &str, id: Option<&str>) -> Result<Option
     })
 }
 
-/// Of the accounts in `tags` (account id → its tags), those without a `tenantry:tenant` tag that
-/// carry a content-addressed tenantry SCP (`ListPoliciesForTarget` on each untagged one): a
-/// tenant's account that has lost its tags. Content-addressed SCPs do not say whose it was, so
-/// such an account may be any tenant environment's that is about to create one.
-pub async fn unmarked_tenantry_accounts(
+/// Of `accounts`, those but the management account whose root email no tenant file declares
+/// (`claims`) and that carry a content-addressed tenantry SCP (`ListPoliciesForTarget` on each
+/// such account): a tenant's account that has lost what ties it to its file. Its tags are not
+/// asked: anyone may write them. Content-addressed SCPs do not say whose it was, so such an
+/// account may be any tenant environment's that is about to create one.
+pub async fn unmarked_tenantry_accounts<'a>(
     c: &Client,
-    tags: &BTreeMap<String, BTreeMap<String, String>>,
+    accounts: impl IntoIterator<Item = &'a AccountSummary>,
+    claims: &Claims,
 ) -> Result<BTreeSet<String>> {
     let mut out = BTreeSet::new();
-    for (id, _) in tags.iter().filter(|(_, t)| !t.contains_key(crate::tenant::tags::TENANT)) {
-        let attached = org::attached_scps(c, id).await?;
+    let unclaimed = accounts
+        .into_iter()
+        .filter(|a| a.id != claims.management_account_id && !claims.emails.contains_key(&a.email.to_lowercase()));
+    for a in unclaimed {
+        let attached = org::attached_scps(c, &a.id).await?;
         if attached.values().any(|name| crate::desired::shared_policy_parts(name).is_some()) {
-            out.insert(id.clone());
+            out.insert(a.id.clone());
         }
     }
     Ok(out)

@@ -621,12 +621,12 @@ impl Observer<'_> {
                 index.accounts().cloned().collect::<Vec<_>>(),
                 index.account_tags(c, management).await?.clone(),
                 index.scps(c).await?.clone(),
-                index.unmarked_tenantry_accounts(c, management).await?.clone(),
+                index.unmarked_tenantry_accounts(c, claim.claims).await?.clone(),
             ),
             None => {
                 let accounts = org::list_accounts(c).await?;
                 let tags = index::tags_of(c, accounts.iter().map(|a| &a.id), management).await?;
-                let unmarked = index::unmarked_tenantry_accounts(c, &tags).await?;
+                let unmarked = index::unmarked_tenantry_accounts(c, &accounts, claim.claims).await?;
                 (accounts, tags, org::scps(c).await?, unmarked)
             }
         };
@@ -707,7 +707,7 @@ pub fn identity_matches(
             } else if with_scps.contains(&a.id) {
                 "carries this tenant environment's SCPs"
             } else if unmarked.contains(&a.id) {
-                "carries tenantry's SCPs but no tenant's tags"
+                "carries tenantry's SCPs, and no tenant file declares its root email"
             } else {
                 return None;
             };

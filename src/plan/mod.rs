@@ -51,6 +51,27 @@ pub enum OrgStep {
         /// sha256 of the document it must hold.
         digest: String,
     },
+    /// `DeletePolicy`: a content-addressed SCP attached to nothing that no tenant of the run
+    /// wants (left by a run that stopped between a detach and the delete, or created for a plan
+    /// that was then refused). Organizations refuses to delete a policy attached meanwhile, and
+    /// tenantry then leaves it.
+    DeletePolicy {
+        /// Policy name.
+        name: String,
+        /// Policy id.
+        policy_id: String,
+    },
+}
+
+impl OrgStep {
+    /// `+`, `~` or `-`: what the step does, as the plan's summary counts it.
+    pub fn symbol(&self) -> &'static str {
+        match self {
+            OrgStep::RestorePolicy { .. } => "~",
+            OrgStep::DeletePolicy { .. } => "-",
+            _ => "+",
+        }
+    }
 }
 
 impl fmt::Display for OrgStep {
@@ -70,6 +91,9 @@ impl fmt::Display for OrgStep {
                 "~ restore SCP {name} ({policy_id}) to its document (sha256 {}): it was changed out of band",
                 short(digest)
             ),
+            OrgStep::DeletePolicy { name, policy_id } => {
+                write!(f, "- delete SCP {name} ({policy_id}): attached to nothing, and no tenant renders its document")
+            }
         }
     }
 }
@@ -183,6 +207,11 @@ pub enum Change {
         /// unless the account has no free SCP slot for both).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         replaced_by: Option<String>,
+        /// The account has no free SCP slot for both: this one is detached before its
+        /// replacement is attached, and for that moment the account is without the policy
+        /// file's SCP.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        no_free_slot: bool,
     },
     /// `DetachPolicy`: an SCP of another tenant or environment (named
     /// `tenantry-<tenant>-<environment>-*`) attached to this account. It is detached only, never
@@ -338,19 +367,22 @@ impl fmt::Display for Change {
                 short(digest)
             ),
             AttachPolicy { name, .. } => write!(f, "attach SCP {name}"),
-            RemovePolicy { name, policy_id, attached, replaced_by } => {
+            RemovePolicy { name, policy_id, attached, replaced_by, no_free_slot } => {
+                let shared = crate::desired::shared_policy_parts(name).is_some();
                 let why = match replaced_by {
-                    Some(new) => format!("replaced by {new}"),
-                    None if crate::desired::shared_policy_parts(name).is_some() => {
-                        "the tenant file does not ask for it here".to_string()
-                    }
+                    Some(new) if *no_free_slot => format!(
+                        "replaced by {new}, which is attached right after (no free SCP slot for both: for that moment the account is without this policy file's SCP)"
+                    ),
+                    Some(new) => format!("replaced by {new}, attached just before"),
+                    None if shared => "the tenant file does not ask for it here".to_string(),
                     None => "a per-account SCP of an earlier tenantry, no longer in the tenant file".to_string(),
                 };
-                write!(
-                    f,
-                    "{}delete SCP {name} ({policy_id}) unless another account uses it: {why}",
-                    if *attached { "detach and " } else { "" }
-                )
+                match (shared, *attached) {
+                    (true, true) => write!(f, "detach SCP {name} ({policy_id}), deleted if no other account uses it: {why}"),
+                    (true, false) => write!(f, "delete SCP {name} ({policy_id}) if no account uses it: {why}"),
+                    (false, true) => write!(f, "detach and delete SCP {name} ({policy_id}): {why}"),
+                    (false, false) => write!(f, "delete SCP {name} ({policy_id}): {why}"),
+                }
             }
             DetachForeignPolicy { name, policy_id, .. } => write!(
                 f,
@@ -544,6 +576,15 @@ impl Plan {
     }
 }
 
+/// The content-addressed SCPs as the organization's steps see them.
+#[derive(Debug, Clone, Default)]
+pub struct OrgScps {
+    /// The ones the run's tenants want, by name.
+    pub wanted: BTreeMap<String, WantedScp>,
+    /// Content-addressed SCPs attached to nothing that no tenant of the run wants: name → id.
+    pub unused: BTreeMap<String, String>,
+}
+
 /// A content-addressed SCP some tenant of the run wants, as found.
 #[derive(Debug, Clone)]
 pub struct WantedScp {
@@ -556,13 +597,10 @@ pub struct WantedScp {
 }
 
 /// Organization-level steps: the organization with all features and SCPs, every OU path some
-/// tenant needs (`ou_exists`: full path → whether it exists), and the content-addressed SCPs the
-/// tenants want that do not exist or were changed out of band (`scps`, by name).
-pub fn organization(
-    org: Option<&OrgOverview>,
-    ou_exists: &BTreeMap<String, bool>,
-    scps: &BTreeMap<String, WantedScp>,
-) -> Vec<OrgStep> {
+/// tenant needs (`ou_exists`: full path → whether it exists), the content-addressed SCPs the
+/// tenants want that do not exist or were changed out of band, and the ones attached to nothing
+/// that no tenant wants (`scps`).
+pub fn organization(org: Option<&OrgOverview>, ou_exists: &BTreeMap<String, bool>, scps: &OrgScps) -> Vec<OrgStep> {
     let mut steps = Vec::new();
     match org {
         None => {
@@ -577,7 +615,7 @@ pub fn organization(
             steps.push(OrgStep::CreateOu { path: path.clone() });
         }
     }
-    for (name, w) in scps {
+    for (name, w) in &scps.wanted {
         let p = &w.policy;
         match &w.found {
             None => steps.push(OrgStep::CreatePolicy {
@@ -593,6 +631,9 @@ pub fn organization(
             }),
             Some(_) => {}
         }
+    }
+    for (name, policy_id) in &scps.unused {
+        steps.push(OrgStep::DeletePolicy { name: name.clone(), policy_id: policy_id.clone() });
     }
     steps
 }
@@ -802,6 +843,7 @@ fn policy_steps(
             policy_id: policy_id.clone(),
             attached: true,
             replaced_by,
+            no_free_slot: false,
         };
         match source_wanted(source) {
             Some(p) if !attached_names.contains(p.name.as_str()) => {
@@ -817,6 +859,7 @@ fn policy_steps(
                 policy_id: policy_id.clone(),
                 attached: false,
                 replaced_by: None,
+                no_free_slot: false,
             });
         }
     }
@@ -838,6 +881,12 @@ fn policy_steps(
         let old = old.into_iter().map(|change| Step { change, environment: env });
         if count + 1 > MAX_SCPS_PER_TARGET && freed > 0 {
             // No free slot: the old one must go before its replacement comes.
+            let old = old.map(|mut s| {
+                if let Change::RemovePolicy { no_free_slot, .. } = &mut s.change {
+                    *no_free_slot = true;
+                }
+                s
+            });
             steps.extend(old);
             steps.push(attach);
             count = count - freed + 1;

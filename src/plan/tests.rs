@@ -273,7 +273,8 @@ fn stale_scps_go_first_and_a_replaced_one_only_after_its_replacement_is_attached
                     name: "tenantry-acme-production-retired".into(),
                     policy_id: "p-old".into(),
                     attached: true,
-                    replaced_by: None
+                    replaced_by: None,
+                    no_free_slot: false
                 }
             ),
             &Step::new(
@@ -289,7 +290,8 @@ fn stale_scps_go_first_and_a_replaced_one_only_after_its_replacement_is_attached
                     name: "tenantry-acme-production-orphan".into(),
                     policy_id: "p-orphan".into(),
                     attached: false,
-                    replaced_by: None
+                    replaced_by: None,
+                    no_free_slot: false
                 }
             ),
             &Step::new(prod, Change::AttachPolicy { name: new.clone() }),
@@ -299,13 +301,19 @@ fn stale_scps_go_first_and_a_replaced_one_only_after_its_replacement_is_attached
                     name: "tenantry-acme-production-deny-leave".into(),
                     policy_id: "p-legacy".into(),
                     attached: true,
-                    replaced_by: Some(new.clone())
+                    replaced_by: Some(new.clone()),
+                    no_free_slot: false
                 }
             ),
         ]
     );
     let text: Vec<String> = plan.steps.iter().map(ToString::to_string).collect();
-    assert!(text[4].ends_with(&format!("unless another account uses it: replaced by {new}")), "{text:?}");
+    assert!(
+        text[4].ends_with(&format!(
+            "detach and delete SCP tenantry-acme-production-deny-leave (p-legacy): replaced by {new}, attached just before"
+        )),
+        "{text:?}"
+    );
 }
 
 #[test]
@@ -341,7 +349,8 @@ fn a_changed_document_gets_its_own_scp_and_leaves_the_other_environment_alone() 
                     name: old.clone(),
                     policy_id: format!("p-{old}"),
                     attached: true,
-                    replaced_by: Some(changed.name.clone())
+                    replaced_by: Some(changed.name.clone()),
+                    no_free_slot: false
                 }
             ),
         ],
@@ -365,12 +374,13 @@ fn without_a_free_slot_the_replaced_scp_goes_before_its_replacement() {
     assert!(
         matches!(
             &prod_steps(&plan)[..],
-            [Step { change: Change::RemovePolicy { replaced_by: Some(r), .. }, .. }, Step { change: Change::AttachPolicy { name }, .. }]
+            [Step { change: Change::RemovePolicy { replaced_by: Some(r), no_free_slot: true, .. }, .. }, Step { change: Change::AttachPolicy { name }, .. }]
                 if *r == new && *name == new
         ),
         "{:?}",
         plan.steps
     );
+    assert!(plan.steps[0].to_string().contains("no free SCP slot for both"), "{}", plan.steps[0]);
 }
 
 #[test]
@@ -517,7 +527,7 @@ fn creation_in_progress_is_awaited_not_repeated() {
 fn organization_steps_create_what_is_missing() {
     let ous = BTreeMap::from([("Tenants/Production".to_string(), true), ("Tenants/Staging".to_string(), false)]);
     assert_eq!(
-        organization(None, &ous, &BTreeMap::new()),
+        organization(None, &ous, &OrgScps::default()),
         vec![
             OrgStep::CreateOrganization,
             OrgStep::EnableServiceControlPolicies,
@@ -531,15 +541,18 @@ fn organization_steps_create_what_is_missing() {
         root_id: "r-1".into(),
         scp_enabled: false,
     };
-    assert_eq!(organization(Some(&o), &BTreeMap::new(), &BTreeMap::new()), vec![OrgStep::EnableServiceControlPolicies]);
+    assert_eq!(
+        organization(Some(&o), &BTreeMap::new(), &OrgScps::default()),
+        vec![OrgStep::EnableServiceControlPolicies]
+    );
     o.scp_enabled = true;
-    assert!(organization(Some(&o), &BTreeMap::new(), &BTreeMap::new()).is_empty());
+    assert!(organization(Some(&o), &BTreeMap::new(), &OrgScps::default()).is_empty());
     // Content-addressed SCPs: created when missing, restored when changed, else left alone.
     let p = policy("deny-leave", r#"{"Version":"2012-10-17","Statement":[]}"#);
     let q = policy("region", r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny"}]}"#);
     let r = policy("protect", r#"{"Statement":[]}"#);
     let doc = |id: &str, content: &str| Some(PolicyDocument { policy_id: id.into(), content: content.into() });
-    let scps = BTreeMap::from([
+    let wanted = BTreeMap::from([
         (p.name.clone(), WantedScp { policy: p.clone(), accounts: 4, found: None }),
         (
             q.name.clone(),
@@ -547,8 +560,15 @@ fn organization_steps_create_what_is_missing() {
         ),
         (r.name.clone(), WantedScp { policy: r.clone(), accounts: 2, found: doc("p-r", r#"{ "Statement": [] }"#) }),
     ]);
-    let steps = organization(Some(&o), &BTreeMap::new(), &scps);
-    assert_eq!(steps.len(), 2, "{steps:?}");
+    let unused = BTreeMap::from([("tenantry-deny-leave-0123456789abcdef".to_string(), "p-old".to_string())]);
+    let steps = organization(Some(&o), &BTreeMap::new(), &OrgScps { wanted, unused });
+    assert_eq!(steps.len(), 3, "{steps:?}");
+    assert_eq!(
+        steps[2],
+        OrgStep::DeletePolicy { name: "tenantry-deny-leave-0123456789abcdef".into(), policy_id: "p-old".into() }
+    );
+    let symbols: Vec<&str> = steps.iter().map(OrgStep::symbol).collect();
+    assert_eq!(symbols, ["+", "~", "-"]);
     assert!(steps.contains(&OrgStep::CreatePolicy {
         name: p.name.clone(),
         source: "deny-leave".into(),

@@ -259,6 +259,17 @@ fn tag_char(c: char) -> bool {
 /// characters: `tenantry-` + name + `-` + 16 hex digits.
 pub const POLICY_FILE_NAME_MAX: usize = 128 - "tenantry-".len() - 1 - super::POLICY_DIGEST_DIGITS;
 
+/// Whether a policy file name keeps its content-addressed SCP name unambiguous: no `production`
+/// or `staging` part (the per-account SCP names of earlier versions have one), and no final
+/// part of 16 hex digits (which would read as the digest).
+pub fn valid_policy_file_name(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('-').collect();
+    let digest_like = |p: &str| p.len() == super::POLICY_DIGEST_DIGITS && p.bytes().all(|b| b.is_ascii_hexdigit());
+    let environment_part = parts.iter().any(|p| *p == "production" || *p == "staging");
+    let digest_end = parts.len() > 1 && parts.last().is_some_and(|p| digest_like(p));
+    !environment_part && !digest_end
+}
+
 /// One account's SCPs: how many, known, not listed twice, names short enough.
 fn check_policies(spec: &TenantSpec, env: Environment, renderer: &Renderer, err: &mut impl FnMut(String, String)) {
     let a = spec.account(env);
@@ -276,6 +287,11 @@ fn check_policies(spec: &TenantSpec, env: Environment, renderer: &Renderer, err:
             );
         } else if a.policies[..i].contains(p) {
             err(format!("{env}.policies.{i}"), format!("policy `{p}` is listed twice"));
+        } else if !valid_policy_file_name(p) {
+            err(
+                format!("{env}.policies.{i}"),
+                format!("policy file name `{p}` may not have `production` or `staging` as a `-`-separated part, nor end in `-` and 16 hex digits: its SCP's name, `tenantry-{p}-<16 hex digits>`, must not look like another SCP tenantry names"),
+            );
         } else if p.chars().count() > POLICY_FILE_NAME_MAX {
             err(
                 format!("{env}.policies.{i}"),
