@@ -141,7 +141,7 @@ pub fn policy_name(source: &str, digest: &str) -> String {
 /// The policy file of a content-addressed SCP name ([`policy_name`]) and the digest prefix it
 /// carries; `None` for any other name, the per-account names of earlier versions included (a
 /// `production` or `staging` part: policy file names may have none, see
-/// [`crate::tenant::validate::valid_policy_file_name`]).
+/// [`crate::tenant::valid_policy_file_name`]).
 pub fn shared_policy_parts(name: &str) -> Option<(&str, &str)> {
     let rest = name.strip_prefix("tenantry-")?;
     if rest.split('-').any(|part| part == "production" || part == "staging") {

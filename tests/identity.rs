@@ -225,7 +225,7 @@ async fn another_tenants_scp_on_an_account_is_drift_detached_and_the_quota_is_ch
 
     let plan = ws.run(&emu.endpoint, &["plan", "acme"]);
     assert_eq!(plan.code, 2, "{plan:?}");
-    assert!(plan.stdout.contains(&format!("staging: detach and delete SCP {foreign}")), "{plan:?}");
+    assert!(plan.stdout.contains(&format!("staging: detach SCP {foreign}")), "{plan:?}");
     let report = ws.run(&emu.endpoint, &["reconcile", "acme", "--report-only", "--output", "json"]);
     assert_eq!(report.code, 2, "{report:?}");
     assert!(report.stdout.contains("\"scp_unexpected\""), "{report:?}");

@@ -174,11 +174,19 @@ impl OrgIndex {
         Ok(found.clone())
     }
 
-    /// Accounts that carry a content-addressed tenantry SCP and whose root email no tenant file
-    /// declares ([`unmarked_tenantry_accounts`]), listed on first use like
-    /// [`OrgIndex::account_tags`].
-    pub async fn unmarked_tenantry_accounts(&self, c: &Client, claims: &Claims) -> Result<&BTreeSet<String>> {
-        self.unmarked.get_or_try_init(|| unmarked_tenantry_accounts(c, self.accounts.values(), claims)).await
+    /// Accounts that carry a content-addressed tenantry SCP, whose root email no tenant file
+    /// declares and that are not the recorded account of the tenant their tags name
+    /// ([`unmarked_tenantry_accounts`]), listed on first use like [`OrgIndex::account_tags`].
+    pub async fn unmarked_tenantry_accounts(
+        &self,
+        c: &Client,
+        claims: &Claims,
+        store: Option<&StateStore>,
+    ) -> std::result::Result<&BTreeSet<String>, super::Error> {
+        let tags = self.account_tags(c, &claims.management_account_id).await?;
+        self.unmarked
+            .get_or_try_init(|| unmarked_tenantry_accounts(c, self.accounts.values(), tags, claims, store))
+            .await
     }
 
     /// The account ids earlier versions of `tenant`'s state record name
@@ -231,23 +239,42 @@ pub async fn read_scp(c: &Client, name: &str, id: Option<&str>) -> Result<Option
 
 /// Of `accounts`, those but the management account whose root email no tenant file declares
 /// (`claims`) and that carry a content-addressed tenantry SCP (`ListPoliciesForTarget` on each
-/// such account): a tenant's account that has lost what ties it to its file. Its tags are not
-/// asked: anyone may write them. Content-addressed SCPs do not say whose it was, so such an
-/// account may be any tenant environment's that is about to create one.
+/// such account): a tenant's account that has lost what ties it to its file. Content-addressed
+/// SCPs do not say whose it was, so such an account may be any tenant environment's that is
+/// about to create one. Its tags (`tags`: account id → tags) count only together with state:
+/// an account whose `tenantry:tenant`/`tenantry:environment` tags name a tenant environment
+/// whose state record names this very account (`GetObject` of that record) is that tenant's,
+/// whose file was removed — an orphan, not a candidate. A tag alone, which anyone may write,
+/// never takes an account out.
 pub async fn unmarked_tenantry_accounts<'a>(
     c: &Client,
     accounts: impl IntoIterator<Item = &'a AccountSummary>,
+    tags: &BTreeMap<String, BTreeMap<String, String>>,
     claims: &Claims,
-) -> Result<BTreeSet<String>> {
+    store: Option<&StateStore>,
+) -> std::result::Result<BTreeSet<String>, super::Error> {
+    use crate::tenant::tags::{ENVIRONMENT, TENANT};
     let mut out = BTreeSet::new();
     let unclaimed = accounts
         .into_iter()
         .filter(|a| a.id != claims.management_account_id && !claims.emails.contains_key(&a.email.to_lowercase()));
     for a in unclaimed {
         let attached = org::attached_scps(c, &a.id).await?;
-        if attached.values().any(|name| crate::desired::shared_policy_parts(name).is_some()) {
-            out.insert(a.id.clone());
+        if !attached.values().any(|name| crate::desired::shared_policy_parts(name).is_some()) {
+            continue;
         }
+        let t = tags.get(&a.id);
+        let named = t.and_then(|t| Some((t.get(TENANT)?, Environment::from_name(t.get(ENVIRONMENT)?)?)));
+        if let (Some((tenant, env)), Some(store)) = (named, store) {
+            if crate::tenant::valid_tenant_id(tenant) {
+                let record = store.read(tenant).await.map_err(Box::new)?.record;
+                let recorded = record.accounts.get(&env).and_then(|r| r.account_id.as_deref());
+                if recorded == Some(a.id.as_str()) {
+                    continue;
+                }
+            }
+        }
+        out.insert(a.id.clone());
     }
     Ok(out)
 }

@@ -621,12 +621,12 @@ impl Observer<'_> {
                 index.accounts().cloned().collect::<Vec<_>>(),
                 index.account_tags(c, management).await?.clone(),
                 index.scps(c).await?.clone(),
-                index.unmarked_tenantry_accounts(c, claim.claims).await?.clone(),
+                index.unmarked_tenantry_accounts(c, claim.claims, self.store).await?.clone(),
             ),
             None => {
                 let accounts = org::list_accounts(c).await?;
                 let tags = index::tags_of(c, accounts.iter().map(|a| &a.id), management).await?;
-                let unmarked = index::unmarked_tenantry_accounts(c, &accounts, claim.claims).await?;
+                let unmarked = index::unmarked_tenantry_accounts(c, &accounts, &tags, claim.claims, self.store).await?;
                 (accounts, tags, org::scps(c).await?, unmarked)
             }
         };

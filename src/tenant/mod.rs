@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use validate::{load, LoadedTenants};
+pub use validate::{load, valid_policy_file_name, valid_tenant_id, LoadedTenants};
 
 /// The two accounts every tenant has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
@@ -28,6 +28,11 @@ pub enum Environment {
 impl Environment {
     /// Both environments, production first.
     pub const ALL: [Environment; 2] = [Environment::Production, Environment::Staging];
+
+    /// The environment named `s` as in tags, state and files (`production`, `staging`).
+    pub fn from_name(s: &str) -> Option<Environment> {
+        Environment::ALL.into_iter().find(|e| e.as_str() == s)
+    }
 
     /// The environment's name as used in tags, state and files.
     pub fn as_str(self) -> &'static str {
