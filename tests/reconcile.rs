@@ -180,7 +180,21 @@ async fn scp_content_edited() {
     let p = policy_id(&o.aws, &o.aws.attached_scp_for(&staging, "deny-leave-organization").await).await;
     let allow_all = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
     o.aws.org.update_policy().policy_id(&p).content(allow_all).send().await.unwrap();
-    o.expect_fixed("globex", "scp_modified");
+    // Every tenant that uses it reports it; whichever remediates first restores it for all (the
+    // others then find nothing to do).
+    let (run, doc) = o.reconcile(&["--report-only"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    for tenant in ["acme", "globex"] {
+        assert!(kinds(tenant_report(&doc, tenant)).contains(&"scp_modified".to_string()), "{tenant}: {doc}");
+    }
+    let (run, doc) = o.reconcile(&["--remediate"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    let results: Vec<&Value> =
+        ["acme", "globex"].iter().map(|t| &tenant_report(&doc, t)["remediation"]["result"]).collect();
+    assert!(results.iter().any(|r| *r == "applied"), "{doc}");
+    assert!(results.iter().all(|r| *r == "applied" || *r == "nothing_to_do"), "{doc}");
+    let (run, _) = o.reconcile(&[]);
+    assert_eq!(run.code, 0, "after remediation nothing differs: {run:?}");
     let content = o
         .aws
         .org

@@ -113,6 +113,28 @@ async fn tenants_with_identical_documents_share_one_scp_and_a_change_moves_only_
         assert_eq!(aws.attached_scps(id).await, acme_before[i], "{who}");
     }
     assert_eq!(ws.run(&emu.endpoint, &["plan"]).code, 0);
+
+    // A content-addressed SCP attached to nothing that no tenant wants (as a run stopped between
+    // a detach and the delete leaves one) is deleted by the next apply, as an organization step.
+    let leftover = "tenantry-region-allowlist-0123456789abcdef";
+    aws.org
+        .create_policy()
+        .name(leftover)
+        .description("Managed by tenantry; do not edit by hand")
+        .r#type(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy)
+        .content(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"ec2:*","Resource":"*"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    let plan = ws.run(&emu.endpoint, &["plan"]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(plan.stdout.contains(&format!("- delete SCP {leftover}")), "{plan:?}");
+    assert!(plan.stdout.contains("Plan: 0 to add, 0 to change, 1 to remove."), "{plan:?}");
+    let apply = ws.run(&emu.endpoint, &["apply", "--auto-approve"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert!(apply.stdout.contains("Apply complete: 1 organization step(s)"), "{apply:?}");
+    assert!(!aws.tenantry_scps().await.contains_key(leftover));
+    assert_eq!(ws.run(&emu.endpoint, &["plan"]).code, 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
