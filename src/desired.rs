@@ -32,6 +32,16 @@ pub struct DesiredTenant {
 }
 
 impl DesiredTenant {
+    /// Every rendered SCP of both environments (one shared by both appears twice).
+    pub fn policies(&self) -> impl Iterator<Item = &DesiredPolicy> {
+        self.accounts.iter().flat_map(|a| &a.policies)
+    }
+
+    /// The rendered SCP named `name`, of either environment (the name is the document's).
+    pub fn policy(&self, name: &str) -> Option<&DesiredPolicy> {
+        self.policies().find(|p| p.name == name)
+    }
+
     /// The desired account of one environment.
     pub fn account(&self, env: Environment) -> &DesiredAccount {
         self.accounts.iter().find(|a| a.environment == env).expect("both environments are built")

@@ -254,8 +254,7 @@ impl Engine {
         let policy = |name: &str| {
             tenants
                 .iter()
-                .flat_map(|t| t.accounts.iter().flat_map(|a| &a.policies))
-                .find(|p| p.name == name)
+                .find_map(|t| t.policy(name))
                 .ok_or_else(|| Error::Inconsistent(format!("SCP {name} is no tenant's")))
         };
         let mut overview = root.cloned();
@@ -832,25 +831,22 @@ impl<'a> TenantRun<'a> {
                 let env = step.environment;
                 let v = self.verify(env).await?;
                 let p = self.desired_policy(name)?;
-                let id = match self.policy_ids.get(name) {
+                // An SCP not found when observed, or deleted since (another tenant's last detach),
+                // is made (again): its name says its document.
+                let mut id = match self.policy_ids.get(name) {
                     Some(id) => id.clone(),
-                    // Deleted since it was observed (another tenant's last detach): it is made again.
                     None => self.engine.ensure_scp(p).await?,
                 };
-                let id = match org::attach(&org, &id, v.account_id()).await? {
-                    org::Attached::Yes => id,
-                    org::Attached::NoSuchPolicy => {
-                        let id = self.engine.ensure_scp(p).await?;
-                        match org::attach(&org, &id, v.account_id()).await? {
-                            org::Attached::Yes => id,
-                            org::Attached::NoSuchPolicy => {
-                                return Err(Error::Inconsistent(format!(
-                                    "SCP {name} ({id}) vanished twice while being attached"
-                                )))
-                            }
-                        }
+                let mut remade = false;
+                while org::attach(&org, &id, v.account_id()).await? == org::Attached::NoSuchPolicy {
+                    if remade {
+                        return Err(Error::Inconsistent(format!(
+                            "SCP {name} ({id}) vanished twice while being attached"
+                        )));
                     }
-                };
+                    id = self.engine.ensure_scp(p).await?;
+                    remade = true;
+                }
                 self.policy_ids.insert(name.clone(), id.clone());
                 let digest = p.digest.clone();
                 self.record(env).policies.insert(name.clone(), PolicyRecord { policy_id: id, digest });
@@ -963,10 +959,7 @@ impl<'a> TenantRun<'a> {
     fn desired_policy(&self, name: &str) -> Result<&'a DesiredPolicy> {
         let desired: &'a DesiredTenant = self.desired;
         desired
-            .accounts
-            .iter()
-            .flat_map(|a| &a.policies)
-            .find(|p| p.name == name)
+            .policy(name)
             .ok_or_else(|| Error::Inconsistent(format!("SCP {name} is not in the tenant's desired state")))
     }
 

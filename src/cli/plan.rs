@@ -46,7 +46,7 @@ pub(super) async fn scp_existence(
     tenants: &[DesiredTenant],
 ) -> Result<plan::OrgScps> {
     let mut out: BTreeMap<String, plan::WantedScp> = BTreeMap::new();
-    for p in tenants.iter().flat_map(|t| t.accounts.iter().flat_map(|a| &a.policies)) {
+    for p in tenants.iter().flat_map(DesiredTenant::policies) {
         match out.get_mut(&p.name) {
             Some(w) => w.accounts += 1,
             None => {

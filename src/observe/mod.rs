@@ -133,7 +133,7 @@ impl ObservedTenant {
     /// tenant wants exists with the document it should have (`apply` creates and restores
     /// content-addressed SCPs as organization steps, before any tenant's).
     pub fn after_organization_steps(mut self, desired: &DesiredTenant) -> ObservedTenant {
-        for p in desired.accounts.iter().flat_map(|a| &a.policies) {
+        for p in desired.policies() {
             let id = self.scps.get(&p.name).cloned().flatten().map(|d| d.policy_id).unwrap_or_default();
             self.scps.insert(p.name.clone(), Some(PolicyDocument { policy_id: id, content: p.content.clone() }));
         }
@@ -204,7 +204,7 @@ impl Observer<'_> {
             .collect();
         let mut listing: Option<BTreeMap<String, String>> = None;
         let mut out = BTreeMap::new();
-        for p in desired.accounts.iter().flat_map(|a| &a.policies) {
+        for p in desired.policies() {
             if out.contains_key(&p.name) || self.org.is_none() {
                 out.entry(p.name.clone()).or_insert(None);
                 continue;

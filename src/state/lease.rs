@@ -100,7 +100,7 @@ impl StateStore {
             Err(Error::WriteConflict(_)) => {}
             Err(e) => return Err(e),
         }
-        let Some(stored) = self.get_object(&key).await? else {
+        let Some(stored) = self.get_object(&key, None).await? else {
             // Released between our two calls: try again.
             return Err(WriteConflict { bucket: self.bucket.clone(), key }.into());
         };

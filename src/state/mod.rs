@@ -333,22 +333,8 @@ impl StateStore {
             if found.len() == Environment::ALL.len() {
                 break;
             }
-            let out = self
-                .s3
-                .get_object()
-                .bucket(&self.bucket)
-                .key(&key)
-                .version_id(&version)
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("s3:GetObject", e))?;
-            let bytes = out
-                .body
-                .collect()
-                .await
-                .map_err(|e| Error::Answer(format!("reading s3://{}/{key} version {version}: {e}", self.bucket)))?
-                .into_bytes();
-            let Ok(record) = serde_json::from_slice::<TenantRecord>(&bytes) else { continue };
+            let Some(stored) = self.get_object(&key, Some(&version)).await? else { continue };
+            let Ok(record) = serde_json::from_slice::<TenantRecord>(&stored.bytes) else { continue };
             for (env, account) in record.accounts {
                 if let Some(id) = account.account_id {
                     found.entry(env).or_insert(id);
@@ -488,13 +474,15 @@ impl StateStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<(Vec<u8>, String)>> {
-        Ok(self.get_object(key).await?.map(|o| (o.bytes, o.etag)))
+        Ok(self.get_object(key, None).await?.map(|o| (o.bytes, o.etag)))
     }
 
-    /// `GetObject`: the object's bytes, ETag and `LastModified` (the storage's clock, Unix
-    /// seconds); `None` when it (or the bucket) does not exist.
-    async fn get_object(&self, key: &str) -> Result<Option<StoredObject>> {
-        match self.s3.get_object().bucket(&self.bucket).key(key).send().await {
+    /// `GetObject` of `key` (its current version, or `version`): the object's bytes, ETag and
+    /// `LastModified` (the storage's clock, Unix seconds); `None` when it (or the bucket) does
+    /// not exist.
+    async fn get_object(&self, key: &str, version: Option<&str>) -> Result<Option<StoredObject>> {
+        let get = self.s3.get_object().bucket(&self.bucket).key(key).set_version_id(version.map(str::to_string));
+        match get.send().await {
             Ok(out) => {
                 let etag = out.e_tag.clone().unwrap_or_default();
                 let last_modified = out.last_modified.map(|t| t.secs().max(0) as u64);
