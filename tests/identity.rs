@@ -239,17 +239,8 @@ async fn another_tenants_scp_on_an_account_is_drift_detached_and_the_quota_is_ch
     // would make six: refused by the plan, before any call.
     let mut extra = Vec::new();
     for i in 0..2 {
-        let created = aws
-            .org
-            .create_policy()
-            .name(format!("team-guardrail-{i}"))
-            .description("test")
-            .r#type(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy)
-            .content(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"ec2:*","Resource":"*"}]}"#)
-            .send()
-            .await
-            .unwrap();
-        extra.push(created.policy().unwrap().policy_summary().unwrap().id().unwrap().to_string());
+        let deny_ec2 = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"ec2:*","Resource":"*"}]}"#;
+        extra.push(aws.create_scp(&format!("team-guardrail-{i}"), deny_ec2, &[]).await);
     }
     let own = policy_id(&aws, &aws.attached_scp_for(&acme_staging, "deny-leave-organization").await).await;
     aws.org.detach_policy().policy_id(&own).target_id(&acme_staging).send().await.unwrap();
@@ -340,17 +331,13 @@ async fn forged_state_alone_takes_no_untagged_account_nor_the_management_account
     assert!(touched.is_empty(), "apply acme touched globex's account:\n{}", touched.join("\n"));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_untagged_renamed_account_is_still_found_by_its_scps_and_never_duplicated() {
-    let (emu, ws, aws) = onboarded().await;
-    let old = aws.tenant_accounts().await[&("acme".to_string(), "production".to_string())][0].clone();
-    // Everything that named the account changes: state lost, its tags removed, the file's email
-    // and account name changed. Its tenantry SCPs still say whose it is.
-    delete_state(&aws, &emu, "acme").await;
+/// Unties acme's production account `id` from acme's file: its tenantry tags removed, and the
+/// file's production email and account name changed.
+async fn untie_acme_production(ws: &Workspace, aws: &Aws, id: &str) {
     let keys = ["tenantry:tenant", "tenantry:environment", "tenantry:managed-by", "tenantry:home-region"];
     aws.org
         .untag_resource()
-        .resource_id(&old)
+        .resource_id(id)
         .set_tag_keys(Some(keys.iter().map(|k| k.to_string()).collect()))
         .send()
         .await
@@ -360,39 +347,43 @@ async fn an_untagged_renamed_account_is_still_found_by_its_scps_and_never_duplic
         .replace("aws+acme-production@example.com", "aws+acme-prod2@example.com")
         .replace("[production]\n", "[production]\naccount_name = \"Acme Corporation Prod\"\n");
     ws.write("tenants/acme.toml", &file);
+}
+
+/// `plan acme` refuses acme's old production account `old` and plans no new one; `apply acme`
+/// fails and creates no account with the file's new email.
+async fn assert_acme_production_not_duplicated(emu: &Emulator, ws: &Workspace, aws: &Aws, old: &str) {
     let plan = ws.run(&emu.endpoint, &["plan", "acme"]);
     assert_eq!(plan.code, 1, "{plan:?}");
     assert!(!plan.stdout.contains("production: create account"), "{plan:?}");
     assert!(plan.stdout.contains(&format!("refusing to touch account {old}")), "{plan:?}");
     assert_eq!(ws.run(&emu.endpoint, &["apply", "acme", "--auto-approve"]).code, 1);
     assert!(aws.accounts_with_email("aws+acme-prod2@example.com").await.is_empty(), "no second production account");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_untagged_renamed_account_is_still_found_by_its_scps_and_never_duplicated() {
+    let (emu, ws, aws) = onboarded().await;
+    let old = aws.tenant_accounts().await[&("acme".to_string(), "production".to_string())][0].clone();
+    // Everything that named the account changes: state lost, its tags removed, the file's email
+    // and account name changed. Its tenantry SCPs still say whose it is.
+    delete_state(&aws, &emu, "acme").await;
+    untie_acme_production(&ws, &aws, &old).await;
+    assert_acme_production_not_duplicated(&emu, &ws, &aws, &old).await;
 
     // Its SCPs detached too: the history of its state record still names the account.
     for name in aws.attached_scps(&old).await.into_iter().filter(|n| n.starts_with("tenantry-")) {
         let id = policy_id(&aws, &name).await;
         aws.org.detach_policy().policy_id(id).target_id(&old).send().await.unwrap();
     }
-    let plan = ws.run(&emu.endpoint, &["plan", "acme"]);
-    assert_eq!(plan.code, 1, "{plan:?}");
-    assert!(!plan.stdout.contains("production: create account"), "{plan:?}");
-    assert!(plan.stdout.contains(&format!("refusing to touch account {old}")), "{plan:?}");
-    assert_eq!(ws.run(&emu.endpoint, &["apply", "acme", "--auto-approve"]).code, 1);
-    assert!(aws.accounts_with_email("aws+acme-prod2@example.com").await.is_empty(), "no second production account");
+    assert_acme_production_not_duplicated(&emu, &ws, &aws, &old).await;
 
     // Per-account SCPs of earlier versions (`tenantry-<tenant>-<environment>-<file>`) that exist
     // without an account are proof too: with the record's history gone as well.
     let bucket = Aws::state_bucket(&emu);
     aws.delete_all_versions(&bucket, "tenants/acme.json").await;
     let legacy = "tenantry-acme-production-deny-leave-organization";
-    aws.org
-        .create_policy()
-        .name(legacy)
-        .description("Managed by tenantry; do not edit by hand")
-        .r#type(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy)
-        .content(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"organizations:LeaveOrganization","Resource":"*"}]}"#)
-        .send()
-        .await
-        .unwrap();
+    let deny_leave = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"organizations:LeaveOrganization","Resource":"*"}]}"#;
+    aws.create_scp(legacy, deny_leave, &[]).await;
     let plan = ws.run(&emu.endpoint, &["plan", "acme"]);
     assert_eq!(plan.code, 1, "{plan:?}");
     assert!(plan.stdout.contains("but its SCPs exist"), "{plan:?}");
@@ -406,27 +397,10 @@ async fn an_account_that_lost_its_tags_but_carries_tenantry_scps_is_never_duplic
     // The state bucket is gone for good (history included: another location, say), the account's
     // tags removed, and the file's email and account name changed. Only tenantry's SCPs on an
     // account no tenant's tags claim are left to say that it was a tenant's.
-    let keys = ["tenantry:tenant", "tenantry:environment", "tenantry:managed-by", "tenantry:home-region"];
-    aws.org
-        .untag_resource()
-        .resource_id(&old)
-        .set_tag_keys(Some(keys.iter().map(|k| k.to_string()).collect()))
-        .send()
-        .await
-        .unwrap();
     let bucket = Aws::state_bucket(&emu);
     aws.delete_all_versions(&bucket, "tenants/acme.json").await;
-    let file = ws
-        .read("tenants/acme.toml")
-        .replace("aws+acme-production@example.com", "aws+acme-prod2@example.com")
-        .replace("[production]\n", "[production]\naccount_name = \"Acme Corporation Prod\"\n");
-    ws.write("tenants/acme.toml", &file);
-    let plan = ws.run(&emu.endpoint, &["plan", "acme"]);
-    assert_eq!(plan.code, 1, "{plan:?}");
-    assert!(!plan.stdout.contains("production: create account"), "{plan:?}");
-    assert!(plan.stdout.contains(&format!("refusing to touch account {old}")), "{plan:?}");
-    assert_eq!(ws.run(&emu.endpoint, &["apply", "acme", "--auto-approve"]).code, 1);
-    assert!(aws.accounts_with_email("aws+acme-prod2@example.com").await.is_empty(), "no second production account");
+    untie_acme_production(&ws, &aws, &old).await;
+    assert_acme_production_not_duplicated(&emu, &ws, &aws, &old).await;
 
     // The same with its tenant tag forged to name a tenant no file declares: tags prove nothing.
     let globex = aws.tenant_accounts().await[&("globex".to_string(), "production".to_string())][0].clone();

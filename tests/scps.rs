@@ -117,15 +117,12 @@ async fn tenants_with_identical_documents_share_one_scp_and_a_change_moves_only_
     // A content-addressed SCP attached to nothing that no tenant wants (as a run stopped between
     // a detach and the delete leaves one) is deleted by the next apply, as an organization step.
     let leftover = "tenantry-region-allowlist-0123456789abcdef";
-    aws.org
-        .create_policy()
-        .name(leftover)
-        .description("Managed by tenantry; do not edit by hand")
-        .r#type(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy)
-        .content(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"ec2:*","Resource":"*"}]}"#)
-        .send()
-        .await
-        .unwrap();
+    aws.create_scp(
+        leftover,
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"ec2:*","Resource":"*"}]}"#,
+        &[],
+    )
+    .await;
     let plan = ws.run(&emu.endpoint, &["plan"]);
     assert_eq!(plan.code, 2, "{plan:?}");
     assert!(plan.stdout.contains(&format!("- delete SCP {leftover}")), "{plan:?}");
@@ -155,21 +152,9 @@ async fn per_account_scps_of_earlier_versions_are_replaced_each_after_its_succes
             let doc = aws.org.describe_policy().policy_id(&shared_id).send().await.unwrap();
             let content = doc.policy().unwrap().content().unwrap().to_string();
             let name = format!("tenantry-acme-{env}-{file}");
-            let tag = |k: &str, v: &str| aws_sdk_organizations::types::Tag::builder().key(k).value(v).build().unwrap();
-            let created = aws
-                .org
-                .create_policy()
-                .name(&name)
-                .description("Managed by tenantry; do not edit by hand")
-                .r#type(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy)
-                .content(content)
-                .tags(tag("tenantry:tenant", "acme"))
-                .tags(tag("tenantry:environment", env))
-                .tags(tag("tenantry:managed-by", "tenantry"))
-                .send()
-                .await
-                .unwrap();
-            let legacy_id = created.policy().unwrap().policy_summary().unwrap().id().unwrap().to_string();
+            let tags =
+                [("tenantry:tenant", "acme"), ("tenantry:environment", env), ("tenantry:managed-by", "tenantry")];
+            let legacy_id = aws.create_scp(&name, &content, &tags).await;
             aws.org.attach_policy().policy_id(&legacy_id).target_id(&id).send().await.unwrap();
             aws.org.detach_policy().policy_id(&shared_id).target_id(&id).send().await.unwrap();
             legacy.push(name);

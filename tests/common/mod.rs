@@ -627,6 +627,25 @@ impl Aws {
         out
     }
 
+    /// Creates the SCP `name` with `content` and `tags` (key, value), as an earlier version of
+    /// tenantry or someone else would; returns its id.
+    pub async fn create_scp(&self, name: &str, content: &str, tags: &[(&str, &str)]) -> String {
+        let tags =
+            tags.iter().map(|(k, v)| aws_sdk_organizations::types::Tag::builder().key(*k).value(*v).build().unwrap());
+        let created = self
+            .org
+            .create_policy()
+            .name(name)
+            .description("Managed by tenantry; do not edit by hand")
+            .r#type(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy)
+            .content(content)
+            .set_tags(Some(tags.collect()))
+            .send()
+            .await
+            .unwrap();
+        created.policy().unwrap().policy_summary().unwrap().id().unwrap().to_string()
+    }
+
     /// The content-addressed SCP for policy file `file` attached to account `id`
     /// (`tenantry-<file>-<16 hex digits>`); panics unless there is exactly one.
     pub async fn attached_scp_for(&self, id: &str, file: &str) -> String {
