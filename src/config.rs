@@ -23,6 +23,11 @@ pub struct OrgSettings {
     pub ou_root: String,
     /// How many tenants are worked on at once.
     pub concurrency: usize,
+    /// How many tenants are observed at once where nothing is changed: `plan`, `status`, and
+    /// the plan `apply` shows before it takes any lease. Each tenant's reads in its member
+    /// accounts (STS, CloudFormation) count against those accounts' own request rates; its
+    /// Organizations reads (two per account) against the management account's.
+    pub read_concurrency: usize,
     /// How many `CreateAccount` requests may be in flight at once (an AWS quota applies too).
     pub account_creation_concurrency: usize,
     /// Seconds a per-tenant lease is held before another process may take it over.
@@ -59,6 +64,7 @@ impl Default for OrgSettings {
             state_bucket: None,
             ou_root: String::new(),
             concurrency: 4,
+            read_concurrency: 16,
             account_creation_concurrency: 5,
             lease_ttl_seconds: 900,
             lease_wait_seconds: 1200,
@@ -106,6 +112,7 @@ impl OrgSettings {
         );
         check(valid_region(&settings.home_region), "home_region", "not an AWS region name such as `us-east-1`");
         check(settings.concurrency >= 1, "concurrency", "must be at least 1");
+        check(settings.read_concurrency >= 1, "read_concurrency", "must be at least 1");
         check(settings.account_creation_concurrency >= 1, "account_creation_concurrency", "must be at least 1");
         check(settings.request_timeout_seconds >= 1, "request_timeout_seconds", "must be at least 1 second");
         check(settings.lease_ttl_seconds >= 30, "lease_ttl_seconds", "must be at least 30 seconds");

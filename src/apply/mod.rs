@@ -528,6 +528,7 @@ impl<'a> TenantRun<'a> {
         };
         for (env, obs) in &observed.accounts {
             if let AccountObservation::Found(found) = obs {
+                run.remember_verified_templates(*env, found);
                 run.account_ids.insert(*env, found.account.id.clone());
                 run.parents.insert(*env, found.parent_id.clone());
                 let detached = found.detached_scps.iter().map(|(name, id)| (id, name));
@@ -542,6 +543,36 @@ impl<'a> TenantRun<'a> {
             }
         }
         run
+    }
+
+    /// Records, for each stack whose template observation read (`GetTemplate`) and found to be
+    /// the file's rendered one at the version its tag names, the stack's last change: later runs
+    /// then skip that read while the stack reports the same time
+    /// ([`crate::observe::template_known`]).
+    fn remember_verified_templates(&mut self, env: Environment, found: &crate::observe::ObservedAccount) {
+        let desired = self.desired;
+        for want in &desired.account(env).stacks {
+            let Some(stack) = found.stacks.get(&want.stack_name) else { continue };
+            let verified = stack.status.is_complete()
+                && !stack.status.needs_replacement()
+                && stack.version.as_deref() == Some(want.version.as_str())
+                && stack.changed_at.is_some()
+                && stack.template_body.as_deref().is_some_and(|body| plan::same_json(body, &want.template));
+            if !verified {
+                continue;
+            }
+            let rec = self.record(env).stacks.entry(want.stack_name.clone()).or_default();
+            if rec.changed_at != stack.changed_at || rec.stack_id != stack.stack_id || rec.version != want.version {
+                *rec = StackRecord {
+                    blueprint: want.blueprint.clone(),
+                    version: want.version.clone(),
+                    status: stack.status.to_string(),
+                    stack_id: stack.stack_id.clone(),
+                    changed_at: stack.changed_at.clone(),
+                };
+                self.dirty = true;
+            }
+        }
     }
 
     fn record(&mut self, env: Environment) -> &mut AccountRecord {
@@ -1006,13 +1037,13 @@ impl<'a> TenantRun<'a> {
         };
         let source = cfn::template_source(&session, &want.template).await?;
         let result = cfn::deploy(&session.cfn, op, stack, &source, &stack_tags, wait).await;
-        let (status, stack_id) = match &result {
-            Ok(s) => (s.status.to_string(), s.stack_id.clone()),
-            Err(_) => ("FAILED".to_string(), String::new()),
+        let (status, stack_id, changed_at) = match &result {
+            Ok(s) => (s.status.to_string(), s.stack_id.clone(), s.changed_at.clone()),
+            Err(_) => ("FAILED".to_string(), String::new(), None),
         };
         self.record(env).stacks.insert(
             stack.to_string(),
-            StackRecord { blueprint: want.blueprint.clone(), version: want.version.clone(), status, stack_id },
+            StackRecord { blueprint: want.blueprint.clone(), version: want.version.clone(), status, stack_id, changed_at },
         );
         self.dirty = true;
         result?;
@@ -1074,8 +1105,7 @@ impl<'a> TenantRun<'a> {
                     rec.stacks.entry(s.stack_name.clone()).or_insert_with(|| StackRecord {
                         blueprint: s.blueprint.clone(),
                         version: s.version.clone(),
-                        status: String::new(),
-                        stack_id: String::new(),
+                        ..Default::default()
                     });
                 }
             }

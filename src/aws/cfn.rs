@@ -99,9 +99,21 @@ fn observed(s: &aws_sdk_cloudformation::types::Stack) -> ObservedStack {
         status: s.stack_status().map_or(StackStatus::Unknown, |x| StackStatus::from(x.as_str())),
         version: tags.get(crate::tenant::tags::VERSION).cloned(),
         tags,
+        changed_at: changed_at(s),
         template_body: None,
         resource_drift: ResourceDrift::NotChecked,
     }
+}
+
+/// When the stack last changed, if `DescribeStacks` says so reliably: its `LastUpdatedTime`,
+/// or, for a stack that was only ever created (`CREATE_COMPLETE`), its `CreationTime`. A stack
+/// in any other status without a `LastUpdatedTime` gives `None` (an endpoint that does not
+/// report it cannot tell one update from the next).
+fn changed_at(s: &aws_sdk_cloudformation::types::Stack) -> Option<String> {
+    let created_only = s.stack_status().is_some_and(|x| x.as_str() == "CREATE_COMPLETE");
+    s.last_updated_time()
+        .or(s.creation_time().filter(|_| created_only))
+        .and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok())
 }
 
 /// The template a stack runs (`GetTemplate`, stage Original).
@@ -782,6 +794,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_stack_changed_at_is_its_last_update_or_its_creation_while_only_created() {
+        use aws_sdk_cloudformation::types::{Stack, StackStatus as Status};
+        use aws_smithy_types::DateTime;
+        let at = |secs| DateTime::from_secs(secs);
+        let s = |status: Status, updated: Option<DateTime>| {
+            let b = Stack::builder().stack_name("tenantry-baseline").stack_status(status).creation_time(at(100));
+            match updated {
+                Some(t) => b.last_updated_time(t),
+                None => b,
+            }
+            .build()
+        };
+        assert_eq!(changed_at(&s(Status::CreateComplete, None)).as_deref(), Some("1970-01-01T00:01:40Z"));
+        assert_eq!(changed_at(&s(Status::UpdateComplete, Some(at(200)))).as_deref(), Some("1970-01-01T00:03:20Z"));
+        // An endpoint that reports no LastUpdatedTime for an updated stack tells nothing.
+        assert_eq!(changed_at(&s(Status::UpdateComplete, None)), None);
+        assert_eq!(changed_at(&s(Status::UpdateRollbackComplete, None)), None);
+    }
+
+    #[test]
     fn apply_counts_its_own_live_stacks_only() {
         let stack = |name: &str, status: StackStatus| ObservedStack {
             name: name.into(),
@@ -789,6 +821,7 @@ mod tests {
             status,
             version: None,
             tags: BTreeMap::new(),
+            changed_at: None,
             template_body: None,
             resource_drift: ResourceDrift::NotChecked,
         };

@@ -70,7 +70,14 @@ pub struct ObservedStack {
     pub version: Option<String>,
     /// All stack tags.
     pub tags: BTreeMap<String, String>,
-    /// The template the stack runs (`GetTemplate`).
+    /// When CloudFormation last changed the stack (RFC 3339, as `DescribeStacks` reports it):
+    /// its `LastUpdatedTime`, or its `CreationTime` while it is `CREATE_COMPLETE`; `None` when
+    /// the endpoint does not say (an updated stack without `LastUpdatedTime`). Every update of
+    /// the stack, by anyone, moves it.
+    pub changed_at: Option<String>,
+    /// The template the stack runs (`GetTemplate`); `None` when it was not read (the stack is
+    /// busy or gone, or state shows tenantry deployed or verified this very template at
+    /// `changed_at`, so that nothing can have changed it since).
     #[serde(skip)]
     pub template_body: Option<String>,
     /// Resource-level drift (checked by reconcile only).

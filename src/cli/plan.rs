@@ -89,7 +89,7 @@ pub(super) enum ObserveError {
     Failed(#[from] crate::apply::Error),
 }
 
-/// Observes every tenant read-only, in parallel (bounded by `concurrency`), and turns each
+/// Observes every tenant read-only, in parallel (bounded by `read_concurrency`), and turns each
 /// observation into `keep(desired, observed)` at once (so a caller that needs less than the
 /// whole observation does not hold every tenant's). A failure on one tenant is kept as that
 /// tenant's error. Sorted by tenant id.
@@ -115,7 +115,7 @@ pub(super) async fn observe_each<T>(
             .await;
             (d.id.clone(), r)
         })
-        .buffer_unordered(engine.ctx.settings.concurrency)
+        .buffer_unordered(engine.ctx.settings.read_concurrency)
         .collect()
         .await;
     results.sort_by(|a, b| a.0.cmp(&b.0));

@@ -174,12 +174,21 @@ impl Observer<'_> {
     /// in accounts that passed the guard.
     pub async fn tenant(&self, desired: &DesiredTenant, record: &TenantRecord) -> Result<ObservedTenant> {
         let mut accounts = BTreeMap::new();
-        let mut listing: Option<(Vec<AccountSummary>, Vec<CreateRequest>)> = None;
-        for want in &desired.accounts {
-            let env = want.environment;
-            let rec = record.accounts.get(&env);
-            let obs = self.account(desired, env, rec, &mut listing).await?;
-            accounts.insert(env, obs);
+        if self.index.is_some() {
+            // Both environments at once: with the run's index, nothing is listed per tenant.
+            let each = desired.accounts.iter().map(|want| async move {
+                let env = want.environment;
+                let obs = self.account(desired, env, record.accounts.get(&env), &mut None).await?;
+                Ok::<_, Error>((env, obs))
+            });
+            accounts.extend(futures::future::try_join_all(each).await?);
+        } else {
+            let mut listing: Option<(Vec<AccountSummary>, Vec<CreateRequest>)> = None;
+            for want in &desired.accounts {
+                let env = want.environment;
+                let obs = self.account(desired, env, record.accounts.get(&env), &mut listing).await?;
+                accounts.insert(env, obs);
+            }
         }
         let scps = self.shared_scps(desired, &accounts).await?;
         Ok(ObservedTenant { tenant: desired.id.clone(), accounts, scps })
@@ -253,14 +262,22 @@ impl Observer<'_> {
         if let Some(refused) = self.stacks_elsewhere(&summary, &tags, rec, found_by) {
             return Ok(refused);
         }
-        let (parent_id, parent_path, desired_ou_id) =
-            self.placement(overview, &summary.id, &desired.account(env).ou_path).await?;
-        let attached = org::attached_scps(&self.clients.org, &summary.id).await?;
-        let detached_scps = self.detached_scps(desired, env, rec, &attached).await?;
-        let stacks = match summary.status == AccountStatus::Active {
-            true => self.stacks(&verified).await?,
-            false => BTreeMap::new(),
-        };
+        // What Organizations says of the account and what its own stacks say are independent
+        // reads (the session's into the member account, whose request rates are its own).
+        let ((parent_id, parent_path, desired_ou_id), (attached, detached_scps), stacks) = futures::try_join!(
+            self.placement(overview, &summary.id, &desired.account(env).ou_path),
+            async {
+                let attached = org::attached_scps(&self.clients.org, &summary.id).await?;
+                let detached_scps = self.detached_scps(desired, env, rec, &attached).await?;
+                Ok((attached, detached_scps))
+            },
+            async {
+                match summary.status == AccountStatus::Active {
+                    true => self.stacks(&verified, rec).await,
+                    false => Ok(BTreeMap::new()),
+                }
+            },
+        )?;
         if let Some(refused) = self.region_unknown(&summary, &tags, found_by, &stacks) {
             return Ok(refused);
         }
@@ -541,9 +558,16 @@ impl Observer<'_> {
         Ok(out)
     }
 
-    /// The account's `tenantry-*` stacks with their templates (`GetTemplate`) and, in reconcile,
-    /// their resource drift, read through a session in the verified account.
-    async fn stacks(&self, verified: &VerifiedAccount) -> Result<BTreeMap<String, ObservedStack>> {
+    /// The account's `tenantry-*` stacks with their templates (`GetTemplate`, all of the
+    /// account's at once) and, in reconcile, their resource drift, read through a session in the
+    /// verified account. A template is not read when `rec` shows tenantry deployed (or verified)
+    /// this stack's template at the time the stack still reports as its last change
+    /// ([`template_known`]).
+    async fn stacks(
+        &self,
+        verified: &VerifiedAccount,
+        rec: Option<&crate::state::AccountRecord>,
+    ) -> Result<BTreeMap<String, ObservedStack>> {
         let session = MemberSession::assume(
             self.clients,
             verified,
@@ -553,11 +577,25 @@ impl Observer<'_> {
         )
         .await?;
         let mut stacks = cfn::tenantry_stacks(&session.cfn).await?;
+        let reads = stacks.values().filter(|stack| {
+            !(stack.status.is_in_progress()
+                || stack.status.is_deleted()
+                || template_known(stack, rec.and_then(|r| r.stacks.get(&stack.name))))
+        });
+        let bodies = futures::future::try_join_all(reads.map(|stack| {
+            let cfn = &session.cfn;
+            async move { cfn::template_body(cfn, &stack.name).await.map(|body| (stack.name.clone(), body)) }
+        }))
+        .await?;
+        for (name, body) in bodies {
+            if let Some(stack) = stacks.get_mut(&name) {
+                stack.template_body = body;
+            }
+        }
         for (name, stack) in stacks.iter_mut() {
             if stack.status.is_in_progress() || stack.status.is_deleted() {
                 continue;
             }
-            stack.template_body = cfn::template_body(&session.cfn, name).await?;
             if self.detect_drift && (!stack.status.is_complete() || stack.status.needs_replacement()) {
                 stack.resource_drift =
                     ResourceDrift::Unsupported(format!("not checked: the stack is {}", stack.status));
@@ -671,6 +709,22 @@ impl Observer<'_> {
     }
 }
 
+/// Whether the template `stack` runs is known without reading it: state (`rec`) records that
+/// tenantry deployed, or read and verified, this stack (same stack id) at the version its
+/// version tag names, and left it in the status it still has at the very `changed_at` it still
+/// reports. Any later update of the stack, by anyone, moves its `LastUpdatedTime` (and takes a
+/// stack that was only created out of `CREATE_COMPLETE`). Pure.
+pub fn template_known(stack: &ObservedStack, rec: Option<&crate::state::StackRecord>) -> bool {
+    rec.is_some_and(|r| {
+        !r.stack_id.is_empty()
+            && r.stack_id == stack.stack_id
+            && stack.version.as_deref() == Some(r.version.as_str())
+            && r.status == stack.status.to_string()
+            && r.changed_at.is_some()
+            && r.changed_at == stack.changed_at
+    })
+}
+
 /// The region of a CloudFormation stack ARN (`arn:aws:cloudformation:<region>:...`), if it is one.
 fn arn_region(arn: &str) -> Option<String> {
     let mut parts = arn.split(':');
@@ -718,7 +772,45 @@ pub fn identity_matches(
 
 #[cfg(test)]
 mod tests {
-    use super::arn_region;
+    use super::{arn_region, template_known, ObservedStack, ResourceDrift};
+    use crate::state::StackRecord;
+
+    #[test]
+    fn a_template_is_known_only_while_the_stack_is_as_tenantry_left_it() {
+        let stack = |status: &str, changed_at: Option<&str>| ObservedStack {
+            name: "tenantry-baseline".into(),
+            stack_id: "arn:aws:cloudformation:us-east-1:1:stack/tenantry-baseline/a".into(),
+            status: status.into(),
+            version: Some("v1".into()),
+            tags: Default::default(),
+            changed_at: changed_at.map(str::to_string),
+            template_body: None,
+            resource_drift: ResourceDrift::NotChecked,
+        };
+        let rec = StackRecord {
+            blueprint: "baseline".into(),
+            version: "v1".into(),
+            status: "CREATE_COMPLETE".into(),
+            stack_id: "arn:aws:cloudformation:us-east-1:1:stack/tenantry-baseline/a".into(),
+            changed_at: Some("2026-12-05T01:00:00.123Z".into()),
+        };
+        let created = stack("CREATE_COMPLETE", Some("2026-12-05T01:00:00.123Z"));
+        assert!(template_known(&created, Some(&rec)));
+        assert!(!template_known(&created, None), "nothing recorded");
+        // Updated since (by anyone): a later time, another status, or no time at all.
+        assert!(!template_known(&stack("UPDATE_COMPLETE", Some("2026-12-05T02:00:00Z")), Some(&rec)));
+        assert!(!template_known(&stack("UPDATE_COMPLETE", Some("2026-12-05T01:00:00.123Z")), Some(&rec)));
+        assert!(!template_known(&stack("CREATE_COMPLETE", None), Some(&rec)));
+        // Another stack of that name, another version tag, or a record without a time.
+        let mut other = created.clone();
+        other.stack_id = "arn:aws:cloudformation:us-east-1:1:stack/tenantry-baseline/b".into();
+        assert!(!template_known(&other, Some(&rec)));
+        let mut retagged = created.clone();
+        retagged.version = Some("v2".into());
+        assert!(!template_known(&retagged, Some(&rec)));
+        assert!(!template_known(&created, Some(&StackRecord { changed_at: None, ..rec.clone() })));
+        assert!(!template_known(&created, Some(&StackRecord { stack_id: String::new(), ..rec })));
+    }
 
     #[test]
     fn the_region_of_a_stack_id() {

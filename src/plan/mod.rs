@@ -1041,8 +1041,9 @@ pub fn is_legacy_policy_name(name: &str) -> bool {
 }
 
 /// Stack statuses CloudFormation cannot update: the stack must be deleted and created again.
-/// Whether two JSON documents are equal as values (whitespace and key order aside).
-fn same_json(a: &str, b: &str) -> bool {
+/// Whether two JSON documents are equal as values (whitespace and key order aside); other
+/// text only when byte for byte equal.
+pub fn same_json(a: &str, b: &str) -> bool {
     match (serde_json::from_str::<serde_json::Value>(a), serde_json::from_str::<serde_json::Value>(b)) {
         (Ok(x), Ok(y)) => x == y,
         _ => a == b,

@@ -93,6 +93,7 @@ pub(crate) fn in_sync(d: &DesiredTenant, env: Environment) -> ObservedAccount {
                             ("tenantry:blueprint".to_string(), s.blueprint.clone()),
                             ("tenantry:version".to_string(), s.version.clone()),
                         ]),
+                        changed_at: None,
                         template_body: Some(s.template.clone()),
                         resource_drift: ResourceDrift::NotChecked,
                     },
@@ -411,6 +412,7 @@ fn stack_of_a_blueprint_no_longer_listed_is_deleted_only_if_tenantry_made_it() {
         status: "CREATE_COMPLETE".into(),
         version: None,
         tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        changed_at: None,
         template_body: None,
         resource_drift: ResourceDrift::NotChecked,
     };

@@ -98,6 +98,12 @@ pub struct StackRecord {
     /// Stack id (ARN).
     #[serde(default)]
     pub stack_id: String,
+    /// The stack's `changed_at` (`LastUpdatedTime`, else `CreationTime`) when tenantry last
+    /// deployed it, or last read its template (`GetTemplate`) and found it the rendered one of
+    /// `version`. While the stack still reports this time, nothing has changed it since, and
+    /// observation does not read its template again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_at: Option<String>,
 }
 
 /// The object that makes a bucket tenantry's state location: written when tenantry first
