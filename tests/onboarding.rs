@@ -137,8 +137,9 @@ async fn onboarding_creates_four_accounts_with_ou_tags_scps_and_stacks_then_conv
         "sts:AssumeRole": 2,
         "sts:GetCallerIdentity": 2,
         "cloudformation:DescribeStacks": 2,
-        "cloudformation:GetTemplate": 3,
     });
+    // No `GetTemplate`: each stack still reports the last change state recorded when tenantry
+    // created it, so nothing can have changed its template since.
     // Each SCP's document is read once per run, by whichever tenant asks first: five SCPs
     // (two files render alike for everyone, the region allow-list three ways).
     let mut describes = 0;

@@ -251,23 +251,29 @@ async fn stack_updated_with_another_template() {
     let cfn = o.aws.member_cfn(&id).await;
     // Someone edits the agent pipeline's template (adds a queue of their own); the stack's
     // version tag still claims the tenant file's version, so only the template itself can tell.
-    let body = cfn.get_template().stack_name("tenantry-agent-pipeline").send().await.unwrap().template_body.unwrap();
-    let mut template: Value = serde_json::from_str(&body).unwrap();
-    template["Resources"]["Rogue"] =
-        serde_json::json!({"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "rogue-queue"}});
-    cfn.update_stack()
-        .stack_name("tenantry-agent-pipeline")
-        .template_body(template.to_string())
-        .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityNamedIam)
-        .send()
-        .await
-        .unwrap();
-    wait_until_settled(&cfn, "tenantry-agent-pipeline").await;
-    o.expect_fixed("acme", "stack_modified");
-    let body = cfn.get_template().stack_name("tenantry-agent-pipeline").send().await.unwrap().template_body.unwrap();
-    assert!(body.contains("tenantry-agent-evidence") && !body.contains("rogue-queue"), "the tenant's template is back");
-    let stacks = o.aws.stacks(&id).await;
-    assert_eq!(stacks["tenantry-agent-pipeline"].0, "UPDATE_COMPLETE", "{stacks:?}");
+    // Twice: once over the stack tenantry created, once over the stack tenantry just updated
+    // back (state then records its update, and only the stack's LastUpdatedTime moves).
+    for (logical_id, queue) in [("Rogue", "rogue-queue"), ("SecondRogue", "second-rogue-queue")] {
+        let body =
+            cfn.get_template().stack_name("tenantry-agent-pipeline").send().await.unwrap().template_body.unwrap();
+        let mut template: Value = serde_json::from_str(&body).unwrap();
+        template["Resources"][logical_id] =
+            serde_json::json!({"Type": "AWS::SQS::Queue", "Properties": {"QueueName": queue}});
+        cfn.update_stack()
+            .stack_name("tenantry-agent-pipeline")
+            .template_body(template.to_string())
+            .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityNamedIam)
+            .send()
+            .await
+            .unwrap();
+        wait_until_settled(&cfn, "tenantry-agent-pipeline").await;
+        o.expect_fixed("acme", "stack_modified");
+        let body =
+            cfn.get_template().stack_name("tenantry-agent-pipeline").send().await.unwrap().template_body.unwrap();
+        assert!(body.contains("tenantry-agent-evidence") && !body.contains(queue), "the tenant's template is back");
+        let stacks = o.aws.stacks(&id).await;
+        assert_eq!(stacks["tenantry-agent-pipeline"].0, "UPDATE_COMPLETE", "{stacks:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

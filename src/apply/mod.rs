@@ -1043,7 +1043,13 @@ impl<'a> TenantRun<'a> {
         };
         self.record(env).stacks.insert(
             stack.to_string(),
-            StackRecord { blueprint: want.blueprint.clone(), version: want.version.clone(), status, stack_id, changed_at },
+            StackRecord {
+                blueprint: want.blueprint.clone(),
+                version: want.version.clone(),
+                status,
+                stack_id,
+                changed_at,
+            },
         );
         self.dirty = true;
         result?;
