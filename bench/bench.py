@@ -87,6 +87,47 @@ max_iterations = 8
 '''
 
 
+def equal_work_tenant_file(i, width):
+    """The work of the peer comparison in docs/scale.md: two accounts in two OUs with tags, one
+    deny-leave SCP, and the same small stack (an S3 bucket and an SSM parameter) in each."""
+    t = f"t{i:0{width}d}"
+    return f'''# Synthetic benchmark tenant (equal work).
+id = "{t}"
+name = "Bench tenant {i}"
+drift = "report"
+
+[production]
+email = "aws+{t}-production@example.com"
+ou = "Tenants/Production"
+policies = ["deny-leave-organization"]
+
+[production.tags]
+cost-center = "cc-{i:04d}"
+
+[production.blueprints.baseline]
+
+[staging]
+email = "aws+{t}-staging@example.com"
+ou = "Tenants/Staging"
+policies = ["deny-leave-organization"]
+
+[staging.tags]
+cost-center = "cc-{i:04d}"
+
+[staging.blueprints.baseline]
+'''
+
+
+EQUAL_WORK_STACK = {
+    "AWSTemplateFormatVersion": "2010-09-09",
+    "Description": "bench --equal-work: an S3 bucket and an SSM parameter",
+    "Resources": {
+        "Bucket": {"Type": "AWS::S3::Bucket"},
+        "Parameter": {"Type": "AWS::SSM::Parameter", "Properties": {"Type": "String", "Value": "{{tenant.id}}"}},
+    },
+}
+
+
 SMALL_STACK = {
     "AWSTemplateFormatVersion": "2010-09-09",
     "Description": "bench --small-stacks: one queue in place of the blueprint",
@@ -94,13 +135,18 @@ SMALL_STACK = {
 }
 
 
-def workspace(n, small_stacks):
+def workspace(n, small_stacks, equal_work=False):
     ws = pathlib.Path(tempfile.mkdtemp(prefix=f"tenantry-bench-{n}-"))
     for name in ("tenantry.toml",):
         shutil.copy(ROOT / name, ws / name)
     for d in ("blueprints", "policies"):
         shutil.copytree(ROOT / d, ws / d)
-    if small_stacks:
+    if equal_work:
+        for bp in (ws / "blueprints").iterdir():
+            bp.unlink()
+        (ws / "blueprints" / "baseline.json").write_text(json.dumps(EQUAL_WORK_STACK, indent=2))
+        (ws / "blueprints" / "baseline.toml").write_text("# No parameters.\n")
+    elif small_stacks:
         # Same tenants, accounts, SCPs and number of stacks; each stack is one SQS queue, as in
         # the peer comparison of issue 6 (account work plus one small stack per account).
         for bp in (ws / "blueprints").glob("*.json"):
@@ -108,8 +154,9 @@ def workspace(n, small_stacks):
     os.symlink(ROOT / "localstack", ws / "localstack")
     (ws / "tenants").mkdir()
     width = max(4, len(str(n)))
+    make = equal_work_tenant_file if equal_work else tenant_file
     for i in range(1, n + 1):
-        (ws / "tenants" / f"t{i:0{width}d}.toml").write_text(tenant_file(i, width))
+        (ws / "tenants" / f"t{i:0{width}d}.toml").write_text(make(i, width))
     return ws
 
 
@@ -244,7 +291,42 @@ def git_commit():
         return "unknown"
 
 
-def bench(n, binary, emulator, keep, small_stacks=False):
+def latency_rules(model):
+    """faultproxy rules of the real-latency model (see --rtt-ms and the options beside it)."""
+    rules = []
+    if model.get("org_rate"):
+        rules.append({"service": "organizations", "fault": "rate_limit", "per_second": model["org_rate"]})
+    if model.get("create_account_seconds"):
+        rules.append({"action": "DescribeCreateAccountStatus", "fault": "create_slow", "seconds": model["create_account_seconds"]})
+    if model.get("stack_seconds"):
+        rules.append({"service": "cloudformation", "action": ["CreateStack", "UpdateStack", "DeleteStack"],
+                      "fault": "stack_slow", "seconds": model["stack_seconds"]})
+    return rules
+
+
+def start_proxy(upstream, model):
+    """localstack/faultproxy.py in front of the emulator, holding every request rtt_ms."""
+    port = free_port()
+    env = dict(os.environ, FAULTPROXY_RTT_MS=str(model.get("rtt_ms") or 0))
+    p = subprocess.Popen([sys.executable, str(ROOT / "localstack/faultproxy.py"), str(port), upstream, json.dumps(latency_rules(model))],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    if p.stdout.readline().strip() != "ready":
+        raise SystemExit("faultproxy did not start")
+    return p, f"http://127.0.0.1:{port}"
+
+
+def floor_seconds(n, model, settings):
+    """The least time the real-latency model allows to onboard n equal-work tenants: every
+    account's creation takes create_account_seconds, at most account_creation_concurrency run at
+    once, and after the last wave the account's stack takes stack_seconds; round trips are not
+    counted. A bound, not a prediction."""
+    accounts = 2 * n
+    waves = -(-accounts // settings["account_creation_concurrency"])
+    return waves * (model.get("create_account_seconds") or 0) + (model.get("stack_seconds") or 0)
+
+
+def bench(n, binary, emulator, keep, small_stacks=False, equal_work=False, model=None):
+    model = {k: v for k, v in (model or {}).items() if v}
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     env = dict(os.environ)
@@ -258,15 +340,22 @@ def bench(n, binary, emulator, keep, small_stacks=False):
     )
     for k in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "TENANTRY_CRASH_AT", "RUST_LOG"):
         env.pop(k, None)
-    ws = workspace(n, small_stacks)
+    ws = workspace(n, small_stacks, equal_work)
     subprocess.run(["bash", str(ROOT / "localstack/start.sh"), emulator], env=env, check=True, stdout=subprocess.DEVNULL)
     pid = int((ROOT / f"localstack/.run/emulator-{port}.pid").read_text())
+    proxy = None
+    run_env = env
+    if model:
+        proxy, proxied = start_proxy(endpoint, model)
+        run_env = dict(env, AWS_ENDPOINT_URL=proxied)
     try:
         result = {
             "schema": "tenantry.bench/v1",
             "tenants": n,
             "emulator": emulator,
-            "stacks": "small (one queue each)" if small_stacks else "blueprints/ as committed",
+            "stacks": "equal work (one bucket and parameter per account, one SCP)" if equal_work
+            else "small (one queue each)" if small_stacks else "blueprints/ as committed",
+            "latency_model": model or None,
             "commit": git_commit(),
             "binary": str(binary),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -281,7 +370,7 @@ def bench(n, binary, emulator, keep, small_stacks=False):
         ]
         result["phases"] = {}
         for name, args, ok in phases:
-            r = run_phase(binary, ws, env, args, pid)
+            r = run_phase(binary, ws, run_env, args, pid)
             doc = r.pop("document")
             r["ok"] = r["exit_code"] in ok
             r["calls"] = summarize_calls(r.pop("api_calls"), n)
@@ -292,7 +381,11 @@ def bench(n, binary, emulator, keep, small_stacks=False):
             if r["wall_seconds"] > 0 and r["calls"]:
                 r["requests_per_second"] = round(r["calls"]["total"] / r["wall_seconds"], 1)
             result["phases"][name] = r
-            print(f"  N={n} {name}: {r['wall_seconds']} s, exit {r['exit_code']}, {r['calls'].get('total')} requests", file=sys.stderr)
+            if name == "onboard" and model:
+                settings = {"account_creation_concurrency": 5}
+                r["floor_seconds"] = floor_seconds(n, model, settings)
+            print(f"  N={n} {name}: {r['wall_seconds']} s, exit {r['exit_code']}, {r['calls'].get('total')} requests"
+                  + (f" (floor {r['floor_seconds']} s)" if "floor_seconds" in r else ""), file=sys.stderr)
             if name == "onboard":
                 # Content-addressed SCPs: their number follows the distinct documents, not N.
                 result["scps_after_onboarding"] = scp_count(endpoint)
@@ -308,6 +401,9 @@ def bench(n, binary, emulator, keep, small_stacks=False):
         }
         return result
     finally:
+        if proxy:
+            proxy.terminate()
+            proxy.wait()
         subprocess.run(["bash", str(ROOT / "localstack/stop.sh")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if not keep:
             shutil.rmtree(ws, ignore_errors=True)
@@ -319,6 +415,10 @@ def table(results):
     for r in results:
         if r.get("stacks", "").startswith("small"):
             lines.append("(--small-stacks: every blueprint replaced by one queue)")
+        if r.get("stacks", "").startswith("equal"):
+            lines.append("(--equal-work: one SCP, one stack of a bucket and a parameter per account)")
+        if r.get("latency_model"):
+            lines.append(f"(latency model: {json.dumps(r['latency_model'])}; onboarding floor {r['phases'].get('onboard', {}).get('floor_seconds')} s)")
         for name, p in r["phases"].items():
             c = p["calls"]
             lines.append(
@@ -344,6 +444,11 @@ def main():
     ap.add_argument("--binary", default=str(ROOT / "target/release/tenantry"))
     ap.add_argument("--keep", action="store_true", help="keep the generated workspaces")
     ap.add_argument("--small-stacks", action="store_true", help="replace every blueprint with a one-queue template (isolates tenantry's orchestration from the emulator's cost of big templates)")
+    ap.add_argument("--equal-work", action="store_true", help="the peer comparison's work: per tenant two accounts in two OUs with tags, one deny-leave SCP, one stack (an S3 bucket and an SSM parameter) per account")
+    ap.add_argument("--rtt-ms", type=float, default=0, help="real-latency model: hold every request this long (a round trip to AWS), through localstack/faultproxy.py")
+    ap.add_argument("--create-account-seconds", type=float, default=0, help="real-latency model: CreateAccount stays IN_PROGRESS this long")
+    ap.add_argument("--stack-seconds", type=float, default=0, help="real-latency model: each stack operation runs this long")
+    ap.add_argument("--org-rate", type=float, default=0, help="real-latency model: Organizations answers at most this many requests per second (TooManyRequestsException beyond)")
     ap.add_argument("--no-save", action="store_true", help="do not write bench/results/")
     ap.add_argument("--table", nargs="+", metavar="RESULT", help="only print the table of saved result files")
     a = ap.parse_args()
@@ -360,11 +465,16 @@ def main():
     results = []
     for n in sizes:
         print(f"benchmark: N={n} on {a.emulator}", file=sys.stderr)
-        r = bench(n, binary, a.emulator, a.keep, a.small_stacks)
+        model = {"rtt_ms": a.rtt_ms, "create_account_seconds": a.create_account_seconds,
+                 "stack_seconds": a.stack_seconds, "org_rate": a.org_rate}
+        r = bench(n, binary, a.emulator, a.keep, a.small_stacks, a.equal_work, model)
         results.append(r)
         if not a.no_save:
             RESULTS.mkdir(parents=True, exist_ok=True)
-            name = f"{r['date'][:10]}-{r['commit'][:10]}-{a.emulator}{'-small-stacks' if a.small_stacks else ''}-n{n}.json"
+            variant = "-equal-work" if a.equal_work else "-small-stacks" if a.small_stacks else ""
+            if r.get("latency_model"):
+                variant += "-latency-" + "-".join(f"{k}{v:g}" for k, v in r["latency_model"].items())
+            name = f"{r['date'][:10]}-{r['commit'][:10]}-{a.emulator}{variant}-n{n}.json"
             (RESULTS / name).write_text(json.dumps(r, indent=2) + "\n")
             print(f"  wrote bench/results/{name}", file=sys.stderr)
     print(table(results))

@@ -29,7 +29,16 @@ Faults:
   latency      wait "ms" milliseconds (default 200), then forward
   concurrent   Organizations ConcurrentModificationException 400
   create_slow  forward DescribeCreateAccountStatus, but answer IN_PROGRESS for the first
-               "polls" (default 3) polls of each request id
+               "polls" (default 3) polls of each request id; with "seconds", instead for that
+               many seconds from the first poll of each request id (as a real CreateAccount,
+               which takes a minute or more)
+  stack_slow   on CreateStack, UpdateStack or DeleteStack (give them as "action": [...]): forward,
+               then for "seconds" answer every DescribeStacks of that stack by the same
+               credentials with the operation still running (*_COMPLETE read as *_IN_PROGRESS),
+               as a real CloudFormation that takes tens of seconds
+  rate_limit   a token bucket of "per_second" requests (burst "burst", default per_second) over
+               the matching requests: within it a request goes on to the next rules; over it,
+               the service's throttling error (as "throttle"), as a real service's request quota
   create_failed forward DescribeCreateAccountStatus, but answer FAILED with "reason"
                (EMAIL_ALREADY_EXISTS, ACCOUNT_LIMIT_EXCEEDED, CONCURRENT_ACCOUNT_MODIFICATION,
                INTERNAL_FAILURE, ...)
@@ -53,7 +62,8 @@ FAULTPROXY_ROUTE (JSON, optional) sends some services elsewhere than UPSTREAM, e
 Organizations (moto serves it there).
 
 FAULTPROXY_SEED (default 1) seeds the random choices, so a run is reproducible for a given
-sequence of requests. With FAULTPROXY_LOG=<file>, every request is appended to that file as one
+sequence of requests. With FAULTPROXY_RTT_MS=<ms>, every request is held that long before anything
+else happens to it (a round trip to a distant endpoint). With FAULTPROXY_LOG=<file>, every request is appended to that file as one
 line (method, path, service:operation, URL-decoded body), every injected fault as a line
 starting with "FAULT"; the same request arriving again (same credentials, path and body) while an
 earlier copy is held back by "latency" as "RETRIED-DURING-DELAY" (the client's attempt timed
@@ -78,6 +88,10 @@ LOCK = threading.Lock()
 RNG = random.Random(int(os.environ.get("FAULTPROXY_SEED", "1")))
 COUNTS = [0] * len(RULES)
 POLLS = {}
+FIRST_POLL = {}
+STACK_OPS = {}
+BUCKETS = {}
+RTT_MS = float(os.environ.get("FAULTPROXY_RTT_MS") or 0)
 REJECTED = {}
 DELAYED = {}
 AKID = re.compile(r"Credential=([^/]+)/")
@@ -121,7 +135,8 @@ def pick(service, action, text):
         for i, rule in enumerate(RULES):
             if rule.get("service") not in (None, service):
                 continue
-            if rule.get("action") not in (None, action):
+            want = rule.get("action")
+            if want is not None and action not in (want if isinstance(want, list) else [want]):
                 continue
             if rule.get("contains", "") not in text:
                 continue
@@ -133,8 +148,28 @@ def pick(service, action, text):
                 continue
             if RNG.random() >= rule.get("rate", 1.0):
                 continue
+            if rule.get("fault") == "rate_limit":
+                now = time.monotonic()
+                rate = float(rule["per_second"])
+                burst = float(rule.get("burst", rate))
+                tokens, last = BUCKETS.get(i, (burst, now))
+                tokens = min(burst, tokens + (now - last) * rate)
+                if tokens >= 1:
+                    BUCKETS[i] = (tokens - 1, now)
+                    continue
+                BUCKETS[i] = (tokens, now)
             return rule
     return None
+
+
+IN_PROGRESS = re.compile(rb"<StackStatus>(CREATE|UPDATE|DELETE)_COMPLETE</StackStatus>")
+
+
+def stack_key(handler, text):
+    """(access key id, stack name) of a CloudFormation form request, if it names a stack."""
+    m = AKID.search(handler.headers.get("Authorization", ""))
+    name = dict(urllib.parse.parse_qsl(text)).get("StackName")
+    return (m.group(1) if m else "", name) if name else None
 
 
 def kill_client(pid_file):
@@ -214,6 +249,8 @@ class Handler(BaseHTTPRequestHandler):
         self._op = f"{service}:{action}"
         self._service = service
         log(f"{self.command} {self.path} {service}:{action} {text}")
+        if RTT_MS:
+            time.sleep(RTT_MS / 1000)
         if action == "DescribeCreateAccountStatus":
             with LOCK:
                 rejected = [(rid, r) for rid, r in REJECTED.items() if rid in text]
@@ -258,7 +295,7 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(rule.get("ms", 200) / 1000)
             with LOCK:
                 DELAYED[key] -= 1
-        elif fault == "throttle":
+        elif fault in ("throttle", "rate_limit"):
             if service == "s3":
                 return self._reply(503, *error_payload(service, "SlowDown", "Please reduce your request rate."))
             code = "TooManyRequestsException" if service == "organizations" else "Throttling"
@@ -291,13 +328,26 @@ class Handler(BaseHTTPRequestHandler):
         if fault == "rewrite":
             body = body.replace(rule["from"].encode(), rule["to"].encode())
         status, headers, data = self._forward(body)
+        if fault == "stack_slow" and status == 200:
+            key = stack_key(self, body.decode("utf-8", "replace"))
+            if key:
+                with LOCK:
+                    STACK_OPS[key] = time.monotonic() + rule.get("seconds", 30)
+        if action == "DescribeStacks" and status == 200 and STACK_OPS:
+            key = stack_key(self, body.decode("utf-8", "replace"))
+            with LOCK:
+                running = key in STACK_OPS and time.monotonic() < STACK_OPS[key]
+            if running:
+                data = IN_PROGRESS.sub(rb"<StackStatus>\1_IN_PROGRESS</StackStatus>", data)
         if fault in ("create_slow", "create_failed") and status == 200:
             try:
                 doc = json.loads(data)
                 st = doc["CreateAccountStatus"]
                 with LOCK:
                     n = POLLS[st["Id"]] = POLLS.get(st["Id"], 0) + 1
-                if fault == "create_slow" and n <= rule.get("polls", 3):
+                    first = FIRST_POLL.setdefault(st["Id"], time.monotonic())
+                slow = (time.monotonic() - first < rule["seconds"]) if "seconds" in rule else n <= rule.get("polls", 3)
+                if fault == "create_slow" and slow:
                     st["State"] = "IN_PROGRESS"
                     st.pop("AccountId", None)
                 elif fault == "create_failed":
