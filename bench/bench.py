@@ -99,6 +99,7 @@ drift = "report"
 [production]
 email = "aws+{t}-production@example.com"
 ou = "Tenants/Production"
+allowed_regions = ["us-east-1"]
 policies = ["deny-leave-organization"]
 
 [production.tags]
@@ -109,6 +110,7 @@ cost-center = "cc-{i:04d}"
 [staging]
 email = "aws+{t}-staging@example.com"
 ou = "Tenants/Staging"
+allowed_regions = ["us-east-1"]
 policies = ["deny-leave-organization"]
 
 [staging.tags]
@@ -122,8 +124,9 @@ EQUAL_WORK_STACK = {
     "AWSTemplateFormatVersion": "2010-09-09",
     "Description": "bench --equal-work: an S3 bucket and an SSM parameter",
     "Resources": {
-        "Bucket": {"Type": "AWS::S3::Bucket"},
-        "Parameter": {"Type": "AWS::SSM::Parameter", "Properties": {"Type": "String", "Value": "{{tenant.id}}"}},
+        "Bucket": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": "bench-{{tenant.id}}-{{environment}}"}},
+        "Parameter": {"Type": "AWS::SSM::Parameter",
+                      "Properties": {"Name": "/bench/tenant", "Type": "String", "Value": "{{tenant.id}}"}},
     },
 }
 

@@ -133,7 +133,6 @@ async fn onboarding_creates_four_accounts_with_ou_tags_scps_and_stacks_then_conv
     let minimum = serde_json::json!({
         "s3:GetObject": 1,
         "organizations:ListTagsForResource": 2,
-        "organizations:ListPoliciesForTarget": 2,
         "sts:AssumeRole": 2,
         "sts:GetCallerIdentity": 2,
         "cloudformation:DescribeStacks": 2,
@@ -152,6 +151,12 @@ async fn onboarding_creates_four_accounts_with_ou_tags_scps_and_stacks_then_conv
     assert_eq!(calls["by_operation"]["organizations:DescribePolicy"]["requests"], 5, "{calls:#}");
     assert_eq!(describes, 5, "{calls:#}");
     let run_level = calls["by_tenant"]["-"].as_object().expect("run-level requests");
+    // No `ListPoliciesForTarget` per account either: the SCPs attached to every account come
+    // from the run's one `ListTargetsForPolicy` per SCP of the organization (the five and
+    // FullAWSAccess).
+    let scps = aws.scps().await.len() as u64;
+    assert_eq!(calls["by_operation"]["organizations:ListTargetsForPolicy"]["requests"], scps, "{calls:#}");
+    assert_eq!(run_level["organizations:ListTargetsForPolicy"], scps, "{calls:#}");
     for op in ["organizations:DescribeAccount", "organizations:ListParents"] {
         assert!(!calls["by_operation"].as_object().unwrap().contains_key(op), "no {op} in a no-op plan: {calls:#}");
     }
@@ -159,9 +164,19 @@ async fn onboarding_creates_four_accounts_with_ou_tags_scps_and_stacks_then_conv
     assert_eq!(calls["by_operation"]["organizations:ListPolicies"]["requests"], 1, "{calls:#}");
     assert_eq!(run_level["organizations:ListPolicies"], 1, "{calls:#}");
     assert!(
-        run_level.values().map(|v| v.as_u64().unwrap()).sum::<u64>() <= 13,
+        run_level.values().map(|v| v.as_u64().unwrap()).sum::<u64>() <= 13 + scps,
         "run-level listings stay a handful: {run_level:?}"
     );
+    // That listing sees an SCP detached out of band as well as asking per account would.
+    let acme_production = aws.only_account("acme", "production").await;
+    let (name, id) = aws.tenantry_scps().await.into_iter().find(|(n, _)| n.contains("deny-leave")).unwrap();
+    aws.org.detach_policy().policy_id(&id).target_id(&acme_production).send().await.unwrap();
+    let plan = ws.run(&emu.endpoint, &["plan"]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(plan.stdout.contains(&format!("attach SCP {name}")), "{plan:?}");
+    let fixed = ws.run(&emu.endpoint, &["apply", "--auto-approve"]);
+    assert_eq!(fixed.code, 0, "{fixed:?}");
+    assert!(aws.attached_scps(&acme_production).await.contains(&name), "{fixed:?}");
 
     // status shows both accounts of each tenant.
     let status = ws.run(&emu.endpoint, &["status", "--output", "json"]);

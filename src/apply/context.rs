@@ -48,6 +48,7 @@ impl Context {
             settings: &self.settings,
             org,
             detect_drift: false,
+            listed_attachments: false,
             index,
             store: Some(&self.store),
         }

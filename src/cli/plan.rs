@@ -105,8 +105,9 @@ pub(super) async fn observe_each<T>(
         .map(|d| async move {
             let r = crate::metrics::for_tenant(&d.id, async {
                 let tracked = store.read(&d.id).await.map_err(crate::apply::Error::from)?;
-                let observed =
-                    engine.observer(overview).tenant(d, &tracked.record).await.map_err(crate::apply::Error::from)?;
+                let mut observer = engine.observer(overview);
+                observer.listed_attachments = true;
+                let observed = observer.tenant(d, &tracked.record).await.map_err(crate::apply::Error::from)?;
                 match engine.ctx.state_location_changed(&observed).await? {
                     Some(changed) => Err(ObserveError::LocationChanged(changed)),
                     None => Ok(keep(d, observed)),

@@ -8,6 +8,9 @@
 //!   correctly placed account's parent without a `ListParents` per account;
 //! - the `CreateAccount` requests in progress (`ListCreateAccountStatus`), loaded only when some
 //!   tenant has an account that is neither recorded nor found;
+//! - for reads outside a lease (`plan`, `status`), every account's directly attached SCPs:
+//!   `ListTargetsForPolicy` (all pages) of every SCP `ListPolicies` lists, instead of a
+//!   `ListPoliciesForTarget` per account;
 //! - the content-addressed SCPs the tenants want (`DescribePolicy` once per distinct policy per
 //!   run, through the id it is attached with; `ListPolicies` only for one attached nowhere seen).
 //!
@@ -47,6 +50,7 @@ pub struct OrgIndex {
     creating: OnceCell<Vec<CreateRequest>>,
     tags: OnceCell<BTreeMap<String, BTreeMap<String, String>>>,
     scps: OnceCell<BTreeMap<String, String>>,
+    attachments: OnceCell<BTreeMap<String, BTreeMap<String, String>>>,
     shared_scps: Mutex<BTreeMap<String, ScpCell>>,
     unmarked: OnceCell<BTreeSet<String>>,
     earlier: Mutex<BTreeMap<String, EarlierCell>>,
@@ -88,6 +92,7 @@ impl OrgIndex {
             creating: OnceCell::new(),
             tags: OnceCell::new(),
             scps: OnceCell::new(),
+            attachments: OnceCell::new(),
             shared_scps: Mutex::new(BTreeMap::new()),
             unmarked: OnceCell::new(),
             earlier: Mutex::new(BTreeMap::new()),
@@ -149,6 +154,46 @@ impl OrgIndex {
     /// [`OrgIndex::account_tags`], only before an account would be created).
     pub async fn scps(&self, c: &Client) -> Result<&BTreeMap<String, String>> {
         self.scps.get_or_try_init(|| org::scps(c)).await
+    }
+
+    /// The SCPs attached directly to an account of the listing (policy id → name), from one
+    /// listing per run of every SCP's targets (`ListPolicies` through [`Self::scps`], then
+    /// `ListTargetsForPolicy`, all pages, for each, at most 8 at once; a policy deleted
+    /// meanwhile has none), counted as the run's requests (`-`), not a tenant's. `None` for an
+    /// account the listing does not hold: ask it directly. A snapshot of the run's start: only
+    /// for reads that change nothing.
+    pub async fn attached_scps(&self, c: &Client, account_id: &str) -> Result<Option<BTreeMap<String, String>>> {
+        use futures::{StreamExt, TryStreamExt};
+        if !self.accounts.contains_key(account_id) {
+            return Ok(None);
+        }
+        let all = self
+            .attachments
+            .get_or_try_init(|| {
+                crate::metrics::for_tenant("-", async {
+                    let scps = self.scps(c).await?;
+                    let targets: Vec<(&String, &String, Vec<String>)> = futures::stream::iter(scps.iter())
+                        .map(|(name, id)| async move {
+                            match org::policy_account_targets(c, id).await {
+                                Ok(accounts) => Ok((name, id, accounts)),
+                                Err(e) if e.kind == crate::aws::ErrorKind::NotFound => Ok((name, id, Vec::new())),
+                                Err(e) => Err(e),
+                            }
+                        })
+                        .buffer_unordered(8)
+                        .try_collect()
+                        .await?;
+                    let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+                    for (name, id, accounts) in targets {
+                        for account in accounts {
+                            out.entry(account).or_default().insert(id.clone(), name.clone());
+                        }
+                    }
+                    Ok::<_, Error>(out)
+                })
+            })
+            .await?;
+        Ok(Some(all.get(account_id).cloned().unwrap_or_default()))
     }
 
     /// The content-addressed SCP `name` and its document, or `None` when there is none: read once

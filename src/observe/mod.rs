@@ -163,6 +163,11 @@ pub struct Observer<'a> {
     pub detect_drift: bool,
     /// The run's organization-wide listings; without it every account is looked up on its own.
     pub index: Option<std::sync::Arc<OrgIndex>>,
+    /// Take each account's attached SCPs from the run's index (one listing of every SCP's
+    /// targets) rather than asking per account (`ListPoliciesForTarget`). Only for reads that
+    /// change nothing (`plan`, `status`): the index is the run's snapshot, while what a lease
+    /// holder changes is read fresh under the lease.
+    pub listed_attachments: bool,
     /// The state store, whose record history is the last place an account id of a tenant
     /// environment that lost every other mark is looked for.
     pub store: Option<&'a crate::state::StateStore>,
@@ -267,7 +272,14 @@ impl Observer<'_> {
         let ((parent_id, parent_path, desired_ou_id), (attached, detached_scps), stacks) = futures::try_join!(
             self.placement(overview, &summary.id, &desired.account(env).ou_path),
             async {
-                let attached = org::attached_scps(&self.clients.org, &summary.id).await?;
+                let listed = match self.index.as_deref().filter(|_| self.listed_attachments) {
+                    Some(index) => index.attached_scps(&self.clients.org, &summary.id).await?,
+                    None => None,
+                };
+                let attached = match listed {
+                    Some(attached) => attached,
+                    None => org::attached_scps(&self.clients.org, &summary.id).await?,
+                };
                 let detached_scps = self.detached_scps(desired, env, rec, &attached).await?;
                 Ok((attached, detached_scps))
             },

@@ -608,6 +608,11 @@ impl Aws {
 
     /// Every SCP of the organization whose name starts with `tenantry-`, name → id.
     pub async fn tenantry_scps(&self) -> BTreeMap<String, String> {
+        self.scps().await.into_iter().filter(|(name, _)| name.starts_with("tenantry-")).collect()
+    }
+
+    /// Every SCP of the organization, name → id.
+    pub async fn scps(&self) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
         let mut pages = self
             .org
@@ -618,9 +623,7 @@ impl Aws {
         while let Some(page) = pages.next().await {
             for p in page.unwrap().policies.unwrap_or_default() {
                 if let (Some(name), Some(id)) = (p.name, p.id) {
-                    if name.starts_with("tenantry-") {
-                        out.insert(name, id);
-                    }
+                    out.insert(name, id);
                 }
             }
         }
