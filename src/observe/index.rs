@@ -27,6 +27,7 @@ use crate::aws::Error;
 /// Results of the index: its listings are Organizations calls.
 type Result<T, E = Error> = std::result::Result<T, E>;
 use aws_sdk_organizations::Client;
+use futures::{StreamExt, TryStreamExt};
 use tokio::sync::OnceCell;
 
 use super::{AccountSummary, CreateRequest, OrgOverview, PolicyDocument};
@@ -61,7 +62,34 @@ impl OrgIndex {
     /// (full paths, `a/b/c`) `ListOrganizationalUnitsForParent` along the way and
     /// `ListAccountsForParent` (all pages) for the OUs that exist. Errors are the calls' errors.
     pub async fn load(c: &Client, overview: &OrgOverview, ou_paths: &BTreeSet<String>) -> Result<OrgIndex> {
-        let accounts = org::list_accounts(c).await?.into_iter().map(|a| (a.id.clone(), a)).collect();
+        // The account listing's pages and the OUs' are independent: one goes on while the other
+        // waits for its answers.
+        let (accounts, (ous, parents)) = futures::try_join!(
+            async { Ok(org::list_accounts(c).await?.into_iter().map(|a| (a.id.clone(), a)).collect()) },
+            Self::load_ous(c, overview, ou_paths)
+        )?;
+        Ok(OrgIndex {
+            accounts,
+            parents,
+            ous: Mutex::new(ous),
+            creating: OnceCell::new(),
+            tags: OnceCell::new(),
+            scps: OnceCell::new(),
+            attachments: OnceCell::new(),
+            shared_scps: Mutex::new(BTreeMap::new()),
+            unmarked: OnceCell::new(),
+            earlier: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// The OUs on `ou_paths` (path → id) and the parent of every account in them (account →
+    /// OU id): `ListOrganizationalUnitsForParent` along each path, then `ListAccountsForParent`
+    /// (all pages) for every OU that exists, up to 8 OUs at once.
+    async fn load_ous(
+        c: &Client,
+        overview: &OrgOverview,
+        ou_paths: &BTreeSet<String>,
+    ) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>)> {
         let mut ous = BTreeMap::new();
         let mut children: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
         for path in ou_paths {
@@ -77,26 +105,19 @@ impl OrgIndex {
                 parent = id;
             }
         }
+        let wanted: BTreeSet<&String> = ou_paths.iter().filter_map(|path| ous.get(path)).collect();
+        let listed: Vec<(&String, Vec<String>)> = futures::stream::iter(wanted)
+            .map(|ou| async move { org::accounts_for_parent(c, ou).await.map(|a| (ou, a)) })
+            .buffer_unordered(8)
+            .try_collect()
+            .await?;
         let mut parents = BTreeMap::new();
-        for path in ou_paths {
-            if let Some(ou) = ous.get(path) {
-                for account in org::accounts_for_parent(c, ou).await? {
-                    parents.insert(account, ou.clone());
-                }
+        for (ou, accounts) in listed {
+            for account in accounts {
+                parents.insert(account, ou.clone());
             }
         }
-        Ok(OrgIndex {
-            accounts,
-            parents,
-            ous: Mutex::new(ous),
-            creating: OnceCell::new(),
-            tags: OnceCell::new(),
-            scps: OnceCell::new(),
-            attachments: OnceCell::new(),
-            shared_scps: Mutex::new(BTreeMap::new()),
-            unmarked: OnceCell::new(),
-            earlier: Mutex::new(BTreeMap::new()),
-        })
+        Ok((ous, parents))
     }
 
     /// The account with this id, if it was in the listing.
@@ -163,7 +184,6 @@ impl OrgIndex {
     /// account the listing does not hold: ask it directly. A snapshot of the run's start: only
     /// for reads that change nothing.
     pub async fn attached_scps(&self, c: &Client, account_id: &str) -> Result<Option<BTreeMap<String, String>>> {
-        use futures::{StreamExt, TryStreamExt};
         if !self.accounts.contains_key(account_id) {
             return Ok(None);
         }
