@@ -19,14 +19,19 @@ use aws_sdk_organizations::error::SdkError;
 /// Describes the organization and its root (`DescribeOrganization`, `ListRoots`). `None` when the
 /// caller's account is not in an organization.
 pub async fn overview(org: &Client) -> Result<Option<OrgOverview>> {
-    let desc = match org.describe_organization().send().await.classify("organizations:DescribeOrganization") {
+    // Both at once: outside an organization both fail, and DescribeOrganization's answer says so.
+    let (desc, roots) = tokio::join!(
+        async { org.describe_organization().send().await.classify("organizations:DescribeOrganization") },
+        async { org.list_roots().send().await.classify("organizations:ListRoots") }
+    );
+    let desc = match desc {
         Ok(d) => d,
         // AWSOrganizationsNotInUseException
         Err(e) if e.is(ErrorKind::NotFound) => return Ok(None),
         Err(e) => return Err(e),
     };
     let o = desc.organization.or_missing("organizations:DescribeOrganization", "organization")?;
-    let roots = org.list_roots().send().await.classify("organizations:ListRoots")?;
+    let roots = roots?;
     let root = roots.roots.unwrap_or_default().into_iter().next().or_missing("organizations:ListRoots", "root")?;
     let scp_enabled = root.policy_types().iter().any(|p| {
         p.r#type() == Some(&PolicyType::ServiceControlPolicy) && p.status() == Some(&PolicyTypeStatus::Enabled)

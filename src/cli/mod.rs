@@ -239,7 +239,19 @@ async fn connect(cli: &Cli, inputs: &Inputs, saved: Option<&SavedPlan>) -> Resul
     if let Command::State { .. } = &cli.command {
         return Ok(Session { engine, overview, selected, desired: desired_tenants });
     }
-    if let crate::state::Location::Marked(m) = engine.ctx.location().await? {
+    // One organization index for the run (watch mode makes one per interval; promotion reads
+    // only the accounts of the tenant it works on), listed while the state location is read.
+    let listing = matches!(
+        cli.command,
+        Command::Plan { .. } | Command::Apply { .. } | Command::Status { .. } | Command::Reconcile { watch: false, .. }
+    );
+    let (location, indexed) = tokio::join!(engine.ctx.location(), async {
+        match (&overview, listing) {
+            (Some(o), true) => engine.load_index(o, &desired_tenants).await,
+            _ => Ok(()),
+        }
+    });
+    if let crate::state::Location::Marked(m) = location? {
         if m.home_region != engine.ctx.settings.home_region {
             bail!(
                 "the state in s3://{} was started with home_region `{}`, and tenantry's stacks are there; tenantry.toml says `{}`. \
@@ -251,15 +263,7 @@ async fn connect(cli: &Cli, inputs: &Inputs, saved: Option<&SavedPlan>) -> Resul
             );
         }
     }
-    // One organization index for the run (watch mode makes one per interval; promotion reads
-    // only the accounts of the tenant it works on).
-    let listing = matches!(
-        cli.command,
-        Command::Plan { .. } | Command::Apply { .. } | Command::Status { .. } | Command::Reconcile { watch: false, .. }
-    );
-    if let (Some(o), true) = (&overview, listing) {
-        engine.load_index(o, &desired_tenants).await?;
-    }
+    indexed?;
     engine.check_new_location(overview.as_ref()).await?;
     Ok(Session { engine, overview, selected, desired: desired_tenants })
 }

@@ -101,13 +101,28 @@ pub(super) async fn observe_each<T>(
 ) -> Vec<(String, Result<T, ObserveError>)> {
     let store = &engine.ctx.store;
     let keep = &keep;
-    let mut results: Vec<(String, Result<T, ObserveError>)> = stream::iter(tenants)
+    // Every account's attached SCPs are listed for the run (see `listed_attachments`): started
+    // at once rather than when the first tenant asks, if any tenant has an account already. A
+    // failure here is left to that tenant, which asks again and reports it.
+    let prefetch = async {
+        if let (Some(index), Some(_)) = (engine.index(), overview) {
+            let emails = tenants.iter().flat_map(|d| d.accounts.iter().map(|a| a.email.as_str()));
+            if emails.into_iter().any(|e| index.account_by_email(e).is_some()) {
+                let _ = index.attachments(&engine.ctx.clients.org).await;
+            }
+        }
+    };
+    let observe = stream::iter(tenants)
         .map(|d| async move {
             let r = crate::metrics::for_tenant(&d.id, async {
-                let tracked = store.read(&d.id).await.map_err(crate::apply::Error::from)?;
                 let mut observer = engine.observer(overview);
                 observer.listed_attachments = true;
-                let observed = observer.tenant(d, &tracked.record).await.map_err(crate::apply::Error::from)?;
+                // The state record and the tags of the accounts the file's emails name, at once.
+                let (tracked, tags) = futures::join!(store.read(&d.id), observer.declared_accounts_tags(d));
+                let tracked = tracked.map_err(crate::apply::Error::from)?;
+                let tags = tags.map_err(crate::apply::Error::from)?;
+                let observed =
+                    observer.tenant_with_tags(d, &tracked.record, &tags).await.map_err(crate::apply::Error::from)?;
                 match engine.ctx.state_location_changed(&observed).await? {
                     Some(changed) => Err(ObserveError::LocationChanged(changed)),
                     None => Ok(keep(d, observed)),
@@ -117,8 +132,8 @@ pub(super) async fn observe_each<T>(
             (d.id.clone(), r)
         })
         .buffer_unordered(engine.ctx.settings.read_concurrency)
-        .collect()
-        .await;
+        .collect::<Vec<(String, Result<T, ObserveError>)>>();
+    let ((), mut results) = futures::join!(prefetch, observe);
     results.sort_by(|a, b| a.0.cmp(&b.0));
     results
 }

@@ -187,8 +187,13 @@ impl OrgIndex {
         if !self.accounts.contains_key(account_id) {
             return Ok(None);
         }
-        let all = self
-            .attachments
+        Ok(Some(self.attachments(c).await?.get(account_id).cloned().unwrap_or_default()))
+    }
+
+    /// Every account's directly attached SCPs, account id → (policy id → name): the listing
+    /// behind [`Self::attached_scps`], made once per run.
+    pub async fn attachments(&self, c: &Client) -> Result<&BTreeMap<String, BTreeMap<String, String>>> {
+        self.attachments
             .get_or_try_init(|| {
                 crate::metrics::for_tenant("-", async {
                     let scps = self.scps(c).await?;
@@ -212,8 +217,7 @@ impl OrgIndex {
                     Ok::<_, Error>(out)
                 })
             })
-            .await?;
-        Ok(Some(all.get(account_id).cloned().unwrap_or_default()))
+            .await
     }
 
     /// The content-addressed SCP `name` and its document, or `None` when there is none: read once

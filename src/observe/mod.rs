@@ -178,12 +178,38 @@ impl Observer<'_> {
     /// OU, tags, SCPs and stacks. Only reads. Stacks are read through a [`MemberSession`], so only
     /// in accounts that passed the guard.
     pub async fn tenant(&self, desired: &DesiredTenant, record: &TenantRecord) -> Result<ObservedTenant> {
+        self.tenant_with_tags(desired, record, &BTreeMap::new()).await
+    }
+
+    /// The live tags (`ListTagsForResource`) of the accounts the run's index holds under the
+    /// emails `desired` declares, account id → tags, all at once: read while the tenant's state
+    /// record is (it usually names the same accounts), for [`Observer::tenant_with_tags`]. Only
+    /// reads; without an index, nothing.
+    pub async fn declared_accounts_tags(
+        &self,
+        desired: &DesiredTenant,
+    ) -> Result<BTreeMap<String, BTreeMap<String, String>>> {
+        let Some(index) = self.index.as_deref() else { return Ok(BTreeMap::new()) };
+        let ids: std::collections::BTreeSet<String> =
+            desired.accounts.iter().filter_map(|a| index.account_by_email(&a.email).map(|s| s.id.clone())).collect();
+        let read = ids.into_iter().map(|id| async move { org::tags(&self.clients.org, &id).await.map(|t| (id, t)) });
+        Ok(futures::future::try_join_all(read).await?.into_iter().collect())
+    }
+
+    /// [`Observer::tenant`], with the live tags of some accounts read already in this run
+    /// (account id → tags, from [`Observer::declared_accounts_tags`]); the others are read here.
+    pub async fn tenant_with_tags(
+        &self,
+        desired: &DesiredTenant,
+        record: &TenantRecord,
+        tags: &BTreeMap<String, BTreeMap<String, String>>,
+    ) -> Result<ObservedTenant> {
         let mut accounts = BTreeMap::new();
         if self.index.is_some() {
             // Both environments at once: with the run's index, nothing is listed per tenant.
             let each = desired.accounts.iter().map(|want| async move {
                 let env = want.environment;
-                let obs = self.account(desired, env, record.accounts.get(&env), &mut None).await?;
+                let obs = self.account(desired, env, record.accounts.get(&env), &mut None, tags).await?;
                 Ok::<_, Error>((env, obs))
             });
             accounts.extend(futures::future::try_join_all(each).await?);
@@ -191,7 +217,7 @@ impl Observer<'_> {
             let mut listing: Option<(Vec<AccountSummary>, Vec<CreateRequest>)> = None;
             for want in &desired.accounts {
                 let env = want.environment;
-                let obs = self.account(desired, env, record.accounts.get(&env), &mut listing).await?;
+                let obs = self.account(desired, env, record.accounts.get(&env), &mut listing, tags).await?;
                 accounts.insert(env, obs);
             }
         }
@@ -245,21 +271,25 @@ impl Observer<'_> {
     }
 
     /// One environment of a tenant: the account found for it ([`Observer::locate`]), passed
-    /// through the guard, with its OU, tags, SCPs and stacks; or why it is missing, being created
-    /// or refused.
+    /// through the guard, with its OU, tags (from `read_tags` when this run read them already),
+    /// SCPs and stacks; or why it is missing, being created or refused.
     async fn account(
         &self,
         desired: &DesiredTenant,
         env: Environment,
         rec: Option<&crate::state::AccountRecord>,
         listing: &mut Option<(Vec<AccountSummary>, Vec<CreateRequest>)>,
+        read_tags: &BTreeMap<String, BTreeMap<String, String>>,
     ) -> Result<AccountObservation> {
         let Some(overview) = self.org else { return Ok(AccountObservation::Missing) };
         let (summary, found_by) = match self.locate(desired, env, rec, listing).await? {
             Located::Account(summary, found_by) => (summary, found_by),
             Located::Not(observation) => return Ok(observation),
         };
-        let tags = org::tags(&self.clients.org, &summary.id).await?;
+        let tags = match read_tags.get(&summary.id) {
+            Some(tags) => tags.clone(),
+            None => org::tags(&self.clients.org, &summary.id).await?,
+        };
         let verified = match self.guard(desired, env, rec, &summary, &tags, found_by) {
             Ok(v) => v,
             Err(refused) => return Ok(refused),
