@@ -30,8 +30,8 @@ Faults:
   concurrent   Organizations ConcurrentModificationException 400
   create_slow  forward DescribeCreateAccountStatus, but answer IN_PROGRESS for the first
                "polls" (default 3) polls of each request id; with "seconds", instead for that
-               many seconds from the first poll of each request id (as a real CreateAccount,
-               which takes a minute or more)
+               many seconds from the CreateAccount that made it (or, for one not seen, the
+               first poll): as a real CreateAccount, which takes a minute or more
   stack_slow   on CreateStack, UpdateStack or DeleteStack (give them as "action": [...]): forward,
                then for "seconds" answer every DescribeStacks of that stack by the same
                credentials with the operation still running (*_COMPLETE read as *_IN_PROGRESS),
@@ -328,6 +328,14 @@ class Handler(BaseHTTPRequestHandler):
         if fault == "rewrite":
             body = body.replace(rule["from"].encode(), rule["to"].encode())
         status, headers, data = self._forward(body)
+        if action == "CreateAccount" and status == 200:
+            # "create_slow" with "seconds" counts from here: when the request was made.
+            try:
+                rid = json.loads(data)["CreateAccountStatus"]["Id"]
+                with LOCK:
+                    FIRST_POLL.setdefault(rid, time.monotonic())
+            except (KeyError, ValueError):
+                pass
         if fault == "stack_slow" and status == 200:
             key = stack_key(self, body.decode("utf-8", "replace"))
             if key:

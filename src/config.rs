@@ -63,7 +63,7 @@ impl Default for OrgSettings {
             home_region: "us-east-1".into(),
             state_bucket: None,
             ou_root: String::new(),
-            concurrency: 4,
+            concurrency: 16,
             read_concurrency: 16,
             account_creation_concurrency: 5,
             lease_ttl_seconds: 900,

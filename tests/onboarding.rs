@@ -529,10 +529,10 @@ async fn onboarding_completes_for_any_concurrency_and_account_creation_bound() {
             ws.write(&format!("tenants/{id}.toml"), &text);
         }
         let settings = ws.read("tenantry.toml");
-        assert!(settings.contains("\nconcurrency = 4\n") && settings.contains("\naccount_creation_concurrency = 5\n"));
+        assert!(settings.contains("\nconcurrency = 16\n") && settings.contains("\naccount_creation_concurrency = 5\n"));
         ws.write(
             "tenantry.toml",
-            &settings.replace("\nconcurrency = 4\n", &format!("\nconcurrency = {concurrency}\n")).replace(
+            &settings.replace("\nconcurrency = 16\n", &format!("\nconcurrency = {concurrency}\n")).replace(
                 "\naccount_creation_concurrency = 5\n",
                 &format!("\naccount_creation_concurrency = {slots}\n"),
             ),

@@ -596,10 +596,11 @@ impl<'a> TenantRun<'a> {
 
     /// Sends the plan's `CreateAccount` requests up front, so that AWS creates the accounts in
     /// parallel while the steps wait for them in order. Their creation slots are taken all at
-    /// once (as many as `account_creation_concurrency` allows), never one while holding another:
-    /// a tenant that held one slot and waited for a second could wait forever on tenants doing
-    /// the same. Accounts beyond the slots taken are requested by their step, after the earlier
-    /// ones were created and their slots given back.
+    /// once when that many are free (as many as `account_creation_concurrency` allows), else one
+    /// is waited for; never one while holding another: a tenant that held one slot and waited
+    /// for a second could wait forever on tenants doing the same. Accounts beyond the slots
+    /// taken are requested by their step, after the earlier ones were created and their slots
+    /// given back.
     async fn request_accounts(&mut self, plan: &plan::TenantPlan, mode: RunMode) -> Result<()> {
         let creates =
             plan.steps.iter().filter(|s| matches!(s, Step { change: Change::CreateAccount { .. }, .. })).count();
@@ -607,13 +608,22 @@ impl<'a> TenantRun<'a> {
             return Ok(());
         }
         let want = creates.min(self.engine.ctx.settings.account_creation_concurrency.max(1)) as u32;
-        let mut slots = Some(
-            crate::shutdown::bounded(
-                "waiting for an account creation slot",
-                self.engine.create_slots.clone().acquire_many_owned(want),
-            )
-            .await??,
-        );
+        // All the slots wanted if they are free; else one, waited for (a slot left free while
+        // tenants wait for two would leave AWS creating fewer accounts than it could).
+        let taken = match self.engine.create_slots.clone().try_acquire_many_owned(want) {
+            Ok(all) => all,
+            Err(tokio::sync::TryAcquireError::Closed) => {
+                return Err(Error::Inconsistent("creation slots closed".into()))
+            }
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                crate::shutdown::bounded(
+                    "waiting for an account creation slot",
+                    self.engine.create_slots.clone().acquire_owned(),
+                )
+                .await??
+            }
+        };
+        let mut slots = Some(taken);
         for step in &plan.steps {
             let Step { change: Change::CreateAccount { email, account_name }, environment } = step else { continue };
             let Some(mut held) = slots.take() else { break };
@@ -766,8 +776,24 @@ impl<'a> TenantRun<'a> {
     /// Carries out one step of the plan, through the guard for every account it touches.
     async fn execute(&mut self, step: &Step) -> Result<()> {
         match &step.change {
+            // Bound already: its account was requested up front and waited for with an earlier
+            // environment's (below).
+            Change::CreateAccount { .. } if self.account_ids.contains_key(&step.environment) => {}
             Change::CreateAccount { email, account_name } => {
-                self.create_account(step.environment, email, account_name).await?
+                self.create_account(step.environment, email, account_name).await?;
+                // The tenant's other accounts requested up front were created at the same
+                // time: they are waited for and bound now, which gives their creation slots
+                // back at once rather than after this account's steps (its stacks can take
+                // minutes while other tenants wait for a slot).
+                let others: Vec<Environment> = self.creating.keys().copied().collect();
+                for env in others {
+                    let want = self.desired.account(env);
+                    let (email, account_name) = (want.email.clone(), want.account_name.clone());
+                    if let Err(e) = self.create_account(env, &email, &account_name).await {
+                        let other = Step { change: Change::CreateAccount { email, account_name }, environment: env };
+                        return Err(e.in_step(&self.desired.id, &other));
+                    }
+                }
             }
             Change::AwaitAccount { request_id } => self.await_request(step.environment, request_id).await?,
             Change::RecordAccount { account_id, .. } => {
@@ -1066,7 +1092,9 @@ impl<'a> TenantRun<'a> {
             self.engine.progress.wait(format!("{}: {env}: waiting for account creation {request_id}", self.desired.id));
         let status = crate::poll::until_done(
             format_args!("waiting for CreateAccount request {request_id}"),
-            (Duration::from_millis(500), Duration::from_secs(30)),
+            // At most 5 s apart: a creation slot is held until the account is seen created, and
+            // with at most `account_creation_concurrency` in flight that is 1 request a second.
+            (Duration::from_millis(500), Duration::from_secs(5)),
             Duration::from_secs(self.engine.ctx.settings.create_account_timeout_seconds),
             || async {
                 let status = org::create_status(&org, request_id).await?.ok_or_else(|| {
