@@ -320,9 +320,10 @@ def start_proxy(upstream, model):
 
 def floor_seconds(n, model, settings):
     """The least time the real-latency model allows to onboard n equal-work tenants: every
-    account's creation takes create_account_seconds, at most account_creation_concurrency run at
-    once, and after the last wave the account's stack takes stack_seconds; round trips are not
-    counted. A bound, not a prediction."""
+    account's creation takes create_account_seconds, at most account_creation_concurrency (from
+    the workspace's tenantry.toml) run at once, and after the last wave the account's stack takes
+    stack_seconds; round trips, the organization's setup and poll pauses are not counted. A
+    bound, not a prediction."""
     accounts = 2 * n
     waves = -(-accounts // settings["account_creation_concurrency"])
     return waves * (model.get("create_account_seconds") or 0) + (model.get("stack_seconds") or 0)
@@ -390,8 +391,9 @@ def bench(n, binary, emulator, keep, small_stacks=False, equal_work=False, model
             if r["wall_seconds"] > 0 and r["calls"]:
                 r["requests_per_second"] = round(r["calls"]["total"] / r["wall_seconds"], 1)
             result["phases"][name] = r
-            if name == "onboard" and model:
-                settings = {"account_creation_concurrency": 5}
+            if name == "onboard" and model.get("create_account_seconds"):
+                import tomllib
+                settings = {"account_creation_concurrency": 5, **tomllib.loads((ws / "tenantry.toml").read_text())}
                 r["floor_seconds"] = floor_seconds(n, model, settings)
             print(f"  N={n} {name}: {r['wall_seconds']} s, exit {r['exit_code']}, {r['calls'].get('total')} requests"
                   + (f" (each run: {r['wall_seconds_each']})" if "wall_seconds_each" in r else "")
@@ -428,7 +430,9 @@ def table(results):
         if r.get("stacks", "").startswith("equal"):
             lines.append("(--equal-work: one SCP, one stack of a bucket and a parameter per account)")
         if r.get("latency_model"):
-            lines.append(f"(latency model: {json.dumps(r['latency_model'])}; onboarding floor {r['phases'].get('onboard', {}).get('floor_seconds')} s)")
+            floor = r['phases'].get('onboard', {}).get('floor_seconds')
+            lines.append(f"(latency model: {json.dumps(r['latency_model'])}; onboarding floor "
+                         + (f"{floor} s" if floor is not None else "n/a (no account creation time)") + ")")
         for name, p in r["phases"].items():
             c = p["calls"]
             lines.append(
