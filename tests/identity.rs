@@ -585,6 +585,48 @@ async fn a_stack_found_on_create_is_adopted_only_when_it_is_this_tenant_environm
     );
 }
 
+/// A stack of this tenant environment's (its very tags) but with another template, made while
+/// tenantry's own `CreateStack` is held, is waited for as tenantry's earlier attempt; its last
+/// change is not recorded as tenantry's (its template is not the one sent), so the next `plan`
+/// still reads the template and shows the difference.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stack_made_by_someone_else_while_tenantry_creates_it_is_never_taken_for_verified() {
+    let (emu, ws, aws) = onboarded().await;
+    let staging = aws.only_account("acme", "staging").await;
+    let cfn = aws.member_cfn(&staging).await;
+    let tags = aws.stacks(&staging).await["tenantry-agent-pipeline"].1.clone();
+    cfn.delete_stack().stack_name("tenantry-agent-pipeline").send().await.unwrap();
+    for _ in 0..100 {
+        if aws.stacks(&staging).await.get("tenantry-agent-pipeline").is_none_or(|(s, _)| s.starts_with("DELETE")) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let log = ws.path().join("hold.log");
+    let rules = serde_json::json!([{"service": "cloudformation", "action": "CreateStack", "contains": "tenantry-agent-pipeline", "fault": "latency", "ms": 4000}]);
+    let proxy = common::FaultProxy::start_logged(&emu.endpoint, &rules, Some(&log));
+    let child = ws.spawn(&proxy.endpoint, &["apply", "acme", "--auto-approve"]);
+    let started = std::time::Instant::now();
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("FAULT latency cloudformation:CreateStack") {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "CreateStack never sent");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mut create = cfn
+        .create_stack()
+        .stack_name("tenantry-agent-pipeline")
+        .template_body(r#"{"Resources": {"Rogue": {"Type": "AWS::CloudFormation::WaitConditionHandle"}}}"#);
+    for (k, v) in &tags {
+        create = create.tags(aws_sdk_cloudformation::types::Tag::builder().key(k).value(v).build());
+    }
+    create.send().await.unwrap_or_else(|e| panic!("{e:?}\n{}", std::fs::read_to_string(&log).unwrap_or_default()));
+    let run = common::Run::from(child.wait_with_output().unwrap());
+    drop(proxy);
+    assert_eq!(run.code, 0, "tenantry waited for it as its own earlier attempt: {run:?}");
+    let plan = ws.run(&emu.endpoint, &["plan", "acme"]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(plan.stdout.contains("its template was changed outside tenantry"), "{plan:?}");
+}
+
 /// Credentials of one account and an Organizations endpoint that creates the organization for
 /// another (a member account's credentials where no organization is visible yet, or an endpoint
 /// whose STS and Organizations disagree): the first `apply` stops right after

@@ -1063,10 +1063,20 @@ impl<'a> TenantRun<'a> {
         };
         let source = cfn::template_source(&session, &want.template).await?;
         let result = cfn::deploy(&session.cfn, op, stack, &source, &stack_tags, wait).await;
-        let (status, stack_id, changed_at) = match &result {
+        let (status, stack_id, mut changed_at) = match &result {
             Ok(s) => (s.status.to_string(), s.stack_id.clone(), s.changed_at.clone()),
             Err(_) => ("FAILED".to_string(), String::new(), None),
         };
+        // The last change is recorded as tenantry's only once the stack is seen running the
+        // template sent (`GetTemplate`, after the `DescribeStacks` that gave the time): the stack
+        // waited for may be another's (replaced meanwhile, or found existing), and any change
+        // after that time moves it.
+        if changed_at.is_some() {
+            let body = cfn::template_body(&session.cfn, stack).await.ok().flatten();
+            if !body.is_some_and(|b| plan::same_json(&b, &want.template)) {
+                changed_at = None;
+            }
+        }
         self.record(env).stacks.insert(
             stack.to_string(),
             StackRecord {

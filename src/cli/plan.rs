@@ -101,22 +101,27 @@ pub(super) async fn observe_each<T>(
 ) -> Vec<(String, Result<T, ObserveError>)> {
     let store = &engine.ctx.store;
     let keep = &keep;
-    // Every account's attached SCPs are listed for the run (see `listed_attachments`): started
-    // at once rather than when the first tenant asks, if any tenant has an account already. A
-    // failure here is left to that tenant, which asks again and reports it.
+    // Every account's attached SCPs are listed for the run (see `listed_attachments`) when the
+    // tenants observed hold a good share of the organization's accounts (a quarter or more: the
+    // listing's pages grow with the organization, the per-account reads with the tenants) and
+    // any of them has an account already; started at once rather than when the first tenant
+    // asks. A failure here is left to that tenant, which asks again and reports it.
+    let index = engine.index().filter(|_| overview.is_some());
+    let listed = index.as_deref().is_some_and(|index| {
+        let emails = tenants.iter().flat_map(|d| d.accounts.iter().map(|a| a.email.as_str()));
+        let declared: usize = tenants.iter().map(|d| d.accounts.len()).sum();
+        4 * declared >= index.accounts().count() && emails.into_iter().any(|e| index.account_by_email(e).is_some())
+    });
     let prefetch = async {
-        if let (Some(index), Some(_)) = (engine.index(), overview) {
-            let emails = tenants.iter().flat_map(|d| d.accounts.iter().map(|a| a.email.as_str()));
-            if emails.into_iter().any(|e| index.account_by_email(e).is_some()) {
-                let _ = index.attachments(&engine.ctx.clients.org).await;
-            }
+        if let Some(index) = index.as_deref().filter(|_| listed) {
+            let _ = index.attachments(&engine.ctx.clients.org).await;
         }
     };
     let observe = stream::iter(tenants)
         .map(|d| async move {
             let r = crate::metrics::for_tenant(&d.id, async {
                 let mut observer = engine.observer(overview);
-                observer.listed_attachments = true;
+                observer.listed_attachments = listed;
                 // The state record and the tags of the accounts the file's emails name, at once.
                 let (tracked, tags) = futures::join!(store.read(&d.id), observer.declared_accounts_tags(d));
                 let tracked = tracked.map_err(crate::apply::Error::from)?;

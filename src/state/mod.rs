@@ -99,8 +99,8 @@ pub struct StackRecord {
     #[serde(default)]
     pub stack_id: String,
     /// The stack's `changed_at` (`LastUpdatedTime`, else `CreationTime`) when tenantry last
-    /// deployed it, or last read its template (`GetTemplate`) and found it the rendered one of
-    /// `version`. While the stack still reports this time, nothing has changed it since, and
+    /// read its template (`GetTemplate`, after the `DescribeStacks` that gave the time) and found
+    /// it the rendered one of `version`: after its own deploy, or in a later run's observation. While the stack still reports this time, nothing has changed it since, and
     /// observation does not read its template again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changed_at: Option<String>,
