@@ -107,11 +107,13 @@ fn observed(s: &aws_sdk_cloudformation::types::Stack) -> ObservedStack {
 
 /// When the stack last changed, if `DescribeStacks` says so reliably: its `LastUpdatedTime`,
 /// or, for a stack that was only ever created (`CREATE_COMPLETE`), its `CreationTime`. A stack
-/// in any other status without a `LastUpdatedTime` gives `None` (an endpoint that does not
-/// report it cannot tell one update from the next).
+/// in any other status gives `None` when its `LastUpdatedTime` is missing or still its
+/// `CreationTime`: an endpoint that does not track updates (moto reports none, LocalStack its
+/// creation time) cannot tell one update from the next.
 fn changed_at(s: &aws_sdk_cloudformation::types::Stack) -> Option<String> {
     let created_only = s.stack_status().is_some_and(|x| x.as_str() == "CREATE_COMPLETE");
-    s.last_updated_time()
+    let updated = s.last_updated_time().filter(|t| created_only || Some(*t) != s.creation_time());
+    updated
         .or(s.creation_time().filter(|_| created_only))
         .and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok())
 }
@@ -808,8 +810,11 @@ mod tests {
         };
         assert_eq!(changed_at(&s(Status::CreateComplete, None)).as_deref(), Some("1970-01-01T00:01:40Z"));
         assert_eq!(changed_at(&s(Status::UpdateComplete, Some(at(200)))).as_deref(), Some("1970-01-01T00:03:20Z"));
-        // An endpoint that reports no LastUpdatedTime for an updated stack tells nothing.
+        // An endpoint that reports no LastUpdatedTime for an updated stack, or its creation time
+        // (LocalStack), tells nothing.
         assert_eq!(changed_at(&s(Status::UpdateComplete, None)), None);
+        assert_eq!(changed_at(&s(Status::UpdateComplete, Some(at(100)))), None);
+        assert_eq!(changed_at(&s(Status::CreateComplete, Some(at(100)))).as_deref(), Some("1970-01-01T00:01:40Z"));
         assert_eq!(changed_at(&s(Status::UpdateRollbackComplete, None)), None);
     }
 
