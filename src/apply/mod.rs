@@ -503,6 +503,15 @@ struct TenantRun<'a> {
     found_accounts: BTreeMap<Environment, String>,
 }
 
+/// One `CreateAccount` to send: the environment, its email and name, and its creation slot when
+/// one is held already.
+struct AccountRequest<'r> {
+    env: Environment,
+    email: &'r str,
+    account_name: &'r str,
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
 impl<'a> TenantRun<'a> {
     fn new(
         engine: &'a Engine,
@@ -624,21 +633,34 @@ impl<'a> TenantRun<'a> {
             }
         };
         let mut slots = Some(taken);
+        let mut wanted = Vec::new();
         for step in &plan.steps {
             let Step { change: Change::CreateAccount { email, account_name }, environment } = step else { continue };
             let Some(mut held) = slots.take() else { break };
             let slot = held.split(1).expect("one of the slots taken");
             slots = (held.num_permits() > 0).then_some(held);
-            if mode.stop_on_signal {
-                if let Err(stopped) = crate::shutdown::check(step) {
+            wanted.push((step, AccountRequest { env: *environment, email, account_name, slot: Some(slot) }));
+        }
+        if mode.stop_on_signal {
+            if let Some((step, _)) = wanted.first() {
+                if let Err(stopped) = crate::shutdown::check(*step) {
                     self.save_after("a stop signal").await;
                     return Err(stopped.into());
                 }
             }
-            if let Err(e) = self.start_account(*environment, email, account_name, Some(slot)).await {
+        }
+        let (steps, requests): (Vec<&Step>, Vec<AccountRequest<'_>>) = wanted.into_iter().unzip();
+        let outcomes = match self.start_accounts(requests).await {
+            Ok(outcomes) => outcomes,
+            Err(e) => {
                 self.save_after("a failed step").await;
-                return Err(e.in_step(&self.desired.id, step));
+                return Err(e.in_step(&self.desired.id, steps[0]));
             }
+        };
+        // The first failure in plan order; the others' requests are recorded and resumed.
+        if let Some((step, e)) = steps.into_iter().zip(outcomes).find_map(|(step, r)| r.err().map(|e| (step, e))) {
+            self.save_after("a failed step").await;
+            return Err(e.in_step(&self.desired.id, step));
         }
         Ok(())
     }
@@ -651,11 +673,7 @@ impl<'a> TenantRun<'a> {
         Ok(())
     }
 
-    /// Requests an account (`CreateAccount`, within `account_creation_concurrency`: the slot is
-    /// held until the account exists) and records the request. Returns the request id to wait
-    /// for, or `None` when the answer was lost and the account was found already created (it is
-    /// recorded). A lost answer with nothing found is an error: the next run looks again before
-    /// sending another request.
+    /// Requests one account; see [`TenantRun::start_accounts`].
     async fn start_account(
         &mut self,
         env: Environment,
@@ -663,55 +681,116 @@ impl<'a> TenantRun<'a> {
         account_name: &str,
         slot: Option<tokio::sync::OwnedSemaphorePermit>,
     ) -> Result<Option<String>> {
-        // A slot taken here is taken while this tenant holds none (see the up-front requests).
-        let slot = match slot {
-            Some(s) => s,
-            None => {
-                crate::shutdown::bounded(
-                    "waiting for an account creation slot",
-                    self.engine.create_slots.clone().acquire_owned(),
-                )
-                .await??
-            }
-        };
-        // Recorded before the call: a run that finds this and no request id looks for the
-        // account with fresh listings (a crash may fall between the call and the record).
-        self.record(env).create_started_at = Some(crate::state::now_rfc3339());
+        let request = AccountRequest { env, email, account_name, slot };
+        self.start_accounts(vec![request]).await?.pop().expect("one outcome per request")
+    }
+
+    /// Requests accounts (`CreateAccount`, all at once, each within
+    /// `account_creation_concurrency`: its slot is held until the account exists) and records
+    /// the requests: one state write before the calls, one after. Returns, per request in
+    /// order, the request id to wait for, or `None` when the answer was lost and the account
+    /// was found already created (it is recorded). A lost answer with nothing found is an
+    /// error: the next run looks again before sending another request. The outer error is
+    /// one for every request (a stop signal while waiting for a slot, a state write that
+    /// failed).
+    async fn start_accounts(&mut self, requests: Vec<AccountRequest<'_>>) -> Result<Vec<Result<Option<String>>>> {
+        let mut slots = Vec::with_capacity(requests.len());
+        for r in &requests {
+            // A slot taken here is taken while this tenant holds none (see the up-front requests).
+            let slot = match r.slot {
+                Some(_) => None,
+                None => Some(
+                    crate::shutdown::bounded(
+                        "waiting for an account creation slot",
+                        self.engine.create_slots.clone().acquire_owned(),
+                    )
+                    .await??,
+                ),
+            };
+            slots.push(slot);
+        }
+        let requests: Vec<_> = requests
+            .into_iter()
+            .zip(slots)
+            .map(|(mut r, taken)| {
+                if r.slot.is_none() {
+                    r.slot = taken;
+                }
+                r
+            })
+            .collect();
+        // Recorded before the calls: a run that finds this and no request id looks for the
+        // account with fresh listings (a crash may fall between a call and the record).
+        let started = crate::state::now_rfc3339();
+        for r in &requests {
+            self.record(r.env).create_started_at = Some(started.clone());
+        }
         self.save().await?;
         let org = self.engine.ctx.clients.org.clone();
-        let request_id = match org::create_account(&org, email, account_name, &self.desired.account(env).tags).await {
-            Ok(id) => id,
-            Err(org::CreateAccountFailure::Unanswered(e)) => {
-                tracing::warn!(tenant = %self.desired.id, %env, "{e}");
-                // Give a request that did arrive time to show in the listings.
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                match org::find_unanswered_create(&org, email, account_name).await? {
-                    Some(org::Created::Request(id)) => {
-                        // Found by account name: not recorded in state until the guard has
-                        // seen the account's tags (it could be another tenant's).
-                        tracing::warn!(tenant = %self.desired.id, %env, request = %id, "the lost CreateAccount was carried out; following its request");
-                        self.found_after_lost_answer.insert(env);
-                        self.creating.insert(env, (id.clone(), slot));
-                        return Ok(Some(id));
-                    }
-                    Some(org::Created::Account(id)) => {
-                        // Likewise: bound in state only once the guard passes.
-                        tracing::warn!(tenant = %self.desired.id, %env, account = %id, "the lost CreateAccount was carried out; the account exists");
-                        self.found_accounts.insert(env, id);
-                        return Ok(None);
-                    }
-                    None => return Err(Error::CreateUnanswered(e)),
-                }
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let desired = self.desired;
+        let sent = futures::future::join_all(
+            requests.iter().map(|r| org::create_account(&org, r.email, r.account_name, &desired.account(r.env).tags)),
+        )
+        .await;
         crate::faults::crash_point("after-create-account");
-        // Recorded before polling: a crash from here on resumes this request.
-        self.record(env).create_request_id = Some(request_id.clone());
-        self.save().await?;
-        crate::faults::crash_point("after-record-request");
-        self.creating.insert(env, (request_id.clone(), slot));
-        Ok(Some(request_id))
+        let mut outcomes = Vec::with_capacity(requests.len());
+        let mut recorded = false;
+        for (r, answer) in requests.into_iter().zip(sent) {
+            let slot = r.slot.expect("a slot for every request");
+            let env = r.env;
+            let outcome = match answer {
+                Ok(request_id) => {
+                    // Recorded before polling: a crash from here on resumes this request.
+                    self.record(env).create_request_id = Some(request_id.clone());
+                    recorded = true;
+                    self.creating.insert(env, (request_id.clone(), slot));
+                    Ok(Some(request_id))
+                }
+                Err(org::CreateAccountFailure::Unanswered(e)) => {
+                    self.found_after_lost_create(env, r.email, r.account_name, e, slot).await
+                }
+                Err(e) => Err(e.into()),
+            };
+            outcomes.push(outcome);
+        }
+        if recorded {
+            // Not recorded if this fails: the next run finds the requests by their start time.
+            self.save().await?;
+            crate::faults::crash_point("after-record-request");
+        }
+        Ok(outcomes)
+    }
+
+    /// After a `CreateAccount` whose answer was lost: looks for what it did.
+    async fn found_after_lost_create(
+        &mut self,
+        env: Environment,
+        email: &str,
+        account_name: &str,
+        e: org::CreateAccountUnanswered,
+        slot: tokio::sync::OwnedSemaphorePermit,
+    ) -> Result<Option<String>> {
+        tracing::warn!(tenant = %self.desired.id, %env, "{e}");
+        // Give a request that did arrive time to show in the listings.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let org = self.engine.ctx.clients.org.clone();
+        match org::find_unanswered_create(&org, email, account_name).await? {
+            Some(org::Created::Request(id)) => {
+                // Found by account name: not recorded in state until the guard has
+                // seen the account's tags (it could be another tenant's).
+                tracing::warn!(tenant = %self.desired.id, %env, request = %id, "the lost CreateAccount was carried out; following its request");
+                self.found_after_lost_answer.insert(env);
+                self.creating.insert(env, (id.clone(), slot));
+                Ok(Some(id))
+            }
+            Some(org::Created::Account(id)) => {
+                // Likewise: bound in state only once the guard passes.
+                tracing::warn!(tenant = %self.desired.id, %env, account = %id, "the lost CreateAccount was carried out; the account exists");
+                self.found_accounts.insert(env, id);
+                Ok(None)
+            }
+            None => Err(Error::CreateUnanswered(e)),
+        }
     }
 
     /// The guard on live tags for `account_id`, found by email or by account name rather than

@@ -34,7 +34,7 @@ pub enum SessionError {
     Interrupted(#[from] crate::shutdown::Interrupted),
     /// The credentials `AssumeRole` gave act in another account than the one asked for (an
     /// endpoint answering for another role): nothing may be done with them.
-    #[error("AssumeRole into account {expected} gave credentials of account {actual} (GetCallerIdentity): refusing to act in it; check the STS endpoint and the role")]
+    #[error("AssumeRole into account {expected} gave credentials of account {actual}: refusing to act in it; check the STS endpoint and the role")]
     WrongAccount {
         /// The account the role was assumed in.
         expected: String,
@@ -113,8 +113,10 @@ impl MemberSession {
     /// `tenantry-<tenant>-<environment>`, sessions of 3,600 s refreshed by the SDK's
     /// `AssumeRoleProvider`). The first `AssumeRole` is retried on `AccessDenied` with
     /// exponential backoff for up to `retry_for` — a new account's role can take minutes to
-    /// become assumable; other errors fail at once. The credentials are then checked to act in
-    /// the verified account (STS `GetCallerIdentity`, once per session). Errors:
+    /// become assumable; other errors fail at once. The credentials must act in the verified
+    /// account: STS says which account in the answer's `AssumedRoleUser` ARN, which is checked
+    /// before any use; an answer without one is checked with STS `GetCallerIdentity` in the new
+    /// session instead. Errors:
     /// [`SessionError::Aws`] (the role could not be assumed), [`SessionError::WrongAccount`],
     /// [`SessionError::Interrupted`].
     pub async fn assume(
@@ -147,6 +149,8 @@ impl MemberSession {
         let assumed = crate::shutdown::bounded(format_args!("waiting for {arn} to be assumable"), retried)
             .await?
             .map_err(|e| Error::from_sdk("sts:AssumeRole", e))?;
+        // The account STS says the session acts in (`arn:aws:sts::<account>:assumed-role/...`).
+        let said = assumed.assumed_role_user().and_then(|u| account_of_arn(u.arn())).map(str::to_string);
         let seed = assumed.credentials.map(|c| {
             Credentials::new(
                 c.access_key_id,
@@ -172,12 +176,19 @@ impl MemberSession {
             .credentials_provider(SharedCredentialsProvider::new(provider))
             .region(Region::new(region.to_string()))
             .build();
-        // The session must act in the account it was assumed for: asked once, before any use.
-        let sts =
-            aws_sdk_sts::Client::from_conf(aws_sdk_sts::config::Builder::from(&conf).interceptor(CountCalls).build());
-        let identity =
-            sts.get_caller_identity().send().await.map_err(|e| Error::from_sdk("sts:GetCallerIdentity", e))?;
-        let actual = identity.account.unwrap_or_default();
+        // The session must act in the account it was assumed for, before any use: as the
+        // AssumeRole answer says, or else as STS says when asked with the new credentials.
+        let actual = match said {
+            Some(said) => said,
+            None => {
+                let sts = aws_sdk_sts::Client::from_conf(
+                    aws_sdk_sts::config::Builder::from(&conf).interceptor(CountCalls).build(),
+                );
+                let identity =
+                    sts.get_caller_identity().send().await.map_err(|e| Error::from_sdk("sts:GetCallerIdentity", e))?;
+                identity.account.unwrap_or_default()
+            }
+        };
         if actual != account.account_id {
             return Err(SessionError::WrongAccount { expected: account.account_id.clone(), actual });
         }
@@ -189,6 +200,13 @@ impl MemberSession {
             region: region.to_string(),
         })
     }
+}
+
+/// The account field of an ARN (`arn:<partition>:<service>:<region>:<account>:<resource>`), when
+/// it is twelve digits.
+fn account_of_arn(arn: &str) -> Option<&str> {
+    let account = arn.split(':').nth(4)?;
+    (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())).then_some(account)
 }
 
 /// Hands out the credentials of the `AssumeRole` call that proved the role assumable, then those
@@ -210,5 +228,22 @@ impl ProvideCredentials for SeededProvider {
             Some(c) => future::ProvideCredentials::ready(Ok(c)),
             None => self.refresh.provide_credentials(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::account_of_arn;
+
+    #[test]
+    fn the_account_of_an_assumed_role_arn() {
+        assert_eq!(
+            account_of_arn("arn:aws:sts::123456789012:assumed-role/TenantryAccess/tenantry-acme-production"),
+            Some("123456789012")
+        );
+        assert_eq!(account_of_arn("arn:aws-us-gov:sts::210987654321:assumed-role/R/s"), Some("210987654321"));
+        assert_eq!(account_of_arn("arn:aws:sts:::assumed-role/R/s"), None);
+        assert_eq!(account_of_arn("arn:aws:sts::12345:assumed-role/R/s"), None);
+        assert_eq!(account_of_arn("not an arn"), None);
     }
 }
