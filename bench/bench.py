@@ -24,6 +24,7 @@ import datetime
 import json
 import os
 import pathlib
+import re
 import shutil
 import socket
 import subprocess
@@ -138,10 +139,21 @@ SMALL_STACK = {
 }
 
 
-def workspace(n, small_stacks, equal_work=False):
+def workspace(n, small_stacks, equal_work=False, settings=None):
     ws = pathlib.Path(tempfile.mkdtemp(prefix=f"tenantry-bench-{n}-"))
     for name in ("tenantry.toml",):
         shutil.copy(ROOT / name, ws / name)
+    if settings:
+        # `--set key=value`: that top-level setting of the workspace's tenantry.toml replaced.
+        toml = (ws / "tenantry.toml").read_text()
+        for key, value in settings.items():
+            line = f"{key} = {value}"
+            toml, found = re.subn(rf"(?m)^{re.escape(key)}\s*=.*$", line, toml, count=1)
+            if not found:
+                # Top-level keys go before the first table.
+                head, sep, rest = toml.partition("\n[")
+                toml = f"{head.rstrip()}\n{line}\n{sep.lstrip()}{rest}" if sep else f"{toml.rstrip()}\n{line}\n"
+        (ws / "tenantry.toml").write_text(toml)
     for d in ("blueprints", "policies"):
         shutil.copytree(ROOT / d, ws / d)
     if equal_work:
@@ -323,13 +335,17 @@ def floor_seconds(n, model, settings):
     account's creation takes create_account_seconds, at most account_creation_concurrency (from
     the workspace's tenantry.toml) run at once, and after the last wave the account's stack takes
     stack_seconds; round trips, the organization's setup and poll pauses are not counted. A
-    bound, not a prediction."""
+    bound, not a prediction. With org_rate, also no faster than the Organizations requests each
+    account needs at least (CreateAccount, one DescribeCreateAccountStatus, MoveAccount,
+    AttachPolicy) at that many a second."""
     accounts = 2 * n
     waves = -(-accounts // settings["account_creation_concurrency"])
-    return waves * (model.get("create_account_seconds") or 0) + (model.get("stack_seconds") or 0)
+    creation = waves * (model.get("create_account_seconds") or 0) + (model.get("stack_seconds") or 0)
+    org_rate = model.get("org_rate")
+    return max(creation, 4 * accounts / org_rate) if org_rate else creation
 
 
-def bench(n, binary, emulator, keep, small_stacks=False, equal_work=False, model=None, repeat_plan=1):
+def bench(n, binary, emulator, keep, small_stacks=False, equal_work=False, model=None, repeat_plan=1, settings=None):
     model = {k: v for k, v in (model or {}).items() if v}
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
@@ -344,7 +360,7 @@ def bench(n, binary, emulator, keep, small_stacks=False, equal_work=False, model
     )
     for k in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "TENANTRY_CRASH_AT", "RUST_LOG"):
         env.pop(k, None)
-    ws = workspace(n, small_stacks, equal_work)
+    ws = workspace(n, small_stacks, equal_work, settings)
     subprocess.run(["bash", str(ROOT / "localstack/start.sh"), emulator], env=env, check=True, stdout=subprocess.DEVNULL)
     pid = int((ROOT / f"localstack/.run/emulator-{port}.pid").read_text())
     proxy = None
@@ -360,6 +376,7 @@ def bench(n, binary, emulator, keep, small_stacks=False, equal_work=False, model
             "stacks": "equal work (one bucket and parameter per account, one SCP)" if equal_work
             else "small (one queue each)" if small_stacks else "blueprints/ as committed",
             "latency_model": model or None,
+            "settings": settings or None,
             "commit": git_commit(),
             "binary": str(binary),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -388,6 +405,9 @@ def bench(n, binary, emulator, keep, small_stacks=False, equal_work=False, model
                 r["reconcile_summary"] = doc.get("summary")
             if name == "onboard" and doc:
                 r["tenants_failed"] = sum(1 for t in doc.get("tenants", []) if t.get("error"))
+            if not r["ok"] and doc:
+                # What went wrong, as tenantry reported it: the first few errors.
+                r["errors"] = [str(t.get("error"))[:500] for t in doc.get("tenants", []) if t.get("error")][:5]
             if r["wall_seconds"] > 0 and r["calls"]:
                 r["requests_per_second"] = round(r["calls"]["total"] / r["wall_seconds"], 1)
             result["phases"][name] = r
@@ -403,7 +423,7 @@ def bench(n, binary, emulator, keep, small_stacks=False, equal_work=False, model
                 result["scps_after_onboarding"] = scp_count(endpoint)
                 print(f"  N={n} SCPs after onboarding: {result['scps_after_onboarding']}", file=sys.stderr)
             if not r["ok"]:
-                print(r["stderr_tail"], file=sys.stderr)
+                print(r["stderr_tail"], *r.get("errors", []), sep="\n", file=sys.stderr)
                 break
         # The same probe on the now populated organization: how the emulator's own cost per
         # request grows with what it holds (2N accounts, a handful of SCPs, 3N stacks).
@@ -429,6 +449,8 @@ def table(results):
             lines.append("(--small-stacks: every blueprint replaced by one queue)")
         if r.get("stacks", "").startswith("equal"):
             lines.append("(--equal-work: one SCP, one stack of a bucket and a parameter per account)")
+        if r.get("settings"):
+            lines.append(f"(settings: {json.dumps(r['settings'])})")
         if r.get("latency_model"):
             floor = r['phases'].get('onboard', {}).get('floor_seconds')
             lines.append(f"(latency model: {json.dumps(r['latency_model'])}; onboarding floor "
@@ -464,6 +486,7 @@ def main():
     ap.add_argument("--stack-seconds", type=float, default=0, help="real-latency model: each stack operation runs this long")
     ap.add_argument("--org-rate", type=float, default=0, help="real-latency model: Organizations answers at most this many requests per second (TooManyRequestsException beyond)")
     ap.add_argument("--repeat-plan", type=int, default=1, help="run the no-op plan this many times and report the median (each run's wall time is kept)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="replace a top-level setting of the workspace's tenantry.toml (e.g. --set concurrency=1); repeatable, saved with the result and in its file name")
     ap.add_argument("--no-save", action="store_true", help="do not write bench/results/")
     ap.add_argument("--table", nargs="+", metavar="RESULT", help="only print the table of saved result files")
     a = ap.parse_args()
@@ -471,6 +494,12 @@ def main():
         rs = [json.loads(pathlib.Path(f).read_text()) for f in a.table]
         print(table(sorted(rs, key=lambda r: (r["emulator"], r.get("stacks", ""), r["tenants"]))))
         return
+    settings = {}
+    for kv in a.set:
+        key, sep, value = kv.partition("=")
+        if not sep or not re.fullmatch(r"[a-z_]+", key.strip()):
+            raise SystemExit(f"--set {kv!r}: expected KEY=VALUE with a top-level setting name")
+        settings[key.strip()] = value.strip()
     sizes = [int(s) for s in a.sizes.split(",") if s]
     if a.large:
         sizes.append(1000)
@@ -482,11 +511,12 @@ def main():
         print(f"benchmark: N={n} on {a.emulator}", file=sys.stderr)
         model = {"rtt_ms": a.rtt_ms, "create_account_seconds": a.create_account_seconds,
                  "stack_seconds": a.stack_seconds, "org_rate": a.org_rate}
-        r = bench(n, binary, a.emulator, a.keep, a.small_stacks, a.equal_work, model, a.repeat_plan)
+        r = bench(n, binary, a.emulator, a.keep, a.small_stacks, a.equal_work, model, a.repeat_plan, settings)
         results.append(r)
         if not a.no_save:
             RESULTS.mkdir(parents=True, exist_ok=True)
             variant = "-equal-work" if a.equal_work else "-small-stacks" if a.small_stacks else ""
+            variant += "".join(f"-{k}{v}" for k, v in settings.items())
             if r.get("latency_model"):
                 variant += "-latency-" + "-".join(f"{k}{v:g}" for k, v in r["latency_model"].items())
             name = f"{r['date'][:10]}-{r['commit'][:10]}-{a.emulator}{variant}-n{n}.json"
