@@ -330,19 +330,19 @@ def start_proxy(upstream, model):
     return p, f"http://127.0.0.1:{port}"
 
 
-def floor_seconds(n, model, settings):
+def floor_seconds(n, model, settings, scps_per_account=1):
     """The least time the real-latency model allows to onboard n equal-work tenants: every
     account's creation takes create_account_seconds, at most account_creation_concurrency (from
     the workspace's tenantry.toml) run at once, and after the last wave the account's stack takes
     stack_seconds; round trips, the organization's setup and poll pauses are not counted. A
     bound, not a prediction. With org_rate, also no faster than the Organizations requests each
-    account needs at least (CreateAccount, one DescribeCreateAccountStatus, MoveAccount,
-    AttachPolicy) at that many a second."""
+    account needs at least (CreateAccount, one DescribeCreateAccountStatus, MoveAccount, and an
+    AttachPolicy per SCP: `scps_per_account`) at that many a second."""
     accounts = 2 * n
     waves = -(-accounts // settings["account_creation_concurrency"])
     creation = waves * (model.get("create_account_seconds") or 0) + (model.get("stack_seconds") or 0)
     org_rate = model.get("org_rate")
-    return max(creation, 4 * accounts / org_rate) if org_rate else creation
+    return max(creation, (3 + scps_per_account) * accounts / org_rate) if org_rate else creation
 
 
 def bench(n, binary, emulator, keep, small_stacks=False, equal_work=False, model=None, repeat_plan=1, settings=None):
@@ -414,7 +414,9 @@ def bench(n, binary, emulator, keep, small_stacks=False, equal_work=False, model
             if name == "onboard" and model.get("create_account_seconds"):
                 import tomllib
                 settings = {"account_creation_concurrency": 5, **tomllib.loads((ws / "tenantry.toml").read_text())}
-                r["floor_seconds"] = floor_seconds(n, model, settings)
+                # The equal work's tenants name one policy file; the synthetic ones all three.
+                scps = 1 if equal_work else len(list((ws / "policies").glob("*.json")))
+                r["floor_seconds"] = floor_seconds(n, model, settings, scps)
             print(f"  N={n} {name}: {r['wall_seconds']} s, exit {r['exit_code']}, {r['calls'].get('total')} requests"
                   + (f" (each run: {r['wall_seconds_each']})" if "wall_seconds_each" in r else "")
                   + (f" (floor {r['floor_seconds']} s)" if "floor_seconds" in r else ""), file=sys.stderr)
@@ -486,7 +488,7 @@ def main():
     ap.add_argument("--stack-seconds", type=float, default=0, help="real-latency model: each stack operation runs this long")
     ap.add_argument("--org-rate", type=float, default=0, help="real-latency model: Organizations answers at most this many requests per second (TooManyRequestsException beyond)")
     ap.add_argument("--repeat-plan", type=int, default=1, help="run the no-op plan this many times and report the median (each run's wall time is kept)")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="replace a top-level setting of the workspace's tenantry.toml (e.g. --set concurrency=1); repeatable, saved with the result and in its file name")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="replace a top-level setting of the workspace's tenantry.toml; VALUE is TOML (--set concurrency=1, --set home_region='\"eu-west-1\"'); repeatable, saved with the result and in its file name")
     ap.add_argument("--no-save", action="store_true", help="do not write bench/results/")
     ap.add_argument("--table", nargs="+", metavar="RESULT", help="only print the table of saved result files")
     a = ap.parse_args()
@@ -516,7 +518,7 @@ def main():
         if not a.no_save:
             RESULTS.mkdir(parents=True, exist_ok=True)
             variant = "-equal-work" if a.equal_work else "-small-stacks" if a.small_stacks else ""
-            variant += "".join(f"-{k}{v}" for k, v in settings.items())
+            variant += "".join(f"-{k}{re.sub(r'[^A-Za-z0-9_.-]', '', v)}" for k, v in settings.items())
             if r.get("latency_model"):
                 variant += "-latency-" + "-".join(f"{k}{v:g}" for k, v in r["latency_model"].items())
             name = f"{r['date'][:10]}-{r['commit'][:10]}-{a.emulator}{variant}-n{n}.json"

@@ -51,7 +51,8 @@ Faults:
                lost
   rewrite      forward the request with every "from" in its body replaced by "to" (as an
                endpoint that answers for another resource would: e.g. STS AssumeRole into the
-               role of another account than the one asked for)
+               role of another account than the one asked for), and answer with every
+               "answer_from" in the upstream answer replaced by "answer_to" (each pair optional)
   kill         SIGKILL the client process, whose pid is read from the rule's "pid_file"
                (waiting up to 10 s for the file), then drop the connection. "when": "before"
                (default: the request never reaches upstream) or "after" (it is forwarded and
@@ -325,9 +326,11 @@ class Handler(BaseHTTPRequestHandler):
                     st.pop("AccountId", None)
                 data = json.dumps(listed).encode()
             return self._send(status, headers, data)
-        if fault == "rewrite":
+        if fault == "rewrite" and "from" in rule:
             body = body.replace(rule["from"].encode(), rule["to"].encode())
         status, headers, data = self._forward(body)
+        if fault == "rewrite" and "answer_from" in rule:
+            data = data.replace(rule["answer_from"].encode(), rule["answer_to"].encode())
         if action == "CreateAccount" and status == 200:
             # "create_slow" with "seconds" counts from here: when the request was made.
             try:

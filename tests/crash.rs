@@ -1,8 +1,10 @@
 //! Crash safety and concurrent controllers.
 //!
 //! - tenantry is killed with SIGKILL at seeded points of an onboarding — by
-//!   `localstack/faultproxy.py`, on the Nth request the process sends, either before the request
-//!   reaches the emulator or after it was carried out with its answer lost — and re-run: every
+//!   `localstack/faultproxy.py`, on the Kth request of an operation (the Nth request of a
+//!   calibration onboarding, counted by operation so that the point stays in the same phase as
+//!   the organization grows), either before the request reaches the emulator or after it was
+//!   carried out with its answer lost — and re-run: every
 //!   run converges, with no duplicate account and a state record that always parses. One point
 //!   is always the first `CreateAccount` carried out with its answer lost.
 //!   `TENANTRY_CRASH_POINTS` (default 8; 30 for the full set) and `TENANTRY_CRASH_SEED` choose
@@ -24,9 +26,23 @@ const ENVS: [&str; 2] = ["production", "staging"];
 
 /// The `service:Operation` of each request line of a faultproxy log, in order.
 fn operations(log: &str) -> Vec<String> {
+    requests(log).into_iter().map(|(service, action)| format!("{service}:{action}")).collect()
+}
+
+/// The service and operation of each request line of a faultproxy log, in order, as its rules
+/// name them (S3: `<METHOD> <bucket>`).
+fn requests(log: &str) -> Vec<(String, String)> {
     log.lines()
         .filter(|l| !l.starts_with("FAULT"))
-        .filter_map(|l| l.split_whitespace().nth(2).map(str::to_string))
+        .filter_map(|l| {
+            let mut fields = l.split_whitespace().skip(2);
+            let (service, action) = fields.next()?.split_once(':')?;
+            let action = match service {
+                "s3" => format!("{action} {}", fields.next().unwrap_or("")),
+                _ => action.to_string(),
+            };
+            Some((service.to_string(), action))
+        })
         .collect()
 }
 
@@ -75,6 +91,7 @@ async fn sigkill_at_seeded_points_of_onboarding_always_resumes_to_one_account_pe
     assert_eq!(run.code, 0, "{run:?}");
     drop(proxy);
     let calibration = operations(&std::fs::read_to_string(&calib_log).unwrap());
+    let calibrated = requests(&std::fs::read_to_string(&calib_log).unwrap());
     // The last requests (waiter polls, the final state write, the lease release) vary from run
     // to run; points are drawn from the first 90 %.
     eprintln!("crash: one onboarding, request by request: {}", calibration.join(" "));
@@ -97,7 +114,12 @@ async fn sigkill_at_seeded_points_of_onboarding_always_resumes_to_one_account_pe
         ws.copy_of_acme(&tenant);
         let pid_file = ws.path().join(format!("{tenant}.pid"));
         let log = ws.path().join(format!("{tenant}.log"));
-        let rules = serde_json::json!([{"nth": [nth], "fault": "kill", "when": when, "pid_file": pid_file}]);
+        // The same operation's same occurrence as in the calibration: every tenant before this
+        // one adds accounts that the organization-wide listings read, so "the Nth request"
+        // would drift into them.
+        let (service, action) = &calibrated[nth - 1];
+        let kth = calibrated[..*nth].iter().filter(|r| *r == &calibrated[nth - 1]).count();
+        let rules = serde_json::json!([{"service": service, "action": action, "nth": [kth], "fault": "kill", "when": when, "pid_file": pid_file}]);
         let proxy = FaultProxy::start_logged(&emu.endpoint, &rules, Some(&log));
         let child = ws
             .command(&proxy.endpoint)
@@ -111,9 +133,8 @@ async fn sigkill_at_seeded_points_of_onboarding_always_resumes_to_one_account_pe
         drop(f);
         let status = child.wait_with_output().unwrap().status;
         drop(proxy);
-        let ops = operations(&std::fs::read_to_string(&log).unwrap_or_default());
-        let op = ops.get(nth - 1).cloned().unwrap_or_else(|| "(not reached)".into());
-        let context = format!("kill {when} request {nth} ({op}) of {tenant}");
+        let op = format!("{service}:{action} #{kth}");
+        let context = format!("kill {when} {op} (request {nth} of the calibration) of {tenant}");
         if status.signal() == Some(9) {
             killed_at.push(format!("{nth} {when} {op}"));
         } else {

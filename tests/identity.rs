@@ -544,6 +544,37 @@ async fn a_member_session_that_lands_in_another_account_is_refused_before_any_us
     assert_eq!(aws.stacks(&globex).await, before, "globex's stacks are untouched");
 }
 
+/// An `AssumeRole` answer without `AssumedRoleUser` (the element renamed, so the SDK skips it):
+/// the session's account is then asked of STS with the new credentials (`GetCallerIdentity`),
+/// once per session, before any use; a session that lands in another account is refused just
+/// the same.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_assume_role_answer_that_names_no_account_is_checked_with_get_caller_identity() {
+    let (emu, ws, aws) = onboarded().await;
+    let acme = aws.only_account("acme", "production").await;
+    let globex = aws.only_account("globex", "production").await;
+    let before = aws.stacks(&globex).await;
+    let unnamed = serde_json::json!([{"service": "sts", "action": "AssumeRole", "fault": "rewrite",
+        "answer_from": "AssumedRoleUser>", "answer_to": "SomethingElse>"}]);
+    let (plan, log) = ws.run_through_proxy(&emu.endpoint, &unnamed, 1, &["plan", "acme"]);
+    assert!(log.contains("FAULT rewrite sts:AssumeRole"), "{log}");
+    assert_eq!(plan.code, 0, "{plan:?}");
+    let checks = log.lines().filter(|l| l.contains("sts:GetCallerIdentity")).count();
+    // One for the management account, one per member session.
+    assert_eq!(checks, 3, "{log}");
+
+    // Landing in globex's account with an answer that names no account: refused.
+    let file = ws.read("tenants/acme.toml");
+    ws.write("tenants/acme.toml", &file.replace("log_retention_days = 365", "log_retention_days = 400"));
+    let elsewhere = serde_json::json!([{"service": "sts", "action": "AssumeRole", "contains": acme, "fault": "rewrite",
+        "from": acme, "to": globex, "answer_from": "AssumedRoleUser>", "answer_to": "SomethingElse>"}]);
+    let (run, log) = ws.run_through_proxy(&emu.endpoint, &elsewhere, 1, &["apply", "acme", "--auto-approve"]);
+    assert!(log.contains("FAULT rewrite sts:AssumeRole"), "{log}");
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains(&format!("gave credentials of account {globex}")), "{run:?}");
+    assert_eq!(aws.stacks(&globex).await, before, "globex's stacks are untouched");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stack_found_on_create_is_adopted_only_when_it_is_this_tenant_environments() {
     let (emu, ws, aws) = onboarded().await;

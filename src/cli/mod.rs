@@ -189,13 +189,16 @@ fn selection(cli: &Cli, inputs: &Inputs, saved: Option<&SavedPlan>) -> Result<Ve
     })
 }
 
-/// Connects to AWS (`GetCallerIdentity`, `DescribeOrganization`), checks that the credentials,
+/// Connects to AWS (`GetCallerIdentity` at the same time as `DescribeOrganization` and
+/// `ListRoots`), checks that the credentials,
 /// the state bucket and the organization are the ones expected (a saved plan's too), builds the
 /// desired state of the selected tenants and, for commands that list the organization, loads
 /// the run's index.
 async fn connect(cli: &Cli, inputs: &Inputs, saved: Option<&SavedPlan>) -> Result<Session> {
     let clients = Clients::load(&inputs.settings).await?;
-    let management_account_id = clients.management_account_id().await.context("who am I? (check AWS credentials)")?;
+    // Both read-only; the organization is used only once the credentials' account is known.
+    let (caller, overview) = tokio::join!(clients.management_account_id(), crate::aws::org::overview(&clients.org));
+    let management_account_id = caller.context("who am I? (check AWS credentials)")?;
     let selected = selection(cli, inputs, saved)?;
     if let Some(s) = saved.filter(|s| s.management_account_id != management_account_id) {
         bail!(
@@ -234,7 +237,7 @@ async fn connect(cli: &Cli, inputs: &Inputs, saved: Option<&SavedPlan>) -> Resul
         echo_steps: matches!(cli.command, Command::Apply { output: Output::Text, .. }),
         index: Default::default(),
     };
-    let overview = engine.ctx.organization().await?;
+    let overview = overview?;
     check_organization(overview.as_ref(), &management_account_id)?;
     if let Command::State { .. } = &cli.command {
         return Ok(Session { engine, overview, selected, desired: desired_tenants });
