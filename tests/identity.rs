@@ -544,12 +544,13 @@ async fn a_member_session_that_lands_in_another_account_is_refused_before_any_us
     assert_eq!(aws.stacks(&globex).await, before, "globex's stacks are untouched");
 }
 
-/// An `AssumeRole` answer without `AssumedRoleUser` (the element renamed, so the SDK skips it):
-/// the session's account is then asked of STS with the new credentials (`GetCallerIdentity`),
-/// once per session, before any use; a session that lands in another account is refused just
-/// the same.
+/// An `AssumeRole` answer's `AssumedRoleUser` ARN is the word of the endpoint that handed out the
+/// credentials, not proof: an answer that names the account asked for, with credentials of
+/// another tenant's account, is refused by `GetCallerIdentity` asked with those credentials,
+/// before anything is changed (`apply`) and before anything read is used (`plan`, whose reads
+/// run while the check does). An answer without the ARN is accepted once the check passes.
 #[tokio::test(flavor = "multi_thread")]
-async fn an_assume_role_answer_that_names_no_account_is_checked_with_get_caller_identity() {
+async fn an_assume_role_answer_naming_the_account_asked_for_is_not_taken_as_proof() {
     let (emu, ws, aws) = onboarded().await;
     let acme = aws.only_account("acme", "production").await;
     let globex = aws.only_account("globex", "production").await;
@@ -558,20 +559,21 @@ async fn an_assume_role_answer_that_names_no_account_is_checked_with_get_caller_
         "answer_from": "AssumedRoleUser>", "answer_to": "SomethingElse>"}]);
     let (plan, log) = ws.run_through_proxy(&emu.endpoint, &unnamed, 1, &["plan", "acme"]);
     assert!(log.contains("FAULT rewrite sts:AssumeRole"), "{log}");
-    assert_eq!(plan.code, 0, "{plan:?}");
-    let checks = log.lines().filter(|l| l.contains("sts:GetCallerIdentity")).count();
-    // One for the management account, one per member session.
-    assert_eq!(checks, 3, "{log}");
+    assert_eq!(plan.code, 0, "an answer without AssumedRoleUser is fine once checked: {plan:?}");
 
-    // Landing in globex's account with an answer that names no account: refused.
+    // globex's credentials, in an answer that names acme's account.
     let file = ws.read("tenants/acme.toml");
     ws.write("tenants/acme.toml", &file.replace("log_retention_days = 365", "log_retention_days = 400"));
-    let elsewhere = serde_json::json!([{"service": "sts", "action": "AssumeRole", "contains": acme, "fault": "rewrite",
-        "from": acme, "to": globex, "answer_from": "AssumedRoleUser>", "answer_to": "SomethingElse>"}]);
-    let (run, log) = ws.run_through_proxy(&emu.endpoint, &elsewhere, 1, &["apply", "acme", "--auto-approve"]);
-    assert!(log.contains("FAULT rewrite sts:AssumeRole"), "{log}");
-    assert_eq!(run.code, 1, "{run:?}");
-    assert!(run.stderr.contains(&format!("gave credentials of account {globex}")), "{run:?}");
+    let forged = serde_json::json!([{"service": "sts", "action": "AssumeRole", "contains": acme, "fault": "rewrite",
+        "from": acme, "to": globex, "answer_from": globex, "answer_to": acme}]);
+    for args in [&["plan", "acme"][..], &["apply", "acme", "--auto-approve"][..]] {
+        let (run, log) = ws.run_through_proxy(&emu.endpoint, &forged, 1, args);
+        assert!(log.contains("FAULT rewrite sts:AssumeRole"), "{log}");
+        assert_eq!(run.code, 1, "{args:?}: {run:?}");
+        let all = format!("{}{}", run.stdout, run.stderr);
+        assert!(all.contains(&format!("gave credentials of account {globex}")), "{args:?}: {run:?}");
+        assert!(!all.contains("update stack"), "{args:?}: nothing of globex's stack is shown as acme's: {run:?}");
+    }
     assert_eq!(aws.stacks(&globex).await, before, "globex's stacks are untouched");
 }
 

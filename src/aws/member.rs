@@ -109,16 +109,10 @@ pub struct MemberSession {
 }
 
 impl MemberSession {
-    /// Assumes `role_name` in the verified account (STS `AssumeRole`, session name
-    /// `tenantry-<tenant>-<environment>`, sessions of 3,600 s refreshed by the SDK's
-    /// `AssumeRoleProvider`). The first `AssumeRole` is retried on `AccessDenied` with
-    /// exponential backoff for up to `retry_for` — a new account's role can take minutes to
-    /// become assumable; other errors fail at once. The credentials must act in the verified
-    /// account: STS says which account in the answer's `AssumedRoleUser` ARN, which is checked
-    /// before any use; an answer without one is checked with STS `GetCallerIdentity` in the new
-    /// session instead. Errors:
-    /// [`SessionError::Aws`] (the role could not be assumed), [`SessionError::WrongAccount`],
-    /// [`SessionError::Interrupted`].
+    /// Assumes `role_name` in the verified account ([`MemberSession::assume_unchecked`]) and
+    /// checks, before any use, that the credentials act in it: STS `GetCallerIdentity` asked
+    /// with them. Errors: those of [`MemberSession::assume_unchecked`] and
+    /// [`UncheckedSession::check`].
     pub async fn assume(
         clients: &Clients,
         account: &VerifiedAccount,
@@ -126,6 +120,27 @@ impl MemberSession {
         region: &str,
         retry_for: Duration,
     ) -> Result<MemberSession, SessionError> {
+        let unchecked = Self::assume_unchecked(clients, account, role_name, region, retry_for).await?;
+        unchecked.check().await?;
+        Ok(unchecked.session)
+    }
+
+    /// Assumes `role_name` in the verified account (STS `AssumeRole`, session name
+    /// `tenantry-<tenant>-<environment>`, sessions of 3,600 s refreshed by the SDK's
+    /// `AssumeRoleProvider`). The first `AssumeRole` is retried on `AccessDenied` with
+    /// exponential backoff for up to `retry_for` — a new account's role can take minutes to
+    /// become assumable; other errors fail at once. An answer whose `AssumedRoleUser` ARN names
+    /// another account is refused at once; the answer's word is not proof (the endpoint that
+    /// handed out the credentials says it), so the session is returned unchecked. Errors:
+    /// [`SessionError::Aws`] (the role could not be assumed), [`SessionError::WrongAccount`],
+    /// [`SessionError::Interrupted`].
+    pub async fn assume_unchecked(
+        clients: &Clients,
+        account: &VerifiedAccount,
+        role_name: &str,
+        region: &str,
+        retry_for: Duration,
+    ) -> Result<UncheckedSession, SessionError> {
         let arn = format!("arn:aws:iam::{}:role/{role_name}", account.account_id);
         let session = format!("tenantry-{}-{}", account.tenant, account.environment);
         let call = || async {
@@ -176,29 +191,50 @@ impl MemberSession {
             .credentials_provider(SharedCredentialsProvider::new(provider))
             .region(Region::new(region.to_string()))
             .build();
-        // The session must act in the account it was assumed for, before any use: as the
-        // AssumeRole answer says, or else as STS says when asked with the new credentials.
-        let actual = match said {
-            Some(said) => said,
-            None => {
-                let sts = aws_sdk_sts::Client::from_conf(
-                    aws_sdk_sts::config::Builder::from(&conf).interceptor(CountCalls).build(),
-                );
-                let identity =
-                    sts.get_caller_identity().send().await.map_err(|e| Error::from_sdk("sts:GetCallerIdentity", e))?;
-                identity.account.unwrap_or_default()
-            }
-        };
-        if actual != account.account_id {
-            return Err(SessionError::WrongAccount { expected: account.account_id.clone(), actual });
+        if let Some(said) = said.filter(|said| *said != account.account_id) {
+            return Err(SessionError::WrongAccount { expected: account.account_id.clone(), actual: said });
         }
+        let sts =
+            aws_sdk_sts::Client::from_conf(aws_sdk_sts::config::Builder::from(&conf).interceptor(CountCalls).build());
         let cfn_conf = aws_sdk_cloudformation::config::Builder::from(&conf).interceptor(CountCalls).build();
-        Ok(MemberSession {
-            account: account.clone(),
-            cfn: aws_sdk_cloudformation::Client::from_conf(cfn_conf),
-            s3: super::s3_client(&conf),
-            region: region.to_string(),
+        Ok(UncheckedSession {
+            session: MemberSession {
+                account: account.clone(),
+                cfn: aws_sdk_cloudformation::Client::from_conf(cfn_conf),
+                s3: super::s3_client(&conf),
+                region: region.to_string(),
+            },
+            sts,
         })
+    }
+}
+
+/// A member session not yet shown to act in its account: [`UncheckedSession::check`] must pass
+/// before anything read through it is used, and nothing may be changed through it (only
+/// [`MemberSession::assume`] gives a session for changes). `plan`'s observation reads the
+/// stacks while the check runs, to save its round trip.
+#[derive(Debug)]
+pub struct UncheckedSession {
+    session: MemberSession,
+    sts: aws_sdk_sts::Client,
+}
+
+impl UncheckedSession {
+    /// Asks STS which account the credentials act in (`GetCallerIdentity`, signed with them).
+    /// Errors: [`SessionError::WrongAccount`] for another account, [`SessionError::Aws`].
+    pub async fn check(&self) -> Result<(), SessionError> {
+        let identity =
+            self.sts.get_caller_identity().send().await.map_err(|e| Error::from_sdk("sts:GetCallerIdentity", e))?;
+        let actual = identity.account.unwrap_or_default();
+        if actual != self.session.account.account_id {
+            return Err(SessionError::WrongAccount { expected: self.session.account.account_id.clone(), actual });
+        }
+        Ok(())
+    }
+
+    /// CloudFormation in the home region, for reads whose results wait for [`Self::check`].
+    pub fn cfn_for_reads(&self) -> &aws_sdk_cloudformation::Client {
+        &self.session.cfn
     }
 }
 

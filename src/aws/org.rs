@@ -10,7 +10,7 @@ use aws_sdk_organizations::types::{
 use aws_sdk_organizations::Client;
 
 use super::types::{AccountSummary, CreateRequest, CreateRequestState, OrgOverview};
-use super::{Classify, Error, ErrorKind, OrMissing, ORGANIZATIONS_MAX_ATTEMPTS};
+use super::{Classify, Error, ErrorKind, OrMissing};
 
 /// Results of the Organizations adapters.
 type Result<T, E = Error> = std::result::Result<T, E>;
@@ -231,11 +231,16 @@ pub async fn ou_name(org: &Client, ou_id: &str) -> Result<String> {
     Ok(out.organizational_unit.and_then(|o| o.name).unwrap_or_default())
 }
 
+/// How many times [`create_account`] sends a refused `CreateAccount` at most (a refusal for the
+/// organization's request rate, a concurrent modification, or `ACCOUNT_CREATION_RATE_LIMIT_EXCEEDED`).
+pub const CREATE_ACCOUNT_SENDS: u32 = 10;
+
 /// Starts account creation (`CreateAccount`), tags included so that the account is identifiable as
 /// the tenant's from its first moment. Returns the create request id.
 ///
 /// `CreateAccount` has no idempotency token, so it is sent without the SDK's retries: it is sent
-/// again (with backoff, at most [`ORGANIZATIONS_MAX_ATTEMPTS`] in all) only when Organizations
+/// again (with backoff, at most [`CREATE_ACCOUNT_SENDS`] in all; a stop signal ends the pause
+/// between sends and the call returns the last refusal) only when Organizations
 /// refused it with `TooManyRequestsException`, `ConcurrentModificationException` or
 /// `ConstraintViolationException` for `ACCOUNT_CREATION_RATE_LIMIT_EXCEEDED`. Any other refusal is
 /// an error naming the code and reason (with what to do for `ACCOUNT_NUMBER_LIMIT_EXCEEDED`); no
@@ -272,9 +277,13 @@ pub async fn create_account(
                 .with_min_delay(std::time::Duration::from_secs(1))
                 .with_max_delay(std::time::Duration::from_secs(20))
                 .with_jitter()
-                .with_max_times(ORGANIZATIONS_MAX_ATTEMPTS as usize - 1),
+                .with_max_times(CREATE_ACCOUNT_SENDS as usize - 1),
         )
-        .when(refused)
+        .when(|e| refused(e) && !crate::shutdown::requested())
+        // The pause before sending again ends at once on a stop request (nothing was created).
+        .sleep(|d| async move {
+            let _ = crate::shutdown::bounded("", tokio::time::sleep(d)).await;
+        })
         .notify(|e, after| {
             let code = e.as_service_error().and_then(|s| s.meta().code()).unwrap_or("?");
             tracing::info!(

@@ -604,44 +604,32 @@ impl Observer<'_> {
     /// account's at once) and, in reconcile, their resource drift, read through a session in the
     /// verified account. A template is not read when `rec` shows tenantry deployed (or verified)
     /// this stack's template at the time the stack still reports as its last change
-    /// ([`template_known`]).
+    /// ([`template_known`]). Without drift detection (nothing but reads) the session's check
+    /// (`GetCallerIdentity`) runs at the same time as the reads, and nothing read is returned
+    /// unless it passes; with it, the check comes first (`DetectStackDrift` starts an operation).
     async fn stacks(
         &self,
         verified: &VerifiedAccount,
         rec: Option<&crate::state::AccountRecord>,
     ) -> Result<BTreeMap<String, ObservedStack>> {
-        let session = MemberSession::assume(
-            self.clients,
-            verified,
-            &self.settings.access_role,
-            &self.settings.home_region,
-            std::time::Duration::from_secs(self.settings.assume_role_timeout_seconds),
-        )
-        .await?;
-        let mut stacks = cfn::tenantry_stacks(&session.cfn).await?;
-        let reads = stacks.values().filter(|stack| {
-            !(stack.status.is_in_progress()
-                || stack.status.is_deleted()
-                || template_known(stack, rec.and_then(|r| r.stacks.get(&stack.name))))
-        });
-        let bodies = futures::future::try_join_all(reads.map(|stack| {
-            let cfn = &session.cfn;
-            async move { cfn::template_body(cfn, &stack.name).await.map(|body| (stack.name.clone(), body)) }
-        }))
-        .await?;
-        for (name, body) in bodies {
-            if let Some(stack) = stacks.get_mut(&name) {
-                stack.template_body = body;
-            }
+        let retry_for = std::time::Duration::from_secs(self.settings.assume_role_timeout_seconds);
+        let (role, region) = (&self.settings.access_role, &self.settings.home_region);
+        if !self.detect_drift {
+            let unchecked = MemberSession::assume_unchecked(self.clients, verified, role, region, retry_for).await?;
+            let (checked, read) = tokio::join!(unchecked.check(), read_stacks(unchecked.cfn_for_reads(), rec));
+            checked?;
+            return read;
         }
+        let session = MemberSession::assume(self.clients, verified, role, region, retry_for).await?;
+        let mut stacks = read_stacks(&session.cfn, rec).await?;
         for (name, stack) in stacks.iter_mut() {
             if stack.status.is_in_progress() || stack.status.is_deleted() {
                 continue;
             }
-            if self.detect_drift && (!stack.status.is_complete() || stack.status.needs_replacement()) {
+            if !stack.status.is_complete() || stack.status.needs_replacement() {
                 stack.resource_drift =
                     ResourceDrift::Unsupported(format!("not checked: the stack is {}", stack.status));
-            } else if self.detect_drift {
+            } else {
                 stack.resource_drift = cfn::detect_drift(
                     &session.cfn,
                     name,
@@ -749,6 +737,30 @@ impl Observer<'_> {
         }
         Ok(Some(parent))
     }
+}
+
+/// An account's `tenantry-*` stacks (`DescribeStacks`) with the templates not known from `rec`
+/// (`GetTemplate`, all at once); see [`template_known`].
+async fn read_stacks(
+    cfn_client: &aws_sdk_cloudformation::Client,
+    rec: Option<&crate::state::AccountRecord>,
+) -> Result<BTreeMap<String, ObservedStack>> {
+    let mut stacks = cfn::tenantry_stacks(cfn_client).await?;
+    let reads = stacks.values().filter(|stack| {
+        !(stack.status.is_in_progress()
+            || stack.status.is_deleted()
+            || template_known(stack, rec.and_then(|r| r.stacks.get(&stack.name))))
+    });
+    let bodies = futures::future::try_join_all(reads.map(|stack| async move {
+        cfn::template_body(cfn_client, &stack.name).await.map(|body| (stack.name.clone(), body))
+    }))
+    .await?;
+    for (name, body) in bodies {
+        if let Some(stack) = stacks.get_mut(&name) {
+            stack.template_body = body;
+        }
+    }
+    Ok(stacks)
 }
 
 /// Whether the template `stack` runs is known without reading it: state (`rec`) records that

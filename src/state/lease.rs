@@ -271,23 +271,26 @@ impl Lease {
         }
     }
 
-    /// Stops renewing and releases the lease (`DeleteObject`) if this process still holds it:
-    /// at once while it was renewed within two thirds of its ttl (no one may take it over before
-    /// it expires), else only if `GetObject` shows the lease as this process last wrote it.
+    /// Stops renewing and releases the lease (`DeleteObject`) if this process still holds it, as
+    /// `GetObject` shows (its ETag the one this process last wrote). Always read first: a holder
+    /// whose clock is behind, or whose host was suspended, can still judge its lease fresh after
+    /// another process took it over by its own clock, and deleting that lease would let a third
+    /// in.
     pub async fn release(self) -> Result<()> {
         self.heartbeat.abort();
         let key = StateStore::lease_key(&self.tenant);
         let etag = self.etag.lock().await.clone();
-        let held = self.check().is_ok() || matches!(self.store.get(&key).await?, Some((_, current)) if current == etag);
-        if held {
-            self.store
-                .s3
-                .delete_object()
-                .bucket(&self.store.bucket)
-                .key(&key)
-                .send()
-                .await
-                .map_err(|e| crate::aws::Error::from_sdk("s3:DeleteObject", e))?;
+        if let Some((_, current)) = self.store.get(&key).await? {
+            if current == etag {
+                self.store
+                    .s3
+                    .delete_object()
+                    .bucket(&self.store.bucket)
+                    .key(&key)
+                    .send()
+                    .await
+                    .map_err(|e| crate::aws::Error::from_sdk("s3:DeleteObject", e))?;
+            }
         }
         Ok(())
     }
