@@ -47,7 +47,7 @@ pub const ORGANIZATIONS_MAX_ATTEMPTS: u32 = 20;
 
 /// The retry quota of the Organizations client: the SDK's (500 tokens, 5 per retry after an
 /// error, 10 after a timeout), except that a retry after a throttling answer
-/// (`TooManyRequestsException`) costs nothing. Throttling is Organizations' request rate
+/// (`TooManyRequestsException`, or anything else the SDK classes as throttling) costs nothing. Throttling is Organizations' request rate
 /// speaking, not an outage: with the standard quota, a run whose tenants together asked faster
 /// than the organization's rate spent the quota on throttled retries within seconds and then
 /// failed every request that was throttled again (measured: a 50-tenant `plan` through a limit
