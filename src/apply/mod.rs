@@ -454,7 +454,7 @@ impl Engine {
             outcome.stale_changes = stale.changes.clone();
             return Err(stale.into());
         }
-        let mut run = TenantRun::new(self, desired, overview, tracked, &observed);
+        let mut run = TenantRun::new(self, desired, overview, tracked, &observed, lease.guard());
         run.request_accounts(&plan, mode).await?;
         for step in &plan.steps {
             lease.check()?;
@@ -501,6 +501,9 @@ struct TenantRun<'a> {
     /// Accounts found already created by email after a lost `CreateAccount` answer, not yet
     /// through the guard (nothing of them is in `account_ids` or state until it passes).
     found_accounts: BTreeMap<Environment, String>,
+    /// The tenant's lease, checked right before `CreateAccount` is sent (a creation slot can
+    /// take minutes to come free).
+    lease: crate::state::LeaseGuard,
 }
 
 /// One `CreateAccount` to send: the environment, its email and name, and its creation slot when
@@ -519,6 +522,7 @@ impl<'a> TenantRun<'a> {
         overview: &'a OrgOverview,
         tracked: Tracked,
         observed: &ObservedTenant,
+        lease: crate::state::LeaseGuard,
     ) -> Self {
         let mut run = TenantRun {
             engine,
@@ -534,6 +538,7 @@ impl<'a> TenantRun<'a> {
             creating: BTreeMap::new(),
             found_after_lost_answer: Default::default(),
             found_accounts: BTreeMap::new(),
+            lease,
         };
         for (env, obs) in &observed.accounts {
             if let AccountObservation::Found(found) = obs {
@@ -719,6 +724,8 @@ impl<'a> TenantRun<'a> {
                 r
             })
             .collect();
+        // The slots may have taken long: the lease must still be held before anything is sent.
+        self.lease.check()?;
         // Recorded before the calls: a run that finds this and no request id looks for the
         // account with fresh listings (a crash may fall between a call and the record).
         let started = crate::state::now_rfc3339();
