@@ -567,7 +567,7 @@ async fn an_account_found_by_email_after_a_lost_answer_that_is_another_tenants_i
 /// Throttling is Organizations' request rate speaking: a retry after `TooManyRequestsException`
 /// does not spend the Organizations client's retry quota (the SDK's 500 tokens, 5 per retry,
 /// would be gone after 100 throttled retries, after which every throttled request of the run
-/// fails at once). `CreateOrganization` is throttled 150 times in a row; with the SDK's
+/// fails at once). `DescribeOrganization` is throttled 150 times in a row; with the SDK's
 /// default quota the 101st throttle ends the call with the error, with tenantry's it succeeds
 /// on the 151st attempt. The backoff is shortened to 1 ms for the test only (the clients are
 /// built by the same `Clients::from_sdk` as tenantry's; only the retry configuration given to it
@@ -577,8 +577,16 @@ async fn throttled_organizations_requests_do_not_use_up_the_retry_quota() {
     use aws_config::{retry::RetryConfig, BehaviorVersion, Region};
     use std::time::Duration;
     let emu = Emulator::start();
+    // An organization to describe (ministack has one and does not implement CreateOrganization).
+    let _ = Aws::new(&emu.endpoint)
+        .await
+        .org
+        .create_organization()
+        .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
+        .send()
+        .await;
     let log = tempfile::NamedTempFile::new().unwrap();
-    let rules = serde_json::json!([{"service": "organizations", "action": "CreateOrganization", "fault": "throttle", "times": 150}]);
+    let rules = serde_json::json!([{"service": "organizations", "action": "DescribeOrganization", "fault": "throttle", "times": 150}]);
     let proxy = FaultProxy::start_logged(&emu.endpoint, &rules, Some(log.path()));
     let sdk = aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(&proxy.endpoint)
@@ -591,12 +599,7 @@ async fn throttled_organizations_requests_do_not_use_up_the_retry_quota() {
         .with_initial_backoff(Duration::from_millis(1))
         .with_max_backoff(Duration::from_millis(1));
     let clients = tenantry::aws::Clients::from_sdk(sdk, retry);
-    let created = clients
-        .org
-        .create_organization()
-        .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
-        .send()
-        .await;
+    let created = clients.org.describe_organization().send().await;
     let throttled =
         std::fs::read_to_string(log.path()).unwrap().lines().filter(|l| l.starts_with("FAULT throttle")).count();
     assert!(created.is_ok(), "the 151st attempt succeeds: {created:?} (after {throttled} throttles)");
