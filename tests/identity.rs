@@ -577,20 +577,23 @@ async fn an_assume_role_answer_naming_the_account_asked_for_is_not_taken_as_proo
     assert_eq!(aws.stacks(&globex).await, before, "globex's stacks are untouched");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_stack_found_on_create_is_adopted_only_when_it_is_this_tenant_environments() {
-    let (emu, ws, aws) = onboarded().await;
-    let staging = aws.only_account("acme", "staging").await;
-    let cfn = aws.member_cfn(&staging).await;
-    // The agent pipeline is gone; apply will create it again.
+/// Deletes acme's staging agent pipeline stack, then starts `apply acme` through a proxy that
+/// holds its `CreateStack` for 4 seconds, and returns once that request is being held: the
+/// proxy (keep it alive until the run ends), the running `apply` and the proxy's log.
+async fn apply_with_agent_pipeline_creation_held(
+    emu: &Emulator,
+    ws: &Workspace,
+    aws: &Aws,
+    staging: &str,
+) -> (common::FaultProxy, std::process::Child, std::path::PathBuf) {
+    let cfn = aws.member_cfn(staging).await;
     cfn.delete_stack().stack_name("tenantry-agent-pipeline").send().await.unwrap();
     for _ in 0..100 {
-        if aws.stacks(&staging).await.get("tenantry-agent-pipeline").is_none_or(|(s, _)| s.starts_with("DELETE")) {
+        if aws.stacks(staging).await.get("tenantry-agent-pipeline").is_none_or(|(s, _)| s.starts_with("DELETE")) {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    // While its CreateStack is held, a stack of that name appears, tagged as globex's.
     let log = ws.path().join("hold.log");
     let rules = serde_json::json!([{"service": "cloudformation", "action": "CreateStack", "contains": "tenantry-agent-pipeline", "fault": "latency", "ms": 4000}]);
     let proxy = common::FaultProxy::start_logged(&emu.endpoint, &rules, Some(&log));
@@ -600,6 +603,16 @@ async fn a_stack_found_on_create_is_adopted_only_when_it_is_this_tenant_environm
         assert!(started.elapsed() < std::time::Duration::from_secs(60), "CreateStack never sent");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    (proxy, child, log)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stack_found_on_create_is_adopted_only_when_it_is_this_tenant_environments() {
+    let (emu, ws, aws) = onboarded().await;
+    let staging = aws.only_account("acme", "staging").await;
+    let cfn = aws.member_cfn(&staging).await;
+    // While its CreateStack is held, a stack of that name appears, tagged as globex's.
+    let (proxy, child, log) = apply_with_agent_pipeline_creation_held(&emu, &ws, &aws, &staging).await;
     let tag = |k: &str, v: &str| aws_sdk_cloudformation::types::Tag::builder().key(k).value(v).build();
     cfn.create_stack()
         .stack_name("tenantry-agent-pipeline")
@@ -628,22 +641,7 @@ async fn a_stack_made_by_someone_else_while_tenantry_creates_it_is_never_taken_f
     let staging = aws.only_account("acme", "staging").await;
     let cfn = aws.member_cfn(&staging).await;
     let tags = aws.stacks(&staging).await["tenantry-agent-pipeline"].1.clone();
-    cfn.delete_stack().stack_name("tenantry-agent-pipeline").send().await.unwrap();
-    for _ in 0..100 {
-        if aws.stacks(&staging).await.get("tenantry-agent-pipeline").is_none_or(|(s, _)| s.starts_with("DELETE")) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let log = ws.path().join("hold.log");
-    let rules = serde_json::json!([{"service": "cloudformation", "action": "CreateStack", "contains": "tenantry-agent-pipeline", "fault": "latency", "ms": 4000}]);
-    let proxy = common::FaultProxy::start_logged(&emu.endpoint, &rules, Some(&log));
-    let child = ws.spawn(&proxy.endpoint, &["apply", "acme", "--auto-approve"]);
-    let started = std::time::Instant::now();
-    while !std::fs::read_to_string(&log).unwrap_or_default().contains("FAULT latency cloudformation:CreateStack") {
-        assert!(started.elapsed() < std::time::Duration::from_secs(60), "CreateStack never sent");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let (proxy, child, log) = apply_with_agent_pipeline_creation_held(&emu, &ws, &aws, &staging).await;
     let mut create = cfn
         .create_stack()
         .stack_name("tenantry-agent-pipeline")

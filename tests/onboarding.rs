@@ -134,9 +134,10 @@ async fn onboarding_creates_four_accounts_with_ou_tags_scps_and_stacks_then_conv
         "s3:GetObject": 1,
         "organizations:ListTagsForResource": 2,
         "sts:AssumeRole": 2,
-        "sts:GetCallerIdentity": 2,
         "cloudformation:DescribeStacks": 2,
     });
+    // No `GetCallerIdentity` with a member session's credentials either: the account in the
+    // ARNs of the stacks `DescribeStacks` answers (signed with them) shows the account they act in.
     // No `GetTemplate`: each stack still reports the last change state recorded when tenantry
     // created it, so nothing can have changed its template since.
     // Each SCP's document is read once per run, by whichever tenant asks first: five SCPs

@@ -699,51 +699,40 @@ impl<'a> TenantRun<'a> {
     /// one for every request (a stop signal while waiting for a slot, a state write that
     /// failed).
     async fn start_accounts(&mut self, requests: Vec<AccountRequest<'_>>) -> Result<Vec<Result<Option<String>>>> {
-        let mut slots = Vec::with_capacity(requests.len());
-        for r in &requests {
+        let mut ready = Vec::with_capacity(requests.len());
+        for mut r in requests {
             // A slot taken here is taken while this tenant holds none (see the up-front requests).
-            let slot = match r.slot {
-                Some(_) => None,
-                None => Some(
+            let slot = match r.slot.take() {
+                Some(slot) => slot,
+                None => {
                     crate::shutdown::bounded(
                         "waiting for an account creation slot",
                         self.engine.create_slots.clone().acquire_owned(),
                     )
-                    .await??,
-                ),
-            };
-            slots.push(slot);
-        }
-        let requests: Vec<_> = requests
-            .into_iter()
-            .zip(slots)
-            .map(|(mut r, taken)| {
-                if r.slot.is_none() {
-                    r.slot = taken;
+                    .await??
                 }
-                r
-            })
-            .collect();
+            };
+            ready.push((r, slot));
+        }
         // The slots may have taken long: the lease must still be held before anything is sent.
         self.lease.check()?;
         // Recorded before the calls: a run that finds this and no request id looks for the
         // account with fresh listings (a crash may fall between a call and the record).
         let started = crate::state::now_rfc3339();
-        for r in &requests {
+        for (r, _) in &ready {
             self.record(r.env).create_started_at = Some(started.clone());
         }
         self.save().await?;
         let org = self.engine.ctx.clients.org.clone();
         let desired = self.desired;
         let sent = futures::future::join_all(
-            requests.iter().map(|r| org::create_account(&org, r.email, r.account_name, &desired.account(r.env).tags)),
+            ready.iter().map(|(r, _)| org::create_account(&org, r.email, r.account_name, &desired.account(r.env).tags)),
         )
         .await;
         crate::faults::crash_point("after-create-account");
-        let mut outcomes = Vec::with_capacity(requests.len());
+        let mut outcomes = Vec::with_capacity(ready.len());
         let mut recorded = false;
-        for (r, answer) in requests.into_iter().zip(sent) {
-            let slot = r.slot.expect("a slot for every request");
+        for ((r, slot), answer) in ready.into_iter().zip(sent) {
             let env = r.env;
             let outcome = match answer {
                 Ok(request_id) => {

@@ -232,7 +232,18 @@ impl UncheckedSession {
         Ok(())
     }
 
-    /// CloudFormation in the home region, for reads whose results wait for [`Self::check`].
+    /// Whether resource ARNs from an answer to a request signed with these credentials (the
+    /// `StackId`s of `DescribeStacks`, which lists the caller's own account's stacks) show the
+    /// account they act in, as [`Self::check`] would: there is at least one, and every one
+    /// names this session's account. Such an answer is bound to the credentials just as
+    /// `GetCallerIdentity`'s is; the `AssumeRole` answer's own ARN is not (it does not come
+    /// from using the credentials). `false` means "not shown": call [`Self::check`]. Pure.
+    pub fn shown_by_arns<'a>(&self, arns: impl IntoIterator<Item = &'a str>) -> bool {
+        arns_all_name(&self.session.account.account_id, arns)
+    }
+
+    /// CloudFormation in the home region, for reads whose results wait for [`Self::check`]
+    /// or [`Self::shown_by_arns`].
     pub fn cfn_for_reads(&self) -> &aws_sdk_cloudformation::Client {
         &self.session.cfn
     }
@@ -243,6 +254,18 @@ impl UncheckedSession {
 fn account_of_arn(arn: &str) -> Option<&str> {
     let account = arn.split(':').nth(4)?;
     (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())).then_some(account)
+}
+
+/// Whether there is at least one ARN in `arns` and every one names `account`. Pure.
+fn arns_all_name<'a>(account: &str, arns: impl IntoIterator<Item = &'a str>) -> bool {
+    let mut any = false;
+    for arn in arns {
+        if account_of_arn(arn) != Some(account) {
+            return false;
+        }
+        any = true;
+    }
+    any
 }
 
 /// Hands out the credentials of the `AssumeRole` call that proved the role assumable, then those
@@ -269,7 +292,19 @@ impl ProvideCredentials for SeededProvider {
 
 #[cfg(test)]
 mod tests {
-    use super::account_of_arn;
+    use super::{account_of_arn, arns_all_name};
+
+    #[test]
+    fn stack_arns_show_an_account_only_when_there_is_one_and_all_name_it() {
+        let a = "arn:aws:cloudformation:us-east-1:123456789012:stack/tenantry-baseline/1";
+        let b = "arn:aws:cloudformation:us-east-1:123456789012:stack/tenantry-agent-pipeline/2";
+        let other = "arn:aws:cloudformation:us-east-1:210987654321:stack/tenantry-baseline/3";
+        assert!(arns_all_name("123456789012", [a, b]));
+        assert!(!arns_all_name("123456789012", []), "no stack shows nothing");
+        assert!(!arns_all_name("123456789012", [a, other]));
+        assert!(!arns_all_name("210987654321", [a]));
+        assert!(!arns_all_name("123456789012", ["arn"]));
+    }
 
     #[test]
     fn the_account_of_an_assumed_role_arn() {

@@ -604,9 +604,11 @@ impl Observer<'_> {
     /// account's at once) and, in reconcile, their resource drift, read through a session in the
     /// verified account. A template is not read when `rec` shows tenantry deployed (or verified)
     /// this stack's template at the time the stack still reports as its last change
-    /// ([`template_known`]). Without drift detection (nothing but reads) the session's check
-    /// (`GetCallerIdentity`) runs at the same time as the reads, and nothing read is returned
-    /// unless it passes; with it, the check comes first (`DetectStackDrift` starts an operation).
+    /// ([`template_known`]). Without drift detection (nothing but reads) the stacks are read
+    /// first, and nothing read is returned unless the account the session acts in is shown:
+    /// by the account in every stack's ARN (the answer to `DescribeStacks`, signed with the
+    /// session's credentials), or else by the session's check (`GetCallerIdentity`); with
+    /// drift detection the check comes first (`DetectStackDrift` starts an operation).
     async fn stacks(
         &self,
         verified: &VerifiedAccount,
@@ -616,8 +618,12 @@ impl Observer<'_> {
         let (role, region) = (&self.settings.access_role, &self.settings.home_region);
         if !self.detect_drift {
             let unchecked = MemberSession::assume_unchecked(self.clients, verified, role, region, retry_for).await?;
-            let (checked, read) = tokio::join!(unchecked.check(), read_stacks(unchecked.cfn_for_reads(), rec));
-            checked?;
+            let read = read_stacks(unchecked.cfn_for_reads(), rec).await;
+            let shown =
+                read.as_ref().is_ok_and(|stacks| unchecked.shown_by_arns(stacks.values().map(|s| s.stack_id.as_str())));
+            if !shown {
+                unchecked.check().await?;
+            }
             return read;
         }
         let session = MemberSession::assume(self.clients, verified, role, region, retry_for).await?;
