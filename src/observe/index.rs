@@ -5,7 +5,8 @@
 //!   email without a `DescribeAccount` per account;
 //! - the OUs on the tenants' OU paths (`ListOrganizationalUnitsForParent` for each parent on the
 //!   way), and the accounts in each of those OUs (`ListAccountsForParent`), which gives every
-//!   correctly placed account's parent without a `ListParents` per account;
+//!   correctly placed account's parent without a `ListParents` per account (listed in the
+//!   background while the tenants' first reads go on: only placement needs it);
 //! - the `CreateAccount` requests in progress (`ListCreateAccountStatus`), loaded only when some
 //!   tenant has an account that is neither recorded nor found;
 //! - for reads outside a lease (`plan`, `status`), every account's directly attached SCPs:
@@ -36,6 +37,26 @@ use crate::guard::Claims;
 use crate::state::StateStore;
 use crate::tenant::Environment;
 
+/// The parent of every account in `ous` (account → OU id): `ListAccountsForParent` (all pages)
+/// for each, up to 8 OUs at once.
+async fn list_parents(c: Client, ous: Vec<String>) -> Result<BTreeMap<String, String>> {
+    let listed: Vec<(String, Vec<String>)> = futures::stream::iter(ous)
+        .map(|ou| {
+            let c = c.clone();
+            async move { org::accounts_for_parent(&c, &ou).await.map(|a| (ou, a)) }
+        })
+        .buffer_unordered(8)
+        .try_collect()
+        .await?;
+    let mut parents = BTreeMap::new();
+    for (ou, accounts) in listed {
+        for account in accounts {
+            parents.insert(account, ou.clone());
+        }
+    }
+    Ok(parents)
+}
+
 /// One content-addressed SCP looked up (or to be looked up) by this run.
 type ScpCell = Arc<OnceCell<Option<PolicyDocument>>>;
 
@@ -46,7 +67,12 @@ type EarlierCell = Arc<OnceCell<BTreeMap<Environment, String>>>;
 #[derive(Debug)]
 pub struct OrgIndex {
     accounts: BTreeMap<String, AccountSummary>,
-    parents: BTreeMap<String, String>,
+    /// Account → OU id, for the accounts in `parent_ous`; see [`OrgIndex::parent`].
+    parents: OnceCell<BTreeMap<String, String>>,
+    /// The listing of `parents`, started by [`OrgIndex::load`].
+    parents_listing: Mutex<Option<tokio::task::JoinHandle<Result<BTreeMap<String, String>>>>>,
+    /// The ids of the OUs on the tenants' OU paths that exist.
+    parent_ous: Vec<String>,
     ous: Mutex<BTreeMap<String, String>>,
     creating: OnceCell<Vec<CreateRequest>>,
     tags: OnceCell<BTreeMap<String, BTreeMap<String, String>>>,
@@ -59,18 +85,24 @@ pub struct OrgIndex {
 
 impl OrgIndex {
     /// Lists the organization once: `ListAccounts` (all pages), then for each OU on `ou_paths`
-    /// (full paths, `a/b/c`) `ListOrganizationalUnitsForParent` along the way and
-    /// `ListAccountsForParent` (all pages) for the OUs that exist. Errors are the calls' errors.
+    /// (full paths, `a/b/c`) `ListOrganizationalUnitsForParent` along the way; and starts
+    /// `ListAccountsForParent` (all pages) for the OUs that exist, in a task of its own whose
+    /// result [`Self::parent`] waits for. Errors are the calls' errors (the last listing's are
+    /// [`Self::parent`]'s).
     pub async fn load(c: &Client, overview: &OrgOverview, ou_paths: &BTreeSet<String>) -> Result<OrgIndex> {
         // The account listing's pages and the OUs' are independent: one goes on while the other
         // waits for its answers.
-        let (accounts, (ous, parents)) = futures::try_join!(
+        let (accounts, ous) = futures::try_join!(
             async { Ok(org::list_accounts(c).await?.into_iter().map(|a| (a.id.clone(), a)).collect()) },
             Self::load_ous(c, overview, ou_paths)
         )?;
+        let parent_ous: Vec<String> = ou_paths.iter().filter_map(|path| ous.get(path).cloned()).collect();
+        let listing = tokio::spawn(crate::metrics::for_tenant("-", list_parents(c.clone(), parent_ous.clone())));
         Ok(OrgIndex {
             accounts,
-            parents,
+            parents: OnceCell::new(),
+            parents_listing: Mutex::new(Some(listing)),
+            parent_ous,
             ous: Mutex::new(ous),
             creating: OnceCell::new(),
             tags: OnceCell::new(),
@@ -82,14 +114,13 @@ impl OrgIndex {
         })
     }
 
-    /// The OUs on `ou_paths` (path → id) and the parent of every account in them (account →
-    /// OU id): `ListOrganizationalUnitsForParent` along each path, then `ListAccountsForParent`
-    /// (all pages) for every OU that exists, up to 8 OUs at once.
+    /// The OUs on `ou_paths` that exist (path → id): `ListOrganizationalUnitsForParent` along
+    /// each path.
     async fn load_ous(
         c: &Client,
         overview: &OrgOverview,
         ou_paths: &BTreeSet<String>,
-    ) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>)> {
+    ) -> Result<BTreeMap<String, String>> {
         let mut ous = BTreeMap::new();
         let mut children: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
         for path in ou_paths {
@@ -105,19 +136,7 @@ impl OrgIndex {
                 parent = id;
             }
         }
-        let wanted: BTreeSet<&String> = ou_paths.iter().filter_map(|path| ous.get(path)).collect();
-        let listed: Vec<(&String, Vec<String>)> = futures::stream::iter(wanted)
-            .map(|ou| async move { org::accounts_for_parent(c, ou).await.map(|a| (ou, a)) })
-            .buffer_unordered(8)
-            .try_collect()
-            .await?;
-        let mut parents = BTreeMap::new();
-        for (ou, accounts) in listed {
-            for account in accounts {
-                parents.insert(account, ou.clone());
-            }
-        }
-        Ok((ous, parents))
+        Ok(ous)
     }
 
     /// The account with this id, if it was in the listing.
@@ -135,9 +154,25 @@ impl OrgIndex {
         self.accounts.values()
     }
 
-    /// The parent of an account that sat in one of the tenants' OUs.
-    pub fn parent(&self, account_id: &str) -> Option<&str> {
-        self.parents.get(account_id).map(String::as_str)
+    /// The parent of an account that sat in one of the tenants' OUs when they were listed
+    /// (`None` for any other account). Waits for the listing [`Self::load`] started; lists
+    /// again (`ListAccountsForParent`) if that listing failed or its task ended without an
+    /// answer. Errors are that listing's.
+    pub async fn parent(&self, c: &Client, account_id: &str) -> Result<Option<&str>> {
+        let parents = self
+            .parents
+            .get_or_try_init(|| async {
+                let started = self.parents_listing.lock().unwrap_or_else(|p| p.into_inner()).take();
+                match started {
+                    Some(listing) => match listing.await {
+                        Ok(listed) => listed,
+                        Err(_) => list_parents(c.clone(), self.parent_ous.clone()).await,
+                    },
+                    None => list_parents(c.clone(), self.parent_ous.clone()).await,
+                }
+            })
+            .await?;
+        Ok(parents.get(account_id).map(String::as_str))
     }
 
     /// The id of the OU at `path`, if it existed or was created by this run.

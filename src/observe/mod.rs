@@ -555,8 +555,12 @@ impl Observer<'_> {
         ou_path: &str,
     ) -> Result<(String, Option<String>, Option<String>)> {
         let c = &self.clients.org;
-        let parent_id = match self.index.as_deref().and_then(|i| i.parent(account_id)) {
-            Some(p) => p.to_string(),
+        let indexed = match self.index.as_deref() {
+            Some(i) => i.parent(c, account_id).await?.map(str::to_string),
+            None => None,
+        };
+        let parent_id = match indexed {
+            Some(p) => p,
             None => org::parent(c, account_id).await?,
         };
         let desired_ou_id = match self.index.as_deref().and_then(|i| i.ou(ou_path)) {
