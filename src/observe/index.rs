@@ -63,6 +63,9 @@ type ScpCell = Arc<OnceCell<Option<PolicyDocument>>>;
 /// The account ids earlier versions of one tenant's state record name, read once per run.
 type EarlierCell = Arc<OnceCell<BTreeMap<Environment, String>>>;
 
+/// The task listing the parents of the accounts in the tenants' OUs (account → OU id).
+type ParentsListing = tokio::task::JoinHandle<Result<BTreeMap<String, String>>>;
+
 /// Organization-wide listings for one run (see the module documentation).
 #[derive(Debug)]
 pub struct OrgIndex {
@@ -70,7 +73,7 @@ pub struct OrgIndex {
     /// Account → OU id, for the accounts in `parent_ous`; see [`OrgIndex::parent`].
     parents: OnceCell<BTreeMap<String, String>>,
     /// The listing of `parents`, started by [`OrgIndex::load`].
-    parents_listing: Mutex<Option<tokio::task::JoinHandle<Result<BTreeMap<String, String>>>>>,
+    parents_listing: Mutex<Option<ParentsListing>>,
     /// The ids of the OUs on the tenants' OU paths that exist.
     parent_ous: Vec<String>,
     ous: Mutex<BTreeMap<String, String>>,
