@@ -694,3 +694,56 @@ async fn a_new_organization_of_another_account_stops_apply_before_the_state_buck
     let children = orgs.org.list_organizational_units_for_parent().parent_id(root).send().await.unwrap();
     assert!(children.organizational_units().is_empty(), "no OU was created");
 }
+
+/// A tenant file removed is never a silent "No changes": `plan` (exit 2) and `apply` list the
+/// tenant's recorded accounts as orphaned and change nothing in them; `plan --output json`
+/// carries them under `plan.orphaned`. A run for named tenants does not look for orphans.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_removed_tenant_file_lists_its_accounts_as_orphaned_and_touches_nothing() {
+    let (emu, ws, aws) = onboarded().await;
+    let mut before = Vec::new();
+    let mut ids = Vec::new();
+    for env in ["production", "staging"] {
+        let id = aws.only_account("globex", env).await;
+        before.push((aws.ou_path(&id).await, aws.tags(&id).await, aws.attached_scps(&id).await, aws.stacks(&id).await));
+        ids.push(id);
+    }
+    std::fs::remove_file(ws.path().join("tenants/globex.toml")).unwrap();
+
+    let plan = ws.run(&emu.endpoint, &["plan"]);
+    assert_eq!(plan.code, 2, "an orphaned tenant is not 'No changes': {plan:?}");
+    assert!(!plan.stdout.contains("No changes."), "{plan:?}");
+    assert!(plan.stdout.contains("orphaned (the tenant file was removed):"), "{plan:?}");
+    let line = format!(
+        "! tenant globex: its file tenants/globex.toml is gone; state records production account {}, staging account {}.",
+        ids[0], ids[1]
+    );
+    assert!(plan.stdout.contains(&line), "{line}\n{plan:?}");
+    assert!(plan.stdout.contains("tenant acme: in sync"), "{plan:?}");
+
+    let json = ws.run(&emu.endpoint, &["plan", "--output", "json"]);
+    assert_eq!(json.code, 2, "{json:?}");
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(
+        doc["plan"]["orphaned"],
+        serde_json::json!([{"tenant": "globex", "accounts": {"production": ids[0], "staging": ids[1]}}]),
+        "{doc:#}"
+    );
+
+    let named = ws.run(&emu.endpoint, &["plan", "acme"]);
+    assert_eq!(named.code, 0, "a run for named tenants does not look for orphans: {named:?}");
+
+    let apply = ws.run(&emu.endpoint, &["apply", "--auto-approve"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert!(apply.stdout.contains(&line), "{apply:?}");
+    let applied = ws.run(&emu.endpoint, &["apply", "--auto-approve", "--output", "json"]);
+    assert_eq!(applied.code, 0, "{applied:?}");
+    let doc: serde_json::Value = serde_json::from_str(&applied.stdout).unwrap();
+    assert_eq!(doc["orphaned"][0]["tenant"], "globex", "{doc:#}");
+
+    for (id, was) in ids.iter().zip(before) {
+        let now = (aws.ou_path(id).await, aws.tags(id).await, aws.attached_scps(id).await, aws.stacks(id).await);
+        assert_eq!(now, was, "globex's account {id} is untouched");
+    }
+    assert_eq!(aws.tenant_accounts().await.len(), 4, "no account created or lost");
+}

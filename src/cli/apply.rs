@@ -66,9 +66,12 @@ pub(super) async fn apply_organization(
 }
 
 #[derive(Serialize)]
-struct ApplyReport {
+struct ApplyReport<'a> {
     organization: Vec<plan::OrgStep>,
     tenants: Vec<TenantOutcome>,
+    /// Tenants whose file is gone while state records them: listed, not changed.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    orphaned: &'a [plan::OrphanedTenant],
     /// AWS requests this run made (the preview included).
     api_calls: crate::metrics::ApiCalls,
 }
@@ -80,6 +83,7 @@ pub(super) async fn cmd_apply(
     engine: &Engine,
     overview: Option<&OrgOverview>,
     tenants: &[DesiredTenant],
+    all: bool,
     output: Output,
     auto_approve: bool,
     saved: Option<SavedPlan>,
@@ -89,7 +93,7 @@ pub(super) async fn cmd_apply(
     let from_file = saved.is_some();
     let (preview, errors) = match saved {
         Some(s) => (s.plan, BTreeMap::new()),
-        None => compute_plan(engine, overview, tenants).await?,
+        None => compute_plan(engine, overview, tenants, all).await?,
     };
     if output == Output::Text && !from_file {
         print_plan(&preview, &errors);
@@ -101,6 +105,7 @@ pub(super) async fn cmd_apply(
                 serde_json::to_string_pretty(&ApplyReport {
                     organization: vec![],
                     tenants: vec![],
+                    orphaned: &preview.orphaned,
                     api_calls: crate::metrics::api_calls()
                 })?
             ),
@@ -161,6 +166,7 @@ pub(super) async fn cmd_apply(
             serde_json::to_string_pretty(&ApplyReport {
                 organization: org_steps,
                 tenants: outcomes,
+                orphaned: &preview.orphaned,
                 api_calls: crate::metrics::api_calls()
             })?
         ),

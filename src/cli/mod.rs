@@ -170,6 +170,16 @@ fn report_input_errors(cli: &Cli, diags: &[Diagnostic]) -> u8 {
     1
 }
 
+/// Whether `plan` or `apply` covers every tenant file: no tenant (or saved plan file) named,
+/// no `--shard`.
+fn every_tenant(cli: &Cli) -> bool {
+    let named = match &cli.command {
+        Command::Plan { tenants, .. } | Command::Apply { tenants, .. } => !tenants.is_empty(),
+        _ => true,
+    };
+    !named && cli.shard.is_none()
+}
+
 /// The tenants a command works on: the ones it names (or the saved plan's), else all; with
 /// `--shard`, this process's share.
 fn selection(cli: &Cli, inputs: &Inputs, saved: Option<&SavedPlan>) -> Result<Vec<Tenant>> {
@@ -286,10 +296,19 @@ async fn dispatch(
                 Some(path) => Some((path.as_path(), digests.map_or_else(|| plan_file::input_digests(&cli), Ok)?)),
                 None => None,
             };
-            self::plan::cmd_plan(&engine, overview.as_ref(), &desired_tenants, output, out).await
+            self::plan::cmd_plan(&engine, overview.as_ref(), &desired_tenants, every_tenant(&cli), output, out).await
         }
         Command::Apply { output, auto_approve, .. } => {
-            apply::cmd_apply(&engine, overview.as_ref(), &desired_tenants, output, auto_approve, saved).await
+            apply::cmd_apply(
+                &engine,
+                overview.as_ref(),
+                &desired_tenants,
+                every_tenant(&cli),
+                output,
+                auto_approve,
+                saved,
+            )
+            .await
         }
         Command::Status { output, .. } => status::run(&engine, overview.as_ref(), &desired_tenants, output).await,
         Command::Reconcile { ref tenants, remediate, report_only, output, watch, interval } => {

@@ -154,14 +154,35 @@ struct PlanReport<'a> {
     api_calls: crate::metrics::ApiCalls,
 }
 
-/// Observes every tenant and plans: the plan, and per-tenant errors.
+/// Tenants the state bucket records (`ListObjectsV2` of `tenants/`) that none of `tenants`
+/// is, with the accounts each record names (`GetObject` of each such record).
+pub(super) async fn orphaned_tenants(engine: &Engine, tenants: &[DesiredTenant]) -> Result<Vec<plan::OrphanedTenant>> {
+    let store = &engine.ctx.store;
+    let declared: std::collections::BTreeSet<&str> = tenants.iter().map(|d| d.id.as_str()).collect();
+    let keys = store.list_keys("tenants/").await?;
+    let mut out = Vec::new();
+    for id in keys.iter().filter_map(|k| k.strip_prefix("tenants/")?.strip_suffix(".json")) {
+        if id.contains('/') || declared.contains(id) {
+            continue;
+        }
+        let record = store.read(id).await?.record;
+        let accounts = record.accounts.iter().map(|(env, a)| (*env, a.account_id.clone())).collect();
+        out.push(plan::OrphanedTenant { tenant: id.to_string(), accounts });
+    }
+    Ok(out)
+}
+
+/// Observes every tenant and plans: the plan, and per-tenant errors. With `all` (the run
+/// covers every tenant file), tenants whose file is gone are listed too
+/// ([`orphaned_tenants`]).
 pub(super) async fn compute_plan(
     engine: &Engine,
     overview: Option<&OrgOverview>,
     tenants: &[DesiredTenant],
+    all: bool,
 ) -> Result<(Plan, BTreeMap<String, String>)> {
     let ous = ou_existence(engine, overview, tenants).await?;
-    let mut plan = Plan { organization: Vec::new(), tenants: Vec::new() };
+    let mut plan = Plan { organization: Vec::new(), tenants: Vec::new(), orphaned: Vec::new() };
     let mut errors = BTreeMap::new();
     // Each tenant is planned as soon as it is observed; its observation (template bodies
     // included) is dropped then, so memory does not hold every tenant's observation at once.
@@ -182,6 +203,9 @@ pub(super) async fn compute_plan(
     // After the tenants: their observations have read the SCPs they want already.
     let scps = scp_existence(engine, overview, tenants).await?;
     plan.organization = plan::organization(overview, &ous, &scps);
+    if all {
+        plan.orphaned = orphaned_tenants(engine, tenants).await?;
+    }
     Ok((plan, errors))
 }
 
@@ -189,7 +213,7 @@ pub(super) async fn compute_plan(
 pub(super) fn plan_exit_code(plan: &Plan, errors: &BTreeMap<String, String>) -> u8 {
     if !errors.is_empty() || plan.has_refusals() {
         1
-    } else if plan.is_empty() && !plan.has_manual() {
+    } else if plan.is_empty() && !plan.has_manual() && !plan.has_orphans() {
         0
     } else {
         2
@@ -202,10 +226,11 @@ pub(super) async fn cmd_plan(
     engine: &Engine,
     overview: Option<&OrgOverview>,
     tenants: &[DesiredTenant],
+    all: bool,
     output: Output,
     out: Option<(&Path, BTreeMap<String, String>)>,
 ) -> Result<u8> {
-    let (plan, errors) = compute_plan(engine, overview, tenants).await?;
+    let (plan, errors) = compute_plan(engine, overview, tenants, all).await?;
     if let Some((path, inputs)) = out {
         if !errors.is_empty() || plan.has_refusals() {
             eprintln!("The plan has errors or refusals; it was not saved to {}.", path.display());

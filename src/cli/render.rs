@@ -43,7 +43,13 @@ pub(super) fn print_plan(plan: &Plan, errors: &BTreeMap<String, String>) {
     for (id, e) in errors {
         crate::out!("tenant {id}: error: {e}");
     }
-    if plan.is_empty() && errors.is_empty() && !plan.has_refusals() && !plan.has_manual() {
+    if plan.has_orphans() {
+        crate::out!("\norphaned (the tenant file was removed):");
+        for o in &plan.orphaned {
+            crate::out!("  ! {o}");
+        }
+    }
+    if plan.is_empty() && errors.is_empty() && !plan.has_refusals() && !plan.has_manual() && !plan.has_orphans() {
         crate::out!("No changes. The accounts match the tenant files.");
     } else if plan.is_empty() && errors.is_empty() && !plan.has_refusals() {
         crate::out!("\nNo changes for apply to make; the differences marked ! need a person.");

@@ -557,6 +557,42 @@ pub struct Plan {
     pub organization: Vec<OrgStep>,
     /// One entry per tenant.
     pub tenants: Vec<TenantPlan>,
+    /// Tenants the state bucket records and no tenant file declares (looked for only when a
+    /// run covers every tenant): listed, never changed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub orphaned: Vec<OrphanedTenant>,
+}
+
+/// A tenant whose state record remains while its tenant file is gone. tenantry changes nothing
+/// in its accounts: it neither manages them (no file says how) nor gives them to anyone else
+/// (the record, the accounts' tags and SCPs still say whose they are).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrphanedTenant {
+    /// Tenant id (the record's key, `tenants/<id>.json`).
+    pub tenant: String,
+    /// The accounts its record names, by environment: the account id, or none when only a
+    /// `CreateAccount` was started.
+    pub accounts: BTreeMap<Environment, Option<String>>,
+}
+
+impl std::fmt::Display for OrphanedTenant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "tenant {}: its file tenants/{}.toml is gone; state records ", self.tenant, self.tenant)?;
+        if self.accounts.is_empty() {
+            write!(f, "no account")?;
+        }
+        for (i, (env, id)) in self.accounts.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            match id {
+                Some(id) => write!(f, "{sep}{env} account {id}")?,
+                None => write!(f, "{sep}{env} account (creation started, id unknown)")?,
+            }
+        }
+        write!(
+            f,
+            ". Nothing is changed in them: restore the file (from version control) to manage them again. tenantry never moves, suspends or closes an account because its file is gone"
+        )
+    }
 }
 
 impl Plan {
@@ -573,6 +609,11 @@ impl Plan {
     /// Whether any account differs from its file in a way apply cannot change.
     pub fn has_manual(&self) -> bool {
         self.tenants.iter().any(|t| !t.manual.is_empty())
+    }
+
+    /// Whether any tenant's file is gone while its state record remains.
+    pub fn has_orphans(&self) -> bool {
+        !self.orphaned.is_empty()
     }
 }
 
