@@ -52,7 +52,9 @@ Faults:
   rewrite      forward the request with every "from" in its body replaced by "to" (as an
                endpoint that answers for another resource would: e.g. STS AssumeRole into the
                role of another account than the one asked for), and answer with every
-               "answer_from" in the upstream answer replaced by "answer_to" (each pair optional)
+               "answer_from" in the upstream answer replaced by "answer_to" (each pair optional);
+               with "expire_in" (seconds, may be negative), every <Expiration> of the answer
+               (STS credentials) is set to that long from now
   kill         SIGKILL the client process, whose pid is read from the rule's "pid_file"
                (waiting up to 10 s for the file), then drop the connection. "when": "before"
                (default: the request never reaches upstream) or "after" (it is forwarded and
@@ -331,6 +333,9 @@ class Handler(BaseHTTPRequestHandler):
         status, headers, data = self._forward(body)
         if fault == "rewrite" and "answer_from" in rule:
             data = data.replace(rule["answer_from"].encode(), rule["answer_to"].encode())
+        if fault == "rewrite" and "expire_in" in rule:
+            at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + float(rule["expire_in"])))
+            data = re.sub(rb"<Expiration>[^<]*</Expiration>", f"<Expiration>{at}</Expiration>".encode(), data)
         if action == "CreateAccount" and status == 200:
             # "create_slow" with "seconds" counts from here: when the request was made.
             try:

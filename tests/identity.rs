@@ -577,6 +577,70 @@ async fn an_assume_role_answer_naming_the_account_asked_for_is_not_taken_as_proo
     assert_eq!(aws.stacks(&globex).await, before, "globex's stacks are untouched");
 }
 
+/// An `AssumeRole` answer whose credentials have already expired would be replaced at the
+/// next request by credentials nobody checked (found in review: such an answer, then globex's
+/// credentials in the renewal, had `apply acme` update globex's stack and `plan acme` show it
+/// as acme's). It is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_assume_role_answer_already_expired_is_refused() {
+    let (emu, ws, aws) = onboarded().await;
+    let acme = aws.only_account("acme", "production").await;
+    let globex = aws.only_account("globex", "production").await;
+    let before = aws.stacks(&globex).await;
+    let file = ws.read("tenants/acme.toml");
+    ws.write("tenants/acme.toml", &file.replace("log_retention_days = 365", "log_retention_days = 400"));
+    let expired = serde_json::json!([
+        {"service": "sts", "action": "AssumeRole", "contains": acme, "nth": [2, 3, 4, 5, 6], "fault": "rewrite",
+            "from": acme, "to": globex, "answer_from": globex, "answer_to": acme},
+        {"service": "sts", "action": "AssumeRole", "contains": acme, "fault": "rewrite", "expire_in": -3600}]);
+    for args in [&["plan", "acme"][..], &["apply", "acme", "--auto-approve"][..]] {
+        let (run, log) = ws.run_through_proxy(&emu.endpoint, &expired, 1, args);
+        assert!(log.contains("FAULT rewrite sts:AssumeRole"), "{log}");
+        assert_eq!(run.code, 1, "{args:?}: {run:?}");
+        let all = format!("{}{}", run.stdout, run.stderr);
+        assert!(
+            all.contains(&format!("AssumeRole into account {acme} gave credentials that expire at")),
+            "{args:?}: {run:?}"
+        );
+        assert!(!all.contains("update stack"), "{args:?}: {run:?}");
+    }
+    assert_eq!(aws.stacks(&globex).await, before, "globex's stacks are untouched");
+}
+
+/// A session that outlives its credentials (a stack operation longer than they last) assumes
+/// the role again, and the new credentials are checked (`GetCallerIdentity` with them) before
+/// any request uses them. Here acme's staging credentials last 62 s, its baseline update runs
+/// for 90 s, and the renewal's `AssumeRole` is answered with globex's credentials under an ARN
+/// naming acme: the renewal is refused, and globex's agent pipeline, which acme's would have
+/// been updated next, is untouched. (About 60 s.)
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_renewed_during_a_long_apply_are_checked_before_use() {
+    let (emu, ws, aws) = onboarded().await;
+    let acme = aws.only_account("acme", "staging").await;
+    let globex = aws.only_account("globex", "staging").await;
+    let before = aws.stacks(&globex).await;
+    let file = ws.read("tenants/acme.toml");
+    let file = file
+        .replace("log_retention_days = 30", "log_retention_days = 60")
+        .replace("max_iterations = 8", "max_iterations = 9");
+    ws.write("tenants/acme.toml", &file);
+    // The staging account's first AssumeRole is the plan shown first, the second apply's
+    // observation under the lease, the third the session for its changes, the fourth the renewal.
+    let rules = serde_json::json!([
+        {"service": "sts", "action": "AssumeRole", "contains": acme, "nth": [4, 5, 6, 7], "fault": "rewrite",
+            "from": acme, "to": globex, "answer_from": globex, "answer_to": acme, "expire_in": 3600},
+        {"service": "sts", "action": "AssumeRole", "contains": acme, "fault": "rewrite", "expire_in": 62},
+        {"service": "cloudformation", "action": "UpdateStack", "contains": "tenantry-baseline", "fault": "stack_slow", "seconds": 90}]);
+    let (run, log) = ws.run_through_proxy(&emu.endpoint, &rules, 1, &["apply", "acme", "--auto-approve"]);
+    let renewals =
+        log.lines().filter(|l| l.contains("sts:AssumeRole") && l.contains(&acme) && l.starts_with("POST")).count();
+    assert!(renewals >= 4, "the role was assumed again during the stack wait: {log}");
+    assert_eq!(run.code, 1, "{run:?}\n{log}");
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(all.contains(&format!("gave credentials of account {globex}")), "{run:?}");
+    assert_eq!(aws.stacks(&globex).await, before, "globex's stacks are untouched");
+}
+
 /// Deletes acme's staging agent pipeline stack, then starts `apply acme` through a proxy that
 /// holds its `CreateStack` for 4 seconds, and returns once that request is being held: the
 /// proxy (keep it alive until the run ends), the running `apply` and the proxy's log.

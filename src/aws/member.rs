@@ -41,6 +41,15 @@ pub enum SessionError {
         /// The account the credentials act in.
         actual: String,
     },
+    /// `AssumeRole` answered with credentials that have no expiry, or expire within a minute:
+    /// they would be replaced at once (this machine's clock may be wrong, or the endpoint).
+    #[error("AssumeRole into account {account_id} gave credentials {expiry}: refusing them; check this machine's clock and the STS endpoint")]
+    ExpiredCredentials {
+        /// The account the role was assumed in.
+        account_id: String,
+        /// When they expire, as said ("without an expiry", "that expired at ...", ...).
+        expiry: String,
+    },
 }
 
 /// An account that passed the blast-radius guard for one tenant environment.
@@ -166,25 +175,20 @@ impl MemberSession {
             .map_err(|e| Error::from_sdk("sts:AssumeRole", e))?;
         // The account STS says the session acts in (`arn:aws:sts::<account>:assumed-role/...`).
         let said = assumed.assumed_role_user().and_then(|u| account_of_arn(u.arn())).map(str::to_string);
-        let seed = assumed.credentials.map(|c| {
-            Credentials::new(
-                c.access_key_id,
-                c.secret_access_key,
-                Some(c.session_token),
-                std::time::SystemTime::try_from(c.expiration).ok(),
-                "tenantry-assume-role",
-            )
-        });
+        let seed = credentials_of(assumed, &account.account_id)?;
         // The first credentials are the ones just obtained; when they near expiry (long stack
-        // waits outlive one session) the SDK's provider assumes the role again.
-        let refresh = aws_config::sts::AssumeRoleProvider::builder(&arn)
-            .session_name(&session)
-            .session_length(Duration::from_secs(3600))
-            .region(Region::new(region.to_string()))
-            .configure(&clients.sdk)
-            .build()
-            .await;
-        let provider = SeededProvider { seed: std::sync::Mutex::new(seed), refresh };
+        // waits outlive one session) the role is assumed again, and the new credentials are
+        // checked before any request uses them.
+        let provider = CheckedCredentials {
+            current: tokio::sync::Mutex::new(seed),
+            handed_out: std::sync::atomic::AtomicBool::new(false),
+            sts: clients.sts.clone(),
+            sdk: clients.sdk.clone(),
+            role_arn: arn.clone(),
+            session_name: session.clone(),
+            account_id: account.account_id.clone(),
+            region: region.to_string(),
+        };
         let conf = clients
             .sdk
             .to_builder()
@@ -268,25 +272,110 @@ fn arns_all_name<'a>(account: &str, arns: impl IntoIterator<Item = &'a str>) -> 
     any
 }
 
-/// Hands out the credentials of the `AssumeRole` call that proved the role assumable, then those
-/// of the SDK's [`AssumeRoleProvider`](aws_config::sts::AssumeRoleProvider) when the client's
-/// identity cache asks again (near expiry): one `AssumeRole` per session, not two.
-#[derive(Debug)]
-struct SeededProvider {
-    seed: std::sync::Mutex<Option<Credentials>>,
-    refresh: aws_config::sts::AssumeRoleProvider,
+/// How long before their expiry a member session's credentials are replaced (the SDK's
+/// identity cache asks again only once the ones it holds have expired, less a few seconds).
+const REFRESH_BEFORE: Duration = Duration::from_secs(15 * 60);
+
+/// The least time credentials from `AssumeRole` must still be valid for to be taken.
+const MIN_VALIDITY: Duration = Duration::from_secs(60);
+
+/// The credentials of an `AssumeRole` answer for `account_id`. Errors:
+/// [`SessionError::ExpiredCredentials`] when they have no expiry or expire within
+/// [`MIN_VALIDITY`] (an answer that would be replaced at once, by credentials nobody checked
+/// before: the reason this is refused rather than refreshed).
+fn credentials_of(
+    assumed: aws_sdk_sts::operation::assume_role::AssumeRoleOutput,
+    account_id: &str,
+) -> Result<Credentials, SessionError> {
+    let expired = |expiry: String| SessionError::ExpiredCredentials { account_id: account_id.to_string(), expiry };
+    let c = assumed.credentials.ok_or_else(|| expired("without any credentials".into()))?;
+    let expires = std::time::SystemTime::try_from(c.expiration)
+        .map_err(|_| expired(format!("with an unreadable expiry ({})", c.expiration)))?;
+    if expires < std::time::SystemTime::now() + MIN_VALIDITY {
+        return Err(expired(format!("that expire at {} (within a minute, or before now)", c.expiration)));
+    }
+    Ok(Credentials::new(
+        c.access_key_id,
+        c.secret_access_key,
+        Some(c.session_token),
+        Some(expires),
+        "tenantry-assume-role",
+    ))
 }
 
-impl ProvideCredentials for SeededProvider {
+/// A member session's credentials: first those of the `AssumeRole` call that opened the
+/// session (checked by its caller: [`UncheckedSession::check`] or
+/// [`UncheckedSession::shown_by_arns`]); when asked again (the SDK's identity cache asks once
+/// the credentials it holds are about to expire) and they are within [`REFRESH_BEFORE`] of
+/// expiry, the role is assumed again (STS `AssumeRole`) and the new credentials are handed out only after
+/// `GetCallerIdentity`, asked with them, names the session's account. So no request of the
+/// session ever uses credentials nobody checked, however long it lasts.
+#[derive(Debug)]
+struct CheckedCredentials {
+    current: tokio::sync::Mutex<Credentials>,
+    /// Whether `current` was handed out once already.
+    handed_out: std::sync::atomic::AtomicBool,
+    /// STS as the management account, for `AssumeRole`.
+    sts: aws_sdk_sts::Client,
+    /// The SDK config the check's STS client is built from.
+    sdk: aws_config::SdkConfig,
+    role_arn: String,
+    session_name: String,
+    account_id: String,
+    region: String,
+}
+
+impl CheckedCredentials {
+    async fn get(&self) -> Result<Credentials, SessionError> {
+        let mut current = self.current.lock().await;
+        // The first credentials go out as they are (valid for at least `MIN_VALIDITY`): the
+        // session's caller checks them before using anything done with them.
+        let first = !self.handed_out.swap(true, std::sync::atomic::Ordering::SeqCst);
+        let fresh_enough = current.expiry().is_some_and(|at| at > std::time::SystemTime::now() + REFRESH_BEFORE);
+        if first || fresh_enough {
+            return Ok(current.clone());
+        }
+        let assumed = self
+            .sts
+            .assume_role()
+            .role_arn(&self.role_arn)
+            .role_session_name(&self.session_name)
+            .duration_seconds(3600)
+            .send()
+            .await
+            .map_err(|e| Error::from_sdk("sts:AssumeRole", e))?;
+        let said = assumed.assumed_role_user().and_then(|u| account_of_arn(u.arn())).map(str::to_string);
+        if let Some(said) = said.filter(|said| *said != self.account_id) {
+            return Err(SessionError::WrongAccount { expected: self.account_id.clone(), actual: said });
+        }
+        let fresh = credentials_of(assumed, &self.account_id)?;
+        let conf = aws_sdk_sts::config::Builder::from(&self.sdk)
+            .credentials_provider(fresh.clone())
+            .region(Region::new(self.region.clone()))
+            .interceptor(CountCalls)
+            .build();
+        let identity = aws_sdk_sts::Client::from_conf(conf)
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| Error::from_sdk("sts:GetCallerIdentity", e))?;
+        let actual = identity.account.unwrap_or_default();
+        if actual != self.account_id {
+            return Err(SessionError::WrongAccount { expected: self.account_id.clone(), actual });
+        }
+        *current = fresh.clone();
+        Ok(fresh)
+    }
+}
+
+impl ProvideCredentials for CheckedCredentials {
     fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
     where
         Self: 'a,
     {
-        let seed = self.seed.lock().unwrap_or_else(|p| p.into_inner()).take();
-        match seed {
-            Some(c) => future::ProvideCredentials::ready(Ok(c)),
-            None => self.refresh.provide_credentials(),
-        }
+        future::ProvideCredentials::new(async move {
+            self.get().await.map_err(aws_credential_types::provider::error::CredentialsError::provider_error)
+        })
     }
 }
 
