@@ -21,6 +21,8 @@ pub struct OrgSettings {
     pub state_bucket: Option<String>,
     /// OU path under the organization root that every tenant OU path hangs from; empty = the root.
     pub ou_root: String,
+    /// OU path (under `ou_root`) where a suspended tenant's accounts are moved; created if missing.
+    pub quarantine_ou: String,
     /// How many tenants are worked on at once.
     pub concurrency: usize,
     /// How many tenants are observed at once where nothing is changed: `plan`, `status`, and
@@ -63,6 +65,7 @@ impl Default for OrgSettings {
             home_region: "us-east-1".into(),
             state_bucket: None,
             ou_root: String::new(),
+            quarantine_ou: "Quarantine".into(),
             concurrency: 16,
             read_concurrency: 16,
             account_creation_concurrency: 5,
@@ -132,6 +135,11 @@ impl OrgSettings {
         if let Some(b) = &settings.state_bucket {
             check(valid_bucket_name(b), "state_bucket", "not a valid S3 bucket name (3-63 of [a-z0-9.-])");
         }
+        check(
+            valid_ou_path(&settings.quarantine_ou),
+            "quarantine_ou",
+            "an OU path such as `Quarantine` or `Suspended/Tenants` (no leading or trailing `/`)",
+        );
         check(
             settings.ou_root.is_empty() || valid_ou_path(&settings.ou_root),
             "ou_root",

@@ -10,7 +10,7 @@ use crate::config::OrgSettings;
 use crate::guard::{Claim, Claims};
 use crate::render::{Kind, RenderFailure, Renderer};
 use crate::state::AccountRecord;
-use crate::tenant::{tags, Environment, Tenant};
+use crate::tenant::{tags, Environment, Lifecycle, Tenant};
 
 /// Everything tenantry wants to be true for one tenant.
 #[derive(Debug, Clone, Serialize)]
@@ -21,6 +21,9 @@ pub struct DesiredTenant {
     pub name: String,
     /// What reconcile does with drift by default.
     pub drift: crate::tenant::DriftMode,
+    /// `active` or `suspended`: a suspended tenant's accounts are desired in the quarantine OU
+    /// with the [`QUARANTINE_POLICY_SOURCE`] SCP.
+    pub lifecycle: Lifecycle,
     /// Production first, then staging.
     pub accounts: Vec<DesiredAccount>,
     /// The emails and account names every tenant file declares (shared by all tenants of a run):
@@ -254,11 +257,18 @@ pub fn build(
                 Err(failure) => errors.push(FieldError { field: format!("{env}.blueprints.{blueprint}"), failure }),
             }
         }
+        let ou_path = match tenant.spec.lifecycle {
+            Lifecycle::Active => settings.full_ou_path(&spec.ou),
+            Lifecycle::Suspended => {
+                policies.push(quarantine_policy(settings));
+                settings.full_ou_path(&settings.quarantine_ou)
+            }
+        };
         accounts.push(DesiredAccount {
             environment: env,
             email: spec.email.clone(),
             account_name: tenant.account_name(env),
-            ou_path: settings.full_ou_path(&spec.ou),
+            ou_path,
             tags: account_tags,
             policies,
             stacks,
@@ -269,12 +279,43 @@ pub fn build(
             id: tenant.spec.id.clone(),
             name: tenant.spec.name.clone(),
             drift: tenant.spec.drift,
+            lifecycle: tenant.spec.lifecycle,
             accounts,
             claims: Default::default(),
             home_region: settings.home_region.clone(),
         })
     } else {
         Err(errors)
+    }
+}
+
+pub use crate::tenant::QUARANTINE_POLICY_SOURCE;
+
+/// The SCP of a suspended tenant's accounts: every action denied to every principal but
+/// tenantry's access role (`access_role`, through which it keeps the accounts' stacks) and
+/// management role (`management_role`). The same document for every suspended tenant, so one
+/// policy serves them all.
+pub fn quarantine_policy(settings: &OrgSettings) -> DesiredPolicy {
+    let document = json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "TenantrySuspended",
+            "Effect": "Deny",
+            "Action": "*",
+            "Resource": "*",
+            "Condition": {"ArnNotLike": {"aws:PrincipalArn": [
+                format!("arn:*:iam::*:role/{}", settings.access_role),
+                format!("arn:*:iam::*:role/{}", settings.management_role),
+            ]}}
+        }]
+    });
+    let content = document.to_string();
+    let digest = crate::render::sha256_hex(content.as_bytes());
+    DesiredPolicy {
+        source: QUARANTINE_POLICY_SOURCE.to_string(),
+        name: policy_name(QUARANTINE_POLICY_SOURCE, &digest),
+        content,
+        digest,
     }
 }
 
@@ -288,6 +329,30 @@ fn ordered_blueprints(map: &BTreeMap<String, toml::Table>) -> Vec<(&String, &tom
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_quarantine_scp_denies_everything_to_all_but_tenantrys_roles() {
+        let settings =
+            OrgSettings { access_role: "Access".into(), management_role: "tenantry-mgmt".into(), ..Default::default() };
+        let p = quarantine_policy(&settings);
+        let doc: serde_json::Value = serde_json::from_str(&p.content).unwrap();
+        assert_eq!(
+            doc["Statement"],
+            json!([{
+                "Sid": "TenantrySuspended",
+                "Effect": "Deny",
+                "Action": "*",
+                "Resource": "*",
+                "Condition": {"ArnNotLike": {"aws:PrincipalArn": [
+                    "arn:*:iam::*:role/Access",
+                    "arn:*:iam::*:role/tenantry-mgmt"
+                ]}}
+            }])
+        );
+        assert_eq!(p.name, policy_name(QUARANTINE_POLICY_SOURCE, &p.digest));
+        assert_eq!(shared_policy_parts(&p.name).map(|(source, _)| source), Some(QUARANTINE_POLICY_SOURCE));
+        assert_eq!(quarantine_policy(&settings).digest, p.digest, "one document, one SCP for every suspended tenant");
+    }
 
     #[test]
     fn a_content_addressed_scp_name_is_told_from_every_other_name() {

@@ -6,7 +6,7 @@ use super::args::{CheckResult, Command, Output, ProductionChange};
 use crate::desired::DesiredTenant;
 use crate::promote::run::{waves, workloads, Promoter, Promotion, PromotionStatus};
 use crate::promote::{short, Gate};
-use crate::tenant::Tenant;
+use crate::tenant::{Lifecycle, Tenant};
 
 fn find<'a>(tenants: &'a [Tenant], desired: &'a [DesiredTenant], id: &str) -> Result<(&'a Tenant, &'a DesiredTenant)> {
     let t = tenants.iter().find(|t| t.spec.id == id).with_context(|| {
@@ -17,6 +17,19 @@ fn find<'a>(tenants: &'a [Tenant], desired: &'a [DesiredTenant], id: &str) -> Re
     })?;
     let d = desired.iter().find(|d| d.id == id).context("tenant not built")?;
     Ok((t, d))
+}
+
+/// Refuses `command` for a suspended tenant: nothing is deployed to its accounts until its file
+/// says `lifecycle = "active"` again.
+fn refuse_suspended(t: &Tenant, command: &str) -> Result<()> {
+    if t.spec.lifecycle == Lifecycle::Suspended {
+        bail!(
+            "tenant {0} is suspended (lifecycle = \"suspended\" in {1}): `{command}` is refused; set lifecycle = \"active\" and run `tenantry apply {0}` first",
+            t.spec.id,
+            t.path.display()
+        );
+    }
+    Ok(())
 }
 
 fn print_gates(gates: &[Gate]) {
@@ -126,7 +139,9 @@ fn emit<T: serde::Serialize>(output: Output, value: &T) -> Result<()> {
 pub async fn run(p: &Promoter<'_>, tenants: &[Tenant], desired: &[DesiredTenant], command: Command) -> Result<u8> {
     match command {
         Command::Stage { tenant, workload, output } => {
-            stage(p, find(tenants, desired, &tenant)?.0, workload, output).await
+            let (t, _) = find(tenants, desired, &tenant)?;
+            refuse_suspended(t, "stage")?;
+            stage(p, t, workload, output).await
         }
         Command::Evidence { tenant, release, check, result, url, note } => {
             let (t, _) = find(tenants, desired, &tenant)?;
@@ -156,6 +171,7 @@ pub async fn run(p: &Promoter<'_>, tenants: &[Tenant], desired: &[DesiredTenant]
             let done = match tenant {
                 Some(id) if !all => {
                     let (t, d) = find(tenants, desired, &id)?;
+                    refuse_suspended(t, "promote")?;
                     promote_one(p, t, d, release.as_deref(), &how).await?
                 }
                 _ => promote_all(p, tenants, desired, &canary, wave_size, &how).await?,
@@ -165,6 +181,7 @@ pub async fn run(p: &Promoter<'_>, tenants: &[Tenant], desired: &[DesiredTenant]
         }
         Command::Rollback { tenant, how } => {
             let (t, _) = find(tenants, desired, &tenant)?;
+            refuse_suspended(t, "rollback")?;
             rollback(p, t, &how).await
         }
         Command::History { tenant, output } => history(p, find(tenants, desired, &tenant)?.0, output).await,
@@ -261,11 +278,19 @@ async fn promote_all(
 ) -> Result<Vec<Promotion>> {
     let (workload, dry_run, approve, output) = (&how.workload, how.dry_run, how.approve, how.output);
     let mut done: Vec<Promotion> = Vec::new();
-    let with: Vec<&Tenant> = tenants.iter().filter(|t| !t.spec.workloads.is_empty()).collect();
+    let (with, suspended): (Vec<&Tenant>, Vec<&Tenant>) =
+        tenants.iter().filter(|t| !t.spec.workloads.is_empty()).partition(|t| t.spec.lifecycle == Lifecycle::Active);
     for c in canary {
+        if let Some(t) = suspended.iter().find(|t| &t.spec.id == c) {
+            refuse_suspended(t, "promote")?;
+        }
         if !with.iter().any(|t| &t.spec.id == c) {
             bail!("canary `{c}` is not a tenant with workloads");
         }
+    }
+    if !suspended.is_empty() {
+        let ids: Vec<&str> = suspended.iter().map(|t| t.spec.id.as_str()).collect();
+        tracing::warn!("not promoted, suspended (lifecycle = \"suspended\"): {}", ids.join(", "));
     }
     let plan = waves(&with, canary, wave_size);
     for (i, wave) in plan.iter().enumerate() {

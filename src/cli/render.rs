@@ -59,11 +59,15 @@ pub(super) fn print_plan(plan: &Plan, errors: &BTreeMap<String, String>) {
 }
 
 pub(super) fn print_tenant_plan(t: &TenantPlan) {
+    let name = match t.lifecycle {
+        crate::tenant::Lifecycle::Active => t.tenant.clone(),
+        other => format!("{} ({})", t.tenant, other.as_str()),
+    };
     if t.steps.is_empty() && t.refusals.is_empty() && t.manual.is_empty() {
-        crate::out!("tenant {}: in sync", t.tenant);
+        crate::out!("tenant {name}: in sync");
         return;
     }
-    crate::out!("tenant {}:", t.tenant);
+    crate::out!("tenant {name}:");
     for s in &t.steps {
         crate::out!("  {s}");
     }

@@ -15,7 +15,7 @@ use crate::desired::{DesiredAccount, DesiredPolicy, DesiredTenant};
 use crate::observe::{
     AccountObservation, FoundBy, ObservedAccount, ObservedTenant, OrgOverview, PolicyDocument, ResourceDrift,
 };
-use crate::tenant::{tags, Environment};
+use crate::tenant::{tags, Environment, Lifecycle};
 
 /// One change on the organization itself, made before any tenant's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,7 +82,12 @@ impl fmt::Display for OrgStep {
             OrgStep::CreateOu { path } => write!(f, "+ create OU {path}"),
             OrgStep::CreatePolicy { name, source, digest, accounts } => write!(
                 f,
-                "+ create SCP {name} from policies/{source}.json (sha256 {}; for {accounts} account{})",
+                "+ create SCP {name} from {} (sha256 {}; for {accounts} account{})",
+                if source == crate::tenant::QUARANTINE_POLICY_SOURCE {
+                    "tenantry's quarantine document (deny all but tenantry's roles)".to_string()
+                } else {
+                    format!("policies/{source}.json")
+                },
                 short(digest),
                 if *accounts == 1 { "" } else { "s" }
             ),
@@ -425,6 +430,9 @@ impl fmt::Display for Change {
 pub struct TenantPlan {
     /// Tenant id.
     pub tenant: String,
+    /// The tenant file's `lifecycle` (omitted in JSON when `active`).
+    #[serde(default, skip_serializing_if = "Lifecycle::is_active")]
+    pub lifecycle: Lifecycle,
     /// Steps in order.
     pub steps: Vec<Step>,
     /// Reasons tenantry refuses to act on this tenant (blast-radius guard, collisions). A tenant
@@ -755,7 +763,14 @@ pub fn tenant(desired: &DesiredTenant, observed: &ObservedTenant) -> TenantPlan 
             }
         }
     }
-    TenantPlan { tenant: desired.id.clone(), steps, refusals, manual, facts: saved::facts(observed) }
+    TenantPlan {
+        tenant: desired.id.clone(),
+        lifecycle: desired.lifecycle,
+        steps,
+        refusals,
+        manual,
+        facts: saved::facts(observed),
+    }
 }
 
 /// Steps after creating an account: it starts in the root, carries its tags from `CreateAccount`.

@@ -217,6 +217,7 @@ mod tests {
 
     fn plan(steps: Vec<Step>, facts: &[(&str, &str)]) -> TenantPlan {
         TenantPlan {
+            lifecycle: Default::default(),
             tenant: "acme".into(),
             steps,
             refusals: vec![],

@@ -33,6 +33,7 @@ pub(crate) fn desired() -> DesiredTenant {
         id: "acme".into(),
         name: "Acme".into(),
         drift: crate::tenant::DriftMode::Report,
+        lifecycle: crate::tenant::Lifecycle::Active,
         accounts: vec![
             account(Environment::Production, "Tenants/Production", &["baseline"]),
             account(Environment::Staging, "Tenants/Staging", &["baseline", "agent-pipeline"]),

@@ -60,6 +60,40 @@ pub enum DriftMode {
     Remediate,
 }
 
+/// The `source` of the SCP a suspended tenant's accounts carry (not a file in `policies/`, and
+/// reserved there; its name is content-addressed like the others':
+/// `tenantry-quarantine-<digest prefix>`).
+pub const QUARANTINE_POLICY_SOURCE: &str = "quarantine";
+
+/// Where a tenant is in its life as a client.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Lifecycle {
+    /// Managed as the file says.
+    #[default]
+    Active,
+    /// Frozen: both accounts sit in `quarantine_ou` (of `tenantry.toml`) with an SCP that denies
+    /// everything to every principal but tenantry's access and management roles; stacks and data
+    /// stay; `stage`, `promote` and `rollback` are refused. Setting `active` again puts the
+    /// accounts back in their OUs and detaches that SCP.
+    Suspended,
+}
+
+impl Lifecycle {
+    /// Whether this is `active` (the default).
+    pub fn is_active(&self) -> bool {
+        *self == Lifecycle::Active
+    }
+
+    /// The value as written in tenant files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lifecycle::Active => "active",
+            Lifecycle::Suspended => "suspended",
+        }
+    }
+}
+
 /// The contents of one tenant file.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[schemars(deny_unknown_fields)]
@@ -71,6 +105,9 @@ pub struct TenantSpec {
     /// Default reconcile behaviour for drift.
     #[serde(default)]
     pub drift: DriftMode,
+    /// `active` (the default) or `suspended` ([`Lifecycle`]).
+    #[serde(default)]
+    pub lifecycle: Lifecycle,
     /// The production account.
     pub production: AccountSpec,
     /// The digital-twin staging account.

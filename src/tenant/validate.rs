@@ -275,9 +275,19 @@ fn check_policies(spec: &TenantSpec, env: Environment, renderer: &Renderer, err:
     let a = spec.account(env);
     if a.policies.len() > POLICIES_MAX {
         err(format!("{env}.policies"), format!("at most {POLICIES_MAX} policies: AWS attaches at most 5 SCPs to an account and FullAWSAccess takes one"));
+    } else if spec.lifecycle == super::Lifecycle::Suspended && a.policies.len() > POLICIES_MAX - 1 {
+        err(
+            format!("{env}.policies"),
+            format!("at most {} policies while lifecycle = \"suspended\": AWS attaches at most 5 SCPs to an account, FullAWSAccess takes one and the quarantine SCP another", POLICIES_MAX - 1),
+        );
     }
     for (i, p) in a.policies.iter().enumerate() {
-        if !renderer.has(Kind::Policy, p) {
+        if p == super::QUARANTINE_POLICY_SOURCE {
+            err(
+                format!("{env}.policies.{i}"),
+                format!("`{p}` is reserved: it names the SCP tenantry attaches to a suspended tenant's accounts; rename policies/{p}.json"),
+            );
+        } else if !renderer.has(Kind::Policy, p) {
             err(
                 format!("{env}.policies.{i}"),
                 format!(
@@ -441,7 +451,7 @@ fn check_parameters(
 
 /// "unknown field" with the known fields at that level and the closest one, if any is close.
 fn unknown_field_message(path: &str) -> String {
-    const TOP: &[&str] = &["id", "name", "drift", "production", "staging", "workloads", "promotion"];
+    const TOP: &[&str] = &["id", "name", "drift", "lifecycle", "production", "staging", "workloads", "promotion"];
     const ACCOUNT: &[&str] = &["email", "account_name", "ou", "allowed_regions", "tags", "policies", "blueprints"];
     let (parent, key) = path.rsplit_once('.').unwrap_or(("", path));
     const PROMOTION: &[&str] = &["required_checks", "soak", "approval", "high_risk_resource_types"];
