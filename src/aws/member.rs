@@ -135,14 +135,14 @@ impl MemberSession {
     }
 
     /// Assumes `role_name` in the verified account (STS `AssumeRole`, session name
-    /// `tenantry-<tenant>-<environment>`, sessions of 3,600 s refreshed by the SDK's
-    /// `AssumeRoleProvider`). The first `AssumeRole` is retried on `AccessDenied` with
+    /// `tenantry-<tenant>-<environment>`, sessions of 3,600 s, renewed and checked before use
+    /// when they near expiry: [`CheckedCredentials`]). The first `AssumeRole` is retried on `AccessDenied` with
     /// exponential backoff for up to `retry_for` — a new account's role can take minutes to
     /// become assumable; other errors fail at once. An answer whose `AssumedRoleUser` ARN names
     /// another account is refused at once; the answer's word is not proof (the endpoint that
     /// handed out the credentials says it), so the session is returned unchecked. Errors:
     /// [`SessionError::Aws`] (the role could not be assumed), [`SessionError::WrongAccount`],
-    /// [`SessionError::Interrupted`].
+    /// [`SessionError::ExpiredCredentials`], [`SessionError::Interrupted`].
     pub async fn assume_unchecked(
         clients: &Clients,
         account: &VerifiedAccount,

@@ -158,9 +158,10 @@ impl OrgIndex {
     }
 
     /// The parent of an account that sat in one of the tenants' OUs when they were listed
-    /// (`None` for any other account). Waits for the listing [`Self::load`] started; lists
-    /// again (`ListAccountsForParent`) if that listing failed or its task ended without an
-    /// answer. Errors are that listing's.
+    /// (`None` for any other account). Waits for the listing [`Self::load`] started, whose
+    /// error goes to the first caller; lists again (`ListAccountsForParent`) for a later caller
+    /// after a failure, or when that listing's task ended without an answer. Errors are the
+    /// listing's.
     pub async fn parent(&self, c: &Client, account_id: &str) -> Result<Option<&str>> {
         let parents = self
             .parents
