@@ -2,7 +2,8 @@
 //!
 //! - `lifecycle = "suspended"`: both accounts move to the quarantine OU (created) and carry the
 //!   quarantine SCP besides their own; stacks stay; `stage`, `promote` and `rollback` are
-//!   refused; `reconcile` keeps it so; `active` again puts everything back in one apply;
+//!   refused; `reconcile` keeps it so; `active` again puts everything back in one apply; the
+//!   tenant's ledger holds every step `apply` and `reconcile --remediate` carried out;
 //! - a tenant file removed: `plan` and `apply` list its accounts as orphaned and change nothing
 //!   (`tests/identity.rs`).
 
@@ -84,6 +85,27 @@ async fn a_suspended_tenant_is_quarantined_kept_so_and_restored_in_one_apply() {
     assert_eq!(plan.code, 0, "{plan:?}");
     assert!(plan.stdout.contains("tenant acme (suspended): in sync"), "{plan:?}");
 
+    // The ledger holds every step carried out, with the command and who ran it: the onboarding's
+    // and the suspension's.
+    let applied = |doc: &serde_json::Value| -> Vec<serde_json::Value> {
+        doc["records"].as_array().unwrap().iter().filter(|r| r["kind"] == "applied").cloned().collect()
+    };
+    let history = ws.run(&emu.endpoint, &["history", "acme", "--output", "json"]);
+    assert_eq!(history.code, 0, "{history:?}");
+    let records = applied(&serde_json::from_str(&history.stdout).unwrap());
+    assert_eq!(records.len(), 2, "{history:?}");
+    let suspension = &records[1];
+    assert_eq!(suspension["detail"]["command"], "apply", "{suspension:#}");
+    assert!(suspension["by"].as_str().is_some_and(|by| by.starts_with("arn:")), "{suspension:#}");
+    let steps: Vec<&str> =
+        suspension["detail"]["steps"].as_array().unwrap().iter().map(|s| s["action"].as_str().unwrap()).collect();
+    assert_eq!(steps, ["move_account", "attach_policy", "move_account", "attach_policy"], "{suspension:#}");
+    let onboarding = records[0]["detail"]["steps"].as_array().unwrap();
+    assert!(onboarding.iter().any(|s| s["action"] == "create_account"), "{:#}", records[0]);
+    let text = ws.run(&emu.endpoint, &["history", "acme"]);
+    assert!(text.stdout.contains("applied") && text.stdout.contains("apply: 4 step(s)"), "{text:?}");
+    assert!(text.stdout.contains(&format!("      ~ production: move account {}", acme[0])), "{text:?}");
+
     // Nothing is deployed to a suspended tenant.
     for args in [&["stage", "acme"][..], &["promote", "acme"][..], &["rollback", "acme"][..]] {
         let run = ws.run(&emu.endpoint, args);
@@ -112,6 +134,10 @@ async fn a_suspended_tenant_is_quarantined_kept_so_and_restored_in_one_apply() {
     assert_eq!(aws.ou_path(&acme[0]).await, "Quarantine", "{fixed:?}");
     let report = ws.run(&emu.endpoint, &["reconcile", "acme", "--report-only"]);
     assert_eq!(report.code, 0, "{report:?}");
+    let history = ws.run(&emu.endpoint, &["history", "acme", "--output", "json"]);
+    let records = applied(&serde_json::from_str(&history.stdout).unwrap());
+    assert_eq!(records.len(), 3, "the remediation is recorded too: {history:?}");
+    assert_eq!(records[2]["detail"]["command"], "reconcile", "{:#}", records[2]);
 
     // Active again: back where they were, the quarantine SCP detached and deleted.
     set_lifecycle(&ws, "active");

@@ -24,6 +24,8 @@ pub struct Context {
     pub store: StateStore,
     /// The management account tenantry runs in.
     pub management_account_id: String,
+    /// Who runs this command (STS `GetCallerIdentity`'s ARN): recorded in the ledger.
+    pub caller_arn: String,
     /// What the state bucket was as a state location when first asked in this run.
     pub state_location: tokio::sync::OnceCell<Location>,
 }

@@ -175,11 +175,17 @@ pub struct TenantOutcome {
     /// What made it stale, one item each (JSON only when stale).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub stale_changes: Vec<String>,
+    /// The tenant's account ids as the run left them (those it created included).
+    #[serde(skip)]
+    pub accounts: BTreeMap<Environment, String>,
 }
 
 /// How [`Engine::run_tenant`] works on a tenant.
 #[derive(Debug, Clone, Copy)]
 pub struct RunMode {
+    /// The command, as recorded in the ledger with the steps it carried out (`apply`,
+    /// `reconcile`).
+    pub command: &'static str,
     /// How long to wait for a lease another process holds; zero skips the tenant at once.
     pub lease_wait: Duration,
     /// Run CloudFormation drift detection on every stack.
@@ -213,6 +219,7 @@ impl Engine {
     /// The mode of `apply`: wait for the lease, no drift detection, execute.
     pub fn apply_mode(&self) -> RunMode {
         RunMode {
+            command: "apply",
             lease_wait: Duration::from_secs(self.ctx.settings.lease_wait_seconds),
             detect_drift: false,
             execute: true,
@@ -418,12 +425,50 @@ impl Engine {
             if let Err(e) = self.run_leased(desired, overview, &lease, mode, approved, &mut outcome).await {
                 outcome.error = Some(e);
             }
+            if !outcome.applied.is_empty() {
+                if let Err(e) = self.record_applied(&desired.id, mode.command, &outcome).await {
+                    let e = Error::from(e);
+                    tracing::error!(tenant = %desired.id, "could not record the steps carried out in the ledger: {e:#}");
+                    outcome.error.get_or_insert(e);
+                }
+            }
             if let Err(e) = lease.release().await {
                 tracing::warn!(tenant = %desired.id, "could not release lease (it will expire): {e:#}");
             }
             outcome
         })
         .await
+    }
+
+    /// Appends to the tenant's ledger the steps `outcome` carried out, by whom and with which
+    /// command, and the error that stopped it if one did (one `PutObject` with
+    /// `If-None-Match: *`; a [`LedgerKind::Applied`](crate::state::ledger::LedgerKind::Applied) record).
+    async fn record_applied(
+        &self,
+        tenant: &str,
+        command: &str,
+        outcome: &TenantOutcome,
+    ) -> std::result::Result<(), crate::state::Error> {
+        let detail = serde_json::json!({
+            "command": command,
+            "accounts": outcome.accounts,
+            "steps": outcome.applied,
+            "error": outcome.error.as_ref().map(|e| format!("{e:#}")),
+        });
+        let rec = crate::state::ledger::LedgerRecord::new(
+            tenant,
+            crate::state::ledger::LedgerKind::Applied,
+            None,
+            "",
+            &self.ctx.caller_arn,
+            detail,
+        );
+        match self.ctx.store.append_record(&rec).await {
+            // The key carries this record's random id: only an earlier attempt of this very
+            // request (its answer lost, then retried) can have stored it.
+            Err(crate::state::Error::WriteConflict(_)) => Ok(()),
+            other => other,
+        }
     }
 
     async fn run_leased(
@@ -470,6 +515,7 @@ impl Engine {
                 crate::out!("{}: {step}", desired.id);
             }
             outcome.applied.push(step.clone());
+            outcome.accounts = run.account_ids.clone();
         }
         run.finish().await
     }

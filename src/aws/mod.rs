@@ -124,6 +124,15 @@ fn retry_config_from(
     Ok(config.with_max_attempts(attempts))
 }
 
+/// The identity of the credentials tenantry runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The account (the organization's management account).
+    pub account_id: String,
+    /// The caller's ARN (a user, or an assumed role with its session name).
+    pub arn: String,
+}
+
 impl Clients {
     /// Loads the standard AWS configuration. The region comes from the usual chain, falling back to
     /// `home_region` of `tenantry.toml`. Every attempt of a request is abandoned (and retried by
@@ -170,17 +179,14 @@ impl Clients {
         cfn::Wait { timeout: Duration::from_secs(settings.stack_timeout_seconds), min_delay, max_delay }
     }
 
-    /// The caller's ARN (STS `GetCallerIdentity`), recorded in the promotion ledger.
-    pub async fn caller_arn(&self) -> Result<String, Error> {
+    /// Who the credentials are (STS `GetCallerIdentity`): the management account's id and the
+    /// caller's ARN (recorded in the ledger as who ran a command).
+    pub async fn caller(&self) -> Result<Caller, Error> {
         let out = self.sts.get_caller_identity().send().await.classify("sts:GetCallerIdentity")?;
-        Ok(out.arn.unwrap_or_default())
-    }
-
-    /// The management account id (STS `GetCallerIdentity`).
-    pub async fn management_account_id(&self) -> Result<String, Error> {
-        let out = self.sts.get_caller_identity().send().await.classify("sts:GetCallerIdentity")?;
-        out.account
-            .ok_or_else(|| Error::new("sts:GetCallerIdentity", ErrorKind::Service, "no account id in the answer"))
+        let account_id = out
+            .account
+            .ok_or_else(|| Error::new("sts:GetCallerIdentity", ErrorKind::Service, "no account id in the answer"))?;
+        Ok(Caller { account_id, arn: out.arn.unwrap_or_default() })
     }
 }
 

@@ -207,8 +207,9 @@ fn selection(cli: &Cli, inputs: &Inputs, saved: Option<&SavedPlan>) -> Result<Ve
 async fn connect(cli: &Cli, inputs: &Inputs, saved: Option<&SavedPlan>) -> Result<Session> {
     let clients = Clients::load(&inputs.settings).await?;
     // Both read-only; the organization is used only once the credentials' account is known.
-    let (caller, overview) = tokio::join!(clients.management_account_id(), crate::aws::org::overview(&clients.org));
-    let management_account_id = caller.context("who am I? (check AWS credentials)")?;
+    let (caller, overview) = tokio::join!(clients.caller(), crate::aws::org::overview(&clients.org));
+    let caller = caller.context("who am I? (check AWS credentials)")?;
+    let management_account_id = caller.account_id.clone();
     let selected = selection(cli, inputs, saved)?;
     if let Some(s) = saved.filter(|s| s.management_account_id != management_account_id) {
         bail!(
@@ -238,6 +239,7 @@ async fn connect(cli: &Cli, inputs: &Inputs, saved: Option<&SavedPlan>) -> Resul
         clients,
         settings: inputs.settings.clone(),
         management_account_id: management_account_id.clone(),
+        caller_arn: caller.arn,
         state_location: Default::default(),
     };
     let engine = Engine {
@@ -345,7 +347,7 @@ async fn dispatch(
         | Command::Approve { .. }
         | Command::Rollback { .. }
         | Command::History { .. } => {
-            let caller = engine.ctx.clients.caller_arn().await?;
+            let caller = engine.ctx.caller_arn.clone();
             let promoter = crate::promote::run::Promoter {
                 ctx: &engine.ctx,
                 renderer: &inputs.renderer,

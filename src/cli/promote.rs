@@ -383,15 +383,20 @@ fn print_history(tenant: &str, records: &[crate::promote::LedgerRecord], product
     for r in records {
         let kind = serde_json::to_value(r.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
         let detail = record_detail(r);
+        // A multi-line detail (the steps of an `applied` record) goes under its line.
+        let (first, more) = detail.split_once('\n').unwrap_or((detail.as_str(), ""));
         crate::out!(
             "{}  {:<16} {:<10} {}  {}  by {}",
             r.stored_at.trim_end_matches('Z'),
             kind,
             r.workload.as_deref().unwrap_or("-"),
             short(&r.release),
-            detail,
+            first,
             r.by
         );
+        if !more.is_empty() {
+            crate::out!("{more}");
+        }
     }
     for w in production {
         crate::out!("{}", w.line());
@@ -432,6 +437,25 @@ fn record_detail(r: &crate::promote::LedgerRecord) -> String {
             format!("{} change(s)", r.detail["changes"].as_array().map_or(0, Vec::len))
         }
         crate::promote::LedgerKind::Approval => r.detail["via"].as_str().unwrap_or("").to_string(),
+        crate::promote::LedgerKind::Applied => {
+            let steps = r.detail["steps"].as_array().cloned().unwrap_or_default();
+            let mut out = format!("{}: {} step(s)", r.detail["command"].as_str().unwrap_or("?"), steps.len());
+            if let Some(accounts) = r.detail["accounts"].as_object().filter(|a| !a.is_empty()) {
+                let list: Vec<String> =
+                    accounts.iter().map(|(env, id)| format!("{env} {}", id.as_str().unwrap_or("?"))).collect();
+                out.push_str(&format!(" (accounts: {})", list.join(", ")));
+            }
+            if let Some(e) = r.detail["error"].as_str() {
+                out.push_str(&format!(", then failed: {}", e.lines().next().unwrap_or("")));
+            }
+            for step in steps {
+                match serde_json::from_value::<crate::plan::Step>(step.clone()) {
+                    Ok(s) => out.push_str(&format!("\n      {s}")),
+                    Err(_) => out.push_str(&format!("\n      {step}")),
+                }
+            }
+            out
+        }
     }
 }
 

@@ -79,7 +79,13 @@ async fn tenant(
     d: &DesiredTenant,
     remediate: bool,
 ) -> (TenantReport, BTreeSet<String>) {
-    let mode = RunMode { lease_wait: Duration::ZERO, detect_drift: true, execute: remediate, stop_on_signal: false };
+    let mode = RunMode {
+        command: "reconcile",
+        lease_wait: Duration::ZERO,
+        detect_drift: true,
+        execute: remediate,
+        stop_on_signal: false,
+    };
     let outcome = engine.run_tenant(d, overview, mode, None).await;
     let mut report = TenantReport {
         tenant: d.id.clone(),

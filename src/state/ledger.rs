@@ -74,6 +74,11 @@ pub enum LedgerKind {
     PromotionFailed,
     /// The previously promoted release went back to production.
     RolledBack,
+    /// Steps `apply` or `reconcile --remediate` carried out on the tenant's accounts (creations,
+    /// moves, tags, SCPs, stacks, suspensions), one record per tenant and run: `detail.command`,
+    /// `detail.steps` (as in `apply --output json`), `detail.error` when a step failed. `release`
+    /// is empty.
+    Applied,
     /// Intent: a production change set is about to be executed (`detail.as` says whether as a
     /// promotion or a rollback). The outcome record (`promoted`, `rolled_back`,
     /// `promotion_failed`) names it in `detail.intent`; an intent without an outcome is what a
