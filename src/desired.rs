@@ -292,9 +292,11 @@ pub fn build(
 pub use crate::tenant::QUARANTINE_POLICY_SOURCE;
 
 /// The SCP of a suspended tenant's accounts: every action denied to every principal but
-/// tenantry's access role (`access_role`, through which it keeps the accounts' stacks) and
-/// management role (`management_role`). The same document for every suspended tenant, so one
-/// policy serves them all.
+/// tenantry's access role (`access_role`, through which it keeps the accounts and their stacks;
+/// the `protect-tenantry` policy keeps others from changing that role while the tenant is
+/// active). Not tenantry's management role: SCPs never apply to the management account, and a
+/// role of that name in a member account would be anyone's. The same document for every
+/// suspended tenant, so one policy serves them all.
 pub fn quarantine_policy(settings: &OrgSettings) -> DesiredPolicy {
     let document = json!({
         "Version": "2012-10-17",
@@ -305,7 +307,6 @@ pub fn quarantine_policy(settings: &OrgSettings) -> DesiredPolicy {
             "Resource": "*",
             "Condition": {"ArnNotLike": {"aws:PrincipalArn": [
                 format!("arn:*:iam::*:role/{}", settings.access_role),
-                format!("arn:*:iam::*:role/{}", settings.management_role),
             ]}}
         }]
     });
@@ -331,7 +332,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_quarantine_scp_denies_everything_to_all_but_tenantrys_roles() {
+    fn the_quarantine_scp_denies_everything_to_all_but_tenantrys_access_role() {
         let settings =
             OrgSettings { access_role: "Access".into(), management_role: "tenantry-mgmt".into(), ..Default::default() };
         let p = quarantine_policy(&settings);
@@ -344,8 +345,7 @@ mod tests {
                 "Action": "*",
                 "Resource": "*",
                 "Condition": {"ArnNotLike": {"aws:PrincipalArn": [
-                    "arn:*:iam::*:role/Access",
-                    "arn:*:iam::*:role/tenantry-mgmt"
+                    "arn:*:iam::*:role/Access"
                 ]}}
             }])
         );

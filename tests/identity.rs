@@ -788,6 +788,7 @@ async fn a_removed_tenant_file_lists_its_accounts_as_orphaned_and_touches_nothin
     let json = ws.run(&emu.endpoint, &["plan", "--output", "json"]);
     assert_eq!(json.code, 2, "{json:?}");
     let doc: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(doc["orphans"], true, "{doc:#}");
     assert_eq!(
         doc["plan"]["orphaned"],
         serde_json::json!([{"tenant": "globex", "accounts": {"production": ids[0], "staging": ids[1]}}]),
@@ -810,4 +811,13 @@ async fn a_removed_tenant_file_lists_its_accounts_as_orphaned_and_touches_nothin
         assert_eq!(now, was, "globex's account {id} is untouched");
     }
     assert_eq!(aws.tenant_accounts().await.len(), 4, "no account created or lost");
+
+    // Its ledger is still there to read.
+    let history = ws.run(&emu.endpoint, &["history", "globex"]);
+    assert_eq!(history.code, 0, "{history:?}");
+    assert!(history.stdout.contains("tenant globex: no tenant file; its ledger:"), "{history:?}");
+    assert!(history.stdout.contains("applied"), "the onboarding's record: {history:?}");
+    let unknown = ws.run(&emu.endpoint, &["history", "initech"]);
+    assert_eq!(unknown.code, 1, "{unknown:?}");
+    assert!(unknown.stderr.contains("no ledger records of tenant `initech` either"), "{unknown:?}");
 }

@@ -96,6 +96,7 @@ async fn a_suspended_tenant_is_quarantined_kept_so_and_restored_in_one_apply() {
     assert_eq!(records.len(), 2, "{history:?}");
     let suspension = &records[1];
     assert_eq!(suspension["detail"]["command"], "apply", "{suspension:#}");
+    assert_eq!(suspension["detail"]["lifecycle"], "suspended", "{suspension:#}");
     assert!(suspension["by"].as_str().is_some_and(|by| by.starts_with("arn:")), "{suspension:#}");
     let steps: Vec<&str> =
         suspension["detail"]["steps"].as_array().unwrap().iter().map(|s| s["action"].as_str().unwrap()).collect();
@@ -139,8 +140,17 @@ async fn a_suspended_tenant_is_quarantined_kept_so_and_restored_in_one_apply() {
     assert_eq!(records.len(), 3, "the remediation is recorded too: {history:?}");
     assert_eq!(records[2]["detail"]["command"], "reconcile", "{:#}", records[2]);
 
-    // Active again: back where they were, the quarantine SCP detached and deleted.
+    // Active again: back where they were, the quarantine SCP detached and deleted. Until apply
+    // has done so, nothing is deployed to the accounts still quarantined.
     set_lifecycle(&ws, "active");
+    for args in [&["stage", "acme"][..], &["promote", "acme"][..]] {
+        let run = ws.run(&emu.endpoint, args);
+        assert_eq!(run.code, 1, "{args:?}: {run:?}");
+        assert!(
+            run.stderr.contains(&format!("still carries the quarantine SCP {quarantine_scp}")),
+            "{args:?}: {run:?}"
+        );
+    }
     let plan = ws.run(&emu.endpoint, &["plan"]);
     assert_eq!(plan.code, 2, "{plan:?}");
     assert!(plan.stdout.contains("from OU Quarantine"), "{plan:?}");
@@ -160,8 +170,9 @@ async fn a_suspended_tenant_is_quarantined_kept_so_and_restored_in_one_apply() {
     }
 }
 
-/// `validate` explains what lifecycle values there are, reserves the quarantine SCP's name, and
-/// keeps a slot for the quarantine SCP when the tenant is suspended.
+/// `validate` explains what lifecycle values there are, refuses a quarantine OU that overlaps a
+/// tenant's OU, reserves the quarantine SCP's name, and keeps a slot for the quarantine SCP
+/// when the tenant is suspended.
 #[test]
 fn lifecycle_values_are_checked_by_validate() {
     let ws = Workspace::new();
@@ -174,6 +185,12 @@ fn lifecycle_values_are_checked_by_validate() {
     set_lifecycle(&ws, "suspended");
     let ok = ws.run("http://127.0.0.1:9", &["validate"]);
     assert_eq!(ok.code, 0, "{ok:?}");
+    let settings = ws.read("tenantry.toml");
+    ws.write("tenantry.toml", &settings.replace("quarantine_ou = \"Quarantine\"", "quarantine_ou = \"Tenants\""));
+    let run = ws.run("http://127.0.0.1:9", &["validate"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("`Tenants/Production` overlaps quarantine_ou `Tenants`"), "{run:?}");
+    ws.write("tenantry.toml", &settings);
     ws.write("policies/quarantine.json", r#"{"Version": "2012-10-17", "Statement": []}"#);
     let file = ws.read("tenants/acme.toml");
     let first = file.find("policies = [").unwrap();

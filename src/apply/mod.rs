@@ -426,7 +426,7 @@ impl Engine {
                 outcome.error = Some(e);
             }
             if !outcome.applied.is_empty() {
-                if let Err(e) = self.record_applied(&desired.id, mode.command, &outcome).await {
+                if let Err(e) = self.record_applied(desired, mode.command, &outcome).await {
                     let e = Error::from(e);
                     tracing::error!(tenant = %desired.id, "could not record the steps carried out in the ledger: {e:#}");
                     outcome.error.get_or_insert(e);
@@ -440,17 +440,19 @@ impl Engine {
         .await
     }
 
-    /// Appends to the tenant's ledger the steps `outcome` carried out, by whom and with which
-    /// command, and the error that stopped it if one did (one `PutObject` with
+    /// Appends to the tenant's ledger the steps `outcome` carried out, by whom, with which
+    /// command and for which lifecycle, and the error that stopped it if one did (one `PutObject` with
     /// `If-None-Match: *`; a [`LedgerKind::Applied`](crate::state::ledger::LedgerKind::Applied) record).
     async fn record_applied(
         &self,
-        tenant: &str,
+        desired: &DesiredTenant,
         command: &str,
         outcome: &TenantOutcome,
     ) -> std::result::Result<(), crate::state::Error> {
+        let tenant = desired.id.as_str();
         let detail = serde_json::json!({
             "command": command,
+            "lifecycle": desired.lifecycle,
             "accounts": outcome.accounts,
             "steps": outcome.applied,
             "error": outcome.error.as_ref().map(|e| format!("{e:#}")),

@@ -88,7 +88,8 @@ pub enum Output {
 pub enum Command {
     /// Check every tenant file and tenantry.toml without touching AWS; exit 1 on any error.
     Validate,
-    /// Read live state and show what `apply` would do. Exit 0: no changes, 2: changes, 1: error.
+    /// Read live state and show what `apply` would do. Exit 0: no changes, 2: changes (or a
+    /// difference for a person: a manual change, a tenant whose file was removed), 1: error.
     Plan {
         /// Tenants to plan (default: all).
         tenants: Vec<String>,
@@ -194,8 +195,9 @@ pub enum Command {
         output: Output,
     },
     /// Promote a converged release to production through a change set. Exit 0: promoted (or
-    /// already there, or --dry-run), 2: refused by a gate or waiting for approval, 1: error or a
-    /// failed deploy (CloudFormation rolls production back; the output says the stack's status).
+    /// already there, or --dry-run), 2: refused by a gate or waiting for approval, 1: error, a
+    /// failed deploy (CloudFormation rolls production back; the output says the stack's status),
+    /// or a suspended tenant.
     Promote {
         /// Tenant id (or --all).
         #[arg(required_unless_present = "all", conflicts_with = "all")]
@@ -231,7 +233,8 @@ pub enum Command {
         #[command(flatten)]
         how: ProductionChange,
     },
-    /// The tenant's promotion ledger: stages, evidence, approvals, promotions, rollbacks.
+    /// The tenant's ledger: stages, evidence, approvals, promotions, rollbacks, and the steps
+    /// `apply` and `reconcile --remediate` carried out (also for a tenant whose file is gone).
     History {
         /// Tenant id.
         tenant: String,

@@ -148,6 +148,8 @@ struct PlanReport<'a> {
     changes: bool,
     /// Differences apply cannot make (each tenant's `manual`): `plan` exits 2 for them too.
     manual_differences: bool,
+    /// Tenants whose file was removed (`plan.orphaned`): `plan` exits 2 for them too.
+    orphans: bool,
     plan: &'a Plan,
     errors: BTreeMap<String, String>,
     /// AWS requests this run made.
@@ -257,6 +259,7 @@ pub(super) async fn cmd_plan(
             serde_json::to_string_pretty(&PlanReport {
                 changes: !plan.is_empty(),
                 manual_differences: plan.has_manual(),
+                orphans: plan.has_orphans(),
                 plan: &plan,
                 errors: errors.clone(),
                 api_calls: crate::metrics::api_calls()

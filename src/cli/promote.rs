@@ -184,7 +184,11 @@ pub async fn run(p: &Promoter<'_>, tenants: &[Tenant], desired: &[DesiredTenant]
             refuse_suspended(t, "rollback")?;
             rollback(p, t, &how).await
         }
-        Command::History { tenant, output } => history(p, find(tenants, desired, &tenant)?.0, output).await,
+        Command::History { tenant, output } => match find(tenants, desired, &tenant) {
+            Ok((t, _)) => history(p, t, output).await,
+            // A tenant whose file is gone (offboarded, or removed) keeps its ledger.
+            Err(e) => history_without_file(p, &tenant, output).await.map_err(|none| e.context(none)),
+        },
         _ => bail!("not a promotion command"),
     }
 }
@@ -375,6 +379,30 @@ async fn history(p: &Promoter<'_>, t: &Tenant, output: Output) -> Result<u8> {
     Ok(0)
 }
 
+/// `tenantry history` of a tenant no file declares: its ledger records, if it has any (what
+/// production runs is not shown: without a file there is no workload to read). The error says
+/// there are none.
+async fn history_without_file(p: &Promoter<'_>, tenant: &str, output: Output) -> Result<u8> {
+    if !crate::tenant::valid_tenant_id(tenant) {
+        bail!("`{tenant}` is not a tenant id");
+    }
+    let records = p.ctx.store.ledger(tenant).await?;
+    if records.is_empty() {
+        bail!("no ledger records of tenant `{tenant}` either");
+    }
+    match output {
+        Output::Json => crate::out!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "records": records, "production": [] }))?
+        ),
+        Output::Text => {
+            crate::out!("tenant {tenant}: no tenant file; its ledger:");
+            print_history(tenant, &records, &[]);
+        }
+    }
+    Ok(0)
+}
+
 /// The ledger as text, one line per record, then what production runs.
 fn print_history(tenant: &str, records: &[crate::promote::LedgerRecord], production: &[ProductionRuns]) {
     if records.is_empty() {
@@ -440,6 +468,9 @@ fn record_detail(r: &crate::promote::LedgerRecord) -> String {
         crate::promote::LedgerKind::Applied => {
             let steps = r.detail["steps"].as_array().cloned().unwrap_or_default();
             let mut out = format!("{}: {} step(s)", r.detail["command"].as_str().unwrap_or("?"), steps.len());
+            if let Some(lifecycle) = r.detail["lifecycle"].as_str().filter(|l| *l != "active") {
+                out.push_str(&format!(", tenant {lifecycle}"));
+            }
             if let Some(accounts) = r.detail["accounts"].as_object().filter(|a| !a.is_empty()) {
                 let list: Vec<String> =
                     accounts.iter().map(|(env, id)| format!("{env} {}", id.as_str().unwrap_or("?"))).collect();

@@ -83,11 +83,7 @@ impl fmt::Display for OrgStep {
             OrgStep::CreatePolicy { name, source, digest, accounts } => write!(
                 f,
                 "+ create SCP {name} from {} (sha256 {}; for {accounts} account{})",
-                if source == crate::tenant::QUARANTINE_POLICY_SOURCE {
-                    "tenantry's quarantine document (deny all but tenantry's roles)".to_string()
-                } else {
-                    format!("policies/{source}.json")
-                },
+                policy_origin(source),
                 short(digest),
                 if *accounts == 1 { "" } else { "s" }
             ),
@@ -306,6 +302,16 @@ impl Change {
     }
 }
 
+/// Where an SCP's document comes from, as plans say it: its file in `policies/`, or tenantry's
+/// own quarantine document.
+fn policy_origin(source: &str) -> String {
+    if source == crate::tenant::QUARANTINE_POLICY_SOURCE {
+        "tenantry's quarantine document (deny all but tenantry's access role)".to_string()
+    } else {
+        format!("policies/{source}.json")
+    }
+}
+
 fn short(v: &str) -> &str {
     &v[..v.len().min(12)]
 }
@@ -364,7 +370,7 @@ impl fmt::Display for Change {
                 write!(f, "remove tags from account {account_id}: {} (no longer in the tenant file)", keys.join(", "))
             }
             CreatePolicy { name, source, digest, .. } => {
-                write!(f, "create SCP {name} from policies/{source}.json (sha256 {})", short(digest))
+                write!(f, "create SCP {name} from {} (sha256 {})", policy_origin(source), short(digest))
             }
             UpdatePolicy { name, policy_id, digest, .. } => write!(
                 f,

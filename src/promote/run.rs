@@ -251,6 +251,22 @@ impl Promoter<'_> {
         .await?)
     }
 
+    /// Refuses to deploy into an account that still carries the quarantine SCP of a suspended
+    /// tenant (`ListPoliciesForTarget`): a tenant file set back to `active` takes effect once
+    /// `apply` has put the accounts back. Errors: [`Error::Refused`]; the call's.
+    async fn refuse_quarantined(&self, tenant: &Tenant, session: &MemberSession) -> Result<()> {
+        let id = session.account.account_id();
+        let attached = crate::aws::org::attached_scps(&self.ctx.clients.org, id).await?;
+        let prefix = format!("tenantry-{}-", crate::tenant::QUARANTINE_POLICY_SOURCE);
+        if let Some(name) = attached.values().find(|name| name.starts_with(&prefix)) {
+            refuse!(
+                "account {id} of tenant {0} still carries the quarantine SCP {name} (the tenant was suspended): run `tenantry apply {0}` to put its accounts back first",
+                tenant.spec.id
+            )
+        }
+        Ok(())
+    }
+
     /// Runs `work` under `tenant`'s lease, the one `apply` and `reconcile` take too, so that one
     /// process at a time changes a tenant's stacks: a stage, promotion or rollback waits for an
     /// apply of the same tenant (up to `lease_wait_seconds`), and the other way round. Errors:
@@ -413,6 +429,7 @@ impl Promoter<'_> {
     pub async fn stage(&self, tenant: &Tenant, workload: Option<&str>) -> Result<Vec<Staged>> {
         let names = workloads(tenant, workload)?;
         let session = self.session(tenant, Environment::Staging).await?;
+        self.refuse_quarantined(tenant, &session).await?;
         let mut ledger: Option<Vec<LedgerRecord>> = None;
         let mut out = Vec::new();
         for w in names {
@@ -844,6 +861,7 @@ impl Promoter<'_> {
         crate::shutdown::check(format!("promoting workload {workload} of {}", tenant.spec.id))?;
         let mut ledger = self.ctx.store.ledger(&tenant.spec.id).await?;
         let prod = self.session(tenant, Environment::Production).await?;
+        self.refuse_quarantined(tenant, &prod).await?;
         let truth = self.production_truth(&tenant.spec.id, workload, &prod, &mut ledger, !dry_run).await?;
         let never_staged = release.is_none()
             && !ledger.iter().any(|r| r.kind == LedgerKind::Staged && r.workload.as_deref() == Some(workload));
@@ -883,6 +901,7 @@ impl Promoter<'_> {
         crate::shutdown::check(format!("rolling back workload {workload} of {}", tenant.spec.id))?;
         let mut ledger = self.ctx.store.ledger(&tenant.spec.id).await?;
         let prod = self.session(tenant, Environment::Production).await?;
+        self.refuse_quarantined(tenant, &prod).await?;
         let truth = self.production_truth(&tenant.spec.id, workload, &prod, &mut ledger, !dry_run).await?;
         let history: Vec<&LedgerRecord> = ledger.iter().filter(|r| r.workload.as_deref() == Some(workload)).collect();
         let Some(target) = rollback_target(&history) else {

@@ -73,9 +73,9 @@ pub enum Lifecycle {
     #[default]
     Active,
     /// Frozen: both accounts sit in `quarantine_ou` (of `tenantry.toml`) with an SCP that denies
-    /// everything to every principal but tenantry's access and management roles; stacks and data
-    /// stay; `stage`, `promote` and `rollback` are refused. Setting `active` again puts the
-    /// accounts back in their OUs and detaches that SCP.
+    /// everything to every principal but tenantry's access role; stacks and data stay;
+    /// `stage`, `promote` and `rollback` are refused. Setting `active` again puts the accounts
+    /// back in their OUs and detaches that SCP.
     Suspended,
 }
 
@@ -105,7 +105,8 @@ pub struct TenantSpec {
     /// Default reconcile behaviour for drift.
     #[serde(default)]
     pub drift: DriftMode,
-    /// `active` (the default) or `suspended` ([`Lifecycle`]).
+    /// `active` (the default) or `suspended`: a suspended tenant's accounts are moved to the
+    /// quarantine OU with an SCP that denies everything to all but tenantry's access role.
     #[serde(default)]
     pub lifecycle: Lifecycle,
     /// The production account.

@@ -218,6 +218,14 @@ fn check_account(spec: &TenantSpec, env: Environment, settings: &OrgSettings, er
     }
     if !valid_ou_path(&a.ou) {
         err(format!("{env}.ou"), format!("`{}` is not an OU path such as `Tenants/Production`", a.ou));
+    } else if ou_paths_overlap(&a.ou, &settings.quarantine_ou) {
+        err(
+            format!("{env}.ou"),
+            format!(
+                "`{}` overlaps quarantine_ou `{}` (tenantry.toml): suspended tenants' accounts go there, so no tenant's OU may be it, inside it, or hold it",
+                a.ou, settings.quarantine_ou
+            ),
+        );
     }
     if a.allowed_regions.is_empty() {
         err(format!("{env}.allowed_regions"), "list at least one region".into());
@@ -268,6 +276,12 @@ pub fn valid_policy_file_name(name: &str) -> bool {
     let environment_part = parts.iter().any(|p| *p == "production" || *p == "staging");
     let digest_end = parts.len() > 1 && parts.last().is_some_and(|p| digest_like(p));
     !environment_part && !digest_end
+}
+
+/// Whether one OU path is the other or inside it (`a/b` and `a/b/c`; not `a/b` and `a/bc`).
+fn ou_paths_overlap(a: &str, b: &str) -> bool {
+    let inside = |inner: &str, outer: &str| inner.strip_prefix(outer).is_some_and(|rest| rest.starts_with('/'));
+    a == b || inside(a, b) || inside(b, a)
 }
 
 /// One account's SCPs: how many, known, not listed twice, names short enough.
@@ -507,4 +521,19 @@ pub fn valid_email(s: &str) -> bool {
         && !domain.ends_with('.')
         && !domain.contains("..")
         && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ou_paths_overlap;
+
+    #[test]
+    fn ou_paths_overlap_when_one_is_the_other_or_inside_it() {
+        assert!(ou_paths_overlap("Quarantine", "Quarantine"));
+        assert!(ou_paths_overlap("Tenants/Production", "Tenants"));
+        assert!(ou_paths_overlap("Tenants", "Tenants/Production"));
+        assert!(!ou_paths_overlap("Tenants/Prod", "Tenants/Production"));
+        assert!(!ou_paths_overlap("Tenants/Production", "Quarantine"));
+        assert!(!ou_paths_overlap("Quarantine2", "Quarantine"));
+    }
 }
