@@ -36,6 +36,9 @@ pub struct Claims {
     pub emails: BTreeMap<String, (String, Environment)>,
     /// Account name → (tenant, environment) whose file declares it (or whose default it is).
     pub names: BTreeMap<String, (String, Environment)>,
+    /// Account id → (tenant, environment) whose state record names it while no tenant file
+    /// declares that tenant (a file removed): such an account is never another tenant's.
+    pub recorded: BTreeMap<String, (String, Environment)>,
 }
 
 impl Claims {
@@ -51,6 +54,12 @@ impl Claims {
             }
         }
         claims
+    }
+
+    /// Adds what the state record of a tenant no file declares says: `account_id` is that
+    /// tenant environment's.
+    pub fn add_recorded(&mut self, tenant: &str, environment: Environment, account_id: &str) {
+        self.recorded.insert(account_id.to_string(), (tenant.to_string(), environment));
     }
 
     /// The tenant environment, other than `tenant`'s, whose file declares `email` or `name`.
@@ -129,6 +138,11 @@ pub fn check_ownership(claim: &Claim<'_>, account: &LiveAccount<'_>) -> Result<(
             return Err(refuse(format!("state records account {r} for this tenant environment")));
         }
     }
+    if let Some((tenant, env)) = claim.claims.recorded.get(account.id).filter(|(t, _)| t != claim.tenant) {
+        return Err(refuse(format!(
+            "the state of tenant `{tenant}` ({env}), whose file tenants/{tenant}.toml is gone, records this account: a removed tenant's accounts are never another's (restore that file)"
+        )));
+    }
     if let Some((what, (tenant, env))) = claim.claims.other_owner(claim.tenant, account.email, account.name) {
         return Err(refuse(format!("its {what} is declared by tenant `{tenant}` ({env}) in tenants/{tenant}.toml")));
     }
@@ -185,6 +199,7 @@ mod tests {
                 ("Acme (production)".into(), ("acme".into(), Environment::Production)),
                 ("Globex (production)".into(), ("globex".into(), Environment::Production)),
             ]),
+            recorded: BTreeMap::from([("777".into(), ("initech".into(), Environment::Production))]),
         }
     }
 
@@ -233,6 +248,13 @@ mod tests {
             &tags_of("globex", "production"),
         );
         assert!(r.unwrap_err().reason.contains("globex"));
+    }
+
+    #[test]
+    fn an_account_a_removed_tenants_state_records_is_refused_whatever_its_tags_say() {
+        let t = tags_of("acme", "production");
+        let r = check(P, None, &["acme@x.io"], "777", "acme@x.io", "Acme (production)", &t);
+        assert!(r.unwrap_err().reason.contains("the state of tenant `initech` (production), whose file"));
     }
 
     #[test]

@@ -639,6 +639,14 @@ async fn credentials_renewed_during_a_long_apply_are_checked_before_use() {
     let all = format!("{}{}", run.stdout, run.stderr);
     assert!(all.contains(&format!("gave credentials of account {globex}")), "{run:?}");
     assert_eq!(aws.stacks(&globex).await, before, "globex's stacks are untouched");
+    // The update was sent before the renewal failed: the ledger says so (found in review: a run
+    // whose only step failed after changing something left no record).
+    let history = ws.run(&emu.endpoint, &["history", "acme", "--output", "json"]);
+    let doc: serde_json::Value = serde_json::from_str(&history.stdout).unwrap();
+    let last = doc["records"].as_array().unwrap().iter().rev().find(|r| r["kind"] == "applied").unwrap().clone();
+    assert_eq!(last["detail"]["failed_step"]["action"], "update_stack", "{last:#}");
+    assert_eq!(last["detail"]["failed_step"]["stack"], "tenantry-baseline", "{last:#}");
+    assert!(last["detail"]["error"].as_str().is_some_and(|e| e.contains("gave credentials of account")), "{last:#}");
 }
 
 /// Deletes acme's staging agent pipeline stack, then starts `apply acme` through a proxy that
@@ -772,6 +780,7 @@ async fn a_removed_tenant_file_lists_its_accounts_as_orphaned_and_touches_nothin
         before.push((aws.ou_path(&id).await, aws.tags(&id).await, aws.attached_scps(&id).await, aws.stacks(&id).await));
         ids.push(id);
     }
+    let globex_file = ws.read("tenants/globex.toml");
     std::fs::remove_file(ws.path().join("tenants/globex.toml")).unwrap();
 
     let plan = ws.run(&emu.endpoint, &["plan"]);
@@ -806,9 +815,9 @@ async fn a_removed_tenant_file_lists_its_accounts_as_orphaned_and_touches_nothin
     let doc: serde_json::Value = serde_json::from_str(&applied.stdout).unwrap();
     assert_eq!(doc["orphaned"][0]["tenant"], "globex", "{doc:#}");
 
-    for (id, was) in ids.iter().zip(before) {
+    for (id, was) in ids.iter().zip(&before) {
         let now = (aws.ou_path(id).await, aws.tags(id).await, aws.attached_scps(id).await, aws.stacks(id).await);
-        assert_eq!(now, was, "globex's account {id} is untouched");
+        assert_eq!(&now, was, "globex's account {id} is untouched");
     }
     assert_eq!(aws.tenant_accounts().await.len(), 4, "no account created or lost");
 
@@ -820,4 +829,30 @@ async fn a_removed_tenant_file_lists_its_accounts_as_orphaned_and_touches_nothin
     let unknown = ws.run(&emu.endpoint, &["history", "initech"]);
     assert_eq!(unknown.code, 1, "{unknown:?}");
     assert!(unknown.stderr.contains("no ledger records of tenant `initech` either"), "{unknown:?}");
+
+    // A new tenant file with globex's emails, and globex's accounts retagged for it (found in
+    // review: the guard read other tenants' files and tags, not the records of removed ones,
+    // and apply took both accounts and changed their stacks): refused.
+    ws.write("tenants/initech.toml", &globex_file.replace("id = \"globex\"", "id = \"initech\""));
+    for id in &ids {
+        aws.org
+            .tag_resource()
+            .resource_id(id)
+            .tags(aws_sdk_organizations::types::Tag::builder().key("tenantry:tenant").value("initech").build().unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
+    for args in [&["plan", "initech"][..], &["apply", "initech", "--auto-approve"][..]] {
+        let run = ws.run(&emu.endpoint, args);
+        assert_eq!(run.code, 1, "{args:?}: {run:?}");
+        let all = format!("{}{}", run.stdout, run.stderr);
+        assert!(
+            all.contains("the state of tenant `globex` (production), whose file tenants/globex.toml is gone"),
+            "{args:?}: {run:?}"
+        );
+    }
+    for (id, was) in ids.iter().zip(&before) {
+        assert_eq!(aws.stacks(id).await, was.3, "globex's account {id} keeps its stacks");
+    }
 }

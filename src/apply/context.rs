@@ -26,6 +26,9 @@ pub struct Context {
     pub management_account_id: String,
     /// Who runs this command (STS `GetCallerIdentity`'s ARN): recorded in the ledger.
     pub caller_arn: String,
+    /// The state records of tenants no tenant file declares (their file removed), by the id
+    /// their key names, read when the run started.
+    pub removed_tenants: Vec<(String, crate::state::TenantRecord)>,
     /// What the state bucket was as a state location when first asked in this run.
     pub state_location: tokio::sync::OnceCell<Location>,
 }

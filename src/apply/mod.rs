@@ -178,6 +178,9 @@ pub struct TenantOutcome {
     /// The tenant's account ids as the run left them (those it created included).
     #[serde(skip)]
     pub accounts: BTreeMap<Environment, String>,
+    /// The step that was being carried out when the error came (it may have changed something).
+    #[serde(skip)]
+    pub failed_step: Option<Step>,
 }
 
 /// How [`Engine::run_tenant`] works on a tenant.
@@ -425,7 +428,7 @@ impl Engine {
             if let Err(e) = self.run_leased(desired, overview, &lease, mode, approved, &mut outcome).await {
                 outcome.error = Some(e);
             }
-            if !outcome.applied.is_empty() {
+            if !outcome.applied.is_empty() || outcome.failed_step.is_some() {
                 if let Err(e) = self.record_applied(desired, mode.command, &outcome).await {
                     let e = Error::from(e);
                     tracing::error!(tenant = %desired.id, "could not record the steps carried out in the ledger: {e:#}");
@@ -441,7 +444,8 @@ impl Engine {
     }
 
     /// Appends to the tenant's ledger the steps `outcome` carried out, by whom, with which
-    /// command and for which lifecycle, and the error that stopped it if one did (one `PutObject` with
+    /// command and for which lifecycle, and the step that failed and its error if one did (it
+    /// may have changed something before failing) (one `PutObject` with
     /// `If-None-Match: *`; a [`LedgerKind::Applied`](crate::state::ledger::LedgerKind::Applied) record).
     async fn record_applied(
         &self,
@@ -455,6 +459,7 @@ impl Engine {
             "lifecycle": desired.lifecycle,
             "accounts": outcome.accounts,
             "steps": outcome.applied,
+            "failed_step": outcome.failed_step,
             "error": outcome.error.as_ref().map(|e| format!("{e:#}")),
         });
         let rec = crate::state::ledger::LedgerRecord::new(
@@ -502,7 +507,12 @@ impl Engine {
             return Err(stale.into());
         }
         let mut run = TenantRun::new(self, desired, overview, tracked, &observed, lease.guard());
-        run.request_accounts(&plan, mode).await?;
+        if let Err(e) = run.request_accounts(&plan, mode).await {
+            outcome.failed_step =
+                plan.steps.iter().find(|s| matches!(s.change, plan::Change::CreateAccount { .. })).cloned();
+            outcome.accounts = run.account_ids.clone();
+            return Err(e);
+        }
         for step in &plan.steps {
             lease.check()?;
             if mode.stop_on_signal && crate::shutdown::requested() {
@@ -510,6 +520,8 @@ impl Engine {
                 return Err(crate::shutdown::Stopped { what: step.to_string() }.into());
             }
             if let Err(e) = run.execute(step).await {
+                outcome.failed_step = Some(step.clone());
+                outcome.accounts = run.account_ids.clone();
                 run.save_after("a failed step").await;
                 return Err(e.in_step(&desired.id, step));
             }

@@ -217,8 +217,21 @@ async fn connect(cli: &Cli, inputs: &Inputs, saved: Option<&SavedPlan>) -> Resul
             s.management_account_id
         );
     }
-    // Every tenant file's emails and names, so that no tenant's run takes another's account.
-    let claims = Arc::new(crate::guard::Claims::of(&inputs.tenants, &management_account_id));
+    let bucket = inputs.settings.state_bucket_for(&management_account_id);
+    let store = StateStore::new(clients.s3.clone(), bucket.clone());
+    // Every tenant file's emails and names, and the accounts the state records of tenants whose
+    // file is gone name, so that no tenant's run takes another's account.
+    let declared: std::collections::BTreeSet<&str> = inputs.tenants.iter().map(|t| t.spec.id.as_str()).collect();
+    let removed = store.records_without_file(&declared).await?;
+    let mut claims = crate::guard::Claims::of(&inputs.tenants, &management_account_id);
+    for (id, record) in &removed {
+        for (env, a) in &record.accounts {
+            if let Some(account_id) = &a.account_id {
+                claims.add_recorded(id, *env, account_id);
+            }
+        }
+    }
+    let claims = Arc::new(claims);
     let mut desired_tenants = Vec::new();
     for t in &selected {
         let d = desired::build(t, &inputs.settings, &inputs.renderer, &management_account_id).map_err(|errs| {
@@ -230,13 +243,13 @@ async fn connect(cli: &Cli, inputs: &Inputs, saved: Option<&SavedPlan>) -> Resul
         })?;
         desired_tenants.push(DesiredTenant { claims: claims.clone(), ..d });
     }
-    let bucket = inputs.settings.state_bucket_for(&management_account_id);
     if let Some(s) = saved.filter(|s| s.state_bucket != bucket) {
         bail!("the plan was made with state bucket {}; tenantry.toml now gives {bucket}", s.state_bucket);
     }
     let ctx = crate::apply::Context {
-        store: StateStore::new(clients.s3.clone(), bucket),
+        store,
         clients,
+        removed_tenants: removed,
         settings: inputs.settings.clone(),
         management_account_id: management_account_id.clone(),
         caller_arn: caller.arn,

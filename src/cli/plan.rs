@@ -156,22 +156,18 @@ struct PlanReport<'a> {
     api_calls: crate::metrics::ApiCalls,
 }
 
-/// Tenants the state bucket records (`ListObjectsV2` of `tenants/`) that none of `tenants`
-/// is, with the accounts each record names (`GetObject` of each such record).
-pub(super) async fn orphaned_tenants(engine: &Engine, tenants: &[DesiredTenant]) -> Result<Vec<plan::OrphanedTenant>> {
-    let store = &engine.ctx.store;
-    let declared: std::collections::BTreeSet<&str> = tenants.iter().map(|d| d.id.as_str()).collect();
-    let keys = store.list_keys("tenants/").await?;
-    let mut out = Vec::new();
-    for id in keys.iter().filter_map(|k| k.strip_prefix("tenants/")?.strip_suffix(".json")) {
-        if id.contains('/') || declared.contains(id) {
-            continue;
-        }
-        let record = store.read(id).await?.record;
-        let accounts = record.accounts.iter().map(|(env, a)| (*env, a.account_id.clone())).collect();
-        out.push(plan::OrphanedTenant { tenant: id.to_string(), accounts });
-    }
-    Ok(out)
+/// Tenants the state bucket records that no tenant file declares, with the accounts each
+/// record names (read when the run started: [`crate::apply::Context::removed_tenants`]).
+pub(super) fn orphaned_tenants(engine: &Engine) -> Vec<plan::OrphanedTenant> {
+    engine
+        .ctx
+        .removed_tenants
+        .iter()
+        .map(|(id, record)| plan::OrphanedTenant {
+            tenant: id.clone(),
+            accounts: record.accounts.iter().map(|(env, a)| (*env, a.account_id.clone())).collect(),
+        })
+        .collect()
 }
 
 /// Observes every tenant and plans: the plan, and per-tenant errors. With `all` (the run
@@ -206,7 +202,7 @@ pub(super) async fn compute_plan(
     let scps = scp_existence(engine, overview, tenants).await?;
     plan.organization = plan::organization(overview, &ous, &scps);
     if all {
-        plan.orphaned = orphaned_tenants(engine, tenants).await?;
+        plan.orphaned = orphaned_tenants(engine);
     }
     Ok((plan, errors))
 }

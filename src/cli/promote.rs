@@ -367,7 +367,7 @@ async fn rollback(p: &Promoter<'_>, t: &Tenant, how: &ProductionChange) -> Resul
 
 /// `tenantry history`: the ledger, and what production runs for each workload.
 async fn history(p: &Promoter<'_>, t: &Tenant, output: Output) -> Result<u8> {
-    let records = p.ctx.store.ledger(&t.spec.id).await?;
+    let records = ledger_and_audit(p, &t.spec.id).await?;
     let production = production_of(p, t, &records).await;
     match output {
         Output::Json => crate::out!(
@@ -379,6 +379,14 @@ async fn history(p: &Promoter<'_>, t: &Tenant, output: Output) -> Result<u8> {
     Ok(0)
 }
 
+/// A tenant's promotion records and `applied` records together, in the bucket's order.
+async fn ledger_and_audit(p: &Promoter<'_>, tenant: &str) -> Result<Vec<crate::promote::LedgerRecord>> {
+    let (ledger, audit) = tokio::try_join!(p.ctx.store.ledger(tenant), p.ctx.store.audit(tenant))?;
+    let mut records: Vec<_> = ledger.into_iter().chain(audit).collect();
+    records.sort_by(|a, b| (&a.stored_at, &a.at).cmp(&(&b.stored_at, &b.at)));
+    Ok(records)
+}
+
 /// `tenantry history` of a tenant no file declares: its ledger records, if it has any (what
 /// production runs is not shown: without a file there is no workload to read). The error says
 /// there are none.
@@ -386,7 +394,7 @@ async fn history_without_file(p: &Promoter<'_>, tenant: &str, output: Output) ->
     if !crate::tenant::valid_tenant_id(tenant) {
         bail!("`{tenant}` is not a tenant id");
     }
-    let records = p.ctx.store.ledger(tenant).await?;
+    let records = ledger_and_audit(p, tenant).await?;
     if records.is_empty() {
         bail!("no ledger records of tenant `{tenant}` either");
     }
@@ -410,20 +418,23 @@ fn print_history(tenant: &str, records: &[crate::promote::LedgerRecord], product
     }
     for r in records {
         let kind = serde_json::to_value(r.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-        let detail = record_detail(r);
-        // A multi-line detail (the steps of an `applied` record) goes under its line.
-        let (first, more) = detail.split_once('\n').unwrap_or((detail.as_str(), ""));
+        // Each line of the detail on its own, control characters shown as `?` (a record is
+        // data from the state bucket: it must not print lines of its own making).
+        let detail: Vec<String> = match r.kind {
+            crate::promote::LedgerKind::Applied => record_detail(r).lines().map(printable).collect(),
+            _ => vec![printable(&record_detail(r))],
+        };
         crate::out!(
             "{}  {:<16} {:<10} {}  {}  by {}",
-            r.stored_at.trim_end_matches('Z'),
+            printable(r.stored_at.trim_end_matches('Z')),
             kind,
-            r.workload.as_deref().unwrap_or("-"),
-            short(&r.release),
-            first,
-            r.by
+            printable(r.workload.as_deref().unwrap_or("-")),
+            printable(short(&r.release)),
+            detail.first().map(String::as_str).unwrap_or(""),
+            printable(&r.by)
         );
-        if !more.is_empty() {
-            crate::out!("{more}");
+        for line in detail.iter().skip(1) {
+            crate::out!("{line}");
         }
     }
     for w in production {
@@ -431,7 +442,13 @@ fn print_history(tenant: &str, records: &[crate::promote::LedgerRecord], product
     }
 }
 
-/// What a ledger record's line says after its release, by kind.
+/// `s` with every control character (newlines, escapes) shown as `?`.
+fn printable(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+}
+
+/// What a ledger record's line says after its release, by kind: the lines our own format makes
+/// (an `applied` record's steps); [`print_history`] makes each printable.
 fn record_detail(r: &crate::promote::LedgerRecord) -> String {
     match r.kind {
         crate::promote::LedgerKind::Evidence => format!(
@@ -466,24 +483,32 @@ fn record_detail(r: &crate::promote::LedgerRecord) -> String {
         }
         crate::promote::LedgerKind::Approval => r.detail["via"].as_str().unwrap_or("").to_string(),
         crate::promote::LedgerKind::Applied => {
+            let shown = |step: &serde_json::Value| match serde_json::from_value::<crate::plan::Step>(step.clone()) {
+                Ok(s) => s.to_string(),
+                Err(_) => step.to_string(),
+            };
             let steps = r.detail["steps"].as_array().cloned().unwrap_or_default();
-            let mut out = format!("{}: {} step(s)", r.detail["command"].as_str().unwrap_or("?"), steps.len());
+            let mut out =
+                format!("{}: {} step(s)", printable(r.detail["command"].as_str().unwrap_or("?")), steps.len());
             if let Some(lifecycle) = r.detail["lifecycle"].as_str().filter(|l| *l != "active") {
-                out.push_str(&format!(", tenant {lifecycle}"));
+                out.push_str(&format!(", tenant {}", printable(lifecycle)));
             }
             if let Some(accounts) = r.detail["accounts"].as_object().filter(|a| !a.is_empty()) {
-                let list: Vec<String> =
-                    accounts.iter().map(|(env, id)| format!("{env} {}", id.as_str().unwrap_or("?"))).collect();
+                let list: Vec<String> = accounts
+                    .iter()
+                    .map(|(env, id)| printable(&format!("{env} {}", id.as_str().unwrap_or("?"))))
+                    .collect();
                 out.push_str(&format!(" (accounts: {})", list.join(", ")));
             }
-            if let Some(e) = r.detail["error"].as_str() {
-                out.push_str(&format!(", then failed: {}", e.lines().next().unwrap_or("")));
+            for step in &steps {
+                out.push_str(&format!("\n      {}", printable(&shown(step))));
             }
-            for step in steps {
-                match serde_json::from_value::<crate::plan::Step>(step.clone()) {
-                    Ok(s) => out.push_str(&format!("\n      {s}")),
-                    Err(_) => out.push_str(&format!("\n      {step}")),
-                }
+            if let Some(e) = r.detail["error"].as_str() {
+                let failed = match &r.detail["failed_step"] {
+                    serde_json::Value::Null => String::new(),
+                    step => format!(" at {}", printable(&shown(step))),
+                };
+                out.push_str(&format!("\n      failed{failed}: {}", printable(e.lines().next().unwrap_or(""))));
             }
             out
         }

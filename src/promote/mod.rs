@@ -72,9 +72,11 @@ impl Release {
     }
 }
 
-/// The first 12 characters of a digest, for display.
+/// The first 12 characters of a digest, for display (of anything else read as one: its first
+/// 12 characters, never cut inside one).
 pub fn short(digest: &str) -> &str {
-    &digest[..digest.len().min(12)]
+    let end = digest.char_indices().nth(12).map_or(digest.len(), |(i, _)| i);
+    &digest[..end]
 }
 
 /// A check result for a release, from the ledger or from the staging evidence bucket.

@@ -1,7 +1,9 @@
 //! The promotion ledger and release artifacts, in the state bucket.
 //!
 //! - `ledger/<tenant>/<at>-<kind>-<id>.json`: one append-only [`LedgerRecord`] per event, written
-//!   with `If-None-Match: *` and never changed; ordered by the bucket's `LastModified`.
+//!   with `If-None-Match: *` and never changed; ordered by the bucket's `LastModified`;
+//! - `audit/<tenant>/<at>-applied-<id>.json`: the same, for the steps `apply` and
+//!   `reconcile --remediate` carried out (kept apart: promotion reads every record of its prefix).
 //! - `artifacts/<tenant>/<digest>.json`: one [`Release`] per digest, content-addressed and stored
 //!   once; read back only after its digest is verified.
 //!
@@ -119,11 +121,14 @@ pub struct LedgerRecord {
 }
 
 impl LedgerRecord {
-    /// The record's key: sorted by time, unique by id.
+    /// The record's key: sorted by time, unique by id. Promotion records are under
+    /// `ledger/<tenant>/`; `applied` records under `audit/<tenant>/`, so that promotion, which
+    /// reads every record of its prefix, does not read the steps of every apply too.
     pub fn key(&self) -> String {
         let kind =
             serde_json::to_value(self.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-        format!("ledger/{}/{}-{kind}-{}.json", self.tenant, self.at, self.id)
+        let prefix = if self.kind == LedgerKind::Applied { "audit" } else { "ledger" };
+        format!("{prefix}/{}/{}-{kind}-{}.json", self.tenant, self.at, self.id)
     }
 }
 
@@ -230,8 +235,19 @@ impl StateStore {
     /// `.json` suffix, or a record that names another tenant, is skipped with a warning. Errors: [`Error::Corrupt`] for a record that is
     /// not one; S3 errors.
     pub async fn ledger(&self, tenant: &str) -> Result<Vec<LedgerRecord>> {
+        self.records_under(&format!("ledger/{tenant}/"), tenant).await
+    }
+
+    /// Every `applied` record of a tenant (`audit/<tenant>/`), ordered as [`Self::ledger`].
+    /// Errors: as [`Self::ledger`].
+    pub async fn audit(&self, tenant: &str) -> Result<Vec<LedgerRecord>> {
+        self.records_under(&format!("audit/{tenant}/"), tenant).await
+    }
+
+    /// The records under `prefix` that name `tenant`, ordered (see [`Self::ledger`]).
+    async fn records_under(&self, prefix: &str, tenant: &str) -> Result<Vec<LedgerRecord>> {
         let mut out = Vec::new();
-        for (key, stored_at) in self.list_objects(&format!("ledger/{tenant}/")).await? {
+        for (key, stored_at) in self.list_objects(prefix).await? {
             if !key.ends_with(".json") {
                 tracing::warn!(key, "not a ledger record (no .json suffix); ignored");
                 continue;

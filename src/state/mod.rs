@@ -464,6 +464,25 @@ impl StateStore {
         Ok(out)
     }
 
+    /// The records of tenants none of `declared` is, each with the id its key names
+    /// (`tenants/<id>.json`; keys that name no tenant id are skipped): `ListObjectsV2` of
+    /// `tenants/`, then `GetObject` of each such record. None when the bucket is missing.
+    /// Errors: S3's, and [`Error::Corrupt`] for a record that is not one.
+    pub async fn records_without_file(
+        &self,
+        declared: &std::collections::BTreeSet<&str>,
+    ) -> Result<Vec<(String, TenantRecord)>> {
+        let mut out = Vec::new();
+        for key in self.list_keys("tenants/").await? {
+            let Some(id) = key.strip_prefix("tenants/").and_then(|k| k.strip_suffix(".json")) else { continue };
+            if !crate::tenant::valid_tenant_id(id) || declared.contains(id) {
+                continue;
+            }
+            out.push((id.to_string(), self.read(id).await?.record));
+        }
+        Ok(out)
+    }
+
     /// Keys under `prefix`, sorted (`ListObjectsV2`, all pages); none when the bucket is missing.
     pub async fn list_keys(&self, prefix: &str) -> Result<Vec<String>> {
         let mut out = Vec::new();
