@@ -497,7 +497,9 @@ async fn an_account_found_by_email_after_a_lost_answer_that_is_another_tenants_i
     let emu = Emulator::start();
     let ws = Workspace::new();
     let aws = Aws::new(&emu.endpoint).await;
-    let rules = serde_json::json!([{"service": "organizations", "action": "CreateAccount", "fault": "reset", "ms": 4000, "nth": [1]}]);
+    // Held 8 s before the connection drops: the other account must exist by the time tenantry
+    // looks (4 s was once too short on a loaded machine, ministack).
+    let rules = serde_json::json!([{"service": "organizations", "action": "CreateAccount", "fault": "reset", "ms": 8000, "nth": [1]}]);
     let log = ws.path().join("held.log");
     let proxy = FaultProxy::start_logged(&emu.endpoint, &rules, Some(&log));
     let child = ws.spawn(&proxy.endpoint, &["apply", "acme", "--auto-approve"]);
