@@ -173,8 +173,6 @@ impl MemberSession {
         let assumed = crate::shutdown::bounded(format_args!("waiting for {arn} to be assumable"), retried)
             .await?
             .map_err(|e| Error::from_sdk("sts:AssumeRole", e))?;
-        // The account STS says the session acts in (`arn:aws:sts::<account>:assumed-role/...`).
-        let said = assumed.assumed_role_user().and_then(|u| account_of_arn(u.arn())).map(str::to_string);
         let seed = credentials_of(assumed, &account.account_id)?;
         // The first credentials are the ones just obtained; when they near expiry (long stack
         // waits outlive one session) the role is assumed again, and the new credentials are
@@ -195,9 +193,6 @@ impl MemberSession {
             .credentials_provider(SharedCredentialsProvider::new(provider))
             .region(Region::new(region.to_string()))
             .build();
-        if let Some(said) = said.filter(|said| *said != account.account_id) {
-            return Err(SessionError::WrongAccount { expected: account.account_id.clone(), actual: said });
-        }
         let sts =
             aws_sdk_sts::Client::from_conf(aws_sdk_sts::config::Builder::from(&conf).interceptor(CountCalls).build());
         let cfn_conf = aws_sdk_cloudformation::config::Builder::from(&conf).interceptor(CountCalls).build();
@@ -227,13 +222,7 @@ impl UncheckedSession {
     /// Asks STS which account the credentials act in (`GetCallerIdentity`, signed with them).
     /// Errors: [`SessionError::WrongAccount`] for another account, [`SessionError::Aws`].
     pub async fn check(&self) -> Result<(), SessionError> {
-        let identity =
-            self.sts.get_caller_identity().send().await.map_err(|e| Error::from_sdk("sts:GetCallerIdentity", e))?;
-        let actual = identity.account.unwrap_or_default();
-        if actual != self.session.account.account_id {
-            return Err(SessionError::WrongAccount { expected: self.session.account.account_id.clone(), actual });
-        }
-        Ok(())
+        caller_must_be(&self.sts, &self.session.account.account_id).await
     }
 
     /// Whether resource ARNs from an answer to a request signed with these credentials (the
@@ -279,20 +268,38 @@ const REFRESH_BEFORE: Duration = Duration::from_secs(15 * 60);
 /// The least time credentials from `AssumeRole` must still be valid for to be taken.
 const MIN_VALIDITY: Duration = Duration::from_secs(60);
 
+/// STS `GetCallerIdentity` through `sts` (signed with the credentials to check) must name
+/// `expected`. Errors: [`SessionError::WrongAccount`] for another account, [`SessionError::Aws`].
+async fn caller_must_be(sts: &aws_sdk_sts::Client, expected: &str) -> Result<(), SessionError> {
+    let identity = sts.get_caller_identity().send().await.map_err(|e| Error::from_sdk("sts:GetCallerIdentity", e))?;
+    let actual = identity.account.unwrap_or_default();
+    if actual != expected {
+        return Err(SessionError::WrongAccount { expected: expected.to_string(), actual });
+    }
+    Ok(())
+}
+
 /// The credentials of an `AssumeRole` answer for `account_id`. Errors:
 /// [`SessionError::ExpiredCredentials`] when they have no expiry or expire within
 /// [`MIN_VALIDITY`] (an answer that would be replaced at once, by credentials nobody checked
-/// before: the reason this is refused rather than refreshed).
+/// before: the reason this is refused rather than refreshed); [`SessionError::WrongAccount`]
+/// when the answer's `AssumedRoleUser` ARN names another account (its word is not proof of the
+/// right one, but it is enough to refuse).
 fn credentials_of(
     assumed: aws_sdk_sts::operation::assume_role::AssumeRoleOutput,
     account_id: &str,
 ) -> Result<Credentials, SessionError> {
     let expired = |expiry: String| SessionError::ExpiredCredentials { account_id: account_id.to_string(), expiry };
+    // The account STS says the session acts in (`arn:aws:sts::<account>:assumed-role/...`).
+    let said = assumed.assumed_role_user().and_then(|u| account_of_arn(u.arn())).map(str::to_string);
     let c = assumed.credentials.ok_or_else(|| expired("without any credentials".into()))?;
     let expires = std::time::SystemTime::try_from(c.expiration)
         .map_err(|_| expired(format!("with an unreadable expiry ({})", c.expiration)))?;
     if expires < std::time::SystemTime::now() + MIN_VALIDITY {
         return Err(expired(format!("that expire at {} (within a minute, or before now)", c.expiration)));
+    }
+    if let Some(said) = said.filter(|said| said != account_id) {
+        return Err(SessionError::WrongAccount { expected: account_id.to_string(), actual: said });
     }
     Ok(Credentials::new(
         c.access_key_id,
@@ -344,25 +351,13 @@ impl CheckedCredentials {
             .send()
             .await
             .map_err(|e| Error::from_sdk("sts:AssumeRole", e))?;
-        let said = assumed.assumed_role_user().and_then(|u| account_of_arn(u.arn())).map(str::to_string);
-        if let Some(said) = said.filter(|said| *said != self.account_id) {
-            return Err(SessionError::WrongAccount { expected: self.account_id.clone(), actual: said });
-        }
         let fresh = credentials_of(assumed, &self.account_id)?;
         let conf = aws_sdk_sts::config::Builder::from(&self.sdk)
             .credentials_provider(fresh.clone())
             .region(Region::new(self.region.clone()))
             .interceptor(CountCalls)
             .build();
-        let identity = aws_sdk_sts::Client::from_conf(conf)
-            .get_caller_identity()
-            .send()
-            .await
-            .map_err(|e| Error::from_sdk("sts:GetCallerIdentity", e))?;
-        let actual = identity.account.unwrap_or_default();
-        if actual != self.account_id {
-            return Err(SessionError::WrongAccount { expected: self.account_id.clone(), actual });
-        }
+        caller_must_be(&aws_sdk_sts::Client::from_conf(conf), &self.account_id).await?;
         *current = fresh.clone();
         Ok(fresh)
     }
